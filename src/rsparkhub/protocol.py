@@ -1,0 +1,422 @@
+"""Every message exchanged between clients, the hub and agents.
+
+This module owns the wire format (JSON text frames over WebSocket) and nothing else:
+no I/O, no state. The hub, the agent and the Python client all parse and build messages
+with these models, so a message is defined in exactly one place. docs/protocol.md
+describes the flows with examples.
+
+Three families:
+
+* ``ClientRequest`` — sent by a client to the hub on ``/api/workspaces/{id}/ws``.
+  Every request carries an ``id`` chosen by the client; everything the session produces
+  for it names that id as ``request_id``.
+* ``Event`` — produced by a session (the agent, or the hub on the session's behalf when the
+  agent died). Events are wrapped in an ``EventEnvelope`` carrying the session id and a
+  per-session sequence number ``seq`` (1, 2, 3 …). Clients reconnect with ``since=<seq>``.
+* Agent link messages (``AgentToHub`` / ``HubToAgent``) on ``/agent/ws``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+Language = Literal["r", "python", "bash"]
+LANGUAGES: tuple[Language, ...] = ("r", "python", "bash")
+ExecMode = Literal["console", "run", "source"]
+RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+# A workspace-relative path; the hub validates it further (rsparkhub.hub.paths).
+RelPath = Annotated[str, Field(min_length=1, max_length=1024)]
+MAX_CODE_CHARS = 2_000_000
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------------- client → hub
+
+
+class ExecuteRequest(_Msg):
+    """Run code. Either ``code`` (console mode) or ``path`` (a workspace file) is given.
+
+    ``run`` and ``source`` take the file at its latest saved version; ``console`` runs
+    ``code`` as if typed in a console. When ``path`` is given and ``language`` is not, the
+    language follows from the file extension.
+    """
+
+    type: Literal["execute"] = "execute"
+    id: RequestId
+    code: str | None = Field(default=None, max_length=MAX_CODE_CHARS)
+    path: RelPath | None = None
+    language: Language | None = None
+    mode: ExecMode = "console"
+
+
+class InterruptRequest(_Msg):
+    type: Literal["interrupt"] = "interrupt"
+    id: RequestId
+    language: Language | None = None  # None: whatever is running
+
+
+class RestartRequest(_Msg):
+    type: Literal["restart"] = "restart"
+    id: RequestId
+    language: Language
+
+
+class CompleteRequest(_Msg):
+    type: Literal["complete"] = "complete"
+    id: RequestId
+    language: Language
+    code: str = Field(max_length=100_000)
+    cursor_pos: int = Field(ge=0)
+
+
+class IsCompleteRequest(_Msg):
+    type: Literal["is_complete"] = "is_complete"
+    id: RequestId
+    language: Language
+    code: str = Field(max_length=100_000)
+
+
+class PingRequest(_Msg):
+    type: Literal["ping"] = "ping"
+    id: RequestId
+
+
+ClientRequest = Annotated[
+    ExecuteRequest
+    | InterruptRequest
+    | RestartRequest
+    | CompleteRequest
+    | IsCompleteRequest
+    | PingRequest,
+    Field(discriminator="type"),
+]
+
+# --------------------------------------------------------------------------- session events
+
+
+class StreamEvent(_Msg):
+    """Text written to stdout or stderr, in the order produced."""
+
+    type: Literal["stream"] = "stream"
+    request_id: str | None = None
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+class ResultEvent(_Msg):
+    """A displayed value (rich MIME bundle without images; images become plots)."""
+
+    type: Literal["result"] = "result"
+    request_id: str | None = None
+    data: dict[str, Any]
+
+
+class ErrorEvent(_Msg):
+    """An error raised by user code."""
+
+    type: Literal["error"] = "error"
+    request_id: str | None = None
+    ename: str
+    evalue: str
+    traceback: list[str] = Field(default_factory=list)
+
+
+class PlotEvent(_Msg):
+    """A plot was made. The image itself is stored by the hub; fetch it at ``url``."""
+
+    type: Literal["plot"] = "plot"
+    request_id: str | None = None
+    plot_id: str
+    mime: str = "image/png"
+    url: str | None = None  # filled in by the hub
+    width: int | None = None
+    height: int | None = None
+    # Set by the agent only: the image bytes (base64). The hub stores them in the plot
+    # history, removes this field and fills in ``url`` before anyone else sees the event.
+    content_b64: str | None = None
+
+
+class StatusEvent(_Msg):
+    """The state of one language's kernel (starting, idle, busy, dead)."""
+
+    type: Literal["status"] = "status"
+    language: Language
+    state: Literal["starting", "idle", "busy", "restarting", "dead"]
+    message: str | None = None
+
+
+class DoneEvent(_Msg):
+    """The end of one request's output. ``status``: ok, error (code failed), aborted
+    (interrupted), or failed (the request could not run, e.g. language not installed)."""
+
+    type: Literal["done"] = "done"
+    request_id: str
+    status: Literal["ok", "error", "aborted", "failed"]
+    duration_ms: float = 0.0
+    plot_ids: list[str] = Field(default_factory=list)
+    error_code: str | None = None
+    message: str | None = None
+
+
+class SessionEvent(_Msg):
+    """The session's life: ready (agent connected), progress (while starting),
+    stopped (clean stop), dead (exited unexpectedly; ``exit_code``/``reason``)."""
+
+    type: Literal["session"] = "session"
+    state: Literal["starting", "ready", "stopping", "stopped", "dead"]
+    message: str | None = None
+    exit_code: int | None = None
+    languages: list[Language] | None = None
+
+
+class ReplyEvent(_Msg):
+    """The answer to a request that has a value (complete, is_complete, ping, restart)."""
+
+    type: Literal["reply"] = "reply"
+    request_id: str
+    ok: bool = True
+    content: dict[str, Any] = Field(default_factory=dict)
+    error_code: str | None = None
+    message: str | None = None
+
+
+Event = Annotated[
+    StreamEvent
+    | ResultEvent
+    | ErrorEvent
+    | PlotEvent
+    | StatusEvent
+    | DoneEvent
+    | SessionEvent
+    | ReplyEvent,
+    Field(discriminator="type"),
+]
+
+
+class EventEnvelope(_Msg):
+    """A session event with its place in the session's stream."""
+
+    type: Literal["event"] = "event"
+    session_id: str
+    seq: int = Field(ge=1)
+    event: Event
+
+
+# --------------------------------------------------------------------------- hub → client (not in the stream)
+
+
+class WelcomeMessage(_Msg):
+    """First message on a client socket: which session the stream belongs to and where
+    replay starts. Events with ``seq <= since`` are not sent again."""
+
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    workspace_id: str
+    session_id: str
+    state: str
+    since: int
+    user: str
+
+
+class ProtocolError(_Msg):
+    """A request that could not be accepted (malformed, unknown type, not allowed)."""
+
+    type: Literal["protocol_error"] = "protocol_error"
+    request_id: str | None = None
+    code: str
+    message: str
+
+
+class FilesChanged(_Msg):
+    """Workspace files changed (saved by a client or written by code)."""
+
+    type: Literal["files_changed"] = "files_changed"
+    workspace_id: str
+    changed: list[dict[str, Any]] = Field(default_factory=list)  # {path, version, size, sha256}
+    deleted: list[str] = Field(default_factory=list)
+
+
+class PresenceMessage(_Msg):
+    type: Literal["presence"] = "presence"
+    users: list[str]
+
+
+# --------------------------------------------------------------------------- agent link
+
+
+class AgentHello(_Msg):
+    """First message of an agent after connecting (also after a re-dial)."""
+
+    type: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    session_id: str
+    pid: int | None = None
+    languages: list[Language]
+    first_unacked_seq: int = Field(ge=1)  # events before this one were acknowledged
+    resumed: bool = False  # true when re-dialling after losing the hub
+
+
+class AgentEvents(_Msg):
+    """A batch of session events, in seq order. The hub acknowledges with ``AckMessage``
+    once they are durable; the agent resends anything unacknowledged after a re-dial."""
+
+    type: Literal["events"] = "events"
+    events: list[EventEnvelope]
+
+
+class FileFromAgent(_Msg):
+    """A file written or changed by code in the session's working directory."""
+
+    type: Literal["file_changed"] = "file_changed"
+    path: RelPath
+    content_b64: str
+    sha256: str
+
+
+class FileDeletedByAgent(_Msg):
+    type: Literal["file_deleted"] = "file_deleted"
+    path: RelPath
+
+
+AgentToHub = Annotated[
+    AgentHello | AgentEvents | FileFromAgent | FileDeletedByAgent,
+    Field(discriminator="type"),
+]
+
+
+class AgentWelcome(_Msg):
+    """The hub's answer to ``hello``: the highest seq it has made durable, and the
+    workspace files the working directory must hold (path → sha256)."""
+
+    type: Literal["welcome"] = "welcome"
+    acked_seq: int = Field(ge=0)
+    manifest: dict[str, str]
+
+
+class AckMessage(_Msg):
+    type: Literal["ack"] = "ack"
+    seq: int = Field(ge=0)
+
+
+class FilePut(_Msg):
+    """Write a workspace file into the working directory (before any later request runs)."""
+
+    type: Literal["file_put"] = "file_put"
+    path: RelPath
+    content_b64: str
+    sha256: str
+
+
+class FileDelete(_Msg):
+    type: Literal["file_delete"] = "file_delete"
+    path: RelPath
+
+
+class StopMessage(_Msg):
+    """Shut kernels down and exit with code 0."""
+
+    type: Literal["stop"] = "stop"
+    reason: str = "requested"
+
+
+class ForwardedRequest(_Msg):
+    """A client request passed on to the agent. For ``execute`` with a ``path`` the hub
+    has already sent the file's latest version with ``file_put``."""
+
+    type: Literal["request"] = "request"
+    user: str
+    request: ClientRequest
+
+
+HubToAgent = Annotated[
+    AgentWelcome | AckMessage | FilePut | FileDelete | StopMessage | ForwardedRequest,
+    Field(discriminator="type"),
+]
+
+_client_request = TypeAdapter(ClientRequest)
+_agent_to_hub = TypeAdapter(AgentToHub)
+_hub_to_agent = TypeAdapter(HubToAgent)
+_event = TypeAdapter(Event)
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+class MessageError(ValueError):
+    """A frame that is not a valid message. ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+def _load(raw: str | bytes) -> Any:
+    if len(raw) > MAX_FRAME_BYTES:
+        raise MessageError("frame_too_large", f"Messages are limited to {MAX_FRAME_BYTES} bytes.")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError("invalid_json", f"The message is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise MessageError("invalid_message", "A message must be a JSON object.")
+    return data
+
+
+def _parse(adapter: TypeAdapter[Any], raw: str | bytes) -> Any:
+    data = _load(raw)
+    request_id = data.get("id") if isinstance(data.get("id"), str) else None
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        if first.get("type") == "union_tag_invalid" or (
+            first.get("type") == "union_tag_not_found"
+        ):
+            code = "unknown_type"
+            text = f"Unknown or missing message type {data.get('type')!r}."
+        else:
+            code = "invalid_message"
+            text = f"Invalid message: {where or 'message'}: {first.get('msg')}."
+        raise MessageError(code, text, request_id) from None
+
+
+def parse_client_request(raw: str | bytes) -> ClientRequest:
+    return _parse(_client_request, raw)  # type: ignore[no-any-return]
+
+
+def parse_agent_message(raw: str | bytes) -> AgentToHub:
+    return _parse(_agent_to_hub, raw)  # type: ignore[no-any-return]
+
+
+def parse_hub_to_agent(raw: str | bytes) -> HubToAgent:
+    return _parse(_hub_to_agent, raw)  # type: ignore[no-any-return]
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    return _event.validate_python(data)  # type: ignore[no-any-return]
+
+
+def dump(msg: BaseModel) -> str:
+    return msg.model_dump_json(exclude_none=False)
+
+
+def language_for_path(path: str) -> Language | None:
+    """The language a file runs in, by extension."""
+    lower = path.lower()
+    if lower.endswith((".r", ".rmd", ".qmd")):
+        return "r"
+    if lower.endswith(".py"):
+        return "python"
+    if lower.endswith((".sh", ".bash")):
+        return "bash"
+    return None
