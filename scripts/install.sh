@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Idempotent installer for a fresh Debian 12 machine (run as root, python3 >= 3.11 on PATH).
+#
+#   1. Debian packages (R + kernels, pandoc, bubblewrap, PostgreSQL, Chromium): apt is skipped
+#      entirely when every package is already installed.
+#   2. The virtualenv .venv in the repository, with `pip install -e '.[test]'`; skipped while
+#      the sha256 of pyproject.toml matches the one stored in .venv/.rsparkhub-installed.
+#   3. Jupyter kernelspecs (python3, bash) inside the venv; `ir` comes from r-cran-irkernel.
+#
+# Safe to run from any directory and as often as you like; a re-run with nothing to do takes
+# well under a second.
+set -euo pipefail
+
+REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+APT_PACKAGES=(
+  r-base-core r-cran-irkernel r-cran-rmarkdown r-cran-knitr pandoc r-cran-jsonlite
+  r-cran-ggplot2 r-cran-dbi r-cran-rpostgresql r-cran-reticulate r-cran-data.table
+  r-cran-dplyr bubblewrap postgresql chromium chromium-driver
+)
+VENV="$REPO_ROOT/.venv"
+MARKER="$VENV/.rsparkhub-installed"
+APT_STAMP=/var/lib/apt/lists/.rsparkhub-update-stamp
+
+log() { printf '[install] %s\n' "$*"; }
+
+# Run a noisy command with its output in a log file; show the tail of it only on failure.
+quiet() {
+  local out rc=0
+  out="$(mktemp "${TMPDIR:-/tmp}/rsparkhub-install.XXXXXX")"
+  "$@" >"$out" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    log "failed (exit $rc): $*" >&2
+    tail -n 40 "$out" >&2
+  fi
+  rm -f "$out"
+  return "$rc"
+}
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+fi
+
+# --- 1. Debian packages ------------------------------------------------------------------
+
+missing_packages() {
+  local pkg status
+  for pkg in "${APT_PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+    [[ "$status" == "installed" ]] || printf '%s\n' "$pkg"
+  done
+}
+
+# True when the package lists were refreshed within the last day. apt keeps the server's
+# timestamps as the lists' mtimes, so look at when files were written (ctime), at the
+# partial/ dir that every update touches, and at our own stamp.
+apt_lists_fresh() {
+  local recent
+  recent="$(find /var/lib/apt/lists -maxdepth 1 \( -name '*Packages*' -cmin -1440 \) -print -quit 2>/dev/null || true)"
+  [[ -n "$recent" ]] && return 0
+  [[ -n "$(find "$APT_STAMP" /var/lib/apt/lists/partial -maxdepth 0 -mmin -1440 2>/dev/null || true)" ]]
+}
+
+apt_update() {
+  log "apt-get update"
+  quiet "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" touch "$APT_STAMP" 2>/dev/null || true
+}
+
+apt_install() {
+  quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "$@"
+}
+
+mapfile -t MISSING < <(missing_packages)
+if [[ ${#MISSING[@]} -eq 0 ]]; then
+  log "apt: all ${#APT_PACKAGES[@]} packages already installed"
+else
+  log "apt: installing ${MISSING[*]}"
+  updated=0
+  if ! apt_lists_fresh; then
+    apt_update
+    updated=1
+  fi
+  if ! apt_install "${MISSING[@]}"; then
+    # Lists may be stale even if recent-looking (e.g. a package not known yet): refresh once.
+    if [[ $updated -eq 1 ]]; then exit 1; fi
+    log "apt-get install failed with the current lists; refreshing them and retrying"
+    apt_update
+    apt_install "${MISSING[@]}"
+  fi
+  mapfile -t STILL_MISSING < <(missing_packages)
+  if [[ ${#STILL_MISSING[@]} -ne 0 ]]; then
+    log "apt: still missing after install: ${STILL_MISSING[*]}" >&2
+    exit 1
+  fi
+fi
+
+# --- 2. virtualenv + editable install ----------------------------------------------------
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating virtualenv .venv with $(command -v python3) ($(python3 -V 2>&1))"
+  python3 -m venv "$VENV"
+fi
+
+want_hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+have_hash="$(cat "$MARKER" 2>/dev/null || true)"
+pip_ran=0
+if [[ "$want_hash" != "$have_hash" ]]; then
+  log "pip install -e '.[test]'"
+  rm -f "$MARKER"
+  quiet "$VENV/bin/python" -m pip install --disable-pip-version-check -e '.[test]'
+  printf '%s\n' "$want_hash" >"$MARKER"
+  pip_ran=1
+else
+  log "venv: up to date with pyproject.toml"
+fi
+
+# --- 3. Jupyter kernelspecs ----------------------------------------------------------------
+
+KERNELS="$VENV/share/jupyter/kernels"
+if [[ $pip_ran -eq 1 || ! -f "$KERNELS/python3/kernel.json" || ! -f "$KERNELS/bash/kernel.json" ]]; then
+  log "registering python3 and bash kernels in the venv"
+  quiet "$VENV/bin/python" -m ipykernel install --sys-prefix
+  quiet "$VENV/bin/python" -m bash_kernel.install --sys-prefix
+else
+  log "kernels: python3 and bash already registered"
+fi
+if [[ ! -f /usr/share/jupyter/kernels/ir/kernel.json ]]; then
+  log "warning: /usr/share/jupyter/kernels/ir/kernel.json not found (r-cran-irkernel)" >&2
+fi
+
+log "done"
