@@ -1,0 +1,70 @@
+"""Command line of the session agent.
+
+    python -m rsparkhub.agent --hub-url ws://HOST:PORT/agent/ws --session-id SID \
+        --workdir DIR [--redial-timeout 600] [--max-file-bytes 52428800] [--log-level info]
+
+The session token is read from the environment variable ``RSPARKHUB_SESSION_TOKEN`` and
+sent as ``Authorization: Bearer <token>``. Exit codes: 0 after ``stop``/SIGTERM,
+3 when the hub stayed unreachable for ``--redial-timeout`` seconds, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rsparkhub.agent.main import Agent, AgentConfig
+
+TOKEN_ENV = "RSPARKHUB_SESSION_TOKEN"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m rsparkhub.agent", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--hub-url", required=True, help="WebSocket URL of the hub's /agent/ws")
+    ap.add_argument("--session-id", required=True)
+    ap.add_argument("--workdir", required=True, type=Path, help="the session's working directory")
+    ap.add_argument(
+        "--redial-timeout",
+        type=float,
+        default=600.0,
+        help="give up (exit 3) after the hub was unreachable this many seconds",
+    )
+    ap.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=50 * 1024 * 1024,
+        help="files larger than this are not sent to the hub",
+    )
+    ap.add_argument("--scan-interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    ap.add_argument("--log-level", default="info")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s agent[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    token = os.environ.pop(TOKEN_ENV, None)  # not inherited by kernels
+    config = AgentConfig(
+        hub_url=args.hub_url,
+        session_id=args.session_id,
+        workdir=args.workdir,
+        token=token,
+        redial_timeout=args.redial_timeout,
+        max_file_bytes=args.max_file_bytes,
+        scan_interval=args.scan_interval,
+    )
+    return asyncio.run(Agent(config).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""Jupyter kernels of a session: one ``AsyncKernelManager`` per language, started lazily.
+
+``KernelPool`` owns the kernels (start on first use, restart, interrupt, shutdown) and the
+``agent-kernels.pid`` file next to the workdir. ``Kernel`` wraps one running kernel and its
+client: a reader task per channel routes iopub messages and shell replies by their parent
+``msg_id``, so an execution and a completion request can be in flight at the same time.
+The iopub reader waits for room in the outbox before reading further output
+(backpressure: a kernel printing fast blocks on its socket instead of filling memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+
+from rsparkhub.agent.modes import KERNEL_INIT
+from rsparkhub.protocol import LANGUAGES, Language
+
+log = logging.getLogger("rsparkhub.agent.kernels")
+
+KERNEL_NAMES: dict[str, str] = {"r": "ir", "python": "python3", "bash": "bash"}
+START_TIMEOUT = 90.0
+
+IopubHandler = Callable[[dict[str, Any]], None]
+StatusCallback = Callable[[str, str, str | None], None]  # language, state, message
+
+
+class KernelError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def available_languages() -> list[Language]:
+    """Languages whose kernelspec is installed."""
+    ksm = KernelSpecManager()
+    found: list[Language] = []
+    for lang in LANGUAGES:
+        try:
+            ksm.get_kernel_spec(KERNEL_NAMES[lang])
+        except (NoSuchKernel, Exception):  # noqa: B014 - a broken spec counts as missing
+            continue
+        found.append(lang)
+    return found
+
+
+@dataclass
+class _Pending:
+    handler: IopubHandler | None
+    reply: asyncio.Future[dict[str, Any]]
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Kernel:
+    """One running kernel and its channels."""
+
+    def __init__(
+        self,
+        language: Language,
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        wait_for_room: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.language = language
+        self.kernel_name = KERNEL_NAMES[language]
+        self.cwd = cwd
+        self.env = env
+        self.wait_for_room = wait_for_room
+        self.km: AsyncKernelManager | None = None
+        self.kc: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: dict[str, _Pending] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def pid(self) -> int | None:
+        prov = getattr(self.km, "provisioner", None)
+        pid = getattr(prov, "pid", None)
+        if pid is None:
+            proc = getattr(prov, "process", None)
+            pid = getattr(proc, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    async def start(self) -> None:
+        self.km = AsyncKernelManager(kernel_name=self.kernel_name)
+        await self.km.start_kernel(cwd=str(self.cwd), env=self.env)
+        await self._connect()
+
+    async def _connect(self) -> None:
+        assert self.km is not None
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            await self.kc.wait_for_ready(timeout=START_TIMEOUT)
+        except RuntimeError as exc:
+            raise KernelError(
+                "kernel_start_failed", f"The {self.language} kernel did not start: {exc}"
+            ) from None
+        self._tasks = [
+            asyncio.create_task(self._iopub_loop(), name=f"iopub-{self.language}"),
+            asyncio.create_task(self._shell_loop(), name=f"shell-{self.language}"),
+        ]
+        init = KERNEL_INIT.get(self.language) or ""
+        if init.strip():
+            reply = await self.execute(init, None, silent=True, store_history=False)
+            if reply.get("status") != "ok":
+                log.warning("kernel init code failed for %s: %s", self.language, reply)
+
+    async def _disconnect(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        self._fail_pending(KernelError("kernel_restarted", "The kernel was restarted."))
+        if self.kc is not None:
+            with contextlib.suppress(Exception):
+                self.kc.stop_channels()
+            self.kc = None
+
+    def _fail_pending(self, exc: Exception) -> None:
+        for p in self._pending.values():
+            if not p.reply.done():
+                p.reply.set_exception(exc)
+            p.idle.set()
+        self._pending.clear()
+
+    async def is_alive(self) -> bool:
+        if self.km is None:
+            return False
+        try:
+            return bool(await self.km.is_alive())
+        except Exception:
+            return False
+
+    async def interrupt(self) -> None:
+        if self.km is not None:
+            await self.km.interrupt_kernel()
+
+    async def restart(self) -> None:
+        assert self.km is not None
+        await self._disconnect()
+        await self.km.restart_kernel(now=False)
+        await self._connect()
+
+    async def shutdown(self) -> None:
+        await self._disconnect()
+        if self.km is None:
+            return
+        try:
+            await asyncio.wait_for(self.km.shutdown_kernel(now=False), timeout=8)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.km.shutdown_kernel(now=True)
+        self.km = None
+
+    # ------------------------------------------------------------------ channels
+
+    async def _iopub_loop(self) -> None:
+        while True:
+            await self.wait_for_room()
+            try:
+                msg = await self.kc.get_iopub_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a malformed message must not end the loop
+                log.warning("iopub read failed: %s", exc)
+                await asyncio.sleep(0.05)
+                continue
+            parent = (msg.get("parent_header") or {}).get("msg_id")
+            pending = self._pending.get(parent) if parent else None
+            if pending is None:
+                continue
+            if pending.handler is not None:
+                try:
+                    pending.handler(msg)
+                except Exception:
+                    log.exception("iopub handler failed")
+            if (
+                msg.get("msg_type") == "status"
+                and msg.get("content", {}).get("execution_state") == "idle"
+            ):
+                pending.idle.set()
+
+    async def _shell_loop(self) -> None:
+        while True:
+            try:
+                msg = await self.kc.get_shell_msg()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("shell read failed: %s", exc)
+                await asyncio.sleep(0.05)
+                continue
+            parent = (msg.get("parent_header") or {}).get("msg_id")
+            pending = self._pending.get(parent) if parent else None
+            if pending is not None and not pending.reply.done():
+                pending.reply.set_result(msg.get("content") or {})
+
+    async def _await_pending(
+        self, msg_id: str, pending: _Pending, *, wait_idle: bool, limit_s: float | None
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = None if limit_s is None else loop.time() + limit_s
+        try:
+            while True:
+                waiters: list[Any] = [pending.reply]
+                if wait_idle:
+                    waiters.append(asyncio.ensure_future(pending.idle.wait()))
+                step = 1.0
+                if deadline is not None:
+                    step = min(step, max(0.0, deadline - loop.time()))
+                try:
+                    await asyncio.wait(waiters, timeout=step, return_when=asyncio.ALL_COMPLETED)
+                finally:
+                    for w in waiters[1:]:
+                        w.cancel()
+                if pending.reply.done() and (not wait_idle or pending.idle.is_set()):
+                    return pending.reply.result()
+                if deadline is not None and loop.time() >= deadline:
+                    raise TimeoutError
+                if not await self.is_alive():
+                    raise KernelError("kernel_died", f"The {self.language} kernel died.")
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def execute(
+        self,
+        code: str,
+        handler: IopubHandler | None,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+    ) -> dict[str, Any]:
+        """Run code; ``handler`` gets this execution's iopub messages. Returns the reply."""
+        if self.kc is None:
+            raise KernelError("kernel_not_running", f"The {self.language} kernel is not running.")
+        msg = self.kc.session.msg(
+            "execute_request",
+            {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
+        msg_id = msg["header"]["msg_id"]
+        pending = _Pending(handler, asyncio.get_running_loop().create_future())
+        self._pending[msg_id] = pending
+        self.kc.shell_channel.send(msg)
+        return await self._await_pending(msg_id, pending, wait_idle=True, limit_s=None)
+
+    async def shell_request(
+        self, msg_type: str, content: dict[str, Any], limit_s: float
+    ) -> dict[str, Any]:
+        """A shell request answered concurrently with executions (raises TimeoutError)."""
+        if self.kc is None:
+            raise KernelError("kernel_not_running", f"The {self.language} kernel is not running.")
+        msg = self.kc.session.msg(msg_type, content)
+        msg_id = msg["header"]["msg_id"]
+        pending = _Pending(None, asyncio.get_running_loop().create_future())
+        self._pending[msg_id] = pending
+        self.kc.shell_channel.send(msg)
+        return await self._await_pending(msg_id, pending, wait_idle=False, limit_s=limit_s)
+
+
+class KernelPool:
+    """The session's kernels, keyed by language (see module docstring)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        runtime_dir: Path,
+        pid_file: Path,
+        on_status: StatusCallback,
+        wait_for_room: Callable[[], Awaitable[None]],
+        languages: list[Language] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.runtime_dir = runtime_dir
+        self.pid_file = pid_file
+        self.on_status = on_status
+        self.wait_for_room = wait_for_room
+        self.languages: list[Language] = (
+            languages if languages is not None else available_languages()
+        )
+        self.kernels: dict[str, Kernel] = {}
+        self._locks: dict[str, asyncio.Lock] = {lang: asyncio.Lock() for lang in LANGUAGES}
+        self._closed = False
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPARKHUB_SESSION_TOKEN")}
+        env["JUPYTER_RUNTIME_DIR"] = str(self.runtime_dir)
+        env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        return env
+
+    def write_pid_file(self) -> None:
+        pids = [k.pid for k in self.kernels.values() if k.pid is not None]
+        tmp = self.pid_file.with_suffix(".tmp")
+        try:
+            tmp.write_text("".join(f"{p}\n" for p in pids))
+            os.replace(tmp, self.pid_file)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.pid_file, exc)
+
+    def running(self, language: str) -> Kernel | None:
+        return self.kernels.get(language)
+
+    async def get(self, language: Language) -> Kernel:
+        """The language's kernel, started (with status events) if it is not running."""
+        if language not in self.languages:
+            raise KernelError(
+                "language_unavailable", f"No {language} kernel is installed on this server."
+            )
+        async with self._locks[language]:
+            if self._closed:
+                raise KernelError("shutting_down", "The session is stopping.")
+            kernel = self.kernels.get(language)
+            if kernel is not None:
+                if await kernel.is_alive():
+                    return kernel
+                await self._drop(language, "The kernel died.")
+            self.on_status(language, "starting", None)
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+            kernel = Kernel(
+                language, cwd=self.workdir, env=self._env(), wait_for_room=self.wait_for_room
+            )
+            try:
+                await kernel.start()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await kernel.shutdown()
+                self.on_status(language, "dead", str(exc))
+                if isinstance(exc, KernelError):
+                    raise
+                raise KernelError(
+                    "kernel_start_failed", f"The {language} kernel did not start: {exc}"
+                ) from exc
+            self.kernels[language] = kernel
+            self.write_pid_file()
+            self.on_status(language, "idle", None)
+            return kernel
+
+    async def _drop(self, language: str, message: str) -> None:
+        kernel = self.kernels.pop(language, None)
+        if kernel is not None:
+            with contextlib.suppress(Exception):
+                await kernel.shutdown()
+            self.write_pid_file()
+            self.on_status(language, "dead", message)
+
+    async def mark_dead(self, language: str) -> None:
+        async with self._locks[language]:
+            await self._drop(language, "The kernel died.")
+
+    async def restart(self, language: Language) -> Kernel:
+        kernel = self.kernels.get(language)
+        if kernel is None:
+            return await self.get(language)
+        async with self._locks[language]:
+            self.on_status(language, "restarting", None)
+            try:
+                await kernel.restart()
+            except Exception as exc:
+                self.kernels.pop(language, None)
+                with contextlib.suppress(Exception):
+                    await kernel.shutdown()
+                self.write_pid_file()
+                self.on_status(language, "dead", str(exc))
+                raise KernelError("restart_failed", f"Restarting failed: {exc}") from exc
+            self.write_pid_file()
+            self.on_status(language, "idle", None)
+            return kernel
+
+    async def shutdown_all(self) -> None:
+        self._closed = True
+        kernels = list(self.kernels.items())
+        self.kernels.clear()
+        await asyncio.gather(*(k.shutdown() for _, k in kernels), return_exceptions=True)
+        self.write_pid_file()
