@@ -1,7 +1,7 @@
 """Command line of the session agent.
 
     python -m rsparkhub.agent --hub-url ws://HOST:PORT/agent/ws --session-id SID \
-        --workdir DIR [--redial-timeout 600] [--max-file-bytes 52428800] [--log-level info]
+        --workdir DIR [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--log-level info]
 
 The session token is read from the environment variable ``RSPARKHUB_SESSION_TOKEN`` and
 sent as ``Authorization: Bearer <token>``. Exit codes: 0 after ``stop``/SIGTERM,
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from rsparkhub.agent.main import Agent, AgentConfig
+from rsparkhub.protocol import LANGUAGES
 
 TOKEN_ENV = "RSPARKHUB_SESSION_TOKEN"
 
@@ -42,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="files larger than this are not sent to the hub",
     )
     ap.add_argument("--scan-interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--languages",
+        default=None,
+        help="comma-separated subset of r,python,bash to offer (default: every installed kernel)",
+    )
     ap.add_argument("--log-level", default="info")
     return ap.parse_args(argv)
 
@@ -53,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s agent[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    languages = None
+    if args.languages is not None:
+        languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+        bad = [x for x in languages if x not in LANGUAGES]
+        if bad:
+            print(f"unknown language(s): {', '.join(bad)}", file=sys.stderr)
+            return 2
     token = os.environ.pop(TOKEN_ENV, None)  # not inherited by kernels
     config = AgentConfig(
         hub_url=args.hub_url,
@@ -62,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         redial_timeout=args.redial_timeout,
         max_file_bytes=args.max_file_bytes,
         scan_interval=args.scan_interval,
+        languages=languages,
     )
     return asyncio.run(Agent(config).run())
 

@@ -297,8 +297,9 @@ class KernelPool:
         self.pid_file = pid_file
         self.on_status = on_status
         self.wait_for_room = wait_for_room
+        installed = available_languages()
         self.languages: list[Language] = (
-            languages if languages is not None else available_languages()
+            installed if languages is None else [x for x in installed if x in languages]
         )
         self.kernels: dict[str, Kernel] = {}
         self._locks: dict[str, asyncio.Lock] = {lang: asyncio.Lock() for lang in LANGUAGES}
