@@ -1,0 +1,283 @@
+"""The ``rsparkhub`` command: serve the hub, manage users and tokens, run a file in a
+workspace session, upgrade the database, and report what this machine can run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from sqlalchemy import select
+
+from rsparkhub.config import Settings, load_settings
+
+app = typer.Typer(
+    help="rsparkhub: R, Python and bash sessions behind one hub.", no_args_is_help=True
+)
+user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+
+T = TypeVar("T")
+DataDir = typer.Option(
+    None, "--data-dir", help="Data directory (default ./data or RSPARKHUB_DATA_DIR)."
+)
+ConfigOpt = typer.Option(None, "--config", help="TOML config file (or RSPARKHUB_CONFIG).")
+
+
+def _settings(data_dir: Path | None, config: Path | None, **kw: Any) -> Settings:
+    if config is not None:
+        if not config.is_file():
+            _fail(f"config file {config} does not exist")
+        os.environ["RSPARKHUB_CONFIG"] = str(config)
+    try:
+        return load_settings(data_dir=data_dir, **kw)
+    except Exception as exc:  # noqa: BLE001 - shown to the operator as a sentence
+        _fail(f"invalid configuration: {exc}")
+        raise
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from rsparkhub.hub.db.engine import Database
+    from rsparkhub.hub.errors import ApiError
+
+    async def go() -> T:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url)
+        try:
+            await db.upgrade()
+            async with db.session() as s:
+                return await fn(s)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except ApiError as exc:
+        _fail(exc.message)
+        raise
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port to listen on (default 8000)."),
+    data_dir: Path = DataDir,
+    config: Path = ConfigOpt,
+) -> None:
+    """Start the hub (creates the admin and prints a one-time login URL on first start)."""
+    import uvicorn
+
+    from rsparkhub.hub.app import create_app
+    from rsparkhub.hub.users import bootstrap_admin
+
+    settings = _settings(data_dir, config, host=host, port=port)
+    url = _with_db(settings, lambda db: bootstrap_admin(db, settings.admin_user, settings.base_url))
+    typer.echo(f"rsparkhub {settings.base_url}  (data: {settings.data_dir})")
+    if url:
+        typer.echo(
+            f"First start: log in as '{settings.admin_user}' once with this link (valid 24 h):\n    {url}"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        ws_max_size=64 * 1024 * 1024,
+    )
+
+
+@app.command("login-link")
+def login_link(name: str, data_dir: Path = DataDir, config: Path = ConfigOpt) -> None:
+    """Print a new one-time login URL for a user (e.g. a lost admin password)."""
+    from rsparkhub.hub.db.models import User
+    from rsparkhub.hub.users import one_time_link
+
+    settings = _settings(data_dir, config)
+
+    async def go(db: Any) -> str:
+        user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
+        if user is None:
+            _fail(f"no user named '{name}'")
+        return await one_time_link(db, user, settings.base_url)
+
+    typer.echo(_with_db(settings, go))
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    admin: bool = typer.Option(False, "--admin", help="Make the user an administrator."),
+    data_dir: Path = DataDir,
+    config: Path = ConfigOpt,
+) -> None:
+    """Create a user; the password is read from a prompt, or from stdin when piped."""
+    from rsparkhub.hub.users import create_user
+
+    settings = _settings(data_dir, config)
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    _with_db(settings, lambda db: create_user(db, name, password, admin))
+    typer.echo(f"created user {name}{' (admin)' if admin else ''}")
+
+
+@user_app.command("list")
+def user_list(data_dir: Path = DataDir, config: Path = ConfigOpt) -> None:
+    """List users."""
+    from rsparkhub.hub.db.models import User
+
+    async def go(db: Any) -> list[Any]:
+        return list((await db.execute(select(User).order_by(User.name))).scalars())
+
+    for u in _with_db(_settings(data_dir, config), go):
+        flags = [f for f, on in (("admin", u.is_admin), ("disabled", u.disabled)) if on]
+        typer.echo(f"{u.name}\t{','.join(flags)}")
+
+
+@user_app.command("disable")
+def user_disable(name: str, data_dir: Path = DataDir, config: Path = ConfigOpt) -> None:
+    """Disable a user: logins and tokens stop working at once."""
+    from rsparkhub.hub.db.models import User
+
+    async def go(db: Any) -> None:
+        user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
+        if user is None:
+            _fail(f"no user named '{name}'")
+        user.disabled = True
+        await db.commit()
+
+    _with_db(_settings(data_dir, config), go)
+    typer.echo(f"disabled {name}")
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="The user the token acts as."),
+    expires_in: float = typer.Option(
+        None, "--expires-in", help="Lifetime in days (default from settings)."
+    ),
+    data_dir: Path = DataDir,
+    config: Path = ConfigOpt,
+) -> None:
+    """Print a new API token for a user."""
+    from rsparkhub.hub.auth import issue_token
+    from rsparkhub.hub.db.models import User
+
+    settings = _settings(data_dir, config)
+    days = expires_in or settings.token_default_days
+
+    async def go(db: Any) -> str:
+        user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
+        if user is None:
+            _fail(f"no user named '{name}'")
+        secret, _ = await issue_token(db, user, "api", "cli", timedelta(days=days))
+        await db.commit()
+        return secret
+
+    typer.echo(_with_db(settings, go))
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: Path = DataDir, config: Path = ConfigOpt) -> None:
+    """Apply database migrations."""
+    from rsparkhub.hub.db.engine import upgrade_sync
+
+    settings = _settings(data_dir, config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_sync(settings.db_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def doctor(
+    data_dir: Path = DataDir,
+    config: Path = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Report which languages and services are usable here, and why not."""
+    from rsparkhub.doctor import report
+
+    rep = asyncio.run(report(_settings(data_dir, config)))
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    for section in ("languages", "tools"):
+        typer.echo(f"{section}:")
+        for name, info in rep[section].items():
+            typer.echo(
+                f"  {'ok ' if info['ok'] else 'NO '} {name:<11} {info.get('version') or info['detail']}"
+            )
+    s = rep["sessions"]
+    typer.echo(f"sessions: spawner={s['spawner']} sandbox={s['sandbox']} ({s['sandbox_reason']})")
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    workspace: str = typer.Option(
+        None, "--workspace", help="Workspace name (default: the file's folder name)."
+    ),
+    project: str = typer.Option("default", "--project", help="Project holding the workspace."),
+    mode: str = typer.Option(
+        "run", "--mode", help="run (like Rscript/python FILE) or source (echoed transcript)."
+    ),
+    language: str = typer.Option(
+        None, "--language", help="r, python or bash (default: by extension)."
+    ),
+    plots_dir: Path = typer.Option(
+        None, "--plots-dir", help="Write the plots made to this folder."
+    ),
+    with_dir: Path = typer.Option(
+        None, "--with", help="Also upload this folder's files (the file's neighbours)."
+    ),
+    url: str = typer.Option(None, "--url", envvar="RSPARKHUB_URL", help="Hub URL."),
+    token: str = typer.Option(None, "--token", envvar="RSPARKHUB_TOKEN", help="API token."),
+) -> None:
+    """Run FILE in a workspace session and print its output as produced."""
+    if mode not in ("run", "source"):
+        _fail("--mode must be run or source")
+    if language not in (None, "r", "python", "bash"):
+        _fail("--language must be r, python or bash")
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client import HubError
+    from rsparkhub.client.run import run_file
+
+    try:
+        code = asyncio.run(
+            run_file(
+                url,
+                token,
+                file,
+                workspace or file.resolve().parent.name or "default",
+                project,
+                mode,
+                language,
+                plots_dir,
+                with_dir,
+            )
+        )
+    except HubError as exc:
+        _fail(exc.message, 2)
+        return
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()

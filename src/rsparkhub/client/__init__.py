@@ -1,0 +1,273 @@
+"""The public Python client of rsparkhub (used by ``rsparkhub run``).
+
+Example::
+
+    async with HubClient("http://127.0.0.1:8000", token) as hub:
+        ws = await hub.ensure_workspace("analysis")
+        await hub.upload(ws["id"], {"fit.R": open("fit.R", "rb").read()})
+        async with hub.attach(ws["id"]) as session:
+            result = await session.run(path="fit.R", mode="source")
+            print(result.stdout)
+
+Everything here is typed; errors from the hub raise ``HubError`` with the HTTP status, the
+machine-readable code and the hub's sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from rsparkhub import protocol as P
+
+__all__ = ["HubClient", "HubError", "Attachment", "ExecutionResult"]
+
+
+class HubError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, body: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{message} ({code}, HTTP {status})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body or {}
+
+
+@dataclass
+class ExecutionResult:
+    """Everything one execution produced, in order."""
+
+    request_id: str
+    events: list[P.Event] = field(default_factory=list)
+    done: P.DoneEvent | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.done is not None and self.done.status == "ok"
+
+    @property
+    def stdout(self) -> str:
+        return "".join(
+            e.text for e in self.events if isinstance(e, P.StreamEvent) and e.name == "stdout"
+        )
+
+    @property
+    def stderr(self) -> str:
+        return "".join(
+            e.text for e in self.events if isinstance(e, P.StreamEvent) and e.name == "stderr"
+        )
+
+    @property
+    def plots(self) -> list[P.PlotEvent]:
+        return [e for e in self.events if isinstance(e, P.PlotEvent)]
+
+    @property
+    def results(self) -> list[P.ResultEvent]:
+        return [e for e in self.events if isinstance(e, P.ResultEvent)]
+
+    @property
+    def errors(self) -> list[P.ErrorEvent]:
+        return [e for e in self.events if isinstance(e, P.ErrorEvent)]
+
+
+class HubClient:
+    """REST calls and session attachment for one hub and one API token."""
+
+    def __init__(self, url: str, token: str, timeout: float = 60) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.http = httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = await self.http.request(method, path, **kwargs)
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+                err = body.get("error", {})
+                raise HubError(
+                    resp.status_code, err.get("code", "error"), err.get("message", resp.text), err
+                )
+            except (ValueError, AttributeError):
+                raise HubError(resp.status_code, "error", resp.text) from None
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.content
+
+    # ------------------------------------------------------------- projects & workspaces
+    async def ensure_project(self, name: str) -> dict[str, Any]:
+        for p in await self.request("GET", "/api/projects"):
+            if p["name"] == name:
+                return p  # type: ignore[no-any-return]
+        return await self.request("POST", "/api/projects", json={"name": name})  # type: ignore[no-any-return]
+
+    async def ensure_workspace(self, name: str, project: str = "default") -> dict[str, Any]:
+        """The caller's workspace ``name`` in ``project``, created if missing."""
+        p = await self.ensure_project(project)
+        for w in await self.request("GET", f"/api/projects/{p['id']}/workspaces"):
+            if w["name"] == name:
+                return w  # type: ignore[no-any-return]
+        return await self.request(
+            "POST", f"/api/projects/{p['id']}/workspaces", json={"name": name}
+        )  # type: ignore[no-any-return]
+
+    async def upload(self, workspace_id: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
+        """Upload files (path → bytes); existing files get a new version."""
+        out: list[dict[str, Any]] = []
+        for path, data in files.items():
+            folder, _, name = path.rpartition("/")
+            out += await self.request(
+                "POST",
+                f"/api/workspaces/{workspace_id}/upload",
+                params={"folder": folder},
+                files=[("files", (name, data))],
+            )
+        return out
+
+    async def list_files(self, workspace_id: str) -> list[dict[str, Any]]:
+        return await self.request("GET", f"/api/workspaces/{workspace_id}/files")  # type: ignore[no-any-return]
+
+    async def read_file(self, workspace_id: str, path: str, version: int | None = None) -> bytes:
+        params = {"version": version} if version else {}
+        return await self.request(
+            "GET", f"/api/workspaces/{workspace_id}/files/{path}", params=params
+        )  # type: ignore[no-any-return]
+
+    async def save_text(
+        self, workspace_id: str, path: str, content: str, base_version: int | None
+    ) -> dict[str, Any]:
+        return await self.request(  # type: ignore[no-any-return]
+            "PUT",
+            f"/api/workspaces/{workspace_id}/text/{path}",
+            json={"content": content, "base_version": base_version},
+        )
+
+    async def plot_bytes(self, url: str) -> bytes:
+        return await self.request("GET", url)  # type: ignore[no-any-return]
+
+    async def stop_session(self, workspace_id: str) -> Any:
+        return await self.request("DELETE", f"/api/workspaces/{workspace_id}/session")
+
+    # ------------------------------------------------------------- sessions
+    @asynccontextmanager
+    async def attach(
+        self, workspace_id: str, since: int = 0, session_id: str | None = None
+    ) -> AsyncIterator[Attachment]:
+        """Attach to the workspace's session (starting it if needed)."""
+        ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://")
+        query = f"?since={since}" + (f"&session={session_id}" if session_id else "")
+        async with connect(
+            f"{ws_url}/api/workspaces/{workspace_id}/ws{query}",
+            additional_headers={"Authorization": f"Bearer {self.token}"},
+            max_size=P.MAX_FRAME_BYTES,
+        ) as conn:
+            att = Attachment(conn)
+            await att._read_welcome()
+            yield att
+
+
+class Attachment:
+    """One client socket on a workspace: send requests, read the session's stream."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.session_id = ""
+        self.last_seq = 0
+        self.welcome: P.WelcomeMessage | None = None
+        self.side: list[dict[str, Any]] = []  # files_changed, presence, protocol errors
+
+    async def _read_welcome(self) -> None:
+        while True:
+            msg = json.loads(await self.conn.recv())
+            if msg.get("type") == "welcome":
+                self.welcome = P.WelcomeMessage.model_validate(msg)
+                self.session_id = self.welcome.session_id
+                self.last_seq = self.welcome.since
+                return
+            self.side.append(msg)
+
+    async def send(self, request: Any) -> None:
+        await self.conn.send(P.dump(request))
+
+    async def messages(self, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every message from the hub, raw, tracking the session and seq."""
+        while True:
+            raw = await asyncio.wait_for(self.conn.recv(), timeout)
+            msg = json.loads(raw)
+            if msg.get("type") == "event":
+                self.last_seq = msg["seq"]
+            elif msg.get("type") == "welcome":
+                self.session_id = msg["session_id"]
+                self.last_seq = msg["since"]
+            yield msg
+
+    async def execute(
+        self,
+        code: str | None = None,
+        *,
+        path: str | None = None,
+        language: P.Language | None = None,
+        mode: P.ExecMode = "console",
+        timeout: float | None = 600,
+    ) -> AsyncIterator[P.Event]:
+        """Send one execution and yield its events until (and including) ``done``."""
+        rid = uuid.uuid4().hex
+        await self.send(
+            P.ExecuteRequest(id=rid, code=code, path=path, language=language, mode=mode)
+        )
+        async for msg in self.messages(timeout):
+            if msg.get("type") == "protocol_error" and msg.get("request_id") == rid:
+                raise HubError(400, msg["code"], msg["message"], msg)
+            if msg.get("type") != "event":
+                self.side.append(msg)
+                continue
+            ev = P.parse_event(msg["event"])
+            if getattr(ev, "request_id", None) == rid:
+                yield ev
+                if isinstance(ev, P.DoneEvent):
+                    return
+            elif isinstance(ev, P.SessionEvent) and ev.state in ("dead", "stopped"):
+                yield ev
+
+    async def run(self, code: str | None = None, **kwargs: Any) -> ExecutionResult:
+        """Execute and collect every event of the request."""
+        result = ExecutionResult(request_id="")
+        async for ev in self.execute(code, **kwargs):
+            result.events.append(ev)
+            if isinstance(ev, P.DoneEvent):
+                result.done = ev
+                result.request_id = ev.request_id
+        return result
+
+    async def request(self, request: Any, timeout: float = 60) -> P.ReplyEvent:
+        """Send a request answered by a single reply (complete, is_complete, ping …)."""
+        await self.send(request)
+        async for msg in self.messages(timeout):
+            if msg.get("type") == "protocol_error" and msg.get("request_id") == request.id:
+                raise HubError(400, msg["code"], msg["message"], msg)
+            if (
+                msg.get("type") == "event"
+                and msg["event"].get("request_id") == request.id
+                and msg["event"]["type"] == "reply"
+            ):
+                return P.ReplyEvent.model_validate(msg["event"])
+        raise HubError(0, "closed", "the connection closed")

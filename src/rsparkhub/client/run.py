@@ -1,0 +1,82 @@
+"""``rsparkhub run FILE``: upload a file (and its neighbours), run it in the workspace's
+session, print the output as produced, save the plots, and exit non-zero on failure."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rsparkhub import protocol as P
+from rsparkhub.client import HubClient
+
+SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".Rproj.user"}
+
+
+def _neighbours(folder: Path, limit: int = 500) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for p in sorted(folder.rglob("*")):
+        if any(part in SKIP_DIRS or part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        if p.is_file() and not p.is_symlink():
+            out[p.relative_to(folder).as_posix()] = p.read_bytes()
+            if len(out) >= limit:
+                break
+    return out
+
+
+async def run_file(
+    url: str,
+    token: str,
+    file: Path,
+    workspace: str,
+    project: str,
+    mode: str,
+    language: str | None,
+    plots_dir: Path | None,
+    with_dir: Path | None,
+) -> int:
+    async with HubClient(url, token) as hub:
+        ws = await hub.ensure_workspace(workspace, project)
+        files: dict[str, bytes] = {}
+        name = file.name
+        if with_dir is not None:
+            files.update(_neighbours(with_dir))
+            try:
+                name = file.resolve().relative_to(with_dir.resolve()).as_posix()
+            except ValueError:
+                pass
+        files[name] = file.read_bytes()
+        await hub.upload(ws["id"], files)
+        if plots_dir is not None:
+            plots_dir.mkdir(parents=True, exist_ok=True)
+        status = "failed"
+        n_plot = 0
+        async with hub.attach(ws["id"]) as session:
+            async for ev in session.execute(path=name, mode=mode, language=language):  # type: ignore[arg-type]
+                if isinstance(ev, P.StreamEvent):
+                    stream = sys.stdout if ev.name == "stdout" else sys.stderr
+                    stream.write(ev.text)
+                    stream.flush()
+                elif isinstance(ev, P.ResultEvent):
+                    text = ev.data.get("text/plain")
+                    if text:
+                        sys.stdout.write(str(text).rstrip("\n") + "\n")
+                elif isinstance(ev, P.ErrorEvent):
+                    sys.stderr.write("\n".join(ev.traceback) or f"{ev.ename}: {ev.evalue}")
+                    sys.stderr.write("\n")
+                elif isinstance(ev, P.PlotEvent):
+                    n_plot += 1
+                    if plots_dir is not None and ev.url:
+                        ext = {"image/png": "png", "image/svg+xml": "svg"}.get(ev.mime, "bin")
+                        (plots_dir / f"plot-{n_plot:03d}.{ext}").write_bytes(
+                            await hub.plot_bytes(ev.url)
+                        )
+                elif isinstance(ev, P.SessionEvent):
+                    sys.stderr.write(f"rsparkhub: the session {ev.state}: {ev.message}\n")
+                    return 1
+                elif isinstance(ev, P.DoneEvent):
+                    status = ev.status
+                    if ev.status == "failed":
+                        sys.stderr.write(f"rsparkhub: {ev.message}\n")
+        sys.stdout.flush()
+        return 0 if status == "ok" else 1

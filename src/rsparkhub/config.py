@@ -1,0 +1,128 @@
+"""The one typed settings object of rsparkhub.
+
+Values come from, highest priority first: explicit keyword arguments (the CLI's flags),
+environment variables ``RSPARKHUB_<NAME>``, a TOML config file (``--config FILE`` or
+``RSPARKHUB_CONFIG``), then the defaults below. Every field is documented in
+docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RSPARKHUB_", extra="forbid")
+
+    # --- server
+    host: str = Field("127.0.0.1", description="Address the hub listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the hub listens on.")
+    public_url: str | None = Field(
+        None, description="URL users reach the hub at (default http://HOST:PORT)."
+    )
+    data_dir: Path = Field(
+        Path("./data"), description="Where the database, blobs and session dirs live."
+    )
+
+    # --- storage
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Default: sqlite+aiosqlite:///DATA_DIR/rsparkhub.db",
+    )
+
+    # --- auth
+    cookie_secure: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
+    login_session_hours: float = Field(24 * 7, gt=0, description="Browser login lifetime.")
+    token_default_days: float = Field(90, gt=0, description="Default API token lifetime.")
+
+    # --- limits
+    max_file_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest single file.")
+    max_workspace_bytes: int = Field(
+        500 * 1024 * 1024, gt=0, description="Largest total size of a workspace's files."
+    )
+    max_upload_bytes: int = Field(
+        200 * 1024 * 1024, gt=0, description="Largest request body for uploads/imports."
+    )
+
+    # --- sessions
+    spawner: Literal["local"] = Field("local", description="Where sessions run.")
+    idle_timeout_s: float = Field(
+        3600, ge=0, description="Stop a session with no client and nothing running after this."
+    )
+    cull_interval_s: float = Field(30, gt=0, description="How often idle sessions are checked.")
+    session_start_timeout_s: float = Field(
+        60, gt=0, description="How long an agent may take to connect after start."
+    )
+    agent_redial_timeout_s: float = Field(
+        600, gt=0, description="How long an agent re-dials a lost hub before exiting."
+    )
+    sandbox: Literal["auto", "bwrap", "none"] = Field(
+        "auto", description="Sandbox local sessions with bubblewrap: auto = when installed."
+    )
+    sandbox_network: bool = Field(
+        True, description="Whether sandboxed sessions keep network access (needed for Spark)."
+    )
+    session_memory_mb: int = Field(
+        4096, ge=0, description="Address-space limit per session process (0 = none)."
+    )
+    session_cpu_seconds: int = Field(0, ge=0, description="CPU-time limit per process (0 = none).")
+    session_max_processes: int = Field(
+        0, ge=0, description="RLIMIT_NPROC for session processes (0 = none)."
+    )
+    event_fsync: bool = Field(
+        True, description="fsync the session output log before acknowledging to the agent."
+    )
+
+    # --- first start
+    admin_user: str = Field("admin", description="Name of the admin created on first start.")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'rsparkhub.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the file named by RSPARKHUB_CONFIG (the CLI sets it for --config)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("RSPARKHUB_CONFIG")
+        if not path:
+            return {}
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        section = data.get("rsparkhub", data)
+        return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env + config file, with explicit overrides (None values ignored)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

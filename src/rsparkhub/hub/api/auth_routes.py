@@ -1,0 +1,188 @@
+"""Login, logout, the one-time login link, the caller's own account and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+
+from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    hash_password,
+    hash_token,
+    issue_token,
+    user_for_secret,
+    validate_password,
+    verify_password,
+)
+from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.models import ApiToken, User
+from rsparkhub.hub.errors import ApiError, not_found
+
+router = APIRouter(tags=["auth"])
+
+
+class LoginBody(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def user_info(u: User) -> dict[str, object]:
+    return {
+        "id": u.id,
+        "name": u.name,
+        "is_admin": u.is_admin,
+        "disabled": u.disabled,
+        "has_password": bool(u.password_hash),
+    }
+
+
+def _set_login_cookies(hub: HubDep, response: Response, secret: str) -> None:
+    s = hub.settings
+    max_age = int(s.login_session_hours * 3600)
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=s.cookie_secure,
+        path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        secrets.token_urlsafe(24),
+        max_age=max_age,
+        httponly=False,
+        samesite="strict",
+        secure=s.cookie_secure,
+        path="/",
+    )
+
+
+@router.post("/api/login", summary="Log in with a password (sets the session and CSRF cookies)")
+async def login(body: LoginBody, hub: HubDep, db: DbDep, response: Response) -> dict[str, object]:
+    user = (await db.execute(select(User).where(User.name == body.name))).scalar_one_or_none()
+    ok = verify_password(user.password_hash if user else None, body.password)
+    if user is None or not ok or user.disabled:
+        raise ApiError(
+            401, "login_failed", "Wrong user name or password, or the account is disabled."
+        )
+    secret, _ = await issue_token(
+        db, user, "login", lifetime=timedelta(hours=hub.settings.login_session_hours)
+    )
+    await db.commit()
+    _set_login_cookies(hub, response, secret)
+    return {"user": user_info(user)}
+
+
+@router.get("/login/{token}", include_in_schema=False)
+async def one_time_login(token: str, hub: HubDep, db: DbDep) -> Response:
+    """The link printed on first start: logs the admin in once, then stops working."""
+    user = await user_for_secret(db, token, ("onetime",))
+    if user is None:
+        raise ApiError(
+            401,
+            "invalid_login_link",
+            "This login link is invalid or was already used. Ask an admin for a new one (rsparkhub login-link).",
+        )
+    await db.execute(
+        update(ApiToken).where(ApiToken.token_hash == hash_token(token)).values(revoked=True)
+    )
+    secret, _ = await issue_token(
+        db, user, "login", lifetime=timedelta(hours=hub.settings.login_session_hours)
+    )
+    await db.commit()
+    response = RedirectResponse("/", status_code=303)
+    _set_login_cookies(hub, response, secret)
+    return response
+
+
+@router.post("/api/logout", summary="End the browser session")
+async def logout(
+    request: Request, caller: CallerDep, db: DbDep, response: Response
+) -> dict[str, bool]:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await db.execute(
+            update(ApiToken).where(ApiToken.token_hash == hash_token(cookie)).values(revoked=True)
+        )
+        await db.commit()
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return {"ok": True}
+
+
+@router.get("/api/me", summary="The caller's account")
+async def me(caller: CallerDep) -> dict[str, object]:
+    return user_info(caller.user)
+
+
+class PasswordBody(BaseModel):
+    new_password: str = Field(min_length=1, max_length=1024)
+    old_password: str | None = Field(default=None, max_length=1024)
+
+
+@router.post("/api/me/password", summary="Set or change the caller's password")
+async def set_password(body: PasswordBody, caller: CallerDep, db: DbDep) -> dict[str, bool]:
+    user = await db.get(User, caller.user.id)
+    assert user is not None
+    if user.password_hash and not verify_password(user.password_hash, body.old_password or ""):
+        raise ApiError(403, "wrong_password", "The current password is wrong.")
+    validate_password(body.new_password)
+    user.password_hash = hash_password(body.new_password)
+    await db.commit()
+    return {"ok": True}
+
+
+class TokenBody(BaseModel):
+    name: str = Field(default="", max_length=128)
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+def token_info(t: ApiToken) -> dict[str, object]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "created_at": aware(t.created_at).isoformat() if t.created_at else None,
+        "expires_at": aware(t.expires_at).isoformat() if t.expires_at else None,
+        "revoked": t.revoked,
+    }
+
+
+@router.get("/api/tokens", summary="The caller's API tokens (without their secrets)")
+async def list_tokens(caller: CallerDep, db: DbDep) -> list[dict[str, object]]:
+    rows = await db.execute(
+        select(ApiToken)
+        .where(ApiToken.user_id == caller.user.id, ApiToken.kind == "api")
+        .order_by(ApiToken.created_at)
+    )
+    return [token_info(t) for t in rows.scalars()]
+
+
+@router.post(
+    "/api/tokens", status_code=201, summary="Create an API token; the secret is shown once"
+)
+async def create_token(
+    body: TokenBody, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    days = body.expires_in_days or hub.settings.token_default_days
+    secret, row = await issue_token(db, caller.user, "api", body.name, timedelta(days=days))
+    await db.commit()
+    return {**token_info(row), "token": secret}
+
+
+@router.delete("/api/tokens/{token_id}", summary="Revoke an API token")
+async def revoke_token(token_id: str, caller: CallerDep, db: DbDep) -> dict[str, bool]:
+    row = await db.get(ApiToken, token_id)
+    if row is None or row.user_id != caller.user.id or row.kind != "api":
+        raise not_found("The token")
+    row.revoked = True
+    await db.commit()
+    return {"ok": True}

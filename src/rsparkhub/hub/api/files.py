@@ -1,0 +1,243 @@
+"""Workspace files over HTTP: list, read (raw or as text), save with version check, upload
+several, move/copy, delete, history and restore."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from rsparkhub.hub.access import workspace_for
+from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.errors import ApiError
+from rsparkhub.hub.files import (
+    delete_file,
+    file_info,
+    get_file,
+    history,
+    list_files,
+    move_file,
+    save_file,
+    version_row,
+)
+from rsparkhub.hub.paths import clean_path
+
+router = APIRouter(tags=["files"])
+
+
+@router.get("/api/workspaces/{workspace_id}/files", summary="List the workspace's files")
+async def list_workspace_files(
+    workspace_id: str, caller: CallerDep, db: DbDep
+) -> list[dict[str, object]]:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    return [file_info(f) for f in await list_files(db, w.id)]
+
+
+async def _content(
+    hub: HubDep, db: DbDep, workspace_id: str, path: str, version: int | None
+) -> tuple[bytes, int, str]:
+    f = await get_file(db, workspace_id, clean_path(path))
+    if version is None or version == f.version:
+        return await hub.blobs.get(f.sha256), f.version, f.path
+    row = await version_row(db, f, version)
+    return await hub.blobs.get(row.sha256), row.version, f.path
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/files/{path:path}",
+    summary="Download a file (optionally an old version)",
+)
+async def download_file(
+    workspace_id: str,
+    path: str,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    version: int | None = None,
+    download: bool = False,
+) -> Response:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    data, v, clean = await _content(hub, db, w.id, path, version)
+    name = clean.rsplit("/", 1)[-1].replace('"', "")
+    headers = {
+        "X-File-Version": str(v),
+        "ETag": f'"{v}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "no-cache",
+    }
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "file_too_large", f"Files are limited to {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "file_too_large", f"Files are limited to {limit} bytes.")
+    return bytes(body)
+
+
+@router.put(
+    "/api/workspaces/{workspace_id}/files/{path:path}",
+    summary="Save a file (raw body); base_version = the version you edited, 0 for a new file",
+)
+async def put_file(
+    workspace_id: str,
+    path: str,
+    request: Request,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    base_version: int | None = None,
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    data = await _read_body(request, hub.settings.max_file_bytes)
+    saved = await save_file(hub, db, w.id, path, data, caller.name, base_version)
+    return file_info(saved.file)
+
+
+@router.get("/api/workspaces/{workspace_id}/text/{path:path}", summary="Open a file as UTF-8 text")
+async def get_text(
+    workspace_id: str,
+    path: str,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    version: int | None = None,
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    data, v, clean = await _content(hub, db, w.id, path, version)
+    if b"\x00" in data[:8192]:
+        raise ApiError(
+            415,
+            "binary_file",
+            f"'{clean}' is a binary file; download it instead of opening it as text.",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            415, "binary_file", f"'{clean}' is not UTF-8 text; download it instead."
+        ) from None
+    return {"path": clean, "version": v, "content": text}
+
+
+class TextBody(BaseModel):
+    content: str
+    base_version: int | None = Field(default=None, ge=0)
+
+
+@router.put(
+    "/api/workspaces/{workspace_id}/text/{path:path}",
+    summary="Save text; base_version = the version you edited, 0 for a new file",
+)
+async def put_text(
+    workspace_id: str, path: str, body: TextBody, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    saved = await save_file(
+        hub, db, w.id, path, body.content.encode(), caller.name, body.base_version
+    )
+    return file_info(saved.file)
+
+
+@router.post(
+    "/api/workspaces/{workspace_id}/upload",
+    summary="Upload several files (multipart 'files'); existing files get a new version",
+)
+async def upload(
+    workspace_id: str,
+    files: list[UploadFile],
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    folder: str = "",
+) -> list[dict[str, object]]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    prefix = clean_path(folder) + "/" if folder.strip("/") else ""
+    out = []
+    for up in files:
+        data = await up.read(hub.settings.max_file_bytes + 1)
+        name = prefix + (up.filename or "")
+        if len(data) > hub.settings.max_file_bytes:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"'{up.filename}' is larger than the limit of {hub.settings.max_file_bytes} bytes.",
+            )
+        saved = await save_file(hub, db, w.id, name, data, caller.name, None, require_base=False)
+        out.append(file_info(saved.file))
+    return out
+
+
+@router.delete("/api/workspaces/{workspace_id}/files/{path:path}", summary="Delete a file")
+async def remove_file(
+    workspace_id: str, path: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, bool]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    await delete_file(hub, db, w.id, path)
+    return {"ok": True}
+
+
+class MoveBody(BaseModel):
+    source: str = Field(min_length=1, max_length=1024, alias="from")
+    target: str = Field(min_length=1, max_length=1024, alias="to")
+    copy_: bool = Field(default=False, alias="copy")
+
+
+@router.post(
+    "/api/workspaces/{workspace_id}/move",
+    summary="Rename/move a file, or duplicate it with copy=true",
+)
+async def move(
+    workspace_id: str, body: MoveBody, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    f = await move_file(hub, db, w.id, body.source, body.target, caller.name, copy=body.copy_)
+    return file_info(f)
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/history/{path:path}",
+    summary="The versions of a file, newest first",
+)
+async def file_history(
+    workspace_id: str, path: str, caller: CallerDep, db: DbDep
+) -> list[dict[str, object]]:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    f = await get_file(db, w.id, clean_path(path))
+    return [
+        {
+            "version": v.version,
+            "size": v.size,
+            "sha256": v.sha256,
+            "author": v.author,
+            "created_at": aware(v.created_at).isoformat() if v.created_at else None,
+        }
+        for v in await history(db, f)
+    ]
+
+
+class RestoreBody(BaseModel):
+    version: int = Field(ge=1)
+
+
+@router.post(
+    "/api/workspaces/{workspace_id}/restore/{path:path}",
+    summary="Make an old version the newest one",
+)
+async def restore(
+    workspace_id: str, path: str, body: RestoreBody, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    f = await get_file(db, w.id, clean_path(path))
+    row = await version_row(db, f, body.version)
+    data = await hub.blobs.get(row.sha256)
+    saved = await save_file(hub, db, w.id, f.path, data, caller.name, f.version)
+    return file_info(saved.file)

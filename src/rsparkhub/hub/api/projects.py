@@ -1,0 +1,244 @@
+"""Projects and workspaces: create, list, rename, delete, import a zip, export a zip."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, UploadFile
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from rsparkhub.hub.access import project_for, workspace_for, workspace_role
+from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
+from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.files import read_zip, save_file, workspace_zip
+from rsparkhub.hub.paths import clean_name
+
+router = APIRouter(tags=["projects"])
+
+
+class NameBody(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+def project_info(p: Project) -> dict[str, object]:
+    return {"id": p.id, "name": p.name, "owner_id": p.owner_id}
+
+
+def workspace_info(w: Workspace, role: str | None = None) -> dict[str, object]:
+    return {"id": w.id, "name": w.name, "project_id": w.project_id, "role": role}
+
+
+@router.get("/api/projects", summary="Projects the caller owns")
+async def list_projects(caller: CallerDep, db: DbDep) -> list[dict[str, object]]:
+    rows = await db.execute(
+        select(Project).where(Project.owner_id == caller.user.id).order_by(Project.name)
+    )
+    return [project_info(p) for p in rows.scalars()]
+
+
+@router.post("/api/projects", status_code=201, summary="Create a project")
+async def create_project(body: NameBody, caller: CallerDep, db: DbDep) -> dict[str, object]:
+    p = Project(owner_id=caller.user.id, name=clean_name(body.name, "project name"))
+    db.add(p)
+    try:
+        await db.commit()
+    except IntegrityError:
+        raise ApiError(
+            409, "project_exists", f"You already have a project named '{body.name}'."
+        ) from None
+    return project_info(p)
+
+
+@router.get("/api/projects/{project_id}", summary="One project")
+async def get_project(project_id: str, caller: CallerDep, db: DbDep) -> dict[str, object]:
+    return project_info(await project_for(db, caller, project_id, "read"))
+
+
+@router.patch("/api/projects/{project_id}", summary="Rename a project")
+async def rename_project(
+    project_id: str, body: NameBody, caller: CallerDep, db: DbDep
+) -> dict[str, object]:
+    p = await project_for(db, caller, project_id, "owner")
+    p.name = clean_name(body.name, "project name")
+    try:
+        await db.commit()
+    except IntegrityError:
+        raise ApiError(
+            409, "project_exists", f"You already have a project named '{body.name}'."
+        ) from None
+    return project_info(p)
+
+
+@router.delete("/api/projects/{project_id}", summary="Delete a project and its workspaces")
+async def delete_project(
+    project_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, bool]:
+    p = await project_for(db, caller, project_id, "owner")
+    for w in (await db.execute(select(Workspace).where(Workspace.project_id == p.id))).scalars():
+        live = hub.sessions.live.get(w.id)
+        if live:
+            await hub.sessions.stop(live, "the project was deleted")
+    await db.delete(p)
+    await db.commit()
+    return {"ok": True}
+
+
+@router.get("/api/projects/{project_id}/workspaces", summary="Workspaces of a project")
+async def list_project_workspaces(
+    project_id: str, caller: CallerDep, db: DbDep
+) -> list[dict[str, object]]:
+    p = await project_for(db, caller, project_id, "read")
+    out = []
+    for w in (
+        await db.execute(
+            select(Workspace).where(Workspace.project_id == p.id).order_by(Workspace.name)
+        )
+    ).scalars():
+        role = await workspace_role(db, caller, w)
+        if role:
+            out.append(workspace_info(w, role))
+    return out
+
+
+@router.get("/api/workspaces", summary="Every workspace the caller can open")
+async def list_workspaces(caller: CallerDep, db: DbDep) -> list[dict[str, object]]:
+    owned = await db.execute(
+        select(Workspace, Project)
+        .join(Project, Project.id == Workspace.project_id)
+        .where(Project.owner_id == caller.user.id)
+    )
+    out = [{**workspace_info(w, "owner"), "project": p.name} for w, p in owned.all()]
+    shared = await db.execute(
+        select(Workspace, Project, WorkspaceMember)
+        .join(Project, Project.id == Workspace.project_id)
+        .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+        .where(WorkspaceMember.user_id == caller.user.id, Project.owner_id != caller.user.id)
+    )
+    out += [{**workspace_info(w, m.role), "project": p.name} for w, p, m in shared.all()]
+    return sorted(out, key=lambda x: (str(x["project"]), str(x["name"])))
+
+
+@router.post("/api/projects/{project_id}/workspaces", status_code=201, summary="Create a workspace")
+async def create_workspace(
+    project_id: str, body: NameBody, caller: CallerDep, db: DbDep
+) -> dict[str, object]:
+    p = await project_for(db, caller, project_id, "owner")
+    w = Workspace(project_id=p.id, name=clean_name(body.name, "workspace name"))
+    db.add(w)
+    try:
+        await db.commit()
+    except IntegrityError:
+        raise ApiError(
+            409, "workspace_exists", f"The project already has a workspace named '{body.name}'."
+        ) from None
+    return workspace_info(w, "owner")
+
+
+@router.get("/api/workspaces/{workspace_id}", summary="One workspace")
+async def get_workspace(workspace_id: str, caller: CallerDep, db: DbDep) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    return workspace_info(w, await workspace_role(db, caller, w))
+
+
+@router.patch("/api/workspaces/{workspace_id}", summary="Rename a workspace")
+async def rename_workspace(
+    workspace_id: str, body: NameBody, caller: CallerDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "owner")
+    w.name = clean_name(body.name, "workspace name")
+    try:
+        await db.commit()
+    except IntegrityError:
+        raise ApiError(
+            409, "workspace_exists", f"The project already has a workspace named '{body.name}'."
+        ) from None
+    return workspace_info(w, "owner")
+
+
+@router.delete(
+    "/api/workspaces/{workspace_id}", summary="Delete a workspace, its files and its session"
+)
+async def delete_workspace(
+    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, bool]:
+    w = await workspace_for(db, caller, workspace_id, "owner")
+    live = hub.sessions.live.get(w.id)
+    if live:
+        await hub.sessions.stop(live, "the workspace was deleted")
+    await db.delete(w)
+    await db.commit()
+    return {"ok": True}
+
+
+class MemberBody(BaseModel):
+    user: str = Field(min_length=1, max_length=64)
+    role: str = Field(pattern="^(viewer|editor)$")
+
+
+@router.put("/api/workspaces/{workspace_id}/members", summary="Share a workspace with a user")
+async def add_member(
+    workspace_id: str, body: MemberBody, caller: CallerDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "owner")
+    user = (await db.execute(select(User).where(User.name == body.user))).scalar_one_or_none()
+    if user is None:
+        raise not_found(f"The user '{body.user}'")
+    m = await db.get(WorkspaceMember, (w.id, user.id))
+    if m is None:
+        db.add(WorkspaceMember(workspace_id=w.id, user_id=user.id, role=body.role))
+    else:
+        m.role = body.role
+    await db.commit()
+    return {"user": user.name, "role": body.role}
+
+
+@router.get("/api/workspaces/{workspace_id}/zip", summary="Download the workspace as a zip")
+async def download_zip(workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep) -> Response:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    data = await workspace_zip(hub, db, w.id)
+    name = w.name.replace('"', "")
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name}.zip"'},
+    )
+
+
+@router.post(
+    "/api/projects/{project_id}/import", status_code=201, summary="Import a zip as a new workspace"
+)
+async def import_zip(
+    project_id: str,
+    name: str,
+    file: UploadFile,
+    request: Request,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+) -> dict[str, object]:
+    p = await project_for(db, caller, project_id, "owner")
+    data = await file.read(hub.settings.max_upload_bytes + 1)
+    if len(data) > hub.settings.max_upload_bytes:
+        raise ApiError(
+            413,
+            "upload_too_large",
+            f"Uploads are limited to {hub.settings.max_upload_bytes} bytes.",
+        )
+    entries = read_zip(data, hub.settings.max_workspace_bytes)
+    w = Workspace(project_id=p.id, name=clean_name(name, "workspace name"))
+    db.add(w)
+    try:
+        await db.commit()
+    except IntegrityError:
+        raise ApiError(
+            409, "workspace_exists", f"The project already has a workspace named '{name}'."
+        ) from None
+    try:
+        for path, content in entries:
+            await save_file(hub, db, w.id, path, content, caller.name, None)
+    except ApiError:
+        await db.delete(w)
+        await db.commit()
+        raise
+    return {**workspace_info(w, "owner"), "files": len(entries)}

@@ -1,0 +1,178 @@
+"""Sessions and plots over HTTP: start, stop and inspect a workspace's session; the plot
+history; health and doctor."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from rsparkhub.hub.access import workspace_for
+from rsparkhub.hub.api.deps import AdminDep, CallerDep, DbDep, HubDep
+from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.models import Plot, Project, User, Workspace
+from rsparkhub.hub.db.models import Session as SessionRow
+from rsparkhub.hub.errors import not_found
+
+router = APIRouter(tags=["sessions"])
+
+
+def session_info(row: SessionRow, hub: HubDep) -> dict[str, object]:
+    live = hub.sessions.by_id.get(row.id)
+    return {
+        "id": row.id,
+        "workspace_id": row.workspace_id,
+        "state": live.state if live else row.state,
+        "started_at": aware(row.started_at).isoformat() if row.started_at else None,
+        "ended_at": aware(row.ended_at).isoformat() if row.ended_at else None,
+        "exit_code": live.exit_code if live and not live.alive else row.exit_code,
+        "reason": live.reason if live and not live.alive else row.reason,
+        "languages": live.languages if live else [],
+        "running": len(live.running) if live else 0,
+        "last_seq": live.log.last_seq if live else None,
+        "clients": len(hub.sessions.clients.get(row.workspace_id, ())),
+    }
+
+
+async def _latest(db: DbDep, workspace_id: str) -> SessionRow | None:
+    q = (
+        select(SessionRow)
+        .where(SessionRow.workspace_id == workspace_id)
+        .order_by(SessionRow.started_at.desc())
+        .limit(1)
+    )
+    return (await db.execute(q)).scalar_one_or_none()
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/session", summary="The workspace's current or last session"
+)
+async def get_session(
+    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object] | None:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    row = await _latest(db, w.id)
+    return session_info(row, hub) if row else None
+
+
+@router.post(
+    "/api/workspaces/{workspace_id}/session",
+    summary="Start the workspace's session (no-op if running)",
+)
+async def start_session(
+    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    live = await hub.sessions.ensure_session(w.id)
+    row = await db.get(SessionRow, live.id)
+    assert row is not None
+    return session_info(row, hub)
+
+
+@router.delete(
+    "/api/workspaces/{workspace_id}/session",
+    summary="Stop the workspace's session (kernels shut down, agent exits 0)",
+)
+async def stop_session(
+    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object] | None:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    live = hub.sessions.live.get(w.id)
+    if live is not None:
+        await hub.sessions.stop(live, f"stopped by {caller.name}")
+    db.expire_all()
+    row = await _latest(db, w.id)
+    return session_info(row, hub) if row else None
+
+
+@router.get("/api/sessions", summary="Running sessions: all for admins, the caller's own otherwise")
+async def list_sessions(caller: CallerDep, hub: HubDep, db: DbDep) -> list[dict[str, object]]:
+    q = (
+        select(SessionRow, User.name, Workspace.name)
+        .join(User, User.id == SessionRow.owner_id)
+        .join(Workspace, Workspace.id == SessionRow.workspace_id)
+        .where(SessionRow.state.in_(("starting", "running", "stopping")))
+    )
+    if not caller.user.is_admin:
+        q = q.join(Project, Project.id == Workspace.project_id).where(
+            Project.owner_id == caller.user.id
+        )
+    out = []
+    for row, owner, wname in (await db.execute(q)).all():
+        out.append({**session_info(row, hub), "owner": owner, "workspace": wname})
+    return out
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/plots", summary="The workspace's plot history, oldest first"
+)
+async def list_plots(workspace_id: str, caller: CallerDep, db: DbDep) -> list[dict[str, object]]:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    rows = await db.execute(select(Plot).where(Plot.workspace_id == w.id).order_by(Plot.created_at))
+    return [
+        {
+            "id": p.id,
+            "mime": p.mime,
+            "size": p.size,
+            "width": p.width,
+            "height": p.height,
+            "request_id": p.request_id,
+            "session_id": p.session_id,
+            "url": f"/api/workspaces/{w.id}/plots/{p.id}",
+            "created_at": aware(p.created_at).isoformat() if p.created_at else None,
+        }
+        for p in rows.scalars()
+    ]
+
+
+async def _plot(db: DbDep, workspace_id: str, plot_id: str) -> Plot:
+    p = await db.get(Plot, plot_id)
+    if p is None or p.workspace_id != workspace_id:
+        raise not_found("The plot")
+    return p
+
+
+@router.get("/api/workspaces/{workspace_id}/plots/{plot_id}", summary="A plot image")
+async def get_plot(
+    workspace_id: str,
+    plot_id: str,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    download: bool = False,
+) -> Response:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    p = await _plot(db, w.id, plot_id)
+    ext = {"image/png": "png", "image/svg+xml": "svg", "application/pdf": "pdf"}.get(p.mime, "bin")
+    headers = {
+        "Cache-Control": "private, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    }
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="plot-{p.id[:8]}.{ext}"'
+    return Response(await hub.blobs.get(p.sha256), media_type=p.mime, headers=headers)
+
+
+@router.delete(
+    "/api/workspaces/{workspace_id}/plots/{plot_id}", summary="Remove a plot from the history"
+)
+async def delete_plot(
+    workspace_id: str, plot_id: str, caller: CallerDep, db: DbDep
+) -> dict[str, bool]:
+    w = await workspace_for(db, caller, workspace_id, "write")
+    p = await _plot(db, w.id, plot_id)
+    await db.delete(p)
+    await db.commit()
+    return {"ok": True}
+
+
+@router.get("/api/health", summary="Liveness (no authentication)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/api/doctor", summary="What this hub can run, and why not (admin)")
+async def doctor(_: AdminDep, hub: HubDep) -> dict[str, object]:
+    from rsparkhub.doctor import report
+
+    return await report(hub.settings, hub.sessions.spawner)

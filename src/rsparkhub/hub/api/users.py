@@ -1,0 +1,62 @@
+"""Administration of user accounts (admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from rsparkhub.hub.api.auth_routes import user_info
+from rsparkhub.hub.api.deps import AdminDep, DbDep
+from rsparkhub.hub.auth import hash_password, validate_password
+from rsparkhub.hub.db.models import User
+from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.users import create_user
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/api/users", summary="All users (admin)")
+async def list_users(_: AdminDep, db: DbDep) -> list[dict[str, object]]:
+    rows = await db.execute(select(User).order_by(User.name))
+    return [user_info(u) for u in rows.scalars()]
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    password: str | None = Field(default=None, max_length=1024)
+    is_admin: bool = False
+
+
+@router.post("/api/users", status_code=201, summary="Create a user (admin)")
+async def add_user(body: NewUser, _: AdminDep, db: DbDep) -> dict[str, object]:
+    user = await create_user(db, body.name, body.password, body.is_admin)
+    return user_info(user)
+
+
+class UserPatch(BaseModel):
+    disabled: bool | None = None
+    is_admin: bool | None = None
+    password: str | None = Field(default=None, max_length=1024)
+
+
+@router.patch(
+    "/api/users/{name}", summary="Disable/enable a user, grant admin, reset a password (admin)"
+)
+async def patch_user(name: str, body: UserPatch, caller: AdminDep, db: DbDep) -> dict[str, object]:
+    user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
+    if user is None:
+        raise not_found(f"The user '{name}'")
+    if user.id == caller.user.id and (body.disabled or body.is_admin is False):
+        raise ApiError(
+            400, "cannot_demote_self", "You cannot disable yourself or remove your own admin role."
+        )
+    if body.disabled is not None:
+        user.disabled = body.disabled
+    if body.is_admin is not None:
+        user.is_admin = body.is_admin
+    if body.password is not None:
+        validate_password(body.password)
+        user.password_hash = hash_password(body.password)
+    await db.commit()
+    return user_info(user)

@@ -1,0 +1,149 @@
+"""The hub's ASGI application: routes, error handlers, security headers, the web page,
+and the two websocket endpoints. ``create_app(settings)`` is the only entry point."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rsparkhub import __version__
+from rsparkhub.config import Settings
+from rsparkhub.hub.access import workspace_for
+from rsparkhub.hub.api import auth_routes, files, projects, sessions, users
+from rsparkhub.hub.auth import authenticate
+from rsparkhub.hub.blobs import BlobStore
+from rsparkhub.hub.db.engine import Database
+from rsparkhub.hub.errors import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
+from rsparkhub.hub.sessions import SessionManager
+from rsparkhub.hub.spawners.local import LocalSpawner
+from rsparkhub.hub.state import Hub
+
+log = logging.getLogger("rsparkhub.hub")
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; frame-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def build_hub(settings: Settings) -> Hub:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    spawner = LocalSpawner(
+        settings.data_dir,
+        sandbox=settings.sandbox,
+        network=settings.sandbox_network,
+        memory_mb=settings.session_memory_mb,
+        cpu_seconds=settings.session_cpu_seconds,
+        max_processes=settings.session_max_processes,
+    )
+    hub = Hub(
+        settings=settings,
+        db=Database(settings.db_url),
+        blobs=BlobStore(settings.data_dir / "blobs"),
+        sessions=None,
+    )  # type: ignore[arg-type]
+    hub.sessions = SessionManager(hub, spawner)
+    hub.sessions.hub_port = settings.port
+    return hub
+
+
+def create_app(settings: Settings) -> FastAPI:
+    hub = build_hub(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await hub.db.upgrade()
+        await hub.sessions.startup()
+        try:
+            yield
+        finally:
+            await hub.sessions.shutdown()
+            await hub.db.dispose()
+
+    app = FastAPI(
+        title="rsparkhub",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.hub = hub
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    for module in (auth_routes, users, projects, files, sessions):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.url.path == "/api/docs":
+            return response
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    @app.websocket("/api/workspaces/{workspace_id}/ws")
+    async def client_ws(websocket: WebSocket, workspace_id: str) -> None:
+        async with hub.db.session() as db:
+            try:
+                caller = await authenticate(websocket, db)
+                if caller is None:
+                    raise ApiError(401, "unauthorized", "Log in or send an API token.")
+                if caller.via == "cookie" and not _same_origin(websocket):
+                    raise ApiError(
+                        403, "bad_origin", "Cross-site websocket connections are refused."
+                    )
+                ws = await workspace_for(db, caller, workspace_id, "read")
+                from rsparkhub.hub.access import workspace_role
+
+                role = await workspace_role(db, caller, ws)
+            except ApiError as exc:
+                await websocket.close(code=4000 + exc.status, reason=exc.code)
+                return
+        await websocket.accept()
+        await hub.sessions.client_socket(
+            websocket, ws.id, caller.name, can_write=role in ("owner", "editor")
+        )
+
+    @app.websocket("/agent/ws")
+    async def agent_ws(websocket: WebSocket) -> None:
+        await hub.sessions.agent_socket(websocket)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> FileResponse:
+        path = (WEB / name).resolve()
+        if path.parent != WEB or not path.is_file():
+            raise ApiError(404, "not_found", "No such file.")
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    return urlsplit(origin).netloc == ws.headers.get("host", "")

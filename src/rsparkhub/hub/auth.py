@@ -1,0 +1,128 @@
+"""Who is calling: passwords (argon2), API tokens and browser login sessions (both stored
+as sha256 of a random secret), CSRF for cookie-authenticated writes, and the FastAPI
+dependencies every route uses to get the current user. Authorization of *objects*
+(workspaces, files …) lives in ``access.py``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection, Request
+
+from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.models import ApiToken, User
+from rsparkhub.hub.errors import ApiError
+
+SESSION_COOKIE = "rsparkhub_session"
+CSRF_COOKIE = "rsparkhub_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    if not stored:
+        return False
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_secret(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_password(password: str) -> None:
+    if len(password) < 8:
+        raise ApiError(400, "weak_password", "Passwords need at least 8 characters.")
+    if len(password) > 1024:
+        raise ApiError(400, "invalid_password", "Passwords are limited to 1024 characters.")
+
+
+async def issue_token(
+    db: AsyncSession, user: User, kind: str, name: str = "", lifetime: timedelta | None = None
+) -> tuple[str, ApiToken]:
+    prefix = {"api": "rsh", "login": "rss", "onetime": "rso"}[kind]
+    secret = new_secret(prefix)
+    row = ApiToken(
+        user_id=user.id,
+        kind=kind,
+        name=name,
+        token_hash=hash_token(secret),
+        expires_at=(datetime.now(UTC) + lifetime) if lifetime else None,
+    )
+    db.add(row)
+    await db.flush()
+    return secret, row
+
+
+async def user_for_secret(db: AsyncSession, secret: str, kinds: tuple[str, ...]) -> User | None:
+    row = (
+        await db.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    ).scalar_one_or_none()
+    if row is None or row.revoked or row.kind not in kinds:
+        return None
+    expires = aware(row.expires_at)
+    if expires is not None and expires <= datetime.now(UTC):
+        return None
+    user = await db.get(User, row.user_id)
+    if user is None or user.disabled:
+        return None
+    return user
+
+
+@dataclass
+class Caller:
+    user: User
+    via: str  # "token" | "cookie"
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+
+async def authenticate(request: HTTPConnection, db: AsyncSession) -> Caller | None:
+    """The caller of an HTTP request or websocket handshake, or None."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        user = await user_for_secret(db, auth[7:].strip(), ("api",))
+        if user is None:
+            raise ApiError(401, "invalid_token", "The API token is invalid, expired or revoked.")
+        return Caller(user, "token")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        user = await user_for_secret(db, cookie, ("login",))
+        if user is not None:
+            return Caller(user, "cookie")
+    return None
+
+
+def check_csrf(request: Request) -> None:
+    """Cookie-authenticated writes must echo the CSRF cookie in a header (double submit)."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not hmac.compare_digest(cookie, header):
+        raise ApiError(
+            403,
+            "csrf_failed",
+            "Missing or wrong CSRF token: send the rsparkhub_csrf cookie's value in the "
+            "X-CSRF-Token header.",
+        )

@@ -1,0 +1,237 @@
+"""Workspace files: the hub is their source of truth. Each save writes the bytes to the
+blob store and a new ``file_versions`` row; a save names the version it edited, and a stale
+save is refused with 409 and the current version. Sessions and clients are told about
+every change through the session manager."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rsparkhub.hub.db.models import File, FileVersion
+from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.paths import clean_path
+
+if TYPE_CHECKING:
+    from rsparkhub.hub.state import Hub
+
+SOURCE_EXTENSIONS = (".r", ".rmd", ".qmd", ".py", ".sh", ".bash", ".sql", ".md", ".txt")
+
+
+def file_kind(path: str) -> str:
+    return "source" if path.lower().endswith(SOURCE_EXTENSIONS) else "other"
+
+
+def file_info(f: File) -> dict[str, object]:
+    return {
+        "path": f.path,
+        "version": f.version,
+        "size": f.size,
+        "sha256": f.sha256,
+        "kind": file_kind(f.path),
+        "updated_at": f.updated_at.isoformat() if f.updated_at else None,
+    }
+
+
+@dataclass
+class Saved:
+    file: File
+    changed: bool
+
+
+async def get_file(db: AsyncSession, workspace_id: str, path: str) -> File:
+    f = (
+        await db.execute(select(File).where(File.workspace_id == workspace_id, File.path == path))
+    ).scalar_one_or_none()
+    if f is None:
+        raise not_found(f"The file '{path}'")
+    return f
+
+
+async def list_files(db: AsyncSession, workspace_id: str) -> list[File]:
+    rows = await db.execute(
+        select(File).where(File.workspace_id == workspace_id).order_by(File.path)
+    )
+    return list(rows.scalars())
+
+
+async def workspace_size(db: AsyncSession, workspace_id: str) -> int:
+    total = await db.execute(
+        select(func.coalesce(func.sum(File.size), 0)).where(File.workspace_id == workspace_id)
+    )
+    return int(total.scalar_one())
+
+
+async def save_file(
+    hub: Hub,
+    db: AsyncSession,
+    workspace_id: str,
+    raw_path: str,
+    data: bytes,
+    author: str,
+    base_version: int | None,
+    *,
+    require_base: bool = True,
+    notify: bool = True,
+) -> Saved:
+    """Save ``data`` as the new version of a file.
+
+    ``base_version`` is the version the writer edited (0 or None: the file must not exist
+    yet). With ``require_base=False`` (files written by code in the session) the save
+    always wins, as the session's disk is what the code produced.
+    """
+    path = clean_path(raw_path)
+    limits = hub.settings
+    if len(data) > limits.max_file_bytes:
+        raise ApiError(
+            413,
+            "file_too_large",
+            f"'{path}' is {len(data)} bytes; files are limited to {limits.max_file_bytes} bytes.",
+        )
+    existing = (
+        await db.execute(select(File).where(File.workspace_id == workspace_id, File.path == path))
+    ).scalar_one_or_none()
+    current_size = existing.size if existing else 0
+    total = await workspace_size(db, workspace_id)
+    if total - current_size + len(data) > limits.max_workspace_bytes:
+        raise ApiError(
+            413,
+            "workspace_full",
+            f"Saving '{path}' would make the workspace larger than its limit of "
+            f"{limits.max_workspace_bytes} bytes; delete files first.",
+        )
+    if require_base:
+        if existing is None and base_version not in (None, 0):
+            raise ApiError(
+                409, "version_conflict", f"'{path}' no longer exists.", current_version=0
+            )
+        if existing is not None and base_version != existing.version:
+            raise ApiError(
+                409,
+                "version_conflict",
+                f"'{path}' was changed elsewhere (now version {existing.version}, you edited "
+                f"version {base_version}). Reload it or save under another name.",
+                current_version=existing.version,
+                current_sha256=existing.sha256,
+            )
+    sha = await hub.blobs.put(data)
+    if existing is not None and existing.sha256 == sha:
+        return Saved(existing, False)
+    now = datetime.now(UTC)
+    if existing is None:
+        existing = File(
+            workspace_id=workspace_id,
+            path=path,
+            version=1,
+            size=len(data),
+            sha256=sha,
+            updated_at=now,
+        )
+        db.add(existing)
+        await db.flush()
+    else:
+        existing.version += 1
+        existing.size = len(data)
+        existing.sha256 = sha
+        existing.updated_at = now
+    db.add(
+        FileVersion(
+            file_id=existing.id, version=existing.version, sha256=sha, size=len(data), author=author
+        )
+    )
+    await db.commit()
+    if notify:
+        await hub.sessions.file_saved(
+            workspace_id, existing, data, from_session=author == "session"
+        )
+    return Saved(existing, True)
+
+
+async def delete_file(
+    hub: Hub, db: AsyncSession, workspace_id: str, path: str, *, from_session: bool = False
+) -> None:
+    f = await get_file(db, workspace_id, clean_path(path))
+    await db.delete(f)
+    await db.commit()
+    await hub.sessions.file_deleted(workspace_id, f.path, from_session=from_session)
+
+
+async def move_file(
+    hub: Hub,
+    db: AsyncSession,
+    workspace_id: str,
+    src: str,
+    dst: str,
+    author: str,
+    copy: bool = False,
+) -> File:
+    src, dst = clean_path(src), clean_path(dst)
+    f = await get_file(db, workspace_id, src)
+    clash = (
+        await db.execute(select(File).where(File.workspace_id == workspace_id, File.path == dst))
+    ).scalar_one_or_none()
+    if clash is not None:
+        raise ApiError(
+            409, "file_exists", f"'{dst}' already exists; delete it or pick another name."
+        )
+    data = await hub.blobs.get(f.sha256)
+    saved = await save_file(hub, db, workspace_id, dst, data, author, None)
+    if not copy:
+        await delete_file(hub, db, workspace_id, src)
+    return saved.file
+
+
+async def history(db: AsyncSession, f: File) -> list[FileVersion]:
+    rows = await db.execute(
+        select(FileVersion).where(FileVersion.file_id == f.id).order_by(FileVersion.version.desc())
+    )
+    return list(rows.scalars())
+
+
+async def version_row(db: AsyncSession, f: File, version: int) -> FileVersion:
+    row = (
+        await db.execute(
+            select(FileVersion).where(FileVersion.file_id == f.id, FileVersion.version == version)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise not_found(f"Version {version} of '{f.path}'")
+    return row
+
+
+async def workspace_zip(hub: Hub, db: AsyncSession, workspace_id: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in await list_files(db, workspace_id):
+            zf.writestr(f.path, await hub.blobs.get(f.sha256))
+    return buf.getvalue()
+
+
+def read_zip(data: bytes, max_total: int) -> list[tuple[str, bytes]]:
+    """The files of an uploaded zip, with paths validated and zip bombs refused."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise ApiError(400, "invalid_zip", "The upload is not a valid zip file.") from None
+    out: list[tuple[str, bytes]] = []
+    total = 0
+    for info in zf.infolist():
+        if info.is_dir() or info.filename.startswith("__MACOSX/"):
+            continue
+        total += info.file_size
+        if total > max_total:
+            raise ApiError(
+                413, "workspace_full", f"The zip expands to more than {max_total} bytes."
+            )
+        out.append((clean_path(info.filename), zf.read(info)))
+    # A zip of one top folder (as most tools make them) is imported without that folder.
+    tops = {p.split("/", 1)[0] for p, _ in out}
+    if len(tops) == 1 and all("/" in p for p, _ in out):
+        out = [(p.split("/", 1)[1], d) for p, d in out]
+    return out

@@ -1,0 +1,49 @@
+"""The spawner contract (after JupyterHub's): start / wait / poll / stop / adopt, with all
+the state a spawner needs kept as JSON in the session row so another hub process can pick
+the session up after a restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class SessionSpec:
+    session_id: str
+    workspace_id: str
+    user: str
+    token: str  # the agent's secret for /agent/ws; never logged
+    hub_agent_url: str  # ws://…/agent/ws
+    session_dir: Path  # owned by the session: work/, runtime/, kernel pid file
+    log_path: Path  # agent stdout/stderr, owned by the hub
+    redial_timeout_s: float = 600
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        return self.session_dir / "work"
+
+
+class SpawnError(Exception):
+    """A session could not be started; the message says why."""
+
+
+class Spawner(Protocol):
+    name: str
+
+    async def start(self, spec: SessionSpec) -> dict[str, Any]:
+        """Start the agent; return the state to keep in the session row."""
+
+    async def wait(self, state: dict[str, Any]) -> tuple[int | None, str]:
+        """Return (exit code or None if unknown, reason) once the session has ended."""
+
+    async def poll(self, state: dict[str, Any]) -> bool:
+        """True while the session's agent is alive."""
+
+    async def stop(self, state: dict[str, Any], grace_s: float) -> int | None:
+        """Make sure the session has ended (signal, then kill after ``grace_s``)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What ``doctor`` shows: sandboxing, limits."""

@@ -1,0 +1,22 @@
+"""The hub's process-wide state, built once by ``create_app``: settings, database, blob
+store, session manager. Routes reach it as ``request.app.state.hub``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rsparkhub.config import Settings
+from rsparkhub.hub.blobs import BlobStore
+from rsparkhub.hub.db.engine import Database
+
+if TYPE_CHECKING:
+    from rsparkhub.hub.sessions import SessionManager
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    sessions: SessionManager
