@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from hubpeer import HubPeer, plots_of, sha, start_agent, stop_agent, stdout_of
+from hubpeer import HubPeer, plots_of, sha, start_agent, stdout_of, stop_agent
 
 from rsparkhub import protocol as P
 

@@ -62,6 +62,15 @@ class Outbox:
 
     def emit(self, event: object) -> int:
         """Queue one event; returns its seq (the seq it was merged into, if coalesced)."""
+        if isinstance(event, StreamEvent) and len(event.text) > self.coalesce_cap:
+            # one kernel message bigger than the cap: split it
+            text, cap, seq = event.text, self.coalesce_cap, 0
+            for i in range(0, len(text), cap):
+                part = StreamEvent(
+                    request_id=event.request_id, name=event.name, text=text[i : i + cap]
+                )
+                seq = self.emit(part)
+            return seq
         if isinstance(event, StreamEvent) and self._buffer:
             last = self._buffer[-1]
             prev = last.event
