@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     session_max_processes: int = Field(
         0, ge=0, description="RLIMIT_NPROC for session processes (0 = none)."
     )
+    session_languages: str | None = Field(
+        None, description="Comma-separated languages sessions offer (default: every installed one)."
+    )
     event_fsync: bool = Field(
         True, description="fsync the session output log before acknowledging to the agent."
     )

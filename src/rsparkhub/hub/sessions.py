@@ -231,6 +231,8 @@ class SessionManager:
             session_dir=self.session_dir(sid),
             log_path=self.log_dir(sid) / "agent.log",
             redial_timeout_s=settings.agent_redial_timeout_s,
+            max_file_bytes=settings.max_file_bytes,
+            languages=settings.session_languages,
         )
         try:
             live.spawner_state = await self.spawner.start(spec)

@@ -19,6 +19,8 @@ class SessionSpec:
     session_dir: Path  # owned by the session: work/, runtime/, kernel pid file
     log_path: Path  # agent stdout/stderr, owned by the hub
     redial_timeout_s: float = 600
+    max_file_bytes: int = 50 * 1024 * 1024
+    languages: str | None = None  # comma-separated subset of r,python,bash
     env: dict[str, str] = field(default_factory=dict)
 
     @property

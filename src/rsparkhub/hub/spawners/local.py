@@ -94,7 +94,11 @@ class LocalSpawner:
             str(spec.workdir),
             "--redial-timeout",
             str(spec.redial_timeout_s),
+            "--max-file-bytes",
+            str(spec.max_file_bytes),
         ]
+        if spec.languages:
+            agent += ["--languages", spec.languages]
         if not self.bwrap:
             return agent
         sd = str(spec.session_dir)

@@ -1,0 +1,164 @@
+"""Shared fixtures: a real hub process (``rsparkhub serve``) on a free loopback port with
+its own data directory, users with API tokens, and an optional real PostgreSQL backend.
+
+The hub runs as a subprocess (not in-process) so that tests can kill and restart it the
+way an operator's machine would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pg_fixture import pg_database, pg_server  # noqa: E402,F401
+
+VENV_BIN = Path(sys.executable).parent
+RSPARKHUB = str(VENV_BIN / "rsparkhub")
+PASSWORD = "correct-horse-battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HubProcess:
+    """A running ``rsparkhub serve``; ``restart()`` keeps the data directory."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RSPARKHUB_IDLE_TIMEOUT_S": "3600", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "hub-test.log"
+        self.first_start_output = ""
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        out = subprocess.run(
+            [RSPARKHUB, *args, "--data-dir", str(self.data_dir)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"rsparkhub {' '.join(args)} failed: {out.stderr}")
+        return out.stdout
+
+    def start(self) -> HubProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [RSPARKHUB, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hub exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("hub did not become healthy in 60 s")
+        if not self.first_start_output:
+            self.first_start_output = self.log_path.read_text()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def make_user(self, name: str, admin: bool = False) -> str:
+        """Create a user with PASSWORD and return an API token for it."""
+        self.cli("user", "add", name, *(["--admin"] if admin else []), stdin=PASSWORD + "\n")
+        return self.cli("token", "create", name).strip()
+
+    def client(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _kill_session_processes(data_dir: Path) -> None:
+    """Sessions outlive the hub by design; tests clean up the ones they started."""
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if str(data_dir) in " ".join(p.info["cmdline"] or []):
+                p.kill()
+        except psutil.Error:
+            pass
+
+
+def _hub(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
+    hub = HubProcess(tmp, env).start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        _kill_session_processes(tmp)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """A fresh hub (SQLite) for one test."""
+    yield from _hub(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """One hub (SQLite) shared by the tests of a module."""
+    yield from _hub(tmp_path_factory.mktemp("hub") / "data")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubProcess]:
+    """A fresh hub on SQLite, then on a real PostgreSQL server the tests started."""
+    env: dict[str, str] = {}
+    if request.param == "postgresql":
+        env["RSPARKHUB_DATABASE_URL"] = request.getfixturevalue("pg_database")
+    yield from _hub(tmp_path / "data", env)
+
+
+@pytest.fixture
+def alice(shared_hub: HubProcess) -> Any:
+    return _user(shared_hub, "alice")
+
+
+def _user(hub: HubProcess, name: str) -> str:
+    cache: dict[str, str] = hub.__dict__.setdefault("_tokens", {})
+    if name not in cache:
+        cache[name] = hub.make_user(name)
+    return cache[name]
