@@ -51,12 +51,12 @@ SOURCE_PY_EXPECTED = """\
 3
 >>> def f(a):
 ...     return a * 2
-... 
+...{TRAILING_SPACE}
 >>> print(f(x))
 6
 >>> [i for i in range(3)]
 [0, 1, 2]
-"""
+""".format(TRAILING_SPACE=" ")
 
 SCRIPT_SH = """\
 #!/bin/bash
@@ -121,7 +121,8 @@ async def agent(tmp_path_factory: pytest.TempPathFactory):
 
 async def test_python_run_matches_python_file(agent) -> None:
     peer, _, workdir = agent
-    expected = subprocess.run(
+    expected = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "script.py"],
         cwd=workdir,
         capture_output=True,
@@ -199,8 +200,15 @@ async def test_complete_python(agent) -> None:
 
 async def test_bash_run_matches_bash_file(agent) -> None:
     peer, _, workdir = agent
-    expected = subprocess.run(
-        ["bash", "script.sh"], cwd=workdir, capture_output=True, text=True, check=True
+    expected = (
+        await asyncio.to_thread(
+            subprocess.run,
+            ["bash", "script.sh"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     ).stdout
     done, events = await peer.run(P.ExecuteRequest(id="sh-run", path="script.sh", mode="run"), 60)
     assert done.status == "ok", events

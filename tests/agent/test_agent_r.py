@@ -96,7 +96,7 @@ async def test_console_one_plus_one(r_agent) -> None:
 async def test_run_mode_matches_rscript(r_agent, tmp_path: Path) -> None:
     peer, _, _ = r_agent
     (tmp_path / "fit.R").write_text(FIT_R)
-    expected = rscript(["fit.R"], tmp_path)
+    expected = await asyncio.to_thread(rscript, ["fit.R"], tmp_path)
     done, events = await peer.run(P.ExecuteRequest(id="run1", path="fit.R", mode="run"), 120)
     assert done.status == "ok", events
     assert stdout_of(events) == expected
@@ -115,7 +115,7 @@ async def test_run_mode_matches_rscript(r_agent, tmp_path: Path) -> None:
 async def test_source_mode_matches_rscript_echo(r_agent, tmp_path: Path) -> None:
     peer, _, _ = r_agent
     (tmp_path / "fit.R").write_text(FIT_R)
-    expected = rscript(["-e", 'source("fit.R", echo = TRUE)'], tmp_path)
+    expected = await asyncio.to_thread(rscript, ["-e", 'source("fit.R", echo = TRUE)'], tmp_path)
     done, events = await peer.run(P.ExecuteRequest(id="src1", path="fit.R", mode="source"), 120)
     assert done.status == "ok", events
     assert stdout_of(events) == expected
