@@ -121,7 +121,7 @@ async def agent(tmp_path_factory: pytest.TempPathFactory):
 
 async def test_python_run_matches_python_file(agent) -> None:
     peer, _, workdir = agent
-    expected = await asyncio.to_thread(
+    proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "script.py"],
         cwd=workdir,
@@ -129,7 +129,8 @@ async def test_python_run_matches_python_file(agent) -> None:
         text=True,
         check=True,
         env=dict(os.environ, MPLBACKEND="Agg"),
-    ).stdout
+    )
+    expected = proc.stdout
     done, events = await peer.run(P.ExecuteRequest(id="py-run", path="script.py", mode="run"))
     assert done.status == "ok", events
     assert stdout_of(events) == expected
@@ -244,3 +245,14 @@ async def test_unavailable_language(tmp_path: Path) -> None:
     finally:
         assert await stop_agent(peer, proc) == 0
         await peer.close()
+
+
+async def test_kernel_death_is_reported_and_recovered(agent) -> None:
+    peer, _, _ = agent
+    done, _ = await peer.run(
+        P.ExecuteRequest(id="die", code="import os\nos._exit(1)", language="python"), 30
+    )
+    assert done.status == "error" and done.error_code == "kernel_died"
+    done, events = await peer.run(P.ExecuteRequest(id="alive", code="2+2", language="python"), 60)
+    assert done.status == "ok"
+    assert [e.data["text/plain"] for e in events if isinstance(e, P.ResultEvent)] == ["4"]

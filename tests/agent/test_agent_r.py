@@ -209,3 +209,45 @@ async def test_complete_and_is_complete(r_agent) -> None:
         P.IsCompleteRequest(id="isc1", language="r", code="f <- function(x) {")
     )
     assert reply.ok and reply.content["status"] == "incomplete"
+
+
+async def test_complete_while_busy_answers_busy(r_agent) -> None:
+    peer, _, _ = r_agent
+    await peer.request(P.ExecuteRequest(id="sleep", code="Sys.sleep(30)", language="r"))
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    reply = await peer.reply(
+        P.CompleteRequest(id="cmp-busy", language="r", code="me", cursor_pos=2)
+    )
+    assert not reply.ok and reply.error_code == "busy"
+    assert time.monotonic() - t0 < 3.5
+    # a ping is not stuck behind the execution either
+    assert (await peer.reply(P.PingRequest(id="ping-busy"))).ok
+    await peer.reply(P.InterruptRequest(id="int-sleep", language="r"))
+    await peer.wait_for(lambda: peer.done_of("sleep") is not None, 5)
+    assert peer.done_of("sleep").status == "aborted"
+
+
+async def test_restart_clears_state(r_agent) -> None:
+    peer, _, workdir = r_agent
+    await peer.run(P.ExecuteRequest(id="set", code="zz <- 5", language="r"))
+    pids_before = (workdir.parent / "agent-kernels.pid").read_text().split()
+    last = max(peer.events)
+    reply = await peer.reply(P.RestartRequest(id="rs", language="r"), 60)
+    assert reply.ok
+    states = [
+        env.event.state
+        for s, env in sorted(peer.events.items())
+        if s > last and isinstance(env.event, P.StatusEvent) and env.event.language == "r"
+    ]
+    assert states[0] == "restarting" and states[-1] == "idle"
+    done, events = await peer.run(P.ExecuteRequest(id="get", code="exists('zz')", language="r"))
+    assert [e.data["text/plain"] for e in events if isinstance(e, P.ResultEvent)] == ["[1] FALSE"]
+    # options that make printed output match Rscript survive the restart
+    done, events = await peer.run(
+        P.ExecuteRequest(
+            id="opt", code="cat(getOption('width'), getOption('crayon.enabled'))", language="r"
+        )
+    )
+    assert stdout_of(events) == "80 FALSE"
+    assert (workdir.parent / "agent-kernels.pid").read_text().split() != pids_before
