@@ -130,12 +130,12 @@ class Agent:
         await self.kernels.shutdown_all()
         if self._exit_code == EXIT_OK:
             await self._say_stopped()
-        link.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await link
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(), 2)
+        link.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await link
         return self._exit_code
 
     async def _say_stopped(self) -> None:
@@ -447,7 +447,10 @@ class Agent:
                 return
             abs_path = str(p)
         try:
-            steps = await asyncio.to_thread(plan, lang, req.mode, req.code, abs_path)
+            if req.mode == "console":
+                steps = plan(lang, req.mode, req.code, abs_path)  # no I/O
+            else:
+                steps = await asyncio.to_thread(plan, lang, req.mode, req.code, abs_path)
         except ModeError as exc:
             self._fail(req.id, exc.code, exc.message, started)
             return
