@@ -71,8 +71,12 @@ class Kernel:
         cwd: Path,
         env: dict[str, str],
         wait_for_room: Callable[[], Awaitable[None]],
+        runtime_dir: Path,
+        use_ipc: bool = True,
     ) -> None:
         self.language = language
+        self.runtime_dir = runtime_dir
+        self.use_ipc = use_ipc
         self.kernel_name = KERNEL_NAMES[language]
         self.cwd = cwd
         self.env = env
@@ -94,7 +98,13 @@ class Kernel:
         return pid if isinstance(pid, int) else None
 
     async def start(self) -> None:
-        self.km = AsyncKernelManager(kernel_name=self.kernel_name)
+        # IPC sockets in the private runtime dir (no TCP ports other local users could
+        # reach); TCP on 127.0.0.1 when the path would be too long for a Unix socket.
+        ipc_base = str(self.runtime_dir / f"k-{self.language}")
+        if self.use_ipc and len(ipc_base) < 96:
+            self.km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=ipc_base)
+        else:
+            self.km = AsyncKernelManager(kernel_name=self.kernel_name)
         await self.km.start_kernel(cwd=str(self.cwd), env=self.env)
         await self._connect()
 
@@ -340,7 +350,11 @@ class KernelPool:
             self.on_status(language, "starting", None)
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
             kernel = Kernel(
-                language, cwd=self.workdir, env=self._env(), wait_for_room=self.wait_for_room
+                language,
+                cwd=self.workdir,
+                env=self._env(),
+                wait_for_room=self.wait_for_room,
+                runtime_dir=self.runtime_dir,
             )
             try:
                 await kernel.start()
