@@ -256,3 +256,34 @@ async def test_kernel_death_is_reported_and_recovered(agent) -> None:
     done, events = await peer.run(P.ExecuteRequest(id="alive", code="2+2", language="python"), 60)
     assert done.status == "ok"
     assert [e.data["text/plain"] for e in events if isinstance(e, P.ResultEvent)] == ["4"]
+
+
+async def test_bash_interrupt_and_python_run_error(agent) -> None:
+    peer, _, workdir = agent
+    last = max(peer.events, default=0)
+    await peer.request(P.ExecuteRequest(id="sh-sleep", code="sleep 30", language="bash"))
+    await peer.wait_for(
+        lambda: any(
+            isinstance(env.event, P.StatusEvent)
+            and env.event.language == "bash"
+            and env.event.state == "busy"
+            for s, env in peer.events.items()
+            if s > last
+        ),
+        30,
+    )
+    await asyncio.sleep(0.3)
+    await peer.reply(P.InterruptRequest(id="sh-int"))
+    await peer.wait_for(lambda: peer.done_of("sh-sleep") is not None, 5)
+    assert peer.done_of("sh-sleep").status == "aborted"
+    done, events = await peer.run(P.ExecuteRequest(id="sh-ok", code="echo ok", language="bash"))
+    assert stdout_of(events) == "ok\n"
+
+    (workdir / "bad.py").write_text("print('before')\nraise ValueError('bad value')\n")
+    done, events = await peer.run(P.ExecuteRequest(id="py-bad", path="bad.py", mode="run"))
+    assert done.status == "error"
+    assert stdout_of(events) == "before\n"
+    err = next(e for e in events if isinstance(e, P.ErrorEvent))
+    assert err.ename == "ValueError" and err.evalue == "bad value"
+    tb = "\n".join(err.traceback)
+    assert "bad.py" in tb and "_rsparkhub" not in tb

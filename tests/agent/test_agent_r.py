@@ -180,7 +180,7 @@ async def test_file_written_by_code_arrives_before_done(r_agent) -> None:
 async def test_interrupt_endless_loop(r_agent) -> None:
     peer, _, _ = r_agent
     await peer.request(P.ExecuteRequest(id="loop", code="while (TRUE) {}", language="r"))
-    last = max(peer.events)
+    last = max(peer.events, default=0)
     await peer.wait_for(
         lambda: any(
             isinstance(env.event, P.StatusEvent) and env.event.state == "busy"
@@ -232,7 +232,7 @@ async def test_restart_clears_state(r_agent) -> None:
     peer, _, workdir = r_agent
     await peer.run(P.ExecuteRequest(id="set", code="zz <- 5", language="r"))
     pids_before = (workdir.parent / "agent-kernels.pid").read_text().split()
-    last = max(peer.events)
+    last = max(peer.events, default=0)
     reply = await peer.reply(P.RestartRequest(id="rs", language="r"), 60)
     assert reply.ok
     states = [

@@ -454,18 +454,21 @@ class Agent:
         except ModeError as exc:
             self._fail(req.id, exc.code, exc.message, started)
             return
+        ex = _Execution(req.id, lang)
+        self._current = ex  # an interrupt from now on applies to this execution
         try:
             kernel = await self.kernels.get(lang)
         except KernelError as exc:
             self._fail(req.id, exc.code, exc.message, started)
             return
-        ex = _Execution(req.id, lang)
-        self._current = ex
         handler = self._iopub_handler(ex)
         status = "ok"
         error_code: str | None = None
         message: str | None = None
         for i, step in enumerate(steps):
+            if ex.interrupted:  # interrupted before it started (e.g. while the kernel started)
+                status = "aborted"
+                break
             if step.echo:
                 self.emit(P.StreamEvent(request_id=req.id, name="stdout", text=step.echo))
             try:
@@ -532,7 +535,11 @@ class Agent:
                         request_id=rid,
                         ename=str(content.get("ename") or "Error"),
                         evalue=strip_ansi(str(content.get("evalue") or "")),
-                        traceback=[strip_ansi(str(t)) for t in content.get("traceback") or []],
+                        traceback=[
+                            line
+                            for line in (strip_ansi(str(t)) for t in content.get("traceback") or [])
+                            if not _is_helper_frame(line)
+                        ],
                     )
                 )
             elif mtype == "status":
@@ -625,6 +632,11 @@ class Agent:
                     raise
                 except Exception:
                     log.exception("idle scan failed")
+
+
+def _is_helper_frame(line: str) -> bool:
+    """Traceback entries of the agent's own run/source helper (not the user's code)."""
+    return "__import__('_rsparkhub')" in line or line.startswith("File <string>:")
 
 
 def _int(value: Any) -> int | None:
