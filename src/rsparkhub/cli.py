@@ -86,6 +86,9 @@ def serve(
     from rsparkhub.hub.users import bootstrap_admin
 
     settings = _settings(data_dir, config, host=host, port=port)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = _with_db(settings, lambda db: bootstrap_admin(db, settings.admin_user, settings.base_url))
     typer.echo(f"rsparkhub {settings.base_url}  (data: {settings.data_dir})")
     if url:

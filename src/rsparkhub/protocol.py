@@ -379,9 +379,7 @@ def _parse(adapter: TypeAdapter[Any], raw: str | bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        if first.get("type") == "union_tag_invalid" or (
-            first.get("type") == "union_tag_not_found"
-        ):
+        if first.get("type") == "union_tag_invalid" or (first.get("type") == "union_tag_not_found"):
             code = "unknown_type"
             text = f"Unknown or missing message type {data.get('type')!r}."
         else:

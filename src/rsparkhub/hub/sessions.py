@@ -265,7 +265,9 @@ class SessionManager:
 
     async def _monitor(self, live: LiveSession) -> None:
         code, reason = await self.spawner.wait(live.spawner_state)
-        clean = live.state == "stopping" and code in (0, None)
+        # A requested stop is clean when the agent exited 0 — or was ended by our SIGTERM
+        # before it had installed its handler (a stop right after start).
+        clean = live.state == "stopping" and code in (0, None, -15, 128 + 15)
         if live.stop_reason and not clean:
             reason = f"{live.stop_reason} ({reason})"
         await self._finish(live, code, live.stop_reason if clean else reason, dead=not clean)

@@ -76,11 +76,12 @@ async def stop_session(
     workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object] | None:
     w = await workspace_for(db, caller, workspace_id, "write")
-    live = hub.sessions.live.get(w.id)
+    workspace = w.id
+    live = hub.sessions.live.get(workspace)
     if live is not None:
         await hub.sessions.stop(live, f"stopped by {caller.name}")
     db.expire_all()
-    row = await _latest(db, w.id)
+    row = await _latest(db, workspace)
     return session_info(row, hub) if row else None
 
 

@@ -195,20 +195,48 @@ class LocalSpawner:
         return None, "the session's agent exited while this hub was not its parent"
 
     async def stop(self, state: dict[str, Any], grace_s: float) -> int | None:
+        """SIGTERM the agent (it shuts its kernels down and exits 0), then SIGKILL."""
+        pid = int(state.get("pid") or 0)
         pgid = int(state.get("pgid") or 0)
-        if self._alive(state) and pgid > 0:
-            _killpg(pgid, signal.SIGTERM)
-            deadline = asyncio.get_running_loop().time() + grace_s
-            while self._alive(state) and asyncio.get_running_loop().time() < deadline:
+        if self._alive(state):
+            for target in self._agent_pids(pid):
+                _kill(target, signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace_s
+            while self._alive(state) and loop.time() < deadline:
                 await asyncio.sleep(0.1)
             if self._alive(state):
-                _killpg(pgid, signal.SIGKILL)
+                # Killing the sandbox's init (bwrap inside the PID namespace) takes every
+                # process of the session with it.
+                for target in self._descendants(pid):
+                    _kill(target, signal.SIGKILL)
+                if pgid > 0:
+                    _killpg(pgid, signal.SIGKILL)
         code: int | None = None
-        child = self._children.pop(int(state.get("pid") or 0), None)
+        child = self._children.pop(pid, None)
         if child is not None:
             code = await child.wait()
         self._cleanup_orphans(state)
         return code
+
+    @staticmethod
+    def _descendants(pid: int) -> list[int]:
+        try:
+            return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return [pid]
+
+    def _agent_pids(self, pid: int) -> list[int]:
+        """The agent process itself (inside the sandbox it is a grandchild of bwrap)."""
+        found = []
+        for p in self._descendants(pid):
+            try:
+                cmd = psutil.Process(p).cmdline()
+            except psutil.Error:
+                continue
+            if "rsparkhub.agent" in cmd and not cmd[0].endswith("bwrap"):
+                found.append(p)
+        return found or [pid]
 
     def _cleanup_orphans(self, state: dict[str, Any]) -> None:
         """Kernels run in their own process groups; if the agent was killed they may
@@ -239,6 +267,13 @@ def _is_group_leader(pid: int) -> bool:
         return False
 
 
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -259,4 +294,9 @@ def _describe_exit(code: int | None) -> str:
         return f"killed by signal {name}"
     if code == 3:
         return "the agent lost the hub and gave up re-dialling"
+    if 128 < code < 128 + 65:  # bubblewrap reports a child killed by signal N as 128+N
+        try:
+            return f"killed by signal {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
     return f"exited with code {code}"
