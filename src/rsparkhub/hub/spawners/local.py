@@ -110,6 +110,7 @@ class LocalSpawner:
             "--tmpfs", "/tmp",
             "--tmpfs", str(self.data_dir),
             "--bind", sd, sd,
+            "--remount-ro", str(self.data_dir),
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",

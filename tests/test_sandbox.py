@@ -1,0 +1,73 @@
+"""The bubblewrap sandbox of local sessions: code in one user's session cannot read the
+hub's database, blobs or another workspace's files, and cannot write outside its own
+working directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import HubProcess
+from rsparkhub.client import HubClient
+
+# bubblewrap is installed by scripts/install.sh; without it these tests fail (not skip).
+
+async def test_session_cannot_escape(shared_hub: HubProcess, alice: str) -> None:
+    data = shared_hub.data_dir
+    bob = shared_hub.make_user("sandbox-bob")
+    async with HubClient(shared_hub.url, bob) as c:
+        bob_ws = (await c.ensure_workspace("private"))["id"]
+        await c.save_text(bob_ws, "secret.txt", "bob's secret\n", 0)
+        async with c.attach(bob_ws) as s:
+            r = await s.run("import os; print(os.getcwd())", language="python")
+            bob_workdir = r.stdout.strip()
+    assert bob_workdir.startswith(str(data))
+    assert (Path(bob_workdir) / "secret.txt").read_text() == "bob's secret\n"
+
+    async with HubClient(shared_hub.url, alice) as c:
+        wid = (await c.ensure_workspace("attacker"))["id"]
+        async with c.attach(wid) as s:
+            r = await s.run("import os; print(os.getcwd())", language="python")
+            mine = r.stdout.strip()
+            targets = {
+                "database": str(data / "rsparkhub.db"),
+                "blobs": str(data / "blobs"),
+                "other workspace": f"{bob_workdir}/secret.txt",
+                "hub log": str(data / "hub-test.log"),
+            }
+            for what, path in targets.items():
+                code = f"""
+import os
+try:
+    print(open({path!r}, 'rb').read()[:20])
+    print('READ')
+except OSError as e:
+    print('DENIED', type(e).__name__)
+print(os.listdir({str(data)!r}))
+"""
+                r = await s.run(code, language="python")
+                assert "READ" not in r.stdout and "DENIED" in r.stdout, (what, r.stdout)
+                listing = r.stdout.strip().splitlines()[-1]
+                assert "rsparkhub.db" not in listing and "blobs" not in listing, listing
+            # The same from R.
+            r = await s.run(f'cat(file.exists({targets["database"]!r}), file.exists({targets["other workspace"]!r}))', language="r")
+            assert r.stdout == "FALSE FALSE"
+            # Writing outside the working directory fails; inside it works.
+            repo = str(Path(__file__).resolve().parent.parent)
+            for path in ("/etc/rsparkhub-escape", f"{repo}/escape.txt", f"{data}/escape.txt", "/root/escape.txt"):
+                r = await s.run(f"echo x > {path} && echo WROTE || echo FAILED", language="bash")
+                assert "FAILED" in r.stdout and "WROTE" not in r.stdout, (path, r.stdout)
+                assert not Path(path).exists()
+            r = await s.run("echo ok > inside.txt && cat inside.txt", language="bash")
+            assert r.stdout.strip().endswith("ok")
+            assert (Path(mine) / "inside.txt").exists()
+            # Other sessions' processes are invisible (own PID namespace).
+            r = await s.run("import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]) < 20)", language="python")
+            assert r.stdout.strip() == "True"
+            # The agent's session token is not visible to user code.
+            r = await s.run("import os; print('RSPARKHUB_SESSION_TOKEN' in os.environ)", language="python")
+            assert r.stdout.strip() == "False"
+
+
+def test_doctor_reports_sandbox(shared_hub: HubProcess) -> None:
+    out = shared_hub.cli("doctor")
+    assert "sandbox=bubblewrap" in out
