@@ -107,7 +107,9 @@ class HubProcess:
         return self.cli("token", "create", name).strip()
 
     def client(self, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
 
 
 def _kill_session_processes(data_dir: Path) -> None:

@@ -9,8 +9,8 @@ import signal
 import uuid
 
 import websockets
-
 from conftest import HubProcess
+
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 

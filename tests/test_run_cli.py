@@ -33,16 +33,31 @@ invisible(df)
 
 def _run(hub: HubProcess, token: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": token}
-    return subprocess.run([RSPARKHUB, "run", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=180)
+    return subprocess.run(
+        [RSPARKHUB, "run", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=180
+    )
 
 
 def test_r_run_mode_matches_rscript(shared_hub: HubProcess, alice: str, tmp_path: Path) -> None:
     script = tmp_path / "fit.R"
     script.write_text(R_SCRIPT)
-    expected = subprocess.run(["Rscript", str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    expected = subprocess.run(
+        ["Rscript", str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert expected.returncode == 0, expected.stderr
     plots = tmp_path / "plots"
-    got = _run(shared_hub, alice, str(script), "--workspace", "nls", "--mode", "run", "--plots-dir", str(plots), cwd=tmp_path)
+    got = _run(
+        shared_hub,
+        alice,
+        str(script),
+        "--workspace",
+        "nls",
+        "--mode",
+        "run",
+        "--plots-dir",
+        str(plots),
+        cwd=tmp_path,
+    )
     assert got.returncode == 0, got.stderr
     assert got.stdout == expected.stdout
     assert "fitted 25 points" in got.stderr
@@ -51,15 +66,32 @@ def test_r_run_mode_matches_rscript(shared_hub: HubProcess, alice: str, tmp_path
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_r_source_mode_matches_source_echo(shared_hub: HubProcess, alice: str, tmp_path: Path) -> None:
+def test_r_source_mode_matches_source_echo(
+    shared_hub: HubProcess, alice: str, tmp_path: Path
+) -> None:
     script = tmp_path / "fit.R"
     script.write_text(R_SCRIPT)
     expected = subprocess.run(
-        ["Rscript", "-e", 'source("fit.R", echo = TRUE)'], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        ["Rscript", "-e", 'source("fit.R", echo = TRUE)'],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert expected.returncode == 0, expected.stderr
     plots = tmp_path / "plots"
-    got = _run(shared_hub, alice, str(script), "--workspace", "nls-src", "--mode", "source", "--plots-dir", str(plots), cwd=tmp_path)
+    got = _run(
+        shared_hub,
+        alice,
+        str(script),
+        "--workspace",
+        "nls-src",
+        "--mode",
+        "source",
+        "--plots-dir",
+        str(plots),
+        cwd=tmp_path,
+    )
     assert got.returncode == 0, got.stderr
     assert got.stdout == expected.stdout
     assert "> fit <- nls(y ~ a * exp(b * x)" in got.stdout
@@ -95,6 +127,15 @@ def test_with_dir_uploads_neighbours(shared_hub: HubProcess, alice: str, tmp_pat
     (proj / "data").mkdir(parents=True)
     (proj / "data" / "values.csv").write_text("v\n1\n2\n3\n")
     (proj / "main.R").write_text('d <- read.csv("data/values.csv")\ncat(sum(d$v), "\\n")\n')
-    got = _run(shared_hub, alice, str(proj / "main.R"), "--with", str(proj), "--workspace", "withdir", cwd=tmp_path)
+    got = _run(
+        shared_hub,
+        alice,
+        str(proj / "main.R"),
+        "--with",
+        str(proj),
+        "--workspace",
+        "withdir",
+        cwd=tmp_path,
+    )
     assert got.returncode == 0, got.stderr
     assert got.stdout == "6 \n"

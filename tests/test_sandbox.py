@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import HubProcess
+
 from rsparkhub.client import HubClient
 
 # bubblewrap is installed by scripts/install.sh; without it these tests fail (not skip).
+
 
 async def test_session_cannot_escape(shared_hub: HubProcess, alice: str) -> None:
     data = shared_hub.data_dir
@@ -49,11 +51,19 @@ print(os.listdir({str(data)!r}))
                 listing = r.stdout.strip().splitlines()[-1]
                 assert "rsparkhub.db" not in listing and "blobs" not in listing, listing
             # The same from R.
-            r = await s.run(f'cat(file.exists({targets["database"]!r}), file.exists({targets["other workspace"]!r}))', language="r")
+            r = await s.run(
+                f"cat(file.exists({targets['database']!r}), file.exists({targets['other workspace']!r}))",
+                language="r",
+            )
             assert r.stdout == "FALSE FALSE"
             # Writing outside the working directory fails; inside it works.
             repo = str(Path(__file__).resolve().parent.parent)
-            for path in ("/etc/rsparkhub-escape", f"{repo}/escape.txt", f"{data}/escape.txt", "/root/escape.txt"):
+            for path in (
+                "/etc/rsparkhub-escape",
+                f"{repo}/escape.txt",
+                f"{data}/escape.txt",
+                "/root/escape.txt",
+            ):
                 r = await s.run(f"echo x > {path} && echo WROTE || echo FAILED", language="bash")
                 assert "FAILED" in r.stdout and "WROTE" not in r.stdout, (path, r.stdout)
                 assert not Path(path).exists()
@@ -61,10 +71,15 @@ print(os.listdir({str(data)!r}))
             assert r.stdout.strip().endswith("ok")
             assert (Path(mine) / "inside.txt").exists()
             # Other sessions' processes are invisible (own PID namespace).
-            r = await s.run("import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]) < 20)", language="python")
+            r = await s.run(
+                "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]) < 20)",
+                language="python",
+            )
             assert r.stdout.strip() == "True"
             # The agent's session token is not visible to user code.
-            r = await s.run("import os; print('RSPARKHUB_SESSION_TOKEN' in os.environ)", language="python")
+            r = await s.run(
+                "import os; print('RSPARKHUB_SESSION_TOKEN' in os.environ)", language="python"
+            )
             assert r.stdout.strip() == "False"
 
 

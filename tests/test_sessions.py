@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
 from conftest import HubProcess
+
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
@@ -33,7 +33,11 @@ def _agent_pid(hub: HubProcess, token: str, workspace_id: str) -> int:
     sid = info["id"]
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if "rsparkhub.agent" in cmd and sid in cmd and not any(c.endswith("bwrap") for c in cmd[:1]):
+        if (
+            "rsparkhub.agent" in cmd
+            and sid in cmd
+            and not any(c.endswith("bwrap") for c in cmd[:1])
+        ):
             return p.pid
     raise AssertionError("agent process not found")
 
@@ -53,7 +57,9 @@ async def test_console_r_python_bash(shared_hub: HubProcess, alice: str) -> None
         assert "bad thing" in r.errors[0].evalue
 
 
-async def test_interrupt_r_loop_and_session_stays_usable(shared_hub: HubProcess, alice: str) -> None:
+async def test_interrupt_r_loop_and_session_stays_usable(
+    shared_hub: HubProcess, alice: str
+) -> None:
     wid = await _workspace(shared_hub, alice)
     async with HubClient(shared_hub.url, alice) as c, c.attach(wid) as s:
         assert (await s.run("1", language="r")).ok  # kernel warm
@@ -78,13 +84,19 @@ async def test_completion_and_is_complete(shared_hub: HubProcess, alice: str) ->
     wid = await _workspace(shared_hub, alice)
     async with HubClient(shared_hub.url, alice) as c, c.attach(wid) as s:
         await s.run("my_long_variable <- 1", language="r")
-        rep = await s.request(P.CompleteRequest(id="c1", language="r", code="my_long_v", cursor_pos=9))
+        rep = await s.request(
+            P.CompleteRequest(id="c1", language="r", code="my_long_v", cursor_pos=9)
+        )
         assert rep.ok and "my_long_variable" in rep.content["matches"]
-        rep = await s.request(P.IsCompleteRequest(id="c2", language="python", code="for i in range(3):"))
+        rep = await s.request(
+            P.IsCompleteRequest(id="c2", language="python", code="for i in range(3):")
+        )
         assert rep.ok and rep.content["status"] == "incomplete"
 
 
-async def test_two_clients_see_identical_streams_and_since_replays(shared_hub: HubProcess, alice: str) -> None:
+async def test_two_clients_see_identical_streams_and_since_replays(
+    shared_hub: HubProcess, alice: str
+) -> None:
     wid = await _workspace(shared_hub, alice)
     async with HubClient(shared_hub.url, alice) as c:
         async with c.attach(wid) as a, c.attach(wid) as b:
@@ -99,9 +111,17 @@ async def test_two_clients_see_identical_streams_and_since_replays(shared_hub: H
 
             task = asyncio.create_task(follow_b())
             seen_a: list[str] = []
-            for i, code in enumerate(["for (i in 1:5) cat('line', i, '\\n')", "print(letters[1:3])"]):
+            for i, code in enumerate(
+                ["for (i in 1:5) cat('line', i, '\\n')", "print(letters[1:3])"]
+            ):
                 await a.send(P.ExecuteRequest(id=f"r{i}", code=code, language="r"))
-            await a.send(P.ExecuteRequest(id="last", code="import sys; print('py'); print('e', file=sys.stderr)", language="python"))
+            await a.send(
+                P.ExecuteRequest(
+                    id="last",
+                    code="import sys; print('py'); print('e', file=sys.stderr)",
+                    language="python",
+                )
+            )
             async for msg in a.messages(timeout=60):
                 if msg.get("type") == "event":
                     seen_a.append(json.dumps(msg, sort_keys=True))
@@ -136,7 +156,10 @@ async def test_files_flow_both_ways(shared_hub: HubProcess, alice: str) -> None:
         r = await s.run('cat(readLines("input.txt"), sep = "\\n")', language="r")
         assert r.stdout == "second\n"
         # Files written by code reach the hub by the time the execution is done.
-        r = await s.run('dir.create("out"); write.csv(data.frame(a = 1:3), "out/table.csv", row.names = FALSE)', language="r")
+        r = await s.run(
+            'dir.create("out"); write.csv(data.frame(a = 1:3), "out/table.csv", row.names = FALSE)',
+            language="r",
+        )
         assert r.ok
         files = {f["path"]: f for f in await c.list_files(wid)}
         assert "out/table.csv" in files and files["out/table.csv"]["kind"] == "other"
@@ -177,9 +200,18 @@ async def test_bad_requests_get_clear_errors(shared_hub: HubProcess, alice: str)
             ("not json", "invalid_json"),
             ("[1,2]", "invalid_message"),
             ('{"type": "nope", "id": "x"}', "unknown_type"),
-            ('{"type": "execute", "id": "e1", "language": "julia", "code": "1"}', "invalid_message"),
-            ('{"type": "execute", "id": "e2", "path": "../etc/passwd", "mode": "run"}', "invalid_path"),
-            ('{"type": "execute", "id": "e3", "path": "missing.R", "mode": "run"}', "file_not_found"),
+            (
+                '{"type": "execute", "id": "e1", "language": "julia", "code": "1"}',
+                "invalid_message",
+            ),
+            (
+                '{"type": "execute", "id": "e2", "path": "../etc/passwd", "mode": "run"}',
+                "invalid_path",
+            ),
+            (
+                '{"type": "execute", "id": "e3", "path": "missing.R", "mode": "run"}',
+                "file_not_found",
+            ),
             ('{"type": "execute", "id": "e4", "mode": "source", "code": "1"}', "invalid_message"),
         ]:
             await s.conn.send(raw)
@@ -207,7 +239,9 @@ async def test_language_not_installed_fails_clearly(tmp_path: Path) -> None:
         hub.stop()
 
 
-async def test_stop_exits_zero_and_next_attach_starts_fresh(shared_hub: HubProcess, alice: str) -> None:
+async def test_stop_exits_zero_and_next_attach_starts_fresh(
+    shared_hub: HubProcess, alice: str
+) -> None:
     wid = await _workspace(shared_hub, alice)
     async with HubClient(shared_hub.url, alice) as c:
         async with c.attach(wid) as s:
@@ -223,7 +257,10 @@ async def test_stop_exits_zero_and_next_attach_starts_fresh(shared_hub: HubProce
                     if msg["event"]["state"] == "stopped":
                         break
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        assert not any(psutil.pid_exists(k) and psutil.Process(k).status() != psutil.STATUS_ZOMBIE for k in kernel_pids)
+        assert not any(
+            psutil.pid_exists(k) and psutil.Process(k).status() != psutil.STATUS_ZOMBIE
+            for k in kernel_pids
+        )
         async with c.attach(wid) as s2:
             assert s2.session_id != first
             r = await s2.run("exists('x')", language="r")
@@ -236,7 +273,9 @@ async def test_agent_killed_mid_execution(shared_hub: HubProcess, alice: str) ->
         await c.save_text(wid, "keep.R", "cat('kept')\n", 0)
         async with c.attach(wid) as s, c.attach(wid) as other:
             assert (await s.run("1", language="r")).ok
-            code = "import time\nfor i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
+            code = (
+                "import time\nfor i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
+            )
             await s.send(P.ExecuteRequest(id="long", code=code, language="python"))
             async for msg in s.messages(timeout=30):
                 if msg.get("event", {}).get("type") == "stream":
@@ -253,8 +292,11 @@ async def test_agent_killed_mid_execution(shared_hub: HubProcess, alice: str) ->
                         break
                 assert dead is not None and "SIGKILL" in (dead["message"] or "")
             assert time.monotonic() - t0 < 5
-        info = (await c.request("GET", f"/api/workspaces/{wid}/session"))
-        assert info["state"] == "dead" and info["exit_code"] in (-signal.SIGKILL, 128 + signal.SIGKILL)
+        info = await c.request("GET", f"/api/workspaces/{wid}/session")
+        assert info["state"] == "dead" and info["exit_code"] in (
+            -signal.SIGKILL,
+            128 + signal.SIGKILL,
+        )
         async with c.attach(wid) as s3:
             r = await s3.run(path="keep.R", mode="run")
             assert r.ok and r.stdout == "kept"
@@ -262,7 +304,9 @@ async def test_agent_killed_mid_execution(shared_hub: HubProcess, alice: str) ->
 
 
 async def test_idle_session_is_culled(tmp_path: Path) -> None:
-    hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_IDLE_TIMEOUT_S": "2", "RSPARKHUB_CULL_INTERVAL_S": "0.5"}).start()
+    hub = HubProcess(
+        tmp_path / "d", env={"RSPARKHUB_IDLE_TIMEOUT_S": "2", "RSPARKHUB_CULL_INTERVAL_S": "0.5"}
+    ).start()
     try:
         token = hub.make_user("dave")
         wid = await _workspace(hub, token)
@@ -272,7 +316,7 @@ async def test_idle_session_is_culled(tmp_path: Path) -> None:
             deadline = time.monotonic() + 20
             state = None
             while time.monotonic() < deadline:
-                state = (await c.request("GET", f"/api/workspaces/{wid}/session"))
+                state = await c.request("GET", f"/api/workspaces/{wid}/session")
                 if state["state"] == "stopped":
                     break
                 await asyncio.sleep(0.5)
@@ -288,7 +332,10 @@ def test_plot_history(shared_hub: HubProcess, alice: str) -> None:
         async with HubClient(shared_hub.url, alice) as c, c.attach(wid) as s:
             r = await s.run("plot(1:10); hist(rnorm(100))", language="r")
             assert len(r.plots) == 2 and len(r.done.plot_ids) == 2  # type: ignore[union-attr]
-            r = await s.run("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()", language="python")
+            r = await s.run(
+                "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()",
+                language="python",
+            )
             assert len(r.plots) == 1
         return wid
 
