@@ -360,3 +360,20 @@ def test_session_api_start_and_list(shared_hub: HubProcess, alice: str, lang: st
         assert any(s["id"] == started["id"] for s in mine)
         stopped = c.delete(f"/api/workspaces/{wid}/session", timeout=httpx.Timeout(60)).json()
         assert stopped["state"] == "stopped"
+
+
+async def test_clients_are_told_the_session_state(shared_hub: HubProcess, alice: str) -> None:
+    wid = await _workspace(shared_hub, alice)
+    async with HubClient(shared_hub.url, alice) as c, c.attach(wid) as s:
+        assert (await s.run("1", language="python")).ok
+        states = [m["state"] for m in s.side if m.get("type") == "session_state"]
+        assert states == ["starting", "running"], s.side
+        s.side.clear()
+        await c.stop_session(wid)
+        seen = []
+        async for msg in s.messages(timeout=20):
+            if msg.get("type") == "session_state":
+                seen.append(msg["state"])
+                if msg["state"] == "stopped":
+                    break
+        assert seen == ["stopping", "stopped"]

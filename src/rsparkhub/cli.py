@@ -183,6 +183,8 @@ def token_create(
     from rsparkhub.hub.db.models import User
 
     settings = _settings(data_dir, config)
+    if expires_in is not None and expires_in <= 0:
+        _fail("--expires-in must be a positive number of days")
     days = expires_in or settings.token_default_days
 
     async def go(db: Any) -> str:
@@ -215,8 +217,19 @@ def doctor(
 ) -> None:
     """Report which languages and services are usable here, and why not."""
     from rsparkhub.doctor import report
+    from rsparkhub.hub.spawners.local import LocalSpawner
 
-    rep = asyncio.run(report(_settings(data_dir, config)))
+    settings = _settings(data_dir, config)
+    # The spawner the hub would use, so that the reported limits are the real ones.
+    spawner = LocalSpawner(
+        settings.data_dir,
+        sandbox=settings.sandbox,
+        network=settings.sandbox_network,
+        memory_mb=settings.session_memory_mb,
+        cpu_seconds=settings.session_cpu_seconds,
+        max_processes=settings.session_max_processes,
+    )
+    rep = asyncio.run(report(settings, spawner))
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
         return
@@ -259,6 +272,8 @@ def run(
         _fail("--language must be r, python or bash")
     if not url or not token:
         _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    import httpx
+
     from rsparkhub.client import HubError
     from rsparkhub.client.run import run_file
 
@@ -278,6 +293,9 @@ def run(
         )
     except HubError as exc:
         _fail(exc.message, 2)
+        return
+    except (httpx.TransportError, OSError) as exc:
+        _fail(f"cannot reach the hub at {url}: {exc}", 2)
         return
     raise typer.Exit(code)
 

@@ -244,6 +244,17 @@ class FilesChanged(_Msg):
     deleted: list[str] = Field(default_factory=list)
 
 
+class SessionStateMessage(_Msg):
+    """Not in the stream: the session's state whenever it changes (starting — with a
+    progress ``message`` —, running, stopping, stopped, dead). How a session ended is also
+    recorded in the stream as a ``SessionEvent``."""
+
+    type: Literal["session_state"] = "session_state"
+    session_id: str
+    state: str
+    message: str | None = None
+
+
 class PresenceMessage(_Msg):
     type: Literal["presence"] = "presence"
     users: list[str]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rsparkhub.hub.db.engine import aware
 from rsparkhub.hub.db.models import File, FileVersion
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.paths import clean_path
@@ -35,7 +37,7 @@ def file_info(f: File) -> dict[str, object]:
         "size": f.size,
         "sha256": f.sha256,
         "kind": file_kind(f.path),
-        "updated_at": f.updated_at.isoformat() if f.updated_at else None,
+        "updated_at": aware(f.updated_at).isoformat() if f.updated_at else None,
     }
 
 
@@ -229,7 +231,15 @@ def read_zip(data: bytes, max_total: int) -> list[tuple[str, bytes]]:
             raise ApiError(
                 413, "workspace_full", f"The zip expands to more than {max_total} bytes."
             )
-        out.append((clean_path(info.filename), zf.read(info)))
+        path = clean_path(info.filename)
+        try:
+            content = zf.read(info)
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+            # Corrupt data, a bad CRC, an encrypted entry or an unsupported compression.
+            raise ApiError(
+                400, "invalid_zip", f"'{info.filename}' in the zip cannot be read: {exc}"
+            ) from None
+        out.append((path, content))
     # A zip of one top folder (as most tools make them) is imported without that folder.
     tops = {p.split("/", 1)[0] for p, _ in out}
     if len(tops) == 1 and all("/" in p for p, _ in out):

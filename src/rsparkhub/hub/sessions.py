@@ -250,6 +250,7 @@ class SessionManager:
             await db.commit()
         live.monitor = self._spawn(self._monitor(live))
         self._spawn(self._start_deadline(live))
+        await self._announce(live, f"starting a session ({self.spawner.name} spawner)")
         log.info("started session %s for workspace %s", sid, workspace_id)
         return live
 
@@ -301,6 +302,7 @@ class SessionManager:
         live.pending.clear()
         live.ended.set()
         live.log.close()
+        await self._announce(live, reason)
         if self.live.get(live.workspace_id) is live:
             del self.live[live.workspace_id]
         async with self.hub.db.session() as db:
@@ -319,6 +321,7 @@ class SessionManager:
             return
         live.state = "stopping"
         live.stop_reason = reason
+        await self._announce(live, reason)
         async with self.hub.db.session() as db:
             await db.execute(
                 update(SessionRow).where(SessionRow.id == live.id).values(state="stopping")
@@ -350,6 +353,10 @@ class SessionManager:
                     and idle > settings.idle_timeout_s
                 ):
                     self._spawn(self.stop(live, reason=f"idle for {int(idle)} s"))
+
+    async def _announce(self, live: LiveSession, message: str | None = None) -> None:
+        msg = P.SessionStateMessage(session_id=live.id, state=live.state, message=message)
+        await self.broadcast(live.workspace_id, P.dump(msg))
 
     # ------------------------------------------------------------------ files
     async def file_saved(self, workspace_id: str, f: File, data: bytes, from_session: bool) -> None:
@@ -457,6 +464,7 @@ class SessionManager:
                     update(SessionRow).where(SessionRow.id == live.id).values(state="running")
                 )
                 await db.commit()
+            await self._announce(live, "the session is ready")
         live.ready.set()
         try:
             while True:
