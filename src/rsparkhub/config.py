@@ -65,9 +65,6 @@ class Settings(BaseSettings):
     sandbox: Literal["auto", "bwrap", "none"] = Field(
         "auto", description="Sandbox local sessions with bubblewrap: auto = when installed."
     )
-    sandbox_network: bool = Field(
-        True, description="Whether sandboxed sessions keep network access (needed for Spark)."
-    )
     session_memory_mb: int = Field(
         4096, ge=0, description="Address-space limit per session process (0 = none)."
     )

@@ -46,7 +46,6 @@ def build_hub(settings: Settings) -> Hub:
     spawner = LocalSpawner(
         settings.data_dir,
         sandbox=settings.sandbox,
-        network=settings.sandbox_network,
         memory_mb=settings.session_memory_mb,
         cpu_seconds=settings.session_cpu_seconds,
         max_processes=settings.session_max_processes,

@@ -35,7 +35,6 @@ class LocalSpawner:
         self,
         data_dir: Path,
         sandbox: str = "auto",
-        network: bool = True,
         memory_mb: int = 0,
         cpu_seconds: int = 0,
         max_processes: int = 0,
@@ -44,7 +43,6 @@ class LocalSpawner:
         self.memory_mb = memory_mb
         self.cpu_seconds = cpu_seconds
         self.max_processes = max_processes
-        self.network = network
         bwrap = bwrap_path()
         if sandbox == "bwrap" and not bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
@@ -117,8 +115,6 @@ class LocalSpawner:
             "--new-session",
             "--chdir", str(spec.workdir),
         ]  # fmt: skip
-        if not self.network:
-            cmd.append("--unshare-net")
         return [*cmd, "--", *agent]
 
     def _limits(self) -> None:  # runs in the child between fork and exec
