@@ -377,3 +377,22 @@ async def test_clients_are_told_the_session_state(shared_hub: HubProcess, alice:
                 if msg["state"] == "stopped":
                     break
         assert seen == ["stopping", "stopped"]
+
+
+async def test_resource_limits(tmp_path: Path) -> None:
+    env = {"RSPARKHUB_SESSION_MEMORY_MB": "2048", "RSPARKHUB_SESSION_CPU_SECONDS": "8"}
+    hub = HubProcess(tmp_path / "d", env=env).start()
+    try:
+        token = hub.make_user("gus")
+        wid = await _workspace(hub, token)
+        async with HubClient(hub.url, token) as c, c.attach(wid) as s:
+            r = await s.run("b = bytearray(3 * 1024**3)", language="python")
+            assert r.done is not None and r.done.status == "error"
+            assert r.errors[0].ename == "MemoryError"
+            assert (await s.run("print('still here')", language="python")).stdout == "still here\n"
+            # A runaway loop is stopped by the CPU-time limit (SIGXCPU kills the kernel).
+            r = await s.run("while True: pass", language="python", timeout=60)
+            assert r.done is not None and r.done.status in ("error", "failed", "aborted")
+            assert r.done.error_code in ("kernel_died", "kernel_restarted"), r.done
+    finally:
+        hub.stop()
