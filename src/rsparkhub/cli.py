@@ -220,11 +220,11 @@ def doctor(
     from rsparkhub.hub.spawners.local import LocalSpawner
 
     settings = _settings(data_dir, config)
-    # The spawner the hub would use, so that the reported limits are the real ones.
+    # The spawner the hub would use (as in hub.app.build_hub), so that the reported
+    # limits are the real ones.
     spawner = LocalSpawner(
         settings.data_dir,
         sandbox=settings.sandbox,
-        network=settings.sandbox_network,
         memory_mb=settings.session_memory_mb,
         cpu_seconds=settings.session_cpu_seconds,
         max_processes=settings.session_max_processes,
@@ -274,6 +274,8 @@ def run(
         _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     import httpx
 
+    import websockets
+
     from rsparkhub.client import HubError
     from rsparkhub.client.run import run_file
 
@@ -293,6 +295,9 @@ def run(
         )
     except HubError as exc:
         _fail(exc.message, 2)
+        return
+    except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
+        _fail(f"lost the connection to the hub at {url}: {exc}", 2)
         return
     except (httpx.TransportError, OSError) as exc:
         _fail(f"cannot reach the hub at {url}: {exc}", 2)

@@ -1,0 +1,389 @@
+"""Authorization sweep over every route of ``/api/openapi.json``.
+
+Alice owns a project, a workspace, a file and an API token. Every route is then called
+(1) without credentials and (2) as bob, a second non-admin user, naming alice's objects —
+once with bob's API token and once as bob's logged-in browser (cookie + CSRF header). A
+new route whose parameters or body this test cannot fill makes it fail, so nobody adds a
+route without deciding who may call it. No session is started here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from conftest import PASSWORD, HubProcess
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+PUBLIC = {("GET", "/api/health"), ("POST", "/api/login")}
+
+# Routes about the caller himself: bob gets his own data, never alice's.
+SELF = {
+    ("GET", "/api/me"),
+    ("POST", "/api/me/password"),
+    ("POST", "/api/logout"),
+    ("GET", "/api/tokens"),
+    ("POST", "/api/tokens"),
+    ("GET", "/api/projects"),
+    ("POST", "/api/projects"),
+    ("GET", "/api/workspaces"),
+    ("GET", "/api/sessions"),
+}
+
+ADMIN_ONLY_PREFIXES = ("/api/users", "/api/doctor")
+
+FILE_CONTENT = "alice's secret analysis\n"
+
+
+class World:
+    def __init__(self, hub: HubProcess) -> None:
+        self.hub = hub
+        self.alice_token = hub.make_user("alice")
+        self.bob_token = hub.make_user("bob")
+        self.alice = hub.client(self.alice_token)
+        r = self.alice.post("/api/projects", json={"name": "alice-project"})
+        assert r.status_code == 201, r.text
+        self.project_id = r.json()["id"]
+        r = self.alice.post(
+            f"/api/projects/{self.project_id}/workspaces", json={"name": "alice-ws"}
+        )
+        assert r.status_code == 201, r.text
+        self.workspace_id = r.json()["id"]
+        r = self.alice.put(
+            f"/api/workspaces/{self.workspace_id}/text/secret.R",
+            json={"content": FILE_CONTENT, "base_version": 0},
+        )
+        assert r.status_code == 200, r.text
+        r = self.alice.post("/api/tokens", json={"name": "alice-laptop"})
+        assert r.status_code == 201, r.text
+        self.token_id = r.json()["id"]
+        self.token_secret = r.json()["token"]
+        self.plot_id = uuid.uuid4().hex  # no code runs here, so no real plot exists
+
+        self.params: dict[str, str] = {
+            "workspace_id": self.workspace_id,
+            "project_id": self.project_id,
+            "path": "secret.R",
+            "plot_id": self.plot_id,
+            "token_id": self.token_id,
+            "name": "alice",  # /api/users/{name}; also the import's workspace name
+            "version": "1",
+            "base_version": "1",
+            "download": "false",
+            "folder": "",
+        }
+        self.alice_ids = {self.project_id, self.workspace_id, self.token_id}
+
+    def bodies(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Valid request bodies, so that a refusal is about who calls, not what is sent."""
+        ws = "/api/workspaces/{workspace_id}"
+        zip_bytes = _zip({"x.R": b"1\n"})
+        return {
+            ("POST", "/api/login"): {"json": {"name": "alice", "password": "not-her-password"}},
+            ("POST", "/api/me/password"): {
+                "json": {"old_password": PASSWORD, "new_password": PASSWORD}
+            },
+            ("POST", "/api/tokens"): {"json": {"name": "bob-token", "expires_in_days": 1}},
+            ("POST", "/api/users"): {"json": {"name": "mallory", "password": PASSWORD}},
+            ("PATCH", "/api/users/{name}"): {"json": {"disabled": True}},
+            ("POST", "/api/projects"): {"json": {"name": f"bob-{uuid.uuid4().hex[:8]}"}},
+            ("PATCH", "/api/projects/{project_id}"): {"json": {"name": "stolen"}},
+            ("POST", "/api/projects/{project_id}/workspaces"): {"json": {"name": "intruder"}},
+            ("PATCH", ws): {"json": {"name": "stolen"}},
+            ("PUT", f"{ws}/members"): {"json": {"user": "bob", "role": "editor"}},
+            ("POST", "/api/projects/{project_id}/import"): {
+                "files": {"file": ("x.zip", zip_bytes, "application/zip")}
+            },
+            ("PUT", f"{ws}/files/{{path}}"): {"content": b"overwritten by bob"},
+            ("PUT", f"{ws}/text/{{path}}"): {
+                "json": {"content": "overwritten by bob", "base_version": 1}
+            },
+            ("POST", f"{ws}/upload"): {"files": [("files", ("secret.R", b"overwritten by bob"))]},
+            ("POST", f"{ws}/move"): {"json": {"from": "secret.R", "to": "moved.R"}},
+            ("POST", f"{ws}/restore/{{path}}"): {"json": {"version": 1}},
+        }
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, v in files.items():
+            zf.writestr(k, v)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def world(shared_hub: HubProcess) -> World:
+    return World(shared_hub)
+
+
+def routes(hub: HubProcess) -> list[tuple[str, str, dict[str, Any]]]:
+    spec = httpx.get(f"{hub.url}/api/openapi.json").json()
+    out = []
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            out.append((method.upper(), path, op))
+    return out
+
+
+def build(world: World, method: str, path: str, op: dict[str, Any]) -> dict[str, Any]:
+    """The URL and request arguments for one route, or fail naming what is missing."""
+    url = path
+    query: dict[str, str] = {}
+    for p in op.get("parameters", []):
+        name = p["name"]
+        assert name in world.params, (
+            f"{method} {path}: no value for parameter '{name}'; add it to World.params"
+        )
+        if p["in"] == "path":
+            url = url.replace("{" + name + "}", world.params[name])
+        elif p["in"] == "query":
+            if p.get("required"):
+                query[name] = world.params[name]
+        else:
+            raise AssertionError(f"{method} {path}: parameter in {p['in']} not handled")
+    assert "{" not in url, f"{method} {path}: unfilled path parameter in {url}"
+    kw: dict[str, Any] = {"params": query}
+    if "requestBody" in op:
+        bodies = world.bodies()
+        assert (method, path) in bodies, (
+            f"{method} {path} takes a body; add a valid one to World.bodies"
+        )
+        kw.update(bodies[(method, path)])
+    return {"method": method, "url": url, **kw}
+
+
+def test_route_table_is_fully_covered(world: World) -> None:
+    """Every route can be filled in, and the lists above name only existing routes."""
+    table = routes(world.hub)
+    assert len(table) >= 40
+    known = {(m, p) for m, p, _ in table}
+    assert known >= PUBLIC | SELF
+    assert set(world.bodies()) <= known
+    for method, path, op in table:
+        build(world, method, path, op)
+
+
+def test_no_credentials_gives_401(world: World) -> None:
+    anon = httpx.Client(base_url=world.hub.url, timeout=60)
+    forged = httpx.Client(
+        base_url=world.hub.url, cookies={"rsparkhub_session": "rss_forged"}, timeout=60
+    )
+    seen = 0
+    for method, path, op in routes(world.hub):
+        req = build(world, method, path, op)
+        r = anon.request(**req)
+        if (method, path) == ("GET", "/api/health"):
+            assert r.status_code == 200
+        elif (method, path) == ("POST", "/api/login"):
+            assert r.status_code == 401 and r.json()["error"]["code"] == "login_failed"
+            assert "rsparkhub_session" not in r.headers.get("set-cookie", "")
+        else:
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "unauthorized", (method, path, r.text)
+            # A forged or stale cookie is no better than none.
+            r = forged.request(**req)
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+        seen += 1
+    assert seen >= 40
+    _assert_alice_untouched(world)
+
+
+@pytest.fixture(params=["token", "cookie"])
+def bob(request: pytest.FixtureRequest, world: World) -> Iterator[httpx.Client]:
+    if request.param == "token":
+        c = world.hub.client(world.bob_token)
+    else:
+        c = httpx.Client(base_url=world.hub.url, timeout=60)
+        r = c.post("/api/login", json={"name": "bob", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        c.headers["X-CSRF-Token"] = c.cookies["rsparkhub_csrf"]
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_bob_cannot_touch_alices_objects(world: World, bob: httpx.Client) -> None:
+    hub = world.hub
+    table = routes(hub)
+    # Logout last: for the cookie client it ends bob's browser session.
+    table.sort(key=lambda r: (r[0], r[1]) == ("POST", "/api/logout"))
+    for method, path, op in table:
+        req = build(world, method, path, op)
+        r = bob.request(**req)
+        where = (method, path, r.status_code, r.text[:300])
+        assert not (500 <= r.status_code), where
+        if (method, path) == ("GET", "/api/health"):
+            assert r.status_code == 200, where
+        elif (method, path) == ("POST", "/api/login"):
+            assert r.status_code == 401 and r.json()["error"]["code"] == "login_failed", where
+        elif path.startswith(ADMIN_ONLY_PREFIXES):
+            assert r.status_code == 403, where
+            assert r.json()["error"]["code"] == "admin_only", where
+        elif (method, path) in SELF:
+            assert 200 <= r.status_code < 300, where
+            for secret in world.alice_ids | {world.token_secret, world.alice_token}:
+                assert secret not in r.text, where
+            assert "alice" not in r.text, where
+        else:
+            assert r.status_code in (403, 404), where
+            assert r.json()["error"]["code"] in ("not_found", "forbidden"), where
+            # Alice's ids are not echoed back to bob (no existence oracle beyond 404).
+            assert world.workspace_id not in r.text and world.project_id not in r.text, where
+
+    me = hub.client(world.bob_token).get("/api/me").json()
+    assert me["name"] == "bob" and me["is_admin"] is False
+    _assert_alice_untouched(world)
+
+
+def _assert_alice_untouched(world: World) -> None:
+    a = world.alice
+    ws = world.workspace_id
+    assert a.get(f"/api/projects/{world.project_id}").json()["name"] == "alice-project"
+    assert [w["name"] for w in a.get(f"/api/projects/{world.project_id}/workspaces").json()] == [
+        "alice-ws"
+    ]
+    r = a.get(f"/api/workspaces/{ws}/text/secret.R")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"path": "secret.R", "version": 1, "content": FILE_CONTENT}
+    assert [f["path"] for f in a.get(f"/api/workspaces/{ws}/files").json()] == ["secret.R"]
+    assert [h["version"] for h in a.get(f"/api/workspaces/{ws}/history/secret.R").json()] == [1]
+    assert a.get(f"/api/workspaces/{ws}/session").json() is None  # no session was started
+    tokens = {t["name"]: t for t in a.get("/api/tokens").json()}
+    assert tokens["alice-laptop"]["revoked"] is False
+    assert world.hub.client(world.token_secret).get("/api/me").json()["name"] == "alice"
+    me = a.get("/api/me").json()
+    assert me["disabled"] is False and me["is_admin"] is False
+    # alice's password is still hers.
+    r = httpx.post(f"{world.hub.url}/api/login", json={"name": "alice", "password": PASSWORD})
+    assert r.status_code == 200
+    # No user was created by the sweep.
+    assert "mallory" not in world.hub.cli("user", "list")
+
+
+# --------------------------------------------------------------------------- websocket
+
+
+async def _ws_refused(url: str, headers: dict[str, str]) -> str:
+    """Connect and report how the hub refused: 'http <status>' or 'close <code>'."""
+    try:
+        async with websockets.connect(url, additional_headers=headers, open_timeout=10) as ws:
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except ConnectionClosed as exc:
+                return f"close {exc.rcvd.code if exc.rcvd else None}"
+            raise AssertionError("the hub accepted the websocket and sent a message")
+    except InvalidStatus as exc:
+        return f"http {exc.response.status_code}"
+    except InvalidHandshake as exc:
+        return f"handshake {exc}"
+
+
+def _ws_url(world: World, workspace_id: str) -> str:
+    return world.hub.url.replace("http://", "ws://") + f"/api/workspaces/{workspace_id}/ws"
+
+
+def test_websocket_refuses_bob_and_anonymous(world: World) -> None:
+    url = _ws_url(world, world.workspace_id)
+    refused = {"http 403", "close 4404", "close 4401"}
+    assert asyncio.run(_ws_refused(url, {"Authorization": f"Bearer {world.bob_token}"})) in refused
+    assert asyncio.run(_ws_refused(url, {})) in refused
+    assert asyncio.run(_ws_refused(url, {"Authorization": "Bearer rsh_forged"})) in refused
+    # bob's browser session (same origin) is refused as well.
+    c = httpx.Client(base_url=world.hub.url, timeout=60)
+    c.post("/api/login", json={"name": "bob", "password": PASSWORD}).raise_for_status()
+    cookie = f"rsparkhub_session={c.cookies['rsparkhub_session']}"
+    assert asyncio.run(_ws_refused(url, {"Cookie": cookie, "Origin": world.hub.url})) in refused
+    assert world.alice.get(f"/api/workspaces/{world.workspace_id}/session").json() is None
+
+
+def test_websocket_refuses_cross_site_cookie(world: World) -> None:
+    """alice's own browser cookie, but the page is on another site: refused before accept."""
+    c = httpx.Client(base_url=world.hub.url, timeout=60)
+    c.post("/api/login", json={"name": "alice", "password": PASSWORD}).raise_for_status()
+    secret = c.cookies["rsparkhub_session"]
+    # The cookie itself is good: plain HTTP with it reads the workspace.
+    assert c.get(f"/api/workspaces/{world.workspace_id}").status_code == 200
+    url = _ws_url(world, world.workspace_id)
+    for origin in ("https://evil.example", "http://127.0.0.1.evil.example", "null"):
+        how = asyncio.run(
+            _ws_refused(url, {"Cookie": f"rsparkhub_session={secret}", "Origin": origin})
+        )
+        assert how in {"http 403", "close 4403"}, (origin, how)
+    assert world.alice.get(f"/api/workspaces/{world.workspace_id}/session").json() is None
+
+
+# --------------------------------------------------------------------------- shared workspaces
+
+
+def test_viewer_and_editor_roles(world: World) -> None:
+    """A workspace alice shares with bob: a viewer reads only; an editor also writes files
+    but cannot rename, delete or re-share the workspace. (Runs last: it shares objects.)"""
+    a, hub = world.alice, world.hub
+    bob = hub.client(world.bob_token)
+    pid = a.post("/api/projects", json={"name": "shared-project"}).json()["id"]
+    wid = a.post(f"/api/projects/{pid}/workspaces", json={"name": "shared"}).json()["id"]
+    ws = f"/api/workspaces/{wid}"
+    a.put(f"{ws}/text/s.R", json={"content": "v1\n", "base_version": 0}).raise_for_status()
+    try:
+        err = a.put(f"{ws}/members", json={"user": "nobody", "role": "viewer"})
+        assert err.status_code == 404
+        assert a.put(f"{ws}/members", json={"user": "bob", "role": "owner"}).status_code == 422
+        r = a.put(f"{ws}/members", json={"user": "bob", "role": "viewer"})
+        assert r.status_code == 200 and r.json() == {"user": "bob", "role": "viewer"}
+
+        # Reads work for the viewer.
+        assert bob.get(ws).json()["role"] == "viewer"
+        assert bob.get(f"{ws}/text/s.R").json()["content"] == "v1\n"
+        assert bob.get(f"{ws}/zip").status_code == 200
+        assert bob.get(f"/api/projects/{pid}").status_code == 200
+        assert [w["id"] for w in bob.get("/api/workspaces").json()] == [wid]
+        # Writes do not.
+        for method, url, kw in [
+            ("PUT", f"{ws}/text/s.R", {"json": {"content": "bob", "base_version": 1}}),
+            ("PUT", f"{ws}/files/s.R", {"content": b"bob", "params": {"base_version": 1}}),
+            ("POST", f"{ws}/upload", {"files": [("files", ("n.R", b"bob"))]}),
+            ("POST", f"{ws}/move", {"json": {"from": "s.R", "to": "t.R"}}),
+            ("POST", f"{ws}/restore/s.R", {"json": {"version": 1}}),
+            ("DELETE", f"{ws}/files/s.R", {}),
+            ("POST", f"{ws}/session", {}),
+            ("DELETE", f"{ws}/session", {}),
+            ("PATCH", ws, {"json": {"name": "x"}}),
+            ("DELETE", ws, {}),
+            ("PUT", f"{ws}/members", {"json": {"user": "bob", "role": "editor"}}),
+            ("PATCH", f"/api/projects/{pid}", {"json": {"name": "x"}}),
+            ("DELETE", f"/api/projects/{pid}", {}),
+            ("POST", f"/api/projects/{pid}/workspaces", {"json": {"name": "x"}}),
+        ]:
+            r = bob.request(method, url, **kw)
+            assert r.status_code in (403, 404), (method, url, r.status_code, r.text)
+        assert a.get(f"{ws}/text/s.R").json() == {"path": "s.R", "version": 1, "content": "v1\n"}
+
+        # Promoted to editor: files yes, the workspace itself no.
+        a.put(f"{ws}/members", json={"user": "bob", "role": "editor"}).raise_for_status()
+        r = bob.put(f"{ws}/text/s.R", json={"content": "by bob\n", "base_version": 1})
+        assert r.status_code == 200 and r.json()["version"] == 2
+        assert a.get(f"{ws}/history/s.R").json()[0]["author"] == "bob"
+        for method, url, kw in [
+            ("PATCH", ws, {"json": {"name": "x"}}),
+            ("DELETE", ws, {}),
+            ("PUT", f"{ws}/members", {"json": {"user": "bob", "role": "editor"}}),
+            ("DELETE", f"/api/projects/{pid}", {}),
+        ]:
+            r = bob.request(method, url, **kw)
+            assert r.status_code in (403, 404), (method, url, r.status_code, r.text)
+        assert a.get(ws).json()["name"] == "shared"
+        # Sharing one workspace opens no other: alice's first workspace stays closed.
+        assert bob.get(f"/api/workspaces/{world.workspace_id}").status_code == 404
+    finally:
+        assert a.delete(f"/api/projects/{pid}").status_code == 200
+    assert bob.get(ws).status_code == 404
+    assert bob.get("/api/workspaces").json() == []
