@@ -80,3 +80,30 @@ async def test_graceful_restart_keeps_sessions(hub: HubProcess) -> None:
         assert s.session_id == sid
         r = await s.run("keep + 1", language="r")
         assert r.results[0].data["text/plain"] == "[1] 42"
+
+
+def test_rsparkhub_run_rides_through_a_hub_restart(hub: HubProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+
+    from conftest import RSPARKHUB
+
+    token = hub.make_user("gil")
+    script = tmp_path / "slow.py"
+    script.write_text(CODE)
+    env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": token}
+    proc = subprocess.Popen(
+        [RSPARKHUB, "run", str(script), "--workspace", "slow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = [proc.stdout.readline() for _ in range(10)]
+    assert first[0] == "line 0\n"
+    hub.stop(signal.SIGKILL)
+    hub.start()
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "".join(first) + rest == "".join(f"line {i}\n" for i in range(N_LINES))

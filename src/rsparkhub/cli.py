@@ -88,7 +88,9 @@ def serve(
     settings = _settings(data_dir, config, host=host, port=port)
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     url = _with_db(settings, lambda db: bootstrap_admin(db, settings.admin_user, settings.base_url))
     typer.echo(f"rsparkhub {settings.base_url}  (data: {settings.data_dir})")
     if url:
@@ -273,7 +275,6 @@ def run(
     if not url or not token:
         _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     import httpx
-
     import websockets
 
     from rsparkhub.client import HubError

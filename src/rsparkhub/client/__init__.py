@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from rsparkhub import protocol as P
 
@@ -170,26 +171,50 @@ class HubClient:
     # ------------------------------------------------------------- sessions
     @asynccontextmanager
     async def attach(
-        self, workspace_id: str, since: int = 0, session_id: str | None = None
+        self,
+        workspace_id: str,
+        since: int = 0,
+        session_id: str | None = None,
+        reconnect_s: float = 60,
     ) -> AsyncIterator[Attachment]:
-        """Attach to the workspace's session (starting it if needed)."""
+        """Attach to the workspace's session (starting it if needed).
+
+        If the connection drops (network, hub restart), the attachment reconnects for up to
+        ``reconnect_s`` seconds, resuming the stream where it stopped: no event is lost or
+        repeated. Set ``reconnect_s=0`` to get the ``ConnectionClosed`` error instead.
+        """
         ws_url = self.url.replace("http://", "ws://").replace("https://", "wss://")
-        query = f"?since={since}" + (f"&session={session_id}" if session_id else "")
-        async with connect(
-            f"{ws_url}/api/workspaces/{workspace_id}/ws{query}",
-            additional_headers={"Authorization": f"Bearer {self.token}"},
-            max_size=P.MAX_FRAME_BYTES,
-        ) as conn:
-            att = Attachment(conn)
+
+        async def dial(since: int, session_id: str | None) -> ClientConnection:
+            query = f"?since={since}" + (f"&session={session_id}" if session_id else "")
+            return await connect(
+                f"{ws_url}/api/workspaces/{workspace_id}/ws{query}",
+                additional_headers={"Authorization": f"Bearer {self.token}"},
+                max_size=P.MAX_FRAME_BYTES,
+            )
+
+        att = Attachment(await dial(since, session_id), dial, reconnect_s)
+        try:
             await att._read_welcome()
             yield att
+        finally:
+            await att.conn.close()
 
 
 class Attachment:
     """One client socket on a workspace: send requests, read the session's stream."""
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(
+        self,
+        conn: ClientConnection,
+        dial: Callable[[int, str | None], Awaitable[ClientConnection]] | None = None,
+        reconnect_s: float = 0,
+    ) -> None:
         self.conn = conn
+        self._dial = dial
+        self.reconnect_s = reconnect_s
+        self.reconnects = 0
+        self._backlog: list[str | bytes] = []  # events read while waiting for a welcome
         self.session_id = ""
         self.last_seq = 0
         self.welcome: P.WelcomeMessage | None = None
@@ -197,24 +222,66 @@ class Attachment:
 
     async def _read_welcome(self) -> None:
         while True:
-            msg = json.loads(await self.conn.recv())
+            raw = await self.conn.recv()
+            msg = json.loads(raw)
             if msg.get("type") == "welcome":
                 self.welcome = P.WelcomeMessage.model_validate(msg)
                 self.session_id = self.welcome.session_id
                 self.last_seq = self.welcome.since
                 return
-            self.side.append(msg)
+            if msg.get("type") == "event":
+                self._backlog.append(raw)  # the tail of an ended session, replayed first
+            else:
+                self.side.append(msg)
 
     async def send(self, request: Any) -> None:
-        await self.conn.send(P.dump(request))
+        try:
+            await self.conn.send(P.dump(request))
+        except ConnectionClosed:
+            await self._reconnect()
+            await self.conn.send(P.dump(request))
+
+    async def _reconnect(self) -> None:
+        if self._dial is None or self.reconnect_s <= 0:
+            raise
+        deadline = asyncio.get_running_loop().time() + self.reconnect_s
+        delay = 0.2
+        while True:
+            try:
+                self.conn = await self._dial(self.last_seq, self.session_id or None)
+                await self._read_welcome_resumed()
+                self.reconnects += 1
+                return
+            except (OSError, EOFError, InvalidHandshake, ConnectionClosed):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _read_welcome_resumed(self) -> None:
+        # Keep last_seq: a resumed welcome for the same session starts at our position.
+        old_session, old_seq = self.session_id, self.last_seq
+        await self._read_welcome()
+        if self.session_id == old_session:
+            self.last_seq = max(old_seq, self.last_seq)
+
+    async def _recv(self, timeout: float | None) -> str | bytes:
+        if self._backlog:
+            return self._backlog.pop(0)
+        while True:
+            try:
+                return await asyncio.wait_for(self.conn.recv(), timeout)
+            except ConnectionClosed:
+                await self._reconnect()
 
     async def messages(self, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every message from the hub, raw, tracking the session and seq."""
         while True:
-            raw = await asyncio.wait_for(self.conn.recv(), timeout)
+            raw = await self._recv(timeout)
             msg = json.loads(raw)
             if msg.get("type") == "event":
-                self.last_seq = msg["seq"]
+                if msg["session_id"] == self.session_id:
+                    self.last_seq = msg["seq"]
             elif msg.get("type") == "welcome":
                 self.session_id = msg["session_id"]
                 self.last_seq = msg["since"]

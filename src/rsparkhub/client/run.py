@@ -73,7 +73,6 @@ async def run_file(
                         )
                 elif isinstance(ev, P.SessionEvent):
                     sys.stderr.write(f"rsparkhub: the session {ev.state}: {ev.message}\n")
-                    return 1
                 elif isinstance(ev, P.DoneEvent):
                     status = ev.status
                     if ev.status == "failed":

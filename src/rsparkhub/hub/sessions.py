@@ -28,7 +28,8 @@ from sqlalchemy import select, update
 
 from rsparkhub import protocol as P
 from rsparkhub.hub.auth import hash_token, new_secret
-from rsparkhub.hub.db.models import Execution, File, Plot, Workspace
+from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.models import Execution, File, Plot, Usage, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog, LogReader
@@ -269,8 +270,12 @@ class SessionManager:
         # A requested stop is clean when the agent exited 0 — or was ended by our SIGTERM
         # before it had installed its handler (a stop right after start).
         clean = live.state == "stopping" and code in (0, None, -15, 128 + 15)
-        if live.stop_reason and not clean:
-            reason = f"{live.stop_reason} ({reason})"
+        if not clean:
+            if live.stop_reason:
+                reason = f"{live.stop_reason} ({reason})"
+            last = await asyncio.to_thread(_last_log_line, self.log_dir(live.id) / "agent.log")
+            if last and code not in (-9, 128 + 9):
+                reason = f"{reason}; last agent log line: {last}"
         await self._finish(live, code, live.stop_reason if clean else reason, dead=not clean)
 
     async def _finish(
@@ -311,6 +316,11 @@ class SessionManager:
                 .where(SessionRow.id == live.id)
                 .values(state=live.state, exit_code=code, reason=reason, ended_at=datetime.now(UTC))
             )
+            row = await db.get(SessionRow, live.id)
+            started = aware(row.started_at) if row is not None else None
+            if started is not None:
+                seconds = (datetime.now(UTC) - started).total_seconds()
+                db.add(Usage(user_id=live.owner_id, session_id=live.id, seconds=seconds))
             await db.commit()
         log.info("session %s %s: %s (exit %s)", live.id, live.state, reason, code)
 
@@ -708,6 +718,17 @@ class SessionManager:
                         )
                     )
                     return
+                if req.path.lower().endswith((".rmd", ".qmd")) and req.mode != "console":
+                    await conn.send_text(
+                        P.dump(
+                            error(
+                                "unsupported_file",
+                                f"'{req.path}' is an R Markdown document: it is rendered, not run "
+                                "as a script, and document rendering is not part of this hub yet.",
+                            )
+                        )
+                    )
+                    return
                 if req.language is None:
                     req.language = P.language_for_path(req.path)
                 if req.language is None:
@@ -751,6 +772,19 @@ class SessionManager:
             live.running[req.id] = exec_row.id
         live.last_activity = time.monotonic()
         await self._send_agent(live, P.dump(P.ForwardedRequest(user=conn.user, request=req)))
+
+
+def _last_log_line(path: Path) -> str | None:
+    """The last line of an agent log, to explain an unexpected exit."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 4096))
+            lines = [
+                ln.strip() for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()
+            ]
+    except OSError:
+        return None
+    return lines[-1][:300] if lines else None
 
 
 def _int(value: str | None, default: int) -> int:
