@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 import websockets
-from conftest import HubProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
+
+from conftest import HubProcess
 
 TYPES = [
     "execute",

@@ -9,10 +9,11 @@ import signal
 import uuid
 
 import websockets
-from conftest import HubProcess
 
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
+
+from conftest import HubProcess
 
 N_LINES = 150
 CODE = f"import time\nfor i in range({N_LINES}):\n    print(f'line {{i}}', flush=True)\n    time.sleep(0.04)\n"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import HubProcess
-
 from rsparkhub.client import HubClient
+
+from conftest import HubProcess
 
 # bubblewrap is installed by scripts/install.sh; without it these tests fail (not skip).
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import HubProcess
 
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
+
+from conftest import HubProcess
 
 
 async def _workspace(hub: HubProcess, token: str, name: str | None = None) -> str:
@@ -396,3 +397,50 @@ async def test_resource_limits(tmp_path: Path) -> None:
             assert r.done.error_code in ("kernel_died", "kernel_restarted"), r.done
     finally:
         hub.stop()
+
+
+async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
+    # 40 MB of address space is too little for the Python interpreter of the agent.
+    hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_SESSION_MEMORY_MB": "40"}).start()
+    try:
+        token = hub.make_user("hal")
+        wid = await _workspace(hub, token)
+        async with HubClient(hub.url, token) as c:
+            async with c.attach(wid, reconnect_s=0) as s:
+                await s.send(P.ExecuteRequest(id="x", code="1", language="r"))
+                dead = done = None
+                async for msg in s.messages(timeout=30):
+                    ev = msg.get("event", {})
+                    if ev.get("type") == "session":
+                        dead = ev
+                    if ev.get("type") == "done":
+                        done = ev
+                    if dead and done:
+                        break
+            assert dead is not None and dead["state"] == "dead" and dead["exit_code"] not in (0, None)
+            assert "exited with code" in dead["message"] and "last agent log line" in dead["message"]
+            assert done is not None and done["status"] == "failed" and done["error_code"] == "session_ended"
+            info = await c.request("GET", f"/api/workspaces/{wid}/session")
+            assert info["state"] == "dead" and info["reason"] == dead["message"]
+        with hub.client(token) as http:
+            assert http.get("/api/me").status_code == 200
+    finally:
+        hub.stop()
+
+
+async def test_viewer_can_watch_but_not_run(shared_hub: HubProcess, alice: str) -> None:
+    viewer = shared_hub.make_user("vic")
+    wid = await _workspace(shared_hub, alice)
+    with shared_hub.client(alice) as http:
+        assert http.put(f"/api/workspaces/{wid}/members", json={"user": "vic", "role": "viewer"}).status_code == 200
+    async with HubClient(shared_hub.url, viewer) as v, v.attach(wid) as s:
+        await s.send(P.ExecuteRequest(id="v1", code="1", language="r"))
+        async for msg in s.messages(timeout=30):
+            if msg.get("type") == "protocol_error":
+                assert msg["code"] == "forbidden" and msg["request_id"] == "v1"
+                break
+        try:
+            await v.save_text(wid, "x.R", "1", 0)
+            raise AssertionError("a viewer saved a file")
+        except Exception as exc:  # noqa: BLE001
+            assert getattr(exc, "status", None) == 403

@@ -297,11 +297,11 @@ def run(
     except HubError as exc:
         _fail(exc.message, 2)
         return
+    except httpx.TransportError as exc:
+        _fail(f"cannot reach the hub at {url}: {exc}", 2)
+        return
     except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
         _fail(f"lost the connection to the hub at {url}: {exc}", 2)
-        return
-    except (httpx.TransportError, OSError) as exc:
-        _fail(f"cannot reach the hub at {url}: {exc}", 2)
         return
     raise typer.Exit(code)
 
