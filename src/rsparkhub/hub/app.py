@@ -54,8 +54,8 @@ def build_hub(settings: Settings) -> Hub:
         settings=settings,
         db=Database(settings.db_url),
         blobs=BlobStore(settings.data_dir / "blobs"),
-        sessions=None,
-    )  # type: ignore[arg-type]
+        sessions=None,  # type: ignore[arg-type]  # set just below: they refer to each other
+    )
     hub.sessions = SessionManager(hub, spawner)
     hub.sessions.hub_port = settings.port
     return hub

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import File, FileVersion
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.paths import clean_path
@@ -37,7 +37,7 @@ def file_info(f: File) -> dict[str, object]:
         "size": f.size,
         "sha256": f.sha256,
         "kind": file_kind(f.path),
-        "updated_at": aware(f.updated_at).isoformat() if f.updated_at else None,
+        "updated_at": iso(f.updated_at),
     }
 
 

@@ -21,7 +21,7 @@ from rsparkhub.hub.auth import (
     validate_password,
     verify_password,
 )
-from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import ApiToken, User
 from rsparkhub.hub.errors import ApiError, not_found
 
@@ -150,8 +150,8 @@ def token_info(t: ApiToken) -> dict[str, object]:
     return {
         "id": t.id,
         "name": t.name,
-        "created_at": aware(t.created_at).isoformat() if t.created_at else None,
-        "expires_at": aware(t.expires_at).isoformat() if t.expires_at else None,
+        "created_at": iso(t.created_at),
+        "expires_at": iso(t.expires_at),
         "revoked": t.revoked,
     }
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from rsparkhub.hub.access import workspace_for
 from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
-from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.files import (
     delete_file,
@@ -218,7 +218,7 @@ async def file_history(
             "size": v.size,
             "sha256": v.sha256,
             "author": v.author,
-            "created_at": aware(v.created_at).isoformat() if v.created_at else None,
+            "created_at": iso(v.created_at),
         }
         for v in await history(db, f)
     ]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from rsparkhub.hub.access import workspace_for
 from rsparkhub.hub.api.deps import AdminDep, CallerDep, DbDep, HubDep
-from rsparkhub.hub.db.engine import aware
+from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import Plot, Project, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
 from rsparkhub.hub.errors import not_found
@@ -22,8 +22,8 @@ def session_info(row: SessionRow, hub: HubDep) -> dict[str, object]:
         "id": row.id,
         "workspace_id": row.workspace_id,
         "state": live.state if live else row.state,
-        "started_at": aware(row.started_at).isoformat() if row.started_at else None,
-        "ended_at": aware(row.ended_at).isoformat() if row.ended_at else None,
+        "started_at": iso(row.started_at),
+        "ended_at": iso(row.ended_at),
         "exit_code": live.exit_code if live and not live.alive else row.exit_code,
         "reason": live.reason if live and not live.alive else row.reason,
         "languages": live.languages if live else [],
@@ -119,7 +119,7 @@ async def list_plots(workspace_id: str, caller: CallerDep, db: DbDep) -> list[di
             "request_id": p.request_id,
             "session_id": p.session_id,
             "url": f"/api/workspaces/{w.id}/plots/{p.id}",
-            "created_at": aware(p.created_at).isoformat() if p.created_at else None,
+            "created_at": iso(p.created_at),
         }
         for p in rows.scalars()
     ]

@@ -27,6 +27,12 @@ def aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC)
 
 
+def iso(dt: datetime | None) -> str | None:
+    """An ISO-8601 UTC timestamp for the API, or None."""
+    value = aware(dt)
+    return value.isoformat() if value is not None else None
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
