@@ -44,6 +44,7 @@ class HubPeer:
         self.connections: list[Connection] = []
         self.log: list[Any] = []  # every envelope / file message in arrival order (dupes kept)
         self.events: dict[int, P.EventEnvelope] = {}  # seq -> first copy received
+        self.arrived: dict[int, float] = {}  # seq -> loop.time() when first received
         self.agent_files: dict[str, bytes | None] = {}  # written/deleted by code
         self._ws: ServerConnection | None = None
         self._changed = asyncio.Condition()
@@ -93,10 +94,12 @@ class HubPeer:
             async for raw in ws:
                 msg = P.parse_agent_message(raw)
                 if isinstance(msg, P.AgentEvents):
+                    now = asyncio.get_running_loop().time()
                     for env in msg.events:
                         conn.received.append(env)
                         self.log.append(env)
                         self.events.setdefault(env.seq, env)
+                        self.arrived.setdefault(env.seq, now)
                     if self.auto_ack and msg.events:
                         self.acked = max(self.acked, msg.events[-1].seq)
                         await ws.send(P.dump(P.AckMessage(seq=self.acked)))
@@ -157,6 +160,14 @@ class HubPeer:
     def request_events(self, request_id: str) -> list[Any]:
         return [
             self.events[s].event
+            for s in sorted(self.events)
+            if getattr(self.events[s].event, "request_id", None) == request_id
+        ]
+
+    def timed_events(self, request_id: str) -> list[tuple[float, Any]]:
+        """(arrival time, event) of a request's events, in seq order."""
+        return [
+            (self.arrived[s], self.events[s].event)
             for s in sorted(self.events)
             if getattr(self.events[s].event, "request_id", None) == request_id
         ]

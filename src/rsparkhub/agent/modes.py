@@ -14,7 +14,8 @@ language's kernel, optionally preceded by an echo text the agent emits itself as
   values like the interactive interpreter; bash echoes each complete command with ``$ ``).
 
 ``KERNEL_INIT`` holds the code run silently when a kernel starts (R options matching
-Rscript's defaults, the Python helper module).
+Rscript's defaults and the hooks that stream R's stdout while an expression runs, see
+``R_STREAM_INIT``; the Python helper module).
 """
 
 from __future__ import annotations
@@ -46,12 +47,122 @@ def r_string(s: str) -> str:
 
 
 # Rscript's defaults for options that change printed output; IRkernel turns colour on.
-R_INIT = """
+R_OPTIONS_INIT = """
 options(width = 80L, digits = 7L, prompt = "> ", continue = "+ ", scipen = 0,
         OutDec = ".", keep.source = FALSE, warn = 0, crayon.enabled = FALSE,
         cli.num_colors = 1L, jupyter.plot_mimetypes = c("image/png"))
-invisible(NULL)
 """
+
+# Streaming stdout while one top-level R expression runs.
+#
+# IRkernel evaluates code with evaluate 0.20, which sinks stdout into a textConnection
+# (``watchout``) and only hands the captured text to IRkernel's ``stream`` (an iopub
+# message) in ``handle_output``: after each top-level expression, before a message/warning/
+# error and when a plot starts. A loop or a whole ``source()`` is one expression, so its
+# output used to arrive at the end. evaluate itself offers ``evaluate::flush_console()``
+# (``.env$flush_console`` is set to ``function() handle_output(FALSE)`` while an expression
+# runs); R has no timer that could call it from R code, so the functions through which R
+# code writes to stdout call it when they return: ``cat``, ``print`` (the generic, so every
+# print method, and source()'s auto-printing), ``writeLines``; ``Sys.sleep`` calls it before
+# sleeping; ``flush.console()`` and ``flush(stdout())`` do what they promise.
+#
+# * The text stays byte-identical: it is the same text in the same order, only cut into more
+#   pieces (evaluate's ``get_new`` sends a pending partial line without its newline).
+# * Order with stderr and plots is evaluate's own: it flushes stdout before every message,
+#   warning, error and plot. IRkernel still sends a plot once it is complete (when the next
+#   plot starts or the execution ends), so text printed while a plot is open can precede it.
+# * Output that reaches stdout without these functions (C code's Rprintf, e.g. optimiser
+#   traces) goes out with the next flush or at the end of the top-level expression.
+# * Cost: a send costs about 1 ms in IRkernel, so flushes come from a token bucket (a burst of
+#   10, then 20 per second); a wait of 50 ms or more in ``Sys.sleep`` or an explicit flush
+#   sends at once. Text held back by the bucket goes out with the next flush or at the end of
+#   the expression.
+# * Only evaluate's own sink (sink depth 1) is flushed: never inside ``capture.output()``, a
+#   user's ``sink()`` or a nested ``evaluate()`` (knitr), never re-entrantly (while evaluate's
+#   ``handle_output`` or IRkernel's ``send_response`` is on the stack, or from the ``cat``
+#   evaluate itself calls); interrupts wait until a send is complete; errors and warnings of
+#   a flush are swallowed. ``options(rsparkhub.stream_output = FALSE)`` turns it off.
+# * If evaluate's internals are not as expected the hooks do nothing (output arrives per
+#   top-level expression, as before).
+R_STREAM_INIT = """
+local({
+    ev <- tryCatch(get(".env", envir = asNamespace("evaluate")), error = function(e) NULL)
+    if (!is.environment(ev) || !is.function(ev$flush_console) ||
+        !is.null(getOption("rsparkhub.stream_output"))) return(invisible(NULL))
+    options(rsparkhub.stream_output = TRUE)
+    busy <- FALSE
+    burst <- 10
+    rate <- 20
+    tokens <- burst
+    stamp <- 0
+    quiet <- function(expr) withCallingHandlers(expr,
+        warning = function(w) invokeRestart("muffleWarning"),
+        message = function(m) invokeRestart("muffleMessage"))
+    due <- function(force) {
+        f <- ev$flush_console
+        w <- environment(f)$w
+        if (!is.list(w) || !is.function(w$get_new)) return(NULL)
+        we <- environment(w$get_new)
+        if (length(we$output) == length(we$prev) && !isIncomplete(we$con)) return(NULL)
+        now <- proc.time()[[3L]]
+        tokens <<- min(burst, tokens + (now - stamp) * rate)
+        stamp <<- now
+        if (tokens < 1 && !isTRUE(force)) return(NULL)
+        if (sink.number() != 1L || !isTRUE(getOption("rsparkhub.stream_output"))) return(NULL)
+        for (cl in sys.calls()) {
+            h <- cl[[1L]]
+            if (is.symbol(h) && as.character(h) %in% c("handle_output", "send_response"))
+                return(NULL)
+        }
+        tokens <<- max(0, tokens - 1)
+        f
+    }
+    flush <- function(force = FALSE) {
+        if (busy) return(invisible(NULL))
+        busy <<- TRUE
+        on.exit(busy <<- FALSE)
+        suspendInterrupts(tryCatch({
+            f <- due(force)
+            if (!is.null(f)) quiet(f())
+        }, error = function(e) NULL))
+        invisible(NULL)
+    }
+    patch <- function(name, ns, make) {
+        envs <- list(ns)
+        pkg <- paste0("package:", getNamespaceName(ns))
+        if (pkg %in% search()) envs <- c(envs, as.environment(pkg))
+        fun <- make(get(name, envir = ns))
+        for (env in envs) {
+            locked <- bindingIsLocked(name, env)
+            if (locked) unlockBinding(name, env)
+            assign(name, fun, envir = env)
+            if (locked) lockBinding(name, env)
+        }
+    }
+    on_exit <- function(force) function(fun) {
+        body(fun) <- bquote({
+            on.exit(.(flush)(.(force)))
+            .(body(fun))
+        })
+        fun
+    }
+    base <- .BaseNamespaceEnv
+    for (name in c("cat", "print", "writeLines")) patch(name, base, on_exit(FALSE))
+    patch("flush.connection", base, on_exit(quote(identical(as.integer(con), 1L))))
+    patch("flush.console", asNamespace("utils"), on_exit(TRUE))
+    patch("Sys.sleep", base, function(fun) {
+        body(fun) <- bquote({
+            time
+            .(flush)(is.numeric(time) && length(time) == 1L && !is.na(time) && time >= 0.05)
+            .(body(fun))
+        })
+        fun
+    })
+    invisible(NULL)
+})
+"""
+
+R_INIT = R_OPTIONS_INIT + R_STREAM_INIT + "invisible(NULL)\n"
 
 PY_HELPER_SRC = r'''
 import ast as _ast
