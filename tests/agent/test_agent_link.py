@@ -9,9 +9,10 @@ import signal
 from pathlib import Path
 
 import pytest
-from hubpeer import HubPeer, start_agent, stdout_of, stop_agent
 
 from rsparkhub import protocol as P
+
+from hubpeer import HubPeer, start_agent, stdout_of, stop_agent
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from hubpeer import HubPeer, plots_of, start_agent, stdout_of, stop_agent
 
 from rsparkhub import protocol as P
+
+from hubpeer import HubPeer, plots_of, start_agent, stdout_of, stop_agent
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

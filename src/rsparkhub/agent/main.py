@@ -392,7 +392,7 @@ class Agent:
         if isinstance(req, P.CompleteRequest):
             msg_type = "complete_request"
             content: dict[str, Any] = {"code": req.code, "cursor_pos": req.cursor_pos}
-            keys = ("matches", "cursor_start", "cursor_end")
+            keys: tuple[str, ...] = ("matches", "cursor_start", "cursor_end")
         else:
             msg_type = "is_complete_request"
             content = {"code": req.code}
@@ -569,7 +569,8 @@ class Agent:
                 text = "".join(raw) if isinstance(raw, list) else str(raw)
                 b64 = base64.b64encode(text.encode()).decode()
                 width = height = None
-            meta = metadata.get(mime) if isinstance(metadata.get(mime), dict) else {}
+            meta_raw = metadata.get(mime)
+            meta = meta_raw if isinstance(meta_raw, dict) else {}
             width = width or _int(meta.get("width"))
             height = height or _int(meta.get("height"))
             plot_id = uuid.uuid4().hex
