@@ -838,3 +838,24 @@ def test_openapi_and_security_headers(
         assert r.headers["x-content-type-options"] == "nosniff"
     finally:
         c.delete(f"/api/workspaces/{wid}/files/page.html")
+
+
+def test_password_change_logs_out_other_browser_sessions(shared_hub: HubProcess) -> None:
+    shared_hub.make_user("pia")
+    one, two = login(shared_hub, "pia"), login(shared_hub, "pia")
+    r = one.post("/api/me/password", json={"old_password": PASSWORD, "new_password": "brand-new-secret"})
+    assert r.status_code == 200, r.text
+    assert one.get("/api/me").status_code == 200  # the session that changed it stays
+    err(two.get("/api/me"), 401, "unauthorized")
+    err(one.post("/api/me/password", json={"old_password": "wrong-one", "new_password": "x" * 12}), 403, "wrong_password")
+    login(shared_hub, "pia", "brand-new-secret").close()
+
+
+def test_unicode_paths_have_one_spelling(fred: tuple[httpx.Client, str]) -> None:
+    c, wid = fred
+    composed, decomposed = "caf\u00e9.R", "cafe\u0301.R"
+    r = c.put(f"/api/workspaces/{wid}/text/{composed}", json={"content": "1", "base_version": 0})
+    assert r.status_code == 200, r.text
+    r = c.get(f"/api/workspaces/{wid}/text/{decomposed}")
+    assert r.status_code == 200 and r.json()["path"] == composed
+    err(c.put(f"/api/workspaces/{wid}/text/{decomposed}", json={"content": "2", "base_version": 0}), 409, "version_conflict")

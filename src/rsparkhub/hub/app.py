@@ -25,6 +25,7 @@ from rsparkhub.hub.errors import (
     ApiError,
     api_error_handler,
     http_error_handler,
+    internal_error_handler,
     validation_error_handler,
 )
 from rsparkhub.hub.sessions import SessionManager
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, internal_error_handler)
     for module in (auth_routes, users, projects, files, sessions):
         app.include_router(module.router)
 

@@ -33,8 +33,16 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
 def verify_password(stored: str | None, password: str) -> bool:
     if not stored:
+        # Spend the same time as a real check: no telling unknown users from wrong passwords.
+        try:
+            _hasher.verify(_DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            pass
         return False
     try:
         return _hasher.verify(stored, password)

@@ -51,3 +51,16 @@ async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404 and message == "Not Found":
         message = "There is no such page or API route."
     return JSONResponse(error_body(code, message), status_code=exc.status_code)
+
+
+async def internal_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """Anything unexpected: a 500 with the standard body; details go to the log only."""
+    import logging
+
+    logging.getLogger("rsparkhub.hub").exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        error_body(
+            "internal_error", "The hub failed to handle this request; the error is in its log."
+        ),
+        status_code=500,
+    )

@@ -27,6 +27,8 @@ def clean_path(raw: str) -> str:
         raise ApiError(
             400, "invalid_path", "Paths are relative to the workspace; drop the leading '/'."
         )
+    # One spelling per name: "é" typed as one or two code points is the same file.
+    raw = unicodedata.normalize("NFC", raw)
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if not parts:
         raise ApiError(400, "invalid_path", "A file path is required.")

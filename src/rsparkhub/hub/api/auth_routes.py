@@ -130,13 +130,24 @@ class PasswordBody(BaseModel):
 
 
 @router.post("/api/me/password", summary="Set or change the caller's password")
-async def set_password(body: PasswordBody, caller: CallerDep, db: DbDep) -> dict[str, bool]:
+async def set_password(
+    body: PasswordBody, request: Request, caller: CallerDep, db: DbDep
+) -> dict[str, bool]:
+    """Other browser sessions of the user are logged out; API tokens stay valid."""
     user = await db.get(User, caller.user.id)
     assert user is not None
     if user.password_hash and not verify_password(user.password_hash, body.old_password or ""):
         raise ApiError(403, "wrong_password", "The current password is wrong.")
     validate_password(body.new_password)
     user.password_hash = hash_password(body.new_password)
+    current = hash_token(request.cookies.get(SESSION_COOKIE, ""))
+    await db.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.token_hash != current
+        )
+        .values(revoked=True)
+    )
     await db.commit()
     return {"ok": True}
 
