@@ -42,5 +42,9 @@ def test_login_link_workspace_and_console(hub: HubProcess) -> None:
             second = browser.new_page()
             resp = second.goto(link.group(1))
             assert resp is not None and resp.status == 401
+            # The secret is printed once (on first start) and never in the access log.
+            log = hub.log_path.read_text()
+            assert log.count(link.group(1).rsplit("/", 1)[1]) == 1
+            assert "/login/<redacted>" in log
         finally:
             browser.close()

@@ -72,6 +72,20 @@ def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
         raise
 
 
+class _RedactSecrets:
+    """Keep one-time login links out of the access log."""
+
+    def filter(self, record: Any) -> bool:
+        import re
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                re.sub(r"/login/[^\s?]+", "/login/<redacted>", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
