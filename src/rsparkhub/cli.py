@@ -111,13 +111,16 @@ def serve(
         typer.echo(
             f"First start: log in as '{settings.admin_user}' once with this link (valid 24 h):\n    {url}"
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
         ws_max_size=64 * 1024 * 1024,
     )
+    # uvicorn (re)configures its loggers in Config(): attach the filter afterwards.
+    logging.getLogger("uvicorn.access").addFilter(_RedactSecrets())
+    uvicorn.Server(config).run()
 
 
 @app.command("login-link")
