@@ -26,6 +26,8 @@ class EventLog:
         self._recover()
         self._fh = open(path, "ab")  # noqa: SIM115 - lives as long as the session
         self._changed = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self.synced_seq = self.last_seq
         self.closed = False
 
     def _recover(self) -> None:
@@ -68,10 +70,22 @@ class EventLog:
         if not buf:
             return
         self._fh.write(buf)
-        self._fh.flush()
-        if self.fsync:
-            await asyncio.to_thread(os.fsync, self._fh.fileno())
+        self._fh.flush()  # now in the page cache: it survives a crash of the hub process
         self._notify()
+
+    async def sync(self) -> int:
+        """Make everything appended so far durable (fsync); return the seq it covers.
+
+        Kept apart from ``append`` so that clients see an event as soon as it is written,
+        while the agent's acknowledgement — after which it forgets the event — waits for
+        the disk. Concurrent callers share one fsync per batch of appends."""
+        target = self.last_seq
+        if self.fsync and not self.closed and target > self.synced_seq:
+            async with self._sync_lock:
+                if target > self.synced_seq and not self.closed:
+                    await asyncio.to_thread(os.fsync, self._fh.fileno())
+        self.synced_seq = max(self.synced_seq, target)
+        return self.synced_seq
 
     def _notify(self) -> None:
         self._changed.set()

@@ -75,7 +75,8 @@ class LiveSession:
     agent: WebSocket | None = None
     agent_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: list[str] = field(default_factory=list)
-    running: dict[str, str] = field(default_factory=dict)  # request id -> execution id
+    running: dict[str, Execution] = field(default_factory=dict)  # by request id, not yet stored
+    acking: bool = False  # an fsync + ack to the agent is under way
     languages: list[str] = field(default_factory=list)
     last_activity: float = field(default_factory=time.monotonic)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -303,9 +304,14 @@ class SessionManager:
             await live.log.append(
                 [(seq, P.dump(P.EventEnvelope(session_id=live.id, seq=seq, event=done)))]
             )
+        for execution in live.running.values():
+            execution.status = "failed"
+        if live.running:
+            self._spawn(self._record_executions(list(live.running.values())))
         live.running.clear()
         live.pending.clear()
         live.ended.set()
+        await live.log.sync()
         live.log.close()
         await self._announce(live, reason)
         if self.live.get(live.workspace_id) is live:
@@ -497,8 +503,9 @@ class SessionManager:
     async def _from_agent(self, live: LiveSession, ws: WebSocket, msg: Any) -> None:
         if isinstance(msg, P.AgentEvents):
             await self._agent_events(live, msg.events)
-            async with live.agent_lock:
-                await ws.send_text(P.dump(P.AckMessage(seq=live.log.last_seq)))
+            if not live.acking:
+                live.acking = True
+                self._spawn(self._ack(live, ws))
         elif isinstance(msg, P.FileFromAgent):
             try:
                 data = base64.b64decode(msg.content_b64, validate=True)
@@ -540,14 +547,33 @@ class SessionManager:
             if isinstance(ev, P.PlotEvent):
                 await self._store_plot(live, ev)
             elif isinstance(ev, P.DoneEvent):
-                exec_id = live.running.pop(ev.request_id, None)
-                if exec_id:
-                    self._spawn(self._record_done(exec_id, ev))
+                execution = live.running.pop(ev.request_id, None)
+                if execution is not None:
+                    execution.status, execution.duration_ms = ev.status, ev.duration_ms
+                    self._spawn(self._record_executions([execution]))
             live.last_activity = time.monotonic()
             lines.append((env.seq, P.dump(env)))
             expected += 1
         if lines:
             await live.log.append(lines)
+
+    async def _ack(self, live: LiveSession, ws: WebSocket) -> None:
+        """Acknowledge to the agent what is durable; one fsync covers every batch that
+        arrived meanwhile (group commit), off the path from agent to clients."""
+        try:
+            while True:
+                target = live.log.last_seq
+                synced = await live.log.sync()
+                async with live.agent_lock:
+                    if live.agent is not ws:
+                        return
+                    await ws.send_text(P.dump(P.AckMessage(seq=synced)))
+                if live.log.last_seq == target or live.log.closed:
+                    return
+        except Exception:  # noqa: BLE001 - the agent re-dials and resends what is unacked
+            return
+        finally:
+            live.acking = False
 
     async def _store_plot(self, live: LiveSession, ev: P.PlotEvent) -> None:
         data = b""
@@ -578,13 +604,10 @@ class SessionManager:
                 )
                 await db.commit()
 
-    async def _record_done(self, exec_id: str, ev: P.DoneEvent) -> None:
+    async def _record_executions(self, rows: list[Execution]) -> None:
+        """Execution records are written off the request path, once they are finished."""
         async with self.hub.db.session() as db:
-            await db.execute(
-                update(Execution)
-                .where(Execution.id == exec_id)
-                .values(status=ev.status, duration_ms=ev.duration_ms)
-            )
+            db.add_all(rows)
             await db.commit()
 
     # ------------------------------------------------------------------ client link
@@ -766,10 +789,7 @@ class SessionManager:
                 mode=req.mode,
                 path=req.path,
             )
-            async with self.hub.db.session() as db:
-                db.add(exec_row)
-                await db.commit()
-            live.running[req.id] = exec_row.id
+            live.running[req.id] = exec_row
         live.last_activity = time.monotonic()
         await self._send_agent(live, P.dump(P.ForwardedRequest(user=conn.user, request=req)))
 
