@@ -111,7 +111,7 @@ def serve(
         typer.echo(
             f"First start: log in as '{settings.admin_user}' once with this link (valid 24 h):\n    {url}"
         )
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -120,7 +120,7 @@ def serve(
     )
     # uvicorn (re)configures its loggers in Config(): attach the filter afterwards.
     logging.getLogger("uvicorn.access").addFilter(_RedactSecrets())
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config).run()
 
 
 @app.command("login-link")

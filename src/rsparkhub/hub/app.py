@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsparkhub import __version__
 from rsparkhub.config import Settings
-from rsparkhub.hub.access import workspace_for
+from rsparkhub.hub.access import workspace_for, workspace_role
 from rsparkhub.hub.api import auth_routes, files, projects, sessions, users
 from rsparkhub.hub.auth import authenticate
 from rsparkhub.hub.blobs import BlobStore
@@ -114,8 +114,6 @@ def create_app(settings: Settings) -> FastAPI:
                         403, "bad_origin", "Cross-site websocket connections are refused."
                     )
                 ws = await workspace_for(db, caller, workspace_id, "read")
-                from rsparkhub.hub.access import workspace_role
-
                 role = await workspace_role(db, caller, ws)
             except ApiError as exc:
                 await websocket.close(code=4000 + exc.status, reason=exc.code)

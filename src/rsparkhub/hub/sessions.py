@@ -29,10 +29,11 @@ from sqlalchemy import select, update
 from rsparkhub import protocol as P
 from rsparkhub.hub.auth import hash_token, new_secret
 from rsparkhub.hub.db.engine import aware
-from rsparkhub.hub.db.models import Execution, File, Plot, Usage, Workspace
+from rsparkhub.hub.db.models import Execution, File, Plot, Project, Usage, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog, LogReader
+from rsparkhub.hub.files import delete_file, save_file
 from rsparkhub.hub.paths import clean_path
 from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError
 
@@ -134,8 +135,6 @@ class SessionManager:
                 ws = await db.get(Workspace, row.workspace_id)
                 if ws is None:
                     continue
-                from rsparkhub.hub.db.models import User
-
                 owner = await db.get(User, row.owner_id)
                 live = LiveSession(
                     id=row.id,
@@ -196,8 +195,6 @@ class SessionManager:
             ws = await db.get(Workspace, workspace_id)
             if ws is None:
                 raise ApiError(404, "not_found", "The workspace does not exist.")
-            from rsparkhub.hub.db.models import Project, User
-
             project = await db.get(Project, ws.project_id)
             owner = await db.get(User, project.owner_id) if project else None
             if owner is None:
@@ -512,8 +509,6 @@ class SessionManager:
             except (binascii.Error, ValueError):
                 log.warning("session %s sent undecodable file %s", live.id, msg.path)
                 return
-            from rsparkhub.hub.files import save_file
-
             async with self.hub.db.session() as db:
                 await save_file(
                     self.hub,
@@ -526,8 +521,6 @@ class SessionManager:
                     require_base=False,
                 )
         elif isinstance(msg, P.FileDeletedByAgent):
-            from rsparkhub.hub.files import delete_file
-
             async with self.hub.db.session() as db:
                 try:
                     await delete_file(self.hub, db, live.workspace_id, msg.path, from_session=True)
