@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import PASSWORD, HubProcess
 
 # --------------------------------------------------------------------------- helpers

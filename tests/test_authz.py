@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from conftest import PASSWORD, HubProcess
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from conftest import PASSWORD, HubProcess
 
 PUBLIC = {("GET", "/api/health"), ("POST", "/api/login")}
 

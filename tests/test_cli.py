@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from conftest import PASSWORD, RSPARKHUB, HubProcess
 
 

@@ -7,6 +7,7 @@ import stat
 
 import asyncpg
 import pytest
+
 from pg_fixture import pg_database, pg_server  # noqa: F401  (fixtures)
 from pgserver import PgServer, PgServerError, PostgresNotFoundError
 
