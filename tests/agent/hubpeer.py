@@ -1,11 +1,24 @@
-"""A minimal peer for the agent's side of the hub link, used by the agent tests.
+"""A protocol peer for the agent's end of the hub link, used only for link-level tests.
 
-It stands in for the hub's ``/agent/ws`` endpoint only because the hub is being written in
-parallel: it speaks the real wire protocol (``rsparkhub.protocol``) to a real agent process
-running real kernels. It is a protocol peer, not a mock of the kernels: it answers ``hello``
-with ``welcome``, sends ``file_put``s on the first connect, acknowledges event batches
-(unless told not to), records everything the agent sends in arrival order, and can drop
-the connection to exercise re-dialling.
+Everything an agent *does* for a user (kernels, run/source output, plots, interrupts, files,
+streaming) is tested through the real hub (``rsparkhub serve``, see ``hubsession.py``).
+This peer plays the hub's side of ``/agent/ws`` with the real wire protocol
+(``rsparkhub.protocol``) against a real agent process, for the few behaviours the real hub
+cannot be made to show on demand:
+
+* **withholding acknowledgements, then dropping the link** (resend after re-dial): the hub
+  acknowledges every batch as soon as it is durable and offers no switch to stop; it only
+  drops an agent link when it shuts down or restarts, and then it cannot also report which
+  envelopes arrived on which connection, the hello of the re-dial, or delay its welcome;
+* **the exit code 3 after the re-dial timeout**: the agent outlives the hub by design, so
+  once the hub is gone nobody who saw the exit is left to report it (the agent is not the
+  test's child, and a restarted hub adopts or buries it without its exit status);
+* **malformed or random frames from the hub**: the real hub only ever sends well-formed
+  messages (``tests/test_fuzz.py`` fuzzes the hub's own inputs, not this direction).
+
+It answers ``hello`` with ``welcome``, sends ``file_put``s on the first connect,
+acknowledges event batches unless told not to, records everything the agent sends in
+arrival order, and can drop the connection or go away.
 """
 
 from __future__ import annotations
@@ -44,7 +57,6 @@ class HubPeer:
         self.connections: list[Connection] = []
         self.log: list[Any] = []  # every envelope / file message in arrival order (dupes kept)
         self.events: dict[int, P.EventEnvelope] = {}  # seq -> first copy received
-        self.arrived: dict[int, float] = {}  # seq -> loop.time() when first received
         self.agent_files: dict[str, bytes | None] = {}  # written/deleted by code
         self._ws: ServerConnection | None = None
         self._changed = asyncio.Condition()
@@ -94,12 +106,10 @@ class HubPeer:
             async for raw in ws:
                 msg = P.parse_agent_message(raw)
                 if isinstance(msg, P.AgentEvents):
-                    now = asyncio.get_running_loop().time()
                     for env in msg.events:
                         conn.received.append(env)
                         self.log.append(env)
                         self.events.setdefault(env.seq, env)
-                        self.arrived.setdefault(env.seq, now)
                     if self.auto_ack and msg.events:
                         self.acked = max(self.acked, msg.events[-1].seq)
                         await ws.send(P.dump(P.AckMessage(seq=self.acked)))
@@ -164,14 +174,6 @@ class HubPeer:
             if getattr(self.events[s].event, "request_id", None) == request_id
         ]
 
-    def timed_events(self, request_id: str) -> list[tuple[float, Any]]:
-        """(arrival time, event) of a request's events, in seq order."""
-        return [
-            (self.arrived[s], self.events[s].event)
-            for s in sorted(self.events)
-            if getattr(self.events[s].event, "request_id", None) == request_id
-        ]
-
     def done_of(self, request_id: str) -> P.DoneEvent | None:
         for ev in self.request_events(request_id):
             if isinstance(ev, P.DoneEvent):
@@ -203,10 +205,6 @@ class HubPeer:
 
 def stdout_of(events: list[Any]) -> str:
     return "".join(e.text for e in events if isinstance(e, P.StreamEvent) and e.name == "stdout")
-
-
-def plots_of(events: list[Any]) -> list[P.PlotEvent]:
-    return [e for e in events if isinstance(e, P.PlotEvent)]
 
 
 async def start_agent(

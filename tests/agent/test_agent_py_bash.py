@@ -1,21 +1,25 @@
-"""The agent with real Python (ipykernel) and bash (bash_kernel) kernels: run and source
-modes, plots, interrupt, completion, coalescing of big outputs, unavailable languages."""
+"""The session's Python (ipykernel) and bash (bash_kernel) kernels, driven through the real
+hub: run and source modes against ``python FILE`` / ``bash FILE``, plots, interrupt,
+completion, coalescing of big outputs, kernel death, and SIGTERM to the agent. One session
+serves the whole module."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
+import signal
 import subprocess
 import sys
-from pathlib import Path
 
+import psutil
 import pytest
 import pytest_asyncio
+from hubsession import Recorder, new_workspace, plots_of, results_of, stdout_of
 
 from rsparkhub import protocol as P
+from rsparkhub.client import HubClient
 
-from hubpeer import HubPeer, plots_of, start_agent, stdout_of, stop_agent
+from conftest import HubProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -101,96 +105,103 @@ done
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def agent(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("pysession")
-    workdir = root / "work"
-    workdir.mkdir()
-    peer = HubPeer(
-        files={
-            "script.py": SCRIPT_PY.encode(),
-            "src.py": SOURCE_PY.encode(),
-            "script.sh": SCRIPT_SH.encode(),
-        }
-    )
-    await peer.start()
-    proc = await start_agent(peer, workdir)
-    await peer.wait_for(lambda: (workdir / "script.sh").exists(), 10)
-    yield peer, proc, workdir
-    await stop_agent(peer, proc)
-    await peer.close()
+async def session(references: dict[str, subprocess.Popen[str]], shared_hub: HubProcess):
+    token = shared_hub.make_user("ana")
+    files = {"script.py": SCRIPT_PY.encode(), "src.py": SOURCE_PY.encode()}
+    files["script.sh"] = SCRIPT_SH.encode()
+    wid = await new_workspace(shared_hub, token, files)
+    async with HubClient(shared_hub.url, token) as c, c.attach(wid) as att:
+        yield Recorder(att), c, wid
 
 
-async def test_python_run_matches_python_file(agent) -> None:
-    peer, _, workdir = agent
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "script.py"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=dict(os.environ, MPLBACKEND="Agg"),
-    )
-    expected = proc.stdout
-    done, events = await peer.run(P.ExecuteRequest(id="py-run", path="script.py", mode="run"))
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory):
+    """What ``python script.py`` and ``bash script.sh`` print outside rsparkhub, started
+    before the hub so that they run while the hub and the session start."""
+    d = tmp_path_factory.mktemp("local")
+    (d / "script.py").write_text(SCRIPT_PY)
+    (d / "script.sh").write_text(SCRIPT_SH)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    procs = {
+        name: subprocess.Popen(
+            [*cmd, name], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for name, cmd in (("script.py", [sys.executable]), ("script.sh", ["bash"]))
+    }
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+async def local_output(references: dict[str, subprocess.Popen[str]], name: str) -> str:
+    out, err = await asyncio.to_thread(references[name].communicate, timeout=60)
+    assert references[name].returncode == 0, err
+    return out
+
+
+async def test_python_run_matches_python_file(session, references) -> None:
+    rec, c, _ = session
+    expected = await local_output(references, "script.py")
+    done, events = await rec.run(path="script.py", mode="run")
     assert done.status == "ok", events
     assert stdout_of(events) == expected
-    assert not [e for e in events if isinstance(e, P.ResultEvent)]  # no last-value display
+    assert not results_of(events)  # no last-value display
     plots = plots_of(events)
-    assert len(plots) == 1 and base64.b64decode(plots[0].content_b64)[:4] == b"\x89PNG"
-    done, events = await peer.run(
-        P.ExecuteRequest(id="py-after", code="print(total)", language="python")
-    )
+    assert len(plots) == 1 and plots[0].url  # the hub stored it
+    assert (await c.plot_bytes(plots[0].url))[:4] == b"\x89PNG"
+    done, events = await rec.run("print(total)", language="python")
     assert stdout_of(events) == "30\n"
 
 
-async def test_python_source_transcript(agent) -> None:
-    peer, _, _ = agent
-    done, events = await peer.run(P.ExecuteRequest(id="py-src", path="src.py", mode="source"))
+async def test_python_source_transcript(session) -> None:
+    rec, _, _ = session
+    done, events = await rec.run(path="src.py", mode="source")
     assert done.status == "ok", events
     assert stdout_of(events) == SOURCE_PY_EXPECTED
 
 
-async def test_python_console_result_and_error(agent) -> None:
-    peer, _, _ = agent
-    done, events = await peer.run(P.ExecuteRequest(id="py-c", code="6*7", language="python"))
-    assert [e.data["text/plain"] for e in events if isinstance(e, P.ResultEvent)] == ["42"]
-    done, events = await peer.run(P.ExecuteRequest(id="py-e", code="1/0", language="python"))
+async def test_python_console_result_and_error(session) -> None:
+    rec, _, _ = session
+    done, events = await rec.run("6*7", language="python")
+    assert results_of(events) == ["42"]
+    done, events = await rec.run("1/0", language="python")
     assert done.status == "error"
     err = next(e for e in events if isinstance(e, P.ErrorEvent))
     assert err.ename == "ZeroDivisionError"
     assert not any("\x1b[" in line for line in err.traceback)
 
 
-async def test_python_interrupt(agent) -> None:
-    peer, _, _ = agent
-    await peer.request(
+async def test_python_interrupt(session) -> None:
+    rec, _, _ = session
+    mark = len(rec.log)
+    await rec.send(
         P.ExecuteRequest(id="py-sleep", code="import time\ntime.sleep(60)", language="python")
     )
-    await asyncio.sleep(0.5)
-    reply = await peer.reply(P.InterruptRequest(id="py-int", language="python"))
+    await rec.wait_busy("python", mark)
+    await asyncio.sleep(0.3)
+    reply = await rec.reply(P.InterruptRequest(id="py-int", language="python"))
     assert reply.ok
-    await peer.wait_for(lambda: peer.done_of("py-sleep") is not None, 5)
-    assert peer.done_of("py-sleep").status == "aborted"
+    assert (await rec.wait_done("py-sleep", 5)).status == "aborted"
 
 
-async def test_big_output_is_coalesced(agent) -> None:
-    peer, _, _ = agent
-    code = "import sys\nfor i in range(200000):\n    print(i)\n"
-    done, events = await peer.run(P.ExecuteRequest(id="py-big", code=code, language="python"), 60)
+async def test_big_output_is_coalesced(session) -> None:
+    rec, _, _ = session
+    code = "import sys\nfor i in range(100000):\n    print(i)\n"
+    done, events = await rec.run(code, language="python", timeout=60)
     assert done.status == "ok"
-    text = stdout_of(events)
-    assert text == "".join(f"{i}\n" for i in range(200000))
+    assert stdout_of(events) == "".join(f"{i}\n" for i in range(100000))
     streams = [e for e in events if isinstance(e, P.StreamEvent)]
     assert len(streams) < 200
     assert max(len(e.text) for e in streams) <= 256 * 1024
 
 
-async def test_complete_python(agent) -> None:
-    peer, _, _ = agent
+async def test_complete_python(session) -> None:
+    rec, _, _ = session
     # the first completion imports jedi, which can take longer than the 2 s busy limit
     for attempt in range(5):
-        reply = await peer.reply(
+        reply = await rec.reply(
             P.CompleteRequest(
                 id=f"py-cmp{attempt}", language="python", code="import os\nos.pa", cursor_pos=15
             )
@@ -200,91 +211,85 @@ async def test_complete_python(agent) -> None:
     assert reply.ok and "path" in reply.content["matches"]
 
 
-async def test_bash_run_matches_bash_file(agent) -> None:
-    peer, _, workdir = agent
-    expected = (
-        await asyncio.to_thread(
-            subprocess.run,
-            ["bash", "script.sh"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    ).stdout
-    done, events = await peer.run(P.ExecuteRequest(id="sh-run", path="script.sh", mode="run"), 60)
+async def test_bash_run_matches_bash_file(session, references) -> None:
+    rec, _, _ = session
+    expected = await local_output(references, "script.sh")
+    done, events = await rec.run(path="script.sh", mode="run")
     assert done.status == "ok", events
     assert stdout_of(events) == expected
 
 
-async def test_bash_source_transcript(agent) -> None:
-    peer, _, _ = agent
-    done, events = await peer.run(P.ExecuteRequest(id="sh-src", path="script.sh", mode="source"))
+async def test_bash_source_transcript(session) -> None:
+    rec, _, _ = session
+    done, events = await rec.run(path="script.sh", mode="source")
     assert done.status == "ok", events
     assert stdout_of(events) == SOURCE_SH_EXPECTED
 
 
-async def test_missing_file_fails(agent) -> None:
-    peer, _, _ = agent
-    done, _ = await peer.run(P.ExecuteRequest(id="nofile", path="nope.py", mode="run"))
-    assert done.status == "failed" and done.error_code == "file_not_found"
-
-
-async def test_unavailable_language(tmp_path: Path) -> None:
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    peer = HubPeer()
-    await peer.start()
-    proc = await start_agent(peer, workdir, "--languages", "python")
-    try:
-        assert peer.connections[0].hello.languages == ["python"]
-        done, _ = await peer.run(P.ExecuteRequest(id="u1", code="echo hi", language="bash"), 10)
-        assert done.status == "failed" and done.error_code == "language_unavailable"
-        assert done.message
-        done, _ = await peer.run(P.ExecuteRequest(id="u2", code="x", path="a.txt"), 10)
-        assert done.status == "failed"
-    finally:
-        assert await stop_agent(peer, proc) == 0
-        await peer.close()
-
-
-async def test_kernel_death_is_reported_and_recovered(agent) -> None:
-    peer, _, _ = agent
-    done, _ = await peer.run(
-        P.ExecuteRequest(id="die", code="import os\nos._exit(1)", language="python"), 30
-    )
+async def test_kernel_death_is_reported_and_recovered(session) -> None:
+    rec, _, _ = session
+    done, _ = await rec.run("import os\nos._exit(1)", language="python", timeout=30)
     assert done.status == "error" and done.error_code == "kernel_died"
-    done, events = await peer.run(P.ExecuteRequest(id="alive", code="2+2", language="python"), 60)
+    done, events = await rec.run("2+2", language="python")
     assert done.status == "ok"
-    assert [e.data["text/plain"] for e in events if isinstance(e, P.ResultEvent)] == ["4"]
+    assert results_of(events) == ["4"]
 
 
-async def test_bash_interrupt_and_python_run_error(agent) -> None:
-    peer, _, workdir = agent
-    last = max(peer.events, default=0)
-    await peer.request(P.ExecuteRequest(id="sh-sleep", code="sleep 30", language="bash"))
-    await peer.wait_for(
-        lambda: any(
-            isinstance(env.event, P.StatusEvent)
-            and env.event.language == "bash"
-            and env.event.state == "busy"
-            for s, env in peer.events.items()
-            if s > last
-        ),
-        30,
-    )
+async def test_bash_interrupt_and_python_run_error(session) -> None:
+    rec, c, wid = session
+    mark = len(rec.log)
+    await rec.send(P.ExecuteRequest(id="sh-sleep", code="sleep 30", language="bash"))
+    await rec.wait_busy("bash", mark)
     await asyncio.sleep(0.3)
-    await peer.reply(P.InterruptRequest(id="sh-int"))
-    await peer.wait_for(lambda: peer.done_of("sh-sleep") is not None, 5)
-    assert peer.done_of("sh-sleep").status == "aborted"
-    done, events = await peer.run(P.ExecuteRequest(id="sh-ok", code="echo ok", language="bash"))
+    await rec.reply(P.InterruptRequest(id="sh-int"))
+    assert (await rec.wait_done("sh-sleep", 5)).status == "aborted"
+    done, events = await rec.run("echo ok", language="bash")
     assert stdout_of(events) == "ok\n"
 
-    (workdir / "bad.py").write_text("print('before')\nraise ValueError('bad value')\n")
-    done, events = await peer.run(P.ExecuteRequest(id="py-bad", path="bad.py", mode="run"))
+    await c.save_text(wid, "bad.py", "print('before')\nraise ValueError('bad value')\n", None)
+    done, events = await rec.run(path="bad.py", mode="run")
     assert done.status == "error"
     assert stdout_of(events) == "before\n"
     err = next(e for e in events if isinstance(e, P.ErrorEvent))
     assert err.ename == "ValueError" and err.evalue == "bad value"
     tb = "\n".join(err.traceback)
     assert "bad.py" in tb and "_rsparkhub" not in tb
+
+
+def _agent(shared_hub: HubProcess, session_id: str) -> psutil.Process:
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "rsparkhub.agent" in cmd and session_id in cmd and not cmd[0].endswith("bwrap"):
+            return p
+    raise AssertionError("agent process not found")
+
+
+async def test_sigterm_stops_kernels_and_exits_zero(session, shared_hub: HubProcess) -> None:
+    """Last in the module: it ends the module's session. SIGTERM is what the spawner falls
+    back to when ``stop`` is not obeyed, and what an operator or the OS sends."""
+    rec, c, wid = session
+    assert (await rec.run("echo hi", language="bash"))[0].status == "ok"
+    assert (await rec.run("1", language="python"))[0].status == "ok"
+    sid = rec.att.session_id
+    agent = _agent(shared_hub, sid)
+    kernels = agent.children(recursive=True)
+    assert len(kernels) >= 2
+    session_dir = shared_hub.data_dir / "sessions" / sid
+    assert (session_dir / "runtime").is_dir()
+    assert len((session_dir / "agent-kernels.pid").read_text().split()) == 2
+    assert not any(p.name.startswith("kernel-") for p in (session_dir / "work").iterdir())
+    agent.send_signal(signal.SIGINT)  # ignored by the agent itself
+    await asyncio.sleep(0.3)
+    assert agent.is_running() and agent.status() != psutil.STATUS_ZOMBIE
+    agent.send_signal(signal.SIGTERM)
+    await rec.pump(
+        lambda: any(isinstance(e, P.SessionEvent) and e.exit_code is not None for _, e in rec.log),
+        20,
+    )
+    states = [e.state for _, e in rec.log if isinstance(e, P.SessionEvent)]
+    assert "stopped" in states  # said by the agent before it exits
+    info = await c.request("GET", f"/api/workspaces/{wid}/session")
+    assert info["exit_code"] == 0, info
+    gone, alive = psutil.wait_procs(kernels, timeout=5)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert (session_dir / "agent-kernels.pid").read_text().split() == []
