@@ -289,7 +289,7 @@ async def test_sigterm_stops_kernels_and_exits_zero(session, shared_hub: HubProc
     states = [e.state for _, e in rec.log if isinstance(e, P.SessionEvent)]
     assert "stopped" in states  # said by the agent before it exits
     info = await c.request("GET", f"/api/workspaces/{wid}/session")
-    assert info["exit_code"] == 0, info
+    assert info["exit_code"] == 0 and info["state"] == "stopped", info
     gone, alive = psutil.wait_procs(kernels, timeout=5)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert (session_dir / "agent-kernels.pid").read_text().split() == []

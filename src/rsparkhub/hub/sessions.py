@@ -267,7 +267,11 @@ class SessionManager:
         code, reason = await self.spawner.wait(live.spawner_state)
         # A requested stop is clean when the agent exited 0 — or was ended by our SIGTERM
         # before it had installed its handler (a stop right after start).
-        clean = live.state == "stopping" and code in (0, None, -15, 128 + 15)
+        # An agent that exits 0 unasked (SIGTERM from an operator or the OS) stopped cleanly
+        # too: its kernels were shut down.
+        clean = code == 0 or (live.state == "stopping" and code in (None, -15, 128 + 15))
+        if clean and not live.stop_reason:
+            live.stop_reason = "the agent was stopped outside the hub (exit code 0)"
         if not clean:
             if live.stop_reason:
                 reason = f"{live.stop_reason} ({reason})"
