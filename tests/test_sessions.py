@@ -417,9 +417,17 @@ async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
                         done = ev
                     if dead and done:
                         break
-            assert dead is not None and dead["state"] == "dead" and dead["exit_code"] not in (0, None)
-            assert "exited with code" in dead["message"] and "last agent log line" in dead["message"]
-            assert done is not None and done["status"] == "failed" and done["error_code"] == "session_ended"
+            assert (
+                dead is not None and dead["state"] == "dead" and dead["exit_code"] not in (0, None)
+            )
+            assert (
+                "exited with code" in dead["message"] and "last agent log line" in dead["message"]
+            )
+            assert (
+                done is not None
+                and done["status"] == "failed"
+                and done["error_code"] == "session_ended"
+            )
             info = await c.request("GET", f"/api/workspaces/{wid}/session")
             assert info["state"] == "dead" and info["reason"] == dead["message"]
         with hub.client(token) as http:
@@ -432,7 +440,12 @@ async def test_viewer_can_watch_but_not_run(shared_hub: HubProcess, alice: str) 
     viewer = shared_hub.make_user("vic")
     wid = await _workspace(shared_hub, alice)
     with shared_hub.client(alice) as http:
-        assert http.put(f"/api/workspaces/{wid}/members", json={"user": "vic", "role": "viewer"}).status_code == 200
+        assert (
+            http.put(
+                f"/api/workspaces/{wid}/members", json={"user": "vic", "role": "viewer"}
+            ).status_code
+            == 200
+        )
     async with HubClient(shared_hub.url, viewer) as v, v.attach(wid) as s:
         await s.send(P.ExecuteRequest(id="v1", code="1", language="r"))
         async for msg in s.messages(timeout=30):
@@ -444,3 +457,25 @@ async def test_viewer_can_watch_but_not_run(shared_hub: HubProcess, alice: str) 
             raise AssertionError("a viewer saved a file")
         except Exception as exc:  # noqa: BLE001
             assert getattr(exc, "status", None) == 403
+
+
+async def test_execution_history(shared_hub: HubProcess, alice: str) -> None:
+    wid = await _workspace(shared_hub, alice)
+    async with HubClient(shared_hub.url, alice) as c:
+        await c.save_text(wid, "a.py", "print(1)\n", 0)
+        async with c.attach(wid) as s:
+            assert (await s.run("1", language="r")).ok
+            assert (await s.run(path="a.py", mode="run")).ok
+            assert not (await s.run("stop('x')", language="r")).ok
+        rows: list = []
+        for _ in range(50):  # records are written in batches, about once a second
+            rows = await c.request("GET", f"/api/workspaces/{wid}/executions")
+            if len(rows) == 3:
+                break
+            await asyncio.sleep(0.2)
+        assert [(r["language"], r["mode"], r["path"], r["status"]) for r in rows] == [
+            ("r", "console", None, "error"),
+            ("python", "run", "a.py", "ok"),
+            ("r", "console", None, "ok"),
+        ]
+        assert all(r["user"] == "alice" and r["duration_ms"] > 0 for r in rows)

@@ -102,6 +102,8 @@ class SessionManager:
         self._start_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cull_task: asyncio.Task[None] | None = None
+        self._record_task: asyncio.Task[None] | None = None
+        self._finished: list[Execution] = []  # finished executions not yet stored
 
     # ------------------------------------------------------------------ paths
     def session_dir(self, session_id: str) -> Path:
@@ -158,11 +160,14 @@ class SessionManager:
                         live, None, "the session ended while the hub was down", dead=True
                     )
         self._cull_task = asyncio.create_task(self._cull_loop())
+        self._record_task = asyncio.create_task(self._record_loop())
 
     async def shutdown(self) -> None:
         """Hub shutdown: sessions keep running (the next hub adopts them)."""
-        if self._cull_task:
-            self._cull_task.cancel()
+        for task in (self._cull_task, self._record_task):
+            if task:
+                task.cancel()
+        await self._flush_records()
         for task in list(self._tasks):
             task.cancel()
         for conns in self.clients.values():
@@ -308,7 +313,7 @@ class SessionManager:
         for execution in live.running.values():
             execution.status = "failed"
         if live.running:
-            self._spawn(self._record_executions(list(live.running.values())))
+            self._finished.extend(live.running.values())
         live.running.clear()
         live.pending.clear()
         live.ended.set()
@@ -547,7 +552,7 @@ class SessionManager:
                 execution = live.running.pop(ev.request_id, None)
                 if execution is not None:
                     execution.status, execution.duration_ms = ev.status, ev.duration_ms
-                    self._spawn(self._record_executions([execution]))
+                    self._finished.append(execution)
             live.last_activity = time.monotonic()
             lines.append((env.seq, P.dump(env)))
             expected += 1
@@ -601,11 +606,18 @@ class SessionManager:
                 )
                 await db.commit()
 
-    async def _record_executions(self, rows: list[Execution]) -> None:
-        """Execution records are written off the request path, once they are finished."""
-        async with self.hub.db.session() as db:
-            db.add_all(rows)
-            await db.commit()
+    async def _record_loop(self) -> None:
+        """Execution records are written in batches, off the request path."""
+        while True:
+            await asyncio.sleep(1.0)
+            await self._flush_records()
+
+    async def _flush_records(self) -> None:
+        rows, self._finished = self._finished, []
+        if rows:
+            async with self.hub.db.session() as db:
+                db.add_all(rows)
+                await db.commit()
 
     # ------------------------------------------------------------------ client link
     async def client_socket(

@@ -3,13 +3,13 @@ history; health and doctor."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from rsparkhub.hub.access import workspace_for
 from rsparkhub.hub.api.deps import AdminDep, CallerDep, DbDep, HubDep
 from rsparkhub.hub.db.engine import iso
-from rsparkhub.hub.db.models import Plot, Project, User, Workspace
+from rsparkhub.hub.db.models import Execution, Plot, Project, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
 from rsparkhub.hub.errors import not_found
 
@@ -101,6 +101,37 @@ async def list_sessions(caller: CallerDep, hub: HubDep, db: DbDep) -> list[dict[
     for row, owner, wname in (await db.execute(q)).all():
         out.append({**session_info(row, hub), "owner": owner, "workspace": wname})
     return out
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/executions", summary="Recent runs in the workspace, newest first"
+)
+async def list_executions(
+    workspace_id: str, caller: CallerDep, db: DbDep, limit: int = Query(100, ge=1, le=1000)
+) -> list[dict[str, object]]:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    q = (
+        select(Execution)
+        .join(SessionRow, SessionRow.id == Execution.session_id)
+        .where(SessionRow.workspace_id == w.id)
+        .order_by(Execution.created_at.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "id": e.id,
+            "session_id": e.session_id,
+            "request_id": e.request_id,
+            "user": e.user,
+            "language": e.language,
+            "mode": e.mode,
+            "path": e.path,
+            "status": e.status,
+            "duration_ms": e.duration_ms,
+            "created_at": iso(e.created_at),
+        }
+        for e in (await db.execute(q)).scalars()
+    ]
 
 
 @router.get(
