@@ -76,6 +76,7 @@ class World:
             "base_version": "1",
             "download": "false",
             "folder": "",
+            "limit": "10",
         }
         self.alice_ids = {self.project_id, self.workspace_id, self.token_id}
 
