@@ -97,6 +97,11 @@ class HubProcess:
                 self.proc.wait(10)
         self.proc = None
 
+    def close(self) -> None:
+        """Stop the hub and the sessions it started (they outlive a hub by design)."""
+        self.stop()
+        _kill_session_processes(self.data_dir)
+
     def restart(self, sig: int = signal.SIGTERM) -> None:
         self.stop(sig)
         self.start()
@@ -129,8 +134,7 @@ def _hub(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
     try:
         yield hub
     finally:
-        hub.stop()
-        _kill_session_processes(tmp)
+        hub.close()
 
 
 @pytest.fixture

@@ -785,7 +785,7 @@ def test_file_and_workspace_size_limits(tmp_path: Path) -> None:
         )
         assert [w["name"] for w in c.get(f"/api/projects/{pid}/workspaces").json()] == ["ws"]
     finally:
-        hub.stop()
+        hub.close()
 
 
 # --------------------------------------------------------------------------- openapi, headers

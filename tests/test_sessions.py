@@ -237,7 +237,7 @@ async def test_language_not_installed_fails_clearly(tmp_path: Path) -> None:
             assert "bash" in (r.done.message or "")
             assert (await s.run("1 + 1", language="r")).ok
     finally:
-        hub.stop()
+        hub.close()
 
 
 async def test_stop_exits_zero_and_next_attach_starts_fresh(
@@ -324,7 +324,7 @@ async def test_idle_session_is_culled(tmp_path: Path) -> None:
             assert state is not None and state["state"] == "stopped"
             assert state["exit_code"] == 0 and "idle" in state["reason"]
     finally:
-        hub.stop()
+        hub.close()
 
 
 def test_plot_history(shared_hub: HubProcess, alice: str) -> None:
@@ -396,7 +396,7 @@ async def test_resource_limits(tmp_path: Path) -> None:
             assert r.done is not None and r.done.status in ("error", "failed", "aborted")
             assert r.done.error_code in ("kernel_died", "kernel_restarted"), r.done
     finally:
-        hub.stop()
+        hub.close()
 
 
 async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
@@ -433,7 +433,7 @@ async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
         with hub.client(token) as http:
             assert http.get("/api/me").status_code == 200
     finally:
-        hub.stop()
+        hub.close()
 
 
 async def test_viewer_can_watch_but_not_run(shared_hub: HubProcess, alice: str) -> None:
