@@ -24,6 +24,10 @@ class Recorder:
         self.att = att
         self.log: list[tuple[float, P.Event]] = []  # (arrival, event), in seq order
         self.protocol_errors: list[dict[str, Any]] = []
+        # the first done / reply of each request: checked after every message by ``pump``,
+        # so a lookup, not a scan of a log that can hold many thousand events
+        self._dones: dict[str, P.DoneEvent] = {}
+        self._replies: dict[str, P.ReplyEvent] = {}
 
     async def pump(self, pred: Callable[[], bool], timeout: float = 60) -> None:
         """Read the hub's messages until ``pred()`` holds."""
@@ -32,7 +36,12 @@ class Recorder:
         async with asyncio.timeout(timeout):
             async for msg in self.att.messages():
                 if msg.get("type") == "event":
-                    self.log.append((time.monotonic(), P.parse_event(msg["event"])))
+                    event = P.parse_event(msg["event"])
+                    self.log.append((time.monotonic(), event))
+                    if isinstance(event, P.DoneEvent):
+                        self._dones.setdefault(event.request_id, event)
+                    elif isinstance(event, P.ReplyEvent):
+                        self._replies.setdefault(event.request_id, event)
                 elif msg.get("type") == "protocol_error":
                     self.protocol_errors.append(msg)
                 if pred():
@@ -45,10 +54,10 @@ class Recorder:
         return [e for _, e in self.timed(request_id)]
 
     def done_of(self, request_id: str) -> P.DoneEvent | None:
-        return next((e for e in self.events(request_id) if isinstance(e, P.DoneEvent)), None)
+        return self._dones.get(request_id)
 
     def reply_of(self, request_id: str) -> P.ReplyEvent | None:
-        return next((e for e in self.events(request_id) if isinstance(e, P.ReplyEvent)), None)
+        return self._replies.get(request_id)
 
     async def wait_busy(self, language: str, mark: int, timeout: float = 30) -> None:
         """Wait for the kernel of ``language`` to go busy in an event after ``rec.log[mark]``."""

@@ -4,14 +4,33 @@
 ``agent-kernels.pid`` file next to the workdir. ``Kernel`` wraps one running kernel and its
 client: a reader task per channel routes iopub messages and shell replies by their parent
 ``msg_id``, so an execution and a completion request can be in flight at the same time.
-The iopub reader waits for room in the outbox before reading further output
-(backpressure: a kernel printing fast blocks on its socket instead of filling memory).
+
+iopub is ZMQ PUB/SUB, which *drops* messages for a subscriber whose queue is full (the
+high-water mark, 1000 messages by default on each side) instead of blocking the kernel.
+So nothing here may rely on the kernel waiting for us:
+
+- the agent's SUB socket has no receive limit (``RCVHWM = 0``, set before it connects) and,
+  for ipykernel, the kernel's iopub socket has no send limit (``SNDHWM = 0``, set through a
+  small launcher, see ``_ipykernel_cmd``). A kernel printing faster than the agent forwards
+  queues in memory (the agent's ZMQ I/O thread) rather than losing output.
+- the iopub reader drains every ready message in one go, checks the signature and parses
+  only what it needs (content only for messages of a pending request), and merges
+  consecutive stream messages of one request into a single handler call.
+- an execution ends when its shell reply *and* its iopub ``status: idle`` are in. Should the
+  idle never come (a kernel that dropped it), the execution ends anyway once the reply is
+  in and iopub has been quiet for ``IDLE_GRACE_S``, with a warning. Messages of a request
+  that has ended are discarded, never attributed to the next request.
+
+The iopub reader waits for room in the outbox before reading further output. That bounds
+the outbox but not memory: the kernel keeps publishing and ZMQ queues it in the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -19,8 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zmq
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import DELIM
+from traitlets import Type
 
 from rsparkhub.agent.modes import KERNEL_INIT
 from rsparkhub.protocol import LANGUAGES, Language
@@ -29,6 +52,69 @@ log = logging.getLogger("rsparkhub.agent.kernels")
 
 KERNEL_NAMES: dict[str, str] = {"r": "ir", "python": "python3", "bash": "bash"}
 START_TIMEOUT = 90.0
+# after the shell reply: how long iopub may stay quiet before a missing idle is given up on
+IDLE_GRACE_S = 2.0
+# one drain of the iopub socket reads at most this many messages / frame bytes
+DRAIN_MAX_MSGS = 2000
+DRAIN_MAX_BYTES = 4 * 1024 * 1024
+
+# ipykernel_launcher, but the kernel's iopub PUB socket never drops (SNDHWM 0, set before
+# it binds: a ZMQ connection takes its limits when it is created). ipykernel has no option
+# for it. Any failure to patch leaves the stock behaviour.
+_IPYKERNEL_LAUNCHER = """\
+import sys
+from pathlib import Path
+if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
+    del sys.path[0]
+from ipykernel import kernelapp as app
+try:
+    import zmq
+    _bind = app.IPKernelApp._bind_socket
+    def _bind_socket(self, s, port):
+        if s.socket_type in (zmq.PUB, zmq.XPUB):
+            s.sndhwm = 0
+        return _bind(self, s, port)
+    app.IPKernelApp._bind_socket = _bind_socket
+except Exception:
+    pass
+app.launch_new_instance()
+"""
+
+
+def _ipykernel_cmd(cmd: list[str]) -> list[str]:
+    """``python … -m ipykernel_launcher …`` with the launcher above; other commands as is."""
+    for i in range(len(cmd) - 1):
+        if cmd[i] == "-m" and cmd[i + 1] == "ipykernel_launcher":
+            return [*cmd[:i], "-c", _IPYKERNEL_LAUNCHER, *cmd[i + 2 :]]
+    return cmd
+
+
+class _KernelClient(AsyncKernelClient):
+    """``AsyncKernelClient`` whose iopub SUB socket queues without limit (RCVHWM 0)."""
+
+    def connect_iopub(self, identity: bytes | None = None) -> zmq.Socket[Any]:
+        # as jupyter_client's connect_iopub, with the limit set before connect()
+        sock = self.context.socket(zmq.SUB)
+        sock.linger = 1000
+        sock.rcvhwm = 0
+        if identity:
+            sock.identity = identity
+        if getattr(self, "curve_publickey", None) is not None:
+            sock.curve_secretkey = self.curve_secretkey
+            sock.curve_publickey = self.curve_publickey
+            sock.curve_serverkey = self.curve_publickey
+        sock.connect(self._make_url("iopub"))
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        return sock
+
+
+class _KernelManager(AsyncKernelManager):
+    # AsyncKernelManager's own default ignores client_class, so set the factory itself
+    client_factory = Type(klass=AsyncKernelClient, default_value=_KernelClient)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        return _ipykernel_cmd(list(super().format_kernel_cmd(extra_arguments)))
+
 
 IopubHandler = Callable[[dict[str, Any]], None]
 StatusCallback = Callable[[str, str, str | None], None]  # language, state, message
@@ -59,6 +145,7 @@ class _Pending:
     handler: IopubHandler | None
     reply: asyncio.Future[dict[str, Any]]
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    reply_at: float = 0.0  # loop time the shell reply arrived
 
 
 class Kernel:
@@ -85,6 +172,9 @@ class Kernel:
         self.kc: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[str, _Pending] = {}
+        self._iopub_last = 0.0  # loop time of the last iopub read
+        self._iopub_held = False  # the iopub reader waits for room in the outbox
+        self._late = 0  # iopub messages of requests that had already ended
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -102,9 +192,9 @@ class Kernel:
         # reach); TCP on 127.0.0.1 when the path would be too long for a Unix socket.
         ipc_base = str(self.runtime_dir / f"k-{self.language}")
         if self.use_ipc and len(ipc_base) < 96:
-            self.km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=ipc_base)
+            self.km = _KernelManager(kernel_name=self.kernel_name, transport="ipc", ip=ipc_base)
         else:
-            self.km = AsyncKernelManager(kernel_name=self.kernel_name)
+            self.km = _KernelManager(kernel_name=self.kernel_name)
         await self.km.start_kernel(cwd=str(self.cwd), env=self.env)
         await self._connect()
 
@@ -180,30 +270,104 @@ class Kernel:
     # ------------------------------------------------------------------ channels
 
     async def _iopub_loop(self) -> None:
+        sock = self.kc.iopub_channel.socket  # zmq.asyncio.Socket
+        drain: zmq.Socket[bytes] = zmq.Socket.shadow(
+            sock.underlying
+        )  # the same socket, for non-blocking reads
+        loop = asyncio.get_running_loop()
         while True:
+            self._iopub_held = True
             await self.wait_for_room()
+            self._iopub_held = False
             try:
-                msg = await self.kc.get_iopub_msg()
+                frames = await sock.recv_multipart()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a malformed message must not end the loop
+            except Exception as exc:
                 log.warning("iopub read failed: %s", exc)
                 await asyncio.sleep(0.05)
                 continue
-            parent = (msg.get("parent_header") or {}).get("msg_id")
-            pending = self._pending.get(parent) if parent else None
-            if pending is None:
-                continue
-            if pending.handler is not None:
+            batch = [frames]
+            size = sum(len(f) for f in frames)
+            while len(batch) < DRAIN_MAX_MSGS and size < DRAIN_MAX_BYTES:
                 try:
-                    pending.handler(msg)
-                except Exception:
-                    log.exception("iopub handler failed")
-            if (
-                msg.get("msg_type") == "status"
-                and msg.get("content", {}).get("execution_state") == "idle"
-            ):
+                    frames = drain.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as exc:
+                    log.warning("iopub read failed: %s", exc)
+                    break
+                batch.append(frames)
+                size += sum(len(f) for f in frames)
+            self._iopub_last = loop.time()
+            try:
+                self._route_iopub(batch)
+            except Exception:  # a malformed message must not end the loop
+                log.exception("iopub routing failed")
+            await asyncio.sleep(0)  # a full socket must not starve the other tasks
+
+    def _parse_iopub(self, frames: list[bytes]) -> tuple[_Pending, str, bytes] | None:
+        """(pending request, msg_type, packed content) of a signed message of a pending
+        request; None for anything else (counted in ``_late`` if its request ended)."""
+        session = self.kc.session
+        try:
+            i = frames.index(DELIM)
+            signature, header, parent, metadata, content = frames[i + 1 : i + 6]
+        except ValueError:
+            log.warning("iopub: malformed message dropped")
+            return None
+        if session.auth is not None and not hmac.compare_digest(
+            signature, session.sign([header, parent, metadata, content])
+        ):
+            log.warning("iopub: message with an invalid signature dropped")
+            return None
+        parent_id = json.loads(parent).get("msg_id") if len(parent) > 2 else None
+        pending = self._pending.get(parent_id) if parent_id else None
+        if pending is None:
+            if parent_id:
+                self._late += 1
+            return None
+        return pending, str(json.loads(header).get("msg_type")), content
+
+    def _route_iopub(self, batch: list[list[bytes]]) -> None:
+        """Hand a drained batch to the handlers, merging consecutive stream messages."""
+        unpack = self.kc.session.unpack
+        texts: list[str] = []
+        run: tuple[_Pending, str] | None = None  # the request and stream name of ``texts``
+
+        def flush() -> None:
+            if run is not None and texts and run[0].handler is not None:
+                content = {"name": run[1], "text": "".join(texts)}
+                self._call(run[0], {"msg_type": "stream", "content": content})
+            texts.clear()
+
+        for frames in batch:
+            parsed = self._parse_iopub(frames)
+            if parsed is None:
+                continue
+            pending, msg_type, packed = parsed
+            content = unpack(packed)
+            if msg_type == "stream" and isinstance(content.get("text"), str):
+                name = str(content.get("name"))
+                if run is None or run[0] is not pending or run[1] != name:
+                    flush()
+                    run = (pending, name)
+                texts.append(content["text"])
+                continue
+            flush()
+            run = None
+            self._call(pending, {"msg_type": msg_type, "content": content})
+            if msg_type == "status" and content.get("execution_state") == "idle":
                 pending.idle.set()
+        flush()
+
+    @staticmethod
+    def _call(pending: _Pending, msg: dict[str, Any]) -> None:
+        if pending.handler is not None:
+            try:
+                pending.handler(msg)
+            except Exception:
+                log.exception("iopub handler failed")
 
     async def _shell_loop(self) -> None:
         while True:
@@ -218,6 +382,7 @@ class Kernel:
             parent = (msg.get("parent_header") or {}).get("msg_id")
             pending = self._pending.get(parent) if parent else None
             if pending is not None and not pending.reply.done():
+                pending.reply_at = asyncio.get_running_loop().time()
                 pending.reply.set_result(msg.get("content") or {})
 
     async def _await_pending(
@@ -230,7 +395,7 @@ class Kernel:
                 waiters: list[Any] = [pending.reply]
                 if wait_idle:
                     waiters.append(asyncio.ensure_future(pending.idle.wait()))
-                step = 1.0
+                step = 0.25 if pending.reply.done() else 1.0
                 if deadline is not None:
                     step = min(step, max(0.0, deadline - loop.time()))
                 try:
@@ -240,12 +405,30 @@ class Kernel:
                         w.cancel()
                 if pending.reply.done() and (not wait_idle or pending.idle.is_set()):
                     return pending.reply.result()
+                if pending.reply.done() and self._idle_lost(pending, loop.time()):
+                    log.warning(
+                        "%s kernel: no iopub idle for request %s %.1f s after its reply; "
+                        "ending it without",
+                        self.language,
+                        msg_id,
+                        IDLE_GRACE_S,
+                    )
+                    self._call(
+                        pending, {"msg_type": "status", "content": {"execution_state": "idle"}}
+                    )
+                    return pending.reply.result()
                 if deadline is not None and loop.time() >= deadline:
                     raise TimeoutError
                 if not await self.is_alive():
                     raise KernelError("kernel_died", f"The {self.language} kernel died.")
         finally:
             self._pending.pop(msg_id, None)
+
+    def _idle_lost(self, pending: _Pending, now: float) -> bool:
+        """The reply is in, and iopub has been quiet (while being read) for the grace time."""
+        if self._iopub_held:
+            return False  # output may be waiting behind the outbox's backpressure
+        return now - max(pending.reply_at, self._iopub_last) >= IDLE_GRACE_S
 
     async def execute(
         self,
