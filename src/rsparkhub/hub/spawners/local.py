@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+import rsparkhub
 from rsparkhub.hub.spawners.base import SessionSpec, SpawnError
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "R_HOME", "JAVA_HOME")
@@ -100,6 +101,17 @@ class LocalSpawner:
         if not self.bwrap:
             return agent
         sd = str(spec.session_dir)
+        # Python and this package must stay visible even when they live under a path the
+        # sandbox masks (a checkout or venv in /tmp, say): bind them back read-only.
+        masked = (Path("/tmp"), self.data_dir)
+        needed = sorted(
+            {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+            | {Path(rsparkhub.__file__).resolve().parent.parent}
+        )
+        rebind: list[str] = []
+        for path in needed:
+            if any(path == m or m in path.parents for m in masked):
+                rebind += ["--ro-bind", str(path), str(path)]
         cmd = [
             self.bwrap,
             "--ro-bind", "/", "/",
@@ -109,6 +121,7 @@ class LocalSpawner:
             "--tmpfs", str(self.data_dir),
             "--bind", sd, sd,
             "--remount-ro", str(self.data_dir),
+            *rebind,
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
