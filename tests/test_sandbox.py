@@ -86,3 +86,19 @@ print(os.listdir({str(data)!r}))
 def test_doctor_reports_sandbox(shared_hub: HubProcess) -> None:
     out = shared_hub.cli("doctor")
     assert "sandbox=bubblewrap" in out
+
+
+def test_python_under_a_masked_path_is_bound_back(tmp_path: Path) -> None:
+    """A checkout or venv under /tmp (or the data dir) must stay visible in the sandbox."""
+    import sys
+
+    from rsparkhub.hub.spawners.base import SessionSpec
+    from rsparkhub.hub.spawners.local import LocalSpawner
+
+    prefix = Path(sys.prefix).resolve()
+    spawner = LocalSpawner(prefix.parent, sandbox="bwrap")  # the venv lies in the "data dir"
+    spec = SessionSpec("s", "w", "u", "t", "ws://x", prefix.parent / "sessions" / "s", tmp_path / "log")
+    cmd = spawner._command(spec)
+    i = cmd.index("--remount-ro")
+    assert ["--ro-bind", str(prefix), str(prefix)] == cmd[i + 2 : i + 5]
+    assert cmd.index("--tmpfs", cmd.index("--tmpfs") + 1) < i  # after the masks
