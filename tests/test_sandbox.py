@@ -65,8 +65,11 @@ print(os.listdir({str(data)!r}))
                 "/root/escape.txt",
             ):
                 r = await s.run(f"echo x > {path} && echo WROTE || echo FAILED", language="bash")
-                assert "FAILED" in r.stdout and "WROTE" not in r.stdout, (path, r.stdout)
-                assert not Path(path).exists()
+                assert not Path(path).exists(), path  # nothing reaches the real file system
+                # /tmp is the session's private tmpfs: a checkout under /tmp (as in some CI
+                # clones) is shadowed there rather than read-only.
+                if not path.startswith("/tmp/") or path.startswith(str(data)):
+                    assert "FAILED" in r.stdout and "WROTE" not in r.stdout, (path, r.stdout)
             r = await s.run("echo ok > inside.txt && cat inside.txt", language="bash")
             assert r.stdout.strip().endswith("ok")
             assert (Path(mine) / "inside.txt").exists()
