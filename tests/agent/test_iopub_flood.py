@@ -102,6 +102,9 @@ async def test_ipykernel_cmd_replaces_only_the_launcher() -> None:
     assert out[:2] == ["/py", "-Xfrozen_modules=off"]
     assert out[2] == "-c" and "sndhwm = 0" in out[3] and "launch_new_instance" in out[3]
     assert out[4:] == ["-f", "{c}"]
+    bash = _ipykernel_cmd(["/py", "-m", "bash_kernel", "-f", "{c}"])
+    assert bash[1] == "-c" and "sndhwm = 0" in bash[2] and "kernel_class=BashKernel" in bash[2]
+    assert bash[3:] == ["-f", "{c}"]
     other = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{c}"]
     assert _ipykernel_cmd(other) == other
 

@@ -77,15 +77,25 @@ try:
     app.IPKernelApp._bind_socket = _bind_socket
 except Exception:
     pass
-app.launch_new_instance()
 """
+
+# What each ipykernel-based kernel module runs after the patch above.
+_LAUNCH = {
+    "ipykernel_launcher": "app.launch_new_instance()\n",
+    "bash_kernel": (
+        "from bash_kernel.kernel import BashKernel\n"
+        "app.IPKernelApp.launch_instance(kernel_class=BashKernel)\n"
+    ),
+}
 
 
 def _ipykernel_cmd(cmd: list[str]) -> list[str]:
-    """``python … -m ipykernel_launcher …`` with the launcher above; other commands as is."""
+    """``python … -m ipykernel_launcher|bash_kernel …`` through the patched launcher above
+    (both are ipykernel applications); other commands (IRkernel) as is."""
     for i in range(len(cmd) - 1):
-        if cmd[i] == "-m" and cmd[i + 1] == "ipykernel_launcher":
-            return [*cmd[:i], "-c", _IPYKERNEL_LAUNCHER, *cmd[i + 2 :]]
+        if cmd[i] == "-m" and cmd[i + 1] in _LAUNCH:
+            code = _IPYKERNEL_LAUNCHER + _LAUNCH[cmd[i + 1]]
+            return [*cmd[:i], "-c", code, *cmd[i + 2 :]]
     return cmd
 
 
