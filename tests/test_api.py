@@ -860,3 +860,18 @@ def test_unicode_paths_have_one_spelling(fred: tuple[httpx.Client, str]) -> None
     r = c.get(f"/api/workspaces/{wid}/text/{decomposed}")
     assert r.status_code == 200 and r.json()["path"] == composed
     err(c.put(f"/api/workspaces/{wid}/text/{decomposed}", json={"content": "2", "base_version": 0}), 409, "version_conflict")
+
+
+def test_oversized_request_bodies_are_refused_before_parsing(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_MAX_UPLOAD_BYTES": "5000"}).start()
+    try:
+        c = hub.client(hub.make_user("uma"))
+        _, wid = new_workspace(c)
+        body = {"content": "z" * 6000, "base_version": 0}
+        e = err(c.put(f"/api/workspaces/{wid}/text/a.txt", json=body), 413, "request_too_large")
+        assert "5000" in e["message"]
+        assert c.get(f"/api/workspaces/{wid}/files").json() == []
+        ok = c.put(f"/api/workspaces/{wid}/text/a.txt", json={"content": "small", "base_version": 0})
+        assert ok.status_code == 200, ok.text
+    finally:
+        hub.close()

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsparkhub import __version__
@@ -24,6 +24,7 @@ from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.errors import (
     ApiError,
     api_error_handler,
+    error_body,
     http_error_handler,
     internal_error_handler,
     validation_error_handler,
@@ -93,7 +94,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+            # Refused before any route reads (and parses) the body.
+            response = JSONResponse(
+                error_body(
+                    "request_too_large",
+                    f"Requests are limited to {settings.max_upload_bytes} bytes (max_upload_bytes).",
+                ),
+                status_code=413,
+            )
+        else:
+            response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if request.url.path == "/api/docs":
