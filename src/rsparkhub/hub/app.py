@@ -128,7 +128,11 @@ def create_app(settings: Settings) -> FastAPI:
                 ws = await workspace_for(db, caller, workspace_id, "read")
                 role = await workspace_role(db, caller, ws)
             except ApiError as exc:
-                await websocket.close(code=4000 + exc.status, reason=exc.code)
+                # Accept, then close with 4000 + the HTTP status and the sentence as the
+                # reason: a refusal before accept reaches clients only as a bare HTTP 403.
+                await websocket.accept()
+                reason = f"{exc.code}: {exc.message}".encode()[:120].decode(errors="ignore")
+                await websocket.close(code=4000 + exc.status, reason=reason)
                 return
         await websocket.accept()
         await hub.sessions.client_socket(
