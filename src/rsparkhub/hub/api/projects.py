@@ -21,6 +21,20 @@ class NameBody(BaseModel):
     name: str = Field(min_length=1, max_length=128)
 
 
+async def _commit_unique(db: DbDep, kind: str, name: str) -> None:
+    """Commit; a name that is already taken becomes a 409 the user can act on."""
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+        where = (
+            "You already have a project"
+            if kind == "project"
+            else "The project already has a workspace"
+        )
+        raise ApiError(409, f"{kind}_exists", f"{where} named '{name}'.") from None
+
+
 def project_info(p: Project) -> dict[str, object]:
     return {"id": p.id, "name": p.name, "owner_id": p.owner_id}
 
@@ -41,12 +55,7 @@ async def list_projects(caller: CallerDep, db: DbDep) -> list[dict[str, object]]
 async def create_project(body: NameBody, caller: CallerDep, db: DbDep) -> dict[str, object]:
     p = Project(owner_id=caller.user.id, name=clean_name(body.name, "project name"))
     db.add(p)
-    try:
-        await db.commit()
-    except IntegrityError:
-        raise ApiError(
-            409, "project_exists", f"You already have a project named '{body.name}'."
-        ) from None
+    await _commit_unique(db, "project", body.name)
     return project_info(p)
 
 
@@ -61,12 +70,7 @@ async def rename_project(
 ) -> dict[str, object]:
     p = await project_for(db, caller, project_id, "owner")
     p.name = clean_name(body.name, "project name")
-    try:
-        await db.commit()
-    except IntegrityError:
-        raise ApiError(
-            409, "project_exists", f"You already have a project named '{body.name}'."
-        ) from None
+    await _commit_unique(db, "project", body.name)
     return project_info(p)
 
 
@@ -126,12 +130,7 @@ async def create_workspace(
     p = await project_for(db, caller, project_id, "owner")
     w = Workspace(project_id=p.id, name=clean_name(body.name, "workspace name"))
     db.add(w)
-    try:
-        await db.commit()
-    except IntegrityError:
-        raise ApiError(
-            409, "workspace_exists", f"The project already has a workspace named '{body.name}'."
-        ) from None
+    await _commit_unique(db, "workspace", body.name)
     return workspace_info(w, "owner")
 
 
@@ -147,12 +146,7 @@ async def rename_workspace(
 ) -> dict[str, object]:
     w = await workspace_for(db, caller, workspace_id, "owner")
     w.name = clean_name(body.name, "workspace name")
-    try:
-        await db.commit()
-    except IntegrityError:
-        raise ApiError(
-            409, "workspace_exists", f"The project already has a workspace named '{body.name}'."
-        ) from None
+    await _commit_unique(db, "workspace", body.name)
     return workspace_info(w, "owner")
 
 
@@ -228,12 +222,7 @@ async def import_zip(
     entries = read_zip(data, hub.settings.max_workspace_bytes)
     w = Workspace(project_id=p.id, name=clean_name(name, "workspace name"))
     db.add(w)
-    try:
-        await db.commit()
-    except IntegrityError:
-        raise ApiError(
-            409, "workspace_exists", f"The project already has a workspace named '{name}'."
-        ) from None
+    await _commit_unique(db, "workspace", name)
     try:
         for path, content in entries:
             await save_file(hub, db, w.id, path, content, caller.name, None)
