@@ -84,6 +84,19 @@ class IsCompleteRequest(_Msg):
     code: str = Field(max_length=100_000)
 
 
+class RenderRequest(_Msg):
+    """Render a document (R Markdown, Markdown/Quarto with R or Python chunks, a notebook,
+    ``.Rnw``) of the workspace to a file next to it (or ``output``). By default in a clean
+    separate process, as RStudio's Knit does; ``in_session`` renders R Markdown in the
+    session's own R global environment instead."""
+
+    type: Literal["render"] = "render"
+    id: RequestId
+    path: RelPath
+    output: RelPath | None = None
+    in_session: bool = False
+
+
 class PingRequest(_Msg):
     type: Literal["ping"] = "ping"
     id: RequestId
@@ -95,6 +108,7 @@ ClientRequest = Annotated[
     | RestartRequest
     | CompleteRequest
     | IsCompleteRequest
+    | RenderRequest
     | PingRequest,
     Field(discriminator="type"),
 ]
@@ -137,6 +151,8 @@ class PlotEvent(_Msg):
     plot_id: str
     mime: str = "image/png"
     url: str | None = None  # filled in by the hub
+    # the session can draw it again at another size / format (POST …/plots/{id}/render)
+    renderable: bool = False
     width: int | None = None
     height: int | None = None
     # Set by the agent only: the image bytes (base64). The hub stores them in the plot
@@ -188,6 +204,58 @@ class ReplyEvent(_Msg):
     message: str | None = None
 
 
+class EnvEvent(_Msg):
+    """The variables of one language's session changed (pushed after each execution that
+    changed something, and after deletes). ``assigned`` holds a summary of each new or
+    changed variable, ``removed`` the names that are gone. ``reset``: the kernel was
+    (re)started — forget everything known about this language's variables first."""
+
+    type: Literal["env"] = "env"
+    request_id: str | None = None
+    language: Language
+    version: int = Field(ge=0)
+    assigned: list[dict[str, Any]] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    reset: bool = False
+
+
+class ViewReleasedEvent(_Msg):
+    """Data-viewer handles released because the variable they show changed or went away
+    (or the kernel restarted). Open a new view to see the new value."""
+
+    type: Literal["view_released"] = "view_released"
+    language: Language
+    view_ids: list[str]
+    reason: str
+
+
+class HelpEvent(_Msg):
+    """Code asked for help (``?topic``, ``help(obj)``, ``??words``). ``kind`` topic: fetch
+    ``/api/workspaces/{id}/help?language=…&topic=…&package=…``; kind search: run the help
+    search for ``query``."""
+
+    type: Literal["help"] = "help"
+    request_id: str | None = None
+    language: Language
+    kind: Literal["topic", "search"] = "topic"
+    topic: str | None = None
+    package: str | None = None
+    query: str | None = None
+
+
+class DocumentEvent(_Msg):
+    """A document was rendered: ``output`` is the workspace file holding the result (it is
+    also announced with ``files_changed``)."""
+
+    type: Literal["document"] = "document"
+    request_id: str
+    path: str
+    output: str
+    format: str
+    engine: str
+    duration_ms: float = 0.0
+
+
 Event = Annotated[
     StreamEvent
     | ResultEvent
@@ -196,7 +264,11 @@ Event = Annotated[
     | StatusEvent
     | DoneEvent
     | SessionEvent
-    | ReplyEvent,
+    | ReplyEvent
+    | EnvEvent
+    | ViewReleasedEvent
+    | HelpEvent
+    | DocumentEvent,
     Field(discriminator="type"),
 ]
 
@@ -297,8 +369,21 @@ class FileDeletedByAgent(_Msg):
     path: RelPath
 
 
+class CallResult(_Msg):
+    """The answer to a ``CallMessage``: ``result`` when ok, else ``error_code``/``message``.
+    Binary results (a re-rendered plot) travel base64-encoded in ``content_b64``."""
+
+    type: Literal["call_result"] = "call_result"
+    call_id: str
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+    content_b64: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+
+
 AgentToHub = Annotated[
-    AgentHello | AgentEvents | FileFromAgent | FileDeletedByAgent,
+    AgentHello | AgentEvents | FileFromAgent | FileDeletedByAgent | CallResult,
     Field(discriminator="type"),
 ]
 
@@ -310,6 +395,7 @@ class AgentWelcome(_Msg):
     type: Literal["welcome"] = "welcome"
     acked_seq: int = Field(ge=0)
     manifest: dict[str, str]
+    settings: dict[str, Any] = Field(default_factory=dict)  # the workspace's settings
 
 
 class AckMessage(_Msg):
@@ -331,6 +417,39 @@ class FileDelete(_Msg):
     path: RelPath
 
 
+class SettingsMessage(_Msg):
+    """The workspace's settings changed (e.g. ``save_r_image``)."""
+
+    type: Literal["settings"] = "settings"
+    settings: dict[str, Any]
+
+
+CallMethod = Literal[
+    "env_list",
+    "env_children",
+    "env_delete",
+    "env_clear",
+    "view_open",
+    "view_rows",
+    "view_close",
+    "help_html",
+    "help_search",
+    "plot_render",
+]
+
+
+class CallMessage(_Msg):
+    """A question about the session's state, answered with ``CallResult`` (not part of the
+    event stream: nothing here needs to be durable). Calls run only while the language's
+    kernel is not executing code; otherwise the answer is the error ``kernel_busy``."""
+
+    type: Literal["call"] = "call"
+    call_id: str = Field(min_length=1, max_length=64)
+    language: Language
+    method: CallMethod
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class StopMessage(_Msg):
     """Shut kernels down and exit with code 0."""
 
@@ -348,7 +467,14 @@ class ForwardedRequest(_Msg):
 
 
 HubToAgent = Annotated[
-    AgentWelcome | AckMessage | FilePut | FileDelete | StopMessage | ForwardedRequest,
+    AgentWelcome
+    | AckMessage
+    | FilePut
+    | FileDelete
+    | StopMessage
+    | ForwardedRequest
+    | SettingsMessage
+    | CallMessage,
     Field(discriminator="type"),
 ]
 

@@ -494,7 +494,9 @@ class KernelPool:
         on_status: StatusCallback,
         wait_for_room: Callable[[], Awaitable[None]],
         languages: list[Language] | None = None,
+        on_started: Callable[[Kernel], Awaitable[None]] | None = None,
     ) -> None:
+        self.on_started = on_started
         self.workdir = workdir
         self.runtime_dir = runtime_dir
         self.pid_file = pid_file
@@ -562,8 +564,16 @@ class KernelPool:
                 ) from exc
             self.kernels[language] = kernel
             self.write_pid_file()
+            await self._started(kernel)
             self.on_status(language, "idle", None)
             return kernel
+
+    async def _started(self, kernel: Kernel) -> None:
+        if self.on_started is not None:
+            try:
+                await self.on_started(kernel)
+            except Exception:  # the kernel works without what the hook adds
+                log.exception("start hook of the %s kernel failed", kernel.language)
 
     async def _drop(self, language: str, message: str) -> None:
         kernel = self.kernels.pop(language, None)
@@ -593,6 +603,7 @@ class KernelPool:
                 self.on_status(language, "dead", str(exc))
                 raise KernelError("restart_failed", f"Restarting failed: {exc}") from exc
             self.write_pid_file()
+            await self._started(kernel)
             self.on_status(language, "idle", None)
             return kernel
 

@@ -32,7 +32,14 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from rsparkhub import protocol as P
-from rsparkhub.agent.kernels import KernelError, KernelPool
+from rsparkhub.agent.introspect import (
+    HELP_MIME,
+    PLOT_MIME,
+    CallError,
+    Introspector,
+    decode_mime_json,
+)
+from rsparkhub.agent.kernels import Kernel, KernelError, KernelPool
 from rsparkhub.agent.modes import ModeError, plan
 from rsparkhub.agent.outbox import Outbox
 from rsparkhub.agent.workdir import PathOutsideWorkdir, Workdir, sha256_bytes
@@ -93,7 +100,11 @@ class Agent:
             on_status=self._on_kernel_status,
             wait_for_room=self.outbox.wait_for_room,
             languages=config.languages,
+            on_started=self._kernel_started,
         )
+        self.introspector = Introspector(self.kernels, self.kernels.runtime_dir, self.emit)
+        self.settings: dict[str, Any] = {}
+        self._image_restored = False
         self.ws: ClientConnection | None = None
         self.welcomed = False  # a welcome was received at least once
         self.welcomed_recently = False  # ... on the connection that just ended
@@ -127,6 +138,8 @@ class Agent:
         scanner.cancel()
         for t in list(self._tasks):
             t.cancel()
+        if self._exit_code == EXIT_OK and self.settings.get("save_r_image"):
+            await self._save_image()
         await self.kernels.shutdown_all()
         if self._exit_code == EXIT_OK:
             await self._say_stopped()
@@ -154,6 +167,66 @@ class Agent:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # ================================================================== R image
+
+    async def _save_image(self) -> None:
+        """Clean stop with ``save_r_image``: the R global environment goes to ``.RData``
+        in the workspace (synced to the hub before the agent exits)."""
+        if self._current is not None and self._current.language == "r":
+            with contextlib.suppress(Exception):
+                await self.kernels.running("r").interrupt()  # type: ignore[union-attr]
+        try:
+            saved = await asyncio.wait_for(
+                self.introspector.save_image(self.workdir_path / ".RData"), 60
+            )
+        except (CallError, TimeoutError) as exc:
+            msg = exc.message if isinstance(exc, CallError) else "timed out"
+            self.emit(
+                P.StreamEvent(name="stderr", text=f"Warning: the R image was not saved: {msg}\n")
+            )
+            return
+        if saved is None:
+            return
+        bad = saved.get("unsaveable") or []
+        if bad:
+            self.emit(
+                P.StreamEvent(
+                    name="stderr",
+                    text="Warning: saved the R image (.RData), but these objects hold external "
+                    "pointers (connections, handles) and will not work after a restore: "
+                    + ", ".join(str(b) for b in bad)
+                    + "\n",
+                )
+            )
+        await self._scan_and_send()
+
+    async def _restore_image(self, kernel: Kernel) -> None:
+        if self._image_restored or not self.settings.get("save_r_image"):
+            return
+        self._image_restored = True
+        image = self.workdir_path / ".RData"
+        if not await asyncio.to_thread(image.is_file):
+            return
+        try:
+            loaded = await self.introspector.load_image(kernel, image)
+        except CallError as exc:
+            self.emit(
+                P.StreamEvent(
+                    name="stderr", text=f"Warning: could not restore the R image: {exc.message}\n"
+                )
+            )
+            return
+        names = loaded.get("loaded") or []
+        self.emit(
+            P.StreamEvent(
+                name="stdout",
+                text=f"[Restored {len(names)} object(s) from the saved R image (.RData)]\n",
+            )
+        )
+
+    async def _kernel_started(self, kernel: Kernel) -> None:
+        await self.introspector.kernel_started(kernel, self._restore_image)
 
     # ================================================================== events
 
@@ -222,6 +295,7 @@ class Agent:
                 continue
             if isinstance(msg, P.AgentWelcome):
                 welcome = msg
+                self.settings = dict(msg.settings)
             else:
                 log.warning("ignoring %s before welcome", msg.type)
         self.outbox.rewind(welcome.acked_seq)
@@ -284,6 +358,10 @@ class Agent:
                 self.stop(EXIT_OK)
             elif isinstance(msg, P.ForwardedRequest):
                 self._dispatch(msg.user, msg.request)
+            elif isinstance(msg, P.CallMessage):
+                self._spawn(self._answer_call(msg), f"call-{msg.call_id}")
+            elif isinstance(msg, P.SettingsMessage):
+                self.settings = dict(msg.settings)
             elif isinstance(msg, P.AgentWelcome):
                 log.warning("unexpected second welcome; rewinding")
                 self.outbox.rewind(msg.acked_seq)
@@ -300,6 +378,24 @@ class Agent:
             return
         async with self._fs_lock:
             await asyncio.to_thread(self.workdir.put, msg.path, content, msg.sha256)
+
+    async def _answer_call(self, msg: P.CallMessage) -> None:
+        content: bytes | None = None
+        try:
+            result, content = await self.introspector.call(msg.language, msg.method, msg.params)
+            reply = P.CallResult(call_id=msg.call_id, ok=True, result=result)
+        except CallError as exc:
+            reply = P.CallResult(
+                call_id=msg.call_id, ok=False, error_code=exc.code, message=exc.message
+            )
+        except Exception as exc:
+            log.exception("call %s failed", msg.method)
+            reply = P.CallResult(
+                call_id=msg.call_id, ok=False, error_code="internal_error", message=str(exc)
+            )
+        if content is not None:
+            reply.content_b64 = base64.b64encode(content).decode()
+        await self._send_direct(reply)
 
     # ================================================================== dispatch
 
@@ -456,8 +552,15 @@ class Agent:
             return
         ex = _Execution(req.id, lang)
         self._current = ex  # an interrupt from now on applies to this execution
+        async with self.introspector.locks[lang]:
+            await self._run_steps(req, ex, steps, started)
+
+    async def _run_steps(
+        self, req: P.ExecuteRequest, ex: _Execution, steps: list[Any], started: float
+    ) -> None:
+        lang = ex.language
         try:
-            kernel = await self.kernels.get(lang)
+            kernel = await self.kernels.get(lang)  # type: ignore[arg-type]
         except KernelError as exc:
             self._fail(req.id, exc.code, exc.message, started)
             return
@@ -491,6 +594,8 @@ class Agent:
             # a failing command in a bash transcript does not stop the script
             if not (lang == "bash" and req.mode == "source" and i + 1 < len(steps)):
                 break
+        if error_code != "kernel_died":
+            await self.introspector.refresh(lang, req.id)
         await self._scan_and_send()
         self.emit(
             P.DoneEvent(
@@ -508,6 +613,8 @@ class Agent:
             if not isinstance(payload, dict) or payload.get("source") != "page":
                 continue
             data = payload.get("data") or {}
+            if self._help_event(request_id, data):
+                continue
             out: dict[str, Any] = {}
             if isinstance(data.get("text/plain"), str):
                 out["text/plain"] = OVERSTRIKE_RE.sub("", strip_ansi(data["text/plain"]))
@@ -549,9 +656,35 @@ class Agent:
 
         return handle
 
+    def _help_event(self, request_id: str, data: dict[str, Any]) -> bool:
+        """A help request of user code (``?mean``, ``help(len)``, ``??words``)."""
+        info = decode_mime_json(data.get(HELP_MIME)) if HELP_MIME in data else None
+        if info is None:
+            return False
+        language = info.get("language") if info.get("language") in P.LANGUAGES else "r"
+        kind = "search" if info.get("kind") == "search" else "topic"
+        self.emit(
+            P.HelpEvent(
+                request_id=request_id,
+                language=language,  # type: ignore[arg-type]
+                kind=kind,  # type: ignore[arg-type]
+                topic=_str_or_none(info.get("topic")),
+                package=_str_or_none(info.get("package")),
+                query=_str_or_none(info.get("query")),
+            )
+        )
+        return True
+
     def _display(self, ex: _Execution, content: dict[str, Any]) -> None:
         data = content.get("data") or {}
         metadata = content.get("metadata") or {}
+        if self._help_event(ex.request_id, data):
+            return
+        plot_info = decode_mime_json(data.get(PLOT_MIME)) if PLOT_MIME in data else None
+        if plot_info is None and isinstance(metadata.get(PLOT_MIME), dict):
+            plot_info = metadata[PLOT_MIME]
+        plot_key = str(plot_info["key"]) if plot_info and plot_info.get("key") else None
+        data = {k: v for k, v in data.items() if k != PLOT_MIME}
         images = [m for m in IMAGE_MIMES if m in data]
         for mime in images:
             raw = data[mime]
@@ -575,10 +708,13 @@ class Agent:
             height = height or _int(meta.get("height"))
             plot_id = uuid.uuid4().hex
             ex.plot_ids.append(plot_id)
+            if plot_key is not None:
+                self.introspector.plot_made(plot_id, ex.language, plot_key)
             self.emit(
                 P.PlotEvent(
                     request_id=ex.request_id,
                     plot_id=plot_id,
+                    renderable=plot_key is not None,
                     mime=mime,
                     width=width,
                     height=height,
@@ -638,6 +774,12 @@ class Agent:
 def _is_helper_frame(line: str) -> bool:
     """Traceback entries of the agent's own run/source helper (not the user's code)."""
     return "__import__('_rsparkhub')" in line or line.startswith("File <string>:")
+
+
+def _str_or_none(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return str(value) if value not in (None, "") else None
 
 
 def _int(value: Any) -> int | None:

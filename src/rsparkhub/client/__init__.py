@@ -168,6 +168,151 @@ class HubClient:
     async def stop_session(self, workspace_id: str) -> Any:
         return await self.request("DELETE", f"/api/workspaces/{workspace_id}/session")
 
+    async def update_workspace(
+        self, workspace_id: str, *, name: str | None = None, settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if settings is not None:
+            body["settings"] = settings
+        return await self.request("PATCH", f"/api/workspaces/{workspace_id}", json=body)  # type: ignore[no-any-return]
+
+    async def start_session(self, workspace_id: str) -> Any:
+        return await self.request("POST", f"/api/workspaces/{workspace_id}/session")
+
+    # ------------------------------------------------------------- inside the session
+    async def environment(
+        self, workspace_id: str, language: P.Language = "r", hidden: bool = False
+    ) -> dict[str, Any]:
+        """``{"version", "variables": [...]}``: the session's variables (see docs/protocol.md)."""
+        return await self.request(  # type: ignore[no-any-return]
+            "GET",
+            f"/api/workspaces/{workspace_id}/environment",
+            params={"language": language, "hidden": str(hidden).lower()},
+        )
+
+    async def children(
+        self,
+        workspace_id: str,
+        path: list[str | int],
+        language: P.Language = "r",
+        offset: int = 0,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        return await self.request(  # type: ignore[no-any-return]
+            "POST",
+            f"/api/workspaces/{workspace_id}/environment/children",
+            json={"language": language, "path": path, "offset": offset, "limit": limit},
+        )
+
+    async def delete_variable(
+        self, workspace_id: str, name: str, language: P.Language = "r"
+    ) -> dict[str, Any]:
+        return await self.request(  # type: ignore[no-any-return]
+            "DELETE",
+            f"/api/workspaces/{workspace_id}/environment/{name}",
+            params={"language": language},
+        )
+
+    async def clear_environment(
+        self, workspace_id: str, language: P.Language = "r", hidden: bool = False
+    ) -> dict[str, Any]:
+        return await self.request(  # type: ignore[no-any-return]
+            "DELETE",
+            f"/api/workspaces/{workspace_id}/environment",
+            params={"language": language, "hidden": str(hidden).lower()},
+        )
+
+    async def open_view(
+        self,
+        workspace_id: str,
+        name: str | None = None,
+        *,
+        expr: str | None = None,
+        language: P.Language = "r",
+    ) -> dict[str, Any]:
+        """A data view of a data frame / matrix (by variable name or expression)."""
+        body: dict[str, Any] = {"language": language}
+        body.update({"name": name} if name is not None else {"expr": expr})
+        return await self.request("POST", f"/api/workspaces/{workspace_id}/views", json=body)  # type: ignore[no-any-return]
+
+    async def view_rows(
+        self,
+        workspace_id: str,
+        view_id: str,
+        *,
+        language: P.Language = "r",
+        offset: int = 0,
+        limit: int = 100,
+        sort: list[dict[str, Any]] | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        search: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "language": language,
+            "offset": offset,
+            "limit": limit,
+            "sort": sort or [],
+            "filters": filters or [],
+        }
+        if search is not None:
+            body["search"] = search
+        return await self.request(  # type: ignore[no-any-return]
+            "POST", f"/api/workspaces/{workspace_id}/views/{view_id}/rows", json=body
+        )
+
+    async def close_view(
+        self, workspace_id: str, view_id: str, language: P.Language = "r"
+    ) -> dict[str, Any]:
+        return await self.request(  # type: ignore[no-any-return]
+            "DELETE",
+            f"/api/workspaces/{workspace_id}/views/{view_id}",
+            params={"language": language},
+        )
+
+    async def help(
+        self,
+        workspace_id: str,
+        topic: str,
+        *,
+        language: P.Language = "r",
+        package: str | None = None,
+    ) -> dict[str, Any]:
+        """``{"topic", "package", "title", "html"}`` (sanitized HTML)."""
+        params = {"topic": topic, "language": language}
+        if package:
+            params["package"] = package
+        return await self.request("GET", f"/api/workspaces/{workspace_id}/help", params=params)  # type: ignore[no-any-return]
+
+    async def help_search(
+        self, workspace_id: str, query: str, *, language: P.Language | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"q": query, "limit": limit}
+        if language:
+            params["language"] = language
+        body = await self.request(
+            "GET", f"/api/workspaces/{workspace_id}/help/search", params=params
+        )
+        return body["results"]  # type: ignore[no-any-return]
+
+    async def render_plot(
+        self,
+        workspace_id: str,
+        plot_id: str,
+        *,
+        format: str = "png",
+        width: int = 800,
+        height: int = 600,
+        res: int = 96,
+    ) -> bytes:
+        """The plot drawn again at this size and format (png, svg, pdf)."""
+        return await self.request(  # type: ignore[no-any-return]
+            "GET",
+            f"/api/workspaces/{workspace_id}/plots/{plot_id}/render",
+            params={"format": format, "width": width, "height": height, "res": res},
+        )
+
     # ------------------------------------------------------------- sessions
     @asynccontextmanager
     async def attach(
@@ -298,9 +443,29 @@ class Attachment:
     ) -> AsyncIterator[P.Event]:
         """Send one execution and yield its events until (and including) ``done``."""
         rid = uuid.uuid4().hex
-        await self.send(
-            P.ExecuteRequest(id=rid, code=code, path=path, language=language, mode=mode)
+        request = P.ExecuteRequest(id=rid, code=code, path=path, language=language, mode=mode)
+        async for ev in self._events_of(request, timeout):
+            yield ev
+
+    async def render(
+        self,
+        path: str,
+        *,
+        output: str | None = None,
+        in_session: bool = False,
+        timeout: float | None = 900,
+    ) -> AsyncIterator[P.Event]:
+        """Render a document of the workspace; yields the render log (stream events), then
+        a ``document`` event naming the output file (or an ``error``), then ``done``."""
+        request = P.RenderRequest(
+            id=uuid.uuid4().hex, path=path, output=output, in_session=in_session
         )
+        async for ev in self._events_of(request, timeout):
+            yield ev
+
+    async def _events_of(self, request: Any, timeout: float | None) -> AsyncIterator[P.Event]:
+        rid = request.id
+        await self.send(request)
         async for msg in self.messages(timeout):
             if msg.get("type") == "protocol_error" and msg.get("request_id") == rid:
                 raise HubError(400, msg["code"], msg["message"], msg)
@@ -314,6 +479,8 @@ class Attachment:
                     return
             elif isinstance(ev, P.SessionEvent) and ev.state in ("dead", "stopped"):
                 yield ev
+            else:
+                self.side.append(msg)  # e.g. view_released, other clients' output
 
     async def run(self, code: str | None = None, **kwargs: Any) -> ExecutionResult:
         """Execute and collect every event of the request."""

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rsparkhub import __version__
 from rsparkhub.config import Settings
 from rsparkhub.hub.access import workspace_for, workspace_role
-from rsparkhub.hub.api import auth_routes, files, projects, sessions, users
+from rsparkhub.hub.api import auth_routes, files, introspection, projects, sessions, users
 from rsparkhub.hub.auth import authenticate
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
-    for module in (auth_routes, users, projects, files, sessions):
+    for module in (auth_routes, users, projects, files, sessions, introspection):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -18,6 +18,7 @@ import base64
 import binascii
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +87,7 @@ class LiveSession:
     monitor: asyncio.Task[None] | None = None
     exit_code: int | None = None
     reason: str | None = None
+    calls: dict[str, asyncio.Future[P.CallResult]] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -316,6 +318,7 @@ class SessionManager:
             self._finished.extend(live.running.values())
         live.running.clear()
         live.pending.clear()
+        self._fail_calls(live, "the session ended")
         live.ended.set()
         await live.log.sync()
         live.log.close()
@@ -379,6 +382,80 @@ class SessionManager:
     async def _announce(self, live: LiveSession, message: str | None = None) -> None:
         msg = P.SessionStateMessage(session_id=live.id, state=live.state, message=message)
         await self.broadcast(live.workspace_id, P.dump(msg))
+
+    # ------------------------------------------------------------------ calls
+    async def call(
+        self,
+        workspace_id: str,
+        language: str,
+        method: str,
+        params: dict[str, Any],
+        timeout_s: float = 150,
+    ) -> P.CallResult:
+        """Ask the running session a question (environment, data view, help, plot render).
+        Raises ``ApiError``: 409 without a running session, the agent's own error otherwise."""
+        live = self.live.get(workspace_id)
+        if live is None or not live.alive or live.state == "stopping":
+            raise ApiError(
+                409,
+                "session_not_running",
+                "The workspace has no running session; open the workspace (or POST "
+                f"/api/workspaces/{workspace_id}/session) to start one.",
+            )
+        if live.agent is None:
+            try:
+                await asyncio.wait_for(live.ready.wait(), self.hub.settings.session_start_timeout_s)
+            except TimeoutError:
+                raise ApiError(
+                    503, "session_unavailable", "The session is not connected; try again."
+                ) from None
+        msg = P.CallMessage(
+            call_id=uuid.uuid4().hex,
+            language=language,  # type: ignore[arg-type]
+            method=method,  # type: ignore[arg-type]
+            params=params,
+        )
+        fut: asyncio.Future[P.CallResult] = asyncio.get_running_loop().create_future()
+        live.calls[msg.call_id] = fut
+        try:
+            async with live.agent_lock:
+                agent = live.agent
+                if agent is None:
+                    raise ApiError(
+                        503, "session_unavailable", "The session is not connected; try again."
+                    )
+                await agent.send_text(P.dump(msg))
+            result = await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                504, "session_timeout", "The session did not answer in time; try again."
+            ) from None
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a socket that just went away
+            raise ApiError(503, "session_unavailable", f"The session is not connected: {exc}") from None
+        finally:
+            live.calls.pop(msg.call_id, None)
+        live.last_activity = time.monotonic()
+        return result
+
+    def _fail_calls(self, live: LiveSession, why: str) -> None:
+        for fut in live.calls.values():
+            if not fut.done():
+                fut.set_exception(
+                    ApiError(503, "session_unavailable", f"No answer: {why}; try again.")
+                )
+        live.calls.clear()
+
+    async def _settings(self, workspace_id: str) -> dict[str, Any]:
+        async with self.hub.db.session() as db:
+            ws = await db.get(Workspace, workspace_id)
+            return dict(ws.settings or {}) if ws is not None else {}
+
+    async def settings_changed(self, workspace_id: str, settings: dict[str, Any]) -> None:
+        live = self.live.get(workspace_id)
+        if live is not None and live.alive:
+            await self._send_agent(live, P.dump(P.SettingsMessage(settings=settings)))
 
     # ------------------------------------------------------------------ files
     async def file_saved(self, workspace_id: str, f: File, data: bytes, from_session: bool) -> None:
@@ -465,8 +542,13 @@ class SessionManager:
                     .all()
                 )
             manifest = {f.path: f.sha256 for f in files}
+            settings = await self._settings(live.workspace_id)
             await ws.send_text(
-                P.dump(P.AgentWelcome(acked_seq=live.log.last_seq, manifest=manifest))
+                P.dump(
+                    P.AgentWelcome(
+                        acked_seq=live.log.last_seq, manifest=manifest, settings=settings
+                    )
+                )
             )
             if not hello.resumed:
                 for f in files:
@@ -505,6 +587,7 @@ class SessionManager:
         finally:
             if live.agent is ws:
                 live.agent = None
+                self._fail_calls(live, "the session's agent disconnected")
 
     async def _from_agent(self, live: LiveSession, ws: WebSocket, msg: Any) -> None:
         if isinstance(msg, P.AgentEvents):
@@ -529,6 +612,10 @@ class SessionManager:
                     None,
                     require_base=False,
                 )
+        elif isinstance(msg, P.CallResult):
+            fut = live.calls.pop(msg.call_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
         elif isinstance(msg, P.FileDeletedByAgent):
             async with self.hub.db.session() as db:
                 try:
@@ -750,13 +837,13 @@ class SessionManager:
                         )
                     )
                     return
-                if req.path.lower().endswith((".rmd", ".qmd")) and req.mode != "console":
+                if req.path.lower().endswith((".rmd", ".qmd", ".rnw")) and req.mode != "console":
                     await conn.send_text(
                         P.dump(
                             error(
                                 "unsupported_file",
-                                f"'{req.path}' is an R Markdown document: it is rendered, not run "
-                                "as a script, and document rendering is not part of this hub yet.",
+                                f"'{req.path}' is a document: render it (a 'render' request, "
+                                "or `rsparkhub render`) instead of running it as a script.",
                             )
                         )
                     )
@@ -799,6 +886,41 @@ class SessionManager:
                 path=req.path,
             )
             live.running[req.id] = exec_row
+        elif isinstance(req, P.RenderRequest):
+            try:
+                req.path = clean_path(req.path)
+                req.output = clean_path(req.output) if req.output else None
+            except ApiError as exc:
+                await conn.send_text(P.dump(error(exc.code, exc.message)))
+                return
+            async with self.hub.db.session() as db:
+                exists = (
+                    await db.execute(
+                        select(File.id).where(
+                            File.workspace_id == live.workspace_id, File.path == req.path
+                        )
+                    )
+                ).first()
+            if exists is None:
+                await conn.send_text(
+                    P.dump(
+                        error("file_not_found", f"There is no file '{req.path}' in this workspace.")
+                    )
+                )
+                return
+            if req.id in live.running:
+                await conn.send_text(
+                    P.dump(error("duplicate_id", f"Request id '{req.id}' is already running."))
+                )
+                return
+            live.running[req.id] = Execution(
+                session_id=live.id,
+                request_id=req.id,
+                user=conn.user,
+                language=P.language_for_path(req.path) or "r",
+                mode="render",
+                path=req.path,
+            )
         live.last_activity = time.monotonic()
         await self._send_agent(live, P.dump(P.ForwardedRequest(user=conn.user, request=req)))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -39,8 +39,32 @@ def project_info(p: Project) -> dict[str, object]:
     return {"id": p.id, "name": p.name, "owner_id": p.owner_id}
 
 
+class WorkspaceSettings(BaseModel):
+    """Per-workspace options. ``save_r_image``: save the R global environment to ``.RData``
+    when the session stops cleanly and restore it when the R kernel next starts."""
+
+    model_config = ConfigDict(extra="forbid")
+    save_r_image: bool = False
+
+
+class WorkspacePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    settings: WorkspaceSettings | None = None
+
+
+def settings_of(w: Workspace) -> dict[str, object]:
+    return WorkspaceSettings.model_validate(w.settings or {}).model_dump()
+
+
 def workspace_info(w: Workspace, role: str | None = None) -> dict[str, object]:
-    return {"id": w.id, "name": w.name, "project_id": w.project_id, "role": role}
+    return {
+        "id": w.id,
+        "name": w.name,
+        "project_id": w.project_id,
+        "role": role,
+        "settings": settings_of(w),
+    }
 
 
 @router.get("/api/projects", summary="Projects the caller owns")
@@ -140,14 +164,22 @@ async def get_workspace(workspace_id: str, caller: CallerDep, db: DbDep) -> dict
     return workspace_info(w, await workspace_role(db, caller, w))
 
 
-@router.patch("/api/workspaces/{workspace_id}", summary="Rename a workspace")
-async def rename_workspace(
-    workspace_id: str, body: NameBody, caller: CallerDep, db: DbDep
+@router.patch(
+    "/api/workspaces/{workspace_id}",
+    summary="Rename a workspace (owner) or change its settings (editor)",
+)
+async def update_workspace(
+    workspace_id: str, body: WorkspacePatch, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "owner")
-    w.name = clean_name(body.name, "workspace name")
-    await _commit_unique(db, "workspace", body.name)
-    return workspace_info(w, "owner")
+    w = await workspace_for(db, caller, workspace_id, "owner" if body.name else "write")
+    if body.name is not None:
+        w.name = clean_name(body.name, "workspace name")
+    if body.settings is not None:
+        w.settings = body.settings.model_dump()
+    await _commit_unique(db, "workspace", body.name or w.name)
+    if body.settings is not None:
+        await hub.sessions.settings_changed(w.id, settings_of(w))
+    return workspace_info(w, await workspace_role(db, caller, w))
 
 
 @router.delete(

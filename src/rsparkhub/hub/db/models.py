@@ -77,6 +77,8 @@ class Workspace(Base):
     )
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # per-workspace options (``save_r_image``); see api/projects.py WorkspaceSettings
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class WorkspaceMember(Base):
