@@ -77,6 +77,16 @@ class World:
             "download": "false",
             "folder": "",
             "limit": "10",
+            "view_id": "v1",
+            "language": "r",
+            "hidden": "false",
+            "topic": "mean",
+            "package": "base",
+            "q": "mean",
+            "format": "png",
+            "width": "400",
+            "height": "300",
+            "res": "96",
         }
         self.alice_ids = {self.project_id, self.workspace_id, self.token_id}
 
@@ -107,6 +117,9 @@ class World:
             ("POST", f"{ws}/upload"): {"files": [("files", ("secret.R", b"overwritten by bob"))]},
             ("POST", f"{ws}/move"): {"json": {"from": "secret.R", "to": "moved.R"}},
             ("POST", f"{ws}/restore/{{path}}"): {"json": {"version": 1}},
+            ("POST", f"{ws}/environment/children"): {"json": {"path": ["x"]}},
+            ("POST", f"{ws}/views"): {"json": {"name": "df"}},
+            ("POST", f"{ws}/views/{{view_id}}/rows"): {"json": {"offset": 0, "limit": 10}},
         }
 
 
@@ -359,7 +372,11 @@ def test_viewer_and_editor_roles(world: World) -> None:
             ("POST", f"{ws}/session", {}),
             ("DELETE", f"{ws}/session", {}),
             ("PATCH", ws, {"json": {"name": "x"}}),
+            ("PATCH", ws, {"json": {"settings": {"save_r_image": True}}}),
             ("DELETE", ws, {}),
+            ("DELETE", f"{ws}/environment/x", {}),
+            ("DELETE", f"{ws}/environment", {}),
+            ("POST", f"{ws}/views", {"json": {"expr": "mtcars"}}),
             ("PUT", f"{ws}/members", {"json": {"user": "bob", "role": "editor"}}),
             ("PATCH", f"/api/projects/{pid}", {"json": {"name": "x"}}),
             ("DELETE", f"/api/projects/{pid}", {}),
@@ -373,6 +390,8 @@ def test_viewer_and_editor_roles(world: World) -> None:
         a.put(f"{ws}/members", json={"user": "bob", "role": "editor"}).raise_for_status()
         r = bob.put(f"{ws}/text/s.R", json={"content": "by bob\n", "base_version": 1})
         assert r.status_code == 200 and r.json()["version"] == 2
+        r = bob.patch(ws, json={"settings": {"save_r_image": True}})
+        assert r.status_code == 200 and r.json()["settings"] == {"save_r_image": True}, r.text
         assert a.get(f"{ws}/history/s.R").json()[0]["author"] == "bob"
         for method, url, kw in [
             ("PATCH", ws, {"json": {"name": "x"}}),

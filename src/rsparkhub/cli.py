@@ -291,36 +291,82 @@ def run(
         _fail("--language must be r, python or bash")
     if not url or not token:
         _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client.run import run_file
+
+    code = _client_call(
+        url,
+        lambda: run_file(
+            url,
+            token,
+            file,
+            workspace or file.resolve().parent.name or "default",
+            project,
+            mode,
+            language,
+            plots_dir,
+            with_dir,
+        ),
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def render(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    workspace: str = typer.Option(
+        None, "--workspace", help="Workspace name (default: the file's folder name)."
+    ),
+    project: str = typer.Option("default", "--project", help="Project holding the workspace."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="Where to write the result (default: next to FILE)."
+    ),
+    in_session: bool = typer.Option(
+        False, "--in-session", help="Render in the session's R environment (not a clean process)."
+    ),
+    with_dir: Path = typer.Option(
+        None, "--with", help="Also upload this folder's files (data the document reads)."
+    ),
+    url: str = typer.Option(None, "--url", envvar="RSPARKHUB_URL", help="Hub URL."),
+    token: str = typer.Option(None, "--token", envvar="RSPARKHUB_TOKEN", help="API token."),
+) -> None:
+    """Render a document (R Markdown, Markdown/Quarto, notebook) in a workspace session and
+    write the result locally, printing the render log as it comes."""
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client.run import render_file
+
+    code = _client_call(
+        url,
+        lambda: render_file(
+            url,
+            token,
+            file,
+            workspace or file.resolve().parent.name or "default",
+            project,
+            output,
+            in_session,
+            with_dir,
+        ),
+    )
+    raise typer.Exit(code)
+
+
+def _client_call(url: str, make: Any) -> int:
+    """Run a client coroutine; hub errors and lost connections exit 2 with a sentence."""
     import httpx
     import websockets
 
     from rsparkhub.client import HubError
-    from rsparkhub.client.run import run_file
 
     try:
-        code = asyncio.run(
-            run_file(
-                url,
-                token,
-                file,
-                workspace or file.resolve().parent.name or "default",
-                project,
-                mode,
-                language,
-                plots_dir,
-                with_dir,
-            )
-        )
+        return int(asyncio.run(make()))
     except HubError as exc:
         _fail(exc.message, 2)
-        return
     except httpx.TransportError as exc:
         _fail(f"cannot reach the hub at {url}: {exc}", 2)
-        return
     except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
         _fail(f"lost the connection to the hub at {url}: {exc}", 2)
-        return
-    raise typer.Exit(code)
+    return 2
 
 
 if __name__ == "__main__":

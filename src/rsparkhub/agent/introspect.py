@@ -334,7 +334,9 @@ class Introspector:
             )
             return await asyncio.to_thread(out.read_text, encoding="utf-8", errors="replace")
         except (TimeoutError, OSError, KernelError) as exc:
-            raise CallError("introspection_failed", f"Could not read bash variables: {exc}") from None
+            raise CallError(
+                "introspection_failed", f"Could not read bash variables: {exc}"
+            ) from None
         finally:
             with contextlib.suppress(OSError):
                 out.unlink()
@@ -402,7 +404,9 @@ class Introspector:
         names = [n for n in names if _BASH_NAME.fullmatch(n)]
         if names:
             await kernel.execute(
-                "unset -v " + " ".join(names) + " 2>/dev/null", None, silent=True,
+                "unset -v " + " ".join(names) + " 2>/dev/null",
+                None,
+                silent=True,
                 store_history=False,
             )
         await self._bash_refresh(kernel, None)
@@ -412,6 +416,11 @@ class Introspector:
 # ---------------------------------------------------------------------- bash variables
 
 _BASH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# bash's own variables that change by themselves (hidden unless asked for hidden ones)
+_BASH_DYNAMIC = frozenset(
+    "_ PIPESTATUS LINENO RANDOM SRANDOM SECONDS EPOCHSECONDS EPOCHREALTIME FUNCNAME OLDPWD "
+    "PWD COLUMNS LINES HISTCMD BASHPID OPTIND OPTARG PS1 PS2 PROMPT_COMMAND".split()
+)
 _DECLARE = re.compile(r"^declare -([-a-zA-Z]+) ([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", re.S)
 _ITEM = re.compile(r'\[((?:[^\]\\]|\\.)*)\]="((?:[^"\\]|\\.)*)"', re.S)
 
@@ -454,9 +463,7 @@ def parse_declare(text: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _bash_var(
-    name: str, key: Any, flags: str, value: str, entry: dict[str, Any]
-) -> dict[str, Any]:
+def _bash_var(name: str, key: Any, flags: str, value: str, entry: dict[str, Any]) -> dict[str, Any]:
     items = entry.get("items") or []
     if "A" in flags:
         kind, type_ = "list", "associative array"
@@ -511,7 +518,12 @@ class _BashEnv:
         return [
             s
             for n, s in sorted(summaries.items())
-            if hidden or initial.get(n) != s["fingerprint"]
+            if hidden
+            or (
+                initial.get(n) != s["fingerprint"]
+                and n not in _BASH_DYNAMIC
+                and not n.startswith("BASH_")
+            )
         ]
 
     def baseline(self, variables: dict[str, dict[str, Any]]) -> None:

@@ -91,7 +91,11 @@ _LAUNCH = {
 
 def _ipykernel_cmd(cmd: list[str]) -> list[str]:
     """``python … -m ipykernel_launcher|bash_kernel …`` through the patched launcher above
-    (both are ipykernel applications); other commands (IRkernel) as is."""
+    (both are ipykernel applications). IRkernel's ``R …`` gets ``--no-restore --no-save``:
+    R would otherwise load a ``.RData`` of the working directory by itself — whether the
+    saved image is restored is the workspace's ``save_r_image`` setting (see the agent)."""
+    if cmd and Path(cmd[0]).name == "R" and "--no-restore" not in cmd:
+        return [cmd[0], "--no-restore", "--no-save", *cmd[1:]]
     for i in range(len(cmd) - 1):
         if cmd[i] == "-m" and cmd[i + 1] in _LAUNCH:
             code = _IPYKERNEL_LAUNCHER + _LAUNCH[cmd[i + 1]]
@@ -509,6 +513,10 @@ class KernelPool:
         self.kernels: dict[str, Kernel] = {}
         self._locks: dict[str, asyncio.Lock] = {lang: asyncio.Lock() for lang in LANGUAGES}
         self._closed = False
+
+    def kernel_env(self) -> dict[str, str]:
+        """The environment kernels (and document renders) run with."""
+        return self._env()
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RSPARKHUB_SESSION_TOKEN")}

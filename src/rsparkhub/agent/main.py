@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from rsparkhub import protocol as P
+from rsparkhub.agent import documents
 from rsparkhub.agent.introspect import (
     HELP_MIME,
     PLOT_MIME,
@@ -110,11 +112,13 @@ class Agent:
         self.welcomed_recently = False  # ... on the connection that just ended
         self._send_lock = asyncio.Lock()
         self._fs_lock = asyncio.Lock()
-        self._queue: asyncio.Queue[tuple[str, P.ExecuteRequest]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, P.ExecuteRequest | P.RenderRequest]] = asyncio.Queue()
         self._current: _Execution | None = None
         self._stop = asyncio.Event()
         self._exit_code = EXIT_OK
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._renders: dict[str, asyncio.Task[None]] = {}  # clean-process renders running
+        self._interrupted_renders: set[str] = set()
 
     # ================================================================== lifecycle
 
@@ -136,7 +140,7 @@ class Agent:
         await self._stop.wait()
         worker.cancel()
         scanner.cancel()
-        for t in list(self._tasks):
+        for t in [*self._tasks, *self._renders.values()]:
             t.cancel()
         if self._exit_code == EXIT_OK and self.settings.get("save_r_image"):
             await self._save_image()
@@ -220,6 +224,7 @@ class Agent:
         names = loaded.get("loaded") or []
         self.emit(
             P.StreamEvent(
+                request_id=self._current.request_id if self._current else None,
                 name="stdout",
                 text=f"[Restored {len(names)} object(s) from the saved R image (.RData)]\n",
             )
@@ -412,6 +417,13 @@ class Agent:
                 )
             else:
                 self._queue.put_nowait((user, req))
+        elif isinstance(req, P.RenderRequest):
+            if req.in_session:
+                self._queue.put_nowait((user, req))  # in the R kernel, in turn with executions
+            else:
+                task = asyncio.create_task(self._render(req, time.monotonic()))
+                self._renders[req.id] = task
+                task.add_done_callback(functools.partial(self._render_ended, req.id))
         elif isinstance(req, P.PingRequest):
             self.emit(P.ReplyEvent(request_id=req.id, content={"pong": True}))
         elif isinstance(req, P.InterruptRequest):
@@ -462,6 +474,11 @@ class Agent:
             )
 
     async def _interrupt(self, req: P.InterruptRequest) -> None:
+        if req.language is None and self._renders:
+            # renders in their own process: an interrupt of "whatever runs" stops them
+            self._interrupted_renders.update(self._renders)
+            for task in self._renders.values():
+                task.cancel()
         cur = self._current
         target: str | None = req.language
         if cur is not None and (target is None or target == cur.language):
@@ -516,7 +533,10 @@ class Agent:
             user, req = await self._queue.get()
             started = time.monotonic()
             try:
-                await self._execute(req, started)
+                if isinstance(req, P.RenderRequest):
+                    await self._render(req, started)
+                else:
+                    await self._execute(req, started)
             except asyncio.CancelledError:
                 self._fail(req.id, "shutting_down", "The session is stopping.", started)
                 raise
@@ -606,6 +626,139 @@ class Agent:
                 error_code=error_code,
                 message=message,
             )
+        )
+
+    # ================================================================== documents
+
+    async def _render(self, req: P.RenderRequest, started: float) -> None:
+        """Render a document: by default in a clean separate process (concurrently with the
+        console); ``in_session`` R Markdown in the R kernel's global environment (queued
+        with executions). The log goes out as stderr, the result as a workspace file."""
+
+        def on_log(line: str) -> None:
+            self.emit(P.StreamEvent(request_id=req.id, name="stderr", text=line + "\n"))
+
+        try:
+            if req.in_session:
+                result = await self._render_in_session(req, on_log)
+            else:
+                result = await self._render_clean(req, on_log)
+        except asyncio.CancelledError:
+            if req.id not in self._interrupted_renders:
+                self._fail(req.id, "shutting_down", "The session is stopping.", started)
+                raise
+            self._interrupted_renders.discard(req.id)
+            self.emit(
+                P.DoneEvent(
+                    request_id=req.id,
+                    status="aborted",
+                    duration_ms=round((time.monotonic() - started) * 1000, 3),
+                    message="The render was interrupted.",
+                )
+            )
+            return
+        except documents.RenderError as exc:
+            where = ""
+            if exc.chunk or exc.line:
+                where = f" (chunk {exc.chunk or '?'}, line {exc.line or '?'} of {req.path})"
+            self.emit(
+                P.ErrorEvent(
+                    request_id=req.id,
+                    ename="RenderError",
+                    evalue=exc.message + where,
+                    traceback=exc.log.splitlines()[-30:],
+                )
+            )
+            await self._scan_and_send()
+            self.emit(
+                P.DoneEvent(
+                    request_id=req.id,
+                    status="error",
+                    duration_ms=round((time.monotonic() - started) * 1000, 3),
+                    error_code=exc.code,
+                    message=exc.message + where,
+                )
+            )
+            return
+        await self._scan_and_send()  # the output reaches the hub (files_changed) first
+        duration = round((time.monotonic() - started) * 1000, 3)
+        self.emit(
+            P.DocumentEvent(
+                request_id=req.id,
+                path=req.path,
+                output=result.output,
+                format=result.format,
+                engine=result.engine,
+                duration_ms=duration,
+            )
+        )
+        self.emit(P.DoneEvent(request_id=req.id, status="ok", duration_ms=duration))
+
+    def _render_ended(self, request_id: str, _task: asyncio.Task[None]) -> None:
+        self._renders.pop(request_id, None)
+
+    async def _render_clean(self, req: P.RenderRequest, on_log: Any) -> documents.RenderResult:
+        return await documents.render(
+            self.workdir_path,
+            req.path,
+            output=req.output,
+            on_log=on_log,
+            env=self.kernels.kernel_env(),
+        )
+
+    async def _render_in_session(self, req: P.RenderRequest, on_log: Any) -> documents.RenderResult:
+        started = time.monotonic()
+        try:
+            source = self.workdir.resolve(req.path)
+            target = self.workdir.resolve(req.output or str(Path(req.path).with_suffix(".html")))
+        except PathOutsideWorkdir as exc:
+            raise documents.RenderError("path_outside_workdir", str(exc)) from None
+        text = await asyncio.to_thread(source.read_text, encoding="utf-8", errors="replace")
+        if documents.choose_engine(source, text) != "rmarkdown":
+            raise documents.RenderError(
+                "unsupported_file",
+                f"Only R Markdown renders in the session's R environment; render "
+                f"'{req.path}' without in_session.",
+            )
+        status_file = self.kernels.runtime_dir / f"render-{uuid.uuid4().hex}.status"
+        code = documents.r_in_session_code(str(source), str(target), str(status_file))
+        ex = _Execution(req.id, "r")
+        self._current = ex
+        log_lines: list[str] = []
+
+        def handle(msg: dict[str, Any]) -> None:
+            content = msg.get("content") or {}
+            if msg.get("msg_type") == "stream" and content.get("text"):
+                text = strip_ansi(str(content["text"]))
+                log_lines.append(text)
+                for line in text.splitlines():
+                    on_log(line)
+
+        async with self.introspector.locks["r"]:
+            try:
+                kernel = await self.kernels.get("r")
+                reply = await kernel.execute(code, handle)
+            except KernelError as exc:
+                raise documents.RenderError("render_failed", exc.message) from None
+            finally:
+                await self.introspector.refresh("r", req.id)
+        if reply.get("status") != "ok":
+            failure = await asyncio.to_thread(
+                documents.session_failure, str(source), str(status_file), "".join(log_lines)
+            )
+            with contextlib.suppress(OSError):
+                status_file.unlink()
+            if ex.interrupted or reply.get("status") == "abort":
+                raise documents.RenderError("render_failed", "The render was interrupted.")
+            raise failure or documents.RenderError(
+                "render_failed", str(reply.get("evalue") or "The render failed.")
+            )
+        return documents.RenderResult(
+            output=target.relative_to(self.workdir_path).as_posix(),
+            format="html",
+            engine="rmarkdown",
+            log="".join(log_lines),
+            duration_s=time.monotonic() - started,
         )
 
     def _page_payloads(self, request_id: str, reply: dict[str, Any]) -> None:

@@ -433,7 +433,9 @@ class SessionManager:
         except ApiError:
             raise
         except Exception as exc:  # noqa: BLE001 - a socket that just went away
-            raise ApiError(503, "session_unavailable", f"The session is not connected: {exc}") from None
+            raise ApiError(
+                503, "session_unavailable", f"The session is not connected: {exc}"
+            ) from None
         finally:
             live.calls.pop(msg.call_id, None)
         live.last_activity = time.monotonic()

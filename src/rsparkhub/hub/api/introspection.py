@@ -101,9 +101,7 @@ async def environment_children(
     return res.result
 
 
-@router.delete(
-    "/api/workspaces/{workspace_id}/environment/{name}", summary="Remove one variable"
-)
+@router.delete("/api/workspaces/{workspace_id}/environment/{name}", summary="Remove one variable")
 async def delete_variable(
     workspace_id: str,
     name: str,
@@ -151,8 +149,18 @@ class SortKey(_Body):
 class Filter(_Body):
     column: str = Field(min_length=1, max_length=1024)
     op: Literal[
-        "eq", "ne", "lt", "le", "gt", "ge", "between", "is_missing", "not_missing", "in",
-        "contains", "regex",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "between",
+        "is_missing",
+        "not_missing",
+        "in",
+        "contains",
+        "regex",
     ]
     value: str | float | int | bool | None = None
     values: list[str | float | int | bool | None] | None = Field(default=None, max_length=10_000)
@@ -219,13 +227,64 @@ async def close_view(
 
 _HELP_LINK = re.compile(r'href="rsparkhub-help:(r|python)/([^/"]*)/([^"]*)"')
 _TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "div", "dl", "dt",
-    "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre",
-    "samp", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th",
-    "thead", "tr", "tt", "u", "ul", "var", "font", "big", "center",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "caption",
+    "code",
+    "dd",
+    "del",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "kbd",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "samp",
+    "small",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+    "var",
+    "font",
+    "big",
+    "center",
 }
 _ATTRS = {
-    "a": {"href", "title", "name", "id", "data-help-language", "data-help-package", "data-help-topic"},
+    "a": {
+        "href",
+        "title",
+        "name",
+        "id",
+        "data-help-language",
+        "data-help-package",
+        "data-help-topic",
+    },
     "img": {"src", "alt", "width", "height"},
     "td": {"align", "valign", "colspan", "rowspan"},
     "th": {"align", "valign", "colspan", "rowspan"},
@@ -330,9 +389,13 @@ async def help_search(
 ) -> dict[str, Any]:
     w = await workspace_for(db, caller, workspace_id, "read")
     live = hub.sessions.live.get(w.id)
-    langs: list[str] = [language] if language else [
-        x for x in ("r", "python") if live is None or not live.languages or x in live.languages
-    ]
+    langs: list[str] = (
+        [language]
+        if language
+        else [
+            x for x in ("r", "python") if live is None or not live.languages or x in live.languages
+        ]
+    )
     results: list[dict[str, Any]] = []
     for lang in langs:
         res = await _call(hub, w.id, lang, "help_search", {"query": q, "limit": limit})

@@ -104,7 +104,8 @@ async def list_sessions(caller: CallerDep, hub: HubDep, db: DbDep) -> list[dict[
 
 
 @router.get(
-    "/api/workspaces/{workspace_id}/executions", summary="Recent runs in the workspace, newest first"
+    "/api/workspaces/{workspace_id}/executions",
+    summary="Recent runs in the workspace, newest first",
 )
 async def list_executions(
     workspace_id: str, caller: CallerDep, db: DbDep, limit: int = Query(100, ge=1, le=1000)
