@@ -40,6 +40,7 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
         900,
     ),
     ("big_output_r", ["--sizes", "5,20,50", "--langs", "r"], ["--sizes", "5", "--langs", "r"], 900),
+    ("introspection", [], ["--quick"], 900),
 ]
 
 HOW_TO_RUN = """\
@@ -52,6 +53,7 @@ HOW_TO_RUN = """\
 .venv/bin/python bench/exec_overhead.py --n 200
 .venv/bin/python bench/memory.py --reps 3
 .venv/bin/python bench/big_output.py --sizes 5,20,50 --langs python,r [--flushy 2,5]
+.venv/bin/python bench/introspection.py [--record]  # env pane, data viewer, help (~4–6 min)
 ```
 
 Each script starts its own hub (`rsparkhub serve` on a free 127.0.0.1 port, temp data
@@ -125,6 +127,7 @@ def verdicts(res: dict[str, Any]) -> list[str]:
             f"{r['status']}"
             + (f" (direct jupyter_client got {d['bytes'] / r['bytes_expected']:.0%})" if d else "")
         )
+    lines += (res.get("introspection") or {}).get("goals", [])
     return lines
 
 
@@ -172,6 +175,7 @@ def main() -> None:
         "memory": "3. Memory (`bench/memory.py`)",
         "big_output": "4. Big output, Python (`bench/big_output.py`)",
         "big_output_r": "4b. Big output, R (`bench/big_output.py --langs r`)",
+        "introspection": "5. Session introspection (`bench/introspection.py`)",
     }
     for name, data in res.items():
         body = data.get("report") if data else None
