@@ -160,13 +160,19 @@ async def test_source_mode_matches_rscript_echo(session, references) -> None:
         assert (await c.plot_bytes(plot.url or "")).startswith(PNG_MAGIC)
 
 
-async def test_help_page_becomes_result(session) -> None:
+async def test_help_request_becomes_help_event(session) -> None:
+    """``?mean`` goes to the help pane (a help event naming topic and package), not into
+    the console as text; the page itself comes from the help endpoint."""
     rec, _, _ = session
     done, events = await rec.run("?mean", language="r")
     assert done.status == "ok"
-    results = results_of(events)
-    assert results and "Arithmetic Mean" in results[0]
-    assert "\x08" not in results[0]
+    helps = [e for e in events if isinstance(e, P.HelpEvent)]
+    assert [(h.topic, h.package, h.kind) for h in helps] == [("mean", "base", "topic")]
+    assert results_of(events) == []
+    done, events = await rec.run('??"linear model"', language="r")
+    assert done.status == "ok"
+    [h] = [e for e in events if isinstance(e, P.HelpEvent)]
+    assert h.kind == "search" and h.query == "linear model"
 
 
 async def test_file_deleted_by_code_and_no_echo(session) -> None:
