@@ -105,7 +105,10 @@ async def test_ipykernel_cmd_replaces_only_the_launcher() -> None:
     bash = _ipykernel_cmd(["/py", "-m", "bash_kernel", "-f", "{c}"])
     assert bash[1] == "-c" and "sndhwm = 0" in bash[2] and "kernel_class=BashKernel" in bash[2]
     assert bash[3:] == ["-f", "{c}"]
-    other = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{c}"]
+    # IRkernel: R must not restore a .RData by itself (the save_r_image setting decides)
+    r = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{c}"]
+    assert _ipykernel_cmd(r) == ["R", "--no-restore", "--no-save", *r[1:]]
+    other = ["/usr/bin/julia", "-e", "main()", "{c}"]
     assert _ipykernel_cmd(other) == other
 
 
