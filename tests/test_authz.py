@@ -33,6 +33,7 @@ SELF = {
     ("POST", "/api/projects"),
     ("GET", "/api/workspaces"),
     ("GET", "/api/sessions"),
+    ("GET", "/api/examples"),
 }
 
 ADMIN_ONLY_PREFIXES = ("/api/users", "/api/doctor")

@@ -35,6 +35,7 @@ from rsparkhub.hub.state import Hub
 
 log = logging.getLogger("rsparkhub.hub")
 WEB = Path(__file__).resolve().parent.parent / "web"
+DIST = WEB / "dist"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -145,7 +146,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+        # the IDE (web/, built into web/dist by scripts/install.sh); the minimal page if
+        # the build is missing
+        page = DIST / "index.html" if (DIST / "index.html").is_file() else WEB / "index.html"
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/assets/{name}", include_in_schema=False)
+    async def assets(name: str) -> FileResponse:
+        path = (DIST / "assets" / name).resolve()
+        if path.parent != (DIST / "assets").resolve() or not path.is_file():
+            raise ApiError(404, "not_found", "No such file.")
+        # names carry a content hash: cache for a year
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:

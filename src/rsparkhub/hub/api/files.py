@@ -71,6 +71,58 @@ async def download_file(
     return Response(data, media_type="application/octet-stream", headers=headers)
 
 
+# Inline display (the IDE's Viewer pane): the real type, but a document written by anyone
+# with access runs in an opaque origin (CSP sandbox without allow-same-origin), so its
+# scripts cannot call the API with the viewer's cookie. PDFs get no sandbox (browsers do
+# not show PDFs in sandboxed documents) but may not run scripts or load anything.
+_INLINE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".pdf": "application/pdf",
+    ".txt": "text/plain; charset=utf-8",
+    ".csv": "text/plain; charset=utf-8",
+    ".md": "text/plain; charset=utf-8",
+    ".json": "text/plain; charset=utf-8",
+}
+SANDBOX_CSP = (
+    "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox; frame-ancestors 'self'"
+)
+PDF_CSP = "default-src 'none'; script-src 'none'; object-src 'self'; frame-ancestors 'self'"
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/raw/{path:path}",
+    summary="A file for display (its own type; HTML sandboxed in an opaque origin)",
+)
+async def raw_file(
+    workspace_id: str,
+    path: str,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    version: int | None = None,
+) -> Response:
+    w = await workspace_for(db, caller, workspace_id, "read")
+    data, v, clean = await _content(hub, db, w.id, path, version)
+    suffix = "." + clean.rsplit(".", 1)[-1].lower() if "." in clean else ""
+    media = _INLINE_TYPES.get(suffix, "application/octet-stream")
+    headers = {
+        "ETag": f'"{v}"',
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": PDF_CSP if suffix == ".pdf" else SANDBOX_CSP,
+        "X-Frame-Options": "SAMEORIGIN",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    return Response(data, media_type=media, headers=headers)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from rsparkhub.examples import example, examples
 from rsparkhub.hub.access import project_for, workspace_for, workspace_role
 from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
 from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
@@ -19,6 +20,11 @@ router = APIRouter(tags=["projects"])
 
 class NameBody(BaseModel):
     name: str = Field(min_length=1, max_length=128)
+
+
+class NewWorkspace(NameBody):
+    model_config = ConfigDict(extra="forbid")
+    example: str | None = Field(default=None, max_length=128)  # a bundled example's name
 
 
 async def _commit_unique(db: DbDep, kind: str, name: str) -> None:
@@ -149,13 +155,37 @@ async def list_workspaces(caller: CallerDep, db: DbDep) -> list[dict[str, object
 
 @router.post("/api/projects/{project_id}/workspaces", status_code=201, summary="Create a workspace")
 async def create_workspace(
-    project_id: str, body: NameBody, caller: CallerDep, db: DbDep
+    project_id: str, body: NewWorkspace, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
     p = await project_for(db, caller, project_id, "owner")
+    files: list[tuple[str, bytes]] = []
+    if body.example is not None:
+        ex = example(body.example)
+        if ex is None:
+            names = ", ".join(e.name for e in examples())
+            raise ApiError(
+                404, "example_not_found", f"No example '{body.example}' (there are: {names})."
+            )
+        files = ex.files()
     w = Workspace(project_id=p.id, name=clean_name(body.name, "workspace name"))
     db.add(w)
     await _commit_unique(db, "workspace", body.name)
-    return workspace_info(w, "owner")
+    for path, content in files:
+        await save_file(hub, db, w.id, path, content, caller.name, None)
+    return {**workspace_info(w, "owner"), "files": len(files)}
+
+
+@router.get("/api/examples", summary="The example workspaces shipped with the hub")
+async def list_examples(_: CallerDep) -> list[dict[str, object]]:
+    return [
+        {
+            "name": e.name,
+            "title": e.title,
+            "description": e.description,
+            "files": [path for path, _data in e.files()],
+        }
+        for e in examples()
+    ]
 
 
 @router.get("/api/workspaces/{workspace_id}", summary="One workspace")

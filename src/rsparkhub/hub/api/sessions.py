@@ -30,6 +30,9 @@ def session_info(row: SessionRow, hub: HubDep) -> dict[str, object]:
         "running": len(live.running) if live else 0,
         "last_seq": live.log.last_seq if live else None,
         "clients": len(hub.sessions.clients.get(row.workspace_id, ())),
+        "memory_bytes": hub.sessions.spawner.memory(live.spawner_state)
+        if live and live.alive
+        else None,
     }
 
 

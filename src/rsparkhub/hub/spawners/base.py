@@ -47,5 +47,8 @@ class Spawner(Protocol):
     async def stop(self, state: dict[str, Any], grace_s: float) -> int | None:
         """Make sure the session has ended (signal, then kill after ``grace_s``)."""
 
+    def memory(self, state: dict[str, Any]) -> int | None:
+        """Resident memory of the session (agent and kernels) in bytes, if known."""
+
     def describe(self) -> dict[str, Any]:
         """What ``doctor`` shows: sandboxing, limits."""

@@ -191,6 +191,23 @@ class LocalSpawner:
     async def poll(self, state: dict[str, Any]) -> bool:
         return self._alive(state)
 
+    def memory(self, state: dict[str, Any]) -> int | None:
+        """RSS of the session's process tree (bwrap, agent, kernels)."""
+        if not self._alive(state):
+            return None
+        try:
+            root = psutil.Process(int(state["pid"]))
+            procs = [root, *root.children(recursive=True)]
+        except (psutil.Error, KeyError, ValueError):
+            return None
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
     async def wait(self, state: dict[str, Any]) -> tuple[int | None, str]:
         pid = int(state.get("pid") or 0)
         child = self._children.get(pid)
