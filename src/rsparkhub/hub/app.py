@@ -3,7 +3,10 @@ and the two websocket endpoints. ``create_app(settings)`` is the only entry poin
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import logging
+import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +14,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsparkhub import __version__
@@ -151,13 +154,31 @@ def create_app(settings: Settings) -> FastAPI:
         page = DIST / "index.html" if (DIST / "index.html").is_file() else WEB / "index.html"
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
+    gzipped: dict[Path, bytes] = {}
+
     @app.get("/assets/{name}", include_in_schema=False)
-    async def assets(name: str) -> FileResponse:
+    async def assets(name: str, request: Request) -> Response:
         path = (DIST / "assets" / name).resolve()
         if path.parent != (DIST / "assets").resolve() or not path.is_file():
             raise ApiError(404, "not_found", "No such file.")
         # names carry a content hash: cache for a year
-        return FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+        headers = {
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Vary": "Accept-Encoding",
+        }
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if "gzip" in request.headers.get("accept-encoding", "") and path.suffix in (
+            ".js",
+            ".css",
+            ".svg",
+            ".map",
+        ):
+            body = gzipped.get(path)
+            if body is None:  # compressed once per process: the files never change
+                body = await asyncio.to_thread(lambda: gzip.compress(path.read_bytes(), 6))
+                gzipped[path] = body
+            return Response(body, media_type=media, headers={**headers, "Content-Encoding": "gzip"})
+        return FileResponse(path, media_type=media, headers=headers)
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> FileResponse:
