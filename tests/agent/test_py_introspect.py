@@ -272,6 +272,18 @@ def test_env_diff_reports_exactly_the_changes() -> None:
     assert again["assigned"] == [] and again["removed"] == [] and again["version"] == v1 + 1
 
 
+def test_listing_hidden_names_does_not_disturb_the_diffs() -> None:
+    """A listing with hidden=true (the pane's "show hidden") must not make the next
+    pushed diff report the hidden names as removed."""
+    ns: dict[str, Any] = {"x": 1, "_secret": 2}
+    ok("env_diff", {}, ns)
+    listed = by_name(ok("env_list", {"hidden": True}, ns)["variables"])
+    assert {"x", "_secret"} <= set(listed)
+    ns["y"] = 3
+    diff = ok("env_diff", {}, ns)
+    assert [v["name"] for v in diff["assigned"]] == ["y"] and diff["removed"] == []
+
+
 def test_env_diff_releases_views_by_name() -> None:
     df = pd.DataFrame({"x": [1, 2, 3]})
     ns: dict[str, Any] = {"df": df, "other": df}

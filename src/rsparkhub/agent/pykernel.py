@@ -1127,6 +1127,9 @@ def env_list(args: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
     hidden = bool(args.get("hidden", False))
     variables = [_summarize(name, name, value) for name, value in _visible(ns, hidden)]
     baseline = {v["name"]: v["fingerprint"] for v in variables}
+    if hidden:  # diffs (pushed after executions) cover the visible names only
+        shown = {name for name, _value in _visible(ns, False)}
+        baseline = {n: fp for n, fp in baseline.items() if n in shown}
     if baseline != _STATE.baseline:
         _STATE.version += 1
     _STATE.baseline = baseline
