@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsparkhub import __version__
@@ -37,8 +37,7 @@ from rsparkhub.hub.spawners.local import LocalSpawner
 from rsparkhub.hub.state import Hub
 
 log = logging.getLogger("rsparkhub.hub")
-WEB = Path(__file__).resolve().parent.parent / "web"
-DIST = WEB / "dist"
+DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -147,11 +146,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def agent_ws(websocket: WebSocket) -> None:
         await hub.sessions.agent_socket(websocket)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        # the IDE (web/, built into web/dist by scripts/install.sh); the minimal page if
-        # the build is missing
-        page = DIST / "index.html" if (DIST / "index.html").is_file() else WEB / "index.html"
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def index() -> FileResponse | HTMLResponse:
+        page = DIST / "index.html"  # the IDE (web/), built by scripts/install.sh
+        if not page.is_file():
+            return HTMLResponse(
+                "<!doctype html><title>rsparkhub</title><p>The web client is not built: run "
+                "<code>scripts/install.sh</code> (it needs Node.js 20.19 or newer).</p>",
+                status_code=503,
+            )
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
     gzipped: dict[Path, bytes] = {}
@@ -179,13 +182,6 @@ def create_app(settings: Settings) -> FastAPI:
                 gzipped[path] = body
             return Response(body, media_type=media, headers={**headers, "Content-Encoding": "gzip"})
         return FileResponse(path, media_type=media, headers=headers)
-
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> FileResponse:
-        path = (WEB / name).resolve()
-        if path.parent != WEB or not path.is_file():
-            raise ApiError(404, "not_found", "No such file.")
-        return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     return app
 

@@ -1,0 +1,247 @@
+// The workspace view (#/ws/<id>): Files | Editor over Console | tools (Environment, Plots,
+// Viewer, Help, Data), resizable; the session stream shared by all of them.
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type { Api, DataViewRequest, HelpRequest, Language, PaneContext } from "../contract";
+import { ConsolePane } from "../console/ConsolePane";
+import { ConsoleController } from "../console/controller";
+import { Emitter } from "../core/emitter";
+import { load, save } from "../core/storage";
+import { WorkspaceSession } from "../core/workspace";
+import { EditorPane, type EditorCommand } from "../editor/EditorPane";
+import { FilesPane } from "../files/FilesPane";
+import { DataViewerPane, EnvironmentPane, HelpPane, PlotsPane, ViewerPane } from "../panes/index";
+import { ConnectionIndicator, Presence } from "./indicators";
+import { clampSizes, LIMITS, loadSizes, saveSizes, type PaneSizes } from "./layout";
+import type { Me, Workspace } from "./model";
+import { errorMessage, notify } from "./notify";
+import { Splitter } from "./Splitter";
+import { TID, type ToolTab } from "./testids";
+import { ThemeToggle } from "./theme";
+import { ToolTabs } from "./ToolTabs";
+
+interface Props {
+  api: Api;
+  me: Me;
+  workspaceId: string;
+}
+
+/** Ctrl+1 … Ctrl+4: where the focus goes (the first of the selectors that exists) */
+const FOCUS_TARGETS = [
+  ["[data-testid=files-pane] [role=treeitem][tabindex='0']", "[data-testid=files-pane] button"],
+  ["[data-testid=editor] .editor-view:not([hidden]) .cm-content", "[data-testid=editor]"],
+  ["[data-testid=console] .console-input .cm-content"],
+  [".tool-tabs [role=tab][aria-selected=true]"],
+];
+
+export function WorkspacePage({ api, me, workspaceId }: Props) {
+  const [info, setInfo] = useState<Workspace | null>(null);
+  const [loadError, setLoadError] = useState("");
+  const ws = useMemo(() => new WorkspaceSession(workspaceId, api), [workspaceId]);
+  const [view, setView] = useState(ws.view);
+  const [tool, setTool] = useState<ToolTab>(() => load<ToolTab>("tooltab", "environment"));
+  const [viewer, setViewer] = useState<{ path: string | null; n: number }>({ path: null, n: 0 });
+  const [help, setHelp] = useState<HelpRequest | null>(null);
+  const [dataView, setDataView] = useState<DataViewRequest | null>(null);
+  const [language, setLanguage] = useState<Language>(() => load<Language>(`lang.${workspaceId}`, "r"));
+  const [sizes, setSizes] = useState<PaneSizes>(loadSizes);
+  const centre = useRef<HTMLDivElement>(null);
+  const commands = useMemo(() => new Emitter<[EditorCommand]>(), []);
+
+  const showTool = (t: ToolTab) => {
+    setTool(t);
+    save("tooltab", t);
+  };
+  const openers = useMemo(
+    () => ({
+      openHelp: (req: HelpRequest) => {
+        setHelp(req);
+        showTool("help");
+      },
+      openDataView: (req: DataViewRequest) => {
+        setDataView(req);
+        showTool("data");
+      },
+      openInViewer: (path: string) => {
+        setViewer((v) => ({ path, n: v.n + 1 }));
+        showTool("viewer");
+      },
+    }),
+    [],
+  );
+  const controller = useMemo(() => new ConsoleController(ws.client, ws.stream, { ...openers, notify }), [ws]);
+
+  const canWrite = info?.role === "owner" || info?.role === "editor";
+  const ctx: PaneContext = useMemo(
+    () => ({ workspaceId, api, events: ws.stream, canWrite, languages: view.languages, notify, ...openers }),
+    [ws, canWrite, view.languages],
+  );
+
+  useEffect(() => {
+    api.get<Workspace[]>("/api/workspaces").then(
+      (all) => {
+        const w = all.find((x) => x.id === workspaceId);
+        if (w) setInfo(w);
+        else setLoadError("This workspace does not exist or you have no access to it.");
+      },
+      (e) => setLoadError(errorMessage(e)),
+    );
+    return ws.changed.on(setView);
+  }, [ws]);
+
+  // Start the stream once the panes are mounted (they subscribe first, so the console
+  // gets the session's whole stream).
+  useEffect(() => {
+    if (!info) return;
+    ws.start();
+    return () => ws.stop();
+  }, [info]);
+
+  useEffect(() => {
+    if (view.connection.state === "closed" && view.connection.code === 4401) void api.get("/api/me").catch(() => undefined);
+  }, [view.connection]);
+
+  useEffect(() => {
+    if (info) document.title = `${info.name} — rsparkhub`;
+    return () => {
+      document.title = "rsparkhub";
+    };
+  }, [info]);
+
+  useEffect(() => {
+    if (!view.languages.includes(language) && view.languages.length) setLanguage(view.languages[0]);
+  }, [view.languages]);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey) return;
+      const n = Number(e.key);
+      if (!(n >= 1 && n <= FOCUS_TARGETS.length)) return;
+      const el = FOCUS_TARGETS[n - 1].map((sel) => document.querySelector<HTMLElement>(sel)).find(Boolean);
+      if (!el) return;
+      e.preventDefault();
+      el.focus();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+
+  const resize = (part: Partial<PaneSizes>) =>
+    setSizes((s) => {
+      const next = clampSizes({ ...s, ...part });
+      saveSizes(next);
+      return next;
+    });
+  const chooseLanguage = (l: Language) => {
+    setLanguage(l);
+    save(`lang.${workspaceId}`, l);
+  };
+
+  if (loadError) {
+    return (
+      <main class="ws-error">
+        <p role="alert">{loadError}</p>
+        <a href="#/">Back to the workspaces</a>
+      </main>
+    );
+  }
+  if (!info) return <p class="loading">Loading…</p>;
+
+  return (
+    <div class="ws-page">
+      <header class="topbar">
+        <a class="brand" href="#/" title="All workspaces">
+          rsparkhub
+        </a>
+        <h1 class="ws-title">
+          {info.project && <span class="muted">{info.project} / </span>}
+          {info.name}
+          {!canWrite && <span class="badge">read only</span>}
+        </h1>
+        <span class="topbar-fill" />
+        <ConnectionIndicator status={view.connection} />
+        <Presence users={view.users} me={me.name} />
+        <ThemeToggle />
+      </header>
+      <div
+        class="ws-grid"
+        style={{ gridTemplateColumns: `${sizes.files}px 5px minmax(320px, 1fr) 5px ${sizes.tools}px` }}
+      >
+        <section class="pane" aria-label="Files" data-testid={TID.filesPane}>
+          <FilesPane
+            api={api}
+            workspaceId={workspaceId}
+            stream={ws.stream}
+            canWrite={canWrite}
+            openSource={(path) => commands.emit({ type: "open", path })}
+            openInViewer={openers.openInViewer}
+            onRenamed={(from, to) => commands.emit({ type: "renamed", from, to })}
+            notify={notify}
+          />
+        </section>
+        <Splitter
+          orientation="vertical"
+          label="Resize the Files pane"
+          value={sizes.files}
+          min={LIMITS.files[0]}
+          max={LIMITS.files[1]}
+          onDelta={(px) => resize({ files: sizes.files + px })}
+        />
+        <div class="ws-centre" ref={centre} style={{ gridTemplateRows: `${sizes.editor}fr 5px ${1 - sizes.editor}fr` }}>
+          <section class="pane" aria-label="Editor" data-testid={TID.editor} tabIndex={-1}>
+            <EditorPane
+              api={api}
+              workspaceId={workspaceId}
+              client={ws.client}
+              stream={ws.stream}
+              controller={controller}
+              consoleLanguage={language}
+              canWrite={canWrite}
+              commands={commands}
+              notify={notify}
+            />
+          </section>
+          <Splitter
+            orientation="horizontal"
+            label="Resize the Editor and the Console"
+            value={sizes.editor * 100}
+            min={LIMITS.editor[0] * 100}
+            max={LIMITS.editor[1] * 100}
+            onDelta={(px) => resize({ editor: sizes.editor + px / (centre.current?.clientHeight || 600) })}
+          />
+          <section class="pane" aria-label="Console" data-testid={TID.console}>
+            <ConsolePane
+              workspaceId={workspaceId}
+              client={ws.client}
+              controller={controller}
+              view={view}
+              language={language}
+              onLanguage={chooseLanguage}
+              canWrite={canWrite}
+            />
+          </section>
+        </div>
+        <Splitter
+          orientation="vertical"
+          label="Resize the tools pane"
+          value={sizes.tools}
+          min={LIMITS.tools[0]}
+          max={LIMITS.tools[1]}
+          onDelta={(px) => resize({ tools: sizes.tools - px })}
+        />
+        <section class="pane" aria-label="Tools">
+          <ToolTabs
+            active={tool}
+            onSelect={showTool}
+            panels={{
+              environment: <EnvironmentPane ctx={ctx} />,
+              plots: <PlotsPane ctx={ctx} />,
+              viewer: <ViewerPane key={viewer.n} ctx={ctx} path={viewer.path} />,
+              help: <HelpPane ctx={ctx} request={help} />,
+              data: <DataViewerPane ctx={ctx} request={dataView} />,
+            }}
+          />
+        </section>
+      </div>
+    </div>
+  );
+}

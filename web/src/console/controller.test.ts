@@ -1,0 +1,89 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { SessionClient } from "../core/session";
+import { fakeStream } from "../core/testing";
+import { ConsoleController, echo, resultText } from "./controller";
+
+function setup() {
+  const { stream, sockets } = fakeStream();
+  const client = new SessionClient(stream);
+  const hooks = { openHelp: vi.fn(), openInViewer: vi.fn(), notify: vi.fn() };
+  const c = new ConsoleController(client, stream, hooks);
+  stream.start();
+  const sock = sockets[0];
+  sock.welcome("S1");
+  const lines = () => {
+    const out: string[] = [];
+    for (let i = 0; i < c.model.length; i++) out.push(`${c.model.line(i).kind}:${c.model.line(i).text}`);
+    return out;
+  };
+  return { c, sock, hooks, lines, client };
+}
+
+describe("ConsoleController", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("echoes and sends what is run", () => {
+    const { c, sock, lines } = setup();
+    c.execute("f <- function() {\n  1\n}", "r");
+    expect(lines()).toEqual(["echo:> f <- function() {", "echo:+   1", "echo:+ }"]);
+    expect(sock.requests()[0]).toMatchObject({ type: "execute", code: "f <- function() {\n  1\n}", language: "r", mode: "console" });
+  });
+
+  it("shows streams, results, errors, plots and failures", () => {
+    const { sock, lines, c } = setup();
+    sock.event("S1", { type: "stream", name: "stdout", text: "a\nb" });
+    sock.event("S1", { type: "stream", name: "stdout", text: "c\n" });
+    sock.event("S1", { type: "stream", name: "stderr", text: "warn\n" });
+    sock.event("S1", { type: "result", data: { "text/plain": "[1] 2", "text/html": "<b>2</b>" } });
+    sock.event("S1", { type: "error", ename: "E", evalue: "bad", traceback: [] });
+    sock.event("S1", { type: "plot", plot_id: "p1", mime: "image/png", url: "/api/workspaces/w/plots/p1" });
+    sock.event("S1", { type: "done", request_id: "x", status: "failed", message: "Python is not installed." });
+    sock.event("S1", { type: "done", request_id: "y", status: "aborted" });
+    expect(lines()).toEqual([
+      "stdout:a",
+      "stdout:bc",
+      "stderr:warn",
+      "result:[1] 2",
+      "error:E: bad",
+      "plot:Plot",
+      "error:Python is not installed.",
+      "info:Interrupted.",
+    ]);
+    expect(c.model.line(5).plot?.url).toBe("/api/workspaces/w/plots/p1");
+  });
+
+  it("opens help and rendered documents only for its own requests", () => {
+    const { c, sock, hooks, client } = setup();
+    sock.event("S1", { type: "help", request_id: "someone-else", language: "r", kind: "topic", topic: "mean" });
+    expect(hooks.openHelp).not.toHaveBeenCalled();
+    const id = client.send({ type: "execute", code: "?mean", language: "r", mode: "console" });
+    sock.event("S1", { type: "help", request_id: id, language: "r", kind: "topic", topic: "mean", package: "base" });
+    expect(hooks.openHelp).toHaveBeenCalledWith({ language: "r", topic: "mean", package: "base" });
+    c.render("report.Rmd");
+    const render = sock.requests().find((r) => r.type === "render");
+    expect(render).toMatchObject({ path: "report.Rmd" });
+    sock.event("S1", { type: "document", request_id: render?.id, path: "report.Rmd", output: "report.html", format: "html", engine: "knitr" });
+    expect(hooks.openInViewer).toHaveBeenCalledWith("report.html");
+    sock.event("S1", { type: "done", request_id: render?.id, status: "ok" });
+    expect(hooks.notify).not.toHaveBeenCalled();
+  });
+
+  it("says when a render fails and when a new session starts", () => {
+    const { c, sock, hooks, lines } = setup();
+    c.render("bad.Rmd");
+    const id = sock.requests()[0].id;
+    sock.event("S1", { type: "done", request_id: id, status: "error" });
+    expect(hooks.notify).toHaveBeenCalledWith(expect.stringContaining("bad.Rmd"), "error");
+    sock.event("S1", { type: "session", state: "stopped", message: "stopped by alice" });
+    sock.welcome("S2");
+    expect(lines().slice(-2)).toEqual(["info:Session stopped: stopped by alice", "info:— a new session started —"]);
+  });
+
+  it("formats echoes and results", () => {
+    expect(echo("print(1)\n", "python")).toBe(">>> print(1)");
+    expect(echo("ls\npwd", "bash")).toBe("$ ls\n> pwd");
+    expect(resultText({ "text/html": "<p>a <b>b</b></p><script>x()</script>" })).toBe("a b");
+    expect(resultText({ "application/json": {} })).toBe("[application/json]");
+  });
+});

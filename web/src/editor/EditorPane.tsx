@@ -1,0 +1,337 @@
+// The Editor pane: open files in tabs, save with the version check (and the conflict
+// dialog), run the line/selection in the console, source/run scripts, render documents.
+import { openSearchPanel } from "@codemirror/search";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { ConfirmDialog } from "../app/Dialog";
+import { errorMessage } from "../app/notify";
+import { TID } from "../app/testids";
+import { ApiError, type Api, type Language } from "../contract";
+import { encodePath } from "../core/api";
+import type { Emitter } from "../core/emitter";
+import { baseName, extension, isDocument, scriptLanguage } from "../core/files";
+import type { SessionClient } from "../core/session";
+import { load, save } from "../core/storage";
+import type { SessionStream } from "../core/stream";
+import type { ConsoleController } from "../console/controller";
+import { chunkLanguage } from "./chunks";
+import { kernelCompletion } from "./completion";
+import { ConflictDialog, type Conflict } from "./ConflictDialog";
+import { EditorTabs, tabId } from "./EditorTabs";
+import { OpenDoc } from "./OpenDoc";
+import { runTarget } from "./runLine";
+
+export type EditorCommand = { type: "open"; path: string } | { type: "renamed"; from: string; to: string };
+
+interface Props {
+  api: Api;
+  workspaceId: string;
+  client: SessionClient;
+  stream: SessionStream;
+  controller: ConsoleController;
+  consoleLanguage: Language;
+  canWrite: boolean;
+  commands: Emitter<[EditorCommand]>;
+  notify(message: string, kind?: "info" | "error"): void;
+}
+
+interface TextFile {
+  path: string;
+  version: number;
+  content: string;
+}
+
+interface Saved {
+  version: number;
+}
+
+export function EditorPane(props: Props) {
+  const { api, workspaceId, canWrite, notify } = props;
+  const docs = useRef<OpenDoc[]>([]);
+  const [active, setActive] = useState<string | null>(null);
+  const [, setTick] = useState(0);
+  const [conflict, setConflict] = useState<(Conflict & { doc: OpenDoc }) | null>(null);
+  const [closing, setClosing] = useState<OpenDoc | null>(null);
+  const latest = useRef(props);
+  latest.current = props;
+  const activeRef = useRef(active);
+  activeRef.current = active;
+  const refresh = () => setTick((t) => t + 1);
+  const textUrl = (path: string) => `/api/workspaces/${workspaceId}/text/${encodePath(path)}`;
+  const find = (path: string) => docs.current.find((d) => d.path === path);
+
+  /** The language a line of ``doc`` runs in (null: not runnable). */
+  const languageAt = (doc: OpenDoc, pos: number): Language | null => {
+    const script = scriptLanguage(doc.path);
+    if (script) return script;
+    const ext = extension(doc.path);
+    if (isDocument(doc.path)) return chunkLanguage(doc.view.state.doc, doc.view.state.doc.lineAt(pos).number, ext === ".rnw");
+    return ext === ".txt" || ext === "" ? latest.current.consoleLanguage : null;
+  };
+
+  const saveDoc = async (doc: OpenDoc): Promise<boolean> => {
+    if (!latest.current.canWrite) return false;
+    if (!doc.dirty && !doc.deleted && doc.version > 0) return true;
+    const content = doc.text();
+    doc.saving = true;
+    try {
+      const r = await api.put<Saved>(textUrl(doc.path), { content, base_version: doc.deleted ? 0 : doc.version });
+      doc.markSaved(content, r.version);
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "version_conflict") {
+        let theirs: TextFile = { path: doc.path, version: 0, content: "" };
+        try {
+          theirs = await api.get<TextFile>(textUrl(doc.path));
+        } catch {
+          // deleted on the hub: theirs stays empty (version 0)
+        }
+        setConflict({ doc, path: doc.path, mine: content, theirs: theirs.content, theirsVersion: theirs.version });
+      } else {
+        notify(`Saving ${doc.path} failed: ${errorMessage(e)}`, "error");
+      }
+      return false;
+    } finally {
+      doc.saving = false;
+      refresh();
+    }
+  };
+
+  const runLine = (doc: OpenDoc) => {
+    if (!latest.current.canWrite) return;
+    const v = doc.view;
+    const sel = v.state.selection.main;
+    const language = languageAt(doc, sel.head);
+    if (!language) {
+      notify(isDocument(doc.path) ? "Put the cursor in a code chunk to run it." : `${baseName(doc.path)} cannot run in the console.`);
+      return;
+    }
+    const target = runTarget(v.state.doc, sel.from, sel.to, language);
+    if (!target) return;
+    latest.current.controller.execute(target.code, language);
+    if (target.next !== null) v.dispatch({ selection: { anchor: target.next }, scrollIntoView: true });
+  };
+
+  const runFile = async (doc: OpenDoc, mode: "source" | "run") => {
+    if (!scriptLanguage(doc.path)) {
+      notify(`Only R, Python and shell scripts can be ${mode === "source" ? "sourced" : "run"}.`);
+      return;
+    }
+    if (await saveDoc(doc)) latest.current.controller.runFile(doc.path, mode);
+  };
+
+  const render = async (doc: OpenDoc) => {
+    if (await saveDoc(doc)) latest.current.controller.render(doc.path);
+  };
+
+  const openDoc = async (path: string, activate = true): Promise<void> => {
+    const known = find(path);
+    if (known) {
+      if (activate) setActive(path);
+      return;
+    }
+    let file: TextFile;
+    try {
+      file = await api.get<TextFile>(textUrl(path));
+    } catch (e) {
+      notify(`Cannot open ${path}: ${errorMessage(e)}`, "error");
+      return;
+    }
+    if (find(path)) return; // opened twice at once
+    const doc: OpenDoc = new OpenDoc(file.path, file.version, file.content, {
+      canWrite: latest.current.canWrite,
+      onDirty: refresh,
+      actions: {
+        save: () => void saveDoc(doc),
+        runLine: () => runLine(doc),
+        source: () => void runFile(doc, "source"),
+        runFile: () => void (isDocument(doc.path) ? render(doc) : runFile(doc, "run")),
+      },
+      complete: kernelCompletion(latest.current.client, (ctx) => {
+        const line = ctx.state.doc.lineAt(ctx.pos);
+        const language = languageAt(doc, ctx.pos);
+        return language ? { language, code: line.text, offset: line.from } : null;
+      }),
+    });
+    docs.current = [...docs.current, doc];
+    if (activate || !activeRef.current) setActive(doc.path);
+    refresh();
+  };
+
+  const close = (doc: OpenDoc) => {
+    const i = docs.current.indexOf(doc);
+    docs.current = docs.current.filter((d) => d !== doc);
+    doc.destroy();
+    if (activeRef.current === doc.path) setActive(docs.current[Math.min(i, docs.current.length - 1)]?.path ?? null);
+    refresh();
+  };
+
+  const reload = async (doc: OpenDoc) => {
+    try {
+      const f = await api.get<TextFile>(textUrl(doc.path));
+      if (!doc.dirty && !doc.saving) doc.replace(f.content, f.version);
+      else doc.stale = f.version > doc.version;
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) doc.deleted = true;
+    }
+    refresh();
+  };
+
+  // open files of the last visit; commands from the Files pane; files changed on the hub
+  useEffect(() => {
+    const saved = load<{ paths: string[]; active: string | null }>(`tabs.${workspaceId}`, { paths: [], active: null });
+    void (async () => {
+      for (const p of saved.paths) await openDoc(p, false);
+      if (saved.active && find(saved.active)) setActive(saved.active);
+    })();
+    const offCommands = props.commands.on((cmd) => {
+      if (cmd.type === "open") void openDoc(cmd.path);
+      else {
+        const doc = find(cmd.from);
+        if (!doc) return;
+        doc.rename(cmd.to);
+        if (activeRef.current === cmd.from) setActive(cmd.to);
+        refresh();
+      }
+    });
+    const offFiles = props.stream.onMessage((msg) => {
+      if (msg.type !== "files_changed") return;
+      for (const c of msg.changed) {
+        const doc = find(c.path);
+        if (!doc || doc.saving || c.version <= doc.version) continue;
+        if (doc.dirty) {
+          doc.stale = true;
+          refresh();
+        } else void reload(doc);
+      }
+      for (const p of msg.deleted) {
+        const doc = find(p);
+        if (!doc) continue;
+        if (doc.dirty) {
+          doc.deleted = true;
+          refresh();
+        } else close(doc);
+      }
+    });
+    return () => {
+      offCommands();
+      offFiles();
+      for (const d of docs.current) d.destroy();
+      docs.current = [];
+    };
+  }, []);
+
+  useEffect(() => {
+    for (const d of docs.current) d.setEditable(canWrite);
+  }, [canWrite]);
+
+  const paths = docs.current.map((d) => d.path).join("\n");
+  useEffect(() => {
+    save(`tabs.${workspaceId}`, { paths: docs.current.map((d) => d.path), active });
+  }, [paths, active]);
+
+  // warn before leaving with unsaved edits; Ctrl/Cmd+S outside the editor saves too
+  useEffect(() => {
+    const onUnload = (e: BeforeUnloadEvent) => {
+      if (docs.current.some((d) => d.dirty)) e.preventDefault();
+    };
+    const onKey = (e: KeyboardEvent) => {
+      if (e.defaultPrevented || !(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey || e.key.toLowerCase() !== "s") return;
+      e.preventDefault();
+      const doc = activeRef.current ? find(activeRef.current) : undefined;
+      if (doc) void saveDoc(doc);
+    };
+    window.addEventListener("beforeunload", onUnload);
+    window.addEventListener("keydown", onKey);
+    return () => {
+      window.removeEventListener("beforeunload", onUnload);
+      window.removeEventListener("keydown", onKey);
+    };
+  }, []);
+
+  const current = active ? find(active) : undefined;
+  useEffect(() => {
+    current?.view.requestMeasure();
+  }, [current]);
+
+  const requestClose = (doc: OpenDoc) => (doc.dirty ? setClosing(doc) : close(doc));
+  const script = current ? scriptLanguage(current.path) : null;
+
+  return (
+    <div class="pane-body editor-pane">
+      <EditorTabs docs={docs.current} active={active} onSelect={setActive} onClose={requestClose} />
+      {current && (
+        <div class="pane-toolbar" role="toolbar" aria-label="Editor">
+          <button type="button" class="icon" data-testid={TID.saveButton} disabled={!canWrite} onClick={() => void saveDoc(current)} title="Save (Ctrl+S)">
+            Save
+          </button>
+          <button type="button" class="icon" onClick={() => openSearchPanel(current.view)} title="Find and replace (Ctrl+F)">
+            Find
+          </button>
+          <span class="toolbar-fill" />
+          {script && (
+            <>
+              <button type="button" class="icon" onClick={() => runLine(current)} disabled={!canWrite} title="Run the line or selection in the console (Ctrl+Enter)">
+                Run line
+              </button>
+              <button type="button" class="icon" data-testid={TID.runButton} disabled={!canWrite} onClick={() => void runFile(current, "run")} title="Run the file (Ctrl+Shift+Enter)">
+                ▶ Run
+              </button>
+              <button type="button" class="icon" data-testid={TID.sourceButton} disabled={!canWrite} onClick={() => void runFile(current, "source")} title="Source the file with echo (Ctrl+Shift+S)">
+                Source
+              </button>
+            </>
+          )}
+          {isDocument(current.path) && (
+            <button type="button" class="icon" data-testid={TID.renderButton} disabled={!canWrite} onClick={() => void render(current)} title="Render the document (Ctrl+Shift+Enter)">
+              Render
+            </button>
+          )}
+        </div>
+      )}
+      <div class="editor-views" id="editor-panel" role={current ? "tabpanel" : undefined} aria-labelledby={current ? tabId(docs.current.indexOf(current)) : undefined}>
+        {docs.current.map((d) => (
+          <div
+            key={d.path}
+            class="editor-view"
+            hidden={d !== current}
+            ref={(el) => {
+              if (el && d.view.dom.parentElement !== el) el.appendChild(d.view.dom);
+            }}
+          />
+        ))}
+        {!current && <p class="empty muted">Open a file from the Files pane, or create one there.</p>}
+      </div>
+      {conflict && (
+        <ConflictDialog
+          conflict={conflict}
+          onCancel={() => setConflict(null)}
+          onTakeTheirs={() => {
+            conflict.doc.replace(conflict.theirs, conflict.theirsVersion);
+            setConflict(null);
+            refresh();
+          }}
+          onKeepMine={async () => {
+            const doc = conflict.doc;
+            setConflict(null);
+            doc.version = conflict.theirsVersion;
+            doc.deleted = conflict.theirsVersion === 0;
+            doc.dirty = true;
+            await saveDoc(doc);
+          }}
+        />
+      )}
+      {closing && (
+        <ConfirmDialog
+          title="Unsaved changes"
+          message={`${closing.path} has unsaved changes. Close it and lose them?`}
+          confirmLabel="Close without saving"
+          onClose={() => setClosing(null)}
+          onConfirm={() => {
+            close(closing);
+            setClosing(null);
+          }}
+        />
+      )}
+    </div>
+  );
+}
