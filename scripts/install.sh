@@ -152,8 +152,7 @@ if node_ok; then
   fi
   if ! python3 scripts/webhash.py --check 2>/dev/null; then
     log "building the web client (vite)"
-    (cd web && quiet npm run build)
-    python3 scripts/webhash.py >src/rsparkhub/web/dist/.source-hash
+    (cd web && quiet npm run build)  # also stamps dist/.source-hash
   else
     log "web: the build is up to date with web/"
   fi
