@@ -134,30 +134,31 @@ fi
 
 # --- 4. the web client (web/ → src/rsparkhub/web/dist) --------------------------------------
 # The build is committed (with the hash of its sources), so a machine without a recent
-# Node.js still serves the IDE; with Node.js >= 20.19 the dependencies are installed from the
-# lockfile (for the JS unit tests) and the client is rebuilt whenever its sources changed.
+# Node.js still serves the IDE. The dependencies are installed from the lockfile (for the
+# JS unit tests; Debian's nodejs if there is none), and with Node.js >= 20.19 the client is
+# rebuilt whenever its sources changed.
 
 node_ok() {
-  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
-    node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=19)?0:1)'
+  node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=19)?0:1)'
 }
-if node_ok; then
-  lock_hash="$(sha256sum web/package-lock.json | cut -d' ' -f1)"
-  if [[ "$(cat web/node_modules/.rsparkhub-lock 2>/dev/null || true)" != "$lock_hash" ]]; then
-    log "npm ci (web/)"
-    (cd web && quiet npm ci --no-audit --no-fund)
-    printf '%s\n' "$lock_hash" >web/node_modules/.rsparkhub-lock
-  else
-    log "web: node_modules up to date with package-lock.json"
-  fi
-  if ! python3 scripts/webhash.py --check 2>/dev/null; then
-    log "building the web client (vite)"
-    (cd web && quiet npm run build)  # also stamps dist/.source-hash
-  else
-    log "web: the build is up to date with web/"
-  fi
-elif python3 scripts/webhash.py --check 2>/dev/null; then
-  log "web: no Node.js >= 20.19; using the committed build (it is up to date)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "apt: installing nodejs npm (for the web client's tests)"
+  apt_lists_fresh || apt_update
+  apt_install nodejs npm
+fi
+lock_hash="$(sha256sum web/package-lock.json | cut -d' ' -f1)"
+if [[ "$(cat web/node_modules/.rsparkhub-lock 2>/dev/null || true)" != "$lock_hash" ]]; then
+  log "npm ci (web/)"
+  (cd web && quiet npm ci --no-audit --no-fund)
+  printf '%s\n' "$lock_hash" >web/node_modules/.rsparkhub-lock
+else
+  log "web: node_modules up to date with package-lock.json"
+fi
+if python3 scripts/webhash.py --check 2>/dev/null; then
+  log "web: the build is up to date with web/"
+elif node_ok; then
+  log "building the web client (vite)"
+  (cd web && quiet npm run build)  # also stamps dist/.source-hash
 else
   log "warning: the committed web build is stale and Node.js >= 20.19 is missing to rebuild it" >&2
 fi
