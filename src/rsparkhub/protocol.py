@@ -125,6 +125,24 @@ class StreamEvent(_Msg):
     text: str
 
 
+class InputEvent(_Msg):
+    """A request starts running: what was run and by whom, so that every client (also one
+    that attaches later) can show the code above its output. ``code`` (console mode) is cut
+    at ``MAX_INPUT_ECHO`` characters (``truncated``); ``mode`` is ``render`` for documents."""
+
+    type: Literal["input"] = "input"
+    request_id: str
+    user: str
+    language: Language | None = None
+    mode: Literal["console", "run", "source", "render"] = "console"
+    code: str | None = None
+    path: str | None = None
+    truncated: bool = False
+
+
+MAX_INPUT_ECHO = 100_000
+
+
 class ResultEvent(_Msg):
     """A displayed value (rich MIME bundle without images; images become plots)."""
 
@@ -258,6 +276,7 @@ class DocumentEvent(_Msg):
 
 Event = Annotated[
     StreamEvent
+    | InputEvent
     | ResultEvent
     | ErrorEvent
     | PlotEvent

@@ -421,6 +421,7 @@ class Agent:
             if req.in_session:
                 self._queue.put_nowait((user, req))  # in the R kernel, in turn with executions
             else:
+                self._emit_input(user, req)
                 task = asyncio.create_task(self._render(req, time.monotonic()))
                 self._renders[req.id] = task
                 task.add_done_callback(functools.partial(self._render_ended, req.id))
@@ -441,6 +442,29 @@ class Agent:
                     message=f"Unsupported request {getattr(req, 'type', '?')!r}.",
                 )
             )
+
+    def _emit_input(self, user: str, req: P.ExecuteRequest | P.RenderRequest) -> None:
+        if isinstance(req, P.RenderRequest):
+            lang = P.language_for_path(req.path)
+            self.emit(
+                P.InputEvent(
+                    request_id=req.id, user=user, language=lang, mode="render", path=req.path
+                )
+            )
+            return
+        code = req.code if req.mode == "console" else None
+        truncated = code is not None and len(code) > P.MAX_INPUT_ECHO
+        self.emit(
+            P.InputEvent(
+                request_id=req.id,
+                user=user,
+                language=req.language or (P.language_for_path(req.path) if req.path else None),
+                mode=req.mode,
+                code=code[: P.MAX_INPUT_ECHO] if code is not None else None,
+                path=req.path,
+                truncated=truncated,
+            )
+        )
 
     def _fail(self, request_id: str, code: str, message: str, started: float | None = None) -> None:
         duration = 0.0 if started is None else (time.monotonic() - started) * 1000
@@ -532,6 +556,7 @@ class Agent:
         while True:
             user, req = await self._queue.get()
             started = time.monotonic()
+            self._emit_input(user, req)
             try:
                 if isinstance(req, P.RenderRequest):
                     await self._render(req, started)

@@ -23,11 +23,21 @@ describe("ConsoleController", () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
 
-  it("echoes and sends what is run", () => {
+  it("sends what is run and echoes it from the stream's input event", () => {
     const { c, sock, lines } = setup();
     c.execute("f <- function() {\n  1\n}", "r");
+    expect(lines()).toEqual([]);
+    const req = sock.requests()[0];
+    expect(req).toMatchObject({ type: "execute", code: "f <- function() {\n  1\n}", language: "r", mode: "console" });
+    sock.event("S1", { type: "input", request_id: req.id, user: "me", language: "r", mode: "console", code: req.code });
     expect(lines()).toEqual(["echo:> f <- function() {", "echo:+   1", "echo:+ }"]);
-    expect(sock.requests()[0]).toMatchObject({ type: "execute", code: "f <- function() {\n  1\n}", language: "r", mode: "console" });
+  });
+
+  it("shows what others run, with their name", () => {
+    const { sock, lines } = setup();
+    sock.event("S1", { type: "input", request_id: "other", user: "bob", language: "python", mode: "console", code: "x = 1" });
+    sock.event("S1", { type: "input", request_id: "other2", user: "bob", language: "r", mode: "source", path: "fit.R" });
+    expect(lines()).toEqual(["echo:>>> x = 1", "info:ran by bob", "info:Sourcing fit.R (bob)"]);
   });
 
   it("shows streams, results, errors, plots and failures", () => {

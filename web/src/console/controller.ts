@@ -67,19 +67,17 @@ export class ConsoleController {
     });
   }
 
+  // What ran is echoed from the stream's `input` events (not when sending), so every
+  // client — and this one after a reload — shows the same transcript.
   execute(code: string, language: Language): void {
-    this.model.block("echo", echo(code, language));
-    this.changed.emit();
     this.session.send({ type: "execute", code, language, mode: "console" });
   }
 
   runFile(path: string, mode: Exclude<ExecMode, "console">): void {
-    this.info(`${mode === "source" ? "Sourcing" : "Running"} ${path}`);
     this.session.send({ type: "execute", path, mode });
   }
 
   render(path: string): void {
-    this.info(`Rendering ${path}…`);
     this.renders.set(this.session.send({ type: "render", path }), path);
   }
 
@@ -105,6 +103,9 @@ export class ConsoleController {
   private onEvent(ev: SessionEvent): void {
     const m = this.model;
     switch (ev.type) {
+      case "input":
+        this.onInput(ev);
+        break;
       case "stream":
         m.write(ev.name === "stderr" ? "stderr" : "stdout", String(ev.text ?? ""));
         break;
@@ -148,6 +149,18 @@ export class ConsoleController {
         return;
     }
     this.changed.emit();
+  }
+
+  private onInput(ev: SessionEvent): void {
+    const by = this.session.isMine(ev.request_id) ? "" : ` (${String(ev.user ?? "someone")})`;
+    const language = (ev.language ?? "r") as Language;
+    if (ev.mode === "console" && typeof ev.code === "string") {
+      this.model.block("echo", echo(ev.code, language) + (ev.truncated ? "\n…" : ""));
+      if (by) this.model.block("info", `ran by${by.replace(/[()]/g, "")}`);
+    } else {
+      const verb = ev.mode === "source" ? "Sourcing" : ev.mode === "render" ? "Rendering" : "Running";
+      this.model.block("info", `${verb} ${String(ev.path ?? "")}${ev.mode === "render" ? "…" : ""}${by}`);
+    }
   }
 
   private onDone(ev: SessionEvent): void {
