@@ -16,7 +16,7 @@ cd "$REPO_ROOT"
 
 APT_PACKAGES=(
   r-base-core r-cran-irkernel r-cran-rmarkdown r-cran-knitr pandoc r-cran-jsonlite
-  r-cran-ggplot2 r-cran-dbi r-cran-rpostgresql r-cran-reticulate r-cran-data.table
+  r-cran-ggplot2 r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-reticulate r-cran-data.table
   r-cran-dplyr r-cran-lobstr r-cran-r6 r-cran-tibble bubblewrap postgresql chromium chromium-driver
 )
 VENV="$REPO_ROOT/.venv"

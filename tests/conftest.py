@@ -41,7 +41,14 @@ class HubProcess:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RSPARKHUB_IDLE_TIMEOUT_S": "3600", **(env or {})}
+        # Per-user PostgreSQL databases are off unless a test asks for them (env), which
+        # keeps the rest of the suite from starting a PostgreSQL server.
+        self.env = {
+            **os.environ,
+            "RSPARKHUB_IDLE_TIMEOUT_S": "3600",
+            "RSPARKHUB_USER_DATABASES": "off",
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "hub-test.log"
         self.first_start_output = ""

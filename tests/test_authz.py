@@ -25,6 +25,7 @@ PUBLIC = {("GET", "/api/health"), ("POST", "/api/login")}
 # Routes about the caller himself: bob gets his own data, never alice's.
 SELF = {
     ("GET", "/api/me"),
+    ("GET", "/api/me/database"),
     ("POST", "/api/me/password"),
     ("POST", "/api/logout"),
     ("GET", "/api/tokens"),

@@ -177,15 +177,34 @@ def user_disable(name: str, data_dir: Path = DataDir, config: Path = ConfigOpt) 
     """Disable a user: logins and tokens stop working at once."""
     from rsparkhub.hub.db.models import User
 
-    async def go(db: Any) -> None:
+    async def go(db: Any) -> str:
         user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
         if user is None:
             _fail(f"no user named '{name}'")
         user.disabled = True
         await db.commit()
+        return await _revoke_database_login(settings, db, user)
 
-    _with_db(_settings(data_dir, config), go)
-    typer.echo(f"disabled {name}")
+    settings = _settings(data_dir, config)
+    note = _with_db(settings, go)
+    typer.echo(f"disabled {name}{note}")
+
+
+async def _revoke_database_login(settings: Settings, db: Any, user: Any) -> str:
+    """NOLOGIN for the user's PostgreSQL role, if the server is up (the embedded one is not
+    started for this: the hub revokes the login of disabled users when it starts it)."""
+    from rsparkhub.hub.db.models import UserDatabase
+    from rsparkhub.hub.userdb import UserDatabases, UserDbUnavailable
+
+    userdb = UserDatabases(settings)
+    if not userdb.enabled or await db.get(UserDatabase, user.id) is None:
+        return ""  # no database provisioned: nothing to revoke
+    try:
+        await userdb.server(start=False)
+        changed = await userdb.set_login(db, user, enabled=False)
+    except UserDbUnavailable:
+        return " (their PostgreSQL role loses its login when the hub next starts the server)"
+    return "; their PostgreSQL role can no longer log in" if changed else ""
 
 
 @token_app.command("create")
@@ -260,6 +279,8 @@ def doctor(
             )
     s = rep["sessions"]
     typer.echo(f"sessions: spawner={s['spawner']} sandbox={s['sandbox']} ({s['sandbox_reason']})")
+    u = rep["user_databases"]
+    typer.echo(f"user databases: {'ok ' if u['ok'] else 'NO '} {u['mode']}: {u['detail']}")
 
 
 @app.command()

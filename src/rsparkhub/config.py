@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -79,6 +79,20 @@ class Settings(BaseSettings):
         True, description="fsync the session output log before acknowledging to the agent."
     )
 
+    # --- per-user PostgreSQL databases
+    user_databases: Literal["embedded", "external", "off"] = Field(
+        "embedded",
+        description="Per-user PostgreSQL databases: embedded server, an external one, or off.",
+    )
+    user_databases_admin_url: SecretStr | None = Field(
+        None,
+        description="external: admin URL (superuser or CREATEROLE+CREATEDB) of the server.",
+    )
+    user_databases_bindir: Path | None = Field(
+        None,
+        description="embedded: directory of initdb/pg_ctl/postgres (default: found).",
+    )
+
     # --- first start
     admin_user: str = Field("admin", description="Name of the admin created on first start.")
 
@@ -86,6 +100,15 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _external_needs_url(self) -> Settings:
+        if self.user_databases == "external" and self.user_databases_admin_url is None:
+            raise ValueError(
+                "user_databases = 'external' needs user_databases_admin_url "
+                "(postgresql://ADMIN:PASSWORD@HOST:PORT/postgres)"
+            )
+        return self
 
     @property
     def db_url(self) -> str:

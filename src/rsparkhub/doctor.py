@@ -26,7 +26,9 @@ async def _version(cmd: list[str]) -> str | None:
     return text[0] if text and proc.returncode == 0 else None
 
 
-async def report(settings: Settings, spawner: Any | None = None) -> dict[str, Any]:
+async def report(
+    settings: Settings, spawner: Any | None = None, userdb: Any | None = None
+) -> dict[str, Any]:
     specs = KernelSpecManager().find_kernel_specs()
     languages: dict[str, dict[str, Any]] = {}
     for lang, kname in KERNELS.items():
@@ -62,9 +64,14 @@ async def report(settings: Settings, spawner: Any | None = None) -> dict[str, An
         "detail": pg or "PostgreSQL server binaries not installed (apt install postgresql)",
     }
     sp = spawner or LocalSpawner(settings.data_dir, sandbox=settings.sandbox)
+    if userdb is None:
+        from rsparkhub.hub.userdb import UserDatabases
+
+        userdb = UserDatabases(settings)
     return {
         "languages": languages,
         "tools": tools,
+        "user_databases": await userdb.describe(),
         "sessions": sp.describe(),
         "database": settings.db_url.split("://")[0],
     }

@@ -20,7 +20,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rsparkhub import __version__
 from rsparkhub.config import Settings
 from rsparkhub.hub.access import workspace_for, workspace_role
-from rsparkhub.hub.api import auth_routes, files, introspection, projects, sessions, users
+from rsparkhub.hub.api import (
+    auth_routes,
+    databases,
+    files,
+    introspection,
+    projects,
+    sessions,
+    users,
+)
 from rsparkhub.hub.auth import authenticate
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
@@ -35,6 +43,7 @@ from rsparkhub.hub.errors import (
 from rsparkhub.hub.sessions import SessionManager
 from rsparkhub.hub.spawners.local import LocalSpawner
 from rsparkhub.hub.state import Hub
+from rsparkhub.hub.userdb import UserDatabases
 
 log = logging.getLogger("rsparkhub.hub")
 DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
@@ -55,11 +64,13 @@ def build_hub(settings: Settings) -> Hub:
         cpu_seconds=settings.session_cpu_seconds,
         max_processes=settings.session_max_processes,
     )
+    db = Database(settings.db_url)
     hub = Hub(
         settings=settings,
-        db=Database(settings.db_url),
+        db=db,
         blobs=BlobStore(settings.data_dir / "blobs"),
         sessions=None,  # type: ignore[arg-type]  # set just below: they refer to each other
+        userdb=UserDatabases(settings, db),
     )
     hub.sessions = SessionManager(hub, spawner)
     hub.sessions.hub_port = settings.port
@@ -73,10 +84,17 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await hub.db.upgrade()
         await hub.sessions.startup()
+        warmup: asyncio.Task[object] | None = None
+        if hub.sessions.live and hub.userdb.enabled:
+            # Adopted sessions use their databases at once: start the embedded server now.
+            warmup = asyncio.create_task(_start_user_databases(hub))
         try:
             yield
         finally:
+            if warmup is not None:
+                warmup.cancel()
             await hub.sessions.shutdown()
+            await hub.userdb.close()
             await hub.db.dispose()
 
     app = FastAPI(
@@ -92,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
-    for module in (auth_routes, users, projects, files, sessions, introspection):
+    for module in (auth_routes, users, databases, projects, files, sessions, introspection):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -184,6 +202,16 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(path, media_type=media, headers=headers)
 
     return app
+
+
+async def _start_user_databases(hub: Hub) -> object:
+    from rsparkhub.hub.userdb import UserDbUnavailable
+
+    try:
+        return await hub.userdb.server()
+    except UserDbUnavailable as exc:
+        log.warning("PostgreSQL not available: %s", exc)
+        return None
 
 
 def _same_origin(ws: WebSocket) -> bool:

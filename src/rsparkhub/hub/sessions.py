@@ -216,7 +216,7 @@ class SessionManager:
             )
             db.add(row)
             await db.commit()
-            sid, owner_name = row.id, owner.name
+            sid, owner_name, owner_id = row.id, owner.name, owner.id
         live = LiveSession(
             id=sid,
             workspace_id=workspace_id,
@@ -239,6 +239,8 @@ class SessionManager:
             redial_timeout_s=settings.agent_redial_timeout_s,
             max_file_bytes=settings.max_file_bytes,
             languages=settings.session_languages,
+            # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
+            env=await self.hub.userdb.session_env(owner_id),
         )
         try:
             live.spawner_state = await self.spawner.start(spec)

@@ -1,5 +1,5 @@
 """The hub's process-wide state, built once by ``create_app``: settings, database, blob
-store, session manager. Routes reach it as ``request.app.state.hub``."""
+store, session manager, per-user databases. Routes reach it as ``request.app.state.hub``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rsparkhub.hub.db.engine import Database
 
 if TYPE_CHECKING:
     from rsparkhub.hub.sessions import SessionManager
+    from rsparkhub.hub.userdb import UserDatabases
 
 
 @dataclass
@@ -20,3 +21,4 @@ class Hub:
     db: Database
     blobs: BlobStore
     sessions: SessionManager
+    userdb: UserDatabases

@@ -7,10 +7,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from rsparkhub.hub.api.auth_routes import user_info
-from rsparkhub.hub.api.deps import AdminDep, DbDep
+from rsparkhub.hub.api.deps import AdminDep, DbDep, HubDep
 from rsparkhub.hub.auth import hash_password, validate_password
 from rsparkhub.hub.db.models import User
 from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.userdb import UserDbUnavailable
 from rsparkhub.hub.users import create_user
 
 router = APIRouter(tags=["users"])
@@ -43,7 +44,9 @@ class UserPatch(BaseModel):
 @router.patch(
     "/api/users/{name}", summary="Disable/enable a user, grant admin, reset a password (admin)"
 )
-async def patch_user(name: str, body: UserPatch, caller: AdminDep, db: DbDep) -> dict[str, object]:
+async def patch_user(
+    name: str, body: UserPatch, caller: AdminDep, db: DbDep, hub: HubDep
+) -> dict[str, object]:
     user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
     if user is None:
         raise not_found(f"The user '{name}'")
@@ -59,4 +62,17 @@ async def patch_user(name: str, body: UserPatch, caller: AdminDep, db: DbDep) ->
         validate_password(body.password)
         user.password_hash = hash_password(body.password)
     await db.commit()
+    if body.disabled is not None and hub.userdb.enabled:
+        # Disabling revokes the PostgreSQL role's login and ends its connections.
+        try:
+            await hub.userdb.set_login(db, user, enabled=not user.disabled)
+        except UserDbUnavailable as exc:
+            state = "disabled" if user.disabled else "enabled"
+            raise ApiError(
+                503,
+                "user_databases_unavailable",
+                f"The user is {state} in the hub, but their PostgreSQL role could not be "
+                f"changed (PostgreSQL not available: {exc}); it is changed when the "
+                "database server is next reached.",
+            ) from None
     return user_info(user)

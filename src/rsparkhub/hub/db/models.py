@@ -176,3 +176,18 @@ class Usage(Base):
     session_id: Mapped[str] = mapped_column(String(32))
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UserDatabase(Base):
+    """A user's PostgreSQL role and database (``user_databases``; see hub/userdb.py). The
+    password lives only here and in the environment of the user's sessions."""
+
+    __tablename__ = "user_databases"
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(63), unique=True)
+    database: Mapped[str] = mapped_column(String(63))
+    password: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
