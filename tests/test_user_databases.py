@@ -320,3 +320,23 @@ def test_unique_role_names() -> None:
     assert role_name("a.b") != role_name("a_b") and role_name("a-b") != role_name("a.b")
     assert len(role_name("x" * 64).encode()) <= 63
     assert scram_verifier("pw").startswith("SCRAM-SHA-256$4096:")
+
+
+async def test_the_postgres_example_runs(pg_hub: HubProcess, tokens: dict[str, str]) -> None:
+    """The bundled example workspace: R (DBI + dbplyr) and Python (psycopg + SQLAlchemy)
+    reach the user's database with no connection arguments."""
+    async with HubClient(pg_hub.url, tokens["alice"]) as c:
+        project = await c.ensure_project("default")
+        ws = await c.request(
+            "POST",
+            f"/api/projects/{project['id']}/workspaces",
+            json={"name": "pg-example", "example": "postgres"},
+        )
+        async with c.attach(ws["id"]) as s:
+            r = await s.run(path="dbi.R", mode="run")
+            assert r.ok, (r.stdout, [(e.ename, e.evalue) for e in r.errors])
+            assert "26.66" in r.stdout and "SELECT" in r.stdout  # mean mpg of 4 cylinders
+            r = await s.run(path="psycopg_demo.py", mode="run")
+            assert r.ok, (r.stdout, [(e.ename, e.evalue) for e in r.errors])
+            assert "'u_alice', 'u_alice'" in r.stdout
+            assert "b  3  12.0" in r.stdout
