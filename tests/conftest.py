@@ -41,12 +41,13 @@ class HubProcess:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # Per-user PostgreSQL databases are off unless a test asks for them (env), which
-        # keeps the rest of the suite from starting a PostgreSQL server.
+        # Per-user PostgreSQL databases and Spark are off unless a test asks for them (env),
+        # which keeps the rest of the suite from starting a PostgreSQL or Spark server.
         self.env = {
             **os.environ,
             "RSPARKHUB_IDLE_TIMEOUT_S": "3600",
             "RSPARKHUB_USER_DATABASES": "off",
+            "RSPARKHUB_SPARK": "off",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -281,6 +281,8 @@ def doctor(
     typer.echo(f"sessions: spawner={s['spawner']} sandbox={s['sandbox']} ({s['sandbox_reason']})")
     u = rep["user_databases"]
     typer.echo(f"user databases: {'ok ' if u['ok'] else 'NO '} {u['mode']}: {u['detail']}")
+    sp = rep["spark"]
+    typer.echo(f"spark: {'ok ' if sp['ok'] else 'NO '} {sp['mode']}: {sp['detail']}")
 
 
 @app.command()

@@ -93,6 +93,21 @@ class Settings(BaseSettings):
         description="embedded: directory of initdb/pg_ctl/postgres (default: found).",
     )
 
+    # --- Spark (Spark Connect)
+    spark: Literal["embedded", "external", "off"] = Field(
+        "embedded",
+        description="Spark for sessions: an embedded Spark Connect server, an external one, or off.",
+    )
+    spark_remote_url: str | None = Field(
+        None, description="external: the Spark Connect URL (sc://HOST:PORT) sessions use."
+    )
+    spark_master: str = Field(
+        "local[*]", description="embedded: the server's Spark master (local[N] on this machine)."
+    )
+    spark_driver_memory: str = Field(
+        "2g", description="embedded: the server's driver memory (JVM heap), e.g. 2g."
+    )
+
     # --- first start
     admin_user: str = Field("admin", description="Name of the admin created on first start.")
 
@@ -108,6 +123,8 @@ class Settings(BaseSettings):
                 "user_databases = 'external' needs user_databases_admin_url "
                 "(postgresql://ADMIN:PASSWORD@HOST:PORT/postgres)"
             )
+        if self.spark == "external" and not self.spark_remote_url:
+            raise ValueError("spark = 'external' needs spark_remote_url (sc://HOST:PORT)")
         return self
 
     @property

@@ -27,7 +27,10 @@ async def _version(cmd: list[str]) -> str | None:
 
 
 async def report(
-    settings: Settings, spawner: Any | None = None, userdb: Any | None = None
+    settings: Settings,
+    spawner: Any | None = None,
+    userdb: Any | None = None,
+    spark: Any | None = None,
 ) -> dict[str, Any]:
     specs = KernelSpecManager().find_kernel_specs()
     languages: dict[str, dict[str, Any]] = {}
@@ -68,10 +71,15 @@ async def report(
         from rsparkhub.hub.userdb import UserDatabases
 
         userdb = UserDatabases(settings)
+    if spark is None:
+        from rsparkhub.hub.spark import SparkService
+
+        spark = SparkService(settings)
     return {
         "languages": languages,
         "tools": tools,
         "user_databases": await userdb.describe(),
+        "spark": await spark.describe(),
         "sessions": sp.describe(),
         "database": settings.db_url.split("://")[0],
     }

@@ -508,6 +508,9 @@ class Agent:
         if cur is not None and (target is None or target == cur.language):
             cur.interrupted = True
             target = cur.language
+        if cur is not None and os.environ.get("SPARK_REMOTE"):
+            # the session's Spark operations run in the Spark server, not in the kernel
+            self._spawn(self._interrupt_spark(), f"spark-interrupt-{req.id}")
         kernel = self.kernels.running(target) if target else None
         if kernel is None:
             self.emit(P.ReplyEvent(request_id=req.id, content={"interrupted": False}))
@@ -516,6 +519,11 @@ class Agent:
         self.emit(
             P.ReplyEvent(request_id=req.id, content={"interrupted": True, "language": target})
         )
+
+    async def _interrupt_spark(self) -> None:
+        from rsparkhub.agent.spark import interrupt_spark
+
+        log.info("spark: %s", await interrupt_spark())
 
     async def _restart(self, req: P.RestartRequest) -> None:
         cur = self._current

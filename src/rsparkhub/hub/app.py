@@ -41,6 +41,7 @@ from rsparkhub.hub.errors import (
     validation_error_handler,
 )
 from rsparkhub.hub.sessions import SessionManager
+from rsparkhub.hub.spark import SparkService
 from rsparkhub.hub.spawners.local import LocalSpawner
 from rsparkhub.hub.state import Hub
 from rsparkhub.hub.userdb import UserDatabases
@@ -71,8 +72,10 @@ def build_hub(settings: Settings) -> Hub:
         blobs=BlobStore(settings.data_dir / "blobs"),
         sessions=None,  # type: ignore[arg-type]  # set just below: they refer to each other
         userdb=UserDatabases(settings, db),
+        spark=SparkService(settings),
     )
     hub.sessions = SessionManager(hub, spawner)
+    hub.spark.is_live = lambda sid: sid in hub.sessions.by_id
     hub.sessions.hub_port = settings.port
     return hub
 
@@ -88,6 +91,11 @@ def create_app(settings: Settings) -> FastAPI:
         if hub.sessions.live and hub.userdb.enabled:
             # Adopted sessions use their databases at once: start the embedded server now.
             warmup = asyncio.create_task(_start_user_databases(hub))
+        if hub.spark.mode == "embedded":
+            # Adopted sessions keep their SPARK_REMOTE: bring the server (and their
+            # server-side sessions) back.
+            for live in list(hub.sessions.live.values()):
+                hub.spark.register(live.id, live.owner_name)
         try:
             yield
         finally:
@@ -95,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
                 warmup.cancel()
             await hub.sessions.shutdown()
             await hub.userdb.close()
+            await hub.spark.close()
             await hub.db.dispose()
 
     app = FastAPI(

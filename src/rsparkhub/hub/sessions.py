@@ -240,7 +240,11 @@ class SessionManager:
             max_file_bytes=settings.max_file_bytes,
             languages=settings.session_languages,
             # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
-            env=await self.hub.userdb.session_env(owner_id),
+            # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
+            env={
+                **await self.hub.userdb.session_env(owner_id),
+                **await self.hub.spark.session_env(owner_name, sid),
+            },
         )
         try:
             live.spawner_state = await self.spawner.start(spec)

@@ -12,6 +12,7 @@ from rsparkhub.hub.db.engine import Database
 
 if TYPE_CHECKING:
     from rsparkhub.hub.sessions import SessionManager
+    from rsparkhub.hub.spark import SparkService
     from rsparkhub.hub.userdb import UserDatabases
 
 
@@ -22,3 +23,4 @@ class Hub:
     blobs: BlobStore
     sessions: SessionManager
     userdb: UserDatabases
+    spark: SparkService

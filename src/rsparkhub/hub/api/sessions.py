@@ -211,4 +211,4 @@ async def health() -> dict[str, str]:
 async def doctor(_: AdminDep, hub: HubDep) -> dict[str, object]:
     from rsparkhub.doctor import report
 
-    return await report(hub.settings, hub.sessions.spawner, hub.userdb)
+    return await report(hub.settings, hub.sessions.spawner, hub.userdb, hub.spark)

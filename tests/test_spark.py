@@ -1,0 +1,202 @@
+"""Spark for sessions on the embedded Spark Connect server the hub starts itself (real
+pyspark server, real sessions, one server for the module): a Python session's
+``SparkSession.builder.getOrCreate()`` just works in the user's own database; a table
+saved with ``saveAsTable`` survives a session restart; two users' temporary views do not
+mix; an interrupt cancels a long Spark job and the session stays usable; a killed server
+gives a clear error, is restarted by the hub, and works again; doctor reports it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rsparkhub import protocol as P
+from rsparkhub.client import HubClient
+
+from conftest import HubProcess
+
+pytestmark = pytest.mark.slow
+
+# The first query waits (bounded) for the server the first session started.
+CONNECT = """
+import time as _t
+from pyspark.sql import SparkSession
+_deadline = _t.monotonic() + 150
+while True:
+    try:
+        spark = SparkSession.builder.getOrCreate()
+        spark.range(1).count()
+        if spark.catalog.currentDatabase() == {db!r} or _t.monotonic() > _deadline:
+            break
+    except Exception as _e:
+        if _t.monotonic() > _deadline:
+            raise
+        try:
+            spark.stop()
+        except Exception:
+            pass
+    _t.sleep(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def spark_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(
+        tmp_path_factory.mktemp("spark") / "data",
+        {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"},
+    ).start()
+    try:
+        yield hub
+    finally:
+        hub.close()
+        pid_file = hub.data_dir / "spark" / "server.pid"
+        if pid_file.exists():  # the hub stops its server: nothing may be left
+            pid = int(pid_file.read_text())
+            if psutil.pid_exists(pid):
+                os.killpg(pid, signal.SIGKILL)
+                pytest.fail("the Spark Connect server outlived the hub")
+
+
+@pytest.fixture(scope="module")
+def tokens(spark_hub: HubProcess) -> dict[str, str]:
+    return {"alice": spark_hub.make_user("alice"), "bob": spark_hub.make_user("bob")}
+
+
+async def _run(s: object, code: str, timeout: float = 200) -> str:
+    r = await asyncio.wait_for(s.run(code, language="python"), timeout)  # type: ignore[attr-defined]
+    assert r.ok, (code, r.stdout, [(e.ename, e.evalue) for e in r.errors])
+    return str(r.stdout)
+
+
+def _server_pid(hub: HubProcess) -> int:
+    return int((hub.data_dir / "spark" / "server.pid").read_text())
+
+
+async def test_query_persist_and_read_back_after_session_restart(
+    spark_hub: HubProcess, tokens: dict[str, str]
+) -> None:
+    async with HubClient(spark_hub.url, tokens["alice"]) as c:
+        w = await c.ensure_workspace("spark")
+        async with c.attach(w["id"]) as s:
+            await _run(s, CONNECT.format(db="u_alice"))
+            out = await _run(
+                s,
+                "import os\n"
+                "print(os.environ['SPARK_REMOTE'].split(';', 1)[1].split(';')[0])\n"
+                "print(spark.catalog.currentDatabase(), spark.range(10).count())\n"
+                "spark.range(5).selectExpr('id * 2 AS x').write.saveAsTable('doubles')\n",
+            )
+            assert out.split() == ["user_id=alice", "u_alice", "10"]
+        await c.stop_session(w["id"])
+        async with c.attach(w["id"]) as s:
+            await _run(s, CONNECT.format(db="u_alice"))
+            out = await _run(s, "print(sorted(r.x for r in spark.table('doubles').collect()))")
+            assert out.strip() == "[0, 2, 4, 6, 8]"
+    assert (spark_hub.data_dir / "spark" / "warehouse" / "u_alice" / "doubles").is_dir()
+
+
+async def test_two_users_temp_views_do_not_collide(
+    spark_hub: HubProcess, tokens: dict[str, str]
+) -> None:
+    async with (
+        HubClient(spark_hub.url, tokens["alice"]) as ca,
+        HubClient(spark_hub.url, tokens["bob"]) as cb,
+    ):
+        wa, wb = await ca.ensure_workspace("views"), await cb.ensure_workspace("views")
+        async with ca.attach(wa["id"]) as sa, cb.attach(wb["id"]) as sb:
+            await asyncio.gather(
+                _run(sa, CONNECT.format(db="u_alice")), _run(sb, CONNECT.format(db="u_bob"))
+            )
+            await _run(sa, "spark.range(3).createOrReplaceTempView('t')")
+            await _run(sb, "spark.range(100, 105).createOrReplaceTempView('t')")
+            a = await _run(sa, "print(spark.sql('SELECT count(*), min(id) FROM t').first())")
+            b = await _run(sb, "print(spark.sql('SELECT count(*), min(id) FROM t').first())")
+            assert "count(1)=3, min(id)=0" in a
+            assert "count(1)=5, min(id)=100" in b
+
+
+async def test_interrupt_cancels_a_long_spark_job(
+    spark_hub: HubProcess, tokens: dict[str, str]
+) -> None:
+    async with HubClient(spark_hub.url, tokens["alice"]) as c:
+        w = await c.ensure_workspace("interrupt")
+        async with c.attach(w["id"]) as s:
+            await _run(s, CONNECT.format(db="u_alice"))
+            rid = "long"
+            code = "spark.range(0, 10**13, 1, 4).selectExpr('sum(id % 3)').collect()"
+            await s.send(P.ExecuteRequest(id=rid, code=code, language="python"))
+            await asyncio.sleep(4)
+            t0 = time.monotonic()
+            await s.send(P.InterruptRequest(id="int1", language="python"))
+            status = None
+            async for msg in s.messages(timeout=30):
+                ev = msg.get("event", {})
+                if ev.get("type") == "done" and ev.get("request_id") == rid:
+                    status = ev["status"]
+                    break
+            assert status in ("aborted", "error"), status
+            assert time.monotonic() - t0 < 10
+            assert (await _run(s, "print(spark.range(7).count())")).strip() == "7"
+            out = await _run(s, "print(spark.catalog.currentDatabase())")
+            assert out.strip() == "u_alice"  # the same server-side session, undisturbed
+
+
+async def test_killed_server_is_restarted(spark_hub: HubProcess, tokens: dict[str, str]) -> None:
+    async with HubClient(spark_hub.url, tokens["bob"]) as c:
+        w = await c.ensure_workspace("kill")
+        async with c.attach(w["id"]) as s:
+            await _run(s, CONNECT.format(db="u_bob"))
+            await _run(s, "spark.range(4).write.saveAsTable('kept')")
+            old = _server_pid(spark_hub)
+            os.killpg(old, signal.SIGKILL)
+            r = await asyncio.wait_for(s.run("spark.range(3).count()", language="python"), 200)
+            assert not r.ok
+            text = " ".join(f"{e.ename}: {e.evalue}" for e in r.errors)
+            assert any(
+                w in text
+                for w in (
+                    "UNAVAILABLE",
+                    "Connection refused",
+                    "new Spark Session",
+                    "SESSION_CHANGED",
+                    "failed to connect",
+                    "NO_ACTIVE_SESSION",
+                )
+            ), text
+            # the hub restarts the server; a new SparkSession (same id) works again
+            await _run(s, CONNECT.format(db="u_bob"))
+            assert _server_pid(spark_hub) != old
+            out = await _run(s, "print(spark.range(3).count(), spark.table('kept').count())")
+            assert out.split() == ["3", "4"]
+    assert "the Spark Connect server died" in spark_hub.log_path.read_text()
+
+
+def test_doctor_reports_spark(spark_hub: HubProcess) -> None:
+    out = spark_hub.cli("doctor")
+    line = next(x for x in out.splitlines() if x.startswith("spark:"))
+    assert "ok" in line and "embedded" in line and "4." in line and "openjdk" in line.lower()
+    assert "running" in line
+
+
+def test_spark_off_means_no_spark_remote(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "data").start()  # conftest's default: RSPARKHUB_SPARK=off
+    try:
+        token = hub.make_user("carol")
+
+        async def check() -> str:
+            async with HubClient(hub.url, token) as c:
+                w = await c.ensure_workspace("x")
+                async with c.attach(w["id"]) as s:
+                    return await _run(s, "import os; print(os.environ.get('SPARK_REMOTE'))")
+
+        assert asyncio.run(check()).strip() == "None"
+        assert not (hub.data_dir / "spark" / "server.pid").exists()
+    finally:
+        hub.close()
