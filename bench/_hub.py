@@ -14,6 +14,7 @@ import atexit
 import datetime as _dt
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -301,3 +302,36 @@ class Deadline:
     def check(self, what: str) -> None:
         if time.monotonic() > self.end:
             raise TimeoutError(f"benchmark time budget exceeded during {what}")
+
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def record_section(
+    title: str,
+    script: str,
+    text: str,
+    facts: dict[str, str],
+    wall: float,
+    load: tuple[str, str],
+) -> None:
+    """Write (or replace) the section ``## {title}`` of bench/RESULTS.md: the machine facts
+    of the run, then ``text``."""
+    fact_rows = [[k, v] for k, v in facts.items()]
+    fact_rows.append(["load average (1/5/15 min) before → after", f"{load[0]} → {load[1]}"])
+    body = (
+        f"## {title} — ran in {wall:.0f} s\n\n"
+        f"Recorded by `{script} --record` (its own run, on this machine):\n\n"
+        + table(["fact", "value"], fact_rows)
+        + "\n\n"
+        + text
+        + "\n"
+    )
+    old = RESULTS.read_text() if RESULTS.exists() else "# rsparkhub benchmark results\n"
+    m = re.search(r"^## " + re.escape(title) + r".*?(?=^## |\Z)", old, re.S | re.M)
+    if m:
+        new = old[: m.start()] + body + ("\n" if m.end() < len(old) else "") + old[m.end() :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + body
+    RESULTS.write_text(new)
+    print(f"wrote the section of {RESULTS}")

@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -55,6 +54,7 @@ from _hub import (  # noqa: E402
     fmt_ms,
     machine_facts,
     new_workspace,
+    record_section,
     run_ok,
     running_hub,
     table,
@@ -64,7 +64,6 @@ from rsparkhub.client import HubError  # noqa: E402
 
 LANGS = ("r", "python")
 NAMES = {"r": "R", "python": "Python"}
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TITLE = "5. Session introspection (`bench/introspection.py`)"
 GOAL_ENV_S = 0.5
 GOAL_REFRESH_S = 0.05
@@ -910,24 +909,7 @@ def report(data: dict[str, Any]) -> str:
 
 
 def record(text: str, facts: dict[str, str], wall: float, load: tuple[str, str]) -> None:
-    fact_rows = [[k, v] for k, v in facts.items()]
-    fact_rows.append(["load average (1/5/15 min) before → after", f"{load[0]} → {load[1]}"])
-    body = (
-        f"## {TITLE} — ran in {wall:.0f} s\n\n"
-        "Recorded by `bench/introspection.py --record` (its own run, on this machine):\n\n"
-        + table(["fact", "value"], fact_rows)
-        + "\n\n"
-        + text
-        + "\n"
-    )
-    old = RESULTS.read_text() if RESULTS.exists() else "# rsparkhub benchmark results\n"
-    m = re.search(r"^## " + re.escape(TITLE) + r".*?(?=^## |\Z)", old, re.S | re.M)
-    if m:
-        new = old[: m.start()] + body + ("\n" if m.end() < len(old) else "") + old[m.end() :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(new)
-    print(f"wrote the section of {RESULTS}")
+    record_section(TITLE, "bench/introspection.py", text, facts, wall, load)
 
 
 def main() -> None:

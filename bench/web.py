@@ -49,7 +49,6 @@ import asyncio
 import gzip
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -69,6 +68,7 @@ from _hub import (  # noqa: E402
     P,
     machine_facts,
     new_workspace,
+    record_section,
     run_ok,
     running_hub,
     table,
@@ -76,7 +76,6 @@ from _hub import (  # noqa: E402
 
 from conftest import PASSWORD  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TITLE = "6. Web IDE in a browser (`bench/web.py`)"
 GOAL_GZIP_KB = 500.0
 LONG_FRAME_MS = 50.0
@@ -1255,24 +1254,7 @@ def report(data: dict[str, Any]) -> str:
 
 
 def record(text: str, facts: dict[str, str], wall: float, load: tuple[str, str]) -> None:
-    fact_rows = [[k, v] for k, v in facts.items()]
-    fact_rows.append(["load average (1/5/15 min) before → after", f"{load[0]} → {load[1]}"])
-    body = (
-        f"## {TITLE} — ran in {wall:.0f} s\n\n"
-        "Recorded by `bench/web.py --record` (its own run, on this machine):\n\n"
-        + table(["fact", "value"], fact_rows)
-        + "\n\n"
-        + text
-        + "\n"
-    )
-    old = RESULTS.read_text() if RESULTS.exists() else "# rsparkhub benchmark results\n"
-    m = re.search(r"^## " + re.escape(TITLE) + r".*?(?=^## |\Z)", old, re.S | re.M)
-    if m:
-        new = old[: m.start()] + body + ("\n" if m.end() < len(old) else "") + old[m.end() :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(new)
-    print(f"wrote the section of {RESULTS}")
+    record_section(TITLE, "bench/web.py", text, facts, wall, load)
 
 
 def main() -> None:

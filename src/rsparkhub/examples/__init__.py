@@ -19,13 +19,17 @@ class Example:
     description: str
     folder: Path
 
-    def files(self) -> list[tuple[str, bytes]]:
-        """(workspace path, content) of every file of the example, sorted."""
+    def paths(self) -> list[str]:
+        """The workspace path of every file of the example, sorted."""
         return [
-            (p.relative_to(self.folder).as_posix(), p.read_bytes())
+            p.relative_to(self.folder).as_posix()
             for p in sorted(self.folder.rglob("*"))
             if p.is_file() and p.name != MANIFEST and "__pycache__" not in p.parts
         ]
+
+    def files(self) -> list[tuple[str, bytes]]:
+        """(workspace path, content) of every file of the example, sorted."""
+        return [(path, (self.folder / path).read_bytes()) for path in self.paths()]
 
 
 def examples() -> list[Example]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -166,7 +168,7 @@ async def create_workspace(
             raise ApiError(
                 404, "example_not_found", f"No example '{body.example}' (there are: {names})."
             )
-        files = ex.files()
+        files = await asyncio.to_thread(ex.files)
     w = Workspace(project_id=p.id, name=clean_name(body.name, "workspace name"))
     db.add(w)
     await _commit_unique(db, "workspace", body.name)
@@ -182,7 +184,7 @@ async def list_examples(_: CallerDep) -> list[dict[str, object]]:
             "name": e.name,
             "title": e.title,
             "description": e.description,
-            "files": [path for path, _data in e.files()],
+            "files": e.paths(),
         }
         for e in examples()
     ]
