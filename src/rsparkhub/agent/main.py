@@ -114,6 +114,7 @@ class Agent:
         self._fs_lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, P.ExecuteRequest | P.RenderRequest]] = asyncio.Queue()
         self._current: _Execution | None = None
+        self._spark_interrupt: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._exit_code = EXIT_OK
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -510,7 +511,14 @@ class Agent:
             target = cur.language
         if cur is not None and os.environ.get("SPARK_REMOTE"):
             # the session's Spark operations run in the Spark server, not in the kernel
-            self._spawn(self._interrupt_spark(), f"spark-interrupt-{req.id}")
+            # The next execution waits for it: cancelling "all operations" of the Spark
+            # session late would otherwise cancel the user's next query.
+            if self._spark_interrupt is None or self._spark_interrupt.done():
+                self._spark_interrupt = asyncio.create_task(
+                    self._interrupt_spark(), name=f"spark-interrupt-{req.id}"
+                )
+                self._tasks.add(self._spark_interrupt)
+                self._spark_interrupt.add_done_callback(self._tasks.discard)
         kernel = self.kernels.running(target) if target else None
         if kernel is None:
             self.emit(P.ReplyEvent(request_id=req.id, content={"interrupted": False}))
@@ -563,6 +571,10 @@ class Agent:
     async def _exec_worker(self) -> None:
         while True:
             user, req = await self._queue.get()
+            if self._spark_interrupt is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._spark_interrupt)
+                self._spark_interrupt = None
             started = time.monotonic()
             self._emit_input(user, req)
             try:
