@@ -26,6 +26,7 @@ PUBLIC = {("GET", "/api/health"), ("POST", "/api/login")}
 SELF = {
     ("GET", "/api/me"),
     ("GET", "/api/me/database"),
+    ("GET", "/api/spark"),  # the Spark UI proxy (/spark-ui/…, not in OpenAPI): test_spark_ui.py
     ("POST", "/api/me/password"),
     ("POST", "/api/logout"),
     ("GET", "/api/tokens"),
@@ -35,6 +36,7 @@ SELF = {
     ("GET", "/api/workspaces"),
     ("GET", "/api/sessions"),
     ("GET", "/api/examples"),
+    ("GET", "/api/profiles"),  # the session profiles bob himself may pick
 }
 
 ADMIN_ONLY_PREFIXES = ("/api/users", "/api/doctor")
@@ -121,6 +123,7 @@ class World:
             ("POST", f"{ws}/restore/{{path}}"): {"json": {"version": 1}},
             ("POST", f"{ws}/environment/children"): {"json": {"path": ["x"]}},
             ("POST", f"{ws}/views"): {"json": {"name": "df"}},
+            ("POST", f"{ws}/session"): {"json": {"profile": "local"}},
             ("POST", f"{ws}/views/{{view_id}}/rows"): {"json": {"offset": 0, "limit": 10}},
         }
 

@@ -733,6 +733,12 @@ def test_theme_toggle_and_keyboard_focus(
     page = alice_page
     open_ws(page, shared_hub, team_ws)
     assert page.viewport_size == VIEWPORT
+    # the local spawner's only profile is shown, without a picker; Spark is off and alice
+    # is no admin: no Spark UI link
+    expect(page.get_by_test_id("session-profile")).to_have_attribute("data-profile", "local")
+    expect(page.get_by_test_id("session-profile")).to_contain_text("local")
+    expect(page.get_by_test_id("profile-select")).to_have_count(0)
+    expect(page.get_by_test_id("spark-ui-link")).to_have_count(0)
     html = page.locator("html")
     before = html.get_attribute("data-theme")
     toggle = page.get_by_test_id("theme-toggle")

@@ -16,6 +16,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rsparkhub.hub.spawners.k8s_profiles import (
+    KubernetesProfile,
+    check_profiles,
+    parse_quantity,
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RSPARKHUB_", extra="forbid")
@@ -51,7 +57,9 @@ class Settings(BaseSettings):
     )
 
     # --- sessions
-    spawner: Literal["local"] = Field("local", description="Where sessions run.")
+    spawner: Literal["local", "kubernetes"] = Field(
+        "local", description="Where sessions run: local processes or Kubernetes pods."
+    )
     idle_timeout_s: float = Field(
         3600, ge=0, description="Stop a session with no client and nothing running after this."
     )
@@ -79,6 +87,52 @@ class Settings(BaseSettings):
         True, description="fsync the session output log before acknowledging to the agent."
     )
 
+    # --- Kubernetes spawner (spawner = "kubernetes"; see docs/configuration.md)
+    kubernetes_namespace: str = Field(
+        default_factory=lambda: _in_cluster_namespace() or "default",
+        description="Namespace of the session pods (default: the hub's own, else 'default').",
+    )
+    kubernetes_image: str | None = Field(
+        None, description="Session image of profiles that name none."
+    )
+    kubernetes_hub_url: str | None = Field(
+        None, description="WebSocket URL session pods reach the hub's /agent/ws at."
+    )
+    kubernetes_profiles: list[KubernetesProfile] = Field(
+        default_factory=list,
+        description="Session profiles users pick from (JSON list; none = one 'default').",
+    )
+    kubernetes_service_account: str = Field(
+        "rsparkhub-session", description="Service account of session pods (no API token)."
+    )
+    kubernetes_user_volume_size: str | None = Field(
+        None, description="Size of each user's package volume (PVC), e.g. 10Gi; None = none."
+    )
+    kubernetes_user_volume_storage_class: str | None = Field(
+        None, description="Storage class of the user volumes (None = the cluster default)."
+    )
+    kubernetes_user_volume_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
+        "ReadWriteOnce", description="Access mode of the user volumes (ReadWriteMany: any node)."
+    )
+    kubernetes_max_session_age_s: int = Field(
+        86400, ge=0, description="activeDeadlineSeconds of session pods (0 = no limit)."
+    )
+    kubernetes_image_pull_secrets: list[str] = Field(
+        default_factory=list, description="Secrets for pulling session images (JSON list)."
+    )
+    kubernetes_start_failure_grace_s: float = Field(
+        60, ge=0, description="How long a session pod may stay unschedulable before failing."
+    )
+    kubernetes_start_timeout_s: float = Field(
+        600, gt=0, description="How long a session pod may take to connect (image pull included)."
+    )
+    kubernetes_credentials: Literal["auto", "in-cluster", "kubeconfig"] = Field(
+        "auto", description="API credentials: in-cluster service account, else KUBECONFIG."
+    )
+    kubernetes_context: str | None = Field(
+        None, description="kubeconfig context to use (default: the current one)."
+    )
+
     # --- per-user PostgreSQL databases
     user_databases: Literal["embedded", "external", "off"] = Field(
         "embedded",
@@ -94,9 +148,10 @@ class Settings(BaseSettings):
     )
 
     # --- Spark (Spark Connect)
-    spark: Literal["embedded", "external", "off"] = Field(
+    spark: Literal["embedded", "external", "kubernetes", "off"] = Field(
         "embedded",
-        description="Spark for sessions: an embedded Spark Connect server, an external one, or off.",
+        description="Spark for sessions: an embedded Spark Connect server, an external one, "
+        "one driver per session on Kubernetes, or off.",
     )
     spark_remote_url: str | None = Field(
         None, description="external: the Spark Connect URL (sc://HOST:PORT) sessions use."
@@ -106,6 +161,30 @@ class Settings(BaseSettings):
     )
     spark_driver_memory: str = Field(
         "2g", description="embedded: the server's driver memory (JVM heap), e.g. 2g."
+    )
+    spark_kubernetes_image: str = Field(
+        "apache/spark:4.0.1",
+        description="kubernetes: image of the Spark Connect driver and its executors.",
+    )
+    spark_kubernetes_driver_memory: str = Field(
+        "2g", description="kubernetes: driver JVM heap per session, e.g. 2g."
+    )
+    spark_kubernetes_executor_memory: str = Field(
+        "2g", description="kubernetes: executor JVM heap, e.g. 4g."
+    )
+    spark_kubernetes_executor_cores: int = Field(
+        1, ge=1, description="kubernetes: cores per executor."
+    )
+    spark_kubernetes_max_executors: int = Field(
+        4, ge=0, description="kubernetes: dynamic allocation's upper bound per driver."
+    )
+    spark_kubernetes_warehouse_dir: str = Field(
+        "/opt/spark/work-dir/warehouse",
+        description="kubernetes: base of the per-user warehouse (shared storage, e.g. s3a://…).",
+    )
+    spark_kubernetes_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="kubernetes: extra Spark settings for every driver (JSON object).",
     )
 
     # --- first start
@@ -125,6 +204,34 @@ class Settings(BaseSettings):
             )
         if self.spark == "external" and not self.spark_remote_url:
             raise ValueError("spark = 'external' needs spark_remote_url (sc://HOST:PORT)")
+        if self.spark == "kubernetes" and str(self.spawner) != "kubernetes":
+            raise ValueError(
+                "spark = 'kubernetes' needs spawner = 'kubernetes' (Spark drivers run next "
+                "to the session pods in the hub's namespace)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kubernetes_spawner(self) -> Settings:
+        check_profiles(self.kubernetes_profiles)
+        if self.kubernetes_user_volume_size is not None:
+            parse_quantity(self.kubernetes_user_volume_size)
+        if self.kubernetes_hub_url is not None and not self.kubernetes_hub_url.startswith(
+            ("ws://", "wss://")
+        ):
+            raise ValueError("kubernetes_hub_url must be a ws:// or wss:// URL")
+        if self.spawner == "kubernetes":
+            if not self.kubernetes_hub_url:
+                raise ValueError(
+                    "spawner = 'kubernetes' needs kubernetes_hub_url, the URL pods reach the "
+                    "hub at (e.g. ws://rsparkhub-hub.rsparkhub.svc:8000/agent/ws)"
+                )
+            if not self.kubernetes_image and (
+                not self.kubernetes_profiles or any(not p.image for p in self.kubernetes_profiles)
+            ):
+                raise ValueError(
+                    "spawner = 'kubernetes' needs kubernetes_image (or an image in every profile)"
+                )
         return self
 
     @property
@@ -145,6 +252,17 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def _in_cluster_namespace() -> str | None:
+    """The namespace of the pod the hub runs in (its service account's namespace file)."""
+    try:
+        return Path(_NAMESPACE_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 class _TomlSource(PydanticBaseSettingsSource):

@@ -67,6 +67,22 @@ async def report(
         "detail": pg or "PostgreSQL server binaries not installed (apt install postgresql)",
     }
     sp = spawner or LocalSpawner(settings.data_dir, sandbox=settings.sandbox)
+    own_spawner = None
+    if settings.spawner == "kubernetes" and getattr(sp, "name", "") != "kubernetes":
+        # `rsparkhub doctor` hands in a local spawner: report the one the hub would use.
+        from rsparkhub.hub.spawners.base import SpawnError
+        from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
+
+        try:
+            sp = own_spawner = KubernetesSpawner.from_settings(settings)
+        except SpawnError as exc:
+            sp = _Unavailable("kubernetes", str(exc))
+    sessions = dict(sp.describe())
+    check = getattr(sp, "check", None)
+    if check is not None:  # can the hub reach what runs its sessions (Kubernetes API)?
+        sessions["api_check"] = await check()
+    if own_spawner is not None:
+        await own_spawner.close()
     if userdb is None:
         from rsparkhub.hub.userdb import UserDatabases
 
@@ -80,6 +96,16 @@ async def report(
         "tools": tools,
         "user_databases": await userdb.describe(),
         "spark": await spark.describe(),
-        "sessions": sp.describe(),
+        "sessions": sessions,
         "database": settings.db_url.split("://")[0],
     }
+
+
+class _Unavailable:
+    """A spawner that could not be built (bad credentials …): doctor says why."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name, self.why = name, why
+
+    def describe(self) -> dict[str, Any]:
+        return {"spawner": self.name, "sandbox": "unavailable", "sandbox_reason": self.why}

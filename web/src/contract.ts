@@ -77,3 +77,35 @@ export interface PaneContext {
   /** a short message to the user (a toast / status line) */
   notify(message: string, kind?: "info" | "error"): void;
 }
+
+/** One session profile the caller may start sessions with (``GET /api/profiles``; the hub's
+ * spawners/base.py profiles_for). The local spawner offers exactly one, ``local``; the
+ * Kubernetes spawner adds the resources (Kubernetes quantities: "250m", "4Gi"). */
+export interface SessionProfile {
+  name: string;
+  display_name: string;
+  description?: string;
+  /** used when a start names no profile (and the workspace's last one is not allowed) */
+  default: boolean;
+  cpu_request?: string;
+  cpu_limit?: string | null;
+  memory_request?: string;
+  memory_limit?: string | null;
+  gpu?: number;
+}
+
+/** Spark for the caller (``GET /api/spark``; the hub's spark.py describe_for). */
+export interface SparkInfo {
+  /** "off", "embedded", "external" or a cluster wiring such as "kubernetes" */
+  mode: string;
+  /** e.g. "running", "down", "off" */
+  state: string;
+  /** the Spark Connect URL sessions get (no secrets), if any */
+  remote: string | null;
+  /** the database the caller's sessions start in (embedded server only) */
+  database: string | null;
+  /** a same-origin path of the Spark web UI the caller may open right now, else null */
+  ui_url: string | null;
+  /** one sentence for people */
+  detail: string;
+}

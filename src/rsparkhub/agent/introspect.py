@@ -33,9 +33,12 @@ from rsparkhub.agent.modes import r_string
 log = logging.getLogger("rsparkhub.agent.introspect")
 
 R_SOURCE = Path(__file__).parent / "r" / "rsparkhub.R"
+R_SPARK = Path(__file__).parent / "r" / "spark.R"  # the rspark_* functions (docs/spark.md)
 R_LOAD = (
     'local({ e <- attach(NULL, name = "tools:rsparkhub"); '
     f"sys.source({r_string(str(R_SOURCE))}, envir = e, keep.source = FALSE) }})\n"
+    'try(local({ e <- attach(NULL, name = "tools:rspark"); '
+    f"sys.source({r_string(str(R_SPARK))}, envir = e, keep.source = FALSE) }}), silent = TRUE)\n"
 )
 PY_LOAD = '__import__("rsparkhub.agent.pykernel", fromlist=["install"]).install()\n'
 

@@ -33,6 +33,7 @@ import hmac
 import json
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -522,6 +523,9 @@ class KernelPool:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RSPARKHUB_SESSION_TOKEN")}
         env["JUPYTER_RUNTIME_DIR"] = str(self.runtime_dir)
         env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        # R's Spark interface (r/spark.R) runs pyspark through reticulate: the session's Python
+        env.setdefault("RETICULATE_PYTHON", sys.executable)
+        env["RSPARKHUB_RSPARK_R"] = str(Path(__file__).parent / "r" / "spark.R")
         return env
 
     def write_pid_file(self) -> None:

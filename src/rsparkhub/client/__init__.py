@@ -178,8 +178,14 @@ class HubClient:
             body["settings"] = settings
         return await self.request("PATCH", f"/api/workspaces/{workspace_id}", json=body)  # type: ignore[no-any-return]
 
-    async def start_session(self, workspace_id: str) -> Any:
-        return await self.request("POST", f"/api/workspaces/{workspace_id}/session")
+    async def start_session(self, workspace_id: str, profile: str | None = None) -> Any:
+        """Start the workspace's session (no-op if running), with a profile if given."""
+        body = {"profile": profile} if profile is not None else None
+        return await self.request("POST", f"/api/workspaces/{workspace_id}/session", json=body)
+
+    async def profiles(self) -> list[dict[str, Any]]:
+        """The session profiles the caller may start sessions with (``name``, ``default`` …)."""
+        return await self.request("GET", "/api/profiles")  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------- inside the session
     async def environment(

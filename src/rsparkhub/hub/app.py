@@ -27,6 +27,7 @@ from rsparkhub.hub.api import (
     introspection,
     projects,
     sessions,
+    spark,
     users,
 )
 from rsparkhub.hub.auth import authenticate
@@ -42,6 +43,7 @@ from rsparkhub.hub.errors import (
 )
 from rsparkhub.hub.sessions import SessionManager
 from rsparkhub.hub.spark import SparkService
+from rsparkhub.hub.spawners.base import Spawner
 from rsparkhub.hub.spawners.local import LocalSpawner
 from rsparkhub.hub.state import Hub
 from rsparkhub.hub.userdb import UserDatabases
@@ -56,15 +58,24 @@ CSP = (
 )
 
 
-def build_hub(settings: Settings) -> Hub:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    spawner = LocalSpawner(
+def build_spawner(settings: Settings) -> Spawner:
+    """The spawner ``settings.spawner`` names: local processes or Kubernetes pods."""
+    if settings.spawner == "kubernetes":
+        from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
+
+        return KubernetesSpawner.from_settings(settings)
+    return LocalSpawner(
         settings.data_dir,
         sandbox=settings.sandbox,
         memory_mb=settings.session_memory_mb,
         cpu_seconds=settings.session_cpu_seconds,
         max_processes=settings.session_max_processes,
     )
+
+
+def build_hub(settings: Settings) -> Hub:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    spawner = build_spawner(settings)
     db = Database(settings.db_url)
     hub = Hub(
         settings=settings,
@@ -119,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
-    for module in (auth_routes, users, databases, projects, files, sessions, introspection):
+    for module in (auth_routes, users, databases, projects, files, sessions, introspection, spark):
         app.include_router(module.router)
 
     @app.middleware("http")

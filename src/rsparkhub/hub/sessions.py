@@ -36,7 +36,7 @@ from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog, LogReader
 from rsparkhub.hub.files import delete_file, save_file
 from rsparkhub.hub.paths import clean_path
-from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError
+from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError, profiles_for
 
 if TYPE_CHECKING:
     from rsparkhub.hub.state import Hub
@@ -161,6 +161,12 @@ class SessionManager:
                     await self._finish(
                         live, None, "the session ended while the hub was down", dead=True
                     )
+        reconcile = getattr(self.spawner, "reconcile", None)
+        if reconcile is not None:  # remove what no live session owns (e.g. orphaned pods)
+            try:
+                await reconcile({sid for sid, live in self.by_id.items() if live.alive})
+            except SpawnError as exc:
+                log.warning("could not clean up after the last hub: %s", exc)
         self._cull_task = asyncio.create_task(self._cull_loop())
         self._record_task = asyncio.create_task(self._record_loop())
 
@@ -183,19 +189,60 @@ class SessionManager:
                 except Exception:  # noqa: BLE001
                     pass
             live.log.close()
+        close = getattr(self.spawner, "close", None)
+        if close is not None:
+            await close()
 
-    async def ensure_session(self, workspace_id: str) -> LiveSession:
-        """The workspace's running session, started if there is none."""
+    async def ensure_session(self, workspace_id: str, profile: str | None = None) -> LiveSession:
+        """The workspace's running session, started if there is none (with ``profile``,
+        else the workspace's last profile, else the spawner's default)."""
         lock = self._start_locks.setdefault(workspace_id, asyncio.Lock())
         async with lock:
             live = self.live.get(workspace_id)
             if live is not None and live.alive and live.state != "stopping":
+                running = live.spawner_state.get("profile")
+                if profile is not None and running is not None and running != profile:
+                    raise ApiError(
+                        409,
+                        "session_running",
+                        f"The workspace's session runs with profile '{running}'; stop it "
+                        f"(DELETE /api/workspaces/{workspace_id}/session) to start one with "
+                        f"'{profile}'.",
+                    )
                 return live
             if live is not None and live.state == "stopping":
                 await asyncio.wait_for(live.ended.wait(), 30)
-            return await self._start(workspace_id)
+            return await self._start(workspace_id, profile)
 
-    async def _start(self, workspace_id: str) -> LiveSession:
+    async def _pick_profile(
+        self, db: Any, workspace_id: str, owner: User, asked: str | None
+    ) -> str | None:
+        """The profile asked for (the API checked the caller may use it), else the
+        workspace's last one while its owner may still use it, else the default."""
+        if asked is not None:
+            return asked
+        allowed = profiles_for(self.spawner, owner.name, owner.is_admin)
+        if not allowed:
+            raise ApiError(
+                403,
+                "no_profile",
+                "No session profile is open to the workspace's owner; ask an administrator.",
+            )
+        last = (
+            await db.execute(
+                select(SessionRow.spawner_state)
+                .where(SessionRow.workspace_id == workspace_id)
+                .order_by(SessionRow.started_at.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        previous = (last or {}).get("profile")
+        names = [p["name"] for p in allowed]
+        if previous in names:
+            return str(previous)
+        return next((p["name"] for p in allowed if p.get("default")), names[0])
+
+    async def _start(self, workspace_id: str, profile: str | None = None) -> LiveSession:
         settings = self.hub.settings
         token = new_secret("rsa")
         async with self.hub.db.session() as db:
@@ -206,6 +253,7 @@ class SessionManager:
             owner = await db.get(User, project.owner_id) if project else None
             if owner is None:
                 raise ApiError(500, "no_owner", "The workspace has no owner.")
+            profile = await self._pick_profile(db, workspace_id, owner, profile)
             row = SessionRow(
                 workspace_id=workspace_id,
                 owner_id=owner.id,
@@ -228,6 +276,11 @@ class SessionManager:
         )
         self.live[workspace_id] = live
         self.by_id[sid] = live
+
+        async def progress(message: str) -> None:  # start-up steps (pod events) to clients
+            if live.state == "starting":
+                await self._announce(live, message)
+
         spec = SessionSpec(
             session_id=sid,
             workspace_id=workspace_id,
@@ -245,9 +298,13 @@ class SessionManager:
                 **await self.hub.userdb.session_env(owner_id),
                 **await self.hub.spark.session_env(owner_name, sid),
             },
+            profile=profile,
+            progress=progress,
         )
         try:
             live.spawner_state = await self.spawner.start(spec)
+            if profile is not None:
+                live.spawner_state.setdefault("profile", profile)
         except SpawnError as exc:
             await self._finish(live, None, f"the session could not start: {exc}", dead=True)
             raise ApiError(
@@ -269,8 +326,12 @@ class SessionManager:
     hub_port: int = 8000  # set by the app from the bound socket
 
     async def _start_deadline(self, live: LiveSession) -> None:
+        # A spawner may need longer (Kubernetes: scheduling, image pulls).
+        timeout = getattr(self.spawner, "start_timeout_s", None)
         try:
-            await asyncio.wait_for(live.ready.wait(), self.hub.settings.session_start_timeout_s)
+            await asyncio.wait_for(
+                live.ready.wait(), timeout or self.hub.settings.session_start_timeout_s
+            )
         except TimeoutError:
             if live.alive and not live.ready.is_set():
                 live.stop_reason = "the session's agent did not connect in time"

@@ -1,27 +1,53 @@
 """Spark for sessions: a Spark Connect server the hub starts and supervises (``spark =
-'embedded'``), an external one (``'external'``), or none (``'off'``).
+'embedded'``), an external one (``'external'``), per-session drivers on Kubernetes
+(``'kubernetes'``, wired by the Kubernetes spawner, see ``spark_k8s.py``), or none (``'off'``).
 
-* Embedded: the server comes from the pip ``pyspark`` package (``spark-submit --class
-  …SparkConnectServer``, Java 17+), started in the background at the first session start,
-  bound to 127.0.0.1 (gRPC, driver and block manager) on a port chosen once and remembered
-  in ``DATA_DIR/spark/port``. Session start never waits for it: sessions get
-  ``SPARK_REMOTE`` at once, and a query before the server is up fails with a connection
-  error (the client retries for a while first). Log: ``DATA_DIR/spark/server.log``.
-* Persistence: Hive catalog with an embedded Derby metastore in ``DATA_DIR/spark/metastore``
-  and the warehouse in ``DATA_DIR/spark/warehouse``; each user has a database ``u_<name>``
-  located in ``warehouse/u_<name>``, made the current database of each of their sessions'
-  server-side Spark sessions once the server is up (``rsparkhub.agent.spark prepare``), so
-  ``saveAsTable("t")`` lands there and survives session and server restarts.
-* Isolation: ``SPARK_REMOTE=sc://127.0.0.1:PORT/;user_id=<user>;session_id=<uuid>``: one
+* **Embedded server**: ``python -m rsparkhub.agent.spark server`` (a process group of its
+  own) starts the driver JVM of the pip ``pyspark`` package (Java 17+) through py4j, started
+  in the background at the first session start. Everything it listens on is bound to
+  127.0.0.1: gRPC (a port chosen once, ``DATA_DIR/spark/port``), the driver and block
+  manager (``spark.driver.bindAddress``), the web UI (``SPARK_LOCAL_IP``; a fresh free port
+  at each start) and py4j. Log: ``DATA_DIR/spark/server.log``.
+* **The first statement runs in the user's database**: each user has a database ``u_<name>``
+  located in ``warehouse/u_<name>`` (Hive catalog, embedded Derby metastore in
+  ``DATA_DIR/spark/metastore``), so ``saveAsTable("t")`` lands there and survives session,
+  hub and server restarts. The hub creates each hub session's server-side Spark session
+  itself, with that database current, *before* the session's kernel can reach it: when the
+  server is up, session start waits for this (tens of milliseconds; the first one also
+  opens the metastore); when the server is (re)starting, the server opens its gRPC port
+  only after every live session has been prepared. A kernel that asks before the port is
+  open is refused and retried by the Spark client (exponential backoff). ``spark.stop()``
+  in a session releases its server-side session for good: Spark refuses that id
+  afterwards (``INVALID_HANDLE.SESSION_CLOSED``) until the hub session restarts.
+* **Isolation**: ``SPARK_REMOTE=sc://127.0.0.1:PORT/;user_id=<user>;session_id=<uuid>``: one
   server-side session per hub session (temporary views, settings, current database). The
   uuid is derived from the hub session id with a secret in ``DATA_DIR/spark/secret``, so it
-  is stable across hub restarts and not guessable. Spark Connect has no authentication:
-  this separates users' state, it is not a security boundary against a malicious user.
-* Supervision: the server is watched; when it dies it is restarted with backoff (1 s … 30 s)
-  and the live sessions are prepared again; clients then get "create a new Spark Session"
-  once and ``SparkSession.builder.getOrCreate()`` reconnects. The hub stops the server's
-  process group at shutdown; a stale server of a crashed hub (``server.pid``) is killed at
-  start. Nothing here blocks the event loop.
+  is stable across hub restarts and not guessable.
+* **No authentication**: Spark Connect does not authenticate its clients. Anyone who can
+  open a TCP connection to the port can run any query as any ``user_id`` and read or drop
+  every user's tables (the warehouse files all belong to the hub's OS user). The embedded
+  server listens on loopback only, which keeps other machines out — not other programs or
+  OS users on this machine, and not a hostile session. The user ids separate well-behaved
+  users' state; they are not a security boundary. An external server's URL should be
+  reachable only from the session network.
+* **Supervision**: when the server dies it is restarted with backoff (1 s … 30 s) and the
+  live sessions are prepared again before it opens. What a user then sees, from pyspark's
+  own rules: a query running at the crash fails; the first request of an existing ``spark``
+  object after the restart fails with ``[INVALID_HANDLE.SESSION_CHANGED] … The existing
+  Spark server driver instance has restarted`` (a request sent while the server is down
+  is retried by the client until it is back, then gets this error), which also marks that
+  object stopped, so the next ``SparkSession.builder.getOrCreate()`` returns a new,
+  working session — in the user's database, without temporary views or cached data
+  (tables stay). Calling ``getOrCreate()`` *before* that first error returns the old object
+  (pyspark cannot know yet), whose first request then fails the same way. The hub stops
+  the server's process group at shutdown; the server also exits when the hub's pipe closes,
+  and a stale server of a crashed hub (``server.pid``) is killed at start.
+* **Web UI**: the embedded server's UI (``spark.ui.proxyBase`` = the hub's
+  ``/spark-ui/_shared``, kill links off) is served only through the hub's authenticated
+  proxy (``hub/api/spark.py``); it shows every user's queries, so only administrators may
+  open it. :meth:`SparkService.ui_target` says where a UI is.
+
+Nothing here blocks the event loop.
 """
 
 from __future__ import annotations
@@ -30,6 +56,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -41,17 +68,18 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from rsparkhub.agent.spark import run_helper
 from rsparkhub.config import Settings
 from rsparkhub.hub.userdb import role_name
 
 log = logging.getLogger("rsparkhub.spark")
 
-SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+SERVER_MODULE = "rsparkhub.agent.spark"
+SHARED_UI = "_shared"  # /spark-ui/_shared/: the embedded server's UI
 START_TIMEOUT_S = 180.0
-PREPARE_TIMEOUT_S = 180.0
+PREPARE_TIMEOUT_S = 120.0  # the first prepare also creates the Derby metastore
+OPEN_TIMEOUT_S = 120.0
 MAX_BACKOFF_S = 30.0
 
 
@@ -82,10 +110,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def public_url(url: str) -> str:
+    """A Spark Connect URL without its parameters (``token=…`` is a secret): scheme, host
+    and port only."""
+    parts = urlsplit(url.split(";", 1)[0])
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class SparkService:
@@ -93,20 +130,28 @@ class SparkService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.mode = settings.spark
+        self.mode: str = settings.spark
         self.base = settings.data_dir / "spark"
         self.is_live: Callable[[str], bool] = lambda _sid: True
         self._sessions: dict[str, str] = {}  # hub session id -> user name
         self._secret: bytes | None = None
         self._port: int | None = None
+        self._ui_port: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._prepare_task: asyncio.Task[None] | None = None
-        self._pending: set[str] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._started: asyncio.Future[dict[str, Any]] | None = None
+        self._next_id = 0
+        self._write_lock = asyncio.Lock()
+        self._accepting = False  # the server takes "prepare" commands (its JVM is up)
+        self._pending: set[str] = set()  # registered, to prepare before the server opens
         self._closing = False
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # the gRPC port is open
         self.restarts = 0
         self._last_error: str | None = None
+        self._http: Any = None  # httpx.AsyncClient of the UI proxy, made on first use
 
     @property
     def enabled(self) -> bool:
@@ -137,6 +182,12 @@ class SparkService:
                 path.write_text(f"{self._port}\n")
         return self._port
 
+    def _port_on_file(self) -> int | None:
+        try:
+            return int((self.base / "port").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def remote(self, user: str, hub_session_id: str) -> str:
         sid = self.spark_session_id(hub_session_id)
         if self.mode == "external":
@@ -148,12 +199,28 @@ class SparkService:
             f"sc://127.0.0.1:{self._port_number()}/;user_id={quote(user, safe='')};session_id={sid}"
         )
 
+    def database(self, user: str) -> str | None:
+        """The database a user's sessions start in: ``u_<name>`` on the embedded server; None
+        elsewhere (an external cluster's catalog is its own; its default database applies)."""
+        return role_name(user) if self.mode == "embedded" else None
+
+    def _item(self, hub_session_id: str, user: str) -> dict[str, str]:
+        db = role_name(user)
+        return {
+            "user": user,
+            "session_id": self.spark_session_id(hub_session_id),
+            "database": db,
+            "location": str(self.base / "warehouse" / db),
+        }
+
     # ------------------------------------------------------------------ sessions
     async def session_env(self, user: str, hub_session_id: str) -> dict[str, str]:
-        """SPARK_REMOTE for a new session; starts the embedded server in the background.
-        {} (and a warning) when Spark is off or unavailable."""
-        if not self.enabled:
-            return {}
+        """SPARK_REMOTE for a new session, or {} (and a warning) when Spark is off or
+        unavailable. Embedded: starts the server in the background when it is not running;
+        when it runs, returns once the session's server-side Spark session exists with the
+        user's database current (bounded: after PREPARE_TIMEOUT_S the session starts anyway)."""
+        if self.mode not in ("embedded", "external"):
+            return {}  # off; kubernetes: the Kubernetes wiring hands out SPARK_REMOTE
         try:
             await asyncio.to_thread(self._secret_bytes)
             if self.mode == "embedded":
@@ -163,56 +230,129 @@ class SparkService:
             log.warning("session without Spark: %s", exc)
             self._last_error = str(exc)
             return {}
-        self.register(hub_session_id, user)
-        return {"SPARK_REMOTE": self.remote(user, hub_session_id)}
+        env = {"SPARK_REMOTE": self.remote(user, hub_session_id)}
+        if self.mode != "embedded":
+            return env
+        self._sessions[hub_session_id] = user
+        self.ensure_started()
+        if not self._accepting:
+            # prepared by the server start before it opens its port (no await in between)
+            self._pending.add(hub_session_id)
+            return env
+        try:
+            answer = await self._call(
+                "prepare", PREPARE_TIMEOUT_S, items=[self._item(hub_session_id, user)]
+            )
+            if not answer.get("ok"):
+                log.warning("spark: could not prepare a session: %s", answer.get("failed"))
+        except (SparkUnavailable, TimeoutError) as exc:
+            # the restart that follows prepares it (it is registered); start the session
+            log.warning("spark: could not prepare a session: %s", exc or "timed out")
+        return env
 
     def register(self, hub_session_id: str, user: str) -> None:
-        """A live session whose server-side Spark session gets the user's database."""
-        self._sessions[hub_session_id] = user
+        """A live session adopted at hub start: its server-side Spark session is prepared
+        with the others before the (re)started server opens."""
         if self.mode != "embedded":
             return
+        self._sessions[hub_session_id] = user
         self._pending.add(hub_session_id)
         self.ensure_started()
-        if self.ready.is_set():
-            self._schedule_prepare()
+        if self._accepting and (self._flush_task is None or self._flush_task.done()):
+            self._flush_task = asyncio.create_task(self._flush(), name="spark-prepare")
 
     def ensure_started(self) -> None:
         if self.mode == "embedded" and self._supervisor is None and not self._closing:
             self._supervisor = asyncio.create_task(self._supervise(), name="spark-supervisor")
 
-    def _schedule_prepare(self) -> None:
-        if self._prepare_task is None or self._prepare_task.done():
-            self._prepare_task = asyncio.create_task(self._prepare(), name="spark-prepare")
+    def _take_pending(self) -> list[dict[str, str]]:
+        """The items of every pending live session (and forget the ended ones)."""
+        for sid in [s for s in self._sessions if not self.is_live(s)]:
+            del self._sessions[sid]
+        items = [self._item(s, self._sessions[s]) for s in sorted(self._pending)
+                 if s in self._sessions]  # fmt: skip
+        self._pending.clear()
+        return items
 
-    async def _prepare(self) -> None:
-        while self._pending and self.ready.is_set():
-            batch = {s for s in self._pending if self.is_live(s) and s in self._sessions}
-            self._pending.clear()
-            if not batch:
-                return
-            items = []
-            for sid in sorted(batch):
-                user = self._sessions[sid]
-                db = role_name(user)
-                loc = self.base / "warehouse" / db
-                items.append({"remote": self.remote(user, sid), "database": db,
-                              "location": str(loc)})  # fmt: skip
-            ok, out = await run_helper("prepare", items, PREPARE_TIMEOUT_S)
-            if ok:
-                log.info("spark: %s", out)
-            else:
-                log.warning("could not prepare Spark sessions: %s", out)
+    async def _flush(self) -> None:
+        while self._pending and self._accepting:
+            items = self._take_pending()
+            if items:
+                await self._prepare_items(items)
 
-    # ------------------------------------------------------------------ embedded server
-    def _argv(self, home: Path, port: int) -> list[str]:
+    async def _prepare_items(self, items: list[dict[str, str]]) -> None:
+        try:
+            answer = await self._call("prepare", PREPARE_TIMEOUT_S, items=items)
+        except (SparkUnavailable, TimeoutError) as exc:
+            log.warning("spark: could not prepare sessions: %s", exc or "timed out")
+            return
+        log.info("spark: %s", answer.get("detail"))
+        if answer.get("failed"):
+            log.warning("spark: could not prepare: %s", "; ".join(answer["failed"]))
+
+    # ------------------------------------------------------------------ the server process
+    async def _call(self, cmd: str, timeout: float, **args: Any) -> dict[str, Any]:
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            raise SparkUnavailable("the Spark Connect server is not running")
+        self._next_id += 1
+        cid = self._next_id
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._calls[cid] = fut
+        try:
+            async with self._write_lock:
+                proc.stdin.write((json.dumps({"id": cid, "cmd": cmd, **args}) + "\n").encode())
+                await proc.stdin.drain()
+            return await asyncio.wait_for(fut, timeout)
+        except (ConnectionError, BrokenPipeError) as exc:
+            raise SparkUnavailable(f"the Spark Connect server went away: {exc}") from None
+        finally:
+            self._calls.pop(cid, None)
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        """The server's answers; at its end, whoever waits is told it went away."""
+        assert proc.stdout is not None
+        try:
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                fut: asyncio.Future[dict[str, Any]] | None
+                if msg.get("event") in ("started", "failed"):
+                    fut = self._started
+                else:
+                    fut = self._calls.get(msg.get("id", -1))
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+        finally:
+            gone = SparkUnavailable("the Spark Connect server exited")
+            for fut in [self._started, *self._calls.values()]:
+                if fut is not None and not fut.done():
+                    fut.set_exception(gone)
+
+    def _confs(self, port: int, ui_port: int) -> dict[str, str]:
         s = self.settings
         metastore = self.base / "metastore"
-        confs = {
+        ui_base = urlsplit(s.base_url).path.rstrip("/") + f"/spark-ui/{SHARED_UI}"
+        return {
+            "spark.master": s.spark_master,
+            "spark.app.name": "rsparkhub-spark-connect",
+            "spark.driver.memory": s.spark_driver_memory,
             "spark.connect.grpc.binding.address": "127.0.0.1",
             "spark.connect.grpc.binding.port": str(port),
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
-            "spark.ui.enabled": "false",
+            "spark.ui.enabled": "true",
+            "spark.ui.port": str(ui_port),
+            "spark.ui.proxyBase": ui_base,
+            "spark.ui.killEnabled": "false",
+            "spark.ui.showConsoleProgress": "false",
             "spark.sql.catalogImplementation": "hive",
             "spark.sql.warehouse.dir": str(self.base / "warehouse"),
             "spark.hadoop.javax.jdo.option.ConnectionURL":
@@ -220,16 +360,13 @@ class SparkService:
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.base}",
             "spark.connect.session.manager.defaultSessionTimeout": "7d",
         }  # fmt: skip
-        argv = [
-            str(home / "bin" / "spark-submit"),
-            "--class", SERVER_CLASS,
-            "--name", "rsparkhub-spark-connect",
-            "--master", s.spark_master,
-            "--driver-memory", s.spark_driver_memory,
-        ]  # fmt: skip
-        for k, v in confs.items():
-            argv += ["--conf", f"{k}={v}"]
-        return [*argv, "spark-internal"]
+
+    def _argv(self) -> list[str]:
+        # DATA_DIR/spark in argv identifies our server (stale-server check); nothing secret
+        return [sys.executable, "-m", SERVER_MODULE, "server", str(self.base)]
+
+    def _is_our_server(self, cmdline: list[str]) -> bool:
+        return SERVER_MODULE in cmdline and "server" in cmdline and str(self.base) in cmdline
 
     def _kill_stale(self) -> None:
         pidfile = self.base / "server.pid"
@@ -241,8 +378,7 @@ class SparkService:
             import psutil
 
             proc = psutil.Process(pid)
-            cmd = " ".join(proc.cmdline())
-            if SERVER_CLASS in cmd and str(self.base) in cmd:
+            if self._is_our_server(proc.cmdline()):
                 log.warning("stopping a stale Spark Connect server (pid %d) of an earlier hub", pid)
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
@@ -252,6 +388,7 @@ class SparkService:
         pidfile.unlink(missing_ok=True)
 
     async def _start_once(self) -> asyncio.subprocess.Process:
+        """Start the server process, prepare the pending sessions, open the gRPC port."""
         home = spark_home()
         await asyncio.to_thread(self.base.mkdir, 0o700, True, True)
         await asyncio.to_thread(self._kill_stale)
@@ -260,35 +397,59 @@ class SparkService:
             port = self._port = _free_port()
             (self.base / "port").write_text(f"{port}\n")
             log.warning("spark port taken by another program; using %d (new sessions)", port)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RSPARKHUB_", "PG"))}
-        env.update(SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable,
-                   SPARK_LOG_DIR=str(self.base))  # fmt: skip
+        ui_port = _free_port()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RSPARKHUB_", "PG", "SPARK_", "PYSPARK_"))}  # fmt: skip
         env.pop("DATABASE_URL", None)
+        env.update(SPARK_HOME=str(home), PYSPARK_PYTHON=sys.executable,
+                   SPARK_LOG_DIR=str(self.base), SPARK_LOCAL_IP="127.0.0.1")  # fmt: skip
+        loop = asyncio.get_running_loop()
+        self._started = loop.create_future()
         with open(self.base / "server.log", "ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                *self._argv(home, port),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
+                *self._argv(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=out,
                 env=env,
                 cwd=str(self.base),
                 start_new_session=True,
             )
+        self._proc = proc
+        self._reader = asyncio.create_task(self._read(proc), name="spark-server-reader")
         (self.base / "server.pid").write_text(f"{proc.pid}\n")
         log.info("starting the Spark Connect server (pid %d) on 127.0.0.1:%d", proc.pid, port)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.returncode is not None:
-                raise SparkUnavailable(
-                    f"the Spark Connect server exited with {proc.returncode} during start; "
-                    f"see {self.base / 'server.log'}"
-                )
-            if await asyncio.to_thread(_port_open, port):
-                return proc
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 0.5)
-        self._killpg(proc)
-        raise SparkUnavailable(f"the Spark Connect server did not open port {port} in time")
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write((json.dumps({"confs": self._confs(port, ui_port)}) + "\n").encode())
+            await proc.stdin.drain()
+            started = await asyncio.wait_for(self._started, START_TIMEOUT_S)
+            if started.get("event") != "started":
+                raise SparkUnavailable(f"the Spark driver did not start: {started.get('detail')}")
+            ui = urlsplit(str(started.get("ui_url") or ""))
+            # The JVM is up: from here on a new session is prepared on demand, and every
+            # session registered so far is prepared now, before the port opens.
+            self._accepting = True
+            items = self._take_pending()
+            if items:
+                await self._prepare_items(items)
+            answer = await self._call("open", OPEN_TIMEOUT_S)
+            if not answer.get("ok"):
+                raise SparkUnavailable(f"Spark Connect did not open: {answer.get('detail')}")
+            self._ui_port = ui.port
+            return proc
+        except (SparkUnavailable, TimeoutError, ConnectionError) as exc:
+            self._accepting = False
+            why = "it did not start in time" if isinstance(exc, TimeoutError) else str(exc)
+            if not isinstance(exc, TimeoutError):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 5)  # it may be exiting on its own
+            self._killpg(proc)
+            await proc.wait()
+            raise SparkUnavailable(
+                f"the Spark Connect server failed to start ({why}; exit code {proc.returncode}); "
+                f"see {self.base / 'server.log'}"
+            ) from None
 
     @staticmethod
     def _killpg(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
@@ -303,21 +464,23 @@ class SparkService:
                 self._proc = await self._start_once()
             except SparkUnavailable as exc:
                 self._last_error = str(exc)
+                self._pending.update(self._sessions)  # all of them, at the next attempt
                 log.warning("Spark not available: %s; retrying in %.0f s", exc, backoff)
             else:
                 self._last_error = None
                 log.info("the Spark Connect server is up after %.1f s", time.monotonic() - t0)
                 self.ready.set()
-                self._pending.update(s for s in self._sessions if self.is_live(s))
-                self._schedule_prepare()
                 rc = await self._proc.wait()
                 self.ready.clear()
+                self._accepting = False
+                self._ui_port = None
                 self._killpg(self._proc)  # whatever is left of its process group
                 if self._closing:
                     break
                 self.restarts += 1
-                up = time.monotonic() - t0
-                if up > 300:
+                # every live session is prepared again before the new server opens
+                self._pending.update(self._sessions)
+                if time.monotonic() - t0 > 300:
                     backoff = 1.0
                 log.warning("the Spark Connect server died (exit %s); restarting in %.0f s",
                             rc, backoff)  # fmt: skip
@@ -327,7 +490,7 @@ class SparkService:
     async def close(self) -> None:
         """Hub shutdown: stop the server's process group."""
         self._closing = True
-        for task in (self._prepare_task, self._supervisor):
+        for task in (self._flush_task, self._supervisor):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -341,8 +504,106 @@ class SparkService:
                 self._killpg(proc)
                 await proc.wait()
             log.info("stopped the Spark Connect server")
+        if proc is not None:
+            self._killpg(proc)  # the JVM, should it have outlived its parent
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._http is not None:
+            await self._http.aclose()
         with contextlib.suppress(OSError):
             (self.base / "server.pid").unlink()
+
+    # ------------------------------------------------------------------ state, UI
+    async def state(self) -> str:
+        """running | starting | down | off. Embedded: down before the first session and
+        between a failure and the next attempt; external: whether its port answers."""
+        if self.mode == "off":
+            return "off"
+        if self.mode == "embedded":
+            if self.ready.is_set():
+                return "running"
+            proc = self._proc
+            if self._supervisor is not None and proc is not None and proc.returncode is None:
+                return "starting"
+            if self._supervisor is not None and proc is None:
+                return "starting"
+            return "down"
+        if self.mode == "external" and self.settings.spark_remote_url:
+            parts = urlsplit(self.settings.spark_remote_url.split(";", 1)[0])
+            if parts.hostname is None:
+                return "down"
+            up = await asyncio.to_thread(_port_open, parts.port or 15002, parts.hostname, 2.0)
+            return "running" if up else "down"
+        return "down"
+
+    def ui_target(self, owner: str) -> str | None:
+        """The base URL (``http://HOST:PORT``) of the Spark web UI the hub proxies at
+        ``/spark-ui/<owner>/``, or None when there is none right now. ``owner`` is
+        ``_shared`` for the embedded server (while it runs), otherwise a user name: the
+        Kubernetes wiring supplies the address of that user's driver UI (its driver Service,
+        port 4040); in the other modes users have no driver UI of their own."""
+        if owner == SHARED_UI:
+            if self.mode == "embedded" and self.ready.is_set() and self._ui_port:
+                return f"http://127.0.0.1:{self._ui_port}"
+        return None
+
+    def http(self) -> Any:
+        """The UI proxy's HTTP client (loopback / cluster-internal; no proxy env)."""
+        if self._http is None:
+            import httpx
+
+            # httpx logs every request at INFO: one line per page asset is noise here
+            httpx_log = logging.getLogger("httpx")
+            if httpx_log.level == logging.NOTSET:
+                httpx_log.setLevel(logging.WARNING)
+
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=5.0),
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+            )
+        return self._http
+
+    async def describe_for(self, user: str, is_admin: bool) -> dict[str, Any]:
+        """What ``GET /api/spark`` tells a user: no secrets, no other session's ids."""
+        mode = self.mode
+        state = await self.state()
+        remote: str | None = None
+        if mode == "embedded":
+            port = self._port or await asyncio.to_thread(self._port_on_file)
+            if port:  # chosen at the first session start
+                remote = f"sc://127.0.0.1:{port}/;user_id={quote(user, safe='')}"
+        elif mode == "external" and self.settings.spark_remote_url:
+            remote = f"{public_url(self.settings.spark_remote_url)}/;user_id={quote(user, safe='')}"
+        ui_url = None
+        owner = SHARED_UI if mode == "embedded" else user
+        if (is_admin or owner == user) and self.ui_target(owner) is not None:
+            ui_url = f"/spark-ui/{quote(owner, safe='')}/"
+        detail = {
+            "off": "Spark is off on this hub (spark = 'off'): sessions get no SPARK_REMOTE.",
+            "embedded": "One Spark Connect server on the hub's machine, shared by all users; "
+            "each session is its own Spark session (SPARK_REMOTE carries its ids) and starts "
+            f"in your database {role_name(user)}. "
+            + ("Its web UI shows every user's queries: administrators only."
+               if not is_admin else "Its web UI is at ui_url while it runs."),
+            "external": "An external Spark Connect server: sessions get its URL with their "
+            "user and session ids; its default database applies (the hub prepares none).",
+        }.get(mode, f"Spark drivers are managed by the {mode} wiring.")  # fmt: skip
+        if mode == "embedded" and state == "down" and self._last_error:
+            detail += f" Not running: {self._last_error}"
+        elif mode == "embedded" and state == "down":
+            detail += " It starts with the next session."
+        return {
+            "mode": mode,
+            "state": state,
+            "remote": remote,
+            "database": self.database(user),
+            "ui_url": ui_url,
+            "detail": detail,
+        }
 
     # ------------------------------------------------------------------ doctor
     def _running_pid(self) -> int | None:
@@ -350,7 +611,7 @@ class SparkService:
             import psutil
 
             pid = int((self.base / "server.pid").read_text().strip())
-            if SERVER_CLASS in " ".join(psutil.Process(pid).cmdline()):
+            if self._is_our_server(psutil.Process(pid).cmdline()):
                 return pid
         except Exception:  # noqa: BLE001 - no pid file, or not running
             return None
@@ -362,11 +623,17 @@ class SparkService:
         if mode == "off":
             return {"ok": False, "mode": mode, "detail": "off (spark = 'off')"}
         if mode == "external":
+            url = public_url(self.settings.spark_remote_url or "")
+            state = await self.state()
+            reach = "reachable" if state == "running" else "NOT reachable from the hub"
             return {
-                "ok": True,
+                "ok": state == "running",
                 "mode": mode,
-                "detail": f"external: {self.settings.spark_remote_url}",
+                "detail": f"external Spark Connect server {url} ({reach}); no authentication: "
+                "keep it reachable from the session network only",
             }
+        if mode != "embedded":
+            return {"ok": True, "mode": mode, "detail": f"{mode}: one Spark driver per session"}
         try:
             home = spark_home()
         except SparkUnavailable as exc:
@@ -392,7 +659,7 @@ class SparkService:
             "java": java,
             "pyspark": version,
             "detail": f"embedded Spark Connect server (pyspark {version}, {java}) in {self.base}; "
-            f"{state}",
+            f"{state}; loopback only, no authentication",
         }
 
 

@@ -78,11 +78,12 @@ interface ConfirmProps {
   confirmLabel: string;
   onConfirm(): void | Promise<void>;
   onClose(): void;
+  testid?: string;
 }
 
-export function ConfirmDialog({ title, message, confirmLabel, onConfirm, onClose }: ConfirmProps) {
+export function ConfirmDialog({ title, message, confirmLabel, onConfirm, onClose, testid }: ConfirmProps) {
   return (
-    <Dialog title={title} onClose={onClose}>
+    <Dialog title={title} onClose={onClose} testid={testid}>
       <p>{message}</p>
       <div class="dialog-buttons">
         <button type="button" onClick={onClose} autoFocus>

@@ -1,5 +1,6 @@
 // The workspace view (#/ws/<id>): Files | Editor over Console | tools (Environment, Plots,
-// Viewer, Help, Data), resizable; the session stream shared by all of them.
+// Viewer, Help, Data), resizable; the session stream shared by all of them. The top bar
+// has the Spark UI link, the session's profile (and picker), connection and presence.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Api, DataViewRequest, HelpRequest, Language, PaneContext } from "../contract";
 import { ConsolePane } from "../console/ConsolePane";
@@ -14,6 +15,8 @@ import { ConnectionIndicator, Presence } from "./indicators";
 import { clampSizes, LIMITS, loadSizes, saveSizes, type PaneSizes } from "./layout";
 import type { Me, Workspace } from "./model";
 import { errorMessage, notify } from "./notify";
+import { SessionProfilePicker } from "./SessionProfilePicker";
+import { SparkLink } from "./SparkLink";
 import { Splitter } from "./Splitter";
 import { TID, type ToolTab } from "./testids";
 import { ThemeToggle } from "./theme";
@@ -158,6 +161,15 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
           {!canWrite && <span class="badge">read only</span>}
         </h1>
         <span class="topbar-fill" />
+        <SparkLink api={api} sessionState={view.state} />
+        <SessionProfilePicker
+          api={api}
+          workspaceId={workspaceId}
+          view={view}
+          canWrite={canWrite}
+          notify={notify}
+          onRestarted={() => ws.reattach("the session restarted with another profile")}
+        />
         <ConnectionIndicator status={view.connection} />
         <Presence users={view.users} me={me.name} />
         <ThemeToggle />

@@ -40,4 +40,6 @@ export interface SessionInfo {
   owner?: string;
   workspace?: string;
   memory_bytes?: number | null;
+  /** the profile the session runs (or last ran) with; null while it starts */
+  profile?: string | null;
 }

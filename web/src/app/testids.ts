@@ -32,6 +32,12 @@
 //   session-status               data-state=starting|running|stopping|stopped|dead|unknown
 //   connection-status            data-state=connecting|open|reconnecting|closed
 //   presence                     the users attached; one [data-user=<name>] per user
+//   session-profile              the session's profile, data-profile=<name> (text: the name
+//                                when only one profile is offered)
+//   profile-select               pick the profile to (re)start the session with; only when
+//                                GET /api/profiles offers more than one
+//   profile-confirm              the dialog confirming a restart with another profile
+//   spark-ui-link                "Spark UI" (new tab); only when GET /api/spark has a ui_url
 //   theme-toggle                 light/dark (also on the home page)
 //   pane-tab-environment, pane-tab-plots, pane-tab-viewer, pane-tab-help, pane-tab-data
 //                                the right-hand tabs (aria-selected=true when shown)
@@ -66,6 +72,10 @@ export const TID = {
   sessionStatus: "session-status",
   connectionStatus: "connection-status",
   presence: "presence",
+  sessionProfile: "session-profile",
+  profileSelect: "profile-select",
+  profileConfirm: "profile-confirm",
+  sparkUiLink: "spark-ui-link",
   themeToggle: "theme-toggle",
 } as const;
 

@@ -3,9 +3,9 @@ import type { Api } from "../contract";
 import { FakeSocket } from "./testing";
 import { WorkspaceSession } from "./workspace";
 
-function setup(languages: string[] = ["r", "python"]) {
+function setup(languages: string[] = ["r", "python"], profile: string | null = "local") {
   const sockets: FakeSocket[] = [];
-  const get = vi.fn(async () => ({ languages }));
+  const get = vi.fn(async () => ({ languages, profile }));
   const api = { get } as unknown as Api;
   const ws = new WorkspaceSession("w", api, {
     createSocket: (url) => {
@@ -36,6 +36,19 @@ describe("WorkspaceSession", () => {
     expect(ws.view.users).toEqual(["alice", "bob"]);
     sock.event("S1", { type: "session", state: "dead", message: "out of memory" });
     expect(ws.view).toMatchObject({ state: "dead", message: "out of memory", kernels: {} });
+    ws.stop();
+  });
+
+  it("keeps the session's profile from the session info, and reattaches on demand", async () => {
+    const { ws, sock, get } = setup(["r"], null);
+    sock.welcome("S1");
+    await vi.waitFor(() => expect(get).toHaveBeenCalledTimes(1));
+    expect(ws.view.profile).toBeNull(); // still starting: nothing known yet
+    get.mockResolvedValue({ languages: ["r"], profile: "big" });
+    sock.receive({ type: "session_state", session_id: "S1", state: "running" });
+    await vi.waitFor(() => expect(ws.view.profile).toBe("big"));
+    ws.reattach();
+    expect(sock.closed).not.toBeNull();
     ws.stop();
   });
 });

@@ -17,6 +17,8 @@ export interface SessionView {
   /** the languages the session offers (all three until it says) */
   languages: Language[];
   users: string[];
+  /** the profile the session runs (or last ran) with, once the session info says */
+  profile: string | null;
 }
 
 const isLanguage = (x: unknown): x is Language => x === "r" || x === "python" || x === "bash";
@@ -32,6 +34,7 @@ export class WorkspaceSession {
     kernels: {},
     languages: ALL_LANGUAGES,
     users: [],
+    profile: null,
   };
 
   constructor(
@@ -45,10 +48,10 @@ export class WorkspaceSession {
     this.stream.onMessage((msg, newSession) => {
       if (msg.type === "welcome") {
         this.update({ state: msg.state, ...(newSession ? { kernels: {}, message: null } : {}) });
-        void this.loadLanguages();
+        void this.loadInfo();
       } else if (msg.type === "session_state") {
         this.update({ state: msg.state, message: msg.message ?? null });
-        if (msg.state === "running") void this.loadLanguages();
+        if (msg.state === "running") void this.loadInfo();
       } else if (msg.type === "presence") {
         this.update({ users: msg.users });
       }
@@ -74,10 +77,21 @@ export class WorkspaceSession {
     this.stream.stop();
   }
 
-  private async loadLanguages(): Promise<void> {
+  /** Attach to the workspace's current session now (after it was stopped and started
+   * over REST, e.g. with another profile: the socket follows a new session only when
+   * it next connects). */
+  reattach(reason = "the session was restarted"): void {
+    this.stream.reconnectNow(reason);
+  }
+
+  private async loadInfo(): Promise<void> {
     try {
-      const info = await this.api.get<{ languages?: unknown[] } | null>(`/api/workspaces/${this.workspaceId}/session`);
+      const info = await this.api.get<{ languages?: unknown[]; profile?: unknown } | null>(
+        `/api/workspaces/${this.workspaceId}/session`,
+      );
       this.setLanguages((info?.languages ?? []).filter(isLanguage));
+      // null while a session starts (its spawner has not said yet): keep what is known
+      if (typeof info?.profile === "string" && info.profile !== this.view.profile) this.update({ profile: info.profile });
     } catch {
       // keep what is known
     }

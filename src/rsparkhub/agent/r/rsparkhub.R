@@ -466,6 +466,9 @@ describe <- function(x) {
         if (tp == "NULL") {
             kind <- "null"; len <- 0L; size <- 0
             "NULL"
+        } else if (tp == "list" && inherits(x, c("rspark_df", "rspark_glm"))) {
+            kind <- "object"; len <- 1L  # Spark handles (spark.R): their label, no query
+            as.character(.subset2(x, "label"))[1L]
         } else if (is.data.frame(x)) {
             kind <- "table"; d <- df_dims(x); len <- d[2L]; tabular <- TRUE
             children <- d[2L] > 0L

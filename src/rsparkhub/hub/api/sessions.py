@@ -4,6 +4,7 @@ history; health and doctor."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from rsparkhub.hub.access import workspace_for
@@ -11,7 +12,8 @@ from rsparkhub.hub.api.deps import AdminDep, CallerDep, DbDep, HubDep
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import Execution, Plot, Project, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
-from rsparkhub.hub.errors import not_found
+from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.spawners.base import profiles_for
 
 router = APIRouter(tags=["sessions"])
 
@@ -33,6 +35,7 @@ def session_info(row: SessionRow, hub: HubDep) -> dict[str, object]:
         "memory_bytes": hub.sessions.spawner.memory(live.spawner_state)
         if live and live.alive
         else None,
+        "profile": (live.spawner_state if live else row.spawner_state or {}).get("profile"),
     }
 
 
@@ -57,15 +60,48 @@ async def get_session(
     return session_info(row, hub) if row else None
 
 
+class StartSession(BaseModel):
+    """Optional body of a session start: the profile to run with (``GET /api/profiles``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    profile: str | None = Field(default=None, min_length=1, max_length=63)
+
+
+@router.get("/api/profiles", summary="Session profiles the caller may start sessions with")
+async def list_profiles(caller: CallerDep, hub: HubDep) -> list[dict[str, object]]:
+    return profiles_for(hub.sessions.spawner, caller.user.name, caller.user.is_admin)
+
+
 @router.post(
     "/api/workspaces/{workspace_id}/session",
-    summary="Start the workspace's session (no-op if running)",
+    summary="Start the workspace's session (no-op if running), optionally with a profile",
 )
 async def start_session(
-    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+    workspace_id: str,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    body: StartSession | None = None,
 ) -> dict[str, object]:
     w = await workspace_for(db, caller, workspace_id, "write")
-    live = await hub.sessions.ensure_session(w.id)
+    wid = w.id
+    profile = body.profile if body is not None else None
+    if profile is not None:
+        names = [
+            str(p["name"])
+            for p in profiles_for(hub.sessions.spawner, caller.user.name, caller.user.is_admin)
+        ]
+        if profile not in names:
+            raise ApiError(
+                422,
+                "unknown_profile",
+                f"There is no session profile '{profile}' you may use; pick one of "
+                f"{', '.join(names) or 'none'} (GET /api/profiles).",
+            )
+    # A start can take a while (a pod to create): hold no database connection meanwhile,
+    # or concurrent starts exhaust the pool.
+    await db.rollback()
+    live = await hub.sessions.ensure_session(wid, profile=profile)
     row = await db.get(SessionRow, live.id)
     assert row is not None
     return session_info(row, hub)

@@ -4,6 +4,7 @@ the session up after a restart."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +23,11 @@ class SessionSpec:
     max_file_bytes: int = 50 * 1024 * 1024
     languages: str | None = None  # comma-separated subset of r,python,bash
     env: dict[str, str] = field(default_factory=dict)
+    # The profile the session runs with (None = the spawner's default); see profiles_for().
+    profile: str | None = None
+    # Start-up progress for the session's clients ("pulling image …"); a spawner may call
+    # it while the session starts. Spawners that start at once (local) ignore it.
+    progress: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)
 
     @property
     def workdir(self) -> Path:
@@ -52,3 +58,26 @@ class Spawner(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """What ``doctor`` shows: sandboxing, limits."""
+
+    # Optional hooks, looked up with getattr (the local spawner has none of them):
+    #   profiles(user, is_admin) -> list[dict]   the profiles a user may pick (profiles_for)
+    #   async reconcile(known_session_ids)       after adoption: remove sessions nobody owns
+    #   async close()                            hub shutdown: stop watches, free clients
+    #   start_timeout_s: float                   replaces session_start_timeout_s
+
+
+LOCAL_PROFILE: dict[str, Any] = {
+    "name": "local",
+    "display_name": "This machine",
+    "description": "A session on the hub's own machine.",
+    "default": True,
+}
+
+
+def profiles_for(spawner: Any, user: str, is_admin: bool) -> list[dict[str, Any]]:
+    """The profiles ``user`` may start sessions with; the first marked default is used when
+    none is asked for. Spawners without profiles offer the single ``local`` one."""
+    fn = getattr(spawner, "profiles", None)
+    if fn is None:
+        return [dict(LOCAL_PROFILE)]
+    return list(fn(user, is_admin))

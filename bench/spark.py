@@ -1,0 +1,489 @@
+"""Spark and PostgreSQL from sessions (issue #5), through a real hub with the embedded Spark
+Connect server and the embedded PostgreSQL server.
+
+1. **New session → first Spark result** (attach to a fresh workspace, then
+   ``SparkSession.builder.getOrCreate()`` + ``spark.sql("SELECT 1").collect()`` in Python,
+   until the value arrives at the client):
+   - *warm*: the Spark server is already running (session start then also waits for the
+     hub to prepare the session's server-side Spark session);
+   - *cold*: a hub started fresh, the server not yet up (this session's start launches it;
+     pyspark's client retries until it opens). The hub's own log line "the Spark Connect
+     server is up after … s" is reported next to it.
+   Next to it: new session → first Python ``1`` on the same hub, so the difference is
+   what Spark adds (pyspark import, connect, first query).
+2. **Round trip of ``SELECT 1``** timed inside the session's kernels (no hub in the loop):
+   through Spark Connect from Python (``spark.sql(…).collect()``), from R through the R
+   interface (``rspark_collect(rspark_sql(…))``, r/spark.R) and from R with reticulate and
+   plain lists (``[tuple(r) for r in spark.sql(…).collect()]``), versus an in-process
+   classic ``SparkSession`` (``local[1]``, a subprocess of the benchmark) — as ratios.
+3. **PostgreSQL ``SELECT 1``** round trip from the session (Python psycopg, R DBI +
+   RPostgreSQL, each connected with no arguments through the PG* variables) versus psycopg
+   directly from the benchmark process to the same server, database and role (the
+   benchmark learns the password by having an admin rotate it; it is never printed).
+
+N warm-ups are dropped before each timed loop. Every loop is bounded in count and time.
+
+Usage: .venv/bin/python bench/spark.py [--n 200] [--warm 3] [--cold 2] [--quick]
+       [--json OUT] [--record]   (--record writes its section of bench/RESULTS.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _hub import (  # noqa: E402
+    Deadline,
+    HubClient,
+    HubProcess,
+    P,
+    fmt_ms,
+    machine_facts,
+    new_workspace,
+    record_section,
+    running_hub,
+    stats,
+    table,
+)
+
+TITLE = "7. Spark and PostgreSQL (`bench/spark.py`)"
+RUN_TIMEOUT = 300.0
+WARMUP = 10
+SPARK_ENV = {
+    "RSPARKHUB_SPARK": "embedded",
+    "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g",
+    "RSPARKHUB_SPARK_MASTER": "local[2]",
+}
+
+PY_FIRST = (
+    "from pyspark.sql import SparkSession\n"
+    "spark = SparkSession.builder.getOrCreate()\n"
+    "spark.sql('SELECT 1 AS x').collect()[0].x\n"
+)
+
+PY_SETUP = """
+import json as _bj, time as _bt
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()
+import psycopg
+_bpg = psycopg.connect(autocommit=True)  # PGHOST … PGPASSWORD of the session
+_bcur = _bpg.cursor()
+def _b_spark():
+    spark.sql("SELECT 1 AS x").collect()
+def _b_pg():
+    _bcur.execute("SELECT 1"); _bcur.fetchone()
+def _btime(f, k):
+    ts = []
+    for _ in range(k):
+        t0 = _bt.perf_counter(); f(); ts.append(_bt.perf_counter() - t0)
+    print(_bj.dumps(ts))
+for _ in range({warm}):
+    _b_spark(); _b_pg()
+"""
+
+R_SETUP = """
+.btime <- function(f, k) {{
+  ts <- numeric(k)
+  for (i in seq_len(k)) {{
+    t0 <- Sys.time(); f(); ts[i] <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+  }}
+  cat(sprintf("%.9f", ts), "\\n")
+}}
+reticulate::py_run_string(paste(
+  "from pyspark.sql import SparkSession as BenchSession",
+  "bench_spark = BenchSession.builder.getOrCreate()",
+  "def bench_q():",
+  "    return [tuple(r) for r in bench_spark.sql('SELECT 1 AS x').collect()]",
+  sep = "\\n"))
+.b_reticulate <- reticulate::py$bench_q
+stopifnot(identical(.b_reticulate()[[1]][[1]], 1L))
+.bcon <- DBI::dbConnect(RPostgreSQL::PostgreSQL())  # PGHOST … PGPASSWORD of the session
+.b_pg <- function() invisible(DBI::dbGetQuery(.bcon, "SELECT 1"))
+for (i in seq_len({warm})) {{ invisible(.b_reticulate()); .b_pg() }}
+"""
+
+R_RSPARK_SETUP = """
+if (!exists("rspark_sql")) stop("the R Spark interface (rspark_*) is not loaded")
+.b_rspark <- function() invisible(rspark_collect(rspark_sql("SELECT 1 AS x")))
+for (i in seq_len({warm})) .b_rspark()
+"""
+
+# (name, language, code of one round of k)
+PATHS = [
+    ("spark_python", "python", "_btime(_b_spark, {k})"),
+    ("spark_r_rspark", "r", ".btime(.b_rspark, {k})"),
+    ("spark_r_reticulate", "r", ".btime(.b_reticulate, {k})"),
+    ("pg_python", "python", "_btime(_b_pg, {k})"),
+    ("pg_r", "r", ".btime(.b_pg, {k})"),
+]
+ROUNDS = 4
+
+LOCAL_CLASSIC = """
+import json, os, sys, time, warnings
+warnings.filterwarnings("ignore")
+os.environ.pop("SPARK_REMOTE", None)
+from pyspark.sql import SparkSession
+t0 = time.perf_counter()
+spark = (SparkSession.builder.master("local[1]").appName("bench-local")
+         .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+print("STARTED " + json.dumps(time.perf_counter() - t0), flush=True)
+for line in sys.stdin:  # one round per line: the number of queries
+    ts = []
+    for _ in range(int(line)):
+        t = time.perf_counter(); spark.sql("SELECT 1 AS x").collect()
+        ts.append(time.perf_counter() - t)
+    print("RESULT " + json.dumps(ts), flush=True)
+spark.stop()
+"""
+
+
+class LocalClassic:
+    """An in-process classic SparkSession (local[1]) in a subprocess, driven by rounds."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(LOCAL_CLASSIC)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self.start_s = float(self._line("STARTED "))
+
+    def _line(self, prefix: str) -> str:
+        assert self.proc.stdout is not None
+        for _ in range(10000):  # bounded: pyspark may print a few lines of its own
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the local SparkSession process ended")
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+        raise RuntimeError("no answer from the local SparkSession process")
+
+    def round(self, k: int) -> list[float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{k}\n")
+        self.proc.stdin.flush()
+        return [float(x) for x in json.loads(self._line("RESULT "))]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _floats(text: str) -> list[float]:
+    text = text.strip()
+    if text.startswith("["):
+        return [float(x) for x in json.loads(text.splitlines()[-1])]
+    return [float(x) for x in text.split()]
+
+
+async def _run(att: Any, code: str, language: str, timeout: float = RUN_TIMEOUT) -> str:
+    res = await att.run(code, language=language, timeout=timeout)
+    if not res.ok:
+        errs = [(e.ename, e.evalue[:300]) for e in res.errors]
+        raise RuntimeError(f"{language}: {code[:60]!r} failed: {errs} {res.stderr[-300:]}")
+    return str(res.stdout)
+
+
+async def first_result(client: HubClient, code: str, language: str) -> float:
+    """A fresh workspace: attach (starts the session) → the execution's done event."""
+    wid = await new_workspace(client, "spark-first")
+    t0 = time.perf_counter()
+    async with client.attach(wid) as att:
+        rid = uuid.uuid4().hex
+        await att.send(P.ExecuteRequest(id=rid, code=code, language=language))  # type: ignore[arg-type]
+        async for msg in att.messages(timeout=RUN_TIMEOUT):
+            if msg.get("type") != "event":
+                continue
+            ev = P.parse_event(msg["event"])
+            if isinstance(ev, P.DoneEvent) and ev.request_id == rid:
+                if ev.status != "ok":
+                    raise RuntimeError(f"first {language} result failed: {ev}")
+                took = time.perf_counter() - t0
+                break
+        else:
+            raise RuntimeError("no done event")
+    await client.stop_session(wid)
+    return took
+
+
+async def wait_running(hub: HubProcess, client: HubClient, budget: Deadline) -> None:
+    while (await client.request("GET", "/api/spark"))["state"] != "running":
+        budget.check("waiting for the Spark server")
+        await asyncio.sleep(0.5)
+
+
+async def warm_part(hub: HubProcess, n: int, warm_runs: int, budget: Deadline) -> dict[str, Any]:
+    # PostgreSQL runs as the `postgres` system user, which must reach DATA_DIR/postgres
+    # (the benchmark's temporary directory is 0700)
+    hub.data_dir.parent.chmod(0o755)
+    token = hub.make_user("bench")
+    admin = hub.make_user("root", admin=True)
+    out: dict[str, Any] = {}
+    async with HubClient(hub.url, token) as client:
+        # a first session starts the server; it also holds the round-trip loops
+        wid = await new_workspace(client, "spark-loops")
+        async with client.attach(wid) as att:
+            await _run(att, "1", "python")
+            await wait_running(hub, client, budget)
+            out["first_python"] = [await first_result(client, "1", "python")
+                                   for _ in range(warm_runs)]  # fmt: skip
+            out["first_spark_warm"] = [await first_result(client, PY_FIRST, "python")
+                                       for _ in range(warm_runs)]  # fmt: skip
+            budget.check("first results")
+            await _run(att, PY_SETUP.format(warm=WARMUP), "python")
+            await _run(att, R_SETUP.format(warm=WARMUP), "r")
+            paths = list(PATHS)
+            try:
+                await _run(att, R_RSPARK_SETUP.format(warm=WARMUP), "r")
+            except RuntimeError as exc:
+                out["spark_r_rspark_error"] = str(exc)[:300]
+                paths = [p for p in paths if p[0] != "spark_r_rspark"]
+            budget.check("setup")
+            # the local classic session and the direct PostgreSQL connection take part in
+            # the same rounds, so that the machine's load drifts over all paths alike
+            local = await asyncio.to_thread(LocalClassic)
+            out["local_start_s"] = local.start_s
+            async with HubClient(hub.url, admin) as root:
+                creds = await root.request("POST", "/api/users/bench/database/rotate")
+            pg = await asyncio.to_thread(_pg_connect, creds)
+            try:
+                await asyncio.to_thread(local.round, WARMUP)
+                await asyncio.to_thread(_pg_round, pg, WARMUP)
+                k = max(1, n // ROUNDS)
+                for r in range(ROUNDS):
+                    order = paths[r % len(paths) :] + paths[: r % len(paths)]
+                    out.setdefault("spark_local", []).extend(
+                        await asyncio.to_thread(local.round, k)
+                    )
+                    out.setdefault("pg_direct", []).extend(
+                        await asyncio.to_thread(_pg_round, pg, k)
+                    )
+                    for name, language, code in order:
+                        text = await _run(att, code.format(k=k), language)
+                        out.setdefault(name, []).extend(_floats(text))
+                    budget.check(f"round {r + 1}")
+            finally:
+                await asyncio.to_thread(local.close)
+                await asyncio.to_thread(pg.close)
+        await client.stop_session(wid)
+    log = hub.log_path.read_text()
+    m = re.search(r"the Spark Connect server is up after ([0-9.]+) s", log)
+    out["server_up_s"] = float(m.group(1)) if m else None
+    return out
+
+
+def _pg_connect(creds: dict[str, Any]) -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        host=creds["host"],
+        port=creds["port"],
+        user=creds["user"],
+        dbname=creds["database"],
+        password=creds["password"],
+        autocommit=True,
+    )
+
+
+def _pg_round(conn: Any, k: int) -> list[float]:
+    cur = conn.cursor()
+    ts = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        cur.execute("SELECT 1")
+        cur.fetchone()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
+async def cold_once(hub: HubProcess) -> dict[str, float | None]:
+    token = hub.make_user("cold")
+    async with HubClient(hub.url, token) as client:
+        took = await first_result(client, PY_FIRST, "python")
+    m = re.search(r"the Spark Connect server is up after ([0-9.]+) s", hub.log_path.read_text())
+    return {"first_spark_cold": took, "server_up_s": float(m.group(1)) if m else None}
+
+
+def fmt_t(seconds: float) -> str:
+    """ms, with µs precision below 1 ms (PostgreSQL round trips are tens of µs)."""
+    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else fmt_ms(seconds)
+
+
+def report(data: dict[str, Any]) -> str:
+    w = data["warm"]
+
+    def cell(xs: list[float] | None) -> str:
+        if not xs:
+            return "–"
+        s = stats(xs)
+        return f"{fmt_t(s['median'])} (min {fmt_t(s['min'])}, p95 {fmt_t(s['p95'])}, n={s['n']})"
+
+    def once(xs: list[float]) -> str:
+        s = stats(xs)
+        return f"{fmt_ms(s['median'])} ({fmt_ms(s['min'])}–{fmt_ms(s['max'])}, n={s['n']})"
+
+    def ratio(xs: list[float] | None, ref: list[float]) -> str:
+        return f"{stats(xs)['median'] / stats(ref)['median']:.1f}×" if xs else "–"
+
+    cold = [c["first_spark_cold"] for c in data["cold"]]
+    ups = [c["server_up_s"] for c in data["cold"] if c["server_up_s"] is not None]
+    s_py = stats(w["first_python"])["median"]
+    s_warm = stats(w["first_spark_warm"])["median"]
+    rows1 = [
+        ["new session → first Python `1` (same hub, server running)", once(w["first_python"])],
+        ["new session → first Spark result, server running (warm)", once(w["first_spark_warm"])],
+        ["… Spark's share of it (pyspark import, connect, query)", fmt_ms(s_warm - s_py)],
+        ["new session → first Spark result, fresh hub, server not up (cold)",
+         once(cold) if cold else "–"],
+        ["… the hub's server start in those runs (its log: 'up after')",
+         once(ups) if ups else "–"],
+    ]  # fmt: skip
+    local = w["spark_local"]
+    rspark = w.get("spark_r_rspark")
+    rows2 = [
+        ["in-process classic SparkSession (local[1], no Connect), Python", cell(local), "1.0×"],
+        ["Python kernel → Spark Connect (`spark.sql(…).collect()`)",
+         cell(w["spark_python"]), ratio(w["spark_python"], local)],
+        ["R kernel → R interface (`rspark_collect(rspark_sql(…))`) → Spark Connect",
+         cell(rspark) if rspark else f"not measured: {w.get('spark_r_rspark_error', '')[:80]}",
+         ratio(rspark, local)],
+        ["R kernel → reticulate, plain lists → Spark Connect",
+         cell(w["spark_r_reticulate"]), ratio(w["spark_r_reticulate"], local)],
+    ]  # fmt: skip
+    rows3 = [
+        ["psycopg from the benchmark process (direct)", cell(w["pg_direct"]), "1.0×"],
+        ["Python kernel, psycopg (PG* variables)", cell(w["pg_python"]),
+         ratio(w["pg_python"], w["pg_direct"])],
+        ["R kernel, DBI + RPostgreSQL (PG* variables)", cell(w["pg_r"]),
+         ratio(w["pg_r"], w["pg_direct"])],
+    ]  # fmt: skip
+    n, rounds = data["n"], ROUNDS
+    med = {k: stats(v)["median"] for k, v in w.items() if isinstance(v, list) and v}
+    notes = [
+        "How to read it:",
+        f"* Warm, Spark adds {fmt_ms(s_warm - s_py)} to a new session's first result: "
+        "importing pyspark in the kernel, the gRPC connection and the first query (the "
+        "session start itself waits for the hub to create the session's server-side Spark "
+        "session, which is in the Python `1` row too).",
+    ]
+    if cold and ups:
+        notes.append(
+            f"* Cold, the first result came {stats(cold)['median'] - stats(ups)['median']:.1f} s "
+            "after the hub's server was up: the query waits for pyspark's next retry of the "
+            "refused connection (exponential backoff: about 0.05, 0.25, 1, 4, 17, 68 s after "
+            "the first attempt), so a cold first result lands on one of those steps."
+        )
+    notes.append(
+        f"* A trivial query costs about as much through Spark Connect "
+        f"({fmt_t(med['spark_python'])}) as in an in-process classic session "
+        f"({fmt_t(med['spark_local'])}): both are dominated by Spark planning and running "
+        "the query, not by the gRPC hop."
+    )
+    if "spark_r_rspark" in med:
+        notes.append(
+            f"* The R interface adds {fmt_t(med['spark_r_rspark'] - med['spark_r_reticulate'])}"
+            " over raw reticulate with plain lists: its Arrow → JSON → data.frame conversion "
+            "and error handling."
+        )
+    notes.append(
+        f"* PostgreSQL from the session's Python is as fast as from outside "
+        f"({fmt_t(med['pg_python'])} vs {fmt_t(med['pg_direct'])}); from R, "
+        f"`DBI::dbGetQuery` with RPostgreSQL costs {fmt_t(med['pg_r'])} per query: the "
+        "wire takes what psycopg takes, the rest is R, DBI and RPostgreSQL (result fetching "
+        "and the data.frame)."
+    )
+    return (
+        "**Time to the first Spark result** (wall time at the client, median (min–max))\n\n"
+        + table(["measurement", "time"], rows1)
+        + f"\n\n**`SELECT 1` through Spark, round trip timed inside the process that asks** "
+        f"(N={n} per path in {rounds} interleaved rounds after {WARMUP} warm-ups; ratio of "
+        f"medians to the in-process classic session, which started in "
+        f"{w['local_start_s']:.1f} s)\n\n"
+        + table(["path", "median (min, p95)", "vs in-process"], rows2)
+        + "\n\n**PostgreSQL `SELECT 1` round trip** (same rounds; autocommit; the user's "
+        "database and role on the embedded server, over TCP 127.0.0.1)\n\n"
+        + table(["path", "median (min, p95)", "vs direct"], rows3)
+        + "\n\n"
+        + "\n".join(notes)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="round trips per path")
+    ap.add_argument("--warm", type=int, default=3, help="warm first-result runs")
+    ap.add_argument("--cold", type=int, default=2, help="cold runs (a fresh hub each)")
+    ap.add_argument("--quick", action="store_true", help="n=40, warm=1, cold=1")
+    ap.add_argument("--json", type=Path, help="write the raw data here")
+    ap.add_argument("--record", action="store_true", help="write the section of RESULTS.md")
+    ap.add_argument("--report", type=Path, help="no run: print the tables of a --json file")
+    args = ap.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
+    if args.quick:
+        args.n, args.warm, args.cold = 40, 1, 1
+    budget = Deadline(1800)
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    t0 = time.monotonic()
+    data: dict[str, Any] = {"n": args.n}
+    with running_hub({**SPARK_ENV, "RSPARKHUB_USER_DATABASES": "embedded"}) as hub:
+        data["warm"] = asyncio.run(warm_part(hub, args.n, args.warm, budget))
+    data["cold"] = []
+    for _ in range(args.cold):
+        budget.check("cold runs")
+        with running_hub({**SPARK_ENV, "RSPARKHUB_USER_DATABASES": "off"}) as hub:
+            data["cold"].append(asyncio.run(cold_once(hub)))
+    wall = time.monotonic() - t0
+    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    text = report(data)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(data))
+    if args.record:
+        facts = machine_facts()
+        facts["pyspark"] = _pyspark_version()
+        facts["java"] = _java()
+        facts["mode"] = "quick" if args.quick else "full"
+        record_section(TITLE, "bench/spark.py", text, facts, wall, (load0, load1))
+
+
+def _pyspark_version() -> str:
+    import pyspark
+
+    return str(pyspark.__version__)
+
+
+def _java() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=20)
+        return (out.stderr or out.stdout).splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        return "?"
+
+
+if __name__ == "__main__":
+    main()

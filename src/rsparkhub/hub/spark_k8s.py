@@ -1,0 +1,560 @@
+"""One Spark Connect driver per session on Kubernetes (``spark = 'kubernetes'``).
+
+Pure builders for the objects, plus idempotent create/delete through the official
+``kubernetes`` client (run in threads off the event loop). The hub's Kubernetes wiring
+calls :func:`create_driver` when a session starts and :func:`delete_driver` when it stops,
+and hands the session ``SPARK_REMOTE`` = :func:`remote_url`.
+
+What runs:
+
+* a **driver pod** (``component=spark-driver``) running ``spark-submit --class
+  …SparkConnectServer`` from an ``apache/spark`` image in **client mode** against
+  ``k8s://https://kubernetes.default.svc`` with the ``rsparkhub-spark`` service account
+  (the API credentials come from its mounted token: the Kubernetes client inside Spark
+  configures itself in-cluster and refreshes the rotated token);
+* a **headless Service** of the same name giving the driver a stable DNS name
+  (``spark.driver.host``) that executors dial back on the fixed driver (7078) and block
+  manager (7079) ports, and sessions reach on Spark Connect's 15002; 4040 is the UI, which
+  the hub proxies at ``/spark-ui/<user>`` (``spark.ui.proxyBase``);
+* **executors** created by the driver under dynamic allocation with shuffle tracking (no
+  external shuffle service on Kubernetes), from the executor pod template in the
+  ``rsparkhub-spark-executor-template`` ConfigMap of the manifests (restricted security
+  context, no API token). ``spark.kubernetes.driver.pod.name`` makes Spark give every
+  executor an ownerReference to the driver pod, so executors go when the driver goes.
+
+Ownership chain: session pod → driver pod (when the caller passes the session pod as
+``owner``) → Service and executors. Deleting the session pod garbage-collects all of it;
+:func:`delete_driver` also deletes explicitly, tolerating 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from rsparkhub.hub.errors import ApiError
+
+# The session pods' label values: a driver's rsparkhub.io/user and rsparkhub.io/session
+# labels equal its session pod's (user names may start with "_" or be 64 characters long).
+from rsparkhub.hub.spawners.k8s_objects import label_value
+from rsparkhub.hub.userdb import role_name
+
+if TYPE_CHECKING:
+    from rsparkhub.config import Settings
+
+log = logging.getLogger("rsparkhub.spark_k8s")
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+SPARK_SUBMIT = "/opt/spark/bin/spark-submit"
+MASTER = "k8s://https://kubernetes.default.svc"
+CONNECT_PORT = 15002
+DRIVER_PORT = 7078
+BLOCK_MANAGER_PORT = 7079
+UI_PORT = 4040
+SPARK_UID = 185  # the `spark` user of the apache/spark images
+DEFAULT_IMAGE = "apache/spark:4.0.1"
+SERVICE_ACCOUNT = "rsparkhub-spark"
+EXECUTOR_TEMPLATE_CONFIGMAP = "rsparkhub-spark-executor-template"
+EXECUTOR_TEMPLATE_KEY = "executor-pod-template.yaml"
+EXECUTOR_TEMPLATE_DIR = "/opt/rsparkhub/spark"
+WORK_DIR = "/opt/spark/work-dir"
+APP = "rsparkhub"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_USER = "rsparkhub.io/user"
+LABEL_WORKSPACE = "rsparkhub.io/workspace"
+LABEL_SESSION = "rsparkhub.io/session"
+API_TIMEOUT_S = 30.0
+
+_MEMORY = re.compile(r"^\s*(\d+)\s*([kmgtp]?)b?\s*$", re.IGNORECASE)
+
+
+class SparkDriverError(ApiError):
+    """The Kubernetes API refused or failed a driver operation; the message says why."""
+
+    def __init__(self, code: str, message: str, status: int = 503) -> None:
+        super().__init__(status, code, message)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """An object the driver objects belong to (garbage-collected with it): normally the
+    session pod."""
+
+    name: str
+    uid: str
+    kind: str = "Pod"
+    api_version: str = "v1"
+
+    def reference(self) -> dict[str, Any]:
+        # blockOwnerDeletion stays false: setting it true needs `update` on the owner's
+        # finalizers, which the hub's Role deliberately does not grant.
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "blockOwnerDeletion": False,
+        }
+
+
+@dataclass(frozen=True)
+class SparkK8sConfig:
+    """Everything the builders need; :meth:`from_settings` maps the hub's settings."""
+
+    namespace: str
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    driver_memory: str = "2g"
+    driver_cores: int = 1
+    executor_memory: str = "2g"
+    executor_cores: int = 1
+    min_executors: int = 0
+    max_executors: int = 4
+    executor_idle_timeout: str = "60s"
+    service_account: str = SERVICE_ACCOUNT
+    warehouse_dir: str = f"{WORK_DIR}/warehouse"
+    executor_template_configmap: str | None = EXECUTOR_TEMPLATE_CONFIGMAP
+    hub_base_path: str = ""  # the path of the hub's public URL ("" at the root)
+    extra_conf: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, namespace: str | None = None) -> SparkK8sConfig:
+        ns = namespace or getattr(settings, "kubernetes_namespace", None) or "default"
+        return cls(
+            namespace=str(ns),
+            image=settings.spark_kubernetes_image,
+            driver_memory=settings.spark_kubernetes_driver_memory,
+            executor_memory=settings.spark_kubernetes_executor_memory,
+            executor_cores=settings.spark_kubernetes_executor_cores,
+            max_executors=settings.spark_kubernetes_max_executors,
+            warehouse_dir=settings.spark_kubernetes_warehouse_dir,
+            hub_base_path=urlsplit(settings.base_url).path.rstrip("/"),
+            extra_conf=dict(settings.spark_kubernetes_conf),
+        )
+
+
+# ---------------------------------------------------------------------- names and labels
+def driver_name(session_id: str) -> str:
+    """``rsparkhub-spark-<10 hex>``: a DNS-1035 label (Service names must start with a
+    letter), derived from the session id so create and delete agree without stored
+    state. (Executor pods are named by Spark from the app name plus an id unique to each
+    driver JVM, so a driver restarted in the same pod never collides with the executors
+    of its previous run.)"""
+    return f"rsparkhub-spark-{hashlib.sha256(session_id.encode()).hexdigest()[:10]}"
+
+
+def labels(
+    user: str, session_id: str, component: str, workspace: str | None = None
+) -> dict[str, str]:
+    out = {
+        LABEL_NAME: APP,
+        LABEL_COMPONENT: component,
+        LABEL_USER: label_value(user),
+        LABEL_SESSION: label_value(session_id),
+    }
+    if workspace is not None:
+        out[LABEL_WORKSPACE] = label_value(workspace)
+    return out
+
+
+def service_host(cfg: SparkK8sConfig, session_id: str) -> str:
+    return f"{driver_name(session_id)}.{cfg.namespace}.svc"
+
+
+def ui_proxy_base(user: str, hub_base_path: str = "") -> str:
+    """Where the hub serves the user's Spark UI (its ``/spark-ui/<user>`` route)."""
+    return f"{hub_base_path.rstrip('/')}/spark-ui/{quote(user, safe='')}"
+
+
+def memory_mib(spark_memory: str) -> int:
+    """A Spark memory string (``512m``, ``2g``, ``2048`` = MiB) in MiB."""
+    m = _MEMORY.match(spark_memory)
+    if not m:
+        raise ValueError(f"not a Spark memory size: {spark_memory!r} (use e.g. 512m or 2g)")
+    n, unit = int(m.group(1)), m.group(2).lower()
+    factor = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024**2, "p": 1024**3}[unit]
+    return max(1, int(n * factor))
+
+
+def pod_memory_mib(spark_memory: str) -> int:
+    """JVM heap plus Spark's default overhead (10 %, at least 384 MiB)."""
+    heap = memory_mib(spark_memory)
+    return heap + max(384, heap // 10)
+
+
+# ---------------------------------------------------------------------- Spark settings
+def spark_conf(
+    cfg: SparkK8sConfig,
+    user: str,
+    session_id: str,
+    *,
+    proxy_base: str | None = None,
+) -> dict[str, str]:
+    """The driver's Spark settings (all values strings), ``cfg.extra_conf`` last."""
+    name = driver_name(session_id)
+    conf: dict[str, str] = {
+        "spark.master": MASTER,
+        "spark.submit.deployMode": "client",
+        "spark.app.name": f"rsparkhub-{label_value(user)[:30].rstrip('-_.')}",
+        "spark.kubernetes.namespace": cfg.namespace,
+        "spark.kubernetes.container.image": cfg.image,
+        "spark.kubernetes.container.image.pullPolicy": cfg.image_pull_policy,
+        "spark.kubernetes.driver.pod.name": name,
+        "spark.kubernetes.authenticate.driver.serviceAccountName": cfg.service_account,
+        "spark.driver.host": service_host(cfg, session_id),
+        "spark.driver.bindAddress": "0.0.0.0",
+        "spark.driver.port": str(DRIVER_PORT),
+        "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
+        "spark.blockManager.port": str(BLOCK_MANAGER_PORT),
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.driver.cores": str(cfg.driver_cores),
+        "spark.executor.memory": cfg.executor_memory,
+        "spark.executor.cores": str(cfg.executor_cores),
+        "spark.dynamicAllocation.enabled": "true",
+        "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+        "spark.dynamicAllocation.minExecutors": str(cfg.min_executors),
+        "spark.dynamicAllocation.initialExecutors": str(cfg.min_executors),
+        "spark.dynamicAllocation.maxExecutors": str(cfg.max_executors),
+        "spark.dynamicAllocation.executorIdleTimeout": cfg.executor_idle_timeout,
+        "spark.kubernetes.executor.deleteOnTermination": "true",
+        "spark.connect.grpc.binding.port": str(CONNECT_PORT),
+        "spark.connect.session.manager.defaultSessionTimeout": "7d",
+        "spark.ui.port": str(UI_PORT),
+        "spark.ui.proxyBase": (
+            proxy_base if proxy_base is not None else ui_proxy_base(user, cfg.hub_base_path)
+        ),
+        # The UI is read-only through the hub (its proxy passes GET and HEAD only).
+        "spark.ui.killEnabled": "false",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": f"{cfg.warehouse_dir.rstrip('/')}/{role_name(user)}",
+        "spark.hadoop.javax.jdo.option.ConnectionURL":
+            f"jdbc:derby:;databaseName={WORK_DIR}/metastore;create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={WORK_DIR}",
+        "spark.local.dir": "/tmp",
+        "spark.jars.ivy": "/tmp/.ivy2",
+    }  # fmt: skip
+    for key, value in labels(user, session_id, "spark-executor").items():
+        conf[f"spark.kubernetes.executor.label.{key}"] = value
+    if cfg.executor_template_configmap:
+        conf["spark.kubernetes.executor.podTemplateFile"] = (
+            f"{EXECUTOR_TEMPLATE_DIR}/{EXECUTOR_TEMPLATE_KEY}"
+        )
+    conf.update({str(k): str(v) for k, v in cfg.extra_conf.items()})
+    return conf
+
+
+def executor_pod_template() -> dict[str, Any]:
+    """The executor pod template the manifests ship in the ``rsparkhub-spark-executor-
+    template`` ConfigMap (tests keep the two identical): Spark fills in image, command,
+    resources and labels; this adds what the restricted Pod Security level asks for."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": SPARK_UID,
+                "runAsGroup": SPARK_UID,
+                "fsGroup": SPARK_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "spark-kubernetes-executor",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+# ---------------------------------------------------------------------- objects
+def _metadata(
+    name: str, namespace: str, lbls: dict[str, str], owner: Owner | None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": lbls}
+    if owner is not None:
+        meta["ownerReferences"] = [owner.reference()]
+    return meta
+
+
+def build_driver_pod(
+    cfg: SparkK8sConfig,
+    user: str,
+    session_id: str,
+    *,
+    owner: Owner | None = None,
+    workspace: str | None = None,
+    proxy_base: str | None = None,
+) -> dict[str, Any]:
+    """The driver pod; ``owner`` (normally the session pod) takes it down with it."""
+    name = driver_name(session_id)
+    conf = spark_conf(cfg, user, session_id, proxy_base=proxy_base)
+    command = [
+        SPARK_SUBMIT,
+        "--class", SERVER_CLASS,
+        "--name", conf["spark.app.name"],
+        "--driver-memory", conf["spark.driver.memory"],
+    ]  # fmt: skip
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    command.append("spark-internal")
+    memory = f"{pod_memory_mib(conf['spark.driver.memory'])}Mi"
+    volume_mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "work", "mountPath": WORK_DIR},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "work", "emptyDir": {}},
+    ]
+    if cfg.executor_template_configmap:
+        volume_mounts.append(
+            {"name": "executor-template", "mountPath": EXECUTOR_TEMPLATE_DIR, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "executor-template",
+                "configMap": {
+                    "name": cfg.executor_template_configmap,
+                    "items": [{"key": EXECUTOR_TEMPLATE_KEY, "path": EXECUTOR_TEMPLATE_KEY}],
+                },
+            }
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(
+            name, cfg.namespace, labels(user, session_id, "spark-driver", workspace), owner
+        ),
+        "spec": {
+            "serviceAccountName": cfg.service_account,
+            "automountServiceAccountToken": True,
+            # The Spark Connect server exits non-zero when it fails: start it again in the
+            # same pod (same name, Service and executors' owner), never after a clean exit.
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 30,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": SPARK_UID,
+                "runAsGroup": SPARK_UID,
+                "fsGroup": SPARK_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "spark-connect",
+                    "image": cfg.image,
+                    "imagePullPolicy": cfg.image_pull_policy,
+                    "command": command,
+                    "workingDir": WORK_DIR,
+                    "env": [
+                        {"name": "SPARK_USER", "value": label_value(user)},
+                        {"name": "HOME", "value": WORK_DIR},
+                    ],
+                    "ports": [
+                        {"name": "spark-connect", "containerPort": CONNECT_PORT},
+                        {"name": "driver", "containerPort": DRIVER_PORT},
+                        {"name": "blockmanager", "containerPort": BLOCK_MANAGER_PORT},
+                        {"name": "spark-ui", "containerPort": UI_PORT},
+                    ],
+                    "readinessProbe": {
+                        "tcpSocket": {"port": "spark-connect"},
+                        "periodSeconds": 5,
+                        "failureThreshold": 3,
+                    },
+                    "resources": {
+                        "requests": {"cpu": str(cfg.driver_cores), "memory": memory},
+                        "limits": {"memory": memory},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": volume_mounts,
+                }
+            ],
+            "volumes": volumes,
+        },
+    }
+
+
+def build_driver_service(
+    cfg: SparkK8sConfig,
+    user: str,
+    session_id: str,
+    *,
+    owner: Owner | None = None,
+    workspace: str | None = None,
+) -> dict[str, Any]:
+    """The driver's headless Service (the driver pod as ``owner`` ties their lifetimes)."""
+    name = driver_name(session_id)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(
+            name, cfg.namespace, labels(user, session_id, "spark-driver", workspace), owner
+        ),
+        "spec": {
+            "clusterIP": "None",
+            # Executors resolve the driver before it is Ready (it only becomes Ready once
+            # Spark Connect listens).
+            "publishNotReadyAddresses": True,
+            "selector": {
+                LABEL_NAME: APP,
+                LABEL_COMPONENT: "spark-driver",
+                LABEL_SESSION: label_value(session_id),
+            },
+            "ports": [
+                {"name": "spark-connect", "port": CONNECT_PORT, "targetPort": CONNECT_PORT},
+                {"name": "driver", "port": DRIVER_PORT, "targetPort": DRIVER_PORT},
+                {
+                    "name": "blockmanager",
+                    "port": BLOCK_MANAGER_PORT,
+                    "targetPort": BLOCK_MANAGER_PORT,
+                },
+                {"name": "spark-ui", "port": UI_PORT, "targetPort": UI_PORT},
+            ],
+        },
+    }
+
+
+def remote_url(cfg: SparkK8sConfig, user: str, session_id: str, spark_session_id: str) -> str:
+    """``SPARK_REMOTE`` for the session: its own driver, its own server-side session.
+    ``spark_session_id`` must be a UUID (Spark Connect's rule)."""
+    sid = str(uuid.UUID(spark_session_id))
+    return (
+        f"sc://{service_host(cfg, session_id)}:{CONNECT_PORT}/"
+        f";user_id={quote(user, safe='')};session_id={sid}"
+    )
+
+
+def ui_url(cfg: SparkK8sConfig, session_id: str) -> str:
+    """Where the hub's ``/spark-ui/…`` proxy reaches the driver's UI."""
+    return f"http://{service_host(cfg, session_id)}:{UI_PORT}"
+
+
+# ---------------------------------------------------------------------- API calls
+@dataclass(frozen=True)
+class DriverHandle:
+    pod_name: str
+    pod_uid: str | None
+    service_name: str
+
+
+def _api_error(action: str, exc: Any) -> SparkDriverError:
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    if status == 403:
+        return SparkDriverError(
+            "spark_driver_forbidden",
+            f"Kubernetes refused to {action} (403 Forbidden): the hub's service account needs "
+            "the rsparkhub-hub Role of the manifests (pods and services in its namespace).",
+        )
+    if status == 422:
+        return SparkDriverError(
+            "spark_driver_invalid",
+            f"Kubernetes rejected the object when asked to {action} (422 {reason}); check the "
+            "spark_kubernetes_* settings (image, memory sizes, extra conf).",
+        )
+    where = f"{status} {reason}" if status else str(reason)
+    return SparkDriverError(
+        "spark_driver_api_error",
+        f"Could not {action}: the Kubernetes API answered {where}. The hub retries on the "
+        "next session start; see the hub log for details.",
+    )
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+async def create_driver(
+    api: Any,
+    cfg: SparkK8sConfig,
+    user: str,
+    session_id: str,
+    *,
+    owner: Owner | None = None,
+    workspace: str | None = None,
+    proxy_base: str | None = None,
+) -> DriverHandle:
+    """Create the driver pod, then its Service owned by the pod. ``api`` is a
+    ``kubernetes.client.CoreV1Api``. Idempotent: objects that already exist (409) are
+    kept, so a retried start or a restarted hub gets the same driver."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    name = driver_name(session_id)
+    pod = build_driver_pod(
+        cfg, user, session_id, owner=owner, workspace=workspace, proxy_base=proxy_base
+    )
+    try:
+        created = await asyncio.to_thread(
+            api.create_namespaced_pod,
+            cfg.namespace,
+            client.V1Pod.from_dict(pod),
+            _request_timeout=API_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        if _status(exc) != 409:
+            raise _api_error(f"create the Spark driver pod {name}", exc) from exc
+        try:
+            created = await asyncio.to_thread(
+                api.read_namespaced_pod, name, cfg.namespace, _request_timeout=API_TIMEOUT_S
+            )
+        except ApiException as exc2:
+            raise _api_error(f"read the Spark driver pod {name}", exc2) from exc2
+    uid = getattr(getattr(created, "metadata", None), "uid", None)
+    svc_owner = Owner(name=name, uid=uid) if uid else owner
+    svc = build_driver_service(cfg, user, session_id, owner=svc_owner, workspace=workspace)
+    try:
+        await asyncio.to_thread(
+            api.create_namespaced_service,
+            cfg.namespace,
+            client.V1Service.from_dict(svc),
+            _request_timeout=API_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        if _status(exc) != 409:
+            raise _api_error(f"create the Spark driver service {name}", exc) from exc
+    log.info("spark driver %s for session %s created", name, session_id)
+    return DriverHandle(pod_name=name, pod_uid=uid, service_name=name)
+
+
+async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: int = 30) -> None:
+    """Delete the driver pod (its executors follow through their ownerReference) and its
+    Service. Idempotent: objects already gone (404) are fine."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = driver_name(session_id)
+    pod_kwargs: dict[str, Any] = {
+        "grace_period_seconds": grace_s,
+        "propagation_policy": "Background",
+    }
+    calls: list[tuple[str, Any, dict[str, Any]]] = [
+        ("pod", api.delete_namespaced_pod, pod_kwargs),
+        ("service", api.delete_namespaced_service, {}),
+    ]
+    for what, call, kwargs in calls:
+        try:
+            await asyncio.to_thread(call, name, namespace, _request_timeout=API_TIMEOUT_S, **kwargs)
+        except ApiException as exc:
+            if _status(exc) != 404:
+                raise _api_error(f"delete the Spark driver {what} {name}", exc) from exc
+    log.info("spark driver %s for session %s deleted", name, session_id)

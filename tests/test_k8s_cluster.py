@@ -1,0 +1,242 @@
+"""Opt-in: the Kubernetes spawner's lifecycle against a real cluster.
+
+Runs when ``KUBECONFIG`` points to a cluster and ``RSPARKHUB_K8S_IMAGE`` names a session
+image the cluster can pull (built from docker/session-python.Dockerfile and loaded into
+kind/k3d/minikube, see docs/kubernetes.md); skipped otherwise. Objects go to the namespace
+``RSPARKHUB_K8S_NAMESPACE`` (default ``rsparkhub-test``, created when missing) and are
+removed afterwards.
+
+* The API server itself validates every object the spawner builds (server-side dry run).
+* Start with progress from real pod events, stop with a grace period: the agent exits 0 on
+  SIGTERM and the pod ends Succeeded. (The agent dials a hub that is not there; it keeps
+  re-dialling until it is stopped, which is what this part needs.)
+* Failure causes: an image that cannot be pulled, a pod no node can run.
+* Adoption by a new spawner (as after a hub restart) and orphan clean-up.
+* Through a real hub, when ``RSPARKHUB_K8S_HUB_HOST`` is an address of this machine the
+  pods can reach (kind: the docker network's gateway, e.g. 172.18.0.1; k3d:
+  host.k3d.internal; minikube: host.minikube.internal): the hub listens on 0.0.0.0, a
+  session runs ``1+1`` in its pod, the hub restarts and adopts it, stop ends it Succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rsparkhub.client import HubClient
+from rsparkhub.hub.spawners.base import SessionSpec
+from rsparkhub.hub.spawners.k8s_objects import (
+    SESSION_SELECTOR,
+    PodConfig,
+    build_session_pod,
+    build_session_secret,
+    build_user_pvc,
+)
+from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile
+from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner, load_client_configuration
+
+from conftest import HubProcess
+
+IMAGE = os.environ.get("RSPARKHUB_K8S_IMAGE", "")
+NS = os.environ.get("RSPARKHUB_K8S_NAMESPACE", "rsparkhub-test")
+HUB_HOST = os.environ.get("RSPARKHUB_K8S_HUB_HOST", "")
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("KUBECONFIG") and IMAGE),
+    reason="no real cluster: set KUBECONFIG to one and RSPARKHUB_K8S_IMAGE to a session "
+    "image it can pull (docs/kubernetes.md shows kind, k3d and minikube)",
+)
+
+
+def spec(**kw: Any) -> SessionSpec:
+    return SessionSpec(
+        session_id=uuid.uuid4().hex,
+        workspace_id=uuid.uuid4().hex,
+        user=kw.pop("user", "cluster-test"),
+        token="rsa_" + uuid.uuid4().hex,
+        hub_agent_url="unused",
+        session_dir=Path("/nonexistent"),
+        log_path=Path("/nonexistent/agent.log"),
+        languages="python",
+        **kw,
+    )
+
+
+def pod_config(**kw: Any) -> PodConfig:
+    base: dict[str, Any] = {
+        "namespace": NS,
+        "image": IMAGE,
+        # Nothing listens there: the agent re-dials until it is stopped.
+        "hub_url": "ws://127.0.0.1:9/agent/ws",
+        "service_account": "default",
+    }
+    base.update(kw)
+    return PodConfig(**base)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def namespace() -> Iterator[None]:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    api = k8s.CoreV1Api(k8s.ApiClient(load_client_configuration("kubeconfig")))
+    try:
+        api.read_namespace(NS)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        api.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    yield
+    api.delete_collection_namespaced_pod(
+        NS, label_selector=SESSION_SELECTOR, grace_period_seconds=0
+    )
+    api.delete_collection_namespaced_secret(NS, label_selector=SESSION_SELECTOR)
+
+
+@asynccontextmanager
+async def spawner(**kw: Any) -> AsyncIterator[KubernetesSpawner]:
+    pc = kw.pop("pod_config", None) or pod_config()
+    sp = KubernetesSpawner(
+        namespace=NS,
+        pod_config=pc,
+        configuration=load_client_configuration("kubeconfig"),
+        credentials="kubeconfig",
+        **kw,
+    )
+    try:
+        yield sp
+    finally:
+        await sp.close()
+
+
+async def test_the_api_server_accepts_every_object() -> None:
+    async with spawner() as sp:
+        profiles = [
+            KubernetesProfile(name="default"),
+            KubernetesProfile(
+                name="gpu",
+                gpu=1,
+                node_selector={"nvidia.com/gpu.present": "true"},
+                tolerations=[
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],  # type: ignore[list-item]
+            ),
+        ]
+        s = spec(env={"PGPASSWORD": "x", "PGHOST": "db"})
+        objects = [
+            ("create_namespaced_secret", build_session_secret(s, NS)),
+            ("create_namespaced_persistent_volume_claim", build_user_pvc(s.user, NS, "1Gi")),
+        ]
+        for prof in profiles:
+            for cfg in (
+                pod_config(),
+                pod_config(user_volume=True, image_pull_secrets=("regcred",)),
+            ):
+                objects.append(("create_namespaced_pod", build_session_pod(s, prof, cfg)))
+        for method, obj in objects:
+            await sp._call("create", getattr(sp.core, method), NS, obj, dry_run="All")
+
+
+async def test_start_progress_stop_succeeded_and_adoption() -> None:
+    lines: list[str] = []
+
+    async def progress(line: str) -> None:
+        lines.append(line)
+
+    async with spawner() as first:
+        state = await first.start(spec(progress=progress))
+        for _ in range(600):  # image pull included
+            if any(ln.startswith("Container started") for ln in lines):
+                break
+            await asyncio.sleep(0.5)
+        assert any(ln.startswith("Scheduled") for ln in lines), lines
+        assert any(ln.startswith("Container started") for ln in lines), lines
+        assert await first.poll(state)
+    # A new spawner adopts the running pod from its first list (as after a hub restart).
+    async with spawner() as second:
+        assert await second.poll(state)
+        assert await second.reconcile({state["pod"].removeprefix("rsparkhub-session-")}) == {
+            "pods": 0,
+            "secrets": 0,
+        }
+        monitor = asyncio.create_task(second.wait(state))
+        await asyncio.sleep(3)  # the agent has installed its SIGTERM handler
+        assert await second.stop(state, grace_s=20) == 0
+        code, reason = await asyncio.wait_for(monitor, 60)
+        assert code == 0, reason
+
+
+@pytest.mark.parametrize("cause", ["image", "unschedulable"])
+async def test_start_failures_name_their_cause(cause: str) -> None:
+    if cause == "image":
+        cfg, profile, words = (
+            pod_config(image="rsparkhub.invalid/no-such-image:0"),
+            None,
+            "could not be pulled",
+        )
+    else:
+        cfg, profile, words = pod_config(), "nowhere", "no node can run the session"
+    profiles = [
+        KubernetesProfile(name="default", default=True),
+        KubernetesProfile(name="nowhere", node_selector={"rsparkhub.io/no-such-node": "true"}),
+    ]
+    async with spawner(pod_config=cfg, profiles=profiles, start_failure_grace_s=5) as sp:
+        state = await sp.start(spec(profile=profile))
+        code, reason = await asyncio.wait_for(sp.wait(state), 180)
+        assert code is None and words in reason, reason
+
+
+async def test_orphans_are_removed() -> None:
+    async with spawner() as first:
+        orphan = await first.start(spec())
+    async with spawner() as second:
+        removed = await second.reconcile(set())
+        assert removed["pods"] >= 1
+        await asyncio.wait_for(second.wait(orphan), 120)
+        assert not await second.poll(orphan)
+
+
+@pytest.mark.skipif(
+    not HUB_HOST,
+    reason="set RSPARKHUB_K8S_HUB_HOST to an address of this machine the cluster's pods can "
+    "reach to run a session through a real hub",
+)
+async def test_a_session_through_a_real_hub(tmp_path: Path) -> None:
+    hub = HubProcess(
+        tmp_path / "data",
+        {
+            "RSPARKHUB_HOST": "0.0.0.0",
+            "RSPARKHUB_SPAWNER": "kubernetes",
+            "RSPARKHUB_KUBERNETES_CREDENTIALS": "kubeconfig",
+            "RSPARKHUB_KUBERNETES_NAMESPACE": NS,
+            "RSPARKHUB_KUBERNETES_IMAGE": IMAGE,
+            "RSPARKHUB_KUBERNETES_SERVICE_ACCOUNT": "default",
+            "RSPARKHUB_SESSION_LANGUAGES": "python",
+        },
+    )
+    hub.env["RSPARKHUB_KUBERNETES_HUB_URL"] = f"ws://{HUB_HOST}:{hub.port}/agent/ws"
+    hub.start()
+    try:
+        token = hub.make_user("kate")
+        async with HubClient(hub.url, token, timeout=300) as c:
+            wid = (await c.ensure_workspace("cluster"))["id"]
+            async with c.attach(wid) as s:
+                r = await s.run("1+1", language="python", timeout=600)
+                assert r.results[0].data["text/plain"] == "2"
+                sid = s.session_id
+        hub.restart()
+        async with HubClient(hub.url, token, timeout=300) as c:
+            async with c.attach(wid) as s:
+                assert s.session_id == sid
+                assert (await s.run("print('adopted')", language="python")).stdout == "adopted\n"
+            stopped = await c.stop_session(wid)
+            assert stopped["state"] == "stopped" and stopped["exit_code"] == 0, stopped
+    finally:
+        hub.close()

@@ -1,0 +1,138 @@
+"""The first Spark statement of a session runs in the user's own database — with no retry
+loop in the user's code (hub/spark.py prepares each server-side Spark session before the
+kernel can reach it): when the session starts the server (cold), when the server is
+already running (warm), and after the server crashed and the hub restarted it, where the
+test pins down exactly what the user sees."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from rsparkhub.client import HubClient
+
+from conftest import HubProcess
+
+pytestmark = pytest.mark.slow
+
+FIRST = (
+    "from pyspark.sql import SparkSession\n"
+    "spark = SparkSession.builder.getOrCreate()\n"
+    "print(spark.catalog.currentDatabase())\n"
+)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    h = HubProcess(
+        tmp_path_factory.mktemp("spark-first") / "data",
+        {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"},
+    ).start()
+    try:
+        yield h
+    finally:
+        h.close()
+        pid_file = h.data_dir / "spark" / "server.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            if psutil.pid_exists(pid):
+                os.killpg(pid, signal.SIGKILL)
+                pytest.fail("the Spark Connect server outlived the hub")
+
+
+def _spark(hub: HubProcess, token: str) -> dict[str, Any]:
+    r = httpx.get(f"{hub.url}/api/spark", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def _server_running(hub: HubProcess, token: str, timeout: float = 240) -> None:
+    """Starts a (throwaway) session when nothing started the server yet, then waits for the
+    *server* (the hub's state): a user's query is never retried here."""
+    if _spark(hub, token)["state"] == "down":
+        async with HubClient(hub.url, token) as c:
+            await c.start_session((await c.ensure_workspace("starter"))["id"])
+    deadline = time.monotonic() + timeout
+    while _spark(hub, token)["state"] != "running":
+        assert time.monotonic() < deadline, _spark(hub, token)
+        await asyncio.sleep(0.5)
+
+
+async def _run(s: Any, code: str, timeout: float = 240) -> Any:
+    return await asyncio.wait_for(s.run(code, language="python"), timeout)
+
+
+def _errors(r: Any) -> str:
+    return " ".join(f"{e.ename}: {e.evalue}" for e in r.errors)
+
+
+async def test_cold_first_statement_runs_in_the_users_database(hub: HubProcess) -> None:
+    token = hub.make_user("carol")
+    assert _spark(hub, token)["state"] == "down"  # nothing has started Spark yet
+    async with HubClient(hub.url, token) as c:
+        w = await c.ensure_workspace("cold")
+        async with c.attach(w["id"]) as s:
+            # This session starts the server. pyspark's client retries the refused
+            # connection on its own; the server opens only once the session is prepared.
+            r = await _run(s, FIRST)
+            assert r.ok, _errors(r)
+            assert r.stdout.strip() == "u_carol"
+    info = _spark(hub, token)
+    assert info["state"] == "running" and info["database"] == "u_carol"
+
+
+async def test_warm_first_statement_runs_in_the_users_database(hub: HubProcess) -> None:
+    token = hub.make_user("dave")  # a new user: the database is created at session start
+    await _server_running(hub, token)
+    async with HubClient(hub.url, token) as c:
+        for name in ("warm-1", "warm-2"):  # a first and a later session of the user
+            w = await c.ensure_workspace(name)
+            async with c.attach(w["id"]) as s:
+                r = await _run(s, FIRST + "print(spark.sql('SELECT 41 + 1 AS x').first().x)\n")
+                assert r.ok, _errors(r)
+                assert r.stdout.split() == ["u_dave", "42"]
+
+
+async def test_after_a_crash_one_clear_error_then_get_or_create_reconnects(
+    hub: HubProcess,
+) -> None:
+    token = hub.make_user("erin")
+    await _server_running(hub, token)
+    async with HubClient(hub.url, token) as c:
+        w = await c.ensure_workspace("crash")
+        async with c.attach(w["id"]) as s:
+            r = await _run(s, FIRST + "spark.range(3).createOrReplaceTempView('v')\n")
+            assert r.ok and r.stdout.strip() == "u_erin", _errors(r)
+            old = int((hub.data_dir / "spark" / "server.pid").read_text())
+            os.killpg(old, signal.SIGKILL)
+
+            # The existing `spark` object: its request is retried by the client while the
+            # server is down, then the restarted server answers that the session changed;
+            # pyspark marks the object stopped and reports SESSION_CHANGED, or, when that
+            # answer came to a retry inside the request, NO_ACTIVE_SESSION ("Please create
+            # a new Spark session").
+            r = await _run(s, "spark.range(3).count()")
+            assert not r.ok
+            assert any(w in _errors(r) for w in ("SESSION_CHANGED", "NO_ACTIVE_SESSION")), _errors(
+                r
+            )
+
+            # The next getOrCreate() is a new session — at once in the user's database.
+            r = await _run(s, FIRST + "print(spark.range(3).count())\n")
+            assert r.ok, _errors(r)
+            assert r.stdout.split() == ["u_erin", "3"]
+            assert int((hub.data_dir / "spark" / "server.pid").read_text()) != old
+
+            # Temporary views died with the server (tables do not: see test_spark.py).
+            r = await _run(s, "spark.table('v').count()")
+            assert not r.ok and "TABLE_OR_VIEW_NOT_FOUND" in _errors(r), _errors(r)
+    assert _spark(hub, token)["state"] == "running"
+    assert "the Spark Connect server died" in hub.log_path.read_text()
