@@ -25,6 +25,7 @@ N warm-ups are dropped before each timed loop. Every loop is bounded in count an
 
 Usage: .venv/bin/python bench/spark.py [--n 200] [--warm 3] [--cold 2] [--quick]
        [--json OUT] [--record]   (--record writes its section of bench/RESULTS.md)
+       .venv/bin/python bench/spark.py --report OUT.json [--record]   (tables of an earlier run)
 """
 
 from __future__ import annotations
@@ -389,12 +390,17 @@ def report(data: dict[str, Any]) -> str:
         "session start itself waits for the hub to create the session's server-side Spark "
         "session, which is in the Python `1` row too).",
     ]
-    if cold and ups:
+    pairs = [
+        f"server up after {c['server_up_s']:.1f} s → result after {c['first_spark_cold']:.1f} s"
+        for c in data["cold"]
+        if c["server_up_s"] is not None
+    ]
+    if pairs:
         notes.append(
-            f"* Cold, the first result came {stats(cold)['median'] - stats(ups)['median']:.1f} s "
-            "after the hub's server was up: the query waits for pyspark's next retry of the "
+            f"* Cold ({'; '.join(pairs)}): the query waits for pyspark's next retry of the "
             "refused connection (exponential backoff: about 0.05, 0.25, 1, 4, 17, 68 s after "
-            "the first attempt), so a cold first result lands on one of those steps."
+            "the first attempt), so a cold first result lands on one of those steps — a "
+            "server up just after the 17 s retry costs the user almost a minute more."
         )
     notes.append(
         f"* A trivial query costs about as much through Spark Connect "
@@ -442,7 +448,12 @@ def main() -> None:
     ap.add_argument("--report", type=Path, help="no run: print the tables of a --json file")
     args = ap.parse_args()
     if args.report:
-        print(report(json.loads(args.report.read_text())))
+        earlier = json.loads(args.report.read_text())
+        text = report(earlier)
+        print(text)
+        if args.record and "facts" in earlier:
+            record_section(TITLE, "bench/spark.py", text, earlier["facts"],
+                           earlier["wall_s"], tuple(earlier["load"]))  # fmt: skip
         return
     if args.quick:
         args.n, args.warm, args.cold = 40, 1, 1
@@ -461,13 +472,15 @@ def main() -> None:
     load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = report(data)
     print(text)
+    facts = machine_facts()
+    facts["pyspark"] = _pyspark_version()
+    facts["java"] = _java()
+    facts["mode"] = "quick" if args.quick else "full"
     if args.json:
-        args.json.write_text(json.dumps(data))
+        args.json.write_text(
+            json.dumps({**data, "facts": facts, "wall_s": wall, "load": [load0, load1]})
+        )
     if args.record:
-        facts = machine_facts()
-        facts["pyspark"] = _pyspark_version()
-        facts["java"] = _java()
-        facts["mode"] = "quick" if args.quick else "full"
         record_section(TITLE, "bench/spark.py", text, facts, wall, (load0, load1))
 
 

@@ -17,7 +17,8 @@
 # columns from DataFrame.toArrow(); R -> Python: exact "%.17g" numbers), never as pandas or
 # numpy objects (Debian's reticulate 1.28 cannot convert pandas 3 / numpy 2). Every Python
 # call goes through `call()` below, which returns errors as data: an R error then carries
-# Spark's message (first line) and error class, not a Python traceback.
+# Spark's message (first line) and error class, not a Python traceback. R interrupts are
+# held back during a call into Python (see `py_run`).
 #
 # Layout. Public names all start with `rspark_` (sparklyr exports spark_* and sdf_*, SparkR
 # exports sql(), collect(), head() methods …: none of them is masked, both can be loaded
