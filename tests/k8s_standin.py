@@ -3,8 +3,8 @@
 It speaks the real Kubernetes HTTP API (the JSON the official client sends and expects)
 for exactly the calls rsparkhub's Kubernetes spawner makes, on 127.0.0.1:
 
-* ``/api/v1/namespaces/{ns}/{pods|secrets|persistentvolumeclaims|events}``: create, get,
-  list and delete, merge-patch; list and ``watch=true`` with label selectors
+* ``/api/v1/namespaces/{ns}/{pods|secrets|services|persistentvolumeclaims|events}``:
+  create, get, list and delete, merge-patch; list and ``watch=true`` with label selectors
   (``k=v``, ``k!=v``, ``k``, ``!k``, ``k in (…)``, ``k notin (…)``) and field selectors
   (``path=value``), ``resourceVersion`` bookkeeping, streaming JSON lines, bookmarks,
   ``timeoutSeconds``, and ``410 Gone`` (an ``ERROR`` event, as the real server sends) for
@@ -12,14 +12,18 @@ for exactly the calls rsparkhub's Kubernetes spawner makes, on 127.0.0.1:
 * ``/api/v1/namespaces/{ns}/pods/{name}/log`` and the metrics API
   (``/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods``);
 * deletion as the API server and kubelet do it: a running pod gets a deletionTimestamp,
-  its container SIGTERM, SIGKILL after the grace period, then the object goes; Secrets
-  whose ownerReferences name a deleted pod are garbage-collected;
+  its container SIGTERM, SIGKILL after the grace period, then the object goes; Secrets,
+  Services and pods whose ownerReferences name (by uid) a pod that is gone are
+  garbage-collected (background propagation: owned pods are deleted gracefully, and their
+  own dependents follow when they go);
 * a scripted pod lifecycle the test chooses per workspace (``set_scenario``): Pending →
   scheduled → pulling → running → Succeeded/Failed, unschedulable, image pull failure,
   crash with an exit code, container config error, maximum age (``activeDeadlineSeconds``),
   and — scenario ``agent`` — a *real* ``python -m rsparkhub.agent`` process started with
   the pod's command, environment (``secretKeyRef`` resolved from stored Secrets) and
-  volumes mapped to local directories, whose exit code becomes the container's;
+  volumes mapped to local directories, whose exit code becomes the container's. Spark
+  driver pods (``app.kubernetes.io/component=spark-driver``) follow ``driver_scenario``
+  instead (default ``run``: they run until deleted; no Spark is started);
 * every object created is checked with ``kubernetes_validate`` (strict) unless disabled,
   and is refused with 422 as a real server would refuse an invalid one;
 * ``drop_watches()`` cuts every open watch connection, ``expire_history()`` makes every
@@ -57,6 +61,7 @@ from urllib.parse import parse_qs, urlsplit
 KINDS = {
     "pods": "Pod",
     "secrets": "Secret",
+    "services": "Service",
     "persistentvolumeclaims": "PersistentVolumeClaim",
     "events": "Event",
 }
@@ -250,6 +255,7 @@ class StandIn:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.scenarios: dict[str, Scenario] = {}  # by workspace label value
         self.default_scenario = Scenario()
+        self.driver_scenario = Scenario()  # Spark driver pods, whatever their workspace
         self.finished: dict[tuple[str, str], dict[str, Any]] = {}  # pods at removal
         self.invalid: list[str] = []  # validation errors of refused creates
         # resource -> (code, reason, message): refuse creates, e.g. a ResourceQuota's 403
@@ -538,8 +544,10 @@ class StandIn:
         return pod
 
     def _scenario(self, pod: dict[str, Any]) -> Scenario:
-        ws = (pod["metadata"].get("labels") or {}).get("rsparkhub.io/workspace", "")
-        return self.scenarios.get(ws, self.default_scenario)
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get("app.kubernetes.io/component") == "spark-driver":
+            return self.driver_scenario
+        return self.scenarios.get(labels.get("rsparkhub.io/workspace", ""), self.default_scenario)
 
     def _event(
         self,
@@ -858,11 +866,16 @@ class StandIn:
             return
         self._commit("pods", ns, "DELETED", pod)
         self.finished[(ns, name)] = json.loads(json.dumps(pod))
-        # Garbage collection of dependents (Secrets owned by the pod).
-        for (n, _sname), secret in list(self.objects["secrets"].items()):
-            owners = secret["metadata"].get("ownerReferences") or []
+        # Garbage collection of dependents (Secrets, Services, pods owned by the pod).
+        for res in ("secrets", "services"):
+            for (n, _oname), obj in list(self.objects[res].items()):
+                owners = obj["metadata"].get("ownerReferences") or []
+                if n == ns and any(o.get("uid") == uid for o in owners):
+                    self._commit(res, ns, "DELETED", obj)
+        for (n, pname), dep in list(self.objects["pods"].items()):
+            owners = dep["metadata"].get("ownerReferences") or []
             if n == ns and any(o.get("uid") == uid for o in owners):
-                self._commit("secrets", ns, "DELETED", secret)
+                self._delete_pod(ns, pname, None)
 
     # ------------------------------------------------------------------ real agents
     def _resolve_env(self, ns: str, c: dict[str, Any]) -> dict[str, str]:
@@ -909,9 +922,12 @@ class StandIn:
 
     def _command(self, mounts: list[tuple[str, str]], c: dict[str, Any]) -> list[str]:
         cmd = [*(c.get("command") or []), *(c.get("args") or [])]
-        if cmd and cmd[0] in ("python", "python3"):
-            cmd[0] = sys.executable
-        return [self._map(mounts, a) if a.startswith("/") else a for a in cmd]
+        out = [self._map(mounts, a) if a.startswith("/") else a for a in cmd]
+        if out and out[0] in ("python", "python3"):
+            # this machine's interpreter, never mapped: a checkout under /tmp would
+            # otherwise land in the pod's /tmp volume
+            out[0] = sys.executable
+        return out
 
     def _run_init(self, ns: str, pod: dict[str, Any], c: dict[str, Any]) -> tuple[int, str]:
         if self._scenario(pod).kind != "agent" or self.agent_root is None:

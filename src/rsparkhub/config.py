@@ -186,6 +186,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="kubernetes: extra Spark settings for every driver (JSON object).",
     )
+    spark_kubernetes_ui_url: str = Field(
+        "http://{service}.{namespace}.svc:4040",
+        description="kubernetes: where the hub reaches a driver's web UI ({service} and "
+        "{namespace} are filled in).",
+    )
 
     # --- first start
     admin_user: str = Field("admin", description="Name of the admin created on first start.")
@@ -204,6 +209,16 @@ class Settings(BaseSettings):
             )
         if self.spark == "external" and not self.spark_remote_url:
             raise ValueError("spark = 'external' needs spark_remote_url (sc://HOST:PORT)")
+        try:
+            probe = self.spark_kubernetes_ui_url.format(service="s", namespace="n")
+        except (KeyError, IndexError, ValueError):
+            probe = ""
+        if not probe.startswith(("http://", "https://")):
+            raise ValueError(
+                "spark_kubernetes_ui_url must be an http(s):// URL using only the "
+                "placeholders {service} and {namespace}, e.g. "
+                "http://{service}.{namespace}.svc:4040"
+            )
         if self.spark == "kubernetes" and str(self.spawner) != "kubernetes":
             raise ValueError(
                 "spark = 'kubernetes' needs spawner = 'kubernetes' (Spark drivers run next "

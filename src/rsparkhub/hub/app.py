@@ -86,7 +86,10 @@ def build_hub(settings: Settings) -> Hub:
         spark=SparkService(settings),
     )
     hub.sessions = SessionManager(hub, spawner)
-    hub.spark.is_live = lambda sid: sid in hub.sessions.by_id
+    hub.spark.is_live = lambda sid: (s := hub.sessions.by_id.get(sid)) is not None and s.alive
+    if settings.spark == "kubernetes":
+        # Spark drivers are created next to the session pods with the spawner's API client.
+        hub.spark.kubernetes_api = getattr(spawner, "core", None)
     hub.sessions.hub_port = settings.port
     return hub
 

@@ -155,6 +155,15 @@ class SessionManager:
                     log.info("adopting session %s of workspace %s", row.id, row.workspace_id)
                     self.live[row.workspace_id] = live
                     self.by_id[row.id] = live
+                    # its Spark driver (spark = 'kubernetes') is kept, or made again if gone
+                    self._spawn(
+                        self.hub.spark.session_started(
+                            live.owner_name,
+                            live.id,
+                            live.spawner_state,
+                            workspace_id=live.workspace_id,
+                        )
+                    )
                     live.monitor = self._spawn(self._monitor(live))
                 else:
                     self.by_id[row.id] = live
@@ -317,9 +326,17 @@ class SessionManager:
                 .values(spawner_state=live.spawner_state)
             )
             await db.commit()
+        await self._announce(live, f"starting a session ({self.spawner.name} spawner)")
+
+        async def announce(message: str) -> None:
+            await self._announce(live, message)
+
+        # spark = 'kubernetes': the session's Spark driver, owned by its pod (never raises)
+        await self.hub.spark.session_started(
+            owner_name, sid, live.spawner_state, workspace_id=workspace_id, announce=announce
+        )
         live.monitor = self._spawn(self._monitor(live))
         self._spawn(self._start_deadline(live))
-        await self._announce(live, f"starting a session ({self.spawner.name} spawner)")
         log.info("started session %s for workspace %s", sid, workspace_id)
         return live
 
@@ -404,6 +421,7 @@ class SessionManager:
                 seconds = (datetime.now(UTC) - started).total_seconds()
                 db.add(Usage(user_id=live.owner_id, session_id=live.id, seconds=seconds))
             await db.commit()
+        await self.hub.spark.session_ended(live.id)  # its Kubernetes Spark driver, if any
         log.info("session %s %s: %s (exit %s)", live.id, live.state, reason, code)
 
     async def stop(

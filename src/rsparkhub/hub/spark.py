@@ -1,6 +1,7 @@
 """Spark for sessions: a Spark Connect server the hub starts and supervises (``spark =
 'embedded'``), an external one (``'external'``), per-session drivers on Kubernetes
-(``'kubernetes'``, wired by the Kubernetes spawner, see ``spark_k8s.py``), or none (``'off'``).
+(``'kubernetes'``, next to the Kubernetes spawner's session pods, see ``spark_k8s.py``), or
+none (``'off'``).
 
 * **Embedded server**: ``python -m rsparkhub.agent.spark server`` (a process group of its
   own) starts the driver JVM of the pip ``pyspark`` package (Java 17+) through py4j, started
@@ -46,6 +47,16 @@
   ``/spark-ui/_shared``, kill links off) is served only through the hub's authenticated
   proxy (``hub/api/spark.py``); it shows every user's queries, so only administrators may
   open it. :meth:`SparkService.ui_target` says where a UI is.
+* **Kubernetes drivers** (``spark = 'kubernetes'``): the session manager calls
+  :meth:`SparkService.session_started` once the session's pod exists (and for every session
+  adopted after a hub restart) and :meth:`SparkService.session_ended` when it ends (both are
+  no-ops in the other modes). The first creates the session's driver pod and Service with
+  the session pod as owner (``spark_k8s.create_driver``, idempotent, so an adopted session
+  keeps its driver); the second deletes them (``delete_driver``, idempotent). A driver that
+  cannot be created does not stop the session: its clients are told why, the hub logs it,
+  ``GET /api/spark`` repeats it, and Spark calls in the session fail to connect. The UI of a
+  user's most recently started session with a driver is ``/spark-ui/<user>/`` (the user and
+  administrators). The Spark session id in ``SPARK_REMOTE`` is derived as above.
 
 Nothing here blocks the event loop.
 """
@@ -56,6 +67,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -65,12 +77,14 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from rsparkhub.config import Settings
+from rsparkhub.hub import spark_k8s as sk
 from rsparkhub.hub.userdb import role_name
 
 log = logging.getLogger("rsparkhub.spark")
@@ -85,6 +99,19 @@ MAX_BACKOFF_S = 30.0
 
 class SparkUnavailable(Exception):
     """Spark is off or cannot run here; the message says why."""
+
+
+@dataclass(eq=False)
+class _Driver:
+    """What the hub knows of one session's Kubernetes driver (``spark = 'kubernetes'``)."""
+
+    user: str
+    order: int  # later sessions have larger numbers
+    created: bool = False
+    error: str | None = None  # why it could not be created
+    removed: bool = False  # what a failed creation left was deleted again
+    ended: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def spark_home() -> Path:
@@ -152,6 +179,11 @@ class SparkService:
         self.restarts = 0
         self._last_error: str | None = None
         self._http: Any = None  # httpx.AsyncClient of the UI proxy, made on first use
+        # --- spark = 'kubernetes'
+        self.kubernetes_api: Any = None  # the Kubernetes spawner's CoreV1Api (build_hub)
+        self._k8s_cfg: sk.SparkK8sConfig | None = None
+        self._drivers: dict[str, _Driver] = {}  # by hub session id, while the session lives
+        self._driver_order = itertools.count()
 
     @property
     def enabled(self) -> bool:
@@ -219,10 +251,16 @@ class SparkService:
         unavailable. Embedded: starts the server in the background when it is not running;
         when it runs, returns once the session's server-side Spark session exists with the
         user's database current (bounded: after PREPARE_TIMEOUT_S the session starts anyway)."""
-        if self.mode not in ("embedded", "external"):
-            return {}  # off; kubernetes: the Kubernetes wiring hands out SPARK_REMOTE
+        if self.mode not in ("embedded", "external", "kubernetes"):
+            return {}  # off
         try:
             await asyncio.to_thread(self._secret_bytes)
+            if self.mode == "kubernetes":
+                # the session's own driver (created by session_started), by its Service name
+                url = sk.remote_url(
+                    self._k8s(), user, hub_session_id, self.spark_session_id(hub_session_id)
+                )
+                return {"SPARK_REMOTE": url}
             if self.mode == "embedded":
                 spark_home()
                 await asyncio.to_thread(self._port_number)
@@ -289,6 +327,125 @@ class SparkService:
         log.info("spark: %s", answer.get("detail"))
         if answer.get("failed"):
             log.warning("spark: could not prepare: %s", "; ".join(answer["failed"]))
+
+    # ------------------------------------------------------------------ Kubernetes drivers
+    def _k8s(self) -> sk.SparkK8sConfig:
+        if self._k8s_cfg is None:
+            self._k8s_cfg = sk.SparkK8sConfig.from_settings(self.settings)
+        return self._k8s_cfg
+
+    async def session_started(
+        self,
+        user: str,
+        hub_session_id: str,
+        spawner_state: Mapping[str, Any],
+        *,
+        workspace_id: str | None = None,
+        announce: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        """A session's pod exists (just started, or adopted after a hub restart). With
+        ``spark = 'kubernetes'``: create the session's driver pod and Service, owned by the
+        session pod (``spawner_state`` ``pod`` and ``uid``) so that Kubernetes deletes them
+        with it; an existing driver is kept. Never raises: a failure is logged, told to the
+        session's clients through ``announce`` and shown by ``GET /api/spark``; the session
+        runs on without Spark. A no-op in the other modes."""
+        if self.mode != "kubernetes":
+            return
+        drv = self._drivers.get(hub_session_id)
+        if drv is None:
+            drv = _Driver(user=user, order=next(self._driver_order))
+            self._drivers[hub_session_id] = drv
+        async with drv.lock:
+            if drv.ended or not self.is_live(hub_session_id):
+                self._drivers.pop(hub_session_id, None)
+                return
+            cfg = self._k8s()
+            name = sk.driver_name(hub_session_id)
+            pod, uid = spawner_state.get("pod"), spawner_state.get("uid")
+            owner = sk.Owner(name=str(pod), uid=str(uid)) if pod and uid else None
+            try:
+                if self.kubernetes_api is None:
+                    raise sk.SparkDriverError(
+                        "spark_driver_unavailable",
+                        "The hub has no Kubernetes API client (spark = 'kubernetes' needs "
+                        "spawner = 'kubernetes').",
+                    )
+                if owner is None:
+                    log.warning("spark driver %s has no owner: the session state names no pod "
+                                "uid; it is deleted when the session ends", name)  # fmt: skip
+                await sk.create_driver(
+                    self.kubernetes_api,
+                    cfg,
+                    user,
+                    hub_session_id,
+                    owner=owner,
+                    workspace=workspace_id,
+                    proxy_base=sk.ui_proxy_base(user, cfg.hub_base_path),
+                )
+            except Exception as exc:  # noqa: BLE001 - the session runs on without Spark
+                why = (
+                    exc.message
+                    if isinstance(exc, sk.SparkDriverError)
+                    else f"the Kubernetes API did not answer ({type(exc).__name__}); see "
+                    "the hub log"
+                )
+                drv.created, drv.error = False, why
+                self._last_error = why
+                log.warning("session %s: no Spark driver: %s", hub_session_id, why,
+                            exc_info=not isinstance(exc, sk.SparkDriverError))  # fmt: skip
+                if self.kubernetes_api is not None:  # half made (a pod without its Service)
+                    drv.removed = await self._delete_driver(hub_session_id)
+                if announce is not None:
+                    await announce(
+                        f"Spark is not available in this session: its Spark driver could not "
+                        f"be created. {why} Spark calls from Python and R will fail to "
+                        "connect; stop and start the session to try again."
+                    )
+                return
+            drv.created, drv.error = True, None
+            self._last_error = None
+            if announce is not None:
+                await announce(
+                    f"Spark: driver {name} created; it is ready once its pod has started "
+                    f"(the Spark UI is at /spark-ui/{quote(user, safe='')}/)"
+                )
+
+    async def session_ended(self, hub_session_id: str) -> None:
+        """The session ended: delete its Kubernetes driver (idempotent; errors are logged —
+        Kubernetes deletes it with the session pod anyway). A no-op in the other modes."""
+        drv = self._drivers.get(hub_session_id)
+        if drv is None:
+            return
+        drv.ended = True
+        async with drv.lock:  # a creation under way finishes first
+            self._drivers.pop(hub_session_id, None)
+            if self.kubernetes_api is not None and not drv.removed:
+                await self._delete_driver(hub_session_id)
+
+    async def _delete_driver(self, hub_session_id: str) -> bool:
+        try:
+            await sk.delete_driver(self.kubernetes_api, self._k8s().namespace, hub_session_id)
+        except Exception as exc:  # noqa: BLE001 - owner references remove it later
+            why = exc.message if isinstance(exc, sk.SparkDriverError) else repr(exc)
+            log.warning("session %s: could not delete its Spark driver: %s", hub_session_id, why)
+            return False
+        return True
+
+    def _live_driver(self, user: str) -> str | None:
+        """The hub session id of ``user``'s most recently started session whose driver
+        exists, if any."""
+        best: tuple[int, str] | None = None
+        for sid, drv in self._drivers.items():
+            if drv.user == user and drv.created and not drv.ended:
+                if best is None or drv.order > best[0]:
+                    best = (drv.order, sid)
+        return best[1] if best else None
+
+    def _driver_failure(self, user: str) -> str | None:
+        """Why the driver of ``user``'s latest live session could not be created, if so."""
+        mine = [d for d in self._drivers.values() if d.user == user and not d.ended]
+        latest = max(mine, key=lambda d: d.order, default=None)
+        return latest.error if latest is not None else None
 
     # ------------------------------------------------------------------ the server process
     async def _call(self, cmd: str, timeout: float, **args: Any) -> dict[str, Any]:
@@ -536,17 +693,23 @@ class SparkService:
                 return "down"
             up = await asyncio.to_thread(_port_open, parts.port or 15002, parts.hostname, 2.0)
             return "running" if up else "down"
+        if self.mode == "kubernetes":
+            return "running" if any(d.created for d in self._drivers.values()) else "down"
         return "down"
 
     def ui_target(self, owner: str) -> str | None:
         """The base URL (``http://HOST:PORT``) of the Spark web UI the hub proxies at
         ``/spark-ui/<owner>/``, or None when there is none right now. ``owner`` is
         ``_shared`` for the embedded server (while it runs), otherwise a user name: the
-        Kubernetes wiring supplies the address of that user's driver UI (its driver Service,
-        port 4040); in the other modes users have no driver UI of their own."""
+        Kubernetes mode gives the UI of that user's most recently started session's driver
+        (its Service's port 4040, ``spark_kubernetes_ui_url``); in the other modes users have
+        no driver UI of their own."""
         if owner == SHARED_UI:
             if self.mode == "embedded" and self.ready.is_set() and self._ui_port:
                 return f"http://127.0.0.1:{self._ui_port}"
+        elif self.mode == "kubernetes":
+            sid = self._live_driver(owner)
+            return sk.ui_url(self._k8s(), sid) if sid is not None else None
         return None
 
     def http(self) -> Any:
@@ -570,6 +733,8 @@ class SparkService:
     async def describe_for(self, user: str, is_admin: bool) -> dict[str, Any]:
         """What ``GET /api/spark`` tells a user: no secrets, no other session's ids."""
         mode = self.mode
+        if mode == "kubernetes":
+            return self._describe_kubernetes_for(user)
         state = await self.state()
         remote: str | None = None
         if mode == "embedded":
@@ -605,6 +770,36 @@ class SparkService:
             "detail": detail,
         }
 
+    def _describe_kubernetes_for(self, user: str) -> dict[str, Any]:
+        sid = self._live_driver(user)
+        who = quote(user, safe="")
+        detail = (
+            "Each of your sessions gets its own Spark Connect driver on Kubernetes (executors "
+            "as pods, added and removed with the work); it starts with the session and is "
+            "deleted with it. "
+        )
+        if sid is not None:
+            detail += (
+                f"Your latest session's driver is {sk.driver_name(sid)}; its web UI is at "
+                "ui_url (yours and administrators' only)."
+            )
+        elif (failure := self._driver_failure(user)) is not None:
+            detail += f"Your latest session has no Spark driver: {failure}"
+        else:
+            detail += "You have no running session with a Spark driver right now."
+        return {
+            "mode": "kubernetes",
+            "state": "running" if sid is not None else "down",
+            "remote": (
+                f"sc://{sk.service_host(self._k8s(), sid)}:{sk.CONNECT_PORT}/;user_id={who}"
+                if sid is not None
+                else None
+            ),
+            "database": None,
+            "ui_url": f"/spark-ui/{who}/" if sid is not None else None,
+            "detail": detail,
+        }
+
     # ------------------------------------------------------------------ doctor
     def _running_pid(self) -> int | None:
         try:
@@ -632,6 +827,8 @@ class SparkService:
                 "detail": f"external Spark Connect server {url} ({reach}); no authentication: "
                 "keep it reachable from the session network only",
             }
+        if mode == "kubernetes":
+            return self._describe_kubernetes()
         if mode != "embedded":
             return {"ok": True, "mode": mode, "detail": f"{mode}: one Spark driver per session"}
         try:
@@ -660,6 +857,33 @@ class SparkService:
             "pyspark": version,
             "detail": f"embedded Spark Connect server (pyspark {version}, {java}) in {self.base}; "
             f"{state}; loopback only, no authentication",
+        }
+
+    def _describe_kubernetes(self) -> dict[str, Any]:
+        cfg = self._k8s()
+        drivers = sum(1 for d in self._drivers.values() if d.created)
+        failed = sum(1 for d in self._drivers.values() if d.error is not None)
+        detail = (
+            f"one Spark Connect driver per session in namespace '{cfg.namespace}' (image "
+            f"{cfg.image}, driver heap {cfg.driver_memory}, up to {cfg.max_executors} "
+            f"executors of {cfg.executor_cores} cores and {cfg.executor_memory}); "
+        )
+        if self.kubernetes_api is None:
+            detail += "drivers are created by the running hub (GET /api/doctor shows them)"
+        else:
+            detail += f"{drivers} live drivers"
+            if failed:
+                detail += f", {failed} live sessions without one"
+        if self._last_error:
+            detail += f"; last failure: {self._last_error}"
+        return {
+            "ok": self._last_error is None,
+            "mode": "kubernetes",
+            "namespace": cfg.namespace,
+            "image": cfg.image,
+            "drivers": drivers,
+            "detail": detail + "; Spark Connect has no authentication: every session pod "
+            "can reach every driver's port 15002 (the network policies keep all else out)",
         }
 
 

@@ -72,6 +72,8 @@ LABEL_USER = "rsparkhub.io/user"
 LABEL_WORKSPACE = "rsparkhub.io/workspace"
 LABEL_SESSION = "rsparkhub.io/session"
 API_TIMEOUT_S = 30.0
+# The driver Service's in-cluster address (the hub runs in the same namespace).
+DEFAULT_UI_URL = f"http://{{service}}.{{namespace}}.svc:{UI_PORT}"
 
 _MEMORY = re.compile(r"^\s*(\d+)\s*([kmgtp]?)b?\s*$", re.IGNORECASE)
 
@@ -124,6 +126,8 @@ class SparkK8sConfig:
     executor_template_configmap: str | None = EXECUTOR_TEMPLATE_CONFIGMAP
     hub_base_path: str = ""  # the path of the hub's public URL ("" at the root)
     extra_conf: Mapping[str, str] = field(default_factory=dict)
+    # Where the hub reaches a driver's UI; {service} and {namespace} are filled in.
+    ui_url_template: str = DEFAULT_UI_URL
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str | None = None) -> SparkK8sConfig:
@@ -138,6 +142,7 @@ class SparkK8sConfig:
             warehouse_dir=settings.spark_kubernetes_warehouse_dir,
             hub_base_path=urlsplit(settings.base_url).path.rstrip("/"),
             extra_conf=dict(settings.spark_kubernetes_conf),
+            ui_url_template=settings.spark_kubernetes_ui_url,
         )
 
 
@@ -444,8 +449,11 @@ def remote_url(cfg: SparkK8sConfig, user: str, session_id: str, spark_session_id
 
 
 def ui_url(cfg: SparkK8sConfig, session_id: str) -> str:
-    """Where the hub's ``/spark-ui/…`` proxy reaches the driver's UI."""
-    return f"http://{service_host(cfg, session_id)}:{UI_PORT}"
+    """Where the hub's ``/spark-ui/…`` proxy reaches the driver's UI: by default its
+    Service's port 4040 (``cfg.ui_url_template``, e.g. an API server proxy URL for a hub
+    outside the cluster, may say otherwise)."""
+    url = cfg.ui_url_template.format(service=driver_name(session_id), namespace=cfg.namespace)
+    return url.rstrip("/")
 
 
 # ---------------------------------------------------------------------- API calls

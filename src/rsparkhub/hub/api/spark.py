@@ -7,8 +7,9 @@ inside the cluster (Kubernetes drivers) and is never reachable otherwise:
 * ``owner = _shared``: the embedded Spark Connect server, ONE driver for all users — its
   UI lists everyone's queries and SQL text, so only administrators may open it (403
   ``spark_ui_shared`` for others). A user literally named ``_shared`` cannot use this name.
-* ``owner = <user>``: that user's own driver (Kubernetes mode): the user and
-  administrators only (403 ``forbidden`` for others).
+* ``owner = <user>``: that user's own driver (Kubernetes mode: the driver of their most
+  recently started live session): the user and administrators only (403 ``forbidden``
+  for others).
 * 401 without a login, 404 ``spark_off`` when there is no such UI right now (Spark off,
   another mode, the server not running), 502 ``spark_ui_unreachable`` when it does not
   answer. The route is outside the OpenAPI schema (a browser page, not an API);
@@ -99,16 +100,21 @@ def forward_response_headers(
 
 
 def map_location(location: str, target: str, mount: str) -> str:
-    """Jetty's redirects name the loopback address (``http://127.0.0.1:PORT/jobs/``) or a
-    bare path: both become a path under the hub's ``mount``. Anything else (another
+    """Jetty's redirects name the UI's own address (``http://127.0.0.1:PORT/jobs/``) or a
+    bare path: both become a path under the hub's ``mount`` (a path ``target`` itself has,
+    as a ``spark_kubernetes_ui_url`` may, is taken off first). Anything else (another
     host) is not followed: it becomes the UI's root."""
     parts = urlsplit(location)
+    base = urlsplit(target)
     if parts.scheme or parts.netloc:
-        if f"{parts.scheme}://{parts.netloc}" != target:
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
             return mount + "/"
     path = parts.path or "/"
     if not path.startswith("/"):
         return location  # relative: the browser resolves it against the proxied URL
+    prefix = base.path.rstrip("/")
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        path = path[len(prefix) :] or "/"
     if not (path == mount or path.startswith(mount + "/")):
         path = mount + path
     return path + (f"?{parts.query}" if parts.query else "")
