@@ -1046,3 +1046,36 @@ def test_stdout_untouched_outside_calls() -> None:
     before = sys.stdout
     K.handle("env_list", {}, {"x": io.StringIO()})
     assert sys.stdout is before
+
+
+def test_spark_connect_retries_capped_at_two_seconds_in_kernels() -> None:
+    """The kernel hooks make pyspark retry a refused Spark Connect connection at most every
+    2 s (instead of a 4× backoff up to 60 s) with the same ~10 minutes of patience, both
+    when pyspark is imported after the hooks and when it already was. A fresh interpreter,
+    so this process's imports do not matter."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from rsparkhub.agent import pykernel\n"
+        "early = sys.argv[1] == 'early'\n"
+        "if early:\n"
+        "    import pyspark.sql.connect.client.retries\n"
+        "pykernel.install()\n"
+        "from pyspark.sql.connect.client.retries import DefaultPolicy\n"
+        "p = DefaultPolicy()\n"
+        "waits, b = [], p.initial_backoff\n"
+        "for _ in range(p.max_retries):\n"
+        "    waits.append(min(b, p.max_backoff)); b *= p.backoff_multiplier\n"
+        "print(p.max_backoff, p.max_retries, round(sum(waits) / 1000))\n"
+        "print(DefaultPolicy(max_backoff=7).max_backoff)\n"
+    )
+    for when in ("late", "early"):
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code, when],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout.split("\n")  # fmt: skip
+        backoff, retries, total_s = (int(x) for x in out[0].split())
+        assert (backoff, retries) == (2000, 300), when
+        assert 590 <= total_s <= 610, total_s  # about the 10 minutes pyspark guarantees
+        assert out[1] == "7"  # explicit arguments still win

@@ -2674,6 +2674,26 @@ def _patch_inline(mod: Any) -> None:
 
 
 _INLINE = "matplotlib_inline.backend_inline"
+_SPARK_RETRIES = "pyspark.sql.connect.client.retries"
+# pyspark's DefaultPolicy.__init__ defaults (4.x): max_retries, backoff_multiplier,
+# initial_backoff (ms), max_backoff (ms), jitter, min_jitter_threshold, …
+_SPARK_RETRY_DEFAULTS = (15, 4.0, 50, 60000)
+
+
+def _patch_spark_retries(mod: Any) -> None:
+    """A refused connection (the hub's embedded Spark server still starting, or restarting)
+    is retried by pyspark with a backoff growing 4× up to 60 s, so a server that comes up
+    just after the 17 s retry answers the user's first query only at the 68 s one. Retry at
+    most every 2 s instead, for the same total patience (~10 minutes). Changes nothing
+    unless the defaults are the ones this was written for."""
+    init = mod.DefaultPolicy.__init__
+    defaults = init.__defaults__
+    if not defaults or tuple(defaults[:4]) != _SPARK_RETRY_DEFAULTS:
+        return
+    init.__defaults__ = (300, 2.0, 50, 2000, *defaults[4:])
+
+
+_PATCHES: dict[str, Any] = {_INLINE: _patch_inline, _SPARK_RETRIES: _patch_spark_retries}
 
 
 class _PatchingLoader:
@@ -2687,20 +2707,21 @@ class _PatchingLoader:
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
         with contextlib.suppress(Exception):
-            _patch_inline(module)
+            _PATCHES[module.__name__](module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
 
 
 class _InlineFinder:
-    """A meta path finder that patches the inline backend right after it is imported
-    (matplotlib may be imported, and a figure shown, in the very cell that loads it)."""
+    """A meta path finder that patches a module of ``_PATCHES`` right after it is imported:
+    the inline backend (matplotlib may be imported, and a figure shown, in the very cell
+    that loads it) and Spark Connect's retry policy."""
 
     _rsparkhub_finder = True
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != _INLINE:
+        if fullname not in _PATCHES:
             return None
         for finder in sys.meta_path:
             if finder is self or getattr(finder, "_rsparkhub_finder", False):
@@ -2804,9 +2825,10 @@ def install(shell: Any = None) -> None:
             current = builtins.help
             if not getattr(current, "_rsparkhub_help", False):
                 builtins.help = _HelpHook(current)  # type: ignore[assignment]
-            mod = sys.modules.get(_INLINE)
-            if mod is not None:
-                _patch_inline(mod)
+            for name, patch in _PATCHES.items():
+                mod = sys.modules.get(name)
+                if mod is not None:
+                    patch(mod)
             if not any(getattr(f, "_rsparkhub_finder", False) for f in sys.meta_path):
                 sys.meta_path.insert(0, _InlineFinder())  # type: ignore[arg-type]
     except Exception:

@@ -17,7 +17,8 @@ none (``'off'``).
   server is up, session start waits for this (tens of milliseconds; the first one also
   opens the metastore); when the server is (re)starting, the server opens its gRPC port
   only after every live session has been prepared. A kernel that asks before the port is
-  open is refused and retried by the Spark client (exponential backoff). ``spark.stop()``
+  open is refused and retried by the Spark client (in session kernels at most every 2 s,
+  see ``agent/pykernel.py``). ``spark.stop()``
   in a session releases its server-side session for good: Spark refuses that id
   afterwards (``INVALID_HANDLE.SESSION_CLOSED``) until the hub session restarts.
 * **Isolation**: ``SPARK_REMOTE=sc://127.0.0.1:PORT/;user_id=<user>;session_id=<uuid>``: one
