@@ -683,14 +683,15 @@ async def test_hub_runs_sessions_as_pods(tmp_path: Path, agent_standin: StandIn)
         async with HubClient(hub.url, token) as c:
             wid = (await c.ensure_workspace("pods"))["id"]
             async with c.attach(wid) as s:
-                progress: list[str] = [
-                    m.get("message") or "" for m in s.side if m.get("type") == "session_state"
-                ]
-                async for msg in s.messages(timeout=60):
-                    if msg.get("type") == "session_state":
-                        progress.append(msg.get("message") or "")
-                        if msg["state"] == "running":
-                            break
+                states = [m for m in s.side if m.get("type") == "session_state"]
+                progress: list[str] = [m.get("message") or "" for m in states]
+                # "running" may already have arrived while attaching (then it is in side)
+                if not any(m.get("state") == "running" for m in states):
+                    async for msg in s.messages(timeout=60):
+                        if msg.get("type") == "session_state":
+                            progress.append(msg.get("message") or "")
+                            if msg["state"] == "running":
+                                break
                 assert any(p.startswith("Scheduled: Successfully assigned") for p in progress), (
                     progress
                 )

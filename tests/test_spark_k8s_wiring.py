@@ -344,14 +344,15 @@ async def test_a_refused_driver_leaves_the_session_running(
             async with HubClient(hub.url, dora) as c:
                 wid = (await c.ensure_workspace("no-spark"))["id"]
                 async with c.attach(wid) as s:
-                    lines = [
-                        m.get("message") or "" for m in s.side if m.get("type") == "session_state"
-                    ]
-                    async for msg in s.messages(timeout=60):
-                        if msg.get("type") == "session_state":
-                            lines.append(msg.get("message") or "")
-                            if msg["state"] == "running":
-                                break
+                    states = [m for m in s.side if m.get("type") == "session_state"]
+                    lines = [m.get("message") or "" for m in states]
+                    # "running" may already have arrived while attaching (then it is in side)
+                    if not any(m.get("state") == "running" for m in states):
+                        async for msg in s.messages(timeout=60):
+                            if msg.get("type") == "session_state":
+                                lines.append(msg.get("message") or "")
+                                if msg["state"] == "running":
+                                    break
                     told = [ln for ln in lines if "Spark driver could not be created" in ln]
                     assert len(told) == 1, lines
                     assert "403 Forbidden" in told[0] and "rsparkhub-hub Role" in told[0]

@@ -39,6 +39,22 @@ async def test_seq_coalescing_and_batches() -> None:
     assert len(ob) == 0 and ob.first_unacked_seq == 8
 
 
+async def test_acks_past_the_last_seq_do_not_swallow_later_events() -> None:
+    """Found by the link fuzzer: an ``ack`` (or a welcome's ``acked_seq``) beyond anything
+    the agent sent made every later event count as sent, so replies never went out."""
+    ob = Outbox("s")
+    ob.emit(P.DoneEvent(request_id="a", status="ok"))
+    assert [e.seq for e in ob.take_batch()] == [1]
+    ob.ack(799)
+    assert ob.acked_seq == 1 and len(ob) == 0
+    assert ob.emit(P.DoneEvent(request_id="b", status="ok")) == 2
+    assert [e.seq for e in ob.take_batch()] == [2]
+    ob.rewind(5000)
+    assert ob.acked_seq == 2
+    assert ob.emit(P.DoneEvent(request_id="c", status="ok")) == 3
+    assert [e.seq for e in ob.take_batch()] == [3]
+
+
 async def test_backpressure_waits_for_acks() -> None:
     ob = Outbox("s", max_unacked_bytes=1000)
     ob.emit(P.StreamEvent(request_id="r", name="stdout", text="x" * 2000))

@@ -121,7 +121,10 @@ class Outbox:
         return len(self._buffer)
 
     def ack(self, seq: int) -> None:
-        """The hub made every event with ``seq <= seq`` durable."""
+        """The hub made every event with ``seq <= seq`` durable. An ack past the last seq
+        this outbox assigned is bogus (a confused hub, a corrupted frame): it counts only
+        up to that seq, or later events would be taken as sent and never go out."""
+        seq = min(seq, self.last_seq)
         if seq > self.acked_seq:
             self.acked_seq = seq
         while self._buffer and self._buffer[0].seq <= seq:
@@ -134,7 +137,7 @@ class Outbox:
     def rewind(self, acked_seq: int) -> None:
         """A (re)connection: drop what the hub has, resend everything else."""
         self.ack(acked_seq)
-        self._sent_upto = acked_seq
+        self._sent_upto = self.acked_seq
         if self._buffer:
             self.pending.set()
 
