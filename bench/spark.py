@@ -398,9 +398,10 @@ def report(data: dict[str, Any]) -> str:
     if pairs:
         notes.append(
             f"* Cold ({'; '.join(pairs)}): the query waits for pyspark's next retry of the "
-            "refused connection (exponential backoff: about 0.05, 0.25, 1, 4, 17, 68 s after "
-            "the first attempt), so a cold first result lands on one of those steps — a "
-            "server up just after the 17 s retry costs the user almost a minute more."
+            "refused connection — in session kernels at most every 2 s (agent/pykernel.py caps "
+            "pyspark's default 4× backoff, which reached 17 s and 68 s steps: before the cap "
+            "this row measured 21–73 s) — plus the session start, pyspark import and the "
+            "first query."
         )
     notes.append(
         f"* A trivial query costs about as much through Spark Connect "
