@@ -6,6 +6,7 @@ way an operator's machine would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -176,3 +177,22 @@ def _user(hub: HubProcess, name: str) -> str:
     if name not in cache:
         cache[name] = hub.make_user(name)
     return cache[name]
+
+
+@contextlib.contextmanager
+def embedded_spark_hub(data_dir: Path) -> Iterator[HubProcess]:
+    """A started hub with the embedded Spark Connect server (started at its first
+    session); on exit the hub is closed and its server must be gone with it."""
+    import psutil
+
+    hub = HubProcess(
+        data_dir, {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"}
+    ).start()
+    try:
+        yield hub
+    finally:
+        hub.close()
+        pid_file = hub.data_dir / "spark" / "server.pid"
+        if pid_file.exists() and psutil.pid_exists(pid := int(pid_file.read_text())):
+            os.killpg(pid, signal.SIGKILL)
+            pytest.fail("the Spark Connect server outlived the hub")

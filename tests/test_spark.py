@@ -14,13 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess
+from conftest import HubProcess, embedded_spark_hub
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +34,8 @@ assert spark.catalog.currentDatabase() == {db!r}, spark.catalog.currentDatabase(
 
 @pytest.fixture(scope="module")
 def spark_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    hub = HubProcess(
-        tmp_path_factory.mktemp("spark") / "data",
-        {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"},
-    ).start()
-    try:
+    with embedded_spark_hub(tmp_path_factory.mktemp("spark") / "data") as hub:
         yield hub
-    finally:
-        hub.close()
-        pid_file = hub.data_dir / "spark" / "server.pid"
-        if pid_file.exists():  # the hub stops its server: nothing may be left
-            pid = int(pid_file.read_text())
-            if psutil.pid_exists(pid):
-                os.killpg(pid, signal.SIGKILL)
-                pytest.fail("the Spark Connect server outlived the hub")
 
 
 @pytest.fixture(scope="module")

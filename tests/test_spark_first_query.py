@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess
+from conftest import HubProcess, embedded_spark_hub
 
 pytestmark = pytest.mark.slow
 
@@ -32,20 +31,8 @@ FIRST = (
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    h = HubProcess(
-        tmp_path_factory.mktemp("spark-first") / "data",
-        {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"},
-    ).start()
-    try:
+    with embedded_spark_hub(tmp_path_factory.mktemp("spark-first") / "data") as h:
         yield h
-    finally:
-        h.close()
-        pid_file = h.data_dir / "spark" / "server.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text())
-            if psutil.pid_exists(pid):
-                os.killpg(pid, signal.SIGKILL)
-                pytest.fail("the Spark Connect server outlived the hub")
 
 
 def _spark(hub: HubProcess, token: str) -> dict[str, Any]:

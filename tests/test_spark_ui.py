@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import ipaddress
-import os
 import re
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +27,7 @@ from rsparkhub.hub.api.spark import (
     map_location,
 )
 
-from conftest import PASSWORD, HubProcess
+from conftest import PASSWORD, HubProcess, embedded_spark_hub
 
 pytestmark = pytest.mark.slow
 UI = "/spark-ui/_shared"
@@ -55,18 +53,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    hub = HubProcess(
-        tmp_path_factory.mktemp("spark-ui") / "data",
-        {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"},
-    ).start()
-    try:
+    with embedded_spark_hub(tmp_path_factory.mktemp("spark-ui") / "data") as hub:
         yield World(hub)
-    finally:
-        hub.close()
-        pid_file = hub.data_dir / "spark" / "server.pid"
-        if pid_file.exists() and psutil.pid_exists(pid := int(pid_file.read_text())):
-            os.killpg(pid, signal.SIGKILL)
-            pytest.fail("the Spark Connect server outlived the hub")
 
 
 def _error(r: httpx.Response) -> str:

@@ -43,7 +43,7 @@ from rsparkhub.hub.errors import ApiError
 
 # The session pods' label values: a driver's rsparkhub.io/user and rsparkhub.io/session
 # labels equal its session pod's (user names may start with "_" or be 64 characters long).
-from rsparkhub.hub.spawners.k8s_objects import label_value
+from rsparkhub.hub.spawners.k8s_objects import label_value, pod_security_context
 from rsparkhub.hub.userdb import role_name
 
 if TYPE_CHECKING:
@@ -265,13 +265,7 @@ def executor_pod_template() -> dict[str, Any]:
         "kind": "Pod",
         "spec": {
             "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": SPARK_UID,
-                "runAsGroup": SPARK_UID,
-                "fsGroup": SPARK_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": pod_security_context(SPARK_UID),
             "containers": [
                 {
                     "name": "spark-kubernetes-executor",
@@ -352,13 +346,7 @@ def build_driver_pod(
             "restartPolicy": "OnFailure",
             "terminationGracePeriodSeconds": 30,
             "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": SPARK_UID,
-                "runAsGroup": SPARK_UID,
-                "fsGroup": SPARK_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": pod_security_context(SPARK_UID),
             "containers": [
                 {
                     "name": "spark-connect",

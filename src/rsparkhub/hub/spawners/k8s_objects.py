@@ -141,6 +141,19 @@ def session_annotations(spec: SessionSpec, profile: str | None = None) -> dict[s
     return ann
 
 
+def pod_security_context(uid: int, **extra: Any) -> dict[str, Any]:
+    """The pod-level security context of every pod the hub makes (sessions, Spark drivers
+    and executors): non-root as ``uid``, RuntimeDefault seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        **extra,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _security_context() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
@@ -271,14 +284,7 @@ def build_session_pod(
         # there is no other container to share anything with.
         "shareProcessNamespace": True,
         "terminationGracePeriodSeconds": cfg.termination_grace_s,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(RUN_AS, fsGroupChangePolicy="OnRootMismatch"),
         "containers": [container],
         "volumes": volumes,
     }
