@@ -17,7 +17,7 @@ cd "$REPO_ROOT"
 APT_PACKAGES=(
   r-base-core r-cran-irkernel r-cran-rmarkdown r-cran-knitr pandoc r-cran-jsonlite
   r-cran-ggplot2 r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-reticulate r-cran-data.table
-  r-cran-dplyr r-cran-lobstr r-cran-r6 r-cran-tibble openjdk-17-jre-headless bubblewrap postgresql chromium chromium-driver
+  r-cran-dplyr r-cran-lobstr r-cran-r6 r-cran-tibble openjdk-17-jre-headless bubblewrap passt libseccomp2 postgresql chromium chromium-driver
 )
 VENV="$REPO_ROOT/.venv"
 MARKER="$VENV/.rsparkhub-installed"

@@ -4,6 +4,7 @@ workspace session, upgrade the database, and report what this machine can run.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -72,6 +73,32 @@ def _with_db(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
         raise
 
 
+LOGIN_LINK_FILE = "first-login-link"
+
+
+def _show_login_link(settings: Settings, url: str) -> None:
+    """The first start's one-time admin link goes to the operator's terminal only. Not
+    through ``logging``, and not onto a stream that is not a terminal: that one is a log
+    (systemd's journal, ``kubectl logs``, a redirected file). Then the link is written to
+    DATA_DIR/first-login-link, readable by the hub's account only, and its path printed."""
+    who = f"log in as '{settings.admin_user}' once with this link (valid 24 h)"
+    if sys.stderr.isatty():
+        sys.stderr.write(f"First start: {who}:\n    {url}\n")
+        sys.stderr.flush()
+        return
+    path = settings.data_dir / LOGIN_LINK_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a link of an earlier first start (the database was reset)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(url + "\n")
+    sys.stderr.write(
+        f"First start: {who} — it is in {path} (readable by this account only); "
+        f"`rsparkhub login-link {settings.admin_user}` prints a new one.\n"
+    )
+    sys.stderr.flush()
+
+
 class _RedactSecrets:
     """Keep one-time login links out of the access log."""
 
@@ -108,9 +135,7 @@ def serve(
     url = _with_db(settings, lambda db: bootstrap_admin(db, settings.admin_user, settings.base_url))
     typer.echo(f"rsparkhub {settings.base_url}  (data: {settings.data_dir})")
     if url:
-        typer.echo(
-            f"First start: log in as '{settings.admin_user}' once with this link (valid 24 h):\n    {url}"
-        )
+        _show_login_link(settings, url)
     server_config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -260,13 +285,7 @@ def doctor(
     settings = _settings(data_dir, config)
     # The spawner the hub would use (as in hub.app.build_hub), so that the reported
     # limits are the real ones.
-    spawner = LocalSpawner(
-        settings.data_dir,
-        sandbox=settings.sandbox,
-        memory_mb=settings.session_memory_mb,
-        cpu_seconds=settings.session_cpu_seconds,
-        max_processes=settings.session_max_processes,
-    )
+    spawner = LocalSpawner(settings)
     rep = asyncio.run(report(settings, spawner))
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
@@ -279,6 +298,11 @@ def doctor(
             )
     s = rep["sessions"]
     typer.echo(f"sessions: spawner={s['spawner']} sandbox={s['sandbox']} ({s['sandbox_reason']})")
+    if "isolation" in s:
+        typer.echo(
+            f"isolation: {s['isolation']} network={s['network']} cgroups={s['cgroups']} "
+            f"seccomp={'on' if s['seccomp'] else 'off'} ({s['isolation_reason']})"
+        )
     u = rep["user_databases"]
     typer.echo(f"user databases: {'ok ' if u['ok'] else 'NO '} {u['mode']}: {u['detail']}")
     sp = rep["spark"]

@@ -74,11 +74,32 @@ class Settings(BaseSettings):
         "auto", description="Sandbox local sessions with bubblewrap: auto = when installed."
     )
     session_memory_mb: int = Field(
-        4096, ge=0, description="Address-space limit per session process (0 = none)."
+        4096,
+        ge=0,
+        description="Memory limit of a whole session, its /tmp and /dev/shm included (0 = none).",
     )
     session_cpu_seconds: int = Field(0, ge=0, description="CPU-time limit per process (0 = none).")
     session_max_processes: int = Field(
-        0, ge=0, description="RLIMIT_NPROC for session processes (0 = none)."
+        1024, ge=0, description="Processes and threads a session may have at once (0 = none)."
+    )
+    session_cpu_weight: int = Field(
+        100, ge=1, le=10000, description="CPU weight of a session against the others (cgroup)."
+    )
+    session_cpu_quota: float = Field(
+        0, ge=0, description="CPU cores a session may use at most (0 = no quota)."
+    )
+    session_tmp_mb: int = Field(
+        512, ge=1, description="Size of a session's private /tmp and of its /dev/shm (tmpfs)."
+    )
+    session_network: Literal["internet", "hub-only"] = Field(
+        "internet",
+        description="Outbound network of sessions: internet, or only the hub and their services.",
+    )
+    session_uid_min: int = Field(
+        200000, ge=1000, description="Lowest host uid given to a user's sessions (root hub)."
+    )
+    session_uid_max: int = Field(
+        299999, ge=1000, description="Highest host uid given to a user's sessions (root hub)."
     )
     session_languages: str | None = Field(
         None, description="Comma-separated languages sessions offer (default: every installed one)."
@@ -104,6 +125,11 @@ class Settings(BaseSettings):
     )
     kubernetes_service_account: str = Field(
         "rsparkhub-session", description="Service account of session pods (no API token)."
+    )
+    kubernetes_session_uid: int = Field(
+        1000,
+        ge=1,
+        description="uid and gid of session pods (and their Spark pods) whose user has no uid.",
     )
     kubernetes_user_volume_size: str | None = Field(
         None, description="Size of each user's package volume (PVC), e.g. 10Gi; None = none."

@@ -66,7 +66,7 @@ async def report(
         "ok": bool(pg),
         "detail": pg or "PostgreSQL server binaries not installed (apt install postgresql)",
     }
-    sp = spawner or LocalSpawner(settings.data_dir, sandbox=settings.sandbox)
+    sp = spawner or LocalSpawner(settings)
     own_spawner = None
     if settings.spawner == "kubernetes" and getattr(sp, "name", "") != "kubernetes":
         # `rsparkhub doctor` hands in a local spawner: report the one the hub would use.

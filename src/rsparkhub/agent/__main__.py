@@ -1,10 +1,13 @@
 """Command line of the session agent.
 
     python -m rsparkhub.agent --hub-url ws://HOST:PORT/agent/ws --session-id SID \
-        --workdir DIR [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--log-level info]
+        --workdir DIR [--token-fd FD] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--log-level info]
 
-The session token is read from the environment variable ``RSPARKHUB_SESSION_TOKEN`` and
-sent as ``Authorization: Bearer <token>``. Exit codes: 0 after ``stop``/SIGTERM,
+The session token is read from ``--token-fd FD`` (a pipe the local spawner writes it into;
+read once, then closed, so no later process can read it) or else from the environment
+variable ``RSPARKHUB_SESSION_TOKEN`` (Kubernetes: a Secret), which is removed at once; it is
+sent as ``Authorization: Bearer <token>``. The agent makes itself non-dumpable first thing,
+so code in the session (same uid) can neither ptrace it nor read its memory or environment. Exit codes: 0 after ``stop``/SIGTERM,
 3 when the hub stayed unreachable for ``--redial-timeout`` seconds, 2 for bad arguments.
 """
 
@@ -48,11 +51,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated subset of r,python,bash to offer (default: every installed kernel)",
     )
+    ap.add_argument("--token-fd", type=int, default=None, help="read the session token from FD")
     ap.add_argument("--log-level", default="info")
     return ap.parse_args(argv)
 
 
+def make_undumpable() -> None:
+    """PR_SET_DUMPABLE 0: /proc/<agent>/{environ,mem,fd} become root's and ptrace needs
+    CAP_SYS_PTRACE, which nothing in a session has. Kernels are exec'd, so they are
+    dumpable again (debuggers work on the user's own code)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_dumpable = 4
+    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def main(argv: list[str] | None = None) -> int:
+    make_undumpable()
     args = parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -67,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown language(s): {', '.join(bad)}", file=sys.stderr)
             return 2
     token = os.environ.pop(TOKEN_ENV, None)  # not inherited by kernels
+    if args.token_fd is not None:
+        with os.fdopen(args.token_fd, "rb") as fh:
+            token = fh.read(4096).decode().strip() or None
     config = AgentConfig(
         hub_url=args.hub_url,
         session_id=args.session_id,

@@ -435,7 +435,7 @@ class Kernel:
                 if deadline is not None and loop.time() >= deadline:
                     raise TimeoutError
                 if not await self.is_alive():
-                    raise KernelError("kernel_died", f"The {self.language} kernel died.")
+                    raise KernelError("kernel_died", died_message(self.language))
         finally:
             self._pending.pop(msg_id, None)
 
@@ -553,7 +553,7 @@ class KernelPool:
             if kernel is not None:
                 if await kernel.is_alive():
                     return kernel
-                await self._drop(language, "The kernel died.")
+                await self._drop(language, died_message(language))
             self.on_status(language, "starting", None)
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
             kernel = Kernel(
@@ -597,7 +597,7 @@ class KernelPool:
 
     async def mark_dead(self, language: str) -> None:
         async with self._locks[language]:
-            await self._drop(language, "The kernel died.")
+            await self._drop(language, died_message(language))
 
     async def restart(self, language: Language) -> Kernel:
         kernel = self.kernels.get(language)
@@ -625,3 +625,38 @@ class KernelPool:
         self.kernels.clear()
         await asyncio.gather(*(k.shutdown() for _, k in kernels), return_exceptions=True)
         self.write_pid_file()
+
+
+# The sandbox binds the session's own memory cgroup here, read-only (hub/sandbox/launcher.py).
+OOM_DIR = Path("/run/rsparkhub/cgroup")
+_oom_seen: list[int] = []
+
+
+def _oom_kills() -> int | None:
+    for name in ("memory.events", "memory.oom_control"):  # cgroup v2, v1
+        try:
+            text = (OOM_DIR / name).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
+
+
+def died_message(language: str) -> str:
+    """Why a kernel died, as the console says it: an out-of-memory kill of this session's
+    cgroup is named as such (the kernel counts them), anything else is just "died"."""
+    count = _oom_kills()
+    if count is not None:
+        before = _oom_seen[0] if _oom_seen else 0
+        _oom_seen[:] = [count]
+        if count > before:
+            limit = os.environ.get("RSPARKHUB_MEMORY_LIMIT_MB")
+            cap = f" ({limit} MiB)" if limit else ""
+            return (
+                f"The {language} kernel was killed: the session ran out of memory{cap}. "
+                "Free memory (remove large objects) or ask for a larger session."
+            )
+    return f"The {language} kernel died."

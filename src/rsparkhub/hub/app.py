@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import logging
 import mimetypes
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rsparkhub import __version__
 from rsparkhub.config import Settings
-from rsparkhub.hub.access import workspace_for, workspace_role
+from rsparkhub.hub.access import user_role, workspace_for, workspace_role
 from rsparkhub.hub.api import (
     auth_routes,
     databases,
@@ -32,7 +33,9 @@ from rsparkhub.hub.api import (
 )
 from rsparkhub.hub.auth import authenticate
 from rsparkhub.hub.blobs import BlobStore
+from rsparkhub.hub.datadir import make_private
 from rsparkhub.hub.db.engine import Database
+from rsparkhub.hub.db.models import User, Workspace
 from rsparkhub.hub.errors import (
     ApiError,
     api_error_handler,
@@ -41,6 +44,8 @@ from rsparkhub.hub.errors import (
     internal_error_handler,
     validation_error_handler,
 )
+from rsparkhub.hub.identities import Identities
+from rsparkhub.hub.sandbox import Sandboxes
 from rsparkhub.hub.sessions import SessionManager
 from rsparkhub.hub.spark import SparkService
 from rsparkhub.hub.spawners.base import Spawner
@@ -58,24 +63,22 @@ CSP = (
 )
 
 
-def build_spawner(settings: Settings) -> Spawner:
+def build_spawner(settings: Settings, sandboxes: Sandboxes | None = None) -> Spawner:
     """The spawner ``settings.spawner`` names: local processes or Kubernetes pods."""
     if settings.spawner == "kubernetes":
         from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
 
         return KubernetesSpawner.from_settings(settings)
-    return LocalSpawner(
-        settings.data_dir,
-        sandbox=settings.sandbox,
-        memory_mb=settings.session_memory_mb,
-        cpu_seconds=settings.session_cpu_seconds,
-        max_processes=settings.session_max_processes,
-    )
+    return LocalSpawner(settings, sandboxes)
 
 
 def build_hub(settings: Settings) -> Hub:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    spawner = build_spawner(settings)
+    # The embedded PostgreSQL runs as the postgres account when the hub is root: it must
+    # be able to traverse DATA_DIR (0711) to reach its own private directory.
+    pg_owner_traverses = os.geteuid() == 0 and settings.user_databases == "embedded"
+    make_private(settings.data_dir, traversable=pg_owner_traverses)
+    sandboxes = Sandboxes(enabled=settings.sandbox != "none")
+    spawner = build_spawner(settings, sandboxes)
     db = Database(settings.db_url)
     hub = Hub(
         settings=settings,
@@ -84,6 +87,8 @@ def build_hub(settings: Settings) -> Hub:
         sessions=None,  # type: ignore[arg-type]  # set just below: they refer to each other
         userdb=UserDatabases(settings, db),
         spark=SparkService(settings),
+        sandboxes=sandboxes,
+        identities=Identities(settings, db),
     )
     hub.sessions = SessionManager(hub, spawner)
     hub.spark.is_live = lambda sid: (s := hub.sessions.by_id.get(sid)) is not None and s.alive
@@ -165,7 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
                 caller = await authenticate(websocket, db)
                 if caller is None:
                     raise ApiError(401, "unauthorized", "Log in or send an API token.")
-                if caller.via == "cookie" and not _same_origin(websocket):
+                if caller.via == "cookie" and not _same_origin(websocket, settings.public_url):
                     raise ApiError(
                         403, "bad_origin", "Cross-site websocket connections are refused."
                     )
@@ -179,8 +184,22 @@ def create_app(settings: Settings) -> FastAPI:
                 await websocket.close(code=4000 + exc.status, reason=reason)
                 return
         await websocket.accept()
+        user_id, workspace_row_id = caller.user.id, ws.id
+
+        async def current_role() -> str | None:
+            async with hub.db.session() as db:
+                user = await db.get(User, user_id)
+                workspace = await db.get(Workspace, workspace_row_id)
+                if user is None or user.disabled or workspace is None:
+                    return None
+                return await user_role(db, user, workspace)
+
         await hub.sessions.client_socket(
-            websocket, ws.id, caller.name, can_write=role in ("owner", "editor")
+            websocket,
+            ws.id,
+            caller.name,
+            can_write=role in ("owner", "editor"),
+            current_role=current_role,
         )
 
     @app.websocket("/agent/ws")
@@ -237,8 +256,34 @@ async def _start_user_databases(hub: Hub) -> object:
         return None
 
 
-def _same_origin(ws: WebSocket) -> bool:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the default port filled in; None if it is
+    not one (e.g. the ``null`` origin of a sandboxed page)."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            return None
+        return scheme, parts.hostname.lower(), parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:  # a malformed port
+        return None
+
+
+def _same_origin(ws: WebSocket, public_url: str | None = None) -> bool:
+    """A browser's socket must come from a page of this hub: the Origin's scheme, host and
+    port equal those the request was made to (ws → http, wss → https), or ``public_url``'s
+    (the hub behind a TLS proxy sees ws while the page is https)."""
     origin = ws.headers.get("origin")
     if origin is None:
         return True  # not a browser
-    return urlsplit(origin).netloc == ws.headers.get("host", "")
+    seen = _origin_of(origin)
+    if seen is None:
+        return False
+    scheme = "https" if ws.url.scheme in ("wss", "https") else "http"
+    own = {_origin_of(f"{scheme}://{ws.headers.get('host', '')}")}
+    if public_url:
+        own.add(_origin_of(public_url))
+    return seen in own - {None}

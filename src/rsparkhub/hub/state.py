@@ -1,5 +1,5 @@
 """The hub's process-wide state, built once by ``create_app``: settings, database, blob
-store, session manager, per-user databases. Routes reach it as ``request.app.state.hub``."""
+store, session manager, per-user databases, sandboxes and users' host identities. Routes reach it as ``request.app.state.hub``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
 
 if TYPE_CHECKING:
+    from rsparkhub.hub.identities import Identities
+    from rsparkhub.hub.sandbox import Sandboxes
     from rsparkhub.hub.sessions import SessionManager
     from rsparkhub.hub.spark import SparkService
     from rsparkhub.hub.userdb import UserDatabases
@@ -24,3 +26,5 @@ class Hub:
     sessions: SessionManager
     userdb: UserDatabases
     spark: SparkService
+    sandboxes: Sandboxes  # every process running a user's code starts through it
+    identities: Identities  # each user's host uid

@@ -42,6 +42,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The host uid (and gid) this user's sessions run under on a root hub; given once from
+    # session_uid_min..max by hub/identities.py, never 0, never reused.
+    uid: Mapped[int | None] = mapped_column(Integer, unique=True, nullable=True)
 
 
 class ApiToken(Base):
@@ -179,8 +182,9 @@ class Usage(Base):
 
 
 class UserDatabase(Base):
-    """A user's PostgreSQL role and database (``user_databases``; see hub/userdb.py). The
-    password lives only here and in the environment of the user's sessions."""
+    """A user's PostgreSQL role and database (``user_databases``; see hub/userdb.py). No
+    password is stored: it is derived from the hub's secret key, the role and
+    ``password_generation`` (a rotation adds one)."""
 
     __tablename__ = "user_databases"
     user_id: Mapped[str] = mapped_column(
@@ -188,6 +192,6 @@ class UserDatabase(Base):
     )
     role: Mapped[str] = mapped_column(String(63), unique=True)
     database: Mapped[str] = mapped_column(String(63))
-    password: Mapped[str] = mapped_column(String(128))
+    password_generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

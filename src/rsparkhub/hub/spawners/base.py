@@ -23,8 +23,15 @@ class SessionSpec:
     max_file_bytes: int = 50 * 1024 * 1024
     languages: str | None = None  # comma-separated subset of r,python,bash
     env: dict[str, str] = field(default_factory=dict)
+    # Host loopback TCP ports the session may reach (its own PostgreSQL, its user's Spark);
+    # the hub's own port is always reachable. Nothing else on the host is.
+    reach: tuple[int, ...] = ()
     # The profile the session runs with (None = the spawner's default); see profiles_for().
     profile: str | None = None
+    # The owner's own uid/gid (users.uid; never 0). None: the spawner's configured default
+    # (the Kubernetes spawner's kubernetes_session_uid).
+    uid: int | None = None
+    gid: int | None = None
     # Start-up progress for the session's clients ("pulling image …"); a spawner may call
     # it while the session starts. Spawners that start at once (local) ignore it.
     progress: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)

@@ -1,68 +1,69 @@
-"""The local spawner: each session's agent is a subprocess in its own process group, with
-resource limits, sandboxed by bubblewrap when it is installed.
+"""The local spawner: each session's agent runs on this machine in a sandbox of its own
+(hub/sandbox/: the user's own uid, no capabilities, seccomp, its own network namespace
+reaching only the hub and the user's services, a cgroup carrying the session's limits).
 
-The sandbox shows the system read-only, hides the hub's data directory (database, blobs,
-other sessions) behind an empty tmpfs, and makes only the session's own directory writable.
-The agent is started detached (new session, no --die-with-parent) so that it outlives a hub
-restart and the next hub adopts it."""
+The session directory is the only writable place the agent shares with the host; the
+token reaches the agent through an inherited pipe, never the environment. The agent is
+started detached (new session, not killed with the hub) so that the next hub adopts it;
+stopping or losing a session kills its whole cgroup, so no kernel outlives it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import resource
-import shutil
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-import rsparkhub
+from rsparkhub.config import Settings
+from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec
 from rsparkhub.hub.spawners.base import SessionSpec, SpawnError
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "R_HOME", "JAVA_HOME")
 
 
-def bwrap_path() -> str | None:
-    return shutil.which("bwrap")
-
-
 class LocalSpawner:
     name = "local"
 
-    def __init__(
-        self,
-        data_dir: Path,
-        sandbox: str = "auto",
-        memory_mb: int = 0,
-        cpu_seconds: int = 0,
-        max_processes: int = 0,
-    ) -> None:
-        self.data_dir = data_dir
-        self.memory_mb = memory_mb
-        self.cpu_seconds = cpu_seconds
-        self.max_processes = max_processes
-        bwrap = bwrap_path()
-        if sandbox == "bwrap" and not bwrap:
+    def __init__(self, settings: Settings, sandboxes: Sandboxes | None = None) -> None:
+        self.settings = settings
+        self.sandboxes = sandboxes or Sandboxes(enabled=settings.sandbox != "none")
+        if settings.sandbox == "bwrap" and not self.sandboxes.bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
-        self.bwrap = bwrap if sandbox in ("auto", "bwrap") else None
         self._children: dict[int, asyncio.subprocess.Process] = {}
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(
+            memory_mb=s.session_memory_mb,
+            pids=s.session_max_processes,
+            cpu_weight=s.session_cpu_weight,
+            cpu_quota=s.session_cpu_quota,
+            tmp_mb=s.session_tmp_mb,
+        )
+
     def describe(self) -> dict[str, Any]:
+        s = self.settings
+        iso = self.sandboxes.describe()
         return {
             "spawner": self.name,
-            "sandbox": "bubblewrap" if self.bwrap else "none",
+            "sandbox": iso["sandbox"],
             "sandbox_reason": (
-                "bwrap found at " + self.bwrap
-                if self.bwrap
+                "bwrap found at " + self.sandboxes.bwrap
+                if self.sandboxes.bwrap
                 else "bubblewrap is not installed or sandbox = 'none'"
             ),
-            "memory_mb": self.memory_mb,
-            "cpu_seconds": self.cpu_seconds,
-            "max_processes": self.max_processes,
+            **iso,
+            "session_network": s.session_network,
+            "memory_mb": s.session_memory_mb,
+            "cpu_seconds": s.session_cpu_seconds,
+            "max_processes": s.session_max_processes,
+            "tmp_mb": s.session_tmp_mb,
         }
 
     def _env(self, spec: SessionSpec) -> dict[str, str]:
@@ -72,94 +73,83 @@ class LocalSpawner:
         env.setdefault("LANG", "C.UTF-8")
         env["HOME"] = str(spec.session_dir / "home")
         env["USER"] = spec.user
-        env["RSPARKHUB_SESSION_TOKEN"] = spec.token
         env["RSPARKHUB_SESSION_ID"] = spec.session_id
         env["RSPARKHUB_WORKSPACE_ID"] = spec.workspace_id
         env["PYTHONUNBUFFERED"] = "1"
         env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        if self.settings.session_memory_mb:
+            env["RSPARKHUB_MEMORY_LIMIT_MB"] = str(self.settings.session_memory_mb)
         env.update(spec.env)
         return env
 
-    def _command(self, spec: SessionSpec) -> list[str]:
-        agent = [
-            sys.executable,
-            "-m",
-            "rsparkhub.agent",
-            "--hub-url",
-            spec.hub_agent_url,
-            "--session-id",
-            spec.session_id,
-            "--workdir",
-            str(spec.workdir),
-            "--redial-timeout",
-            str(spec.redial_timeout_s),
-            "--max-file-bytes",
-            str(spec.max_file_bytes),
-        ]
-        if spec.languages:
-            agent += ["--languages", spec.languages]
-        if not self.bwrap:
-            return agent
-        sd = str(spec.session_dir)
-        # Python and this package must stay visible even when they live under a path the
-        # sandbox masks (a checkout or venv in /tmp, say): bind them back read-only.
-        masked = (Path("/tmp"), self.data_dir)
-        needed = sorted(
-            {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-            | {Path(rsparkhub.__file__).resolve().parent.parent}
-        )
-        rebind: list[str] = []
-        for path in needed:
-            if any(path == m or m in path.parents for m in masked):
-                rebind += ["--ro-bind", str(path), str(path)]
-        cmd = [
-            self.bwrap,
-            "--ro-bind", "/", "/",
-            "--dev", "/dev",
-            "--proc", "/proc",
-            "--tmpfs", "/tmp",
-            "--tmpfs", str(self.data_dir),
-            "--bind", sd, sd,
-            "--remount-ro", str(self.data_dir),
-            *rebind,
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--new-session",
-            "--chdir", str(spec.workdir),
+    def _agent_argv(self, spec: SessionSpec, token_fd: int) -> list[str]:
+        url = spec.hub_agent_url
+        if self.sandboxes.mode.network == "pasta":
+            # Inside its own network namespace the hub is at 127.0.0.1 (a pasta forward).
+            url = f"ws://127.0.0.1:{self._hub_port(spec)}/agent/ws"
+        argv = [
+            sys.executable, "-m", "rsparkhub.agent",
+            "--hub-url", url,
+            "--session-id", spec.session_id,
+            "--workdir", str(spec.workdir),
+            "--token-fd", str(token_fd),
+            "--redial-timeout", str(spec.redial_timeout_s),
+            "--max-file-bytes", str(spec.max_file_bytes),
         ]  # fmt: skip
-        return [*cmd, "--", *agent]
+        if spec.languages:
+            argv += ["--languages", spec.languages]
+        return argv
 
-    def _limits(self) -> None:  # runs in the child between fork and exec
-        if self.memory_mb:
-            n = self.memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (n, n))
-        if self.cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
-        if self.max_processes:
-            resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes, self.max_processes))
+    @staticmethod
+    def _hub_port(spec: SessionSpec) -> int:
+        from urllib.parse import urlsplit
+
+        return urlsplit(spec.hub_agent_url).port or 80
+
+    @staticmethod
+    def cgroup_name(session_id: str) -> str:
+        return f"session-{session_id}"
 
     # ------------------------------------------------------------------ contract
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
         for d in (spec.workdir, spec.session_dir / "home", spec.session_dir / "runtime"):
             d.mkdir(parents=True, exist_ok=True)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the child
+        identity = (
+            Identity(spec.uid, spec.gid if spec.gid is not None else spec.uid)
+            if spec.uid is not None
+            else self.sandboxes.identity_for_hub()
+        )
+        # The token goes through a pipe the agent reads once at start (never the env).
+        r, w = os.pipe()
+        os.write(w, spec.token.encode() + b"\n")
+        os.close(w)
+        log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        name = self.cgroup_name(spec.session_id)
+        sbx = SandboxSpec(
+            name=name,
+            identity=identity,
+            argv=self._agent_argv(spec, r),
+            env=self._env(spec),
+            chdir=str(spec.workdir),
+            binds=[(spec.session_dir, str(spec.session_dir))],
+            ro_binds=self.sandboxes.runtime_binds(),
+            masked=[str(self.settings.data_dir.resolve())],
+            network=Network(
+                to_host=tuple(sorted({self._hub_port(spec), *spec.reach})),
+                outbound=self.settings.session_network == "internet",
+            ),
+            limits=self.limits,
+            stdout=log_fd,
+            pass_fds=(r,),
+        )
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._command(spec),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=self._env(spec),
-                cwd=str(spec.workdir),
-                start_new_session=True,
-                preexec_fn=self._limits,
-            )
-        except OSError as exc:
+            proc = await self.sandboxes.spawn(sbx)
+        except (OSError, ValueError) as exc:
             raise SpawnError(f"could not start the session agent: {exc}") from exc
         finally:
-            log.close()
+            os.close(r)
+            os.close(log_fd)
         self._children[proc.pid] = proc
         try:
             create_time = psutil.Process(proc.pid).create_time()
@@ -170,7 +160,9 @@ class LocalSpawner:
             "pgid": proc.pid,
             "create_time": create_time,
             "session_dir": str(spec.session_dir),
-            "sandbox": bool(self.bwrap),
+            "sandbox": bool(self.sandboxes.bwrap),
+            "cgroup": name if self.sandboxes.bwrap else None,  # the sandbox's name
+            "uid": identity.uid,
         }
 
     def _alive(self, state: dict[str, Any]) -> bool:
@@ -192,9 +184,11 @@ class LocalSpawner:
         return self._alive(state)
 
     def memory(self, state: dict[str, Any]) -> int | None:
-        """RSS of the session's process tree (bwrap, agent, kernels)."""
+        """RSS of every process of the session (agent, kernels, what they started)."""
         if not self._alive(state):
             return None
+        if state.get("cgroup") and self.sandboxes.cgroups.version != "none":
+            return self.sandboxes.memory(state["cgroup"])
         try:
             root = psutil.Process(int(state["pid"]))
             procs = [root, *root.children(recursive=True)]
@@ -202,10 +196,8 @@ class LocalSpawner:
             return None
         total = 0
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                continue
         return total
 
     async def wait(self, state: dict[str, Any]) -> tuple[int | None, str]:
@@ -214,98 +206,73 @@ class LocalSpawner:
         if child is not None:
             code = await child.wait()
             self._children.pop(pid, None)
-            self._cleanup_orphans(state)
+            await self._kill_all(state)
             return code, _describe_exit(code)
         while self._alive(state):  # adopted: not our child, so poll its pid
             await asyncio.sleep(0.5)
-        self._cleanup_orphans(state)
+        await self._kill_all(state)
         return None, "the session's agent exited while this hub was not its parent"
 
     async def stop(self, state: dict[str, Any], grace_s: float) -> int | None:
-        """SIGTERM the agent (it shuts its kernels down and exits 0), then SIGKILL."""
+        """SIGTERM the agent (it shuts its kernels down and exits 0), then kill the whole
+        session: its cgroup (or, without one, its process tree and group)."""
         pid = int(state.get("pid") or 0)
-        pgid = int(state.get("pgid") or 0)
         if self._alive(state):
-            for target in self._agent_pids(pid):
+            for target in self._agent_pids(state):
                 _kill(target, signal.SIGTERM)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + grace_s
             while self._alive(state) and loop.time() < deadline:
                 await asyncio.sleep(0.1)
-            if self._alive(state):
-                # Killing the sandbox's init (bwrap inside the PID namespace) takes every
-                # process of the session with it.
-                for target in self._descendants(pid):
-                    _kill(target, signal.SIGKILL)
-                if pgid > 0:
-                    _killpg(pgid, signal.SIGKILL)
+        await self._kill_all(state)
         code: int | None = None
         child = self._children.pop(pid, None)
         if child is not None:
             code = await child.wait()
-        self._cleanup_orphans(state)
         return code
 
-    @staticmethod
-    def _descendants(pid: int) -> list[int]:
-        try:
-            return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
-        except psutil.Error:
-            return [pid]
+    async def _kill_all(self, state: dict[str, Any]) -> None:
+        name = state.get("cgroup")
+        if name:
+            await asyncio.to_thread(self.sandboxes.kill, name)
+            if self.sandboxes.cgroups.version != "none":
+                return
+        pid = int(state.get("pid") or 0)
+        if pid > 0 and self._alive(state):
+            for target in _descendants(pid):
+                _kill(target, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(state.get("pgid") or pid), signal.SIGKILL)
 
-    def _agent_pids(self, pid: int) -> list[int]:
-        """The agent process itself (inside the sandbox it is a grandchild of bwrap)."""
+    def _agent_pids(self, state: dict[str, Any]) -> list[int]:
+        """The agent process itself (inside the sandbox it is a grandchild of pasta)."""
+        pid = int(state.get("pid") or 0)
+        members = (
+            self.sandboxes.pids(state["cgroup"])
+            if state.get("cgroup") and self.sandboxes.cgroups.version != "none"
+            else _descendants(pid)
+        )
         found = []
-        for p in self._descendants(pid):
+        for p in members:
             try:
                 cmd = psutil.Process(p).cmdline()
             except psutil.Error:
                 continue
-            if "rsparkhub.agent" in cmd and not cmd[0].endswith("bwrap"):
+            if "rsparkhub.agent" in cmd and not cmd[0].endswith(("bwrap", "pasta", "setpriv")):
                 found.append(p)
         return found or [pid]
 
-    def _cleanup_orphans(self, state: dict[str, Any]) -> None:
-        """Kernels run in their own process groups; if the agent was killed they may
-        linger (only without the sandbox, whose PID namespace takes them down)."""
-        pidfile = Path(state.get("session_dir", "")) / "agent-kernels.pid"
-        try:
-            pids = [int(x) for x in pidfile.read_text().split()]
-        except (OSError, ValueError):
-            return
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                # Only a kernel of this session: its connection file is in our runtime dir.
-                if state["session_dir"] not in " ".join(p.cmdline()):
-                    continue
-                if _is_group_leader(pid):
-                    os.killpg(pid, signal.SIGKILL)
-                else:
-                    p.kill()
-            except (psutil.Error, ProcessLookupError, PermissionError):
-                pass
 
-
-def _is_group_leader(pid: int) -> bool:
+def _descendants(pid: int) -> list[int]:
     try:
-        return os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return False
+        return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return [pid]
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _describe_exit(code: int | None) -> str:

@@ -1,0 +1,404 @@
+"""Starting a process in a sandbox of its own: the one place where isolation is decided.
+
+Owns: the command line that switches to the user's uid (root hub), gives the process its
+own network namespace (pasta, with explicit port forwards), and its own user, PID, IPC,
+UTS and mount namespaces (bubblewrap: only the system directories, a fresh /proc, private
+/tmp and /dev/shm, no capabilities, no new privileges, the seccomp filter); the cgroup it
+starts in; and what ``doctor`` reports about all of it. Sessions (spawners/local.py) and
+the per-user Spark servers (spark.py) both start through ``Sandboxes.spawn``.
+
+Must not: decide which ports or directories a caller needs (the caller names them), nor
+keep state beyond the cgroup names it was given.
+
+    setpriv --reuid U --regid G --clear-groups --inh-caps=-all      (root hub only)
+      pasta --no-map-gw [--config-net] -t FROM_HOST -T TO_HOST -u none -U none
+        bwrap --unshare-user --uid U --disable-userns --unshare-pid … --cap-drop ALL
+              --seccomp FD --ro-bind /usr … --proc /proc --tmpfs /tmp … -- ARGV
+
+Running bubblewrap as root with ``--uid`` is not isolation (the inside uid still maps to
+host root), so a root hub switches to the user's own uid *before* anything else runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import resource
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsparkhub.hub.sandbox import cgroups as cg
+from rsparkhub.hub.sandbox import seccomp
+from rsparkhub.hub.sandbox.cgroups import Limits
+
+# /etc entries a session may need (loader, certificates, R, Java, fonts, time zones, DNS).
+# Everything else of /etc (shadow, ssh keys, the hub's config) stays out.
+ETC = (
+    "alternatives", "ca-certificates", "ca-certificates.conf", "ssl", "pki",
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "zoneinfo",
+    "resolv.conf", "hosts", "host.conf", "gai.conf", "nsswitch.conf", "protocols", "services",
+    "mime.types", "R", "java-17-openjdk", "fonts", "papersize", "locale.alias", "os-release",
+    "debian_version", "mailcap", "magic", "magic.mime", "inputrc", "bash.bashrc", "profile",
+    "terminfo", "xdg", "ImageMagick-6", "texmf",
+)  # fmt: skip
+OOM_DIR = "/run/rsparkhub/cgroup"
+STAGE = Path("/run/rsparkhub/stage")  # views of directories the uid cannot reach by path  # the sandbox's own memory cgroup, read-only (OOM counts)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The host uid/gid a user's sandboxes run under."""
+
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Network:
+    """What a sandbox reaches. ``to_host``: host loopback TCP ports reachable from inside as
+    127.0.0.1:PORT. ``from_host``: host loopback ports forwarded to the same port inside (the
+    hub and other sandboxes reach a server listening inside). ``outbound``: other hosts."""
+
+    to_host: tuple[int, ...] = ()
+    from_host: tuple[int, ...] = ()
+    outbound: bool = True
+
+
+@dataclass
+class SandboxSpec:
+    name: str  # unique: the cgroup name, e.g. "session-<id>" or "spark-<user id>"
+    identity: Identity
+    argv: list[str]
+    env: dict[str, str]
+    chdir: str
+    binds: list[tuple[Path, str]] = field(default_factory=list)  # read-write
+    ro_binds: list[tuple[Path, str]] = field(default_factory=list)
+    # Paths inside that show an empty read-only directory (the hub's data dir, where the
+    # binds of the sandbox's own directories are mounted), so nothing can be made there.
+    masked: list[str] = field(default_factory=list)
+    network: Network = field(default_factory=Network)
+    limits: Limits = field(default_factory=Limits)
+    stdout: int | None = None  # fd for stdout and stderr
+    stdin_pipe: bool = False
+    pass_fds: tuple[int, ...] = ()  # further fds the sandboxed command inherits
+
+
+@dataclass(frozen=True)
+class Mode:
+    """The isolation this hub can give, as ``doctor`` reports it."""
+
+    name: str  # "root" | "unprivileged" | "none"
+    sandbox: str  # "bubblewrap" | "none"
+    network: str  # "pasta" | "host"
+    cgroups: str  # "v1" | "v2" | "none"
+    reason: str
+
+
+def _tun_usable() -> bool:
+    return os.access("/dev/net/tun", os.R_OK | os.W_OK) if os.geteuid() else True
+
+
+def ensure_tun_mode() -> None:
+    """pasta opens /dev/net/tun as the session's uid. The usual mode is 0666; some hosts
+    ship 0600, which only root can use: a root hub restores the usual mode."""
+    path = "/dev/net/tun"
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if os.geteuid() == 0 and stat.S_ISCHR(st.st_mode) and (st.st_mode & 0o666) != 0o666:
+            os.chmod(path, 0o666)
+
+
+class Sandboxes:
+    """Starts sandboxed processes and manages their cgroups."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        cgroup_manager: cg.NoCgroups | None = None,
+    ) -> None:
+        self.bwrap = shutil.which("bwrap") if enabled else None
+        self.pasta = shutil.which("pasta") if enabled else None
+        self.setpriv = shutil.which("setpriv")
+        self.root = os.geteuid() == 0
+        if self.bwrap and self.root:
+            ensure_tun_mode()
+        self.cgroups = (cgroup_manager or cg.detect()) if self.bwrap else cg.NoCgroups()
+
+    # ------------------------------------------------------------------ report
+    @property
+    def mode(self) -> Mode:
+        if not self.bwrap:
+            return Mode("none", "none", "host", "none", "bubblewrap is not installed or sandbox = 'none'")
+        net = "pasta" if self.pasta and _tun_usable() else "host"
+        if self.root and self.setpriv:
+            name, why = "root", "a root hub: each user's sessions run under their own host uid"
+        else:
+            name = "unprivileged"
+            why = (
+                f"an unprivileged hub (uid {os.geteuid()}): every session runs under the hub's "
+                "own uid in unprivileged user namespaces, so users are kept from each other "
+                "only by the namespaces (one account per person is not possible)"
+            )
+        return Mode(name, "bubblewrap", net, self.cgroups.version, why)
+
+    def describe(self) -> dict[str, Any]:
+        m = self.mode
+        return {
+            "isolation": m.name,
+            "sandbox": m.sandbox,
+            "network": m.network,
+            "cgroups": m.cgroups,
+            "seccomp": m.sandbox == "bubblewrap",
+            "isolation_reason": m.reason,
+        }
+
+    def identity_for_hub(self) -> Identity:
+        return Identity(os.getuid(), os.getgid())
+
+    # ------------------------------------------------------------------ command line
+    def command(self, spec: SandboxSpec, fds: dict[str, int]) -> list[str]:
+        """The argv for ``spec``; ``fds`` holds the seccomp program and the account files."""
+        assert self.bwrap
+        uid, gid = spec.identity.uid, spec.identity.gid
+        out: list[str] = []
+        if self.root:
+            if uid == 0 or gid == 0:
+                raise ValueError("a sandbox never runs as root")
+            out += [
+                self.setpriv or "setpriv", f"--reuid={uid}", f"--regid={gid}",
+                "--clear-groups", "--inh-caps=-all",
+            ]  # fmt: skip
+        if self.mode.network == "pasta":
+            net = spec.network
+            out += [self.pasta or "pasta", "-q", "--no-map-gw", "-u", "none", "-U", "none"]
+            out += ["-t", ",".join(map(str, net.from_host)) or "none"]
+            out += ["-T", ",".join(map(str, net.to_host)) or "none"]
+            if net.outbound:
+                out.append("--config-net")  # a route out; without it only lo exists
+            out.append("--")
+        out += [
+            self.bwrap,
+            "--unshare-user", "--uid", str(uid), "--gid", str(gid), "--disable-userns",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "rsparkhub", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL",
+            "--seccomp", str(fds["seccomp"]),
+            "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            p = Path("/") / top
+            if p.is_symlink():
+                out += ["--symlink", os.readlink(p), str(p)]
+            elif p.is_dir():
+                out += ["--ro-bind", str(p), str(p)]
+        for name in ETC:
+            out += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        out += ["--ro-bind-data", str(fds["passwd"]), "/etc/passwd"]
+        out += ["--ro-bind-data", str(fds["group"]), "/etc/group"]
+        size = str(spec.limits.tmp_mb * 1024 * 1024)
+        out += ["--proc", "/proc", "--dev", "/dev"]
+        out += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
+        out += ["--dir", "/run", "--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
+        for m in spec.masked:
+            out += ["--perms", "0755", "--tmpfs", m]
+        for src, dest in spec.ro_binds:
+            out += ["--ro-bind", str(self._reachable(src)), dest]
+        for src, dest in spec.binds:
+            out += ["--bind", str(self._reachable(src, spec.name)), dest]
+        oom_dir = self.cgroups.events_dir(spec.name)
+        if oom_dir is not None:
+            out += ["--ro-bind-try", str(oom_dir), OOM_DIR]
+        # The root itself (a tmpfs holding the mount points) is read-only: only /tmp,
+        # /dev/shm and the binds are writable.
+        for m in spec.masked:
+            out += ["--remount-ro", m]
+        out += ["--remount-ro", "/", "--chdir", spec.chdir, "--", *spec.argv]
+        return out
+
+    def runtime_binds(self) -> list[tuple[Path, str]]:
+        """Python and this package, read-only, wherever they live (a venv, pyenv under
+        /root, a checkout): only their own directories, never their parents."""
+        import rsparkhub
+
+        paths = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+        paths.add(Path(rsparkhub.__file__).resolve().parent.parent)
+        paths = {p for p in paths if not any(str(p).startswith(f"/{t}/") for t in ("usr",))}
+        # Drop paths inside another one (a venv inside the checkout, say).
+        keep = sorted(p for p in paths if not any(q != p and q in p.parents for q in paths))
+        return [(p, str(p)) for p in keep]
+
+    # ------------------------------------------------------------------ paths
+    def _reachable(self, path: Path, name: str | None = None) -> Path:
+        """``path``, or a view of it under /run/rsparkhub when the sandbox's uid cannot
+        reach it by path (bubblewrap resolves bind sources as that uid): Python from pyenv
+        under /root, a data directory under a private parent. A root hub makes that view
+        with a host bind mount: read-only and shared for runtime directories (``name`` None),
+        per sandbox for its own directories (removed by ``kill``)."""
+        if not self.root or _searchable_by_others(path):
+            return path
+        key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        dest = (STAGE / "ro" / key) if name is None else (STAGE / "rw" / name / key)
+        if not os.path.ismount(dest):
+            dest.mkdir(parents=True, exist_ok=True)
+            for d in (STAGE.parent, STAGE, dest.parent.parent, dest.parent):
+                if d.is_relative_to(STAGE.parent):
+                    d.chmod(0o711)  # searchable, not listable
+            subprocess.run(["mount", "--bind", str(path), str(dest)], check=True)
+            if name is None:
+                subprocess.run(["mount", "-o", "remount,bind,ro", str(dest)], check=True)
+        return dest
+
+    def _unstage(self, name: str) -> None:
+        base = STAGE / "rw" / name
+        if not base.is_dir():
+            return
+        for d in base.iterdir():
+            subprocess.run(["umount", "-l", str(d)], check=False, capture_output=True)
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
+    # ------------------------------------------------------------------ start
+    async def spawn(self, spec: SandboxSpec) -> asyncio.subprocess.Process:
+        """Start ``spec.argv`` in its sandbox (and cgroup); the caller owns the process."""
+        if self.bwrap is None:
+            return await self._spawn_plain(spec)
+        self.cgroups.create(spec.name, spec.limits)
+        procs = self.cgroups.procs_files(spec.name)
+        fds: dict[str, int] = {}
+        try:
+            fds["seccomp"] = seccomp.program_fd()
+            fds["passwd"], fds["group"] = _account_files(spec.identity)
+            for src, _dest in spec.binds:
+                _own(src, spec.identity)
+            argv = self.command(spec, fds)
+            limits = spec.limits
+            use_rlimits = self.cgroups.version == "none"
+
+            def child() -> None:  # between fork and exec, still the hub's uid
+                cg.enter(procs)
+                if use_rlimits:
+                    _rlimits(limits)
+
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if spec.stdin_pipe else asyncio.subprocess.DEVNULL,
+                stdout=spec.stdout,
+                stderr=spec.stdout,
+                env=spec.env,
+                cwd="/",
+                start_new_session=True,
+                preexec_fn=child,
+                pass_fds=(*fds.values(), *spec.pass_fds),
+            )
+        except BaseException:
+            self.kill(spec.name)
+            raise
+        finally:
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    async def _spawn_plain(self, spec: SandboxSpec) -> asyncio.subprocess.Process:
+        """sandbox = 'none' (or bubblewrap missing): the command as a plain child, with
+        rlimits. Isolates nothing; ``doctor`` says so."""
+        limits = spec.limits
+        return await asyncio.create_subprocess_exec(
+            *spec.argv,
+            stdin=asyncio.subprocess.PIPE if spec.stdin_pipe else asyncio.subprocess.DEVNULL,
+            stdout=spec.stdout,
+            stderr=spec.stdout,
+            env=spec.env,
+            cwd=spec.chdir,
+            start_new_session=True,
+            preexec_fn=lambda: _rlimits(limits),
+            pass_fds=spec.pass_fds,
+        )
+
+    # ------------------------------------------------------------------ control
+    def pids(self, name: str) -> list[int]:
+        return self.cgroups.pids(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL every process of the sandbox and remove its cgroup."""
+        self.cgroups.kill(name)
+        self.cgroups.remove(name)
+        self._unstage(name)
+
+    def memory(self, name: str) -> int | None:
+        """Resident memory of every process of the sandbox (bytes), if it has a cgroup."""
+        pids = self.cgroups.pids(name)
+        if not pids:
+            return None
+        import psutil
+
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(pid).memory_info().rss
+        return total
+
+    def oom_kills(self, name: str) -> int | None:
+        return self.cgroups.oom_kills(name)
+
+
+def _searchable_by_others(path: Path) -> bool:
+    p = path.resolve()
+    for d in [*reversed(p.parents), p]:
+        try:
+            if not d.stat().st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _rlimits(limits: Limits) -> None:
+    """Per-process fallback limits where no cgroup can be made."""
+    if limits.memory_mb:
+        n = limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (n, n))
+    if limits.pids:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids, limits.pids))
+
+
+def _own(path: Path, ident: Identity) -> None:
+    """Hand a directory the hub made over to the sandbox's uid (a root hub only)."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(path)
+    if (st.st_uid, st.st_gid) == (ident.uid, ident.gid):
+        return  # already handed over (a user's persistent directory)
+    for root, dirs, files in os.walk(path):
+        for n in (*dirs, *files):
+            with contextlib.suppress(OSError):
+                os.lchown(os.path.join(root, n), ident.uid, ident.gid)
+    os.chown(path, ident.uid, ident.gid)
+    os.chmod(path, 0o700)
+
+
+def _account_files(ident: Identity) -> tuple[int, int]:
+    """/etc/passwd and /etc/group inside: root, the user and nobody — no host accounts."""
+    passwd = (
+        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+        f"rsparkhub:x:{ident.uid}:{ident.gid}:session user:/tmp:/bin/bash\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    group = f"root:x:0:\nrsparkhub:x:{ident.gid}:\nnogroup:x:65534:\n"
+    return _data_fd("passwd", passwd), _data_fd("group", group)
+
+
+def _data_fd(name: str, text: str) -> int:
+    fd = os.memfd_create(f"rsparkhub-{name}", 0)
+    os.write(fd, text.encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
