@@ -38,8 +38,13 @@ def free_port() -> int:
 class HubProcess:
     """A running ``rsparkhub serve``; ``restart()`` keeps the data directory."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, run_as: int | None = None
+    ) -> None:
         self.data_dir = data_dir
+        # run_as: a uid for a hub that is not root (a laptop user's hub); see as_user().
+        self.prefix = as_user(run_as) if run_as is not None else []
+        self.run_as = run_as
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Per-user PostgreSQL databases and Spark are off unless a test asks for them (env),
@@ -57,7 +62,7 @@ class HubProcess:
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         out = subprocess.run(
-            [RSPARKHUB, *args, "--data-dir", str(self.data_dir)],
+            [*self.prefix, RSPARKHUB, *args, "--data-dir", str(self.data_dir)],
             input=stdin,
             capture_output=True,
             text=True,
@@ -71,8 +76,11 @@ class HubProcess:
     def start(self) -> HubProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115
+        if self.run_as is not None:
+            for d in (self.data_dir.parent, self.data_dir, self.log_path):
+                os.chown(d, self.run_as, self.run_as)
         self.proc = subprocess.Popen(
-            [RSPARKHUB, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [*self.prefix, RSPARKHUB, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -115,6 +123,11 @@ class HubProcess:
         self.stop(sig)
         self.start()
 
+    def login_link(self) -> str:
+        """The first start's one-time admin link. The hub's output is a log file here, not
+        a terminal, so the hub wrote the link to DATA_DIR/first-login-link instead."""
+        return (self.data_dir / "first-login-link").read_text().strip()
+
     def make_user(self, name: str, admin: bool = False) -> str:
         """Create a user with PASSWORD and return an API token for it."""
         self.cli("user", "add", name, *(["--admin"] if admin else []), stdin=PASSWORD + "\n")
@@ -124,6 +137,27 @@ class HubProcess:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         )
+
+
+def as_user(uid: int) -> list[str]:
+    """An argv prefix running a command as ``uid`` with no capabilities: the hub a person
+    starts on their laptop. Python (pyenv) or the checkout may live under /root on some
+    machines, which such a user cannot reach, so the command runs in a mount namespace of
+    its own where /root shows only those directories (the hub's code plays no part)."""
+    repo = Path(__file__).resolve().parent.parent
+    hidden = [p for p in (Path(sys.base_prefix).resolve(), repo) if str(p).startswith("/root/")]
+    script = "set -e\n"
+    if hidden:
+        for i, p in enumerate(hidden):
+            script += f'k{i}=$(mktemp -d); mount --bind "{p}" "$k{i}"\n'
+        script += "mount -t tmpfs -o mode=755 tmpfs /root\n"
+        for i, p in enumerate(hidden):
+            script += f'mkdir -p "{p}"; mount --bind "$k{i}" "{p}"\n'
+    script += (
+        f'exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "$@"\n'
+    )
+    return ["env", "HOME=/tmp", "unshare", "--mount", "--propagation", "private", "--",
+            "/bin/sh", "-c", script, "sh"]  # fmt: skip
 
 
 def _kill_session_processes(data_dir: Path) -> None:

@@ -3,18 +3,31 @@ embedded server (a private cluster in ``DATA_DIR/postgres`` the hub starts from 
 binaries) or on an external server (``user_databases_admin_url``).
 
 * The hub provisions lazily and idempotently (the first session of a user, or
-  ``GET /api/me/database``): role ``u_<name>`` with LOGIN and a random password, database
-  ``u_<name>`` owned by it, CONNECT revoked from PUBLIC. Every provisioning re-applies the
-  stored password and the LOGIN/NOLOGIN state, so the server follows the hub's database.
-* The password lives only in the hub's database (``user_databases`` table) and in the
+  ``GET /api/me/database``): role ``u_<name>`` with LOGIN, NOSUPERUSER, NOCREATEDB,
+  NOCREATEROLE and membership in no other role (so no ``COPY … FROM PROGRAM``, no server
+  files), database ``u_<name>`` owned by it, CONNECT revoked from PUBLIC. Every provisioning
+  re-applies the password, the attributes and the LOGIN/NOLOGIN state, so the server follows
+  the hub's database; a role that keeps a privilege anyway gets no credentials handed out.
+* No password is stored. Each one is derived: HMAC-SHA256 of the role and a generation
+  counter, keyed with the hub's secret (``DATA_DIR/hub-secret``, hub/secret_key.py); the hub
+  database keeps only the generation, and a rotation adds one. The password reaches only the
   environment of the user's sessions (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
-  DATABASE_URL). It is sent to PostgreSQL as a SCRAM-SHA-256 verifier computed here, so not
-  even the server's statement log could show it. Nothing here logs a credential.
-* The embedded server listens on 127.0.0.1 only, on a port chosen at ``initdb`` and
-  remembered in ``DATA_DIR/postgres/port``; pg_hba lets a role connect only to the database
-  of its own name (``sameuser``), and the admin role ``rsparkhub`` to all. PostgreSQL refuses
-  to run as root: a root hub runs initdb/pg_ctl as the ``postgres`` system user.
-* Nothing blocks the event loop: external programs run through asyncio subprocesses.
+  DATABASE_URL) and PostgreSQL, as a SCRAM-SHA-256 verifier computed here, so not even the
+  server's statement log could show it. Nothing here logs a credential.
+* No path leads from a session to the embedded server's superuser (the admin role
+  ``rsparkhub``): it connects only through the Unix socket in ``DATA_DIR/postgres/run``
+  (mode 0700, owned by the server's system user, inside the hub's private data directory),
+  with its password, and pg_hba.conf rejects it over TCP. Sessions connect over TCP on
+  127.0.0.1, on a port chosen at ``initdb`` and remembered in ``DATA_DIR/postgres/port``,
+  and each role reaches only the database of its own name (``sameuser``). The hub rewrites
+  pg_hba.conf at every start and passes the listening settings on the server's command line,
+  so a cluster set up by an older hub is brought in line (restarted if its socket is
+  elsewhere). PostgreSQL refuses to run as root: a root hub runs initdb/pg_ctl as the
+  ``postgres`` system user.
+* On an external server the hub cannot see pg_hba.conf: the operator keeps the admin role
+  out of the sessions' reach (docs/operations.md).
+* Nothing blocks the event loop: external programs run through asyncio subprocesses, file
+  I/O and SCRAM hashing in threads.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import tempfile
@@ -44,6 +58,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rsparkhub.config import Settings
+from rsparkhub.hub import secret_key
 from rsparkhub.hub.db.models import User, UserDatabase
 
 if TYPE_CHECKING:
@@ -55,6 +70,8 @@ ADMIN_ROLE = "rsparkhub"
 REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres")
 INSTALL_HINT = "install the server with `apt-get install postgresql` (scripts/install.sh does)"
 CONNECT_TIMEOUT_S = 10
+PASSWORD_PURPOSE = "postgres-user-password"  # the secret_key.derive purpose of user passwords
+SOCKET_PATH_MAX = 107  # bytes of a Unix socket path (sun_path) on Linux
 
 
 class UserDbUnavailable(Exception):
@@ -90,18 +107,25 @@ class Credentials:
 
 @dataclass
 class _Server:
-    host: str
+    host: str  # where sessions connect (TCP)
     port: int
     admin_user: str
     admin_password: str = field(repr=False)
     admin_database: str = "postgres"
+    admin_socket_dir: str | None = None  # embedded: the admin's only way in
     dsn: str | None = field(default=None, repr=False)  # external: the admin URL as given
+
+    @property
+    def admin_address(self) -> str:
+        if self.admin_socket_dir is not None:
+            return f"{self.admin_socket_dir}/.s.PGSQL.{self.port}"
+        return f"{self.host}:{self.port}"
 
     async def connect(self) -> asyncpg.Connection:
         if self.dsn is not None:
             return await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S)
         return await asyncpg.connect(
-            host=self.host,
+            host=self.admin_socket_dir or self.host,
             port=self.port,
             user=self.admin_user,
             password=self.admin_password,
@@ -124,8 +148,11 @@ def role_name(user: str) -> str:
     return name
 
 
-def new_password() -> str:
-    return secrets.token_urlsafe(24)
+def derive_password(key: bytes, role: str, generation: int) -> str:
+    """The password of ``role`` at ``generation``: HMAC-SHA256 keyed with the hub's secret
+    (secret_key.derive), URL-safe base64 (43 characters, 256 bits)."""
+    digest = secret_key.derive(key, PASSWORD_PURPOSE, role, str(generation))
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -202,6 +229,7 @@ class UserDatabases:
         self._last_error: str | None = None
         self._bindir: Path | None = None
         self._owner: pwd.struct_passwd | None = None
+        self._key: bytes | None = None  # the hub's secret (secret_key), read on first use
 
     @property
     def enabled(self) -> bool:
@@ -210,6 +238,11 @@ class UserDatabases:
     @property
     def data(self) -> Path:
         return self.base / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        """The directory of the server's Unix socket: the admin role's only way in."""
+        return self.base / "run"
 
     # ------------------------------------------------------------------ server
     async def server(self, start: bool = True) -> _Server:
@@ -238,7 +271,7 @@ class UserDatabases:
             return await srv.connect()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise UserDbUnavailable(
-                f"cannot connect to PostgreSQL at {srv.host}:{srv.port} as {srv.admin_user}: "
+                f"cannot connect to PostgreSQL at {srv.admin_address} as {srv.admin_user}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
 
@@ -278,6 +311,7 @@ class UserDatabases:
     # ------------------------------------------------------------------ embedded server
     async def _embedded(self, start: bool) -> _Server:
         self._bindir = find_bindir(self.settings.user_databases_bindir)
+        self._check_socket_path()
         self._owner = self._pick_owner()
         await asyncio.to_thread(self._prepare_base)
         if self._owner is not None:
@@ -298,15 +332,53 @@ class UserDatabases:
             password = (self.base / "admin-password").read_text().strip()
         except OSError as exc:
             raise UserDbUnavailable(f"cannot read {self.base / 'admin-password'}: {exc}") from None
-        port = await self._running_port()
-        if port is not None:
+        await asyncio.to_thread(self._write_hba)
+        running = await self._running()
+        if running is not None and running[1] != str(self.run_dir):
+            # Left by an older hub, with its socket elsewhere (and maybe the admin allowed
+            # over TCP): restart it with today's settings.
+            if not start:
+                raise UserDbUnavailable(
+                    "the embedded PostgreSQL server runs with an older configuration; "
+                    "the hub restarts it when it next starts it"
+                )
+            log.info("restarting the embedded PostgreSQL server to apply the hub's settings")
+            rc, out = await self._stop()
+            if rc != 0:
+                raise UserDbUnavailable(
+                    f"could not stop the embedded PostgreSQL server to restart it: "
+                    f"{out.strip()[-800:]}"
+                )
+            running = None
+        if running is not None:
+            port = running[0]
+            await self._reload()  # the pg_hba.conf just written
             log.info("using the embedded PostgreSQL server already running on port %s", port)
         elif not start:
             raise UserDbUnavailable("the embedded PostgreSQL server is not running")
         else:
             port = await self._start()
         self._owns_server = start
-        return _Server("127.0.0.1", port, ADMIN_ROLE, password)
+        return _Server("127.0.0.1", port, ADMIN_ROLE, password, admin_socket_dir=str(self.run_dir))
+
+    def _check_socket_path(self) -> None:
+        sock = self.run_dir / ".s.PGSQL.65535"
+        if len(str(sock).encode()) > SOCKET_PATH_MAX:
+            raise UserDbUnavailable(
+                f"data_dir is too long for the server's Unix socket ({sock} is over "
+                f"{SOCKET_PATH_MAX} bytes), the only way the hub's admin role connects: "
+                "choose a shorter data_dir"
+            )
+
+    def _server_settings(self) -> dict[str, str]:
+        """Passed on the server's command line at every start (over any configuration file):
+        sessions reach it over TCP on 127.0.0.1, the admin through the private socket."""
+        return {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.run_dir),
+            "unix_socket_permissions": "0700",
+            "password_encryption": "scram-sha-256",
+        }
 
     def _pick_owner(self) -> pwd.struct_passwd | None:
         if os.geteuid() != 0:
@@ -323,13 +395,37 @@ class UserDatabases:
         return owner
 
     def _prepare_base(self) -> None:
-        self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._owner is not None:
-            os.chown(self.base, self._owner.pw_uid, self._owner.pw_gid)
+        for path in (self.base, self.run_dir):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.chmod(0o700)
+            self._chown(path)
+        with contextlib.suppress(OSError):  # an older hub's socket directory
+            (self.base / "sock").rmdir()
 
     def _chown(self, path: Path) -> None:
         if self._owner is not None:
             os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+
+    def _write_hba(self) -> None:
+        """pg_hba.conf, rewritten at every start: nothing else lets a connection in."""
+        hba = (
+            "# Written by rsparkhub whenever the hub starts the server: edits are lost.\n"
+            f"# The admin role ({ADMIN_ROLE}) connects only through the Unix socket in\n"
+            "# DATA_DIR/postgres/run (mode 0700; no session can see it); over TCP it is\n"
+            "# rejected, whatever its password. Every other role reaches only the database\n"
+            "# of its own name, over TCP on 127.0.0.1.\n"
+            "# TYPE  DATABASE  USER        ADDRESS        METHOD\n"
+            f"local   all       {ADMIN_ROLE}                 scram-sha-256\n"
+            f"host    all       {ADMIN_ROLE}   all            reject\n"
+            "host    sameuser  all         127.0.0.1/32   scram-sha-256\n"
+        )
+        path = self.data / "pg_hba.conf"
+        tmp = path.with_name(".pg_hba.conf.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(hba)
+        self._chown(tmp)
+        os.replace(tmp, path)
 
     async def _run_as_owner(self, argv: list[str], timeout: float = 120) -> tuple[int, str]:
         cmd = argv if self._owner is None else ["runuser", "-u", self._owner.pw_name, "--", *argv]
@@ -379,8 +475,7 @@ class UserDatabases:
         try:
             rc, out = await self._run_as_owner(
                 [self._bin("initdb"), "-D", str(tmp), "-U", ADMIN_ROLE, f"--pwfile={pwfile}",
-                 "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-                 "--no-locale", "--no-instructions"],
+                 "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-instructions"],
                 timeout=300,
             )  # fmt: skip
         finally:
@@ -388,29 +483,11 @@ class UserDatabases:
         if rc != 0:
             raise UserDbUnavailable(f"initdb failed: {out.strip()[-1500:]}")
         port = _free_port()
-        sock = self.base / "sock"
-        sock.mkdir(mode=0o700, exist_ok=True)
-        self._chown(sock)
-        # A Unix socket path is limited to about 107 bytes; without one, TCP only.
-        sockdirs = str(sock) if len(str(sock)) < 90 else ""
-        settings = {
-            "listen_addresses": "127.0.0.1",
-            "unix_socket_directories": sockdirs,
-            "unix_socket_permissions": "0700",
-            "password_encryption": "scram-sha-256",
-        }
+        # The same settings are passed at every start; here for a server started by hand.
         with open(tmp / "postgresql.conf", "a") as conf:
             conf.write("\n# rsparkhub: per-user databases\n")
-            for key, value in settings.items():
+            for key, value in self._server_settings().items():
                 conf.write(f"{key} = {_literal(value)}\n")
-        (tmp / "pg_hba.conf").write_text(
-            "# Written by rsparkhub. Each role reaches only the database of its own name;\n"
-            f"# the hub's admin role ({ADMIN_ROLE}) reaches all.\n"
-            "# TYPE  DATABASE  USER        ADDRESS        METHOD\n"
-            f"local   all       {ADMIN_ROLE}                 trust\n"
-            f"host    all       {ADMIN_ROLE}   127.0.0.1/32   scram-sha-256\n"
-            "host    sameuser  all         127.0.0.1/32   scram-sha-256\n"
-        )
         secret = self.base / "admin-password"
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -419,17 +496,17 @@ class UserDatabases:
         os.rename(tmp, self.data)
         log.info("initialised the embedded PostgreSQL cluster in %s", self.data)
 
-    async def _running_port(self) -> int | None:
-        """The port of a postmaster already running on our data directory (a previous hub
-        process left it), or None."""
+    async def _running(self) -> tuple[int, str] | None:
+        """The port and socket directory of a postmaster already running on our data
+        directory (a previous hub process left it), or None."""
         rc, _ = await self._run_as_owner([self._bin("pg_ctl"), "status", "-D", str(self.data)], 30)
         if rc != 0:
             return None
         try:
             lines = (self.data / "postmaster.pid").read_text().splitlines()
-            return int(lines[3])
+            return int(lines[3]), lines[4].strip()
         except (OSError, IndexError, ValueError):
-            return self._saved_port()
+            return self._saved_port(), ""
 
     def _saved_port(self) -> int:
         try:
@@ -443,9 +520,14 @@ class UserDatabases:
         port = self._saved_port()
         logfile = self.base / "postgres.log"
         for attempt in range(2):
+            # pg_ctl hands -o to a shell: every value is quoted.
+            options = " ".join(
+                [f"-p {port}"]
+                + [f"-c {shlex.quote(f'{k}={v}')}" for k, v in self._server_settings().items()]
+            )
             rc, out = await self._run_as_owner(
                 [self._bin("pg_ctl"), "start", "-D", str(self.data), "-l", str(logfile),
-                 "-w", "-t", "60", "-o", f"-p {port}"],
+                 "-w", "-t", "60", "-o", options],
                 timeout=90,
             )  # fmt: skip
             if rc == 0:
@@ -461,39 +543,57 @@ class UserDatabases:
             )
         raise AssertionError("unreachable")
 
+    async def _reload(self) -> None:
+        rc, out = await self._run_as_owner([self._bin("pg_ctl"), "reload", "-D", str(self.data)])
+        if rc != 0:
+            raise UserDbUnavailable(f"pg_ctl reload failed: {out.strip()[-800:]}")
+
+    async def _stop(self) -> tuple[int, str]:
+        try:
+            return await self._run_as_owner(
+                [self._bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "60"],
+                timeout=90,
+            )
+        except UserDbUnavailable as exc:
+            return 1, str(exc)
+
     async def close(self) -> None:
         """Hub shutdown: stop the embedded server this process started or adopted."""
         if self.mode != "embedded" or not self._owns_server or self._bindir is None:
             return
         self._server, self._owns_server = None, False
-        try:
-            rc, out = await self._run_as_owner(
-                [self._bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "60"],
-                timeout=90,
-            )
-        except UserDbUnavailable as exc:
-            rc, out = 1, str(exc)
+        rc, out = await self._stop()
         if rc == 0:
             log.info("stopped the embedded PostgreSQL server")
         else:
             log.warning("could not stop the embedded PostgreSQL server: %s", out.strip()[-500:])
 
     # ------------------------------------------------------------------ provisioning
+    async def _secret(self) -> bytes:
+        if self._key is None:
+            path = secret_key.path_in(self.settings.data_dir)
+            try:
+                self._key = await asyncio.to_thread(secret_key.load, path)
+            except secret_key.SecretKeyError as exc:
+                raise UserDbUnavailable(str(exc)) from None
+        return self._key
+
     async def credentials(self, db: AsyncSession, user: User) -> Credentials:
         """The user's credentials, provisioning the role and database when needed
-        (idempotent: the stored password and the LOGIN state are applied every time)."""
+        (idempotent: the derived password, the role's attributes and the LOGIN state are
+        applied every time)."""
         srv = await self.server()
+        key = await self._secret()
         async with self._user_locks.setdefault(user.id, asyncio.Lock()):
             row = await db.get(UserDatabase, user.id)
             if row is None:
                 name = role_name(user.name)
-                row = UserDatabase(
-                    user_id=user.id, role=name, database=name, password=new_password()
-                )
+                row = UserDatabase(user_id=user.id, role=name, database=name, password_generation=1)
                 db.add(row)
                 await db.commit()
-            await self._apply(row, login=not user.disabled)
-        return Credentials(srv.host, srv.port, row.role, row.database, row.password)
+            password = derive_password(key, row.role, row.password_generation)
+            await self._apply(row, password, login=not user.disabled)
+        return Credentials(srv.host, srv.port, row.role, row.database, password)
 
     async def session_env(self, user_id: str) -> dict[str, str]:
         """The PG* variables for a session of ``user_id``; {} (and a warning naming the
@@ -518,13 +618,16 @@ class UserDatabases:
         return creds.env()
 
     async def rotate(self, db: AsyncSession, user: User) -> Credentials:
-        """A new password for the user's role (provisioning first if needed)."""
+        """A new password for the user's role (provisioning first if needed): the next
+        generation's, which the role gets at once; the previous one stops working."""
         await self.credentials(db, user)
-        row = await db.get(UserDatabase, user.id)
-        assert row is not None
-        row.password = new_password()
-        row.rotated_at = datetime.now(UTC)
-        await db.commit()  # the hub's copy first: the next provisioning re-applies it anyway
+        async with self._user_locks.setdefault(user.id, asyncio.Lock()):
+            row = await db.get(UserDatabase, user.id)
+            assert row is not None
+            await db.refresh(row)
+            row.password_generation += 1
+            row.rotated_at = datetime.now(UTC)
+            await db.commit()  # the hub's record first: the next provisioning applies it anyway
         return await self.credentials(db, user)
 
     async def set_login(self, db: AsyncSession, user: User, enabled: bool) -> bool:
@@ -545,11 +648,17 @@ class UserDatabases:
         )
         return True
 
-    async def _apply(self, row: UserDatabase, login: bool) -> None:
-        verifier = scram_verifier(row.password)
+    async def _apply(self, row: UserDatabase, password: str, login: bool) -> None:
+        verifier = await asyncio.to_thread(scram_verifier, password)
         role, dbname = _ident(row.role), _ident(row.database)
         async with self._admin() as conn:
-            opts = f"{'LOGIN' if login else 'NOLOGIN'} PASSWORD {_literal(verifier)}"
+            superuser = await conn.fetchval(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            )
+            attrs = ["LOGIN" if login else "NOLOGIN", "NOCREATEDB", "NOCREATEROLE"]
+            if superuser:  # a CREATEROLE admin may not even name these (PostgreSQL <= 15)
+                attrs += ["NOSUPERUSER", "NOREPLICATION", "NOBYPASSRLS"]
+            opts = f"{' '.join(attrs)} PASSWORD {_literal(verifier)}"
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", row.role)
             if not exists:
                 try:
@@ -558,9 +667,7 @@ class UserDatabases:
                     exists = True
             if exists:
                 await conn.execute(f"ALTER ROLE {role} {opts}")
-            superuser = await conn.fetchval(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-            )
+            await _confine(conn, row.role)
             if not superuser:  # CREATE DATABASE … OWNER needs membership in the owner role
                 with contextlib.suppress(asyncpg.PostgresError):
                     await conn.execute(f"GRANT {role} TO CURRENT_USER")
@@ -606,7 +713,11 @@ class UserDatabases:
             return {"ok": False, "mode": mode, "detail": "off (user_databases = 'off')"}
         if self._server is not None:
             srv = self._server
-            where = f"in {self.base}" if mode == "embedded" else "(external)"
+            where = (
+                f"in {self.base}, admin only through {self.run_dir}"
+                if mode == "embedded"
+                else "(external)"
+            )
             return {
                 "ok": True,
                 "mode": mode,
@@ -630,6 +741,7 @@ class UserDatabases:
                     "detail": f"PostgreSQL {version} at {srv.host}:{srv.port} (external)",
                 }
             bindir = find_bindir(self.settings.user_databases_bindir)
+            self._check_socket_path()
             self._pick_owner()
         except UserDbUnavailable as exc:
             return {"ok": False, "mode": mode, "detail": f"PostgreSQL not available: {exc}"}
@@ -640,6 +752,40 @@ class UserDatabases:
             "detail": f"embedded PostgreSQL from {bindir}; cluster in {self.base} ({state}); "
             "started with the first session",
         }
+
+
+async def _confine(conn: asyncpg.Connection, role: str) -> None:
+    """Take ``role`` out of every role it is a member of (pg_execute_server_program,
+    pg_read_server_files, pg_write_server_files, pg_read_all_data, a superuser's role …),
+    then check that it has no privileged attribute and no membership left: a role that
+    keeps one gets no credentials handed out (UserDbUnavailable names what to fix)."""
+    groups = await conn.fetch(
+        "SELECT g.rolname FROM pg_auth_members m"
+        " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member"
+        " WHERE r.rolname = $1",
+        role,
+    )
+    for (group,) in groups:
+        with contextlib.suppress(asyncpg.PostgresError):  # checked below
+            await conn.execute(f"REVOKE {_ident(group)} FROM {_ident(role)}")
+    row = await conn.fetchrow(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls,"
+        " ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g"
+        "       ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of"
+        " FROM pg_roles r WHERE r.rolname = $1",
+        role,
+    )
+    if row is None:
+        raise UserDbUnavailable(f"the PostgreSQL role {role} disappeared while provisioning")
+    attrs = ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
+    kept = [a.removeprefix("rol").upper() for a in attrs if row[a]]
+    kept += [f"membership in {g}" for g in row["member_of"]]
+    if kept:
+        raise UserDbUnavailable(
+            f"the PostgreSQL role {role} keeps {', '.join(kept)}, which the hub's admin role "
+            "cannot take away; its credentials are not handed out until an administrator of "
+            "the server does (ALTER ROLE / REVOKE)"
+        )
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -1,0 +1,418 @@
+"""Escape attempts from real sessions, each asserted to fail (docs/security.md).
+
+Two users, alice and bob, each with a workspace and a running session, on a root hub (as
+CI runs it) and on an unprivileged hub (a laptop user's). Everything below runs inside
+alice's session, in bash, Python and R, the way an attacker would. A check that cannot run
+fails; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from rsparkhub.client import HubClient
+
+from conftest import HubProcess
+
+UNPRIVILEGED_UID = 190000  # the "laptop user" running the unprivileged hub
+
+
+@dataclass
+class World:
+    kind: str  # "root" | "unprivileged"
+    hub: HubProcess
+    alice: str
+    bob: str
+    bob_workdir: str
+    service_port: int  # a loopback service on the host no session may reach
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def loopback_service() -> Iterator[int]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield int(srv.server_address[1])
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture(scope="module", params=["root", "unprivileged"])
+def world(request: pytest.FixtureRequest, loopback_service: int) -> Iterator[World]:
+    kind = request.param
+    env = {"RSPARKHUB_SESSION_MEMORY_MB": "1536", "RSPARKHUB_SESSION_MAX_PROCESSES": "256"}
+    if kind == "root":
+        assert os.geteuid() == 0, "CI runs the suite as root: the root-hub checks need it"
+        base = Path(tempfile.mkdtemp(prefix="rsh-iso-"))
+        hub = HubProcess(base / "data", env)
+    else:
+        # A data directory this uid can reach (pytest's own tmp dir is root's, 0700).
+        base = Path(tempfile.mkdtemp(prefix="rsh-iso-laptop-"))
+        os.chmod(base, 0o755)
+        os.chown(base, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        hub = HubProcess(base / "data", env, run_as=UNPRIVILEGED_UID)
+    hub.start()
+    try:
+        alice, bob = hub.make_user("alice"), hub.make_user("bob")
+
+        async def bob_setup() -> str:
+            async with HubClient(hub.url, bob) as c:
+                wid = (await c.ensure_workspace("private"))["id"]
+                await c.save_text(wid, "secret.txt", "bob's secret\n", 0)
+                async with c.attach(wid) as s:
+                    r = await s.run("cat(getwd())", language="r")
+                    return r.stdout.strip()
+
+        bob_workdir = asyncio.run(bob_setup())
+        assert bob_workdir.startswith(str(hub.data_dir)), bob_workdir
+        yield World(kind, hub, alice, bob, bob_workdir, loopback_service)
+    finally:
+        hub.close()
+
+
+@pytest.fixture
+async def alice_session(world: World) -> AsyncIterator[object]:
+    async with HubClient(world.hub.url, world.alice) as c:
+        wid = (await c.ensure_workspace("attack"))["id"]
+        async with c.attach(wid) as s:
+            yield s
+
+
+async def run(session: object, code: str, language: str) -> str:
+    r = await session.run(code, language=language)  # type: ignore[attr-defined]
+    return str(r.stdout) + str(r.stderr)
+
+
+def hub_pid(world: World) -> int:
+    assert world.hub.proc is not None
+    return world.hub.proc.pid
+
+
+# ---------------------------------------------------------------------------- identity
+
+
+async def test_session_runs_as_its_users_own_uid_without_privileges(
+    world: World, alice_session: object
+) -> None:
+    out = await run(
+        alice_session,
+        "id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+        "bash",
+    )
+    lines = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    uid = int(out.split()[0])
+    assert uid != 0
+    if world.kind == "unprivileged":
+        assert uid == UNPRIVILEGED_UID
+    assert int(lines["CapEff"].strip(), 16) == 0 and int(lines["CapPrm"].strip(), 16) == 0
+    assert int(lines["CapBnd"].strip(), 16) == 0
+    assert lines["NoNewPrivs"].strip() == "1"
+    assert lines["Seccomp"].strip() == "2"  # a filter is loaded
+    # bob's sessions run under another uid on a root hub.
+    async with HubClient(world.hub.url, world.bob) as c:
+        wid = (await c.ensure_workspace("private"))["id"]
+        async with c.attach(wid) as s:
+            bob_uid = int((await run(s, "id -u", "bash")).split()[0])
+    if world.kind == "root":
+        assert bob_uid != uid and bob_uid != 0
+    # The uid is stable: the same in Python and R.
+    assert (await run(alice_session, "import os; print(os.getuid())", "python")).strip() == str(
+        uid
+    )
+
+
+# ---------------------------------------------------------------------------- files
+
+
+async def test_files_outside_the_users_own_work_are_out_of_reach(
+    world: World, alice_session: object
+) -> None:
+    data = world.hub.data_dir
+    secret = f"{world.bob_workdir}/secret.txt"
+    targets = [
+        "/etc/shadow",
+        str(data / "rsparkhub.db"),
+        str(data / "hub-secret"),
+        secret,
+        "/root/.bash_history",
+    ]
+    code = "\n".join(
+        f"cat {t} >/dev/null 2>&1 && echo 'READ {t}' || echo 'DENIED {t}'" for t in targets
+    )
+    out = await run(alice_session, code, "bash")
+    assert "READ" not in out and out.count("DENIED") == len(targets), out
+    py = f"""
+import os
+found = []
+for p in {targets!r}:
+    try:
+        open(p, 'rb').read(1); found.append(p)
+    except OSError:
+        pass
+print('FOUND', found)
+print('DATA', os.listdir({str(data)!r}) if os.path.isdir({str(data)!r}) else [])
+print('ROOT', sorted(os.listdir('/root')) if os.path.isdir('/root') else [])
+"""
+    out = await run(alice_session, py, "python")
+    assert "FOUND []" in out, out
+    listing = next(x for x in out.splitlines() if x.startswith("DATA"))
+    assert "rsparkhub.db" not in listing and "blobs" not in listing, listing
+    root = next(x for x in out.splitlines() if x.startswith("ROOT"))
+    assert root in ("ROOT []", "ROOT ['.pyenv']"), root  # at most the Python installation
+    out = await run(
+        alice_session,
+        f"cat(file.exists({secret!r}), tryCatch(length(readLines('/etc/shadow')), "
+        "error = function(e) 'DENIED'), tryCatch(length(readLines('/etc/shadow')), "
+        "warning = function(w) 'DENIED'))",
+        "r",
+    )
+    assert out.startswith("FALSE DENIED"), out
+    # Writing anywhere but the session's own directory, /tmp and /dev/shm fails, and nothing
+    # reaches the real file system.
+    repo = str(Path(__file__).resolve().parent.parent)
+    for path in ("/etc/rsh-escape", f"{repo}/rsh-escape", f"{data}/rsh-escape", "/usr/rsh-x"):
+        out = await run(alice_session, f"echo x > {path} && echo WROTE || echo FAILED", "bash")
+        assert "FAILED" in out and "WROTE" not in out, (path, out)
+        assert not Path(path).exists()
+
+
+async def test_mounts_namespaces_and_nsenter_are_refused(
+    world: World, alice_session: object
+) -> None:
+    code = """
+mkdir -p /tmp/h
+mount --bind / /tmp/h 2>/dev/null && echo MOUNTED || echo no-mount
+umount -l /proc 2>/dev/null && echo UMOUNTED || echo no-umount
+unshare -Ur true 2>/dev/null && echo UNSHARED || echo no-unshare
+unshare -m true 2>/dev/null && echo UNSHARED-M || echo no-unshare-m
+nsenter -t 1 -m true 2>/dev/null && echo ENTERED || echo no-nsenter
+python3 -c "import ctypes; l=ctypes.CDLL(None, use_errno=True); print('MNT' if l.mount(b'none', b'/tmp/h', b'tmpfs', 0, None)==0 else 'no-syscall-mount')"
+ls /proc/1/root/ >/dev/null 2>&1 && ls /proc/1/root/ | grep -q rsparkhub.db && echo HOSTROOT || echo no-hostroot
+"""
+    out = await run(alice_session, code, "bash")
+    for bad in ("MOUNTED", "UMOUNTED", "UNSHARED", "ENTERED", "\nMNT", "HOSTROOT"):
+        assert bad not in out, (bad, out)
+    for good in ("no-mount", "no-umount", "no-unshare", "no-nsenter", "no-syscall-mount"):
+        assert good in out, (good, out)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+async def test_other_processes_are_invisible_and_cannot_be_signalled(
+    world: World, alice_session: object
+) -> None:
+    pid = hub_pid(world)
+    out = await run(
+        alice_session,
+        f"""
+import os, signal
+pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]
+print('COUNT', len(pids))
+for target in ({pid}, 1):
+    try:
+        os.kill(target, signal.SIGKILL if target != 1 else 0); print('SIGNALLED', target)
+    except OSError as e:
+        print('REFUSED', target, type(e).__name__)
+""",
+        "python",
+    )
+    count = int(out.split("COUNT")[1].split()[0])
+    assert count < 30, out  # the session's own processes only (own PID namespace)
+    assert f"SIGNALLED {pid}" not in out
+    assert world.hub.proc is not None and world.hub.proc.poll() is None
+    assert httpx.get(f"{world.hub.url}/api/health", timeout=10).status_code == 200
+
+
+async def test_session_code_cannot_read_its_own_token(world: World, alice_session: object) -> None:
+    """The token reaches the agent through a pipe and the agent is non-dumpable: nothing in
+    the session (same uid) can read it from /proc or by ptrace."""
+    code = r"""
+import ctypes, glob, os, re
+hits = []
+for path in glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline'):
+    try:
+        if b'rsa_' in open(path, 'rb').read():
+            hits.append(path)
+    except OSError:
+        pass
+agents = []
+for d in glob.glob('/proc/[0-9]*'):
+    try:
+        cmd = open(d + '/cmdline', 'rb').read().split(b'\0')
+    except OSError:
+        continue
+    if b'rsparkhub.agent' in cmd and b'python' in cmd[0].rsplit(b'/', 1)[-1]:
+        agents.append(int(d.rsplit('/', 1)[1]))
+print('AGENTS', len(agents))
+for pid in agents:
+    for what in ('environ', 'mem', 'fd/0', 'fd/3'):
+        try:
+            open(f'/proc/{pid}/{what}', 'rb').read(64); hits.append(f'{pid}/{what}')
+        except OSError:
+            pass
+    try:
+        os.listdir(f'/proc/{pid}/fd'); hits.append(f'{pid}/fd-list')
+    except OSError:
+        pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    PTRACE_ATTACH = 16
+    if libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0:
+        hits.append(f'ptrace {pid}')
+# Every pipe or file any visible process holds open (the token pipe was read and closed).
+for fd in glob.glob('/proc/[0-9]*/fd/*'):
+    try:
+        h = os.open(fd, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        continue
+    try:
+        if b'rsa_' in os.read(h, 1 << 16):
+            hits.append(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(h)
+print('HITS', hits)
+"""
+    out = await run(alice_session, code, "python")
+    assert "AGENTS 1" in out, out
+    assert "HITS []" in out, out
+
+
+# ---------------------------------------------------------------------------- network
+
+
+def _host_addresses() -> list[str]:
+    addrs = {"127.0.0.1"}
+    for _fam, _t, _p, _c, sa in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+        addrs.add(str(sa[0]))
+    for _name, snics in psutil.net_if_addrs().items():
+        for a in snics:
+            if a.family == socket.AF_INET:
+                addrs.add(a.address)
+    return sorted(addrs)
+
+
+async def test_only_the_hub_is_reachable_on_the_host(world: World, alice_session: object) -> None:
+    targets = [(a, world.service_port) for a in _host_addresses()]
+    code = f"""
+import socket
+for host, port in {targets!r}:
+    try:
+        socket.create_connection((host, port), timeout=3).close(); print('REACHED', host, port)
+    except OSError as e:
+        print('BLOCKED', host, port)
+"""
+    out = await run(alice_session, code, "python")
+    assert "REACHED" not in out and "BLOCKED" in out, out
+    # The same service is reachable from the host itself (the check can fail).
+    socket.create_connection(("127.0.0.1", world.service_port), timeout=3).close()
+    out = await run(
+        alice_session,
+        f"exec 3<>/dev/tcp/127.0.0.1/{world.service_port} && echo REACHED || echo BLOCKED",
+        "bash",
+    )
+    assert "BLOCKED" in out and "REACHED" not in out, out
+
+
+# ---------------------------------------------------------------------------- resources
+
+
+async def test_fork_bomb_and_memory_hog_stay_contained(world: World) -> None:
+    async with HubClient(world.hub.url, world.alice) as c:
+        wid = (await c.ensure_workspace("bomb"))["id"]
+        async with c.attach(wid) as s:
+            # Processes: bounded (the pids limit on a root hub, RLIMIT_NPROC otherwise).
+            out = await run(
+                s,
+                """
+import os, time
+pids = []
+for i in range(600):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    pids.append(pid)
+print('started', len(pids))
+for p in pids:
+    os.kill(p, 9)
+    os.waitpid(p, 0)
+""",
+                "python",
+            )
+            started = int(out.split("started")[1].split()[0])
+            assert 0 < started < 600, out
+            # Memory: a hog fails or is killed, within the session.
+            r = await s.run(  # type: ignore[attr-defined]
+                "x = b'x' * (3 * 1024**3)\nprint('ALLOCATED')", language="python"
+            )
+            assert "ALLOCATED" not in r.stdout
+            text = r.stdout + r.stderr + (r.done.message or "" if r.done else "")
+            assert "MemoryError" in text or "out of memory" in text, (text, r.done)
+            # /dev/shm is sized by the profile.
+            out = await run(
+                s,
+                "dd if=/dev/zero of=/dev/shm/big bs=1M count=2048 2>&1 | tail -1; "
+                "du -sm /dev/shm | cut -f1",
+                "bash",
+            )
+            assert int(out.split()[-1]) <= 600, out
+            # Meanwhile the hub and bob keep answering.
+            assert httpx.get(f"{world.hub.url}/api/health", timeout=30).status_code == 200
+            async with HubClient(world.hub.url, world.bob) as b:
+                bwid = (await b.ensure_workspace("private"))["id"]
+                async with b.attach(bwid) as bs:
+                    assert (await run(bs, "cat(1 + 1)", "r")).strip() == "2"
+            await c.stop_session(wid)
+
+
+async def test_a_killed_agent_leaves_no_kernel_behind(world: World) -> None:
+    """SIGKILL the agent (as the OOM killer or an operator would): the session's whole
+    sandbox goes with it, its R kernel included."""
+    async with HubClient(world.hub.url, world.alice) as c:
+        wid = (await c.ensure_workspace("orphans"))["id"]
+        async with c.attach(wid) as s:
+            assert (await run(s, "cat(1)", "r")).strip() == "1"
+            with world.hub.client(world.alice) as h:
+                sid = h.get(f"/api/workspaces/{wid}/session").json()["id"]
+            mine = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if f"/sessions/{sid}/" in " ".join(p.info["cmdline"] or [])
+            ]
+            def is_agent(p: psutil.Process) -> bool:
+                cmd = p.cmdline()
+                return "rsparkhub.agent" in cmd and Path(cmd[0]).name.startswith("python")
+
+            agents = [p for p in mine if is_agent(p)]
+            kernels = [
+                p
+                for a in agents
+                for p in a.children(recursive=True)
+                if p.cmdline() and p.cmdline()[0].rsplit("/", 1)[-1] == "R"
+            ]
+            assert len(agents) == 1 and kernels, [p.cmdline() for p in mine]
+            agents[0].kill()
+            _gone, alive = psutil.wait_procs(kernels, timeout=30)
+            assert not alive, f"kernels outlived their agent: {alive}"
