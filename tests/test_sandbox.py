@@ -92,16 +92,25 @@ def test_doctor_reports_sandbox(shared_hub: HubProcess) -> None:
 
 
 def test_python_under_a_masked_path_is_bound_back(tmp_path: Path) -> None:
-    """A checkout or venv under /tmp (or the data dir) must stay visible in the sandbox."""
+    """A checkout or venv under /tmp (or the data dir) must stay visible in the sandbox:
+    its read-only bind comes after the mask that hides the data dir."""
     import sys
 
-    from rsparkhub.hub.spawners.base import SessionSpec
-    from rsparkhub.hub.spawners.local import LocalSpawner
+    from rsparkhub.hub.sandbox import Identity, Sandboxes, SandboxSpec
 
+    sbx = Sandboxes()
     prefix = Path(sys.prefix).resolve()
-    spawner = LocalSpawner(prefix.parent, sandbox="bwrap")  # the venv lies in the "data dir"
-    spec = SessionSpec("s", "w", "u", "t", "ws://x", prefix.parent / "sessions" / "s", tmp_path / "log")
-    cmd = spawner._command(spec)
-    i = cmd.index("--remount-ro")
-    assert ["--ro-bind", str(prefix), str(prefix)] == cmd[i + 2 : i + 5]
-    assert cmd.index("--tmpfs", cmd.index("--tmpfs") + 1) < i  # after the masks
+    spec = SandboxSpec(
+        name="t",
+        identity=Identity(200123, 200123),
+        argv=["true"],
+        env={},
+        chdir="/",
+        ro_binds=sbx.runtime_binds(),
+        masked=[str(prefix.parent)],  # the venv lies in the "data dir"
+    )
+    cmd = sbx.command(spec, {"seccomp": 10, "passwd": 11, "group": 12})
+    mask = cmd.index(str(prefix.parent), cmd.index("--tmpfs", cmd.index("/dev/shm")))
+    binds = [i for i, a in enumerate(cmd) if a == "--ro-bind" and cmd[i + 2] == str(prefix)]
+    assert binds and binds[0] > mask, cmd
+    assert cmd[-2:] == ["--", "true"] and "--remount-ro" in cmd
