@@ -80,7 +80,15 @@ class HubProcess:
             for d in (self.data_dir.parent, self.data_dir, self.log_path):
                 os.chown(d, self.run_as, self.run_as)
         self.proc = subprocess.Popen(
-            [*self.prefix, RSPARKHUB, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [
+                *self.prefix,
+                RSPARKHUB,
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -153,9 +161,7 @@ def as_user(uid: int) -> list[str]:
         script += "mount -t tmpfs -o mode=755 tmpfs /root\n"
         for i, p in enumerate(hidden):
             script += f'mkdir -p "{p}"; mount --bind "$k{i}" "{p}"\n'
-    script += (
-        f'exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "$@"\n'
-    )
+    script += f'exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "$@"\n'
     return ["env", "HOME=/tmp", "unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-c", script, "sh"]  # fmt: skip
 

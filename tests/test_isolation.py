@@ -133,9 +133,7 @@ async def test_session_runs_as_its_users_own_uid_without_privileges(
     if world.kind == "root":
         assert bob_uid != uid and bob_uid != 0
     # The uid is stable: the same in Python and R.
-    assert (await run(alice_session, "import os; print(os.getuid())", "python")).strip() == str(
-        uid
-    )
+    assert (await run(alice_session, "import os; print(os.getuid())", "python")).strip() == str(uid)
 
 
 # ---------------------------------------------------------------------------- files
@@ -238,7 +236,8 @@ for target in ({pid}, 1):
     assert count < 30, out  # the session's own processes only (own PID namespace)
     assert f"SIGNALLED {pid}" not in out
     assert world.hub.proc is not None and world.hub.proc.poll() is None
-    assert httpx.get(f"{world.hub.url}/api/health", timeout=10).status_code == 200
+    async with httpx.AsyncClient() as h:
+        assert (await h.get(f"{world.hub.url}/api/health", timeout=10)).status_code == 200
 
 
 async def test_session_code_cannot_read_its_own_token(world: World, alice_session: object) -> None:
@@ -381,7 +380,8 @@ for p in pids:
             )
             assert int(out.split()[-1]) <= 600, out
             # Meanwhile the hub and bob keep answering.
-            assert httpx.get(f"{world.hub.url}/api/health", timeout=30).status_code == 200
+            async with httpx.AsyncClient() as h:
+                assert (await h.get(f"{world.hub.url}/api/health", timeout=30)).status_code == 200
             async with HubClient(world.hub.url, world.bob) as b:
                 bwid = (await b.ensure_workspace("private"))["id"]
                 async with b.attach(bwid) as bs:
@@ -403,6 +403,7 @@ async def test_a_killed_agent_leaves_no_kernel_behind(world: World) -> None:
                 for p in psutil.process_iter(["cmdline"])
                 if f"/sessions/{sid}/" in " ".join(p.info["cmdline"] or [])
             ]
+
             def is_agent(p: psutil.Process) -> bool:
                 cmd = p.cmdline()
                 return "rsparkhub.agent" in cmd and Path(cmd[0]).name.startswith("python")
@@ -418,3 +419,43 @@ async def test_a_killed_agent_leaves_no_kernel_behind(world: World) -> None:
             agents[0].kill()
             _gone, alive = psutil.wait_procs(kernels, timeout=30)
             assert not alive, f"kernels outlived their agent: {alive}"
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def test_doctor_reports_the_isolation_in_effect(world: World) -> None:
+    out = world.hub.cli("doctor")
+    line = next(x for x in out.splitlines() if x.startswith("isolation:"))
+    assert line.startswith(f"isolation: {world.kind} network=pasta"), line
+    assert "seccomp=on" in line
+    if world.kind == "root":
+        assert "cgroups=v1" in line or "cgroups=v2" in line, line
+
+
+def test_a_second_user_on_an_unprivileged_hub_is_warned_about(world: World) -> None:
+    import subprocess
+
+    from conftest import PASSWORD, RSPARKHUB
+
+    out = subprocess.run(
+        [
+            *world.hub.prefix,
+            RSPARKHUB,
+            "user",
+            "add",
+            "carol",
+            "--data-dir",
+            str(world.hub.data_dir),
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=world.hub.env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    if world.kind == "unprivileged":
+        assert "warning: This hub runs as uid" in out.stderr, out.stderr
+    else:
+        assert "warning" not in out.stderr, out.stderr

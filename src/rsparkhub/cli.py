@@ -180,8 +180,21 @@ def user_add(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
         password = sys.stdin.readline().rstrip("\n")
-    _with_db(settings, lambda db: create_user(db, name, password, admin))
+    from rsparkhub.hub.identities import shared_uid_warning
+
+    async def add(db: Any) -> int:
+        from sqlalchemy import func, select
+
+        from rsparkhub.hub.db.models import User
+
+        await create_user(db, name, password, admin)
+        return int((await db.execute(select(func.count()).select_from(User))).scalar_one())
+
+    count = _with_db(settings, add)
     typer.echo(f"created user {name}{' (admin)' if admin else ''}")
+    warning = shared_uid_warning(settings, count)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @user_app.command("list")

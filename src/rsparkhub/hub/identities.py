@@ -68,6 +68,17 @@ class Identities:
         for uid in range(start, hi + 1):
             if uid != 0 and not _host_uses(uid):
                 return uid
-        raise NoUidLeft(
-            f"no free uid left in {lo}..{hi}; raise session_uid_max to add more users"
-        )
+        raise NoUidLeft(f"no free uid left in {lo}..{hi}; raise session_uid_max to add more users")
+
+
+def shared_uid_warning(settings: Settings, users: int) -> str | None:
+    """What to tell whoever adds a second user to a hub that cannot give them uids of
+    their own (a hub that is not root, running local sessions)."""
+    if users < 2 or os.geteuid() == 0 or settings.spawner != "local":
+        return None
+    return (
+        f"This hub runs as uid {os.getuid()}, not root: every user's sessions run under that "
+        "same uid, kept apart only by namespaces (no per-user uid, no cgroup limits unless "
+        "delegated). Run the hub as root to give each user a uid of their own; see "
+        "docs/security.md."
+    )

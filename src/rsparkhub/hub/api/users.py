@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rsparkhub.hub.api.auth_routes import user_info
 from rsparkhub.hub.api.deps import AdminDep, DbDep, HubDep
 from rsparkhub.hub.auth import hash_password, validate_password
 from rsparkhub.hub.db.models import User
 from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.identities import shared_uid_warning
 from rsparkhub.hub.userdb import UserDbUnavailable
 from rsparkhub.hub.users import create_user
+
+log = logging.getLogger("rsparkhub.users")
 
 router = APIRouter(tags=["users"])
 
@@ -30,9 +35,15 @@ class NewUser(BaseModel):
 
 
 @router.post("/api/users", status_code=201, summary="Create a user (admin)")
-async def add_user(body: NewUser, _: AdminDep, db: DbDep) -> dict[str, object]:
+async def add_user(body: NewUser, _: AdminDep, db: DbDep, hub: HubDep) -> dict[str, object]:
     user = await create_user(db, body.name, body.password, body.is_admin)
-    return user_info(user)
+    count = (await db.execute(select(func.count()).select_from(User))).scalar_one()
+    info = user_info(user)
+    warning = shared_uid_warning(hub.settings, count)
+    if warning:
+        log.warning("%s", warning)
+        info["warning"] = warning
+    return info
 
 
 class UserPatch(BaseModel):
@@ -60,8 +71,12 @@ async def patch_user(
         user.is_admin = body.is_admin
     if body.password is not None:
         validate_password(body.password)
-        user.password_hash = hash_password(body.password)
+        user.password_hash = await hash_password(body.password)
     await db.commit()
+    if user.disabled or body.is_admin is False:
+        # A disabled user's sockets close; a former admin's too (they reconnect, if they
+        # still may, with their own role instead of an admin's).
+        await hub.sessions.access_changed(user.name)
     if body.disabled is not None and hub.userdb.enabled:
         # Disabling revokes the PostgreSQL role's login and ends its connections.
         try:

@@ -49,7 +49,9 @@ ETC = (
     "terminfo", "xdg", "ImageMagick-6", "texmf",
 )  # fmt: skip
 OOM_DIR = "/run/rsparkhub/cgroup"
-STAGE = Path("/run/rsparkhub/stage")  # views of directories the uid cannot reach by path  # the sandbox's own memory cgroup, read-only (OOM counts)
+STAGE = Path(
+    "/run/rsparkhub/stage"
+)  # views of directories the uid cannot reach by path  # the sandbox's own memory cgroup, read-only (OOM counts)
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,9 @@ class Sandboxes:
     @property
     def mode(self) -> Mode:
         if not self.bwrap:
-            return Mode("none", "none", "host", "none", "bubblewrap is not installed or sandbox = 'none'")
+            return Mode(
+                "none", "none", "host", "none", "bubblewrap is not installed or sandbox = 'none'"
+            )
         net = "pasta" if self.pasta and _tun_usable() else "host"
         if self.root and self.setpriv:
             name, why = "root", "a root hub: each user's sessions run under their own host uid"
@@ -401,4 +405,3 @@ def _data_fd(name: str, text: str) -> int:
     os.write(fd, text.encode())
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
-
