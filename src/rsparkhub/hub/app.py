@@ -45,7 +45,7 @@ from rsparkhub.hub.errors import (
     validation_error_handler,
 )
 from rsparkhub.hub.identities import Identities
-from rsparkhub.hub.sandbox import Sandboxes
+from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.sessions import SessionManager
 from rsparkhub.hub.spark import SparkService
 from rsparkhub.hub.spawners.base import Spawner
@@ -77,7 +77,7 @@ def build_hub(settings: Settings) -> Hub:
     # be able to traverse DATA_DIR (0711) to reach its own private directory.
     pg_owner_traverses = os.geteuid() == 0 and settings.user_databases == "embedded"
     make_private(settings.data_dir, traversable=pg_owner_traverses)
-    sandboxes = Sandboxes(enabled=settings.sandbox != "none")
+    sandboxes = Sandboxes(enabled=settings.sandbox != "none", scope=scope_for(settings.data_dir))
     spawner = build_spawner(settings, sandboxes)
     db = Database(settings.db_url)
     hub = Hub(

@@ -2,6 +2,13 @@
 here, under the user's own uid, in namespaces and a cgroup of its own (see launcher.py)."""
 
 from rsparkhub.hub.sandbox.cgroups import Limits
-from rsparkhub.hub.sandbox.launcher import Identity, Mode, Network, Sandboxes, SandboxSpec
+from rsparkhub.hub.sandbox.launcher import (
+    Identity,
+    Mode,
+    Network,
+    Sandboxes,
+    SandboxSpec,
+    scope_for,
+)
 
-__all__ = ["Identity", "Limits", "Mode", "Network", "SandboxSpec", "Sandboxes"]
+__all__ = ["Identity", "Limits", "Mode", "Network", "SandboxSpec", "Sandboxes", "scope_for"]

@@ -53,6 +53,9 @@ class NoCgroups:
     def exists(self, name: str) -> bool:
         return False
 
+    def names(self) -> list[str]:
+        return []
+
     def kill(self, name: str) -> None:
         pass
 
@@ -131,6 +134,9 @@ class CgroupsV1(NoCgroups):
     def exists(self, name: str) -> bool:
         return self._dir("pids", name).is_dir()
 
+    def names(self) -> list[str]:
+        return _subdirs(self.root / "pids" / PARENT)
+
     def kill(self, name: str) -> None:
         _kill_until_empty(lambda: self.pids(name))
 
@@ -195,6 +201,9 @@ class CgroupsV2(NoCgroups):
     def exists(self, name: str) -> bool:
         return self._dir(name).is_dir()
 
+    def names(self) -> list[str]:
+        return _subdirs(self.root / PARENT)
+
     def kill(self, name: str) -> None:
         killer = self._dir(name) / "cgroup.kill"
         if killer.exists():
@@ -215,6 +224,13 @@ class CgroupsV2(NoCgroups):
 
     def events_dir(self, name: str) -> Path | None:
         return self._dir(name)
+
+
+def _subdirs(d: Path) -> list[str]:
+    try:
+        return sorted(p.name for p in d.iterdir() if p.is_dir())
+    except OSError:
+        return []
 
 
 def _field(text: str, key: str) -> int | None:

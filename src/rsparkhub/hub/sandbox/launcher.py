@@ -123,8 +123,12 @@ class Sandboxes:
     def __init__(
         self,
         enabled: bool = True,
+        scope: str = "",
         cgroup_manager: cg.NoCgroups | None = None,
     ) -> None:
+        # Several hubs may share a machine (and its cgroupfs): every name is scoped by
+        # the hub (``scope_for(data_dir)``), so one hub never touches another's sandboxes.
+        self.scope = scope
         self.bwrap = shutil.which("bwrap") if enabled else None
         self.pasta = shutil.which("pasta") if enabled else None
         self.setpriv = shutil.which("setpriv")
@@ -215,8 +219,8 @@ class Sandboxes:
         for src, dest in spec.ro_binds:
             out += ["--ro-bind", str(self._reachable(src)), dest]
         for src, dest in spec.binds:
-            out += ["--bind", str(self._reachable(src, spec.name)), dest]
-        oom_dir = self.cgroups.events_dir(spec.name)
+            out += ["--bind", str(self._reachable(src, self._n(spec.name))), dest]
+        oom_dir = self.cgroups.events_dir(self._n(spec.name))
         if oom_dir is not None:
             out += ["--ro-bind-try", str(oom_dir), OOM_DIR]
         # The root itself (a tmpfs holding the mount points) is read-only: only /tmp,
@@ -275,8 +279,9 @@ class Sandboxes:
         """Start ``spec.argv`` in its sandbox (and cgroup); the caller owns the process."""
         if self.bwrap is None:
             return await self._spawn_plain(spec)
-        self.cgroups.create(spec.name, spec.limits)
-        procs = self.cgroups.procs_files(spec.name)
+        name = self._n(spec.name)
+        self.cgroups.create(name, spec.limits)
+        procs = self.cgroups.procs_files(name)
         fds: dict[str, int] = {}
         try:
             fds["seccomp"] = seccomp.program_fd()
@@ -328,18 +333,27 @@ class Sandboxes:
         )
 
     # ------------------------------------------------------------------ control
+    def _n(self, name: str) -> str:
+        return f"{self.scope}.{name}" if self.scope else name
+
+    def names(self) -> list[str]:
+        """The sandboxes of this hub that have a cgroup now."""
+        pre = f"{self.scope}." if self.scope else ""
+        return [n[len(pre) :] for n in self.cgroups.names() if n.startswith(pre)]
+
     def pids(self, name: str) -> list[int]:
-        return self.cgroups.pids(name)
+        return self.cgroups.pids(self._n(name))
 
     def kill(self, name: str) -> None:
         """SIGKILL every process of the sandbox and remove its cgroup."""
-        self.cgroups.kill(name)
-        self.cgroups.remove(name)
-        self._unstage(name)
+        full = self._n(name)
+        self.cgroups.kill(full)
+        self.cgroups.remove(full)
+        self._unstage(full)
 
     def memory(self, name: str) -> int | None:
         """Resident memory of every process of the sandbox (bytes), if it has a cgroup."""
-        pids = self.cgroups.pids(name)
+        pids = self.cgroups.pids(self._n(name))
         if not pids:
             return None
         import psutil
@@ -351,7 +365,12 @@ class Sandboxes:
         return total
 
     def oom_kills(self, name: str) -> int | None:
-        return self.cgroups.oom_kills(name)
+        return self.cgroups.oom_kills(self._n(name))
+
+
+def scope_for(data_dir: Path) -> str:
+    """A short name for one hub (its data directory) on this machine."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
 
 
 def _searchable_by_others(path: Path) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 
 from rsparkhub.config import Settings
-from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec
+from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec, scope_for
 from rsparkhub.hub.spawners.base import SessionSpec, SpawnError
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "R_HOME", "JAVA_HOME")
@@ -30,7 +30,9 @@ class LocalSpawner:
 
     def __init__(self, settings: Settings, sandboxes: Sandboxes | None = None) -> None:
         self.settings = settings
-        self.sandboxes = sandboxes or Sandboxes(enabled=settings.sandbox != "none")
+        self.sandboxes = sandboxes or Sandboxes(
+            enabled=settings.sandbox != "none", scope=scope_for(settings.data_dir)
+        )
         if settings.sandbox == "bwrap" and not self.sandboxes.bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
         self._children: dict[int, asyncio.subprocess.Process] = {}
@@ -182,6 +184,13 @@ class LocalSpawner:
 
     async def poll(self, state: dict[str, Any]) -> bool:
         return self._alive(state)
+
+    async def reconcile(self, known_session_ids: set[str]) -> None:
+        """After adoption: kill what is left of sessions no live row owns (a hub that
+        died between a session's end and its clean-up)."""
+        for name in self.sandboxes.names():
+            if name.startswith("session-") and name[len("session-") :] not in known_session_ids:
+                await asyncio.to_thread(self.sandboxes.kill, name)
 
     def memory(self, state: dict[str, Any]) -> int | None:
         """RSS of every process of the session (agent, kernels, what they started)."""
