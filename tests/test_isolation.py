@@ -459,3 +459,31 @@ def test_a_second_user_on_an_unprivileged_hub_is_warned_about(world: World) -> N
         assert "warning: This hub runs as uid" in out.stderr, out.stderr
     else:
         assert "warning" not in out.stderr, out.stderr
+
+
+def test_hub_files_are_private(world: World) -> None:
+    """Nothing in the data directory is readable by another account (here: nobody)."""
+    import stat
+    import subprocess
+
+    data = world.hub.data_dir
+    assert stat.S_IMODE(data.stat().st_mode) in (0o700, 0o711)
+    hub_uid = data.stat().st_uid
+    exposed = []
+    for dirpath, _dirs, files in os.walk(data):
+        for name in files:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            if st.st_uid == hub_uid and stat.S_ISREG(st.st_mode) and st.st_mode & 0o044:
+                exposed.append(f"{p} {oct(st.st_mode)}")
+    assert not exposed, exposed
+    events = next(data.glob("logs/*/events.jsonl"))
+    for target in (data / "rsparkhub.db", events, data / "hub-secret"):
+        if not target.exists():
+            continue
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(target)],
+            capture_output=True,
+            timeout=10,
+        )
+        assert r.returncode != 0 and not r.stdout, target
