@@ -487,3 +487,41 @@ def test_hub_files_are_private(world: World) -> None:
             timeout=10,
         )
         assert r.returncode != 0 and not r.stdout, target
+
+
+def _has_default_route(text: str) -> bool:
+    return any(line.split()[1] == "00000000" for line in text.splitlines()[1:] if line.split())
+
+
+async def test_outbound_network_follows_the_policy(world: World, tmp_path: Path) -> None:
+    """internet (the default): a route out. hub-only: only lo — nothing but the forwards."""
+    async with HubClient(world.hub.url, world.alice) as c:
+        wid = (await c.ensure_workspace("attack"))["id"]
+        async with c.attach(wid) as s:
+            routes = await run(s, "cat /proc/net/route", "bash")
+    assert _has_default_route(routes), routes
+    if world.kind != "root":
+        return
+    closed = HubProcess(tmp_path / "data", {"RSPARKHUB_SESSION_NETWORK": "hub-only"}).start()
+    try:
+        token = closed.make_user("dora")
+        async with HubClient(closed.url, token) as c:
+            wid = (await c.ensure_workspace("offline"))["id"]
+            async with c.attach(wid) as s:
+                routes = await run(s, "cat /proc/net/route", "bash")
+                out = await run(
+                    s,
+                    """
+import socket
+for host in ('192.0.2.1', '10.0.2.2', '1.1.1.1'):
+    try:
+        socket.create_connection((host, 80), timeout=3).close(); print('REACHED', host)
+    except OSError as e:
+        print('BLOCKED', host, e.errno)
+""",
+                    "python",
+                )
+        assert not _has_default_route(routes), routes
+        assert "REACHED" not in out and out.count("BLOCKED") == 3, out
+    finally:
+        closed.close()
