@@ -217,11 +217,12 @@ def test_api_tokens_create_list_revoke_expire(any_db_hub: HubProcess) -> None:
 
 def test_first_start_one_time_login_link(any_db_hub: HubProcess) -> None:
     hub = any_db_hub
-    m = re.search(r"(http://\S+/login/(rso_\S+))", hub.first_start_output)
-    assert m, hub.first_start_output
-    url = m.group(1)
-    assert url.startswith(hub.url + "/login/")
-    assert "admin" in hub.first_start_output
+    url = hub.login_link()
+    assert re.fullmatch(re.escape(hub.url) + r"/login/rso_\S+", url), url
+    assert "admin" in hub.first_start_output and "first-login-link" in hub.first_start_output
+    # The hub's output is not a terminal (it is a log): the secret is never in it.
+    assert url.rsplit("/", 1)[1] not in hub.first_start_output
+    assert (hub.data_dir / "first-login-link").stat().st_mode & 0o777 == 0o600
 
     browser = httpx.Client(timeout=60)
     r = browser.get(url, follow_redirects=False)
@@ -241,8 +242,9 @@ def test_first_start_one_time_login_link(any_db_hub: HubProcess) -> None:
 
     # A restart does not print (or create) a new link.
     hub.restart()
-    assert hub.first_start_output.count("/login/") == 1
-    assert "/login/" not in hub.log_path.read_text().split("Application startup complete")[-1]
+    assert hub.login_link() == url
+    assert "/login/rso_" not in hub.log_path.read_text()
+    assert "first-login-link" not in hub.log_path.read_text().split("Application startup")[-1]
 
 
 # --------------------------------------------------------------------------- projects, files
@@ -784,6 +786,46 @@ def test_file_and_workspace_size_limits(tmp_path: Path) -> None:
             "workspace_full",
         )
         assert [w["name"] for w in c.get(f"/api/projects/{pid}/workspaces").json()] == ["ws"]
+    finally:
+        hub.close()
+
+
+def test_per_user_disk_cap_across_workspaces(tmp_path: Path) -> None:
+    """The owner's files in all their workspaces count against max_user_bytes, whoever
+    writes; an editor's save into the owner's workspace is refused the same way."""
+    hub = HubProcess(
+        tmp_path / "d",
+        env={"RSPARKHUB_MAX_WORKSPACE_BYTES": "2500", "RSPARKHUB_MAX_USER_BYTES": "3000"},
+    ).start()
+    try:
+        c = hub.client(hub.make_user("uma"))
+        pid, w1 = new_workspace(c)
+        r = c.post(f"/api/projects/{pid}/workspaces", json={"name": "second"})
+        w2 = r.json()["id"]
+        for wid, name, size in ((w1, "a.bin", 2000), (w2, "b.bin", 900)):
+            r = c.put(
+                f"/api/workspaces/{wid}/files/{name}",
+                content=b"z" * size,
+                params={"base_version": 0},
+            )
+            assert r.status_code == 200, r.text
+        e = err(
+            c.put(
+                f"/api/workspaces/{w2}/files/c.bin", content=b"z" * 200, params={"base_version": 0}
+            ),
+            413,
+            "user_quota_exceeded",
+        )
+        assert "3000" in e["message"]
+        # Shrinking a file is always allowed; then there is room again.
+        r = c.put(
+            f"/api/workspaces/{w1}/files/a.bin", content=b"q" * 1000, params={"base_version": 1}
+        )
+        assert r.status_code == 200, r.text
+        r = c.put(
+            f"/api/workspaces/{w2}/files/c.bin", content=b"z" * 200, params={"base_version": 0}
+        )
+        assert r.status_code == 200, r.text
     finally:
         hub.close()
 

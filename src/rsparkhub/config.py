@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_workspace_bytes: int = Field(
         500 * 1024 * 1024, gt=0, description="Largest total size of a workspace's files."
     )
+    max_user_bytes: int = Field(
+        5 * 1024 * 1024 * 1024,
+        gt=0,
+        description="Largest total size of the files in all workspaces a user owns.",
+    )
     max_upload_bytes: int = Field(
         200 * 1024 * 1024, gt=0, description="Largest request body for uploads/imports."
     )
@@ -183,10 +188,28 @@ class Settings(BaseSettings):
         None, description="external: the Spark Connect URL (sc://HOST:PORT) sessions use."
     )
     spark_master: str = Field(
-        "local[*]", description="embedded: the server's Spark master (local[N] on this machine)."
+        "local[*]",
+        description="embedded: each user's server's Spark master (local[N] on this machine).",
     )
     spark_driver_memory: str = Field(
-        "2g", description="embedded: the server's driver memory (JVM heap), e.g. 2g."
+        "1g", description="embedded: each user's server's driver memory (JVM heap), e.g. 2g."
+    )
+    spark_memory_mb: int = Field(
+        3072,
+        ge=0,
+        description="embedded: memory limit of each user's server, its JVM, Python workers and "
+        "/tmp included (0 = none); keep it above spark_driver_memory.",
+    )
+    spark_idle_timeout_s: float = Field(
+        1800,
+        gt=0,
+        description="embedded: stop a user's server after this long with no live session of "
+        "theirs and no Spark operation running.",
+    )
+    spark_class_archive_dir: Path | None = Field(
+        None,
+        description="embedded: where the class-data archive that speeds up server starts is "
+        "kept (default DATA_DIR/spark/cds); made once per Java and pyspark install.",
     )
     spark_kubernetes_image: str = Field(
         "apache/spark:4.0.1",

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import File, FileVersion
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.paths import clean_path
+from rsparkhub.hub.quotas import check_room
 
 if TYPE_CHECKING:
     from rsparkhub.hub.state import Hub
@@ -63,13 +64,6 @@ async def list_files(db: AsyncSession, workspace_id: str) -> list[File]:
     return list(rows.scalars())
 
 
-async def workspace_size(db: AsyncSession, workspace_id: str) -> int:
-    total = await db.execute(
-        select(func.coalesce(func.sum(File.size), 0)).where(File.workspace_id == workspace_id)
-    )
-    return int(total.scalar_one())
-
-
 async def save_file(
     hub: Hub,
     db: AsyncSession,
@@ -100,14 +94,7 @@ async def save_file(
         await db.execute(select(File).where(File.workspace_id == workspace_id, File.path == path))
     ).scalar_one_or_none()
     current_size = existing.size if existing else 0
-    total = await workspace_size(db, workspace_id)
-    if total - current_size + len(data) > limits.max_workspace_bytes:
-        raise ApiError(
-            413,
-            "workspace_full",
-            f"Saving '{path}' would make the workspace larger than its limit of "
-            f"{limits.max_workspace_bytes} bytes; delete files first.",
-        )
+    await check_room(db, limits, workspace_id, path, current_size, len(data))
     if require_base:
         if existing is None and base_version not in (None, 0):
             raise ApiError(
