@@ -3,7 +3,8 @@
 It speaks the real Kubernetes HTTP API (the JSON the official client sends and expects)
 for exactly the calls rsparkhub's Kubernetes spawner makes, on 127.0.0.1:
 
-* ``/api/v1/namespaces/{ns}/{pods|secrets|services|persistentvolumeclaims|events}``:
+* ``/api/v1/namespaces/{ns}/{pods|secrets|services|persistentvolumeclaims|events}`` and
+  ``/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies``:
   create, get, list and delete, merge-patch; list and ``watch=true`` with label selectors
   (``k=v``, ``k!=v``, ``k``, ``!k``, ``k in (…)``, ``k notin (…)``) and field selectors
   (``path=value``), ``resourceVersion`` bookkeeping, streaming JSON lines, bookmarks,
@@ -13,8 +14,8 @@ for exactly the calls rsparkhub's Kubernetes spawner makes, on 127.0.0.1:
   (``/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods``);
 * deletion as the API server and kubelet do it: a running pod gets a deletionTimestamp,
   its container SIGTERM, SIGKILL after the grace period, then the object goes; Secrets,
-  Services and pods whose ownerReferences name (by uid) a pod that is gone are
-  garbage-collected (background propagation: owned pods are deleted gracefully, and their
+  Services, NetworkPolicies and pods whose ownerReferences name (by uid) a pod that is
+  gone are garbage-collected (background propagation: owned pods are deleted gracefully, and their
   own dependents follow when they go);
 * a scripted pod lifecycle the test chooses per workspace (``set_scenario``): Pending →
   scheduled → pulling → running → Succeeded/Failed, unschedulable, image pull failure,
@@ -64,9 +65,12 @@ KINDS = {
     "services": "Service",
     "persistentvolumeclaims": "PersistentVolumeClaim",
     "events": "Event",
+    "networkpolicies": "NetworkPolicy",
 }
+API_VERSIONS = {"networkpolicies": "networking.k8s.io/v1"}  # the rest: "v1"
 _PATH = re.compile(
-    r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>log))?$"
+    r"^/(?P<group>api/v1|apis/networking\.k8s\.io/v1)/namespaces/(?P<ns>[^/]+)/(?P<res>[a-z]+)"
+    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>log))?$"
 )
 _METRICS = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/pods$")
 NODE = "standin-node-1"
@@ -488,7 +492,7 @@ class StandIn:
             raise _HttpError(409, "AlreadyExists", f'{resource} "{name}" already exists')
         if resource in self.refuse:
             raise _HttpError(*self.refuse[resource])
-        obj.setdefault("apiVersion", "v1")
+        obj.setdefault("apiVersion", API_VERSIONS.get(resource, "v1"))
         obj.setdefault("kind", KINDS[resource])
         if self.validate and resource != "events":
             import kubernetes_validate
@@ -866,8 +870,9 @@ class StandIn:
             return
         self._commit("pods", ns, "DELETED", pod)
         self.finished[(ns, name)] = json.loads(json.dumps(pod))
-        # Garbage collection of dependents (Secrets, Services, pods owned by the pod).
-        for res in ("secrets", "services"):
+        # Garbage collection of dependents (Secrets, Services, NetworkPolicies, pods owned
+        # by the pod).
+        for res in ("secrets", "services", "networkpolicies"):
             for (n, _oname), obj in list(self.objects[res].items()):
                 owners = obj["metadata"].get("ownerReferences") or []
                 if n == ns and any(o.get("uid") == uid for o in owners):
@@ -1067,7 +1072,12 @@ class StandIn:
             h.send_json(201 if method == "POST" else 200, ns_obj)
             return
         m = _PATH.match(url.path)
-        if not m or m["res"] not in KINDS:
+        if (
+            not m
+            or m["res"] not in KINDS
+            or m["group"]
+            != ("apis/" + API_VERSIONS[m["res"]] if m["res"] in API_VERSIONS else "api/v1")
+        ):
             h.send_json(
                 404, _status(404, "NotFound", "the server could not find the requested resource")
             )
@@ -1198,7 +1208,7 @@ class StandIn:
             200,
             {
                 "kind": f"{KINDS[res]}List",
-                "apiVersion": "v1",
+                "apiVersion": API_VERSIONS.get(res, "v1"),
                 "metadata": {"resourceVersion": str(rv)},
                 "items": items,
             },

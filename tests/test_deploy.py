@@ -35,6 +35,9 @@ import yaml
 
 from rsparkhub.config import Settings
 from rsparkhub.hub import spark_k8s as sk
+from rsparkhub.hub.spawners.base import SessionSpec
+from rsparkhub.hub.spawners.k8s_objects import PodConfig, build_session_pod
+from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kustomize"
@@ -189,13 +192,11 @@ def test_every_pod_meets_the_restricted_pod_security_standard(
 ) -> None:
     docs = rendered[target]
     specs = pod_specs(docs)
-    specs.append(
-        ("spark-driver", sk.build_driver_pod(sk.SparkK8sConfig("ns"), "alice", "s1")["spec"])
-    )
-    template = one(docs, "ConfigMap", "rsparkhub-spark-executor-template")
-    specs.append(
-        ("spark-executor", yaml.safe_load(template["data"]["executor-pod-template.yaml"])["spec"])
-    )
+    for uid in (None, 200123):
+        driver = sk.build_driver_pod(sk.SparkK8sConfig("ns"), "alice", "s1", uid=uid)
+        specs.append((f"spark-driver-{uid}", driver["spec"]))
+        template = sk.executor_pod_template(uid or sk.SPARK_UID)
+        specs.append((f"spark-executor-{uid}", template["spec"]))
     for name, spec in specs:
         assert_restricted(name, spec)
     if target != "base":
@@ -385,6 +386,7 @@ HUB_RULES = {
     "services": {"get", "list", "create", "delete"},
     "persistentvolumeclaims": {"get", "list", "create"},
     "metrics.k8s.io/pods": {"get", "list"},
+    "networking.k8s.io/networkpolicies": {"create", "delete"},
 }
 
 
@@ -450,12 +452,22 @@ def _pod(component: str, ip: str, **extra: str) -> Endpoint:
     )
 
 
-SESSION = _pod("session", "10.244.1.1", **{"rsparkhub.io/user": "alice"})
-OTHER_SESSION = _pod("session", "10.244.1.2", **{"rsparkhub.io/user": "bob"})
+ALICE_SESSION, BOB_SESSION = "s-alice-1", "s-bob-1"
+
+
+def _of(session: str) -> dict[str, str]:
+    return {"rsparkhub.io/session": session}
+
+
+SESSION = _pod("session", "10.244.1.1", **{"rsparkhub.io/user": "alice"}, **_of(ALICE_SESSION))
+OTHER_SESSION = _pod("session", "10.244.1.2", **{"rsparkhub.io/user": "bob"}, **_of(BOB_SESSION))
 HUB = _pod("hub", "10.244.2.1")
-DRIVER = _pod("spark-driver", "10.244.3.1")
-EXECUTOR = _pod("spark-executor", "10.244.3.2")
-OTHER_EXECUTOR = _pod("spark-executor", "10.244.3.3")
+# alice's session's Spark driver and executors, and bob's
+DRIVER = _pod("spark-driver", "10.244.3.1", **_of(ALICE_SESSION))
+EXECUTOR = _pod("spark-executor", "10.244.3.2", **_of(ALICE_SESSION))
+SECOND_EXECUTOR = _pod("spark-executor", "10.244.3.3", **_of(ALICE_SESSION))
+OTHER_DRIVER = _pod("spark-driver", "10.244.3.4", **_of(BOB_SESSION))
+OTHER_EXECUTOR = _pod("spark-executor", "10.244.3.5", **_of(BOB_SESSION))
 POSTGRES = _pod("postgres", "10.244.4.1")
 DNS = Endpoint(
     {"k8s-app": "kube-dns"}, {"kubernetes.io/metadata.name": "kube-system"}, "10.244.9.1"
@@ -472,8 +484,20 @@ EXTERNAL_PG = Endpoint(ip="192.0.2.10", is_pod=False)
 
 
 def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    assert set(selector) <= {"matchLabels"}, "the model knows matchLabels only"
-    return selector.get("matchLabels", {}).items() <= labels.items()
+    assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
 
 
 def _peer_matches(peer: dict[str, Any], policy_ns: str, ep: Endpoint) -> bool:
@@ -537,24 +561,44 @@ def allowed(
     )
 
 
+def session_policies(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The NetworkPolicies the hub creates with the drivers of alice's and bob's sessions."""
+    cfg = sk.SparkK8sConfig(namespace)
+    return [
+        sk.build_network_policy(cfg, "alice", ALICE_SESSION),
+        sk.build_network_policy(cfg, "bob", BOB_SESSION),
+    ]
+
+
 @needs_kubectl
 @pytest.mark.parametrize("target", ["overlays/small", "overlays/production"])
 def test_network_policies(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
-    pols = objects(rendered[target], "NetworkPolicy")
+    static = objects(rendered[target], "NetworkPolicy")
+    pols = static + session_policies()
     pg = POSTGRES if target == "overlays/small" else EXTERNAL_PG
 
-    # Sessions reach the hub, DNS, Spark Connect and PostgreSQL ...
+    # Sessions reach the hub, DNS, their own Spark driver's Spark Connect and PostgreSQL ...
     assert allowed(pols, SESSION, HUB, 8000)
     assert allowed(pols, SESSION, DNS, 53, "UDP") and allowed(pols, SESSION, DNS, 53, "TCP")
     assert allowed(pols, SESSION, DRIVER, 15002)
+    assert allowed(pols, OTHER_SESSION, OTHER_DRIVER, 15002)
     assert allowed(pols, SESSION, pg, 5432)
-    # ... and nothing else: not each other, not executors, not the Spark UI directly, not
-    # the Kubernetes API, not the internet.
+    # ... only through the session's own policy: the namespace-wide ones let no session
+    # into any driver.
+    assert not allowed(static, SESSION, DRIVER, 15002)
+    # ... and nothing else: not each other, not another session's driver, not executors,
+    # not the Spark UI or the driver's internal ports directly, not the Kubernetes API,
+    # not the internet.
     for port in (22, 80, 443, 5432, 8000, 8888, 15002):
         assert not allowed(pols, SESSION, OTHER_SESSION, port), port
         assert not allowed(pols, OTHER_SESSION, SESSION, port), port
-    assert not allowed(pols, SESSION, DRIVER, 4040)
+    for port in (15002, 4040, 7078, 7079):
+        assert not allowed(pols, SESSION, OTHER_DRIVER, port), port
+        assert not allowed(pols, OTHER_SESSION, DRIVER, port), port
+    for port in (4040, 7078, 7079):
+        assert not allowed(pols, SESSION, DRIVER, port), port
     assert not allowed(pols, SESSION, EXECUTOR, 7079)
+    assert not allowed(pols, SESSION, OTHER_EXECUTOR, 7079)
     assert not allowed(pols, SESSION, HUB, 9000)
     assert not allowed(pols, SESSION, API_SERVER, 443)
     assert not allowed(pols, SESSION, INTERNET, 443)
@@ -565,16 +609,31 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], target: str
     assert allowed(pols, INGRESS, HUB, 8000)
     assert not allowed(pols, STRANGER, HUB, 8000)
     assert not allowed(pols, DRIVER, HUB, 8000)
-    # The hub proxies the Spark UI.
+    # The hub reaches every driver's Spark Connect and UI (its checked UI proxy), no more.
     assert allowed(pols, HUB, DRIVER, 4040) and allowed(pols, HUB, DRIVER, 15002)
-    # Driver <-> executors, executors <-> executors (shuffle), the driver -> the API server.
+    assert allowed(pols, HUB, OTHER_DRIVER, 4040)
+    assert not allowed(pols, HUB, DRIVER, 7078) and not allowed(pols, HUB, EXECUTOR, 7079)
+    # A session's driver <-> its executors, its executors <-> each other (shuffle) ...
     assert allowed(pols, EXECUTOR, DRIVER, 7078) and allowed(pols, EXECUTOR, DRIVER, 7079)
     assert allowed(pols, DRIVER, EXECUTOR, 7079)
-    assert allowed(pols, EXECUTOR, OTHER_EXECUTOR, 7079)
+    assert allowed(pols, EXECUTOR, SECOND_EXECUTOR, 7079)
+    assert allowed(pols, OTHER_EXECUTOR, OTHER_DRIVER, 7078)
+    # ... and never another session's: UDFs run in executors.
+    for port in (7078, 7079, 15002, 4040):
+        assert not allowed(pols, OTHER_EXECUTOR, DRIVER, port), port
+        assert not allowed(pols, EXECUTOR, OTHER_DRIVER, port), port
+    assert not allowed(pols, OTHER_DRIVER, EXECUTOR, 7079)
+    assert not allowed(pols, EXECUTOR, OTHER_EXECUTOR, 7079)
+    assert not allowed(pols, OTHER_EXECUTOR, EXECUTOR, 7079)
+    assert not allowed(pols, DRIVER, EXECUTOR, 7078)
+    # The driver -> the API server (it creates its executors); DNS.
     assert allowed(pols, DRIVER, API_SERVER, 443) and allowed(pols, DRIVER, API_SERVER, 6443)
     assert allowed(pols, DRIVER, DNS, 53, "UDP") and allowed(pols, EXECUTOR, DNS, 53, "UDP")
     assert not allowed(pols, EXECUTOR, SESSION, 8000)
-    assert not allowed(pols, STRANGER, DRIVER, 15002)
+    assert not allowed(pols, DRIVER, SESSION, 8000)
+    for port in (15002, 4040, 7078, 7079):
+        assert not allowed(pols, STRANGER, DRIVER, port), port
+    assert not allowed(pols, STRANGER, EXECUTOR, 7079)
     assert not allowed(pols, DRIVER, pg, 5432)
     if target == "overlays/small":
         assert allowed(pols, HUB, POSTGRES, 5432)
@@ -587,19 +646,54 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], target: str
 def test_spark_objects_are_the_ones_the_network_policies_select(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    pols = objects(rendered["overlays/production"], "NetworkPolicy")
+    """The labels the builders give the session pod, the driver pod and (through Spark's
+    settings) the executors are the ones the policies select."""
     cfg = sk.SparkK8sConfig(NAMESPACE)
-    driver = sk.build_driver_pod(cfg, "alice", "s1")
-    conf = sk.spark_conf(cfg, "alice", "s1")
-    prefix = "spark.kubernetes.executor.label."
-    executor_labels = {k[len(prefix) :]: v for k, v in conf.items() if k.startswith(prefix)}
     ns = {"kubernetes.io/metadata.name": NAMESPACE}
-    d = Endpoint(driver["metadata"]["labels"], ns, "10.244.5.1")
-    e = Endpoint(executor_labels, ns, "10.244.5.2")
-    assert allowed(pols, SESSION, d, sk.CONNECT_PORT)
+    pc = PodConfig(namespace=NAMESPACE, image="img", hub_url="ws://hub/agent/ws")
+    prefix = "spark.kubernetes.executor.label."
+    eps: dict[str, tuple[Endpoint, Endpoint, Endpoint]] = {}
+    pols = objects(rendered["overlays/production"], "NetworkPolicy")
+    for i, (user, session_id) in enumerate(
+        [("alice", uuid.uuid4().hex), ("_b.o.b" + "x" * 70, uuid.uuid4().hex)]
+    ):
+        spec = SessionSpec(
+            session_id, "w", user, "t", "ws://x", Path("/nonexistent"), Path("/nonexistent/log")
+        )
+        session_pod = build_session_pod(spec, KubernetesProfile(name="default"), pc)
+        driver = sk.build_driver_pod(cfg, user, session_id)
+        conf = sk.spark_conf(cfg, user, session_id)
+        executor_labels = {k[len(prefix) :]: v for k, v in conf.items() if k.startswith(prefix)}
+        eps[user] = (
+            Endpoint(session_pod["metadata"]["labels"], ns, f"10.244.5.{i}1"),
+            Endpoint(driver["metadata"]["labels"], ns, f"10.244.5.{i}2"),
+            Endpoint(executor_labels, ns, f"10.244.5.{i}3"),
+        )
+        pols.append(sk.build_network_policy(cfg, user, session_id))
+    (s, d, e), (s2, d2, e2) = eps.values()
+    assert allowed(pols, s, d, sk.CONNECT_PORT) and allowed(pols, s2, d2, sk.CONNECT_PORT)
+    assert not allowed(pols, s, d2, sk.CONNECT_PORT) and not allowed(pols, s2, d, sk.CONNECT_PORT)
     assert allowed(pols, e, d, sk.DRIVER_PORT) and allowed(pols, e, d, sk.BLOCK_MANAGER_PORT)
     assert allowed(pols, d, e, sk.BLOCK_MANAGER_PORT)
-    assert not allowed(pols, SESSION, e, sk.BLOCK_MANAGER_PORT)
+    assert not allowed(pols, e2, d, sk.DRIVER_PORT) and not allowed(pols, d2, e, 7079)
+    assert not allowed(pols, s, e, sk.BLOCK_MANAGER_PORT)
+    assert allowed(pols, HUB, d, sk.UI_PORT) and not allowed(pols, s, d, sk.UI_PORT)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_session_network_policy(version: str) -> None:
+    cfg = sk.SparkK8sConfig(NAMESPACE)
+    for owner in (None, OWNER):
+        pol = sk.build_network_policy(cfg, "alice", "sess-1", owner=owner, workspace="w")
+        kubernetes_validate.validate(pol, version, strict=True)
+    meta, spec = pol["metadata"], pol["spec"]
+    assert meta["name"] == sk.driver_name("sess-1") and meta["namespace"] == NAMESPACE
+    assert meta["ownerReferences"] == [OWNER.reference()]
+    assert spec["policyTypes"] == ["Ingress"] and "egress" not in spec
+    assert spec["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "rsparkhub",
+        "rsparkhub.io/session": "sess-1",
+    }
 
 
 # ---------------------------------------------------------------------------- images
@@ -692,23 +786,74 @@ def test_docs_list_the_images_and_the_env_of_the_cluster_suite() -> None:
 OWNER = sk.Owner(name="rsparkhub-session-abc", uid="0c7c1c36-5d0c-4c7a-9f8e-3f2b7f1e9d11")
 
 
-def test_executor_template_in_the_manifests_is_the_generated_one() -> None:
-    doc = yaml.safe_load((DEPLOY / "base" / "spark.yaml").read_text())
-    assert doc["metadata"]["name"] == sk.EXECUTOR_TEMPLATE_CONFIGMAP
-    shipped = yaml.safe_load(doc["data"][sk.EXECUTOR_TEMPLATE_KEY])
-    assert shipped == sk.executor_pod_template()
+@pytest.mark.parametrize(("uid", "gid"), [(200123, None), (200123, 300007), (None, None)])
+def test_driver_and_executors_run_under_the_sessions_identity(
+    uid: int | None, gid: int | None
+) -> None:
+    """The driver runs as the session's uid/gid and hands its executors a pod template
+    (an annotation of the driver pod, mounted by the downward API where
+    spark.kubernetes.executor.podTemplateFile points) with the same identity and the same
+    restrictions as session pods; no uid at all falls back to the image's spark user."""
+    cfg = sk.SparkK8sConfig(NAMESPACE)
+    pod = sk.build_driver_pod(cfg, "alice", "sess-1", uid=uid, gid=gid)
+    want_uid = sk.SPARK_UID if uid is None else uid
+    want_gid = want_uid if gid is None else gid
+    spec = pod["spec"]
+    psc = spec["securityContext"]
+    assert (psc["runAsUser"], psc["runAsGroup"], psc["fsGroup"]) == (want_uid, want_gid, want_gid)
+    (c,) = spec["containers"]
+    csc = c["securityContext"]
+    assert (csc["runAsUser"], csc["runAsGroup"]) == (want_uid, want_gid)
+    assert csc["readOnlyRootFilesystem"] is True and csc["privileged"] is False
+    assert_restricted("driver", spec)
+    # The executor template: in the annotation, as a file at podTemplateFile.
+    text = pod["metadata"]["annotations"][sk.EXECUTOR_TEMPLATE_ANNOTATION]
+    template = yaml.safe_load(text)
+    assert template == sk.executor_pod_template(want_uid, want_gid)
+    conf = sk.spark_conf(cfg, "alice", "sess-1")
+    path = conf["spark.kubernetes.executor.podTemplateFile"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == path.rsplit("/", 1)[0]]
+    (vol,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    (item,) = vol["downwardAPI"]["items"]
+    assert item["path"] == path.rsplit("/", 1)[1]
+    assert item["fieldRef"]["fieldPath"] == (
+        f"metadata.annotations['{sk.EXECUTOR_TEMPLATE_ANNOTATION}']"
+    )
+    ts = template["spec"]
+    assert ts["automountServiceAccountToken"] is False
+    tsc = ts["securityContext"]
+    assert (tsc["runAsUser"], tsc["runAsGroup"], tsc["fsGroup"]) == (want_uid, want_gid, want_gid)
+    (tc,) = ts["containers"]
+    assert tc["name"] == "spark-kubernetes-executor"  # the container Spark fills in
+    assert tc["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {m["mountPath"] for m in tc["volumeMounts"]} == {"/tmp", sk.WORK_DIR}
+    assert "spark-local-dir-1" in {m["name"] for m in tc["volumeMounts"]}
+    assert_restricted("executor", ts)
     for version in K8S_VERSIONS:
-        kubernetes_validate.validate(shipped, version, strict=True)
+        kubernetes_validate.validate(template, version, strict=True)
+    # Without a template, no annotation and no volume.
+    bare = sk.build_driver_pod(sk.SparkK8sConfig(NAMESPACE, executor_template=False), "a", "s")
+    assert "annotations" not in bare["metadata"]
+    assert "podTemplateFile" not in json.dumps(bare)
+
+
+@pytest.mark.parametrize("ids", [{"uid": 0}, {"uid": 5, "gid": 0}])
+async def test_drivers_never_run_as_root(ids: dict[str, int], core_api: Any) -> None:
+    with pytest.raises(ValueError, match="never run as root"):
+        sk.build_driver_pod(sk.SparkK8sConfig(NAMESPACE), "alice", "s1", **ids)
+    with pytest.raises(sk.SparkDriverError, match="never run as root"):
+        await sk.create_driver(core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "s1", **ids)
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_driver_objects_validate(version: str) -> None:
     cfg = sk.SparkK8sConfig(NAMESPACE)
     for owner in (None, OWNER):
-        pod = sk.build_driver_pod(cfg, "alice", "s1", owner=owner, workspace="w1")
+        pod = sk.build_driver_pod(cfg, "alice", "s1", owner=owner, workspace="w1", uid=200123)
         svc = sk.build_driver_service(cfg, "alice", "s1", owner=owner)
-        kubernetes_validate.validate(pod, version, strict=True)
-        kubernetes_validate.validate(svc, version, strict=True)
+        pol = sk.build_network_policy(cfg, "alice", "s1", owner=owner)
+        for obj in (pod, svc, pol):
+            kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_driver_pod() -> None:
@@ -740,7 +885,8 @@ def test_driver_pod() -> None:
     (c,) = spec["containers"]
     assert c["image"] == "apache/spark:4.0.1"
     cmd = c["command"]
-    assert cmd[:3] == [sk.SPARK_SUBMIT, "--class", sk.SERVER_CLASS]
+    # Through the image's entrypoint, which names a uid without a passwd entry.
+    assert cmd[:4] == [sk.ENTRYPOINT, sk.SPARK_SUBMIT, "--class", sk.SERVER_CLASS]
     assert cmd[-1] == "spark-internal"
     assert cmd[cmd.index("--driver-memory") + 1] == "3g"
     conf = sk.spark_conf(cfg, "alice", "sess-1")
@@ -940,7 +1086,7 @@ def test_remote_url_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 class FakeApiServer:
     """A stand-in for the Kubernetes API server (a test double: no cluster runs here) that
     speaks the real HTTP API for the calls create_driver/delete_driver make: POST/GET/DELETE
-    of namespaced pods and services. It stores objects, assigns uids, answers 409/404 like
+    of namespaced pods, services and networkpolicies. It stores objects, assigns uids, answers 409/404 like
     the real server, and records every request."""
 
     def __init__(self) -> None:
@@ -977,7 +1123,8 @@ class FakeApiServer:
 
             def _route(self) -> tuple[str, str, str | None]:
                 m = re.fullmatch(
-                    r"/api/v1/namespaces/([^/]+)/(pods|services)(?:/([^/?]+))?(?:\?.*)?",
+                    r"/(?:api/v1|apis/networking\.k8s\.io/v1)/namespaces/([^/]+)/"
+                    r"(pods|services|networkpolicies)(?:/([^/?]+))?(?:\?.*)?",
                     self.path,
                 )
                 assert m, self.path
@@ -1051,36 +1198,54 @@ def core_api(api_server: FakeApiServer) -> Iterator[Any]:
 
 async def test_create_and_delete_driver(api_server: FakeApiServer, core_api: Any) -> None:
     cfg = sk.SparkK8sConfig(NAMESPACE)
-    handle = await sk.create_driver(core_api, cfg, "alice", "sess-1", owner=OWNER, workspace="w")
+    handle = await sk.create_driver(
+        core_api, cfg, "alice", "sess-1", owner=OWNER, workspace="w", uid=200123
+    )
     name = sk.driver_name("sess-1")
     pod = api_server.objects[(NAMESPACE, "pods", name)]
     svc = api_server.objects[(NAMESPACE, "services", name)]
+    pol = api_server.objects[(NAMESPACE, "networkpolicies", name)]
     assert handle == sk.DriverHandle(name, pod["metadata"]["uid"], name)
     # What reached the API is exactly the built objects (modulo the server's uid).
     sent_pod = api_server.requests[0][2]
-    assert sent_pod == sk.build_driver_pod(cfg, "alice", "sess-1", owner=OWNER, workspace="w")
-    # The Service belongs to the driver pod the server created.
-    assert svc["metadata"]["ownerReferences"] == [
-        sk.Owner(name=name, uid=pod["metadata"]["uid"]).reference()
-    ]
+    assert sent_pod == sk.build_driver_pod(
+        cfg, "alice", "sess-1", owner=OWNER, workspace="w", uid=200123
+    )
+    assert sent_pod["spec"]["securityContext"]["runAsUser"] == 200123
+    driver_owner = sk.Owner(name=name, uid=pod["metadata"]["uid"])
+    assert api_server.requests[2][2] == sk.build_network_policy(
+        cfg, "alice", "sess-1", owner=driver_owner, workspace="w"
+    )
+    # The Service and the NetworkPolicy belong to the driver pod the server created.
+    assert svc["metadata"]["ownerReferences"] == [driver_owner.reference()]
+    assert pol["metadata"]["ownerReferences"] == [driver_owner.reference()]
+    pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    services = f"/api/v1/namespaces/{NAMESPACE}/services"
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies"
     assert [(m, p.split("?")[0]) for m, p, _ in api_server.requests] == [
-        ("POST", f"/api/v1/namespaces/{NAMESPACE}/pods"),
-        ("POST", f"/api/v1/namespaces/{NAMESPACE}/services"),
+        ("POST", pods),
+        ("POST", services),
+        ("POST", policies),
     ]
 
     # Creating again (a retried start, a restarted hub) keeps the existing driver.
     again = await sk.create_driver(core_api, cfg, "alice", "sess-1", owner=OWNER)
     assert again == handle
-    assert [m for m, _, _ in api_server.requests[2:]] == ["POST", "GET", "POST"]
+    assert [m for m, _, _ in api_server.requests[3:]] == ["POST", "GET", "POST", "POST"]
+    assert api_server.objects[(NAMESPACE, "networkpolicies", name)] == pol
 
     await sk.delete_driver(core_api, NAMESPACE, "sess-1", grace_s=5)
     assert not api_server.objects
-    method, path, body = api_server.requests[-2]
-    assert method == "DELETE" and path.startswith(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+    assert [(m, p.split("?")[0]) for m, p, _ in api_server.requests[-3:]] == [
+        ("DELETE", f"{pods}/{name}"),
+        ("DELETE", f"{services}/{name}"),
+        ("DELETE", f"{policies}/{name}"),
+    ]
+    method, path, body = api_server.requests[-3]
     assert "gracePeriodSeconds=5" in path or (body or {}).get("gracePeriodSeconds") == 5
     # Deleting what is gone is fine.
     await sk.delete_driver(core_api, NAMESPACE, "sess-1")
-    assert [m for m, _, _ in api_server.requests[-2:]] == ["DELETE", "DELETE"]
+    assert [m for m, _, _ in api_server.requests[-3:]] == ["DELETE", "DELETE", "DELETE"]
 
 
 async def test_api_refusal_is_an_error_the_user_can_act_on(

@@ -12,6 +12,15 @@ removed afterwards.
   re-dialling until it is stopped, which is what this part needs.)
 * Failure causes: an image that cannot be pulled, a pod no node can run.
 * Adoption by a new spawner (as after a hub restart) and orphan clean-up.
+* Isolation in effect (needs only ``sh``, ``id``, ``grep`` and ``cat`` in the image, so any
+  image with a shell will do): a session pod exactly as built, but with a probe as its
+  command, runs as the user's uid and gid with no capabilities (``CapEff`` 0),
+  ``NoNewPrivs``, seccomp in filter mode, no service-account token and a read-only root
+  filesystem; a Spark driver pod as built for that session runs as the same uid and finds
+  its executor pod template (with that uid) where Spark will read it; the driver, its
+  Service and its NetworkPolicy are accepted by the API server and garbage-collected with
+  the session pod. Whether the NetworkPolicy is *enforced* depends on the cluster's CNI and
+  is not checked here.
 * Through a real hub, when ``RSPARKHUB_K8S_HUB_HOST`` is an address of this machine the
   pods can reach (kind: the docker network's gateway, e.g. 172.18.0.1; k3d:
   host.k3d.internal; minikube: host.minikube.internal): the hub listens on 0.0.0.0, a
@@ -21,6 +30,7 @@ removed afterwards.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +41,7 @@ from typing import Any
 import pytest
 
 from rsparkhub.client import HubClient
+from rsparkhub.hub import spark_k8s as sk
 from rsparkhub.hub.spawners.base import SessionSpec
 from rsparkhub.hub.spawners.k8s_objects import (
     SESSION_SELECTOR,
@@ -45,6 +56,7 @@ from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner, load_client_con
 from conftest import HubProcess
 
 IMAGE = os.environ.get("RSPARKHUB_K8S_IMAGE", "")
+UID = 200123  # a user's uid as the hub gives them (session_uid_min …)
 NS = os.environ.get("RSPARKHUB_K8S_NAMESPACE", "rsparkhub-test")
 HUB_HOST = os.environ.get("RSPARKHUB_K8S_HUB_HOST", "")
 
@@ -240,3 +252,135 @@ async def test_a_session_through_a_real_hub(tmp_path: Path) -> None:
             assert stopped["state"] == "stopped" and stopped["exit_code"] == 0, stopped
     finally:
         hub.close()
+
+
+PROBE = (
+    "echo uid=$(id -u) gid=$(id -g); "
+    "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; "
+    "if [ -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then echo token=yes; "
+    "else echo token=no; fi; "
+    "if touch /probe-write 2>/dev/null; then echo rootfs=writable; "
+    "else echo rootfs=read-only; fi; "
+    'if [ -n "$TEMPLATE" ]; then echo template-begin; cat "$TEMPLATE"; echo; '
+    "echo template-end; fi; "
+    "echo probe-done; exec sleep 3600"
+)
+
+
+def _probe(pod: dict[str, Any], template: str = "") -> dict[str, Any]:
+    """The pod as built, with the probe as its only container's command."""
+    (c,) = pod["spec"]["containers"]
+    c["image"] = IMAGE
+    c["command"] = ["sh", "-c", PROBE]
+    c.pop("args", None)
+    c.pop("readinessProbe", None)
+    c["env"] = [*c.get("env", []), {"name": "TEMPLATE", "value": template}]
+    return pod
+
+
+async def _probe_output(sp: KubernetesSpawner, name: str) -> str:
+    for _ in range(600):
+        try:
+            text = await asyncio.to_thread(sp.core.read_namespaced_pod_log, name, NS) or ""
+        except Exception:  # noqa: BLE001 - not started yet
+            text = ""
+        if "probe-done" in text:
+            return str(text)
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"pod {name} never printed its probe: {text!r}")
+
+
+def _status_fields(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in (
+            "CapInh",
+            "CapPrm",
+            "CapEff",
+            "CapBnd",
+            "CapAmb",
+            "NoNewPrivs",
+            "Seccomp",
+        ):
+            out[key] = value.strip()
+        for word in line.split():
+            k, eq, v = word.partition("=")
+            if eq and k in ("uid", "gid", "token", "rootfs"):
+                out[k] = v
+    return out
+
+
+async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    async with spawner() as sp:
+        s = spec(uid=UID, env={"PGPASSWORD": "x"})
+        pod = _probe(build_session_pod(s, KubernetesProfile(name="default"), pod_config()))
+        name = pod["metadata"]["name"]
+        await sp._call("create", sp.core.create_namespaced_secret, NS, build_session_secret(s, NS))
+        created = await sp._call("create", sp.core.create_namespaced_pod, NS, pod)
+        owner = sk.Owner(name=name, uid=created["metadata"]["uid"])
+        cfg = sk.SparkK8sConfig(NS, image=IMAGE, service_account="default")
+        driver_name = sk.driver_name(s.session_id)
+        try:
+            # --- the session pod: the user's uid, nothing more
+            seen = _status_fields(await _probe_output(sp, name))
+            assert (seen["uid"], seen["gid"]) == (str(UID), str(UID)), seen
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+                assert int(seen[cap], 16) == 0, seen
+            assert seen["NoNewPrivs"] == "1" and seen["Seccomp"] == "2", seen
+            assert seen["token"] == "no" and seen["rootfs"] == "read-only", seen
+
+            # --- its Spark driver: same uid; its executors' template where Spark reads it
+            driver = sk.build_driver_pod(cfg, s.user, s.session_id, owner=owner, uid=UID)
+            path = sk.spark_conf(cfg, s.user, s.session_id)[
+                "spark.kubernetes.executor.podTemplateFile"
+            ]
+            made = await sp._call("create", sp.core.create_namespaced_pod, NS, _probe(driver, path))
+            driver_owner = sk.Owner(name=driver_name, uid=made["metadata"]["uid"])
+            for obj, create in (
+                (
+                    sk.build_driver_service(cfg, s.user, s.session_id, owner=driver_owner),
+                    sp.core.create_namespaced_service,
+                ),
+                (
+                    sk.build_network_policy(cfg, s.user, s.session_id, owner=driver_owner),
+                    k8s.NetworkingV1Api(sp.api_client).create_namespaced_network_policy,
+                ),
+            ):
+                await sp._call("create", create, NS, obj)
+            text = await _probe_output(sp, driver_name)
+            seen = _status_fields(text)
+            assert (seen["uid"], seen["gid"]) == (str(UID), str(UID)), seen
+            assert int(seen["CapEff"], 16) == 0 and seen["NoNewPrivs"] == "1", seen
+            template = text.split("template-begin\n", 1)[1].split("\ntemplate-end", 1)[0]
+            assert json.loads(template) == sk.executor_pod_template(UID, UID)
+
+            # --- everything goes with the session pod (the garbage collector)
+            await sp._call(
+                "delete", sp.core.delete_namespaced_pod, name, NS, grace_period_seconds=0
+            )
+            net = k8s.NetworkingV1Api(sp.api_client)
+            reads = (
+                sp.core.read_namespaced_pod,
+                sp.core.read_namespaced_service,
+                net.read_namespaced_network_policy,
+            )
+            left: list[str] = []
+            for _ in range(240):
+                left = []
+                for read in reads:
+                    try:
+                        await asyncio.to_thread(read, driver_name, NS)
+                        left.append(read.__name__)
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
+                if not left:
+                    break
+                await asyncio.sleep(0.5)
+            assert not left, f"not garbage-collected with the session pod: {left}"
+        finally:
+            await sk.delete_driver(sp.core, NS, s.session_id, grace_s=0)

@@ -43,6 +43,7 @@ from rsparkhub.hub.spawners.k8s_objects import (
     label_value,
     pod_name,
     pvc_name,
+    session_identity,
 )
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile, parse_quantity
 from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
@@ -222,6 +223,61 @@ def test_session_pods_validate_and_are_locked_down(profile: str, cfg: dict[str, 
         assert "R_LIBS_USER" not in env and "initContainers" not in ps
 
 
+@pytest.mark.parametrize(
+    ("spec_ids", "default_uid", "want"),
+    [
+        ({}, 1000, (1000, 1000)),  # a user without a uid: the configured default
+        ({}, 4242, (4242, 4242)),
+        ({"uid": 200123}, 1000, (200123, 200123)),  # the user's own; gid = uid
+        ({"uid": 200123, "gid": 300007}, 1000, (200123, 300007)),
+    ],
+)
+def test_session_pods_run_as_the_users_own_uid(
+    spec_ids: dict[str, int], default_uid: int, want: tuple[int, int]
+) -> None:
+    """Every container of a session pod runs as the user's uid/gid (users.uid, passed in
+    SessionSpec), never root, with no capabilities, no privilege escalation, RuntimeDefault
+    seccomp and no service-account token; the user volume is group-owned by that gid."""
+    spec = make_spec(user="alice", **spec_ids)
+    cfg = pod_config(user_volume=True, default_uid=default_uid)
+    pod = build_session_pod(spec, PROFILES["default"], cfg)
+    validate(pod)
+    uid, gid = want
+    assert session_identity(spec, default_uid) == want
+    ps = pod["spec"]
+    assert ps["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert ps["automountServiceAccountToken"] is False
+    assert not any(ps.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+    containers = ps["containers"] + ps["initContainers"]
+    assert len(containers) == 2
+    for c in containers:
+        assert c["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "runAsGroup": gid,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, c["name"]
+
+
+@pytest.mark.parametrize("ids", [{"uid": 0}, {"uid": 200123, "gid": 0}, {"uid": -5}])
+def test_a_session_pod_never_runs_as_root(ids: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="never run as root"):
+        build_session_pod(make_spec(**ids), PROFILES["default"], pod_config())
+    with pytest.raises(ValueError, match="never run as root"):
+        build_session_pod(make_spec(), PROFILES["default"], pod_config(default_uid=0))
+
+
 def test_secret_and_user_volume_validate() -> None:
     spec = make_spec(env={"PGPASSWORD": "pw", "PGUSER": "u_alice"})
     secret = build_session_secret(spec, NS)
@@ -270,7 +326,12 @@ def test_profiles_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RSPARKHUB_KUBERNETES_PROFILES", json.dumps(profiles))
     monkeypatch.setenv("RSPARKHUB_KUBERNETES_IMAGE_PULL_SECRETS", '["regcred"]')
     monkeypatch.setenv("RSPARKHUB_KUBERNETES_USER_VOLUME_SIZE", "5Gi")
+    monkeypatch.setenv("RSPARKHUB_KUBERNETES_SESSION_UID", "4321")
     s = Settings()
+    # Sessions of users without a uid of their own run as kubernetes_session_uid.
+    sp = KubernetesSpawner.from_settings(s, configuration=k8s.Configuration(host="http://x:9"))
+    assert sp.pod_config.default_uid == 4321
+    sp.api_client.close()
     assert [p.name for p in s.kubernetes_profiles] == ["small", "gpu"]
     assert s.kubernetes_profiles[1].gpu == 1 and s.kubernetes_image_pull_secrets == ["regcred"]
     gpu = s.kubernetes_profiles[1]
@@ -297,6 +358,7 @@ def test_profiles_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ("RSPARKHUB_KUBERNETES_PROFILES", '[{"name": "x", "surprise": 1}]', "surprise"),
         ("RSPARKHUB_KUBERNETES_USER_VOLUME_SIZE", "ten gigs", "quantity"),
+        ("RSPARKHUB_KUBERNETES_SESSION_UID", "0", "greater than or equal to 1"),
         ("RSPARKHUB_KUBERNETES_HUB_URL", "http://hub:8000/agent/ws", "ws://"),
     ]
     for var, value, why in bad:
@@ -336,10 +398,14 @@ async def test_start_progress_stop_ends_succeeded(standin: StandIn) -> None:
         lines.append(line)
 
     async with spawner_for(standin) as sp:
-        spec = make_spec(env={"PGPASSWORD": "pw"}, progress=progress)
+        spec = make_spec(env={"PGPASSWORD": "pw"}, progress=progress, uid=200042)
         state = await sp.start(spec)
         name = state["pod"]
         assert state["profile"] == "default" and state["uid"]
+        # The identity the session's Spark driver takes (hub/spark.py reads it here).
+        assert (state["run_as_user"], state["run_as_group"]) == (200042, 200042)
+        created = standin.get("pods", NS, name)
+        assert created is not None and created["spec"]["securityContext"]["runAsUser"] == 200042
         secret = standin.get("secrets", NS, name)
         assert (
             secret is not None and secret["metadata"]["ownerReferences"][0]["uid"] == state["uid"]

@@ -9,16 +9,18 @@ server (``DriverUI``) that the hub reaches through ``spark_kubernetes_ui_url`` w
 driver's Service and namespace in the path, so every proxied request shows which driver it
 went to. Checked:
 
-* a session start creates the session pod and its driver pod and Service (labels, the
-  ownerReference chain session pod → driver pod → Service by uid, exactly the built Spark
-  settings in the driver's command), and the session pod's ``SPARK_REMOTE`` names the
-  driver Service with the user and the session's derived Spark session id;
+* a session start creates the session pod and its driver pod, Service and NetworkPolicy
+  (labels, the ownerReference chain session pod → driver pod → Service and NetworkPolicy
+  by uid, exactly the built Spark settings in the driver's command, the driver and its
+  executor template under the session pod's uid), and the session pod's ``SPARK_REMOTE``
+  names the driver Service with the user and the session's derived Spark session id;
 * ``GET /api/spark`` and ``/spark-ui/<user>/``: the owner and administrators see the UI of
   the owner's most recently started session's driver, others get 403 and nothing reaches
   the driver; no UI without a live driver;
 * a restarted hub adopts the session and keeps its driver (same pod uid);
-* stopping the session deletes its driver pod and Service (the hub's own DELETE calls); a
-  session pod deleted outside the hub takes its driver with it (ownerReferences);
+* stopping the session deletes its driver pod, Service and NetworkPolicy (the hub's own
+  DELETE calls); a session pod deleted outside the hub takes all of them with it
+  (ownerReferences);
 * a driver the API refuses (403 on services) leaves the session running: its clients are
   told why, the hub logs it, ``GET /api/spark`` and doctor repeat it, no half-made driver
   stays.
@@ -180,18 +182,32 @@ async def test_each_session_gets_its_own_driver(
             wid = (await c.ensure_workspace("spark"))["id"]
             sid = (await c.start_session(wid))["id"]
 
-            # --- the objects: session pod, driver pod, Service
+            # --- the objects: session pod, driver pod, Service, NetworkPolicy
             session_pod = standin.get("pods", NS, f"rsparkhub-session-{sid}")
             assert session_pod is not None
             name = sk.driver_name(sid)
             driver = standin.get("pods", NS, name)
             svc = standin.get("services", NS, name)
-            assert driver is not None and svc is not None
+            policy = standin.get("networkpolicies", NS, name)
+            assert driver is not None and svc is not None and policy is not None
             owner = sk.Owner(session_pod["metadata"]["name"], session_pod["metadata"]["uid"])
             assert driver["metadata"]["ownerReferences"] == [owner.reference()]
-            assert svc["metadata"]["ownerReferences"] == [
-                sk.Owner(name, driver["metadata"]["uid"]).reference()
-            ]
+            driver_owner = sk.Owner(name, driver["metadata"]["uid"])
+            assert svc["metadata"]["ownerReferences"] == [driver_owner.reference()]
+            assert policy["metadata"]["ownerReferences"] == [driver_owner.reference()]
+            # The session runs as alice's own uid (users.uid, from session_uid_min up), and
+            # her driver and its executors as the session does.
+            uid = session_pod["spec"]["securityContext"]["runAsUser"]
+            assert uid >= 200000
+            template = json.loads(
+                driver["metadata"]["annotations"][sk.EXECUTOR_TEMPLATE_ANNOTATION]
+            )
+            for sc in (
+                session_pod["spec"]["securityContext"],
+                driver["spec"]["securityContext"],
+                template["spec"]["securityContext"],
+            ):
+                assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (uid, uid, uid)
             labels = driver["metadata"]["labels"]
             assert labels["app.kubernetes.io/component"] == "spark-driver"
             assert labels["rsparkhub.io/user"] == "alice"
@@ -201,9 +217,27 @@ async def test_each_session_gets_its_own_driver(
             # Exactly the driver the builders make from the hub's settings.
             cfg = sk.SparkK8sConfig(namespace=NS, image=SPARK_IMAGE)
             built = sk.build_driver_pod(
-                cfg, "alice", sid, owner=owner, workspace=wid, proxy_base="/spark-ui/alice"
+                cfg,
+                "alice",
+                sid,
+                owner=owner,
+                workspace=wid,
+                proxy_base="/spark-ui/alice",
+                uid=uid,
             )
             assert driver["spec"]["containers"] == built["spec"]["containers"]
+            assert driver["metadata"]["annotations"] == built["metadata"]["annotations"]
+            # Only this session's pod (and its own driver and executors) get in.
+            built_policy = sk.build_network_policy(
+                cfg, "alice", sid, owner=driver_owner, workspace=wid
+            )
+            assert policy["spec"] == built_policy["spec"]
+            assert policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+                "app.kubernetes.io/name": "rsparkhub",
+                "app.kubernetes.io/component": "session",
+                "rsparkhub.io/session": sid,
+            }
+            assert policy["spec"]["podSelector"]["matchLabels"]["rsparkhub.io/session"] == sid
             command = driver["spec"]["containers"][0]["command"]
             for conf in (
                 f"spark.driver.host={name}.{NS}.svc",
@@ -262,13 +296,21 @@ async def test_each_session_gets_its_own_driver(
             wid2 = (await c.ensure_workspace("spark-2"))["id"]
             sid2 = (await c.start_session(wid2))["id"]
             name2 = sk.driver_name(sid2)
-            assert standin.get("pods", NS, name2) is not None and name2 != name
+            driver2 = standin.get("pods", NS, name2)
+            assert driver2 is not None and name2 != name
+            assert driver2["spec"]["securityContext"]["runAsUser"] == uid  # stable per user
             r = await c.http.get(page)
             assert r.status_code == 200 and f"driver {name2} in {NS}" in r.text
             assert (await c.request("GET", "/api/spark"))["remote"].startswith(f"sc://{name2}.")
+            assert standin.get("networkpolicies", NS, name2) is not None
             await c.stop_session(wid2)
             await standin.until(
-                lambda: standin.get("services", NS, name2) is None, 20, "driver 2's Service"
+                lambda: (
+                    standin.get("services", NS, name2) is None
+                    and standin.get("networkpolicies", NS, name2) is None
+                ),
+                20,
+                "driver 2's Service and NetworkPolicy",
             )
             r = await c.http.get(page)
             assert r.status_code == 200 and f"driver {name} in {NS}" in r.text
@@ -286,20 +328,25 @@ async def test_each_session_gets_its_own_driver(
 
             # --- stopping the session deletes its driver (the hub's own DELETE calls)
             deletes_before = standin.count("delete", "services")
+            policy_deletes_before = standin.count("delete", "networkpolicies")
             stopped = await c.stop_session(wid)
             assert stopped["state"] == "stopped", stopped
             await standin.until(
                 lambda: (
                     standin.get("pods", NS, name) is None
                     and standin.get("services", NS, name) is None
+                    and standin.get("networkpolicies", NS, name) is None
                 ),
                 20,
                 "the driver's removal",
             )
             await standin.until(
-                lambda: standin.count("delete", "services") == deletes_before + 1,
+                lambda: (
+                    standin.count("delete", "services") == deletes_before + 1
+                    and standin.count("delete", "networkpolicies") == policy_deletes_before + 1
+                ),
                 10,
-                "the hub's DELETE of the Service",
+                "the hub's DELETE of the Service and the NetworkPolicy",
             )
             info = await c.request("GET", "/api/spark")
             assert info["state"] == "down" and info["ui_url"] is None, info
@@ -310,6 +357,7 @@ async def test_each_session_gets_its_own_driver(
             sid3 = (await c.start_session(wid))["id"]
             name3 = sk.driver_name(sid3)
             assert standin.get("services", NS, name3) is not None
+            assert standin.get("networkpolicies", NS, name3) is not None
             standin.delete_pod(NS, f"rsparkhub-session-{sid3}", grace=0)
             info = await _until_state(c, wid, ("dead", "stopped"), timeout=20)
             assert info["id"] == sid3, info
@@ -317,6 +365,7 @@ async def test_each_session_gets_its_own_driver(
                 lambda: (
                     standin.get("pods", NS, name3) is None
                     and standin.get("services", NS, name3) is None
+                    and standin.get("networkpolicies", NS, name3) is None
                 ),
                 20,
                 "the driver's removal with its session pod",
@@ -324,9 +373,13 @@ async def test_each_session_gets_its_own_driver(
             await _until_ui(c, None)
         assert standin.invalid == []
         await standin.until(
-            lambda: not standin.list("pods", NS) and not standin.list("services", NS),
+            lambda: (
+                not standin.list("pods", NS)
+                and not standin.list("services", NS)
+                and not standin.list("networkpolicies", NS)
+            ),
             20,
-            "no pods or Services left",
+            "no pods, Services or NetworkPolicies left",
         )
     finally:
         hub.close()

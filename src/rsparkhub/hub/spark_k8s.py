@@ -11,26 +11,39 @@ What runs:
   …SparkConnectServer`` from an ``apache/spark`` image in **client mode** against
   ``k8s://https://kubernetes.default.svc`` with the ``rsparkhub-spark`` service account
   (the API credentials come from its mounted token: the Kubernetes client inside Spark
-  configures itself in-cluster and refreshes the rotated token);
+  configures itself in-cluster and refreshes the rotated token). It runs under the
+  session's identity (the session pod's uid and gid, passed by the caller) with the
+  session pod's restrictions, through the image's ``/opt/entrypoint.sh``, which gives a
+  uid without a passwd entry a name (libnss_wrapper) as Hadoop's login needs;
 * a **headless Service** of the same name giving the driver a stable DNS name
   (``spark.driver.host``) that executors dial back on the fixed driver (7078) and block
   manager (7079) ports, and sessions reach on Spark Connect's 15002; 4040 is the UI, which
   the hub proxies at ``/spark-ui/<user>`` (``spark.ui.proxyBase``);
 * **executors** created by the driver under dynamic allocation with shuffle tracking (no
-  external shuffle service on Kubernetes), from the executor pod template in the
-  ``rsparkhub-spark-executor-template`` ConfigMap of the manifests (restricted security
-  context, no API token). ``spark.kubernetes.driver.pod.name`` makes Spark give every
-  executor an ownerReference to the driver pod, so executors go when the driver goes.
+  external shuffle service on Kubernetes), from an executor pod template of the session
+  (:func:`executor_pod_template`: the session's uid and gid, the same restrictions, no API
+  token). The template travels in an annotation of the driver pod, which a downward API
+  volume turns into the file ``spark.kubernetes.executor.podTemplateFile`` names: no
+  ConfigMap per session, and it lives and dies with the pod.
+  ``spark.kubernetes.driver.pod.name`` makes Spark give every executor an ownerReference
+  to the driver pod, so executors go when the driver goes;
+* a **NetworkPolicy** of the same name (:func:`build_network_policy`) that admits, into
+  this session's driver and executors, only this session's pod (Spark Connect) and each
+  other (driver and block manager ports). The manifests' namespace-wide policies admit
+  nobody else but the hub (Spark Connect and the UI port) into any driver and nobody into
+  an executor, so a session reaches its own driver only, and a driver is reached by its
+  own session (and the hub) only.
 
 Ownership chain: session pod → driver pod (when the caller passes the session pod as
-``owner``) → Service and executors. Deleting the session pod garbage-collects all of it;
-:func:`delete_driver` also deletes explicitly, tolerating 404.
+``owner``) → Service, NetworkPolicy and executors. Deleting the session pod
+garbage-collects all of it; :func:`delete_driver` also deletes explicitly, tolerating 404.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -43,7 +56,11 @@ from rsparkhub.hub.errors import ApiError
 
 # The session pods' label values: a driver's rsparkhub.io/user and rsparkhub.io/session
 # labels equal its session pod's (user names may start with "_" or be 64 characters long).
-from rsparkhub.hub.spawners.k8s_objects import label_value, pod_security_context
+from rsparkhub.hub.spawners.k8s_objects import (
+    container_security_context,
+    label_value,
+    pod_security_context,
+)
 from rsparkhub.hub.userdb import role_name
 
 if TYPE_CHECKING:
@@ -53,15 +70,18 @@ log = logging.getLogger("rsparkhub.spark_k8s")
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 SPARK_SUBMIT = "/opt/spark/bin/spark-submit"
+# The apache/spark images' entrypoint; with any other first argument than driver/executor
+# it names an unknown uid (libnss_wrapper), then runs the command.
+ENTRYPOINT = "/opt/entrypoint.sh"
 MASTER = "k8s://https://kubernetes.default.svc"
 CONNECT_PORT = 15002
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079
 UI_PORT = 4040
-SPARK_UID = 185  # the `spark` user of the apache/spark images
+SPARK_UID = 185  # the `spark` user of the apache/spark images: for callers with no uid
 DEFAULT_IMAGE = "apache/spark:4.0.1"
 SERVICE_ACCOUNT = "rsparkhub-spark"
-EXECUTOR_TEMPLATE_CONFIGMAP = "rsparkhub-spark-executor-template"
+EXECUTOR_TEMPLATE_ANNOTATION = "rsparkhub.io/executor-pod-template"
 EXECUTOR_TEMPLATE_KEY = "executor-pod-template.yaml"
 EXECUTOR_TEMPLATE_DIR = "/opt/rsparkhub/spark"
 WORK_DIR = "/opt/spark/work-dir"
@@ -123,7 +143,8 @@ class SparkK8sConfig:
     executor_idle_timeout: str = "60s"
     service_account: str = SERVICE_ACCOUNT
     warehouse_dir: str = f"{WORK_DIR}/warehouse"
-    executor_template_configmap: str | None = EXECUTOR_TEMPLATE_CONFIGMAP
+    # Give executors the session's identity through a pod template (off: Spark's defaults).
+    executor_template: bool = True
     hub_base_path: str = ""  # the path of the hub's public URL ("" at the root)
     extra_conf: Mapping[str, str] = field(default_factory=dict)
     # Where the hub reaches a driver's UI; {service} and {namespace} are filled in.
@@ -248,7 +269,7 @@ def spark_conf(
     }  # fmt: skip
     for key, value in labels(user, session_id, "spark-executor").items():
         conf[f"spark.kubernetes.executor.label.{key}"] = value
-    if cfg.executor_template_configmap:
+    if cfg.executor_template:
         conf["spark.kubernetes.executor.podTemplateFile"] = (
             f"{EXECUTOR_TEMPLATE_DIR}/{EXECUTOR_TEMPLATE_KEY}"
         )
@@ -256,24 +277,33 @@ def spark_conf(
     return conf
 
 
-def executor_pod_template() -> dict[str, Any]:
-    """The executor pod template the manifests ship in the ``rsparkhub-spark-executor-
-    template`` ConfigMap (tests keep the two identical): Spark fills in image, command,
-    resources and labels; this adds what the restricted Pod Security level asks for."""
+def executor_pod_template(uid: int = SPARK_UID, gid: int | None = None) -> dict[str, Any]:
+    """The executor pod template of a session's driver: Spark fills in image, command,
+    resources and labels; this adds the session's identity (``uid``:``gid``) and the
+    restrictions of session pods: no API token, no capabilities, no privilege escalation,
+    RuntimeDefault seccomp, a read-only root filesystem. Executors write to ``/tmp`` (the
+    volume name ``spark-local-dir-1`` makes Spark use it as its local directory instead of
+    adding one) and their working directory, both emptyDirs."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "spec": {
             "automountServiceAccountToken": False,
-            "securityContext": pod_security_context(SPARK_UID),
+            "enableServiceLinks": False,
+            "securityContext": pod_security_context(uid, gid),
             "containers": [
                 {
                     "name": "spark-kubernetes-executor",
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
+                    "securityContext": container_security_context(uid, gid),
+                    "volumeMounts": [
+                        {"name": "spark-local-dir-1", "mountPath": "/tmp"},
+                        {"name": "work", "mountPath": WORK_DIR},
+                    ],
                 }
+            ],
+            "volumes": [
+                {"name": "spark-local-dir-1", "emptyDir": {}},
+                {"name": "work", "emptyDir": {}},
             ],
         },
     }
@@ -281,9 +311,15 @@ def executor_pod_template() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- objects
 def _metadata(
-    name: str, namespace: str, lbls: dict[str, str], owner: Owner | None
+    name: str,
+    namespace: str,
+    lbls: dict[str, str],
+    owner: Owner | None,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": lbls}
+    if annotations:
+        meta["annotations"] = annotations
     if owner is not None:
         meta["ownerReferences"] = [owner.reference()]
     return meta
@@ -297,11 +333,21 @@ def build_driver_pod(
     owner: Owner | None = None,
     workspace: str | None = None,
     proxy_base: str | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
 ) -> dict[str, Any]:
-    """The driver pod; ``owner`` (normally the session pod) takes it down with it."""
+    """The driver pod; ``owner`` (normally the session pod) takes it down with it. It runs
+    as ``uid``:``gid`` — the session's identity — (default: the image's ``spark`` user)."""
     name = driver_name(session_id)
+    if uid is None:
+        uid = SPARK_UID
+    if gid is None:
+        gid = uid
+    if uid <= 0 or gid <= 0:
+        raise ValueError(f"Spark drivers never run as root: uid {uid}, gid {gid}")
     conf = spark_conf(cfg, user, session_id, proxy_base=proxy_base)
     command = [
+        ENTRYPOINT,
         SPARK_SUBMIT,
         "--class", SERVER_CLASS,
         "--name", conf["spark.app.name"],
@@ -319,16 +365,29 @@ def build_driver_pod(
         {"name": "tmp", "emptyDir": {}},
         {"name": "work", "emptyDir": {}},
     ]
-    if cfg.executor_template_configmap:
+    annotations: dict[str, str] = {}
+    if cfg.executor_template:
+        # JSON is YAML: Spark reads the file as a pod manifest.
+        annotations[EXECUTOR_TEMPLATE_ANNOTATION] = json.dumps(
+            executor_pod_template(uid, gid), indent=2
+        )
         volume_mounts.append(
             {"name": "executor-template", "mountPath": EXECUTOR_TEMPLATE_DIR, "readOnly": True}
         )
         volumes.append(
             {
                 "name": "executor-template",
-                "configMap": {
-                    "name": cfg.executor_template_configmap,
-                    "items": [{"key": EXECUTOR_TEMPLATE_KEY, "path": EXECUTOR_TEMPLATE_KEY}],
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": EXECUTOR_TEMPLATE_KEY,
+                            "fieldRef": {
+                                "fieldPath": (
+                                    f"metadata.annotations['{EXECUTOR_TEMPLATE_ANNOTATION}']"
+                                )
+                            },
+                        }
+                    ]
                 },
             }
         )
@@ -336,7 +395,11 @@ def build_driver_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": _metadata(
-            name, cfg.namespace, labels(user, session_id, "spark-driver", workspace), owner
+            name,
+            cfg.namespace,
+            labels(user, session_id, "spark-driver", workspace),
+            owner,
+            annotations,
         ),
         "spec": {
             "serviceAccountName": cfg.service_account,
@@ -346,7 +409,7 @@ def build_driver_pod(
             "restartPolicy": "OnFailure",
             "terminationGracePeriodSeconds": 30,
             "enableServiceLinks": False,
-            "securityContext": pod_security_context(SPARK_UID),
+            "securityContext": pod_security_context(uid, gid),
             "containers": [
                 {
                     "name": "spark-connect",
@@ -373,11 +436,7 @@ def build_driver_pod(
                         "requests": {"cpu": str(cfg.driver_cores), "memory": memory},
                         "limits": {"memory": memory},
                     },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
+                    "securityContext": container_security_context(uid, gid),
                     "volumeMounts": volume_mounts,
                 }
             ],
@@ -426,6 +485,68 @@ def build_driver_service(
     }
 
 
+def build_network_policy(
+    cfg: SparkK8sConfig,
+    user: str,
+    session_id: str,
+    *,
+    owner: Owner | None = None,
+    workspace: str | None = None,
+) -> dict[str, Any]:
+    """The session's Spark NetworkPolicy: into this session's driver and executors, only
+    this session's pod (Spark Connect, 15002) and each other (driver RPC 7078, block
+    manager 7079). NetworkPolicies add up, and a selector cannot say "the same session as
+    me", so this per-session grant is what ties a session to its own driver; the
+    namespace-wide policies of the manifests add the hub (15002 and the UI) and limit
+    where each side may connect out to."""
+    session = label_value(session_id)
+
+    def peer(component: str) -> dict[str, Any]:
+        return {
+            "podSelector": {
+                "matchLabels": {
+                    LABEL_NAME: APP,
+                    LABEL_COMPONENT: component,
+                    LABEL_SESSION: session,
+                }
+            }
+        }
+
+    def tcp(*ports: int) -> list[dict[str, Any]]:
+        return [{"protocol": "TCP", "port": p} for p in ports]
+
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(
+            driver_name(session_id),
+            cfg.namespace,
+            labels(user, session_id, "spark-driver", workspace),
+            owner,
+        ),
+        "spec": {
+            "podSelector": {
+                "matchLabels": {LABEL_NAME: APP, LABEL_SESSION: session},
+                "matchExpressions": [
+                    {
+                        "key": LABEL_COMPONENT,
+                        "operator": "In",
+                        "values": ["spark-driver", "spark-executor"],
+                    }
+                ],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [peer("session")], "ports": tcp(CONNECT_PORT)},
+                {
+                    "from": [peer("spark-driver"), peer("spark-executor")],
+                    "ports": tcp(DRIVER_PORT, BLOCK_MANAGER_PORT),
+                },
+            ],
+        },
+    }
+
+
 def remote_url(cfg: SparkK8sConfig, user: str, session_id: str, spark_session_id: str) -> str:
     """``SPARK_REMOTE`` for the session: its own driver, its own server-side session.
     ``spark_session_id`` must be a UUID (Spark Connect's rule)."""
@@ -459,7 +580,8 @@ def _api_error(action: str, exc: Any) -> SparkDriverError:
         return SparkDriverError(
             "spark_driver_forbidden",
             f"Kubernetes refused to {action} (403 Forbidden): the hub's service account needs "
-            "the rsparkhub-hub Role of the manifests (pods and services in its namespace).",
+            "the rsparkhub-hub Role of the manifests (pods, services and networkpolicies in "
+            "its namespace).",
         )
     if status == 422:
         return SparkDriverError(
@@ -489,17 +611,30 @@ async def create_driver(
     owner: Owner | None = None,
     workspace: str | None = None,
     proxy_base: str | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
 ) -> DriverHandle:
-    """Create the driver pod, then its Service owned by the pod. ``api`` is a
-    ``kubernetes.client.CoreV1Api``. Idempotent: objects that already exist (409) are
-    kept, so a retried start or a restarted hub gets the same driver."""
+    """Create the driver pod (as ``uid``:``gid``, the session's identity), then its Service
+    and NetworkPolicy owned by the pod. ``api`` is a ``kubernetes.client.CoreV1Api`` (the
+    NetworkPolicy goes through its API client). Idempotent: objects that already exist
+    (409) are kept, so a retried start or a restarted hub gets the same driver."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     name = driver_name(session_id)
-    pod = build_driver_pod(
-        cfg, user, session_id, owner=owner, workspace=workspace, proxy_base=proxy_base
-    )
+    try:
+        pod = build_driver_pod(
+            cfg,
+            user,
+            session_id,
+            owner=owner,
+            workspace=workspace,
+            proxy_base=proxy_base,
+            uid=uid,
+            gid=gid,
+        )
+    except ValueError as exc:
+        raise SparkDriverError("spark_driver_invalid", str(exc)) from exc
     try:
         created = await asyncio.to_thread(
             api.create_namespaced_pod,
@@ -516,8 +651,8 @@ async def create_driver(
             )
         except ApiException as exc2:
             raise _api_error(f"read the Spark driver pod {name}", exc2) from exc2
-    uid = getattr(getattr(created, "metadata", None), "uid", None)
-    svc_owner = Owner(name=name, uid=uid) if uid else owner
+    pod_uid = getattr(getattr(created, "metadata", None), "uid", None)
+    svc_owner = Owner(name=name, uid=pod_uid) if pod_uid else owner
     svc = build_driver_service(cfg, user, session_id, owner=svc_owner, workspace=workspace)
     try:
         await asyncio.to_thread(
@@ -529,13 +664,28 @@ async def create_driver(
     except ApiException as exc:
         if _status(exc) != 409:
             raise _api_error(f"create the Spark driver service {name}", exc) from exc
+    policy = client.V1NetworkPolicy.from_dict(
+        build_network_policy(cfg, user, session_id, owner=svc_owner, workspace=workspace)
+    )
+    assert policy is not None  # from_dict returns None for None only
+    try:
+        await asyncio.to_thread(
+            client.NetworkingV1Api(api.api_client).create_namespaced_network_policy,
+            cfg.namespace,
+            policy,
+            _request_timeout=API_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        if _status(exc) != 409:
+            raise _api_error(f"create the Spark driver's NetworkPolicy {name}", exc) from exc
     log.info("spark driver %s for session %s created", name, session_id)
-    return DriverHandle(pod_name=name, pod_uid=uid, service_name=name)
+    return DriverHandle(pod_name=name, pod_uid=pod_uid, service_name=name)
 
 
 async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: int = 30) -> None:
-    """Delete the driver pod (its executors follow through their ownerReference) and its
-    Service. Idempotent: objects already gone (404) are fine."""
+    """Delete the driver pod (its executors follow through their ownerReference), its
+    Service and its NetworkPolicy. Idempotent: objects already gone (404) are fine."""
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     name = driver_name(session_id)
@@ -546,6 +696,11 @@ async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: i
     calls: list[tuple[str, Any, dict[str, Any]]] = [
         ("pod", api.delete_namespaced_pod, pod_kwargs),
         ("service", api.delete_namespaced_service, {}),
+        (
+            "NetworkPolicy",
+            client.NetworkingV1Api(api.api_client).delete_namespaced_network_policy,
+            {},
+        ),
     ]
     for what, call, kwargs in calls:
         try:

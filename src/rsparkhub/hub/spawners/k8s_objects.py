@@ -2,9 +2,9 @@
 validate every one of them against the Kubernetes OpenAPI schema:
 
 * ``build_session_pod`` — one pod per session: the agent (``python -m rsparkhub.agent``)
-  dialling the hub, a restrictive security context, the profile's resources, emptyDirs for
-  everything it writes (the root filesystem is read-only), and optionally the user's
-  package volume;
+  dialling the hub, a restrictive security context under the user's own uid
+  (``session_identity``), the profile's resources, emptyDirs for everything it writes (the
+  root filesystem is read-only), and optionally the user's package volume;
 * ``build_session_secret`` — the session token and the secret part of the session's
   environment (``PGPASSWORD``, ``DATABASE_URL`` …), read by the pod through
   ``secretKeyRef`` so no secret value is in the pod spec;
@@ -44,7 +44,7 @@ USER_VOLUME_COMPONENT = "user-volume"
 SESSION_SELECTOR = f"{APP_LABEL}={APP},{COMPONENT_LABEL}={SESSION_COMPONENT}"
 
 CONTAINER = "session"
-RUN_AS = 1000
+RUN_AS = 1000  # the session images' user; the uid of sessions whose user has none
 HOME = "/home/rsparkhub"
 SESSION_DIR = "/srv/rsparkhub/session"  # the agent keeps runtime/ and its pid file here
 WORKDIR = f"{SESSION_DIR}/work"
@@ -74,6 +74,7 @@ class PodConfig:
     user_volume: bool = False
     user_volume_access_mode: str = "ReadWriteOnce"
     termination_grace_s: int = 30
+    default_uid: int = RUN_AS  # kubernetes_session_uid: for a SessionSpec without a uid
 
 
 def _short_hash(text: str, n: int = 8) -> str:
@@ -141,27 +142,46 @@ def session_annotations(spec: SessionSpec, profile: str | None = None) -> dict[s
     return ann
 
 
-def pod_security_context(uid: int, **extra: Any) -> dict[str, Any]:
+def session_identity(spec: SessionSpec, default_uid: int = RUN_AS) -> tuple[int, int]:
+    """(uid, gid) a session's pods run as: the user's own (``spec.uid``/``spec.gid``; the
+    gid defaults to the uid), else ``default_uid`` for both. Never 0: a ValueError says so."""
+    uid = spec.uid if spec.uid is not None else default_uid
+    gid = spec.gid if spec.gid is not None else uid
+    if uid <= 0 or gid <= 0:
+        raise ValueError(
+            f"session pods never run as root: uid {uid}, gid {gid} for user '{spec.user}'"
+        )
+    return uid, gid
+
+
+def pod_security_context(uid: int, gid: int | None = None, **extra: Any) -> dict[str, Any]:
     """The pod-level security context of every pod the hub makes (sessions, Spark drivers
-    and executors): non-root as ``uid``, RuntimeDefault seccomp."""
+    and executors): non-root as ``uid``:``gid`` (volumes group-owned by ``gid``),
+    RuntimeDefault seccomp."""
+    if gid is None:
+        gid = uid
     return {
         "runAsNonRoot": True,
         "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
         **extra,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
-def _security_context() -> dict[str, Any]:
+def container_security_context(uid: int, gid: int | None = None) -> dict[str, Any]:
+    """The security context of every container the hub makes: no capabilities, no
+    privilege escalation (``no_new_privs``), a read-only root filesystem, RuntimeDefault
+    seccomp, non-root as ``uid``:``gid`` (repeated from the pod level so that no container
+    can differ)."""
     return {
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
+        "runAsUser": uid,
+        "runAsGroup": uid if gid is None else gid,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
@@ -251,6 +271,7 @@ def build_session_pod(
     if not image:
         raise ValueError(f"profile '{profile.name}' has no image and kubernetes_image is unset")
     name = pod_name(spec.session_id)
+    uid, gid = session_identity(spec, cfg.default_uid)
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "home", "mountPath": HOME},
@@ -269,7 +290,7 @@ def build_session_pod(
         "workingDir": SESSION_DIR,
         "env": _env(spec, profile, cfg),
         "resources": _resources(profile),
-        "securityContext": _security_context(),
+        "securityContext": container_security_context(uid, gid),
         "volumeMounts": mounts,
         # On a crash the last lines of the agent's log become the termination message,
         # which the hub shows as the reason the session died.
@@ -284,7 +305,9 @@ def build_session_pod(
         # there is no other container to share anything with.
         "shareProcessNamespace": True,
         "terminationGracePeriodSeconds": cfg.termination_grace_s,
-        "securityContext": pod_security_context(RUN_AS, fsGroupChangePolicy="OnRootMismatch"),
+        # fsGroupChangePolicy: a user volume is re-owned (group) only when its root is not
+        # already the user's, e.g. the first session after the user got a uid of their own.
+        "securityContext": pod_security_context(uid, gid, fsGroupChangePolicy="OnRootMismatch"),
         "containers": [container],
         "volumes": volumes,
     }
@@ -305,7 +328,7 @@ def build_session_pod(
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
                 },
-                "securityContext": _security_context(),
+                "securityContext": container_security_context(uid, gid),
                 "volumeMounts": [{"name": "user-lib", "mountPath": USER_LIB_DIR}],
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }

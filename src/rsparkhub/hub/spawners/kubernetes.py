@@ -5,7 +5,9 @@ How it works:
 
 * ``start`` creates the session's Secret, then its pod (``k8s_objects.build_session_pod``),
   then makes the pod the Secret's owner so the Secret goes with it. The optional per-user
-  package volume (PVC) is created on a user's first session.
+  package volume (PVC) is created on a user's first session. The pod runs as the user's
+  own uid (``SessionSpec.uid``, else ``kubernetes_session_uid``), which the returned state
+  records (``run_as_user``, ``run_as_group``) for the session's Spark driver.
 * Two watch threads (pods by label ``app.kubernetes.io/name=rsparkhub,
   app.kubernetes.io/component=session``; Events of pods) list once, then watch from the
   list's ``resourceVersion``, reconnect after a dropped connection from the last version
@@ -63,6 +65,7 @@ from rsparkhub.hub.spawners.k8s_objects import (
     owner_reference,
     pod_name,
     pvc_name,
+    session_identity,
 )
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile, parse_quantity
 
@@ -511,6 +514,7 @@ class KubernetesSpawner:
             image_pull_secrets=tuple(settings.kubernetes_image_pull_secrets),
             user_volume=settings.kubernetes_user_volume_size is not None,
             user_volume_access_mode=settings.kubernetes_user_volume_access_mode,
+            default_uid=settings.kubernetes_session_uid,
         )
         kw: dict[str, Any] = {
             "namespace": settings.kubernetes_namespace,
@@ -853,6 +857,7 @@ class KubernetesSpawner:
             pvc = await self._ensure_user_volume(spec) if self.user_volume_size else None
             try:
                 pod = build_session_pod(spec, profile, self.pod_config)
+                uid, gid = session_identity(spec, self.pod_config.default_uid)
             except ValueError as exc:
                 raise SpawnError(str(exc)) from exc
             secret = build_session_secret(spec, self.namespace)
@@ -897,6 +902,9 @@ class KubernetesSpawner:
             "profile": profile.name,
             "image": profile.image or self.pod_config.image,
             "user_volume": pvc,
+            # The session's identity, which its Spark driver and executors take too.
+            "run_as_user": uid,
+            "run_as_group": gid,
         }
 
     async def _delete_secret(self, name: str) -> None:
@@ -1076,8 +1084,10 @@ class KubernetesSpawner:
             "spawner": self.name,
             "sandbox": "kubernetes pod",
             "sandbox_reason": (
-                "non-root (uid 1000), read-only root filesystem, no privilege escalation, "
-                "all capabilities dropped, seccomp RuntimeDefault, no service account token"
+                "non-root under each user's own uid (users without one: uid "
+                f"{cfg.default_uid}), read-only root filesystem, no privilege escalation, all "
+                "capabilities dropped, seccomp RuntimeDefault, no service account token; the "
+                "network is limited by the NetworkPolicies of the manifests"
             ),
             "api": self.configuration.host,
             "credentials": self.credentials,
