@@ -76,6 +76,7 @@ class World:
             "plot_id": self.plot_id,
             "token_id": self.token_id,
             "name": "alice",  # /api/users/{name}; also the import's workspace name
+            "user_name": "bob",  # DELETE /api/workspaces/{id}/members/{user_name}
             "version": "1",
             "base_version": "1",
             "download": "false",
@@ -427,3 +428,113 @@ def test_websocket_refusal_says_why(world: World) -> None:
 
     code, why = asyncio.run(reason())
     assert code == 4401 and why.startswith("unauthorized: ") and "token" in why
+
+
+# --------------------------------------------------------------------------- viewers
+
+# What a viewer of a workspace may call (everything else about it must be refused). None
+# of these runs code a viewer chose: names are looked up, not evaluated, and the session is
+# told the caller may not run code (Python help imports nothing, R help evaluates no
+# \Sexpr: tests/test_api_security.py). A new route that names a workspace or project must
+# be added here, or be refused to viewers, or this sweep fails.
+VIEWER_MAY = {
+    ("GET", "/api/projects/{project_id}"),
+    ("GET", "/api/projects/{project_id}/workspaces"),
+    ("GET", "/api/workspaces/{workspace_id}"),
+    ("GET", "/api/workspaces/{workspace_id}/zip"),
+    ("GET", "/api/workspaces/{workspace_id}/files"),
+    ("GET", "/api/workspaces/{workspace_id}/files/{path}"),
+    ("GET", "/api/workspaces/{workspace_id}/raw/{path}"),
+    ("GET", "/api/workspaces/{workspace_id}/text/{path}"),
+    ("GET", "/api/workspaces/{workspace_id}/history/{path}"),
+    ("GET", "/api/workspaces/{workspace_id}/session"),
+    ("GET", "/api/workspaces/{workspace_id}/executions"),
+    ("GET", "/api/workspaces/{workspace_id}/plots"),
+    ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}"),
+    ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}/render"),
+    ("GET", "/api/workspaces/{workspace_id}/environment"),
+    ("POST", "/api/workspaces/{workspace_id}/environment/children"),
+    ("POST", "/api/workspaces/{workspace_id}/views"),  # by name only: see below
+    ("POST", "/api/workspaces/{workspace_id}/views/{view_id}/rows"),
+    ("DELETE", "/api/workspaces/{workspace_id}/views/{view_id}"),
+    ("GET", "/api/workspaces/{workspace_id}/help"),
+    ("GET", "/api/workspaces/{workspace_id}/help/search"),
+}
+
+
+def test_viewer_reaches_only_reads(world: World) -> None:
+    """bob, a viewer of a workspace alice shares, calls every route naming it: the ones in
+    VIEWER_MAY pass the access check (no session runs here, so the session's routes say
+    409 ``session_not_running``), every other one is refused. (Runs last: it shares.)"""
+    a, hub = world.alice, world.hub
+    bob = hub.client(world.bob_token)
+    pid = a.post("/api/projects", json={"name": "viewer-sweep"}).json()["id"]
+    wid = a.post(f"/api/projects/{pid}/workspaces", json={"name": "watched"}).json()["id"]
+    ws = f"/api/workspaces/{wid}"
+    a.put(f"{ws}/text/secret.R", json={"content": "v1\n", "base_version": 0}).raise_for_status()
+    a.put(f"{ws}/members", json={"user": "bob", "role": "viewer"}).raise_for_status()
+    as_viewer = World.__new__(World)
+    as_viewer.params = {**world.params, "workspace_id": wid, "project_id": pid}
+    table = routes(hub)
+    known = {(m, p) for m, p, _ in table}
+    assert VIEWER_MAY <= known, VIEWER_MAY - known
+    seen = 0
+    try:
+        for method, path, op in table:
+            if (method, path) in PUBLIC | SELF or path.startswith(ADMIN_ONLY_PREFIXES):
+                continue
+            if "{workspace_id}" not in path and "{project_id}" not in path:
+                continue
+            r = bob.request(**build(as_viewer, method, path, op))
+            where = (method, path, r.status_code, r.text[:300])
+            assert r.status_code < 500, where
+            if (method, path) in VIEWER_MAY:
+                assert r.status_code not in (401, 403), where
+                if r.status_code == 404:  # a plot or view that does not exist, not the workspace
+                    assert not r.json()["error"]["message"].startswith("The workspace"), where
+                if r.status_code == 409:
+                    assert r.json()["error"]["code"] == "session_not_running", where
+            else:
+                assert r.status_code in (403, 404), where
+                assert r.json()["error"]["code"] in ("forbidden", "not_found"), where
+            seen += 1
+        assert seen >= len(VIEWER_MAY) + 15
+        # An expression is code: refused to a viewer with a code saying why.
+        r = bob.post(f"{ws}/views", json={"expr": "mtcars"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "viewer_cannot_run_code"
+        # Nothing changed: the file, the membership, no session.
+        assert a.get(f"{ws}/text/secret.R").json()["content"] == "v1\n"
+        assert a.get(ws).json()["name"] == "watched"
+        assert bob.get(ws).json()["role"] == "viewer"
+        assert a.get(f"{ws}/session").json() is None
+    finally:
+        assert a.delete(f"/api/projects/{pid}").status_code == 200
+    assert bob.get(ws).status_code == 404
+
+
+def test_member_removal_is_owner_only(world: World) -> None:
+    """DELETE …/members/{user}: the owner removes a member; a member cannot remove anyone,
+    themselves included; unknown members are 404. (Runs last: it shares.)"""
+    a, hub = world.alice, world.hub
+    bob = hub.client(world.bob_token)
+    pid = a.post("/api/projects", json={"name": "members"}).json()["id"]
+    wid = a.post(f"/api/projects/{pid}/workspaces", json={"name": "team"}).json()["id"]
+    ws = f"/api/workspaces/{wid}"
+    try:
+        a.put(f"{ws}/members", json={"user": "bob", "role": "editor"}).raise_for_status()
+        r = bob.delete(f"{ws}/members/bob")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+        r = bob.delete(f"{ws}/members/alice")
+        assert r.status_code == 403, r.text
+        assert bob.get(ws).json()["role"] == "editor"
+        r = a.delete(f"{ws}/members/nobody")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+        r = a.delete(f"{ws}/members/alice")  # the owner is no member: nothing to remove
+        assert r.status_code == 404, r.text
+        r = a.delete(f"{ws}/members/bob")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"user": "bob", "removed": True, "sockets_closed": 0}
+        assert bob.get(ws).status_code == 404
+        assert a.delete(f"{ws}/members/bob").status_code == 404  # already gone
+    finally:
+        assert a.delete(f"/api/projects/{pid}").status_code == 200

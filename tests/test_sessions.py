@@ -450,7 +450,7 @@ async def test_viewer_can_watch_but_not_run(shared_hub: HubProcess, alice: str) 
         await s.send(P.ExecuteRequest(id="v1", code="1", language="r"))
         async for msg in s.messages(timeout=30):
             if msg.get("type") == "protocol_error":
-                assert msg["code"] == "forbidden" and msg["request_id"] == "v1"
+                assert msg["code"] == "viewer_cannot_run_code" and msg["request_id"] == "v1"
                 break
         try:
             await v.save_text(wid, "x.R", "1", 0)

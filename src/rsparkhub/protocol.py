@@ -467,6 +467,10 @@ class CallMessage(_Msg):
     language: Language
     method: CallMethod
     params: dict[str, Any] = Field(default_factory=dict)
+    # True only when the caller may run code in the session (its owner or an editor). A
+    # viewer's call (False) must run nothing on the viewer's behalf: no expression is
+    # evaluated, Python help imports nothing, R help evaluates no render-time \Sexpr.
+    may_run_code: bool = False
 
 
 class StopMessage(_Msg):

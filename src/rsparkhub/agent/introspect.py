@@ -126,9 +126,18 @@ class Introspector:
     # ------------------------------------------------------------------ calls
 
     async def call(
-        self, language: str, method: str, params: dict[str, Any]
+        self, language: str, method: str, params: dict[str, Any], may_run_code: bool = False
     ) -> tuple[dict[str, Any], bytes | None]:
-        """Answer one ``CallMessage``; raises ``CallError``."""
+        """Answer one ``CallMessage``; raises ``CallError``. Without ``may_run_code`` (a
+        viewer asks) nothing runs on the caller's behalf: no expression is evaluated, and
+        the kernel-side help is told so (Python imports nothing, R evaluates no \\Sexpr)."""
+        if method == "view_open" and params.get("expr") is not None and not may_run_code:
+            raise CallError(
+                "viewer_cannot_run_code",
+                "Viewers cannot evaluate expressions in the session; open a variable by name.",
+            )
+        if method == "help_html":
+            params = {**params, "may_run_code": may_run_code}
         if method == "plot_render":  # the kernel that drew the plot answers
             entry = self.plot_keys.get(str(params.get("plot_id") or ""))
             language = entry[0] if entry else language

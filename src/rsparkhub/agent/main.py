@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from rsparkhub import protocol as P
 from rsparkhub.agent import documents
+from rsparkhub.agent.completion import bash_completion_is_safe
 from rsparkhub.agent.introspect import (
     HELP_MIME,
     PLOT_MIME,
@@ -388,7 +389,9 @@ class Agent:
     async def _answer_call(self, msg: P.CallMessage) -> None:
         content: bytes | None = None
         try:
-            result, content = await self.introspector.call(msg.language, msg.method, msg.params)
+            result, content = await self.introspector.call(
+                msg.language, msg.method, msg.params, may_run_code=msg.may_run_code
+            )
             reply = P.CallResult(call_id=msg.call_id, ok=True, result=result)
         except CallError as exc:
             reply = P.CallResult(
@@ -541,6 +544,16 @@ class Agent:
         self.emit(P.ReplyEvent(request_id=req.id, content={"language": req.language}))
 
     async def _complete(self, req: P.CompleteRequest | P.IsCompleteRequest) -> None:
+        if (
+            isinstance(req, P.CompleteRequest)
+            and req.language == "bash"
+            and not bash_completion_is_safe(req.code, req.cursor_pos)
+        ):
+            # bash_kernel would expand the word ($(…), `…`, …): nothing to offer for it
+            pos = min(req.cursor_pos, len(req.code))
+            nothing = {"matches": [], "cursor_start": pos, "cursor_end": pos}
+            self.emit(P.ReplyEvent(request_id=req.id, content=nothing))
+            return
         kernel = await self.kernels.get(req.language)
         if isinstance(req, P.CompleteRequest):
             msg_type = "complete_request"

@@ -2295,6 +2295,73 @@ def _lookup_help(topic: str, ns: dict[str, Any]) -> Any:
     return _NOTHING
 
 
+def _lookup_help_static(topic: str, ns: dict[str, Any]) -> Any:
+    """``_lookup_help`` for a caller who may not run code (a workspace viewer): nothing is
+    imported and no attribute code runs. The topic must start at a module the session has
+    already imported, a variable of the session or a builtin; the rest of the dotted name
+    is followed with ``inspect.getattr_static`` (no properties, no ``__getattr__``)."""
+    import inspect
+
+    if topic in _HELP_OBJECTS:  # documented before by help() in the session's own code
+        return _HELP_OBJECTS[topic]
+    parts = topic.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return _NOTHING
+    obj: Any
+    for i in range(len(parts), 0, -1):
+        mod = sys.modules.get(".".join(parts[:i]))
+        if isinstance(mod, types.ModuleType):
+            obj, rest = mod, parts[i:]
+            break
+    else:
+        if parts[0] in ns:
+            obj = ns[parts[0]]
+        elif parts[0] in vars(builtins):
+            obj = vars(builtins)[parts[0]]
+        else:
+            return _NOTHING
+        rest = parts[1:]
+    for p in rest:
+        try:
+            obj = inspect.getattr_static(obj, p)
+        except AttributeError:
+            return _NOTHING
+        if isinstance(obj, staticmethod | classmethod):
+            obj = obj.__func__
+    return obj
+
+
+_PYDOC_NEEDS = ("html", "inspect", "pkgutil", "pydoc", "pydoc_data.topics", "sysconfig")
+
+
+class _NoImports:
+    """A meta path finder that fails every import of the thread that installed it (other
+    threads of the session import as usual): rendering a viewer's help page with pydoc
+    can then import nothing, whatever the documented object does."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._thread = threading.get_ident()
+        self._get_ident = threading.get_ident
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if self._get_ident() == self._thread:
+            raise ImportError(f"{fullname} is not imported (help for a viewer imports nothing)")
+        return None
+
+
+@contextlib.contextmanager
+def _imports_blocked() -> Any:
+    blocker = _NoImports()
+    sys.meta_path.insert(0, blocker)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(blocker)
+
+
 def _keyword_doc(topic: str) -> str | None:
     import pydoc
 
@@ -2377,18 +2444,36 @@ def _rewrite_links(html: str, topic: str, obj: Any) -> str:
 
 
 def help_html(args: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
-    import html as html_mod
-    import pydoc
-
+    """The help page of ``topic``. ``may_run_code`` false (a workspace viewer asks): only
+    modules the session has already imported, builtins and the session's variables are
+    looked up (``_lookup_help_static``), and pydoc renders with imports blocked."""
     topic = args.get("topic")
     if not isinstance(topic, str) or not topic.strip():
         raise CallError("invalid_request", "help_html needs a topic.")
     topic = topic.strip()
-    obj = _lookup_help(topic, ns)
+    if args.get("may_run_code") is True:
+        return _help_page(topic, _lookup_help(topic, ns), "")
+    for name in _PYDOC_NEEDS:  # what pydoc itself imports while rendering, before the block
+        __import__(name)
+    with _imports_blocked():
+        return _help_page(
+            topic,
+            _lookup_help_static(topic, ns),
+            " (a workspace viewer gets help on the modules the session has imported, "
+            "builtins and the session's variables only)",
+        )
+
+
+def _help_page(topic: str, obj: Any, not_found_note: str) -> dict[str, Any]:
+    import html as html_mod
+    import pydoc
+
     if obj is _NOTHING:
         text = _keyword_doc(topic)
         if text is None:
-            raise CallError("help_not_found", f"No Python documentation found for {topic!r}.")
+            raise CallError(
+                "help_not_found", f"No Python documentation found for {topic!r}{not_found_note}."
+            )
         body = f'<pre class="pydoc-topic">{html_mod.escape(text)}</pre>'
         return {"topic": topic, "package": "", "title": f"Python: {topic}", "html": body}
     import inspect

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -177,6 +178,19 @@ class HubClient:
         if settings is not None:
             body["settings"] = settings
         return await self.request("PATCH", f"/api/workspaces/{workspace_id}", json=body)  # type: ignore[no-any-return]
+
+    async def share(
+        self, workspace_id: str, user: str, role: Literal["viewer", "editor"] = "viewer"
+    ) -> dict[str, Any]:
+        """Share a workspace you own with ``user``, or change their role (their open
+        sockets get the new role at once)."""
+        body = {"user": user, "role": role}
+        return await self.request("PUT", f"/api/workspaces/{workspace_id}/members", json=body)  # type: ignore[no-any-return]
+
+    async def unshare(self, workspace_id: str, user: str) -> dict[str, Any]:
+        """Stop sharing a workspace with ``user``: their open sockets are closed (4403)."""
+        path = f"/api/workspaces/{workspace_id}/members/{quote(user, safe='')}"
+        return await self.request("DELETE", path)  # type: ignore[no-any-return]
 
     async def start_session(self, workspace_id: str, profile: str | None = None) -> Any:
         """Start the workspace's session (no-op if running), with a profile if given."""

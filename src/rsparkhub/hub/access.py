@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rsparkhub.hub.auth import Caller
-from rsparkhub.hub.db.models import Project, Workspace, WorkspaceMember
+from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
 from rsparkhub.hub.errors import ApiError, not_found
 
 Need = Literal["read", "write", "owner"]
@@ -41,12 +41,17 @@ async def project_for(db: AsyncSession, caller: Caller, project_id: str, need: N
 
 
 async def workspace_role(db: AsyncSession, caller: Caller, ws: Workspace) -> str | None:
+    return await user_role(db, caller.user, ws)
+
+
+async def user_role(db: AsyncSession, user: User, ws: Workspace) -> str | None:
+    """``user``'s role in ``ws`` (owner, editor, viewer), or None without access."""
     project = await db.get(Project, ws.project_id)
-    if project is not None and project.owner_id == caller.user.id:
+    if project is not None and project.owner_id == user.id:
         return "owner"
-    if caller.user.is_admin:
+    if user.is_admin:
         return "owner"
-    m = await db.get(WorkspaceMember, (ws.id, caller.user.id))
+    m = await db.get(WorkspaceMember, (ws.id, user.id))
     return m.role if m else None
 
 

@@ -5,9 +5,14 @@ dependencies every route uses to get the current user. Authorization of *objects
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,16 +32,34 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 _hasher = PasswordHasher()
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
 
 
-def verify_password(stored: str | None, password: str) -> bool:
+# argon2 costs about 0.1 s of CPU on purpose, in several threads (its lanes). On the event
+# loop a burst of wrong logins stalls every other request; in as many threads as there are
+# logins, at normal priority, it starves them of CPU instead. So hashing runs off the loop,
+# at most two at a time, in threads of lower priority (on Linux niceness is per thread, and
+# argon2's own threads inherit it). Callers end their database transaction first: a pooled
+# connection held while a hash waits its turn is one that other requests wait for.
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+_HASHING = ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="argon2", initializer=_lower_priority
+)
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, _hasher.hash, password)
+
+
+async def verify_password(stored: str | None, password: str) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, _verify, stored, password)
+
+
+def _verify(stored: str | None, password: str) -> bool:
     if not stored:
         # Spend the same time as a real check: no telling unknown users from wrong passwords.
         try:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +48,13 @@ log = logging.getLogger("rsparkhub.sessions")
 ENDED = ("stopped", "dead")
 
 
+# The caller's role in the workspace now (owner, editor, viewer), or None once they have
+# lost access (no longer a member, disabled, the workspace deleted).
+RoleCheck = Callable[[], Awaitable[str | None]]
+
+VIEWER_CANNOT_RUN_CODE = "viewer_cannot_run_code"
+
+
 @dataclass(eq=False)
 class ClientConn:
     ws: WebSocket
@@ -54,6 +63,8 @@ class ClientConn:
     can_write: bool
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pump: asyncio.Task[None] | None = None
+    current_role: RoleCheck | None = None
+    closed: bool = False
 
     async def send_text(self, text: str) -> bool:
         try:
@@ -92,6 +103,24 @@ class LiveSession:
     @property
     def alive(self) -> bool:
         return self.state not in ENDED
+
+
+def loopback_ports(env: dict[str, str]) -> tuple[int, ...]:
+    """The host loopback ports a session's services live on (its PostgreSQL database, its
+    user's Spark server), read from the variables that point the session at them: the
+    sandbox forwards exactly these into the session's network namespace."""
+    from urllib.parse import urlsplit
+
+    ports: set[int] = set()
+    loopback = ("127.0.0.1", "localhost", "::1")
+    if env.get("PGHOST") in loopback and env.get("PGPORT", "").isdigit():
+        ports.add(int(env["PGPORT"]))
+    remote = env.get("SPARK_REMOTE", "")
+    if remote.startswith("sc://"):
+        parts = urlsplit("http://" + remote[5:].split("/;")[0].split(";")[0])
+        if parts.hostname in loopback and parts.port:
+            ports.add(parts.port)
+    return tuple(sorted(ports))
 
 
 class SessionManager:
@@ -290,6 +319,15 @@ class SessionManager:
             if live.state == "starting":
                 await self._announce(live, message)
 
+        env = {
+            # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
+            # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
+            **await self.hub.userdb.session_env(owner_id),
+            **await self.hub.spark.session_env(
+                owner_name, sid, user_id=owner_id, workspace_id=workspace_id
+            ),
+        }
+        identity = await self.hub.identities.for_user(owner_id)
         spec = SessionSpec(
             session_id=sid,
             workspace_id=workspace_id,
@@ -301,12 +339,10 @@ class SessionManager:
             redial_timeout_s=settings.agent_redial_timeout_s,
             max_file_bytes=settings.max_file_bytes,
             languages=settings.session_languages,
-            # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
-            # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
-            env={
-                **await self.hub.userdb.session_env(owner_id),
-                **await self.hub.spark.session_env(owner_name, sid),
-            },
+            env=env,
+            uid=identity.uid,
+            gid=identity.gid,
+            reach=loopback_ports(env),
             profile=profile,
             progress=progress,
         )
@@ -476,8 +512,11 @@ class SessionManager:
         method: str,
         params: dict[str, Any],
         timeout_s: float = 150,
+        *,
+        may_run_code: bool = False,
     ) -> P.CallResult:
         """Ask the running session a question (environment, data view, help, plot render).
+        ``may_run_code``: the caller is the owner or an editor (see ``P.CallMessage``).
         Raises ``ApiError``: 409 without a running session, the agent's own error otherwise."""
         live = self.live.get(workspace_id)
         if live is None or not live.alive or live.state == "stopping":
@@ -499,6 +538,7 @@ class SessionManager:
             language=language,  # type: ignore[arg-type]
             method=method,  # type: ignore[arg-type]
             params=params,
+            may_run_code=may_run_code,
         )
         fut: asyncio.Future[P.CallResult] = asyncio.get_running_loop().create_future()
         live.calls[msg.call_id] = fut
@@ -613,14 +653,14 @@ class SessionManager:
             await ws.send_text(P.dump(P.StopMessage(reason="this session has ended")))
             await ws.close()
             return
-        old = live.agent
         async with live.agent_lock:
-            live.agent = None
-            if old is not None:
-                try:
-                    await old.close(code=4409)
-                except Exception:  # noqa: BLE001
-                    pass
+            if live.agent is not None:
+                # Never swap one agent for another: a second connection with this token is
+                # someone else's (a stolen token) until the first one is gone. The real
+                # agent, re-dialling after a drop, gets in once the hub has seen it close.
+                log.warning("session %s: refused a second agent connection", live.id)
+                await ws.close(code=4409, reason="an agent is already connected")
+                return
             manifest: dict[str, str] = {}
             async with self.hub.db.session() as db:
                 files = (
@@ -795,10 +835,22 @@ class SessionManager:
 
     # ------------------------------------------------------------------ client link
     async def client_socket(
-        self, ws: WebSocket, workspace_id: str, user: str, can_write: bool
+        self,
+        ws: WebSocket,
+        workspace_id: str,
+        user: str,
+        can_write: bool,
+        current_role: RoleCheck | None = None,
     ) -> None:
-        """Serve one client socket (already accepted and authorised)."""
-        conn = ClientConn(ws=ws, user=user, workspace_id=workspace_id, can_write=can_write)
+        """Serve one client socket (already accepted and authorised). ``current_role`` is
+        asked again at every (re)attach, so a socket never outlives its caller's access."""
+        conn = ClientConn(
+            ws=ws,
+            user=user,
+            workspace_id=workspace_id,
+            can_write=can_write,
+            current_role=current_role,
+        )
         since = _int(ws.query_params.get("since"), 0)
         wanted_session = ws.query_params.get("session")
         self.clients.setdefault(workspace_id, set()).add(conn)
@@ -826,7 +878,11 @@ class SessionManager:
             pass
         except ApiError as exc:
             await conn.send_text(P.dump(P.ProtocolError(code=exc.code, message=exc.message)))
-            await ws.close(code=4500)
+            if not conn.closed:
+                conn.closed = True
+                code = 4000 + exc.status if exc.status in (403, 404) else 4500
+                with contextlib.suppress(Exception):
+                    await ws.close(code=code, reason=_close_reason(exc))
         finally:
             if conn.pump:
                 conn.pump.cancel()
@@ -838,11 +894,21 @@ class SessionManager:
     async def _attach(
         self, conn: ClientConn, since: int, wanted_session: str | None
     ) -> LiveSession:
+        # Asked again here (not only at the handshake): access removed while this socket
+        # was being set up, or while its session was being replaced, ends it.
+        if conn.current_role is not None:
+            role = await conn.current_role()
+            if role is None:
+                raise ApiError(403, "not_a_member", "You no longer have access to this workspace.")
+            conn.can_write = role in ("owner", "editor")
         live = await self.ensure_session(conn.workspace_id)
         if wanted_session != live.id:
             # A session that has ended: replay its tail first, so the client learns how
-            # it ended, then continue with the new one.
+            # it ended, then continue with the new one. Only a session of this very
+            # workspace: any other id is treated as unknown (no replay, no oracle).
             old = self.by_id.get(wanted_session or "")
+            if old is not None and old.workspace_id != conn.workspace_id:
+                old = None
             if old is not None and old is not live and since < old.log.last_seq:
                 reader = LogReader(old.log, since)
                 for _seq, text in reader.read_available(64 << 20):
@@ -886,18 +952,61 @@ class SessionManager:
         users = sorted({c.user for c in self.clients.get(workspace_id, ())})
         await self.broadcast(workspace_id, P.dump(P.PresenceMessage(users=users)))
 
+    async def access_changed(
+        self, user: str, workspace_id: str | None = None, role: str | None = None
+    ) -> int:
+        """A user's access changed: in ``workspace_id`` (every workspace when None). With a
+        ``role`` their open sockets there keep going with that role's rights; without one
+        (membership removed, user disabled or demoted, workspace deleted) they are closed
+        with 4403. Returns how many sockets were closed."""
+        closed = 0
+        targets = [workspace_id] if workspace_id is not None else list(self.clients)
+        for wid in targets:
+            for conn in list(self.clients.get(wid, ())):
+                if conn.user != user:
+                    continue
+                if role is not None:
+                    conn.can_write = role in ("owner", "editor")
+                    continue
+                await self._close_client(conn, "You no longer have access to this workspace.")
+                closed += 1
+        return closed
+
+    async def close_clients(self, workspace_id: str, why: str) -> None:
+        """Close every socket of a workspace (it was deleted)."""
+        for conn in list(self.clients.get(workspace_id, ())):
+            await self._close_client(conn, why)
+
+    async def _close_client(self, conn: ClientConn, why: str) -> None:
+        conn.can_write = False  # a request already read is refused from now on
+        conn.closed = True
+        if conn.pump:
+            conn.pump.cancel()
+        self.clients.get(conn.workspace_id, set()).discard(conn)
+        reason = _close_reason(ApiError(403, "not_a_member", why))
+        with contextlib.suppress(Exception):
+            async with conn.send_lock:
+                await conn.ws.send_text(P.dump(P.ProtocolError(code="not_a_member", message=why)))
+                await conn.ws.close(code=4403, reason=reason)
+        await self._presence(conn.workspace_id)
+
     async def _client_request(self, conn: ClientConn, live: LiveSession, req: Any) -> None:
         def error(code: str, message: str) -> P.ProtocolError:
             return P.ProtocolError(request_id=req.id, code=code, message=message)
 
-        if (
-            not isinstance(req, P.PingRequest)
-            and not conn.can_write
-            and not isinstance(req, (P.CompleteRequest, P.IsCompleteRequest))
-        ):
-            await conn.send_text(
-                P.dump(error("forbidden", "Viewers of a workspace cannot run code in it."))
-            )
+        if not conn.can_write and not isinstance(req, P.PingRequest):
+            # A viewer sends nothing to the session: completion and is_complete are
+            # answered by the kernel (R's `$` completion evaluates the object before it,
+            # IPython imports modules to complete them), so they are refused like code.
+            if isinstance(req, P.InterruptRequest | P.RestartRequest):
+                code, text = "forbidden", "Viewers of a workspace cannot interrupt or restart it."
+            else:
+                code = VIEWER_CANNOT_RUN_CODE
+                text = (
+                    "Viewers of a workspace cannot run code in it, and completion runs code "
+                    "in the session: ask the owner to make you an editor."
+                )
+            await conn.send_text(P.dump(error(code, text)))
             return
         if isinstance(req, P.ExecuteRequest):
             if req.path is not None:
@@ -1023,6 +1132,11 @@ def _last_log_line(path: Path) -> str | None:
     except OSError:
         return None
     return lines[-1][:300] if lines else None
+
+
+def _close_reason(exc: ApiError) -> str:
+    """A WebSocket close reason: ``code: sentence`` within the 123-byte limit."""
+    return f"{exc.code}: {exc.message}".encode()[:120].decode(errors="ignore")
 
 
 def _int(value: str | None, default: int) -> int:

@@ -29,8 +29,11 @@ async def create_user(
         raise ApiError(409, "user_exists", f"A user named '{name}' already exists.")
     if password is not None:
         validate_password(password)
+        await db.commit()  # no database connection is held while argon2 runs (see auth.py)
     user = User(
-        name=name, password_hash=hash_password(password) if password else None, is_admin=is_admin
+        name=name,
+        password_hash=await hash_password(password) if password else None,
+        is_admin=is_admin,
     )
     db.add(user)
     await db.commit()

@@ -1585,7 +1585,10 @@ m_help_html <- function(args) {
     title <- tryCatch(paste(tools:::.Rd_get_title(rd), collapse = " "), error = function(e) "")
     tmp <- tempfile(fileext = ".html")
     on.exit(unlink(tmp))
-    tools::Rd2HTML(rd, out = tmp, package = pkg, dynamic = TRUE)
+    # \Sexpr[stage=render] is R code of the package, run while rendering: not on behalf of
+    # a workspace viewer (may_run_code false), who sees the macro's source instead
+    stages <- if (isTRUE(args$may_run_code)) "render" else character()
+    tools::Rd2HTML(rd, out = tmp, package = pkg, dynamic = TRUE, stages = stages)
     html <- paste(readLines(tmp, encoding = "UTF-8", warn = FALSE), collapse = "\n")
     list(topic = topic, package = pkg, title = title, html = clean_help_html(html))
 }

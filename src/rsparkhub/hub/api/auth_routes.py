@@ -69,7 +69,8 @@ def _set_login_cookies(hub: HubDep, response: Response, secret: str) -> None:
 @router.post("/api/login", summary="Log in with a password (sets the session and CSRF cookies)")
 async def login(body: LoginBody, hub: HubDep, db: DbDep, response: Response) -> dict[str, object]:
     user = (await db.execute(select(User).where(User.name == body.name))).scalar_one_or_none()
-    ok = verify_password(user.password_hash if user else None, body.password)
+    await db.commit()  # no database connection is held while argon2 runs (see auth.py)
+    ok = await verify_password(user.password_hash if user else None, body.password)
     if user is None or not ok or user.disabled:
         raise ApiError(
             401, "login_failed", "Wrong user name or password, or the account is disabled."
@@ -136,10 +137,13 @@ async def set_password(
     """Other browser sessions of the user are logged out; API tokens stay valid."""
     user = await db.get(User, caller.user.id)
     assert user is not None
-    if user.password_hash and not verify_password(user.password_hash, body.old_password or ""):
+    await db.commit()  # no database connection is held while argon2 runs (see auth.py)
+    if user.password_hash and not await verify_password(
+        user.password_hash, body.old_password or ""
+    ):
         raise ApiError(403, "wrong_password", "The current password is wrong.")
     validate_password(body.new_password)
-    user.password_hash = hash_password(body.new_password)
+    user.password_hash = await hash_password(body.new_password)
     current = hash_token(request.cookies.get(SESSION_COOKIE, ""))
     await db.execute(
         update(ApiToken)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from rsparkhub.hub.access import workspace_for
 from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.files import (
@@ -58,7 +59,6 @@ async def download_file(
 ) -> Response:
     w = await workspace_for(db, caller, workspace_id, "read")
     data, v, clean = await _content(hub, db, w.id, path, version)
-    name = clean.rsplit("/", 1)[-1].replace('"', "")
     headers = {
         "X-File-Version": str(v),
         "ETag": f'"{v}"',
@@ -67,7 +67,7 @@ async def download_file(
         "Cache-Control": "no-cache",
     }
     if download:
-        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        headers["Content-Disposition"] = attachment(clean.rsplit("/", 1)[-1])
     return Response(data, media_type="application/octet-stream", headers=headers)
 
 

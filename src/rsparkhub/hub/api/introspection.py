@@ -1,10 +1,15 @@
-"""Inside the session over HTTP: variables, data views, help and help search, plot
+r"""Inside the session over HTTP: variables, data views, help and help search, plot
 re-rendering. Each route asks the running session's agent (``SessionManager.call``); the
 agent answers from the kernel while it is idle (``kernel_busy`` otherwise).
 
 Reading (variables, views by name, help, renders) needs read access to the workspace;
 anything that changes the session or evaluates code (delete, clear, a view of an
 expression) needs write access, as running code does.
+
+A viewer's request carries data, never code: names and paths are looked up, not evaluated,
+and the agent is told the caller may not run code (``CallMessage.may_run_code``), so that
+Python help imports nothing and R help evaluates no ``\Sexpr`` for them. Every error code
+an agent can answer with has its HTTP status in ``AGENT_ERROR_STATUS``.
 """
 
 from __future__ import annotations
@@ -19,30 +24,50 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rsparkhub import protocol as P
-from rsparkhub.hub.access import workspace_for
+from rsparkhub.hub.access import workspace_for, workspace_role
 from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
-from rsparkhub.hub.db.models import Plot
+from rsparkhub.hub.api.headers import attachment
+from rsparkhub.hub.auth import Caller
+from rsparkhub.hub.db.models import Plot, Workspace
 from rsparkhub.hub.errors import ApiError, not_found
 
 router = APIRouter(tags=["introspection"])
 
 Lang = Literal["r", "python", "bash"]
 HelpLang = Literal["r", "python"]
-_STATUS = {
+# Every error code an agent answers a call with (agent/introspect.py, agent/kernels.py,
+# agent/pykernel.py, agent/r/rsparkhub.R; tests/test_api_security.py checks the list is
+# complete). What the caller asked for is wrong: 4xx. The session failed: 502/503/504.
+AGENT_ERROR_STATUS = {
     "not_found": 404,
     "view_not_found": 404,
     "help_not_found": 404,
     "plot_not_found": 404,
+    "file_not_found": 404,
     "not_tabular": 422,
     "invalid_expression": 422,
     "unknown_column": 422,
     "invalid_filter": 422,
     "invalid_request": 422,
+    "invalid_argument": 422,
     "invalid_format": 422,
     "unsupported": 422,
     "language_unavailable": 422,
+    "plot_failed": 422,  # e.g. too small for the plot's margins
+    "viewer_cannot_run_code": 403,
     "kernel_busy": 409,
+    "busy": 409,
     "plot_not_renderable": 409,
+    "kernel_restarted": 409,
+    "kernel_not_running": 409,
+    "shutting_down": 409,
+    "unknown_method": 502,  # an agent older than this hub
+    "internal_error": 502,  # the session's code failed, not the hub
+    "introspection_failed": 502,
+    "io_error": 503,
+    "kernel_died": 503,
+    "kernel_start_failed": 503,
+    "restart_failed": 503,
     "timeout": 504,
 }
 
@@ -51,13 +76,28 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+async def _workspace(
+    db: DbDep, caller: Caller, workspace_id: str, need: Literal["read", "write"]
+) -> tuple[Workspace, bool]:
+    """The workspace, and whether the caller may run code in it (owner or editor)."""
+    w = await workspace_for(db, caller, workspace_id, need)
+    return w, await workspace_role(db, caller, w) in ("owner", "editor")
+
+
 async def _call(
-    hub: HubDep, workspace_id: str, language: str, method: str, params: dict[str, Any]
+    hub: HubDep,
+    workspace_id: str,
+    language: str,
+    method: str,
+    params: dict[str, Any],
+    may_run_code: bool,
 ) -> P.CallResult:
-    res = await hub.sessions.call(workspace_id, language, method, params)
+    res = await hub.sessions.call(workspace_id, language, method, params, may_run_code=may_run_code)
     if not res.ok:
         code = res.error_code or "internal_error"
-        raise ApiError(_STATUS.get(code, 500), code, res.message or "The session could not answer.")
+        # a code this hub does not know yet: the session's failure, never a hub 500
+        status = AGENT_ERROR_STATUS.get(code, 502)
+        raise ApiError(status, code, res.message or "The session could not answer.")
     return res
 
 
@@ -76,8 +116,8 @@ async def list_environment(
     language: Lang = "r",
     hidden: bool = False,
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "read")
-    res = await _call(hub, w.id, language, "env_list", {"hidden": hidden})
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
+    res = await _call(hub, w.id, language, "env_list", {"hidden": hidden}, may_run_code)
     return {"language": language, **res.result}
 
 
@@ -95,9 +135,9 @@ class ChildrenBody(_Body):
 async def environment_children(
     workspace_id: str, body: ChildrenBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
     params = body.model_dump(exclude={"language"})
-    res = await _call(hub, w.id, body.language, "env_children", params)
+    res = await _call(hub, w.id, body.language, "env_children", params, may_run_code)
     return res.result
 
 
@@ -110,8 +150,8 @@ async def delete_variable(
     db: DbDep,
     language: Lang = "r",
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "write")
-    res = await _call(hub, w.id, language, "env_delete", {"names": [name]})
+    w, may_run_code = await _workspace(db, caller, workspace_id, "write")
+    res = await _call(hub, w.id, language, "env_delete", {"names": [name]}, may_run_code)
     return res.result
 
 
@@ -127,8 +167,8 @@ async def clear_environment(
     language: Lang = "r",
     hidden: bool = False,
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "write")
-    res = await _call(hub, w.id, language, "env_clear", {"hidden": hidden})
+    w, may_run_code = await _workspace(db, caller, workspace_id, "write")
+    res = await _call(hub, w.id, language, "env_clear", {"hidden": hidden}, may_run_code)
     return res.result
 
 
@@ -188,10 +228,16 @@ async def open_view(
 ) -> dict[str, Any]:
     if (body.name is None) == (body.expr is None):
         raise ApiError(422, "invalid_request", "Give either 'name' or 'expr'.")
-    # an expression is code: only those who may run code may evaluate one
-    w = await workspace_for(db, caller, workspace_id, "read" if body.expr is None else "write")
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
+    if body.expr is not None and not may_run_code:
+        # an expression is code: only those who may run code may evaluate one
+        raise ApiError(
+            403,
+            "viewer_cannot_run_code",
+            "Viewers cannot evaluate expressions in the session; open a variable by 'name'.",
+        )
     params = {"name": body.name} if body.name is not None else {"expr": body.expr}
-    res = await _call(hub, w.id, body.language, "view_open", params)
+    res = await _call(hub, w.id, body.language, "view_open", params, may_run_code)
     return {"language": body.language, **res.result}
 
 
@@ -202,10 +248,10 @@ async def open_view(
 async def view_rows(
     workspace_id: str, view_id: str, body: RowsBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
     params = {"view_id": view_id, **body.model_dump(exclude={"language"}, exclude_none=True)}
     params["filters"] = [f.model_dump(exclude_none=True) for f in body.filters]
-    res = await _call(hub, w.id, body.language, "view_rows", params)
+    res = await _call(hub, w.id, body.language, "view_rows", params, may_run_code)
     return res.result
 
 
@@ -218,8 +264,8 @@ async def close_view(
     db: DbDep,
     language: Literal["r", "python"] = "r",
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "read")
-    res = await _call(hub, w.id, language, "view_close", {"view_id": view_id})
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
+    res = await _call(hub, w.id, language, "view_close", {"view_id": view_id}, may_run_code)
     return res.result
 
 
@@ -347,9 +393,14 @@ async def help_page(
     package: Annotated[str | None, Query(max_length=256)] = None,
     format: Literal["json", "html"] = "json",
 ) -> dict[str, Any] | Response:
-    w = await workspace_for(db, caller, workspace_id, "read")
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
     res = await _call(
-        hub, w.id, language, "help_html", {"topic": topic, "package": package or None}
+        hub,
+        w.id,
+        language,
+        "help_html",
+        {"topic": topic, "package": package or None},
+        may_run_code,
     )
     r = res.result
     body = sanitize_help(w.id, str(r.get("html") or ""))
@@ -387,7 +438,7 @@ async def help_search(
     language: HelpLang | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
     live = hub.sessions.live.get(w.id)
     langs: list[str] = (
         [language]
@@ -398,7 +449,8 @@ async def help_search(
     )
     results: list[dict[str, Any]] = []
     for lang in langs:
-        res = await _call(hub, w.id, lang, "help_search", {"query": q, "limit": limit})
+        params = {"query": q, "limit": limit}
+        res = await _call(hub, w.id, lang, "help_search", params, may_run_code)
         results += [{"language": lang, **item} for item in res.result.get("results") or []]
     if len(langs) > 1:
         results.sort(key=lambda x: -float(x.get("score") or 0))
@@ -425,7 +477,7 @@ async def render_plot(
     res: Annotated[int, Query(ge=36, le=600)] = 96,
     download: bool = False,
 ) -> Response:
-    w = await workspace_for(db, caller, workspace_id, "read")
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
     plot = await db.get(Plot, plot_id)
     if plot is None or plot.workspace_id != w.id:
         raise not_found("The plot")
@@ -436,10 +488,11 @@ async def render_plot(
         "r",
         "plot_render",
         {"plot_id": plot_id, "format": format, "width": width, "height": height, "res": res},
+        may_run_code,
     )
     data = base64.b64decode(result.content_b64 or "")
     headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
     if download:
-        headers["Content-Disposition"] = f'attachment; filename="plot-{plot_id[:8]}.{format}"'
+        headers["Content-Disposition"] = attachment(f"plot-{plot_id[:8]}.{format}")
     mime = str(result.result.get("mime") or "application/octet-stream")
     return Response(data, media_type=mime, headers=headers)

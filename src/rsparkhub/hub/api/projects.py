@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from rsparkhub.examples import example, examples
-from rsparkhub.hub.access import project_for, workspace_for, workspace_role
+from rsparkhub.hub.access import project_for, user_role, workspace_for, workspace_role
 from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.files import read_zip, save_file, workspace_zip
@@ -111,12 +112,18 @@ async def delete_project(
     project_id: str, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, bool]:
     p = await project_for(db, caller, project_id, "owner")
-    for w in (await db.execute(select(Workspace).where(Workspace.project_id == p.id))).scalars():
-        live = hub.sessions.live.get(w.id)
+    workspace_ids = [
+        w.id
+        for w in (await db.execute(select(Workspace).where(Workspace.project_id == p.id))).scalars()
+    ]
+    for wid in workspace_ids:
+        live = hub.sessions.live.get(wid)
         if live:
             await hub.sessions.stop(live, "the project was deleted")
     await db.delete(p)
     await db.commit()
+    for wid in workspace_ids:
+        await hub.sessions.close_clients(wid, "The workspace was deleted.")
     return {"ok": True}
 
 
@@ -226,6 +233,7 @@ async def delete_workspace(
         await hub.sessions.stop(live, "the workspace was deleted")
     await db.delete(w)
     await db.commit()
+    await hub.sessions.close_clients(workspace_id, "The workspace was deleted.")
     return {"ok": True}
 
 
@@ -234,9 +242,12 @@ class MemberBody(BaseModel):
     role: str = Field(pattern="^(viewer|editor)$")
 
 
-@router.put("/api/workspaces/{workspace_id}/members", summary="Share a workspace with a user")
+@router.put(
+    "/api/workspaces/{workspace_id}/members",
+    summary="Share a workspace with a user, or change their role (owner)",
+)
 async def add_member(
-    workspace_id: str, body: MemberBody, caller: CallerDep, db: DbDep
+    workspace_id: str, body: MemberBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
     w = await workspace_for(db, caller, workspace_id, "owner")
     user = (await db.execute(select(User).where(User.name == body.user))).scalar_one_or_none()
@@ -248,18 +259,40 @@ async def add_member(
     else:
         m.role = body.role
     await db.commit()
+    # Their open sockets get the new role at once (an editor made viewer runs no more code).
+    role = await user_role(db, user, w)
+    await hub.sessions.access_changed(user.name, w.id, role)
     return {"user": user.name, "role": body.role}
+
+
+@router.delete(
+    "/api/workspaces/{workspace_id}/members/{user_name}",
+    summary="Stop sharing a workspace with a user; closes their open sockets (owner)",
+)
+async def remove_member(
+    workspace_id: str, user_name: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    w = await workspace_for(db, caller, workspace_id, "owner")
+    user = (await db.execute(select(User).where(User.name == user_name))).scalar_one_or_none()
+    m = await db.get(WorkspaceMember, (w.id, user.id)) if user is not None else None
+    if user is None or m is None:
+        raise not_found(f"The member '{user_name}'")
+    await db.delete(m)
+    await db.commit()
+    # The owner (and an admin) keep their access through ownership: their sockets stay.
+    role = await user_role(db, user, w)
+    closed = await hub.sessions.access_changed(user.name, w.id, role)
+    return {"user": user.name, "removed": True, "sockets_closed": closed}
 
 
 @router.get("/api/workspaces/{workspace_id}/zip", summary="Download the workspace as a zip")
 async def download_zip(workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep) -> Response:
     w = await workspace_for(db, caller, workspace_id, "read")
     data = await workspace_zip(hub, db, w.id)
-    name = w.name.replace('"', "")
     return Response(
         data,
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{name}.zip"'},
+        headers={"Content-Disposition": attachment(f"{w.name}.zip", fallback="workspace")},
     )
 
 
