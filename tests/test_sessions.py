@@ -37,7 +37,7 @@ def _agent_pid(hub: HubProcess, token: str, workspace_id: str) -> int:
         if (
             "rsparkhub.agent" in cmd
             and sid in cmd
-            and not any(c.endswith("bwrap") for c in cmd[:1])
+            and "python" in cmd[0].rsplit("/")[-1]  # not setpriv/pasta/bwrap around it
         ):
             return p.pid
     raise AssertionError("agent process not found")

@@ -259,7 +259,8 @@ async def test_bash_interrupt_and_python_run_error(session) -> None:
 def _agent(shared_hub: HubProcess, session_id: str) -> psutil.Process:
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if "rsparkhub.agent" in cmd and session_id in cmd and not cmd[0].endswith("bwrap"):
+        # The agent itself, not the sandbox's setpriv/pasta/bwrap that carry its argv.
+        if "rsparkhub.agent" in cmd and session_id in cmd and "python" in cmd[0].rsplit("/")[-1]:
             return p
     raise AssertionError("agent process not found")
 
