@@ -42,6 +42,7 @@ BENCHES: list[tuple[str, list[str], list[str], int]] = [
     ("big_output_r", ["--sizes", "5,20,50", "--langs", "r"], ["--sizes", "5", "--langs", "r"], 900),
     ("introspection", [], ["--quick"], 900),
     ("web", [], ["--quick"], 600),
+    ("isolation", ["--n", "5", "--repeat", "2"], ["--quick"], 1800),
 ]
 
 HOW_TO_RUN = """\
@@ -56,6 +57,7 @@ HOW_TO_RUN = """\
 .venv/bin/python bench/big_output.py --sizes 5,20,50 --langs python,r [--flushy 2,5]
 .venv/bin/python bench/introspection.py [--record]  # env pane, data viewer, help (~4–6 min)
 .venv/bin/python bench/web.py [--record]            # the web IDE in headless Chromium (~1 min)
+.venv/bin/python bench/isolation.py [--record]      # before/after session isolation (~4 min)
 ```
 
 Each script starts its own hub (`rsparkhub serve` on a free 127.0.0.1 port, temp data
@@ -131,6 +133,7 @@ def verdicts(res: dict[str, Any]) -> list[str]:
         )
     lines += (res.get("introspection") or {}).get("goals", [])
     lines += (res.get("web") or {}).get("goals", [])
+    lines += (res.get("isolation") or {}).get("goals", [])
     return lines
 
 
@@ -180,6 +183,7 @@ def main() -> None:
         "big_output_r": "4b. Big output, R (`bench/big_output.py --langs r`)",
         "introspection": "5. Session introspection (`bench/introspection.py`)",
         "web": "6. Web IDE in a browser (`bench/web.py`)",
+        "isolation": "9. Isolation cost (`bench/isolation.py`)",
     }
     for name, data in res.items():
         body = data.get("report") if data else None
