@@ -79,17 +79,14 @@ def _kill_tree_of(data_dir: Path) -> None:
 
 
 def _kill_sandboxes_of(data_dir: Path) -> None:
-    """Remove what a sandboxing hub of data_dir left behind when its sessions were not
-    stopped through the hub: their cgroups and their bind-mount views under /run (a hub
-    that predates the sandbox module has none)."""
+    """The test suite's clean-up of a hub's sandboxes (a hub that predates the sandbox
+    module has none)."""
     try:
-        from rsparkhub.hub.sandbox import Sandboxes, scope_for
+        from conftest import remove_sandboxes
     except ImportError:
         return
     try:
-        sandboxes = Sandboxes(scope=scope_for(data_dir))
-        for name in sandboxes.names():
-            sandboxes.kill(name)
+        remove_sandboxes(data_dir)
     except Exception as exc:  # noqa: BLE001 - best effort in a clean-up
         print(f"could not remove the sandboxes of {data_dir}: {exc}", file=sys.stderr)
 

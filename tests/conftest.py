@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,7 @@ class HubProcess:
         """Stop the hub and the sessions it started (they outlive a hub by design)."""
         self.stop()
         _kill_session_processes(self.data_dir)
+        remove_sandboxes(self.data_dir)
 
     def restart(self, sig: int = signal.SIGTERM) -> None:
         self.stop(sig)
@@ -164,6 +166,16 @@ def as_user(uid: int) -> list[str]:
     script += f'exec setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all -- "$@"\n'
     return ["env", "HOME=/tmp", "unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-c", script, "sh"]  # fmt: skip
+
+
+def remove_sandboxes(data_dir: Path) -> None:
+    """Remove what the sandboxes of the hub of data_dir left when its sessions were not
+    stopped through the hub: their cgroups and their bind-mount views under /run."""
+    from rsparkhub.hub.sandbox import Sandboxes, scope_for
+
+    sandboxes = Sandboxes(scope=scope_for(data_dir))
+    for name in sandboxes.names():
+        sandboxes.kill(name)
 
 
 def _kill_session_processes(data_dir: Path) -> None:
@@ -219,20 +231,45 @@ def _user(hub: HubProcess, name: str) -> str:
     return cache[name]
 
 
-@contextlib.contextmanager
-def embedded_spark_hub(data_dir: Path) -> Iterator[HubProcess]:
-    """A started hub with the embedded Spark Connect server (started at its first
-    session); on exit the hub is closed and its server must be gone with it."""
-    import psutil
+# The class-data archive that halves a Spark server's start (hub/spark_embedded.py) is made
+# once per Java and pyspark install; the test hubs of this machine share one.
+SPARK_CLASSES = Path(tempfile.gettempdir()) / "rsparkhub-test-spark-classes"
 
+
+@contextlib.contextmanager
+def embedded_spark_hub(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
+    """A started hub with embedded Spark: each user's own Spark Connect server starts at
+    their first Spark use (or with a session of a workspace that uses Spark). On exit the
+    hub is stopped, and none of its users' servers may outlive it."""
     hub = HubProcess(
-        data_dir, {"RSPARKHUB_SPARK": "embedded", "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g"}
+        data_dir,
+        {
+            "RSPARKHUB_SPARK": "embedded",
+            "RSPARKHUB_SPARK_DRIVER_MEMORY": "1g",
+            "RSPARKHUB_SPARK_CLASS_ARCHIVE_DIR": str(SPARK_CLASSES),
+            **(env or {}),
+        },
     ).start()
     try:
         yield hub
     finally:
+        hub.stop()
+        left = spark_server_pids(hub)
         hub.close()
-        pid_file = hub.data_dir / "spark" / "server.pid"
-        if pid_file.exists() and psutil.pid_exists(pid := int(pid_file.read_text())):
-            os.killpg(pid, signal.SIGKILL)
-            pytest.fail("the Spark Connect server outlived the hub")
+        if left:
+            pytest.fail(f"Spark Connect servers outlived the hub: {left}")
+
+
+def spark_server_pids(hub: HubProcess, user_id: str | None = None) -> list[int]:
+    """The processes of the users' Spark servers (of one user's): the server's argv and its
+    JVM's name the user's Spark directory, DATA_DIR/spark/users/<user id>/data."""
+    import psutil
+
+    where = hub.data_dir / "spark" / "users"
+    mark = str(where / user_id / "data") if user_id else str(where) + "/"
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(mark in arg for arg in p.info["cmdline"] or []):
+                found.append(p.pid)
+    return found

@@ -311,8 +311,9 @@ def _host_addresses() -> list[str]:
     return sorted(addrs)
 
 
-async def test_only_the_hub_is_reachable_on_the_host(world: World, alice_session: object) -> None:
-    targets = [(a, world.service_port) for a in _host_addresses()]
+async def test_no_host_port_is_reachable(world: World, alice_session: object) -> None:
+    # Agents reach the hub through its unix socket: not even the hub's port is forwarded.
+    targets = [(a, p) for a in _host_addresses() for p in (world.service_port, world.hub.port)]
     code = f"""
 import socket
 for host, port in {targets!r}:
@@ -473,7 +474,13 @@ def test_hub_files_are_private(world: World) -> None:
     assert stat.S_IMODE(data.stat().st_mode) in (0o700, 0o711)
     hub_uid = data.stat().st_uid
     exposed = []
-    for dirpath, _dirs, files in os.walk(data):
+    # Session directories hold the user's own files (their modes are the user's business)
+    # behind a 0700 directory of their own.
+    for d in (data / "sessions").iterdir():
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    for dirpath, dirs, files in os.walk(data):
+        if Path(dirpath) == data:
+            dirs[:] = [x for x in dirs if x != "sessions"]
         for name in files:
             p = Path(dirpath) / name
             st = p.lstat()

@@ -145,7 +145,11 @@ def serve(
     )
     # uvicorn (re)configures its loggers in Config(): attach the filter afterwards.
     logging.getLogger("uvicorn.access").addFilter(_RedactSecrets())
-    uvicorn.Server(server_config).run()
+    from rsparkhub.hub.listeners import listen_agents, listen_tcp
+
+    # The hub's address, and the unix socket local session agents dial (hub/listeners.py).
+    sockets = [listen_tcp(settings.host, settings.port), listen_agents(settings.data_dir)]
+    uvicorn.Server(server_config).run(sockets=sockets)
 
 
 @app.command("login-link")

@@ -1,7 +1,7 @@
 """Command line of the session agent.
 
     python -m rsparkhub.agent --hub-url ws://HOST:PORT/agent/ws --session-id SID \
-        --workdir DIR [--token-fd FD] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--log-level info]
+        --workdir DIR [--token-fd FD] [--hub-socket PATH] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--log-level info]
 
 The session token is read from ``--token-fd FD`` (a pipe the local spawner writes it into;
 read once, then closed, so no later process can read it) or else from the environment
@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated subset of r,python,bash to offer (default: every installed kernel)",
     )
     ap.add_argument("--token-fd", type=int, default=None, help="read the session token from FD")
+    ap.add_argument(
+        "--hub-socket",
+        type=Path,
+        default=None,
+        help="reach the hub through this unix socket (the URL still names the route)",
+    )
     ap.add_argument("--log-level", default="info")
     return ap.parse_args(argv)
 
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         session_id=args.session_id,
         workdir=args.workdir,
         token=token,
+        hub_socket=args.hub_socket,
         redial_timeout=args.redial_timeout,
         max_file_bytes=args.max_file_bytes,
         scan_interval=args.scan_interval,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import resource
@@ -216,10 +217,12 @@ class Sandboxes:
         out += ["--dir", "/run", "--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
         for m in spec.masked:
             out += ["--perms", "0755", "--tmpfs", m]
+        shared = {src for src, _ in self.runtime_binds()}
         for src, dest in spec.ro_binds:
-            out += ["--ro-bind", str(self._reachable(src)), dest]
+            own = None if src in shared else self._n(spec.name)
+            out += ["--ro-bind", str(self._reachable(src, own)), dest]
         for src, dest in spec.binds:
-            out += ["--bind", str(self._reachable(src, self._n(spec.name))), dest]
+            out += ["--bind", str(self._reachable(src, self._n(spec.name), False)), dest]
         oom_dir = self.cgroups.events_dir(self._n(spec.name))
         if oom_dir is not None:
             out += ["--ro-bind-try", str(oom_dir), OOM_DIR]
@@ -243,25 +246,36 @@ class Sandboxes:
         return [(p, str(p)) for p in keep]
 
     # ------------------------------------------------------------------ paths
-    def _reachable(self, path: Path, name: str | None = None) -> Path:
+    def _reachable(self, path: Path, name: str | None = None, read_only: bool = True) -> Path:
         """``path``, or a view of it under /run/rsparkhub when the sandbox's uid cannot
         reach it by path (bubblewrap resolves bind sources as that uid): Python from pyenv
         under /root, a data directory under a private parent. A root hub makes that view
-        with a host bind mount: read-only and shared for runtime directories (``name`` None),
-        per sandbox for its own directories (removed by ``kill``)."""
+        with a host bind mount: shared for the runtime directories (``name`` None), per
+        sandbox for anything else (removed by ``kill``)."""
         if not self.root or _searchable_by_others(path):
             return path
         key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
         dest = (STAGE / "ro" / key) if name is None else (STAGE / "rw" / name / key)
-        if not os.path.ismount(dest):
+        STAGE.mkdir(parents=True, exist_ok=True)
+        # Sessions start concurrently, in threads and in other hubs: one stager at a time.
+        lock = os.open(STAGE.parent / ".stage.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._stage(path, dest, read_only=read_only)
+        finally:
+            os.close(lock)
+        return dest
+
+    @staticmethod
+    def _stage(path: Path, dest: Path, read_only: bool) -> None:
+        if not _mounted(dest):
             dest.mkdir(parents=True, exist_ok=True)
             for d in (STAGE.parent, STAGE, dest.parent.parent, dest.parent):
                 if d.is_relative_to(STAGE.parent):
                     d.chmod(0o711)  # searchable, not listable
             subprocess.run(["mount", "--bind", str(path), str(dest)], check=True)
-            if name is None:
+            if read_only:
                 subprocess.run(["mount", "-o", "remount,bind,ro", str(dest)], check=True)
-        return dest
 
     def _unstage(self, name: str) -> None:
         base = STAGE / "rw" / name
@@ -275,20 +289,24 @@ class Sandboxes:
             base.rmdir()
 
     # ------------------------------------------------------------------ start
+    def _prepare(self, spec: SandboxSpec, fds: dict[str, int]) -> list[str]:
+        self.cgroups.create(self._n(spec.name), spec.limits)
+        for src, _dest in spec.binds:
+            _own(src, spec.identity)
+        return self.command(spec, fds)
+
     async def spawn(self, spec: SandboxSpec) -> asyncio.subprocess.Process:
         """Start ``spec.argv`` in its sandbox (and cgroup); the caller owns the process."""
         if self.bwrap is None:
             return await self._spawn_plain(spec)
         name = self._n(spec.name)
-        self.cgroups.create(name, spec.limits)
         procs = self.cgroups.procs_files(name)
         fds: dict[str, int] = {}
         try:
             fds["seccomp"] = seccomp.program_fd()
             fds["passwd"], fds["group"] = _account_files(spec.identity)
-            for src, _dest in spec.binds:
-                _own(src, spec.identity)
-            argv = self.command(spec, fds)
+            # File-system work (cgroupfs, chown, staging mounts) off the event loop.
+            argv = await asyncio.to_thread(self._prepare, spec, fds)
             limits = spec.limits
             use_rlimits = self.cgroups.version == "none"
 
@@ -371,6 +389,17 @@ class Sandboxes:
 def scope_for(data_dir: Path) -> str:
     """A short name for one hub (its data directory) on this machine."""
     return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def _mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path`` (a bind mount from the same file system
+    is invisible to ``os.path.ismount``, so ask the kernel's mount table)."""
+    want = str(path).replace("\\", "\\134").replace(" ", "\\040")
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            return any(line.split()[4] == want for line in fh)
+    except OSError:
+        return False
 
 
 def _searchable_by_others(path: Path) -> bool:

@@ -14,11 +14,13 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from rsparkhub.config import Settings
+from rsparkhub.hub.listeners import SANDBOX_DIR, SOCKET_NAME, agent_socket_path
 from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec, scope_for
 from rsparkhub.hub.spawners.base import SessionSpec, SpawnError
 
@@ -84,17 +86,30 @@ class LocalSpawner:
         env.update(spec.env)
         return env
 
+    def _hub_socket(self) -> Path | None:
+        """The hub's unix socket for agents, when this hub serves one (``rsparkhub serve``
+        does; hub/listeners.py) and sessions are sandboxed."""
+        path = agent_socket_path(self.settings.data_dir)
+        if self.sandboxes.bwrap and path.is_socket():
+            return path
+        return None
+
     def _agent_argv(self, spec: SessionSpec, token_fd: int) -> list[str]:
         url = spec.hub_agent_url
         if self.sandboxes.mode.network == "pasta":
             # Inside its own network namespace the hub is at 127.0.0.1 (a pasta forward).
             url = f"ws://127.0.0.1:{self._hub_port(spec)}/agent/ws"
+        extra: list[str] = []
+        if self._hub_socket() is not None:
+            url = "ws://localhost/agent/ws"
+            extra = ["--hub-socket", f"{SANDBOX_DIR}/{SOCKET_NAME}"]
         argv = [
             sys.executable, "-m", "rsparkhub.agent",
             "--hub-url", url,
             "--session-id", spec.session_id,
             "--workdir", str(spec.workdir),
             "--token-fd", str(token_fd),
+            *extra,
             "--redial-timeout", str(spec.redial_timeout_s),
             "--max-file-bytes", str(spec.max_file_bytes),
         ]  # fmt: skip
@@ -128,6 +143,9 @@ class LocalSpawner:
         os.close(w)
         log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         name = self.cgroup_name(spec.session_id)
+        socket = self._hub_socket()
+        hub_dir = [(socket.parent, SANDBOX_DIR)] if socket is not None else []
+        hub_port = () if socket is not None else (self._hub_port(spec),)
         sbx = SandboxSpec(
             name=name,
             identity=identity,
@@ -135,10 +153,11 @@ class LocalSpawner:
             env=self._env(spec),
             chdir=str(spec.workdir),
             binds=[(spec.session_dir, str(spec.session_dir))],
-            ro_binds=self.sandboxes.runtime_binds(),
+            ro_binds=self.sandboxes.runtime_binds() + hub_dir,
             masked=[str(self.settings.data_dir.resolve())],
             network=Network(
-                to_host=tuple(sorted({self._hub_port(spec), *spec.reach})),
+                # The hub's port only when the agent cannot use the hub's unix socket.
+                to_host=tuple(sorted({*hub_port, *spec.reach})),
                 outbound=self.settings.session_network == "internet",
             ),
             limits=self.limits,
