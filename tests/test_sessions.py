@@ -381,15 +381,19 @@ async def test_clients_are_told_the_session_state(shared_hub: HubProcess, alice:
 
 
 async def test_resource_limits(tmp_path: Path) -> None:
+    """The session's memory limit (its cgroup on this root hub) kills the kernel that goes
+    past it and the console says why; the session stays usable. See test_isolation.py for
+    the same against an unprivileged hub (rlimits)."""
     env = {"RSPARKHUB_SESSION_MEMORY_MB": "2048", "RSPARKHUB_SESSION_CPU_SECONDS": "8"}
     hub = HubProcess(tmp_path / "d", env=env).start()
     try:
         token = hub.make_user("gus")
         wid = await _workspace(hub, token)
         async with HubClient(hub.url, token) as c, c.attach(wid) as s:
-            r = await s.run("b = bytearray(3 * 1024**3)", language="python")
-            assert r.done is not None and r.done.status == "error"
-            assert r.errors[0].ename == "MemoryError"
+            r = await s.run("b = b'x' * (3 * 1024**3)", language="python")
+            assert r.done is not None and r.done.status in ("error", "failed"), r.done
+            assert r.done.error_code == "kernel_died", r.done
+            assert "ran out of memory" in (r.done.message or ""), r.done
             assert (await s.run("print('still here')", language="python")).stdout == "still here\n"
             # A runaway loop is stopped by the CPU-time limit (SIGXCPU kills the kernel).
             r = await s.run("while True: pass", language="python", timeout=60)
@@ -400,7 +404,7 @@ async def test_resource_limits(tmp_path: Path) -> None:
 
 
 async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
-    # 40 MB of address space is too little for the Python interpreter of the agent.
+    # 40 MB of memory is too little for the Python interpreter of the agent.
     hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_SESSION_MEMORY_MB": "40"}).start()
     try:
         token = hub.make_user("hal")
@@ -420,9 +424,8 @@ async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
             assert (
                 dead is not None and dead["state"] == "dead" and dead["exit_code"] not in (0, None)
             )
-            assert (
-                "exited with code" in dead["message"] and "last agent log line" in dead["message"]
-            )
+            # 40 MB is below what the agent needs: its cgroup's OOM kill is named as such.
+            assert "ran out of memory" in dead["message"], dead["message"]
             assert (
                 done is not None
                 and done["status"] == "failed"

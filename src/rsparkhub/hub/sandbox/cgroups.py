@@ -33,6 +33,7 @@ class Limits:
     cpu_weight: int = 100  # relative, 1..10000; 100 = an ordinary share
     cpu_quota: float = 0.0  # cores
     tmp_mb: int = 512  # size of the private /tmp and /dev/shm
+    cpu_seconds: int = 0  # RLIMIT_CPU of each process (no cgroup equivalent)
 
 
 class NoCgroups:

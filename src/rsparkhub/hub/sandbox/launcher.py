@@ -47,7 +47,7 @@ ETC = (
     "resolv.conf", "hosts", "host.conf", "gai.conf", "nsswitch.conf", "protocols", "services",
     "mime.types", "R", "java-17-openjdk", "fonts", "papersize", "locale.alias", "os-release",
     "debian_version", "mailcap", "magic", "magic.mime", "inputrc", "bash.bashrc", "profile",
-    "terminfo", "xdg", "ImageMagick-6", "texmf",
+    "terminfo", "xdg", "ImageMagick-6", "texmf", "dpkg",
 )  # fmt: skip
 OOM_DIR = "/run/rsparkhub/cgroup"
 STAGE = Path(
@@ -215,6 +215,8 @@ class Sandboxes:
         out += ["--proc", "/proc", "--dev", "/dev"]
         out += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
         out += ["--dir", "/run", "--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
+        # Debian's rmarkdown asks dpkg-query where jQuery is: the package list, read-only.
+        out += ["--ro-bind-try", "/var/lib/dpkg", "/var/lib/dpkg"]
         for m in spec.masked:
             out += ["--perms", "0755", "--tmpfs", m]
         shared = {src for src, _ in self.runtime_binds()}
@@ -312,8 +314,7 @@ class Sandboxes:
 
             def child() -> None:  # between fork and exec, still the hub's uid
                 cg.enter(procs)
-                if use_rlimits:
-                    _rlimits(limits)
+                _rlimits(limits, memory_and_pids=use_rlimits)
 
             return await asyncio.create_subprocess_exec(
                 *argv,
@@ -413,8 +414,13 @@ def _searchable_by_others(path: Path) -> bool:
     return True
 
 
-def _rlimits(limits: Limits) -> None:
-    """Per-process fallback limits where no cgroup can be made."""
+def _rlimits(limits: Limits, memory_and_pids: bool = True) -> None:
+    """Per-process limits: CPU time always; memory and processes where no cgroup can be
+    made (a fallback: RLIMIT_AS counts address space, RLIMIT_NPROC the whole uid)."""
+    if limits.cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
+    if not memory_and_pids:
+        return
     if limits.memory_mb:
         n = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (n, n))

@@ -49,6 +49,7 @@ class LocalSpawner:
             cpu_weight=s.session_cpu_weight,
             cpu_quota=s.session_cpu_quota,
             tmp_mb=s.session_tmp_mb,
+            cpu_seconds=s.session_cpu_seconds,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -234,12 +235,24 @@ class LocalSpawner:
         if child is not None:
             code = await child.wait()
             self._children.pop(pid, None)
+            why = self._oom_reason(state)
             await self._kill_all(state)
-            return code, _describe_exit(code)
+            return code, _describe_exit(code) + why
         while self._alive(state):  # adopted: not our child, so poll its pid
             await asyncio.sleep(0.5)
+        why = self._oom_reason(state)
         await self._kill_all(state)
-        return None, "the session's agent exited while this hub was not its parent"
+        return None, "the session's agent exited while this hub was not its parent" + why
+
+    def _oom_reason(self, state: dict[str, Any]) -> str:
+        """The kernel's OOM count of the session's cgroup names a memory kill as such."""
+        name = state.get("cgroup")
+        if not name or not self.sandboxes.oom_kills(name):
+            return ""
+        return (
+            f": the session ran out of memory (its limit is {self.settings.session_memory_mb} "
+            "MiB, session_memory_mb)"
+        )
 
     async def stop(self, state: dict[str, Any], grace_s: float) -> int | None:
         """SIGTERM the agent (it shuts its kernels down and exits 0), then kill the whole
