@@ -535,3 +535,40 @@ for host in ('192.0.2.1', '10.0.2.2', '1.1.1.1'):
         assert "REACHED" not in out and out.count("BLOCKED") == 3, out
     finally:
         closed.close()
+
+
+async def test_a_stolen_token_cannot_take_over_a_connected_agent(world: World) -> None:
+    """While a session's agent is connected, a second agent connection with that session's
+    token is refused (4409) and the session carries on. The stolen token is simulated by
+    rewriting the session's token hash in the hub database: the real token is in a pipe
+    only the agent read, which is the point of test_session_code_cannot_read_its_own_token."""
+    import secrets
+    import sqlite3
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from rsparkhub import protocol as P
+    from rsparkhub.hub.auth import hash_token
+
+    async with HubClient(world.hub.url, world.alice) as c:
+        wid = (await c.ensure_workspace("stolen"))["id"]
+        async with c.attach(wid) as s:
+            assert (await run(s, "print(1 + 1)", "python")).strip() == "2"
+            with world.hub.client(world.alice) as h:
+                sid = h.get(f"/api/workspaces/{wid}/session").json()["id"]
+            token = "rsa_" + secrets.token_urlsafe(32)
+            db = sqlite3.connect(world.hub.data_dir / "rsparkhub.db", timeout=30)
+            with db:
+                db.execute(
+                    "UPDATE sessions SET token_hash = ? WHERE id = ?", (hash_token(token), sid)
+                )
+            db.close()
+            url = f"ws://127.0.0.1:{world.hub.port}/agent/ws"
+            hello = P.AgentHello(session_id=sid, languages=[], first_unacked_seq=1, resumed=True)
+            async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+                await ws.send(P.dump(hello))
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 20)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+            assert (await run(s, "print(2 + 2)", "python")).strip() == "4"
