@@ -1,13 +1,15 @@
-"""Spark for sessions on the embedded Spark Connect server the hub starts itself (real
-pyspark server, real sessions, one server for the module): a Python session's
-``SparkSession.builder.getOrCreate()`` just works in the user's own database; a table
-saved with ``saveAsTable`` survives a session restart; two users' temporary views do not
-mix; an interrupt cancels a long Spark job and the session stays usable; a killed server
-gives a clear error, is restarted by the hub, and works again; doctor reports it."""
+"""Spark for sessions on the embedded Spark Connect servers the hub starts itself, one per
+user (real pyspark servers in real sandboxes, real sessions, one hub for the module): a
+Python session's ``SparkSession.builder.getOrCreate()`` just works in the user's own
+database; a table saved with ``saveAsTable`` survives a session restart; two users' temporary
+views do not mix; an interrupt cancels a long Spark job and the session stays usable; a
+killed server gives a clear error, is restarted by the hub, and works again; doctor reports
+it. What users cannot do to each other through Spark: tests/test_spark_isolation.py."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -19,7 +21,7 @@ import pytest
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess, embedded_spark_hub
+from conftest import HubProcess, embedded_spark_hub, spark_server_pids
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +51,8 @@ async def _run(s: object, code: str, timeout: float = 200) -> str:
     return str(r.stdout)
 
 
-def _server_pid(hub: HubProcess) -> int:
-    return int((hub.data_dir / "spark" / "server.pid").read_text())
+def _user_id(hub: HubProcess, token: str) -> str:
+    return str(hub.client(token).get("/api/me").json()["id"])
 
 
 async def test_query_persist_and_read_back_after_session_restart(
@@ -73,7 +75,8 @@ async def test_query_persist_and_read_back_after_session_restart(
             await _run(s, CONNECT.format(db="u_alice"))
             out = await _run(s, "print(sorted(r.x for r in spark.table('doubles').collect()))")
             assert out.strip() == "[0, 2, 4, 6, 8]"
-    assert (spark_hub.data_dir / "spark" / "warehouse" / "u_alice" / "doubles").is_dir()
+    data = spark_hub.data_dir / "spark" / "users" / _user_id(spark_hub, tokens["alice"]) / "data"
+    assert (data / "warehouse" / "u_alice" / "doubles").is_dir()
 
 
 async def test_two_users_temp_views_do_not_collide(
@@ -128,8 +131,11 @@ async def test_killed_server_is_restarted(spark_hub: HubProcess, tokens: dict[st
         async with c.attach(w["id"]) as s:
             await _run(s, CONNECT.format(db="u_bob"))
             await _run(s, "spark.range(4).write.saveAsTable('kept')")
-            old = _server_pid(spark_hub)
-            os.killpg(old, signal.SIGKILL)
+            old = spark_server_pids(spark_hub, _user_id(spark_hub, tokens["bob"]))
+            assert old
+            for pid in old:  # the whole server: its helper, its JVM, its sandbox
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             r = await asyncio.wait_for(s.run("spark.range(3).count()", language="python"), 200)
             assert not r.ok
             text = " ".join(f"{e.ename}: {e.evalue}" for e in r.errors)
@@ -146,17 +152,23 @@ async def test_killed_server_is_restarted(spark_hub: HubProcess, tokens: dict[st
             ), text
             # the hub restarts the server; a new SparkSession (same id) works again
             await _run(s, CONNECT.format(db="u_bob"))
-            assert _server_pid(spark_hub) != old
+            new = spark_server_pids(spark_hub, _user_id(spark_hub, tokens["bob"]))
+            assert new and not set(new) & set(old)
             out = await _run(s, "print(spark.range(3).count(), spark.table('kept').count())")
             assert out.split() == ["3", "4"]
-    assert "the Spark Connect server died" in spark_hub.log_path.read_text()
+    assert "the Spark Connect server of bob died" in spark_hub.log_path.read_text()
 
 
-def test_doctor_reports_spark(spark_hub: HubProcess) -> None:
+def test_doctor_reports_spark(spark_hub: HubProcess, tokens: dict[str, str]) -> None:
     out = spark_hub.cli("doctor")
     line = next(x for x in out.splitlines() if x.startswith("spark:"))
     assert "ok" in line and "embedded" in line and "4." in line and "openjdk" in line.lower()
-    assert "running" in line
+    assert "one Spark Connect server per user" in line, line
+    # the running hub knows whose servers run (bob's, restarted above)
+    admin = spark_hub.make_user("root", admin=True)
+    spark = spark_hub.client(admin).get("/api/doctor").json()["spark"]
+    assert spark["ok"] and spark["servers"] >= 1, spark
+    assert "running (" in spark["detail"] and "bob " in spark["detail"], spark["detail"]
 
 
 def test_spark_off_means_no_spark_remote(tmp_path: Path) -> None:
@@ -171,6 +183,6 @@ def test_spark_off_means_no_spark_remote(tmp_path: Path) -> None:
                     return await _run(s, "import os; print(os.environ.get('SPARK_REMOTE'))")
 
         assert asyncio.run(check()).strip() == "None"
-        assert not (hub.data_dir / "spark" / "server.pid").exists()
+        assert not (hub.data_dir / "spark" / "users").exists()
     finally:
         hub.close()

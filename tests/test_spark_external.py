@@ -136,7 +136,7 @@ async def test_sessions_use_the_external_server(
             )
             # the cluster's default database: the hub prepares none on an external server
             assert out.split() == ["default", m.group(1), "42"]
-    assert not (hub.data_dir / "spark" / "server.pid").exists()  # no server of its own
+    assert not (hub.data_dir / "spark" / "users").exists()  # no server of its own
     assert "starting the Spark Connect server" not in hub.log_path.read_text()
 
 
@@ -168,7 +168,7 @@ def test_api_spark_and_doctor_describe_the_external_server(
         "detail": info["detail"],
     }
     assert "external" in info["detail"]
-    r = hub.client(tokens["root"]).get("/spark-ui/_shared/")
+    r = hub.client(tokens["root"]).get("/spark-ui/root/")
     assert r.status_code == 404 and r.json()["error"]["code"] == "spark_off"
     assert "external" in r.json()["error"]["message"]
     line = next(x for x in hub.cli("doctor").splitlines() if x.startswith("spark:"))

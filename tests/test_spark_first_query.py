@@ -1,12 +1,13 @@
 """The first Spark statement of a session runs in the user's own database — with no retry
-loop in the user's code (hub/spark.py prepares each server-side Spark session before the
-kernel can reach it): when the session starts the server (cold), when the server is
-already running (warm), and after the server crashed and the hub restarted it, where the
-test pins down exactly what the user sees."""
+loop in the user's code (the user's database is their server's default database, see
+hub/spark_embedded.py): when that first statement starts the user's server (cold), when the
+server is already running (warm), and after the server crashed and the hub restarted it,
+where the test pins down exactly what the user sees."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess, embedded_spark_hub
+from conftest import HubProcess, embedded_spark_hub, spark_server_pids
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +43,14 @@ def _spark(hub: HubProcess, token: str) -> dict[str, Any]:
 
 
 async def _server_running(hub: HubProcess, token: str, timeout: float = 240) -> None:
-    """Starts a (throwaway) session when nothing started the server yet, then waits for the
-    *server* (the hub's state): a user's query is never retried here."""
+    """Starts the user's server when it is not running (a throwaway session in a workspace
+    whose file mentions Spark: the hub starts the server in the background), then waits
+    for the *server* (the hub's state): a user's query is never retried here."""
     if _spark(hub, token)["state"] == "down":
         async with HubClient(hub.url, token) as c:
-            await c.start_session((await c.ensure_workspace("starter"))["id"])
+            w = await c.ensure_workspace("starter")
+            await c.upload(w["id"], {"uses_spark.py": b"from pyspark.sql import SparkSession\n"})
+            await c.start_session(w["id"])
     deadline = time.monotonic() + timeout
     while _spark(hub, token)["state"] != "running":
         assert time.monotonic() < deadline, _spark(hub, token)
@@ -67,8 +71,9 @@ async def test_cold_first_statement_runs_in_the_users_database(hub: HubProcess) 
     async with HubClient(hub.url, token) as c:
         w = await c.ensure_workspace("cold")
         async with c.attach(w["id"]) as s:
-            # This session starts the server. pyspark's client retries the refused
-            # connection on its own; the server opens only once the session is prepared.
+            # This statement starts the user's server (its first connection reaches the
+            # hub, which starts it). pyspark's client retries the refused connection on
+            # its own; the server's default database is the user's.
             r = await _run(s, FIRST)
             assert r.ok, _errors(r)
             assert r.stdout.strip() == "u_carol"
@@ -98,8 +103,12 @@ async def test_after_a_crash_one_clear_error_then_get_or_create_reconnects(
         async with c.attach(w["id"]) as s:
             r = await _run(s, FIRST + "spark.range(3).createOrReplaceTempView('v')\n")
             assert r.ok and r.stdout.strip() == "u_erin", _errors(r)
-            old = int((hub.data_dir / "spark" / "server.pid").read_text())
-            os.killpg(old, signal.SIGKILL)
+            uid = str(hub.client(token).get("/api/me").json()["id"])
+            old = spark_server_pids(hub, uid)
+            assert old
+            for pid in old:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
             # The existing `spark` object: its request is retried by the client while the
             # server is down, then the restarted server answers that the session changed;
@@ -116,10 +125,11 @@ async def test_after_a_crash_one_clear_error_then_get_or_create_reconnects(
             r = await _run(s, FIRST + "print(spark.range(3).count())\n")
             assert r.ok, _errors(r)
             assert r.stdout.split() == ["u_erin", "3"]
-            assert int((hub.data_dir / "spark" / "server.pid").read_text()) != old
+            new = spark_server_pids(hub, uid)
+            assert new and not set(new) & set(old)
 
             # Temporary views died with the server (tables do not: see test_spark.py).
             r = await _run(s, "spark.table('v').count()")
             assert not r.ok and "TABLE_OR_VIEW_NOT_FOUND" in _errors(r), _errors(r)
     assert _spark(hub, token)["state"] == "running"
-    assert "the Spark Connect server died" in hub.log_path.read_text()
+    assert "the Spark Connect server of erin died" in hub.log_path.read_text()

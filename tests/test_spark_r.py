@@ -1,11 +1,12 @@
-"""Spark from R (the rspark_* functions of agent/r/spark.R) on the embedded Spark Connect
-server the hub starts itself: real R sessions with reticulate driving the session's pyspark,
-one server for the module. Also the bundled Spark example workspace, run end to end from R
+"""Spark from R (the rspark_* functions of agent/r/spark.R) on the user's own embedded Spark
+Connect server: real R sessions with reticulate driving the session's pyspark, one user
+(one server) for the module. Also the bundled Spark example workspace, run end to end from R
 and from Python."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import re
@@ -22,7 +23,7 @@ import pytest
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess, embedded_spark_hub
+from conftest import HubProcess, embedded_spark_hub, spark_server_pids
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,10 @@ def spark_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 @pytest.fixture(scope="module")
 def token(spark_hub: HubProcess) -> str:
     return spark_hub.make_user("alice")
+
+
+def _user_id(hub: HubProcess, token: str) -> str:
+    return str(hub.client(token).get("/api/me").json()["id"])
 
 
 def _errors(r: Any) -> list[tuple[str, str]]:
@@ -325,7 +330,8 @@ async def test_save_table_survives_a_session_restart(spark_hub: HubProcess, toke
                 'cat(t$database[t$name == "r_kept"], "just_a_view" %in% t$name, "\\n")\n',
             )
             assert out.splitlines() == ["1 2 3 x y NA ", "u_alice FALSE "]
-    assert (spark_hub.data_dir / "spark" / "warehouse" / "u_alice" / "r_kept").is_dir()
+    data = spark_hub.data_dir / "spark" / "users" / _user_id(spark_hub, token) / "data"
+    assert (data / "warehouse" / "u_alice" / "r_kept").is_dir()
 
 
 async def test_glm_and_the_python_escape_hatches(spark_hub: HubProcess, token: str) -> None:
@@ -507,8 +513,11 @@ async def test_killed_server_gives_an_r_error_then_reconnects(
                 s, 'rspark_save_table(rspark_sql("SELECT 5 AS five"), "r_survivor", "overwrite")'
             )
             await _r(s, 'h <- rspark_sql("SELECT 1 AS one")')
-            old = int((spark_hub.data_dir / "spark" / "server.pid").read_text())
-            os.killpg(old, signal.SIGKILL)
+            old = spark_server_pids(spark_hub, _user_id(spark_hub, token))
+            assert old
+            for pid in old:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             err = await _r_error(s, "rspark_collect(h)")
             assert "Spark error [" in err and "the next rspark_ call connects again" in err, err
             # the hub restarts the server; the next call reconnects (waiting for it) and works
@@ -516,6 +525,7 @@ async def test_killed_server_gives_an_r_error_then_reconnects(
                 s, f'{CONNECT}; cat(rspark_collect(rspark_table("r_survivor"))$five, "\\n")'
             )
             assert out.strip() == "5"
-            assert int((spark_hub.data_dir / "spark" / "server.pid").read_text()) != old
+            new = spark_server_pids(spark_hub, _user_id(spark_hub, token))
+            assert new and not set(new) & set(old)
             err = await _r_error(s, "rspark_collect(h)")  # a handle of the old connection
             assert "earlier connection" in err

@@ -1,9 +1,10 @@
-"""The Spark web UI through the hub (hub/api/spark.py) against a real embedded Spark Connect
-server: who may open it (the route is outside OpenAPI, so its authorization is tested
-here: anonymous, forged cookie, a user's token and browser cookie, an admin's token and
-browser cookie), that Spark's own links work unchanged under /spark-ui/_shared/ (Jobs
-page, a stage page, static assets, the /api/v1 JSON), the headers the proxy adds and
-drops, ``GET /api/spark``, and that the server listens on loopback only."""
+"""The Spark web UI through the hub (hub/api/spark.py) against alice's real embedded Spark
+Connect server: who may open it (the route is outside OpenAPI, so its authorization is
+tested here: anonymous, forged cookie, another user's token and browser cookie, an admin's
+token and browser cookie — only alice gets in), that Spark's own links work unchanged
+under /spark-ui/alice/ (Jobs page, a stage page, static assets, the /api/v1 JSON), the
+headers the proxy adds and drops, ``GET /api/spark``, and that the server's ports listen
+on loopback only."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ from rsparkhub.hub.api.spark import (
     map_location,
 )
 
-from conftest import PASSWORD, HubProcess, embedded_spark_hub
+from conftest import PASSWORD, HubProcess, embedded_spark_hub, spark_server_pids
 
 pytestmark = pytest.mark.slow
-UI = "/spark-ui/_shared"
+UI = "/spark-ui/alice"
 
 
 class World:
@@ -62,11 +63,11 @@ def _error(r: httpx.Response) -> str:
 
 
 def test_no_ui_before_the_server_runs(world: World) -> None:
-    admin = world.token("root")
-    r = admin.get(f"{UI}/jobs/")
+    alice = world.token("alice")
+    r = alice.get(f"{UI}/jobs/")
     assert r.status_code == 404 and _error(r) == "spark_off", r.text
     assert "not running" in r.json()["error"]["message"]
-    info = admin.get("/api/spark").json()
+    info = alice.get("/api/spark").json()
     assert info["state"] == "down" and info["ui_url"] is None
 
 
@@ -91,18 +92,18 @@ def running(world: World) -> dict[str, Any]:
                 assert r.ok, [(e.ename, e.evalue) for e in r.errors]
 
     asyncio.run(work())
-    admin = world.token("root")
+    alice = world.token("alice")
     deadline = time.monotonic() + 60
-    while admin.get("/api/spark").json()["state"] != "running":
+    while alice.get("/api/spark").json()["state"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.5)
-    apps = admin.get(f"{UI}/api/v1/applications").json()
+    apps = alice.get(f"{UI}/api/v1/applications").json()
     app_id = apps[0]["id"]
-    stages = admin.get(f"{UI}/api/v1/applications/{app_id}/stages").json()
+    stages = alice.get(f"{UI}/api/v1/applications/{app_id}/stages").json()
     return {"app_id": app_id, "stages": stages}
 
 
-def test_only_admins_open_the_shared_ui(world: World, running: dict[str, Any]) -> None:
+def test_only_its_user_opens_a_ui(world: World, running: dict[str, Any]) -> None:
     url = f"{UI}/jobs/"
     anon = httpx.Client(base_url=world.hub.url, timeout=60)
     r = anon.get(url)
@@ -113,49 +114,54 @@ def test_only_admins_open_the_shared_ui(world: World, running: dict[str, Any]) -
     assert forged.get(url).status_code == 401
     r = anon.get(url, headers={"Authorization": "Bearer rsh_forged"})
     assert r.status_code == 401
-    for bob in (world.token("bob"), world.browser("bob"), world.token("alice")):
-        r = bob.get(url)
-        assert r.status_code == 403 and _error(r) == "spark_ui_shared", r.text
-        assert "administrators" in r.json()["error"]["message"]
-        assert bob.head(url).status_code == 403
+    # bob, and an administrator: refused before anything is said about alice's server
+    for other in (
+        world.token("bob"),
+        world.browser("bob"),
+        world.token("root"),
+        world.browser("root"),
+    ):
+        r = other.get(url)
+        assert r.status_code == 403 and _error(r) == "forbidden", r.text
+        assert "its own user" in r.json()["error"]["message"]
+        assert other.head(url).status_code == 403
         assert "Spark Jobs" not in r.text
-    for admin in (world.token("root"), world.browser("root")):
-        r = admin.get(url)
+        assert other.get(f"{UI}/api/v1/applications").status_code == 403
+    for alice in (world.token("alice"), world.browser("alice")):
+        r = alice.get(url)
         assert r.status_code == 200, r.text
         assert "Spark Jobs" in r.text
-        assert admin.head(url).status_code == 200
+        assert alice.head(url).status_code == 200
 
 
-def test_per_user_ui_routes(world: World, running: dict[str, Any]) -> None:
-    # another user's driver UI: refused before anything else is said
-    for bob in (world.token("bob"), world.browser("bob")):
-        r = bob.get("/spark-ui/alice/jobs/")
-        assert r.status_code == 403 and _error(r) == "forbidden", r.text
-    # one's own, and an admin's view of it: embedded mode has no per-user drivers
-    for c in (world.token("alice"), world.token("root")):
-        r = c.get("/spark-ui/alice/jobs/")
-        assert r.status_code == 404 and _error(r) == "spark_off", r.text
-        assert "/spark-ui/_shared/" in r.json()["error"]["message"]
+def test_other_ui_routes(world: World, running: dict[str, Any]) -> None:
+    # bob has no server running: his own UI is not there (and alice may not ask)
+    r = world.token("bob").get("/spark-ui/bob/jobs/")
+    assert r.status_code == 404 and _error(r) == "spark_off", r.text
+    assert world.token("alice").get("/spark-ui/bob/jobs/").status_code == 403
+    # the shared server's UI of earlier versions is gone: '_shared' is just a name
+    r = world.token("root").get("/spark-ui/_shared/jobs/")
+    assert r.status_code == 403 and _error(r) == "forbidden", r.text
     r = world.token("root").get("/spark-ui/Not%20A%20User/")
     assert r.status_code == 404 and _error(r) == "not_found"
 
 
 def test_only_get_and_head_pass(world: World, running: dict[str, Any]) -> None:
-    admin = world.browser("root")
-    csrf = {"X-CSRF-Token": admin.cookies["rsparkhub_csrf"]}
+    alice = world.browser("alice")
+    csrf = {"X-CSRF-Token": alice.cookies["rsparkhub_csrf"]}
     for method in ("POST", "PUT", "DELETE", "PATCH"):
-        r = admin.request(method, f"{UI}/jobs/job/kill/?id=0", headers=csrf)
+        r = alice.request(method, f"{UI}/jobs/job/kill/?id=0", headers=csrf)
         assert r.status_code == 405, (method, r.status_code)
-    page = world.token("root").get(f"{UI}/stages/").text
+    page = world.token("alice").get(f"{UI}/stages/").text
     assert "kill" not in page.lower()  # spark.ui.killEnabled = false
 
 
 def test_spark_links_work_under_the_hub_path(world: World, running: dict[str, Any]) -> None:
-    admin = world.token("root")
+    admin = world.token("alice")  # the UI's own user
     r = admin.get(f"{UI}/")
     assert r.status_code == 302 and r.headers["location"] == f"{UI}/jobs/"
     r = admin.get(UI)
-    assert r.status_code == 307 and r.headers["location"] == "_shared/"
+    assert r.status_code == 307 and r.headers["location"] == "alice/"
 
     jobs = admin.get(f"{UI}/jobs/")
     assert jobs.status_code == 200 and "text/html" in jobs.headers["content-type"]
@@ -183,7 +189,7 @@ def test_spark_links_work_under_the_hub_path(world: World, running: dict[str, An
 
 
 def test_proxy_headers(world: World, running: dict[str, Any]) -> None:
-    admin = world.browser("root")
+    admin = world.browser("alice")
     for path in (f"{UI}/jobs/", f"{UI}/static/webui.css", f"{UI}/api/v1/applications"):
         r = admin.get(path)
         assert r.status_code == 200
@@ -224,30 +230,34 @@ def test_header_filters() -> None:
             ("Location", "http://127.0.0.1:4040/jobs/?id=1"),
         ],
         "http://127.0.0.1:4040",
-        "/spark-ui/_shared",
+        "/spark-ui/alice",
     )
-    assert got["location"] == "/spark-ui/_shared/jobs/?id=1"
+    assert got["location"] == "/spark-ui/alice/jobs/?id=1"
     assert got["content-security-policy"] == UI_CSP and got["x-frame-options"] == "SAMEORIGIN"
     for dropped in ("set-cookie", "connection", "transfer-encoding", "keep-alive"):
         assert dropped not in got
-    mount, target = "/spark-ui/_shared", "http://127.0.0.1:4040"
-    assert map_location("/spark-ui/_shared/stages/", target, mount) == "/spark-ui/_shared/stages/"
-    assert map_location("/jobs/", target, mount) == "/spark-ui/_shared/jobs/"
-    assert map_location("https://evil.example/x", target, mount) == "/spark-ui/_shared/"
+    mount, target = "/spark-ui/alice", "http://127.0.0.1:4040"
+    assert map_location("/spark-ui/alice/stages/", target, mount) == "/spark-ui/alice/stages/"
+    assert map_location("/jobs/", target, mount) == "/spark-ui/alice/jobs/"
+    assert map_location("https://evil.example/x", target, mount) == "/spark-ui/alice/"
     assert map_location("jobs/", target, mount) == "jobs/"
 
 
 def test_api_spark_describes_spark_for_the_caller(world: World, running: dict[str, Any]) -> None:
-    admin = world.token("root").get("/api/spark").json()
-    assert admin["mode"] == "embedded" and admin["state"] == "running"
-    assert admin["ui_url"] == f"{UI}/" and admin["database"] == "u_root"
-    assert world.token("root").get(admin["ui_url"]).status_code in (200, 302)
     alice = world.token("alice").get("/api/spark").json()
-    assert alice["ui_url"] is None and alice["database"] == "u_alice"
+    assert alice["mode"] == "embedded" and alice["state"] == "running"
+    assert alice["ui_url"] == f"{UI}/" and alice["database"] == "u_alice"
+    assert world.token("alice").get(alice["ui_url"]).status_code in (200, 302)
     assert alice["remote"].startswith("sc://127.0.0.1:") and alice["remote"].endswith(
         ";user_id=alice"
     )
-    assert "session_id" not in str(alice) and "administrators" in alice["detail"]
+    assert "session_id" not in str(alice) and "your own" in alice["detail"]
+    # bob's own server is not running (and alice's is none of his business)
+    bob = world.token("bob").get("/api/spark").json()
+    assert bob["state"] == "down" and bob["ui_url"] is None and bob["database"] == "u_bob"
+    assert alice["remote"].split("/;")[0] not in str(bob)
+    admin = world.token("root").get("/api/spark").json()
+    assert admin["ui_url"] is None and admin["database"] == "u_root"
     anon = httpx.get(f"{world.hub.url}/api/spark")
     assert anon.status_code == 401
 
@@ -259,20 +269,18 @@ def _loopback(ip: str) -> bool:
     return addr.is_loopback
 
 
-def test_the_embedded_server_listens_on_loopback_only(
-    world: World, running: dict[str, Any]
-) -> None:
-    pid = int((world.hub.data_dir / "spark" / "server.pid").read_text())
-    server = psutil.Process(pid)
-    procs = [server, *server.children(recursive=True)]
+def test_the_servers_ports_listen_on_loopback_only(world: World, running: dict[str, Any]) -> None:
+    """Inside its sandbox the server binds 127.0.0.1; on the host only its two forwarded
+    ports (gRPC, UI) listen, on loopback: no other machine reaches them."""
+    port = int(world.token("alice").get("/api/spark").json()["remote"].split(":")[2].split("/")[0])
+    uid = str(world.token("alice").get("/api/me").json()["id"])
+    pids = set(spark_server_pids(world.hub, uid))
     listening = [
-        (p.pid, c.laddr.ip, c.laddr.port)
-        for p in procs
-        for c in p.net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN
+        (c.pid, c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections(kind="inet")  # the host's network namespace
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
     ]
-    ports = {port for _, _, port in listening}
-    grpc = int((world.hub.data_dir / "spark" / "port").read_text())
-    assert grpc in ports, listening  # the gRPC port, the UI, the driver, py4j …
-    assert len(ports) >= 4, listening
+    ports = {p for _, _, p in listening}
+    assert port in ports, listening
+    assert len(ports) == 2, listening  # gRPC and the UI: the driver, py4j … stay inside
     assert all(_loopback(ip) for _, ip, _ in listening), listening

@@ -88,9 +88,9 @@ async def report(
 
         userdb = UserDatabases(settings)
     if spark is None:
-        from rsparkhub.hub.spark import SparkService
+        from rsparkhub.hub.spark import build_spark
 
-        spark = SparkService(settings)
+        spark = build_spark(settings)
     return {
         "languages": languages,
         "tools": tools,

@@ -5,36 +5,48 @@ that neither the agent nor the hub imports pyspark, grpc or py4j:
   operation of the session's server-side Spark session (same ``user_id``/``session_id`` as
   the kernel's ``SPARK_REMOTE``). It attaches without releasing: the user's session keeps
   its views. Input: ``{"remote": URL}`` on stdin, never in argv (the URL carries ids).
-* ``server DIR`` (long-lived, started by the hub for ``spark = 'embedded'``): the embedded
-  Spark Connect server. It starts the driver JVM through pyspark (py4j), then takes
-  commands from the hub, one JSON object per line on stdin, and answers each on stdout:
+* ``server DIR`` (long-lived, started by the hub for ``spark = 'embedded'``): ONE user's
+  Spark Connect server, inside that user's sandbox and under their uid (hub/spark_embedded.py).
+  DIR is the user's Spark directory (warehouse, metastore, scratch); the server writes
+  nothing anywhere else. The hub sends one JSON object per line on stdin — first the
+  configuration ``{"nonce", "confs", "database", "location", "create_database"}``, then
+  commands ``{"id", "cmd": "activity"}`` — and reads stdout, which it shares with stderr
+  and the JVM's output (the server log): the server's own messages are the lines
+  ``@rsparkhub:<nonce> {json}``.
 
-  - ``{"id", "cmd": "prepare", "items": [{"user", "session_id", "database", "location"}]}``
-    creates the server-side Spark session of each hub session *before any client can
-    reach it*: ``CREATE DATABASE IF NOT EXISTS`` the user's database (LOCATION in the
-    user's warehouse directory), ``USE`` it, and register the session under the key the
-    kernel's ``SPARK_REMOTE`` names. A session that already exists is left alone (the user
-    may have changed its database since).
-  - ``{"id", "cmd": "open"}`` starts the gRPC service (``SparkConnectService.start``). The
-    hub prepares every live session first, so the first statement of a kernel — at server
-    start, after a crash, or in a session started while the server runs — already runs in
-    the user's database.
+  1. It starts the driver JVM through pyspark (py4j) with the user's database ``u_<name>``
+     as the catalog's default database (``spark.sql.catalog.spark_catalog.defaultDatabase``),
+     so every Spark session a client opens starts there: the first statement of a kernel
+     needs no preparation. Then ``{"event": "started", "ui_url", "jvm_pid"}``.
+  2. With ``create_database`` (the user's first server: no metastore yet) it creates that
+     database before anyone can connect. Spark refuses to open a catalog whose default
+     database is missing, so the catalog is opened once from a Spark session whose default
+     is ``default``.
+  3. It starts the gRPC service (``SparkConnectService.start``): ``{"event": "open"}``.
+  4. Otherwise the catalog (Hive client, Derby) opens in the background after the port
+     is open — clients' first statements do not wait for it unless they touch tables —
+     and the database is made again should the user have dropped it:
+     ``{"event": "catalog", "seconds"}``.
 
-  Before any command it prints ``{"event": "started", "ui_url", "jvm_pid"}`` once the JVM
-  and the root SparkSession are up. It exits when stdin closes (the hub is gone) or the
-  JVM dies (a watchdog thread), so it never outlives the hub for long. The JVM inherits
-  this process's stdout, which is moved to stderr (the log) at once: only the answers use
-  the original stdout.
+  ``activity`` answers ``{"id", "running": N}``: Spark Connect operations running now
+  (the hub's idle stop). It exits when stdin closes (the hub stops it or is gone) or the
+  JVM dies (a watchdog thread).
+* ``server DIR --train ARCHIVE`` (the hub, once per Java/pyspark install, as an account of
+  no user's): the same server with ``-XX:ArchiveClassesAtExit=ARCHIVE``, driven through a
+  first query by a local Spark Connect client, then stopped: the JVM writes the class-data
+  archive that later servers map at start (AppCDS), which roughly halves their start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import threading
-from typing import IO, Any
+import time
+from typing import Any
 
 INTERRUPT_TIMEOUT_S = 15.0
 
@@ -92,12 +104,29 @@ def _one_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- server
 
+DEFAULT_DATABASE = "spark.sql.catalog.spark_catalog.defaultDatabase"
+
+
+class _Events:
+    """The server's own messages to the hub, on the stdout it shares with the log: one
+    line each, starting on a line of its own (the JVM may be mid-line)."""
+
+    def __init__(self, nonce: str) -> None:
+        self.prefix = f"@rsparkhub:{nonce} "
+        self.out = os.fdopen(os.dup(1), "w", buffering=1)
+        self.lock = threading.Lock()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        with self.lock:
+            self.out.write("\n" + self.prefix + json.dumps(msg) + "\n")
+            self.out.flush()
+
 
 class _Server:
-    """The embedded Spark Connect server: a root SparkSession (Hive catalog) in a JVM driven
+    """One user's Spark Connect server: a root SparkSession (Hive catalog) in a JVM driven
     over py4j, and the hub's command loop."""
 
-    def __init__(self, confs: dict[str, str], control: IO[str]) -> None:
+    def __init__(self, confs: dict[str, str], events: _Events) -> None:
         from pyspark import SparkConf, SparkContext
         from pyspark.sql import SparkSession
 
@@ -105,57 +134,53 @@ class _Server:
         self.spark = SparkSession.builder.config(conf=conf).getOrCreate()
         self.sc = self.spark.sparkContext
         self.jvm: Any = self.sc._jvm
-        self.control = control
-        self.created: set[str] = set()
+        self.events = events
+        self.stopping = False
         gateway = SparkContext._gateway
         self.jvm_proc = getattr(gateway, "proc", None)
         if self.jvm_proc is not None:
             threading.Thread(target=self._watch_jvm, name="jvm-watchdog", daemon=True).start()
         service: Any = self.jvm.org.apache.spark.sql.connect.service  # type: ignore[union-attr]
-        self.pkg = service
-        self.manager = getattr(getattr(service, "SparkConnectService$"), "MODULE$").sessionManager()
+        self.service = service.SparkConnectService
 
     def _watch_jvm(self) -> None:
         assert self.jvm_proc is not None
         rc = self.jvm_proc.wait()
+        if self.stopping:
+            return
         print(f"rsparkhub: the Spark driver JVM exited ({rc}); stopping", file=sys.stderr)
         sys.stderr.flush()
         os._exit(3)
 
-    def send(self, msg: dict[str, Any]) -> None:
-        self.control.write(json.dumps(msg) + "\n")
-        self.control.flush()
+    def ensure_database(self, database: str, location: str) -> None:
+        """Open the catalog; when the default database (the user's) is missing, open it
+        from a session whose default is ``default`` and create the user's."""
+        shared = self.spark._jsparkSession.sharedState()
+        try:
+            shared.externalCatalog()
+            return
+        except Exception as exc:  # noqa: BLE001 - DEFAULT_DATABASE_NOT_EXISTS, most likely
+            print(f"rsparkhub: creating the database {database}: {_one_line(exc)}",
+                  file=sys.stderr)  # fmt: skip
+        session = self.spark._jsparkSession.newSession()
+        # the static setting, for this session only (RuntimeConfig would refuse it)
+        session.sessionState().conf().setConfString(DEFAULT_DATABASE, "default")
+        classic = self.jvm.org.apache.spark.sql.SparkSession
+        classic.setActiveSession(session)
+        try:
+            shared.externalCatalog()
+        finally:
+            classic.clearActiveSession()
+        loc = location.replace("\\", "\\\\").replace("'", "\\'")
+        session.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION '{loc}'")
 
-    def prepare(self, items: list[dict[str, str]]) -> dict[str, Any]:
-        done = kept = 0
-        failed: list[str] = []
-        for item in items:
-            try:
-                key = self.pkg.SessionKey(item["user"], item["session_id"])
-                if self.manager.getIsolatedSessionIfPresent(key).isDefined():
-                    kept += 1
-                    continue
-                session = self.spark._jsparkSession.newSession()
-                db = item["database"]
-                if db not in self.created:
-                    loc = item["location"].replace("\\", "\\\\").replace("'", "\\'")
-                    session.sql(f"CREATE DATABASE IF NOT EXISTS `{db}` LOCATION '{loc}'")
-                    self.created.add(db)
-                session.sql(f"USE `{db}`")
-                holder = self.manager.registerExistingSession(
-                    item["user"], item["session_id"], session
-                )
-                # registered sessions never expire; back to the server's default timeout
-                holder.setCustomInactiveTimeoutMs(self.jvm.scala.Option.apply(None))
-                done += 1
-            except Exception as exc:  # noqa: BLE001 - one session's problem, reported
-                failed.append(f"{item.get('database')}: {_one_line(exc)}")
-        detail = f"prepared {done} Spark session(s)" + (f", {kept} already there" if kept else "")
-        return {"ok": not failed, "detail": detail, "failed": failed}
+    def open(self) -> None:
+        self.service.start(self.sc._jsc.sc())
 
-    def open(self) -> dict[str, Any]:
-        self.pkg.SparkConnectService.start(self.sc._jsc.sc())
-        return {"ok": True, "detail": "the Spark Connect service is open"}
+    def activity(self) -> dict[str, Any]:
+        either = self.service.executionManager().listActiveExecutions()
+        running = 0 if either.isLeft() else int(either.right().get().size())
+        return {"ok": True, "running": running}
 
     def loop(self) -> None:
         for line in sys.stdin:  # ends when the hub closes the pipe (or dies)
@@ -163,47 +188,111 @@ class _Server:
             try:
                 msg = json.loads(line)
                 cmd = msg.get("cmd")
-                if cmd == "prepare":
-                    answer = self.prepare(msg.get("items") or [])
-                elif cmd == "open":
-                    answer = self.open()
+                if cmd == "activity":
+                    answer = self.activity()
                 else:
                     answer = {"ok": False, "detail": f"unknown command {cmd!r}"}
             except Exception as exc:  # noqa: BLE001 - answered, never fatal
                 answer = {"ok": False, "detail": _one_line(exc)}
-            self.send({"id": msg.get("id") if isinstance(msg, dict) else None, **answer})
+            self.events.send({"id": msg.get("id") if isinstance(msg, dict) else None, **answer})
+
+    def stop(self) -> None:
+        """Stop the driver (bounded) and let the JVM exit, which writes the class-data
+        archive when asked to."""
+        self.stopping = True
+        stopper = threading.Thread(target=self.spark.stop, daemon=True)
+        stopper.start()
+        stopper.join(30)
+        if self.jvm_proc is not None:
+            with contextlib.suppress(Exception):
+                self.jvm_proc.stdin.close()  # PythonGatewayServer exits on EOF
+            with contextlib.suppress(Exception):
+                self.jvm_proc.wait(120)
 
 
-def _serve() -> int:
+def _warm_catalog(server: _Server, database: str, location: str) -> None:
+    t0 = time.monotonic()
+    try:
+        server.ensure_database(database, location)
+        server.events.send({"event": "catalog", "seconds": round(time.monotonic() - t0, 3)})
+    except Exception as exc:  # noqa: BLE001 - reported; a query touching tables will say more
+        server.events.send({"event": "catalog", "error": _one_line(exc)})
+
+
+def _train(server: _Server, port: str) -> None:
+    """A first session through Spark Connect, so that its classes get archived too."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    # The JVM (a child) inherits fd 1: keep the real stdout for answers, send the rest to
-    # stderr, which the hub points at server.log.
-    control = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
+    # the Spark Connect client's own builder: pyspark's refuses while a classic session runs
+    from pyspark.sql.connect.session import SparkSession
+
+    spark = SparkSession.builder.remote(f"sc://127.0.0.1:{port}/;user_id=rsparkhub").getOrCreate()
+    spark.sql("SELECT 1 AS x").collect()
+    spark.range(100).selectExpr("id % 7 AS k").groupBy("k").count().collect()
+    spark.range(3).write.mode("overwrite").saveAsTable("rsparkhub_class_archive")
+    spark.table("rsparkhub_class_archive").count()
+    spark.catalog.currentDatabase()
+    spark.stop()
+
+
+def _since(t0: float) -> float:
+    return round(time.monotonic() - t0, 3)
+
+
+def _serve(args: list[str]) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
     first = sys.stdin.readline()
+    t0 = time.monotonic()
     if not first:
         return 0
     config = json.loads(first)
+    events = _Events(str(config["nonce"]))
+    if args:  # DIR: scratch space left by a killed server goes; Java needs its temp dir
+        import shutil
+
+        shutil.rmtree(os.path.join(args[0], "tmp"), ignore_errors=True)
+        for sub in ("tmp", "home"):
+            os.makedirs(os.path.join(args[0], sub), mode=0o700, exist_ok=True)
+    confs = {str(k): str(v) for k, v in config["confs"].items()}
+    database, location = str(config["database"]), str(config["location"])
+    train = args[args.index("--train") + 1] if "--train" in args else None
+    if train is not None:
+        confs["spark.driver.extraJavaOptions"] = (
+            confs.get("spark.driver.extraJavaOptions", "")
+            + f" -XX:ArchiveClassesAtExit={train} -Xlog:cds=off -Xlog:cds+dynamic=off"
+        ).strip()
     try:
-        server = _Server({str(k): str(v) for k, v in config["confs"].items()}, control)
+        server = _Server(confs, events)
     except Exception as exc:  # noqa: BLE001 - the hub logs the line and retries later
-        control.write(json.dumps({"event": "failed", "detail": _one_line(exc)}) + "\n")
-        control.flush()
+        events.send({"event": "failed", "detail": _one_line(exc)})
         return 1
-    server.send(
-        {
-            "event": "started",
-            "ui_url": server.sc.uiWebUrl,
-            "jvm_pid": server.jvm_proc.pid if server.jvm_proc is not None else None,
-        }
-    )
+    ui = server.sc.uiWebUrl
+    jvm_pid = server.jvm_proc.pid if server.jvm_proc is not None else None
+    events.send({"event": "started", "ui_url": ui, "jvm_pid": jvm_pid, "seconds": _since(t0)})
+    try:
+        if config.get("create_database") or train is not None:
+            server.ensure_database(database, location)
+        server.open()
+    except Exception as exc:  # noqa: BLE001
+        events.send({"event": "failed", "detail": _one_line(exc)})
+        server.stop()
+        return 1
+    events.send({"event": "open", "seconds": _since(t0)})
+    if train is not None:
+        try:
+            _train(server, confs["spark.connect.grpc.binding.port"])
+        finally:
+            server.stop()
+        events.send({"event": "trained"})
+        return 0
+    threading.Thread(
+        target=_warm_catalog, args=(server, database, location), name="catalog", daemon=True
+    ).start()
     server.loop()
-    # stdin closed: the hub is gone. Stop the driver (bounded), then exit.
-    stopper = threading.Thread(target=server.spark.stop, daemon=True)
-    stopper.start()
-    stopper.join(30)
+    server.stop()  # stdin closed: the hub stops this server, or is gone
     return 0
 
 
@@ -213,7 +302,7 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "server":
-        return _serve()
+        return _serve(sys.argv[2:])
     payload = json.loads(sys.stdin.read() or "null")
     try:
         if cmd == "interrupt":

@@ -47,7 +47,7 @@ from rsparkhub.hub.errors import (
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.sessions import SessionManager
-from rsparkhub.hub.spark import SparkService
+from rsparkhub.hub.spark import build_spark
 from rsparkhub.hub.spawners.base import Spawner
 from rsparkhub.hub.spawners.local import LocalSpawner
 from rsparkhub.hub.state import Hub
@@ -86,12 +86,12 @@ def build_hub(settings: Settings) -> Hub:
         blobs=BlobStore(settings.data_dir / "blobs"),
         sessions=None,  # type: ignore[arg-type]  # set just below: they refer to each other
         userdb=UserDatabases(settings, db),
-        spark=SparkService(settings),
+        spark=build_spark(settings),
         sandboxes=sandboxes,
         identities=Identities(settings, db),
     )
     hub.sessions = SessionManager(hub, spawner)
-    hub.spark.is_live = lambda sid: (s := hub.sessions.by_id.get(sid)) is not None and s.alive
+    hub.spark.attach(hub)
     if settings.spark == "kubernetes":
         # Spark drivers are created next to the session pods with the spawner's API client.
         hub.spark.kubernetes_api = getattr(spawner, "core", None)
@@ -110,11 +110,12 @@ def create_app(settings: Settings) -> FastAPI:
         if hub.sessions.live and hub.userdb.enabled:
             # Adopted sessions use their databases at once: start the embedded server now.
             warmup = asyncio.create_task(_start_user_databases(hub))
-        if hub.spark.mode == "embedded":
-            # Adopted sessions keep their SPARK_REMOTE: bring the server (and their
-            # server-side sessions) back.
-            for live in list(hub.sessions.live.values()):
-                hub.spark.register(live.id, live.owner_name)
+        # Adopted sessions keep their SPARK_REMOTE: their users' Spark servers (embedded)
+        # come back when they use them.
+        for live in list(hub.sessions.live.values()):
+            hub.spark.register(
+                live.id, live.owner_name, user_id=live.owner_id, workspace_id=live.workspace_id
+            )
         try:
             yield
         finally:

@@ -1,19 +1,21 @@
 """Spark for the caller (``GET /api/spark``) and the Spark web UI through the hub.
 
 ``GET|HEAD /spark-ui/{owner}/{path}`` is an authenticated reverse proxy (browser cookie or
-API token) to a Spark driver's web UI, which listens on loopback (embedded server) or
-inside the cluster (Kubernetes drivers) and is never reachable otherwise:
+API token) to the web UI of a user's Spark driver, which listens inside that user's
+sandbox (embedded: the user's own Spark Connect server, its UI port forwarded to the
+host's loopback for the hub alone) or inside the cluster (Kubernetes drivers) and is never
+reachable otherwise:
 
-* ``owner = _shared``: the embedded Spark Connect server, ONE driver for all users — its
-  UI lists everyone's queries and SQL text, so only administrators may open it (403
-  ``spark_ui_shared`` for others). A user literally named ``_shared`` cannot use this name.
-* ``owner = <user>``: that user's own driver (Kubernetes mode: the driver of their most
-  recently started live session): the user and administrators only (403 ``forbidden``
-  for others).
-* 401 without a login, 404 ``spark_off`` when there is no such UI right now (Spark off,
-  another mode, the server not running), 502 ``spark_ui_unreachable`` when it does not
-  answer. The route is outside the OpenAPI schema (a browser page, not an API);
-  tests/test_spark_ui.py checks who may call it.
+* ``owner = <user>``: that user's own driver. Who may open it is the mode's rule
+  (``SparkService.may_open_ui``): embedded, the user alone — administrators included, so
+  that another user's page (their SQL, rendered in the hub's origin) never runs in an
+  administrator's browser; Kubernetes, the user and administrators. Others get 403
+  ``forbidden`` before anything is said about the UI.
+* 401 without a login, 404 ``not_found`` for a name no user can have, 404 ``spark_off``
+  when there is no such UI right now (Spark off, an external server, the user's server or
+  driver not running), 502 ``spark_ui_unreachable`` when it does not answer. The route is
+  outside the OpenAPI schema (a browser page, not an API); tests/test_spark_ui.py checks
+  who may call it.
 
 Spark renders links under ``spark.ui.proxyBase`` (set to the hub path by the hub), so
 pages are streamed unchanged; only a redirect's ``Location`` (Jetty makes it absolute, to
@@ -23,8 +25,8 @@ allow-list: the hub's cookies, tokens and CSRF header never reach Spark; respons
 are an allow-list too (no ``Set-Cookie``, no hop-by-hop headers) plus a CSP of our own.
 Spark's pages need inline scripts, so the CSP allows them on this path: the UI runs in
 the hub's origin, and its safety against script injection rests on Spark escaping the
-user-supplied text it shows (SQL, job descriptions) — one reason the shared UI is for
-administrators only.
+user-supplied text it shows (SQL, job descriptions) — the reason an embedded server's UI
+is for its own user only.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from fastapi.responses import Response, StreamingResponse
 from rsparkhub.hub.api.deps import CallerDep, HubDep, get_hub
 from rsparkhub.hub.auth import Caller, authenticate
 from rsparkhub.hub.errors import ApiError
-from rsparkhub.hub.spark import SHARED_UI, SparkService
+from rsparkhub.hub.spark import SparkService
 from rsparkhub.hub.users import _NAME as USER_NAME
 
 router = APIRouter(tags=["spark"])
@@ -124,21 +126,11 @@ def _not_there(spark: SparkService, owner: str) -> ApiError:
     mode = spark.mode
     if mode == "off":
         msg = "Spark is off on this hub (spark = 'off'), so there is no Spark UI."
-    elif owner == SHARED_UI and mode != "embedded":
-        msg = f"There is no shared Spark server on this hub (spark = '{mode}'): " + (
-            "open the external Spark cluster's own UI."
-            if mode == "external"
-            else "each user's driver UI is at /spark-ui/<user>/ while their session runs."
-        )
-    elif owner == SHARED_UI:
-        msg = (
-            "The embedded Spark Connect server is not running right now: it starts with the "
-            "first session (GET /api/spark shows its state). Open this page again once it runs."
-        )
     elif mode == "embedded":
         msg = (
-            "With spark = 'embedded' users have no Spark driver of their own: the shared "
-            "server's UI is /spark-ui/_shared/ (administrators only)."
+            f"The Spark Connect server of '{owner}' is not running right now: it starts with "
+            "their first Spark call and stops when idle (GET /api/spark shows its state). "
+            "Open this page again once it runs."
         )
     elif mode == "external":
         msg = "This hub uses an external Spark Connect server; its UI is not served by the hub."
@@ -161,22 +153,11 @@ async def _caller(request: Request) -> Caller:
 
 def authorize_ui(spark: SparkService, caller: Caller, owner: str) -> str:
     """Who may open which UI; the UI's base URL, or an ApiError."""
-    if owner == SHARED_UI:
-        if not caller.user.is_admin:
-            raise ApiError(
-                403,
-                "spark_ui_shared",
-                "The shared Spark server's UI shows every user's queries, so only "
-                "administrators may open it; GET /api/spark describes your Spark.",
-            )
-    elif not USER_NAME.match(owner):
+    if not USER_NAME.match(owner):
         raise ApiError(404, "not_found", "There is no such Spark UI.")
-    elif owner != caller.name and not caller.user.is_admin:
-        raise ApiError(
-            403,
-            "forbidden",
-            "A Spark driver's UI is open to its user and to administrators only.",
-        )
+    if not spark.may_open_ui(caller.name, caller.user.is_admin, owner):
+        who = "its own user" if spark.mode == "embedded" else "its user and to administrators"
+        raise ApiError(403, "forbidden", f"A Spark driver's UI is open to {who} only.")
     target = spark.ui_target(owner)
     if target is None:
         raise _not_there(spark, owner)

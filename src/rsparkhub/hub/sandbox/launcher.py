@@ -29,7 +29,6 @@ import os
 import resource
 import shutil
 import stat
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 from rsparkhub.hub.sandbox import cgroups as cg
 from rsparkhub.hub.sandbox import seccomp
 from rsparkhub.hub.sandbox.cgroups import Limits
+from rsparkhub.hub.sandbox.mounts import is_mount, mount, umount
 
 # /etc entries a session may need (loader, certificates, R, Java, fonts, time zones, DNS).
 # Everything else of /etc (shadow, ssh keys, the hub's config) stays out.
@@ -187,7 +187,12 @@ class Sandboxes:
         if self.mode.network == "pasta":
             net = spec.network
             out += [self.pasta or "pasta", "-q", "--no-map-gw", "-u", "none", "-U", "none"]
-            out += ["-t", ",".join(map(str, net.from_host)) or "none"]
+            # One -t per port, bound to loopback: a bare port would listen on every
+            # address of the host, i.e. on the network.
+            for port in net.from_host:
+                out += ["-t", f"127.0.0.1/{port}"]
+            if not net.from_host:
+                out += ["-t", "none"]
             out += ["-T", ",".join(map(str, net.to_host)) or "none"]
             if net.outbound:
                 out.append("--config-net")  # a route out; without it only lo exists
@@ -270,21 +275,21 @@ class Sandboxes:
 
     @staticmethod
     def _stage(path: Path, dest: Path, read_only: bool) -> None:
-        if not _mounted(dest):
+        if not is_mount(dest):
             dest.mkdir(parents=True, exist_ok=True)
             for d in (STAGE.parent, STAGE, dest.parent.parent, dest.parent):
                 if d.is_relative_to(STAGE.parent):
                     d.chmod(0o711)  # searchable, not listable
-            subprocess.run(["mount", "--bind", str(path), str(dest)], check=True)
+            mount("--bind", str(path), str(dest))
             if read_only:
-                subprocess.run(["mount", "-o", "remount,bind,ro", str(dest)], check=True)
+                mount("-o", "remount,bind,ro", str(dest))
 
     def _unstage(self, name: str) -> None:
         base = STAGE / "rw" / name
         if not base.is_dir():
             return
         for d in base.iterdir():
-            subprocess.run(["umount", "-l", str(d)], check=False, capture_output=True)
+            umount(d)
             with contextlib.suppress(OSError):
                 d.rmdir()
         with contextlib.suppress(OSError):
@@ -390,17 +395,6 @@ class Sandboxes:
 def scope_for(data_dir: Path) -> str:
     """A short name for one hub (its data directory) on this machine."""
     return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
-
-
-def _mounted(path: Path) -> bool:
-    """Whether something is mounted at ``path`` (a bind mount from the same file system
-    is invisible to ``os.path.ismount``, so ask the kernel's mount table)."""
-    want = str(path).replace("\\", "\\134").replace(" ", "\\040")
-    try:
-        with open("/proc/self/mountinfo") as fh:
-            return any(line.split()[4] == want for line in fh)
-    except OSError:
-        return False
 
 
 def _searchable_by_others(path: Path) -> bool:
