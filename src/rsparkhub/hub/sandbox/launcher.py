@@ -105,6 +105,9 @@ class Mode:
 
 
 def _tun_usable() -> bool:
+    """pasta needs /dev/net/tun (a root hub makes it usable, see ``ensure_tun_mode``)."""
+    if not os.path.exists("/dev/net/tun"):
+        return False
     return os.access("/dev/net/tun", os.R_OK | os.W_OK) if os.geteuid() else True
 
 
