@@ -602,6 +602,24 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], target: str
     assert not allowed(pols, SESSION, HUB, 9000)
     assert not allowed(pols, SESSION, API_SERVER, 443)
     assert not allowed(pols, SESSION, INTERNET, 443)
+    # A session of a profile with the internet (label set by the pod builder) reaches public
+    # addresses on any port — and still nothing private: not the cluster's pods or API
+    # server, not other sessions, not another session's driver, not cloud metadata.
+    online = _pod(
+        "session",
+        "10.244.1.3",
+        **{"rsparkhub.io/user": "alice", "rsparkhub.io/internet": "true"},
+        **_of(ALICE_SESSION),
+    )
+    assert allowed(pols, online, INTERNET, 443) and allowed(pols, online, INTERNET, 22)
+    assert allowed(pols, online, HUB, 8000) and allowed(pols, online, DRIVER, 15002)
+    for port in (443, 6443):
+        assert not allowed(pols, online, API_SERVER, port), port
+    assert not allowed(pols, online, Endpoint(ip="169.254.169.254", is_pod=False), 80)
+    for port in (8000, 15002):
+        assert not allowed(pols, online, OTHER_SESSION, port), port
+        assert not allowed(pols, online, OTHER_DRIVER, port), port
+    assert not allowed(pols, online, OTHER_EXECUTOR, 7079)
     assert not allowed(pols, SESSION, DNS, 80)
     # Nobody connects into a session, not even the hub (the agent dials out).
     assert not allowed(pols, HUB, SESSION, 8000)
@@ -665,9 +683,9 @@ def test_spark_objects_are_the_ones_the_network_policies_select(
         conf = sk.spark_conf(cfg, user, session_id)
         executor_labels = {k[len(prefix) :]: v for k, v in conf.items() if k.startswith(prefix)}
         eps[user] = (
-            Endpoint(session_pod["metadata"]["labels"], ns, f"10.244.5.{i}1"),
-            Endpoint(driver["metadata"]["labels"], ns, f"10.244.5.{i}2"),
-            Endpoint(executor_labels, ns, f"10.244.5.{i}3"),
+            Endpoint(session_pod["metadata"]["labels"], ns, f"10.244.5.{10 * i + 1}"),
+            Endpoint(driver["metadata"]["labels"], ns, f"10.244.5.{10 * i + 2}"),
+            Endpoint(executor_labels, ns, f"10.244.5.{10 * i + 3}"),
         )
         pols.append(sk.build_network_policy(cfg, user, session_id))
     (s, d, e), (s2, d2, e2) = eps.values()

@@ -82,6 +82,7 @@ PROFILES = {
         memory_limit="1Gi",
         env={"OMP_NUM_THREADS": "1", "R_DEFAULT_PACKAGES": "stats,utils"},
         node_selector={"kubernetes.io/arch": "amd64"},
+        internet=False,
     ),
 }
 
@@ -160,6 +161,8 @@ def test_session_pods_validate_and_are_locked_down(profile: str, cfg: dict[str, 
     assert labels["rsparkhub.io/session"] == spec.session_id
     assert labels["rsparkhub.io/workspace"] == spec.workspace_id
     assert labels["rsparkhub.io/profile"] == prof.name
+    # The internet policy (deploy/…/networkpolicies.yaml) selects this label.
+    assert labels.get("rsparkhub.io/internet") == ("true" if prof.internet else None)
     assert all(LABEL_VALUE.match(v) and len(v) <= 63 for v in labels.values())
     assert labels["rsparkhub.io/user"] != spec.user  # changed to be valid …
     assert meta["annotations"]["rsparkhub.io/user-name"] == spec.user  # … the full name kept

@@ -33,6 +33,9 @@ USER_LABEL = "rsparkhub.io/user"
 WORKSPACE_LABEL = "rsparkhub.io/workspace"
 SESSION_LABEL = "rsparkhub.io/session"
 PROFILE_LABEL = "rsparkhub.io/profile"
+# "true" on session pods whose profile allows the internet: the namespace policy
+# rsparkhub-session-internet (deploy/kustomize/base/networkpolicies.yaml) selects it.
+INTERNET_LABEL = "rsparkhub.io/internet"
 USER_ANNOTATION = "rsparkhub.io/user-name"
 WORKSPACE_ANNOTATION = "rsparkhub.io/workspace-id"
 SESSION_ANNOTATION = "rsparkhub.io/session-id"
@@ -364,7 +367,10 @@ def build_session_pod(
         "metadata": {
             "name": name,
             "namespace": cfg.namespace,
-            "labels": session_labels(spec, profile.name),
+            "labels": {
+                **session_labels(spec, profile.name),
+                **({INTERNET_LABEL: "true"} if profile.internet else {}),
+            },
             "annotations": session_annotations(spec, profile.name),
         },
         "spec": pod_spec,

@@ -120,6 +120,10 @@ class KubernetesProfile(BaseModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    internet: bool = Field(
+        default=True,
+        description="Sessions may reach the internet (never the cluster's private ranges).",
+    )
     users: list[str] | None = Field(default=None, description="Only these users (None = everyone).")
     admins_only: bool = False
     default: bool = False
