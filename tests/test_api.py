@@ -886,11 +886,17 @@ def test_openapi_and_security_headers(
 def test_password_change_logs_out_other_browser_sessions(shared_hub: HubProcess) -> None:
     shared_hub.make_user("pia")
     one, two = login(shared_hub, "pia"), login(shared_hub, "pia")
-    r = one.post("/api/me/password", json={"old_password": PASSWORD, "new_password": "brand-new-secret"})
+    r = one.post(
+        "/api/me/password", json={"old_password": PASSWORD, "new_password": "brand-new-secret"}
+    )
     assert r.status_code == 200, r.text
     assert one.get("/api/me").status_code == 200  # the session that changed it stays
     err(two.get("/api/me"), 401, "unauthorized")
-    err(one.post("/api/me/password", json={"old_password": "wrong-one", "new_password": "x" * 12}), 403, "wrong_password")
+    err(
+        one.post("/api/me/password", json={"old_password": "wrong-one", "new_password": "x" * 12}),
+        403,
+        "wrong_password",
+    )
     login(shared_hub, "pia", "brand-new-secret").close()
 
 
@@ -901,7 +907,11 @@ def test_unicode_paths_have_one_spelling(fred: tuple[httpx.Client, str]) -> None
     assert r.status_code == 200, r.text
     r = c.get(f"/api/workspaces/{wid}/text/{decomposed}")
     assert r.status_code == 200 and r.json()["path"] == composed
-    err(c.put(f"/api/workspaces/{wid}/text/{decomposed}", json={"content": "2", "base_version": 0}), 409, "version_conflict")
+    err(
+        c.put(f"/api/workspaces/{wid}/text/{decomposed}", json={"content": "2", "base_version": 0}),
+        409,
+        "version_conflict",
+    )
 
 
 def test_oversized_request_bodies_are_refused_before_parsing(tmp_path: Path) -> None:
@@ -913,7 +923,9 @@ def test_oversized_request_bodies_are_refused_before_parsing(tmp_path: Path) -> 
         e = err(c.put(f"/api/workspaces/{wid}/text/a.txt", json=body), 413, "request_too_large")
         assert "5000" in e["message"]
         assert c.get(f"/api/workspaces/{wid}/files").json() == []
-        ok = c.put(f"/api/workspaces/{wid}/text/a.txt", json={"content": "small", "base_version": 0})
+        ok = c.put(
+            f"/api/workspaces/{wid}/text/a.txt", json={"content": "small", "base_version": 0}
+        )
         assert ok.status_code == 200, ok.text
     finally:
         hub.close()

@@ -19,7 +19,8 @@ def test_examples_are_listed_and_copied(shared_hub: HubProcess, alice: str) -> N
         assert all(e["title"] and e["description"] for e in listed.values())
         pid = c.post("/api/projects", json={"name": f"ex-{uuid.uuid4().hex[:6]}"}).json()["id"]
         r = c.post(
-            f"/api/projects/{pid}/workspaces", json={"name": "report", "example": "rmarkdown-report"}
+            f"/api/projects/{pid}/workspaces",
+            json={"name": "report", "example": "rmarkdown-report"},
         )
         assert r.status_code == 201, r.text
         wid = r.json()["id"]

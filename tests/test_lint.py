@@ -11,10 +11,17 @@ BIN = Path(sys.executable).parent
 
 
 def test_ruff() -> None:
-    out = subprocess.run([str(BIN / "ruff"), "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(BIN / "ruff"), "check", "src", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_on_the_package() -> None:
-    out = subprocess.run([str(BIN / "mypy"), "src/rsparkhub"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [str(BIN / "mypy"), "src/rsparkhub"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout + out.stderr
