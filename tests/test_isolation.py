@@ -313,7 +313,9 @@ def _host_addresses() -> list[str]:
 
 async def test_no_host_port_is_reachable(world: World, alice_session: object) -> None:
     # Agents reach the hub through its unix socket: not even the hub's port is forwarded.
-    targets = [(a, p) for a in _host_addresses() for p in (world.service_port, world.hub.port)]
+    # 10.0.2.2: user-mode networks' alias for the machine's own loopback (this CI VM has it).
+    hosts = [*_host_addresses(), "10.0.2.2"]
+    targets = [(a, p) for a in hosts for p in (world.service_port, world.hub.port)]
     code = f"""
 import socket
 for host, port in {targets!r}:
