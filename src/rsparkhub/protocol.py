@@ -19,19 +19,40 @@ Three families:
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from rsparkhub.filetypes import LANGUAGES, Language, is_document, language_for_path
+from rsparkhub.paths import PathError, clean_path
+
+__all__ = ["LANGUAGES", "Language", "language_for_path"]  # re-exported: one table, filetypes
 
 PROTOCOL_VERSION = 1
 
-Language = Literal["r", "python", "bash"]
-LANGUAGES: tuple[Language, ...] = ("r", "python", "bash")
 ExecMode = Literal["console", "run", "source"]
 RequestId = Annotated[str, Field(min_length=1, max_length=128)]
-# A workspace-relative path; the hub validates it further (rsparkhub.hub.paths).
-RelPath = Annotated[str, Field(min_length=1, max_length=1024)]
+# A workspace-relative path, normalised by the one set of path rules (rsparkhub.paths).
+RelPath = Annotated[str, AfterValidator(clean_path)]
 MAX_CODE_CHARS = 2_000_000
+
+
+class RuleError(ValueError):
+    """A request that breaks one of the protocol's rules (raised inside validators; parsing
+    reports it as a ``MessageError`` with this ``code``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class _Msg(BaseModel):
@@ -42,11 +63,10 @@ class _Msg(BaseModel):
 
 
 class ExecuteRequest(_Msg):
-    """Run code. Either ``code`` (console mode) or ``path`` (a workspace file) is given.
-
-    ``run`` and ``source`` take the file at its latest saved version; ``console`` runs
-    ``code`` as if typed in a console. When ``path`` is given and ``language`` is not, the
-    language follows from the file extension.
+    """Run code: ``console`` runs ``code`` as if typed in a console (``path``, if given,
+    names the file it came from); ``run`` and ``source`` run the file at ``path`` at its
+    latest saved version (no ``code``; documents are rendered, not run). ``language``
+    defaults to the file's (by extension), else R; after validation it is always set.
     """
 
     type: Literal["execute"] = "execute"
@@ -55,6 +75,40 @@ class ExecuteRequest(_Msg):
     path: RelPath | None = None
     language: Language | None = None
     mode: ExecMode = "console"
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if self.mode == "console":
+            if self.code is None:
+                raise RuleError("invalid_message", "An execute request needs 'code' or 'path'.")
+        elif self.path is None:
+            raise RuleError("invalid_message", f"Mode '{self.mode}' runs a file: give 'path'.")
+        elif self.code is not None:
+            raise RuleError(
+                "invalid_message", f"Mode '{self.mode}' runs the file at 'path': leave out 'code'."
+            )
+        elif is_document(self.path):
+            raise RuleError(
+                "unsupported_file",
+                f"'{self.path}' is a document: render it (a 'render' request, or "
+                "`rsparkhub render`) instead of running it as a script.",
+            )
+        if self.language is None and self.path is not None:
+            self.language = language_for_path(self.path)
+            if self.language is None:
+                raise RuleError(
+                    "unknown_language",
+                    f"Cannot tell the language of '{self.path}'; say language r, python or bash.",
+                )
+        if self.language is None:
+            self.language = "r"
+        return self
+
+    @property
+    def lang(self) -> Language:
+        """The language it runs in (always set once validated)."""
+        assert self.language is not None
+        return self.language
 
 
 class InterruptRequest(_Msg):
@@ -95,6 +149,11 @@ class RenderRequest(_Msg):
     path: RelPath
     output: RelPath | None = None
     in_session: bool = False
+
+    @property
+    def lang(self) -> Language:
+        """The document's default chunk language (what its execution record names)."""
+        return language_for_path(self.path) or "r"
 
 
 class PingRequest(_Msg):
@@ -274,6 +333,18 @@ class DocumentEvent(_Msg):
     duration_ms: float = 0.0
 
 
+class FileRefusedEvent(_Msg):
+    """A file written by code was not saved to the workspace (``error_code``: e.g.
+    ``quota_exceeded``, ``invalid_path``, ``file_too_large``); the copy in the session's
+    working directory is untouched."""
+
+    type: Literal["file_refused"] = "file_refused"
+    request_id: str | None = None
+    path: str
+    error_code: str
+    message: str
+
+
 Event = Annotated[
     StreamEvent
     | InputEvent
@@ -287,7 +358,8 @@ Event = Annotated[
     | EnvEvent
     | ViewReleasedEvent
     | HelpEvent
-    | DocumentEvent,
+    | DocumentEvent
+    | FileRefusedEvent,
     Field(discriminator="type"),
 ]
 
@@ -375,17 +447,32 @@ class AgentEvents(_Msg):
 
 
 class FileFromAgent(_Msg):
-    """A file written or changed by code in the session's working directory."""
+    """A file written or changed by code in the session's working directory. ``fseq``
+    numbers the agent's file changes (1, 2, 3 … per agent process); the hub answers each
+    with a ``FileAck`` once the change is committed or refused. Until then the agent
+    keeps it and sends it again after a re-dial."""
 
     type: Literal["file_changed"] = "file_changed"
+    fseq: int = Field(ge=1)
     path: RelPath
     content_b64: str
     sha256: str
 
 
 class FileDeletedByAgent(_Msg):
+    """Code deleted a workspace file (acknowledged like ``FileFromAgent``)."""
+
     type: Literal["file_deleted"] = "file_deleted"
+    fseq: int = Field(ge=1)
     path: RelPath
+
+
+class FileWant(_Msg):
+    """After a re-dial: workspace files the hub holds in a newer version than the working
+    directory (changed while the link was down). The hub answers with ``FilePut``s."""
+
+    type: Literal["file_want"] = "file_want"
+    paths: list[RelPath] = Field(max_length=100_000)
 
 
 class CallResult(_Msg):
@@ -402,14 +489,17 @@ class CallResult(_Msg):
 
 
 AgentToHub = Annotated[
-    AgentHello | AgentEvents | FileFromAgent | FileDeletedByAgent | CallResult,
+    AgentHello | AgentEvents | FileFromAgent | FileDeletedByAgent | FileWant | CallResult,
     Field(discriminator="type"),
 ]
 
 
 class AgentWelcome(_Msg):
     """The hub's answer to ``hello``: the highest seq it has made durable, and the
-    workspace files the working directory must hold (path → sha256)."""
+    workspace files the hub holds (path → sha256). On a fresh start the hub then puts every
+    file; on a re-dial the agent compares the manifest with its working directory: what
+    code changed since the last ack it sends (again), what the hub changed it asks for
+    (``FileWant``), what the hub deleted it deletes."""
 
     type: Literal["welcome"] = "welcome"
     acked_seq: int = Field(ge=0)
@@ -420,6 +510,17 @@ class AgentWelcome(_Msg):
 class AckMessage(_Msg):
     type: Literal["ack"] = "ack"
     seq: int = Field(ge=0)
+
+
+class FileAck(_Msg):
+    """A file change from the agent (``fseq``) is committed (``ok``) or refused for good
+    (``error_code``/``message``: the agent then emits a ``FileRefusedEvent``)."""
+
+    type: Literal["file_ack"] = "file_ack"
+    fseq: int = Field(ge=1)
+    ok: bool = True
+    error_code: str | None = None
+    message: str | None = None
 
 
 class FilePut(_Msg):
@@ -492,6 +593,7 @@ class ForwardedRequest(_Msg):
 HubToAgent = Annotated[
     AgentWelcome
     | AckMessage
+    | FileAck
     | FilePut
     | FileDelete
     | StopMessage
@@ -539,9 +641,12 @@ def _parse(adapter: TypeAdapter[Any], raw: str | bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
+        rule = (first.get("ctx") or {}).get("error")
         if first.get("type") == "union_tag_invalid" or (first.get("type") == "union_tag_not_found"):
             code = "unknown_type"
             text = f"Unknown or missing message type {data.get('type')!r}."
+        elif isinstance(rule, RuleError | PathError):
+            code, text = rule.code, rule.message
         else:
             code = "invalid_message"
             text = f"Invalid message: {where or 'message'}: {first.get('msg')}."
@@ -566,15 +671,3 @@ def parse_event(data: dict[str, Any]) -> Event:
 
 def dump(msg: BaseModel) -> str:
     return msg.model_dump_json(exclude_none=False)
-
-
-def language_for_path(path: str) -> Language | None:
-    """The language a file runs in, by extension."""
-    lower = path.lower()
-    if lower.endswith((".r", ".rmd", ".qmd")):
-        return "r"
-    if lower.endswith(".py"):
-        return "python"
-    if lower.endswith((".sh", ".bash")):
-        return "bash"
-    return None

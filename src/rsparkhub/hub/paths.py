@@ -1,58 +1,20 @@
-"""Validation of workspace-relative file paths. Every path a client or an agent names goes
-through ``clean_path`` before it touches the database or a disk."""
+"""The path rules of ``rsparkhub.paths`` as the hub's HTTP errors (400, with the rule's code)."""
 
 from __future__ import annotations
 
-import unicodedata
-
+from rsparkhub import paths
 from rsparkhub.hub.errors import ApiError
-
-MAX_PATH_CHARS = 1024
-MAX_NAME_BYTES = 255
 
 
 def clean_path(raw: str) -> str:
-    """Return the normalised relative path, or raise a 400 ApiError saying what is wrong."""
-    if not isinstance(raw, str) or raw == "":
-        raise ApiError(400, "invalid_path", "A file path is required.")
-    if len(raw) > MAX_PATH_CHARS:
-        raise ApiError(400, "invalid_path", f"Paths are limited to {MAX_PATH_CHARS} characters.")
-    if "\x00" in raw:
-        raise ApiError(400, "invalid_path", "Paths may not contain NUL characters.")
-    if any(unicodedata.category(c) == "Cc" for c in raw):
-        raise ApiError(400, "invalid_path", "Paths may not contain control characters.")
-    if "\\" in raw:
-        raise ApiError(400, "invalid_path", "Use '/' to separate folders, not '\\'.")
-    if raw.startswith("/"):
-        raise ApiError(
-            400, "invalid_path", "Paths are relative to the workspace; drop the leading '/'."
-        )
-    # One spelling per name: "é" typed as one or two code points is the same file.
-    raw = unicodedata.normalize("NFC", raw)
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if not parts:
-        raise ApiError(400, "invalid_path", "A file path is required.")
-    for part in parts:
-        if part == "..":
-            raise ApiError(400, "invalid_path", "Paths may not contain '..'.")
-        if len(part.encode()) > MAX_NAME_BYTES:
-            raise ApiError(
-                400, "invalid_path", f"File and folder names are limited to {MAX_NAME_BYTES} bytes."
-            )
-        if part != part.strip():
-            raise ApiError(400, "invalid_path", "Names may not start or end with spaces.")
-    return "/".join(parts)
+    try:
+        return paths.clean_path(raw)
+    except paths.PathError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
 
 
 def clean_name(raw: str, what: str = "name") -> str:
-    """Project and workspace names: 1-128 printable characters, no slash."""
-    name = (raw or "").strip()
-    if not name:
-        raise ApiError(400, "invalid_name", f"The {what} may not be empty.")
-    if len(name) > 128:
-        raise ApiError(400, "invalid_name", f"The {what} is limited to 128 characters.")
-    if "/" in name or any(unicodedata.category(c) == "Cc" for c in name):
-        raise ApiError(
-            400, "invalid_name", f"The {what} may not contain '/' or control characters."
-        )
-    return name
+    try:
+        return paths.clean_name(raw, what)
+    except paths.PathError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
