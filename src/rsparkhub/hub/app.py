@@ -44,9 +44,10 @@ from rsparkhub.hub.errors import (
     internal_error_handler,
     validation_error_handler,
 )
+from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
-from rsparkhub.hub.sessions import SessionManager
+from rsparkhub.hub.sessions import Clients, FileFanout, Registry, Sessions
 from rsparkhub.hub.spark import build_spark
 from rsparkhub.hub.spawners.base import Spawner
 from rsparkhub.hub.spawners.local import LocalSpawner
@@ -80,22 +81,30 @@ def build_hub(settings: Settings) -> Hub:
     sandboxes = Sandboxes(enabled=settings.sandbox != "none", scope=scope_for(settings.data_dir))
     spawner = build_spawner(settings, sandboxes)
     db = Database(settings.db_url)
+    blobs = BlobStore(settings.data_dir / "blobs")
+    userdb = UserDatabases(settings, db)
+    spark = build_spark(settings)
+    identities = Identities(settings, db)
+    registry, clients = Registry(), Clients()
+    files = Files(settings, blobs, FileFanout(registry, clients))
+    sessions = Sessions(
+        settings, db, blobs, spawner, registry, clients, files, userdb, spark, identities
+    )
     hub = Hub(
         settings=settings,
         db=db,
-        blobs=BlobStore(settings.data_dir / "blobs"),
-        sessions=None,  # type: ignore[arg-type]  # set just below: they refer to each other
-        userdb=UserDatabases(settings, db),
-        spark=build_spark(settings),
+        blobs=blobs,
+        files=files,
+        sessions=sessions,
+        userdb=userdb,
+        spark=spark,
         sandboxes=sandboxes,
-        identities=Identities(settings, db),
+        identities=identities,
     )
-    hub.sessions = SessionManager(hub, spawner)
     hub.spark.attach(hub)
     if settings.spark == "kubernetes":
         # Spark drivers are created next to the session pods with the spawner's API client.
         hub.spark.kubernetes_api = getattr(spawner, "core", None)
-    hub.sessions.hub_port = settings.port
     return hub
 
 
@@ -107,12 +116,12 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.db.upgrade()
         await hub.sessions.startup()
         warmup: asyncio.Task[object] | None = None
-        if hub.sessions.live and hub.userdb.enabled:
+        if hub.sessions.current_sessions() and hub.userdb.enabled:
             # Adopted sessions use their databases at once: start the embedded server now.
             warmup = asyncio.create_task(_start_user_databases(hub))
         # Adopted sessions keep their SPARK_REMOTE: their users' Spark servers (embedded)
         # come back when they use them.
-        for live in list(hub.sessions.live.values()):
+        for live in hub.sessions.current_sessions():
             hub.spark.register(
                 live.id, live.owner_name, user_id=live.owner_id, workspace_id=live.workspace_id
             )

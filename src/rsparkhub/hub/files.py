@@ -1,7 +1,9 @@
 """Workspace files: the hub is their source of truth. Each save writes the bytes to the
 blob store and a new ``file_versions`` row; a save names the version it edited, and a stale
 save is refused with 409 and the current version. Sessions and clients are told about
-every change through the session manager."""
+every change through a ``FileListener`` (the sessions' fan-out to agents and clients), named
+with the change's ``Origin``: a save by a client goes to the session, a file written by the
+session's own code does not go back to it."""
 
 from __future__ import annotations
 
@@ -10,25 +12,34 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rsparkhub.config import Settings
+from rsparkhub.filetypes import is_source
+from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import File, FileVersion
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.paths import clean_path
 from rsparkhub.hub.quotas import check_room
 
-if TYPE_CHECKING:
-    from rsparkhub.hub.state import Hub
+# Who changed a file: a client (the browser, the API) or code running in the session.
+Origin = Literal["client", "session"]
 
-SOURCE_EXTENSIONS = (".r", ".rmd", ".qmd", ".py", ".sh", ".bash", ".sql", ".md", ".txt")
+
+class FileListener(Protocol):
+    """Told about every committed change (the session manager's fan-out)."""
+
+    async def file_saved(self, workspace_id: str, f: File, data: bytes, origin: Origin) -> None: ...
+
+    async def file_deleted(self, workspace_id: str, path: str, origin: Origin) -> None: ...
 
 
 def file_kind(path: str) -> str:
-    return "source" if path.lower().endswith(SOURCE_EXTENSIONS) else "other"
+    return "source" if is_source(path) else "other"
 
 
 def file_info(f: File) -> dict[str, object]:
@@ -64,116 +75,134 @@ async def list_files(db: AsyncSession, workspace_id: str) -> list[File]:
     return list(rows.scalars())
 
 
-async def save_file(
-    hub: Hub,
-    db: AsyncSession,
-    workspace_id: str,
-    raw_path: str,
-    data: bytes,
-    author: str,
-    base_version: int | None,
-    *,
-    require_base: bool = True,
-    notify: bool = True,
-) -> Saved:
-    """Save ``data`` as the new version of a file.
+class Files:
+    """Saving, deleting and moving workspace files (the database rows and the blobs)."""
 
-    ``base_version`` is the version the writer edited (0 or None: the file must not exist
-    yet). With ``require_base=False`` (files written by code in the session) the save
-    always wins, as the session's disk is what the code produced.
-    """
-    path = clean_path(raw_path)
-    limits = hub.settings
-    if len(data) > limits.max_file_bytes:
-        raise ApiError(
-            413,
-            "file_too_large",
-            f"'{path}' is {len(data)} bytes; files are limited to {limits.max_file_bytes} bytes.",
-        )
-    existing = (
-        await db.execute(select(File).where(File.workspace_id == workspace_id, File.path == path))
-    ).scalar_one_or_none()
-    current_size = existing.size if existing else 0
-    await check_room(db, limits, workspace_id, path, current_size, len(data))
-    if require_base:
-        if existing is None and base_version not in (None, 0):
+    def __init__(self, settings: Settings, blobs: BlobStore, listener: FileListener) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.listener = listener
+
+    async def save(
+        self,
+        db: AsyncSession,
+        workspace_id: str,
+        raw_path: str,
+        data: bytes,
+        author: str,
+        base_version: int | None,
+        *,
+        require_base: bool = True,
+        origin: Origin = "client",
+    ) -> Saved:
+        """Save ``data`` as the new version of a file.
+
+        ``base_version`` is the version the writer edited (0 or None: the file must not exist
+        yet). With ``require_base=False`` (files written by code in the session, uploads) the
+        save always wins, as the session's disk is what the code produced.
+        """
+        path = clean_path(raw_path)
+        limits = self.settings
+        if len(data) > limits.max_file_bytes:
             raise ApiError(
-                409, "version_conflict", f"'{path}' no longer exists.", current_version=0
+                413,
+                "file_too_large",
+                f"'{path}' is {len(data)} bytes; files are limited to {limits.max_file_bytes} bytes.",
             )
-        if existing is not None and base_version != existing.version:
+        existing = (
+            await db.execute(
+                select(File).where(File.workspace_id == workspace_id, File.path == path)
+            )
+        ).scalar_one_or_none()
+        current_size = existing.size if existing else 0
+        await check_room(db, limits, workspace_id, path, current_size, len(data))
+        if require_base:
+            if existing is None and base_version not in (None, 0):
+                raise ApiError(
+                    409, "version_conflict", f"'{path}' no longer exists.", current_version=0
+                )
+            if existing is not None and base_version != existing.version:
+                raise ApiError(
+                    409,
+                    "version_conflict",
+                    f"'{path}' was changed elsewhere (now version {existing.version}, you edited "
+                    f"version {base_version}). Reload it or save under another name.",
+                    current_version=existing.version,
+                    current_sha256=existing.sha256,
+                )
+        sha = await self.blobs.put(data)
+        if existing is not None and existing.sha256 == sha:
+            return Saved(existing, False)
+        now = datetime.now(UTC)
+        if existing is None:
+            existing = File(
+                workspace_id=workspace_id,
+                path=path,
+                version=1,
+                size=len(data),
+                sha256=sha,
+                updated_at=now,
+            )
+            db.add(existing)
+            await db.flush()
+        else:
+            existing.version += 1
+            existing.size = len(data)
+            existing.sha256 = sha
+            existing.updated_at = now
+        db.add(
+            FileVersion(
+                file_id=existing.id,
+                version=existing.version,
+                sha256=sha,
+                size=len(data),
+                author=author,
+            )
+        )
+        await db.commit()
+        await self.listener.file_saved(workspace_id, existing, data, origin)
+        return Saved(existing, True)
+
+    async def delete(
+        self, db: AsyncSession, workspace_id: str, path: str, *, origin: Origin = "client"
+    ) -> None:
+        f = await get_file(db, workspace_id, clean_path(path))
+        await db.delete(f)
+        await db.commit()
+        await self.listener.file_deleted(workspace_id, f.path, origin)
+
+    async def move(
+        self,
+        db: AsyncSession,
+        workspace_id: str,
+        src: str,
+        dst: str,
+        author: str,
+        copy: bool = False,
+    ) -> File:
+        src, dst = clean_path(src), clean_path(dst)
+        f = await get_file(db, workspace_id, src)
+        clash = (
+            await db.execute(
+                select(File).where(File.workspace_id == workspace_id, File.path == dst)
+            )
+        ).scalar_one_or_none()
+        if clash is not None:
             raise ApiError(
-                409,
-                "version_conflict",
-                f"'{path}' was changed elsewhere (now version {existing.version}, you edited "
-                f"version {base_version}). Reload it or save under another name.",
-                current_version=existing.version,
-                current_sha256=existing.sha256,
+                409, "file_exists", f"'{dst}' already exists; delete it or pick another name."
             )
-    sha = await hub.blobs.put(data)
-    if existing is not None and existing.sha256 == sha:
-        return Saved(existing, False)
-    now = datetime.now(UTC)
-    if existing is None:
-        existing = File(
-            workspace_id=workspace_id,
-            path=path,
-            version=1,
-            size=len(data),
-            sha256=sha,
-            updated_at=now,
-        )
-        db.add(existing)
-        await db.flush()
-    else:
-        existing.version += 1
-        existing.size = len(data)
-        existing.sha256 = sha
-        existing.updated_at = now
-    db.add(
-        FileVersion(
-            file_id=existing.id, version=existing.version, sha256=sha, size=len(data), author=author
-        )
-    )
-    await db.commit()
-    if notify:
-        await hub.sessions.file_saved(
-            workspace_id, existing, data, from_session=author == "session"
-        )
-    return Saved(existing, True)
+        data = await self.blobs.get(f.sha256)
+        saved = await self.save(db, workspace_id, dst, data, author, None)
+        if not copy:
+            await self.delete(db, workspace_id, src)
+        return saved.file
 
-
-async def delete_file(
-    hub: Hub, db: AsyncSession, workspace_id: str, path: str, *, from_session: bool = False
-) -> None:
-    f = await get_file(db, workspace_id, clean_path(path))
-    await db.delete(f)
-    await db.commit()
-    await hub.sessions.file_deleted(workspace_id, f.path, from_session=from_session)
-
-
-async def move_file(
-    hub: Hub,
-    db: AsyncSession,
-    workspace_id: str,
-    src: str,
-    dst: str,
-    author: str,
-    copy: bool = False,
-) -> File:
-    src, dst = clean_path(src), clean_path(dst)
-    f = await get_file(db, workspace_id, src)
-    clash = (
-        await db.execute(select(File).where(File.workspace_id == workspace_id, File.path == dst))
-    ).scalar_one_or_none()
-    if clash is not None:
-        raise ApiError(
-            409, "file_exists", f"'{dst}' already exists; delete it or pick another name."
-        )
-    data = await hub.blobs.get(f.sha256)
-    saved = await save_file(hub, db, workspace_id, dst, data, author, None)
-    if not copy:
-        await delete_file(hub, db, workspace_id, src)
-    return saved.file
+    async def zip(self, db: AsyncSession, workspace_id: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in await list_files(db, workspace_id):
+                zf.writestr(f.path, await self.blobs.get(f.sha256))
+        return buf.getvalue()
 
 
 async def history(db: AsyncSession, f: File) -> list[FileVersion]:
@@ -192,14 +221,6 @@ async def version_row(db: AsyncSession, f: File, version: int) -> FileVersion:
     if row is None:
         raise not_found(f"Version {version} of '{f.path}'")
     return row
-
-
-async def workspace_zip(hub: Hub, db: AsyncSession, workspace_id: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in await list_files(db, workspace_id):
-            zf.writestr(f.path, await hub.blobs.get(f.sha256))
-    return buf.getvalue()
 
 
 def read_zip(data: bytes, max_total: int) -> list[tuple[str, bytes]]:

@@ -1,5 +1,5 @@
 """The hub's process-wide state, built once by ``create_app``: settings, database, blob
-store, session manager, per-user databases, sandboxes and users' host identities. Routes reach it as ``request.app.state.hub``."""
+store, workspace files, sessions, per-user databases, sandboxes and users' host identities. Routes reach it as ``request.app.state.hub``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 from rsparkhub.config import Settings
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
+from rsparkhub.hub.files import Files
 
 if TYPE_CHECKING:
     from rsparkhub.hub.identities import Identities
     from rsparkhub.hub.sandbox import Sandboxes
-    from rsparkhub.hub.sessions import SessionManager
+    from rsparkhub.hub.sessions import Sessions
     from rsparkhub.hub.spark import SparkService
     from rsparkhub.hub.userdb import UserDatabases
 
@@ -23,7 +24,8 @@ class Hub:
     settings: Settings
     db: Database
     blobs: BlobStore
-    sessions: SessionManager
+    files: Files
+    sessions: Sessions
     userdb: UserDatabases
     spark: SparkService
     sandboxes: Sandboxes  # every process running a user's code starts through it

@@ -12,13 +12,10 @@ from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.files import (
-    delete_file,
     file_info,
     get_file,
     history,
     list_files,
-    move_file,
-    save_file,
     version_row,
 )
 from rsparkhub.hub.paths import clean_path
@@ -150,7 +147,7 @@ async def put_file(
 ) -> dict[str, object]:
     w = await workspace_for(db, caller, workspace_id, "write")
     data = await _read_body(request, hub.settings.max_file_bytes)
-    saved = await save_file(hub, db, w.id, path, data, caller.name, base_version)
+    saved = await hub.files.save(db, w.id, path, data, caller.name, base_version)
     return file_info(saved.file)
 
 
@@ -193,8 +190,8 @@ async def put_text(
     workspace_id: str, path: str, body: TextBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
     w = await workspace_for(db, caller, workspace_id, "write")
-    saved = await save_file(
-        hub, db, w.id, path, body.content.encode(), caller.name, body.base_version
+    saved = await hub.files.save(
+        db, w.id, path, body.content.encode(), caller.name, body.base_version
     )
     return file_info(saved.file)
 
@@ -223,7 +220,7 @@ async def upload(
                 "file_too_large",
                 f"'{up.filename}' is larger than the limit of {hub.settings.max_file_bytes} bytes.",
             )
-        saved = await save_file(hub, db, w.id, name, data, caller.name, None, require_base=False)
+        saved = await hub.files.save(db, w.id, name, data, caller.name, None, require_base=False)
         out.append(file_info(saved.file))
     return out
 
@@ -233,7 +230,7 @@ async def remove_file(
     workspace_id: str, path: str, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, bool]:
     w = await workspace_for(db, caller, workspace_id, "write")
-    await delete_file(hub, db, w.id, path)
+    await hub.files.delete(db, w.id, path)
     return {"ok": True}
 
 
@@ -251,7 +248,7 @@ async def move(
     workspace_id: str, body: MoveBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
     w = await workspace_for(db, caller, workspace_id, "write")
-    f = await move_file(hub, db, w.id, body.source, body.target, caller.name, copy=body.copy_)
+    f = await hub.files.move(db, w.id, body.source, body.target, caller.name, copy=body.copy_)
     return file_info(f)
 
 
@@ -291,5 +288,5 @@ async def restore(
     f = await get_file(db, w.id, clean_path(path))
     row = await version_row(db, f, body.version)
     data = await hub.blobs.get(row.sha256)
-    saved = await save_file(hub, db, w.id, f.path, data, caller.name, f.version)
+    saved = await hub.files.save(db, w.id, f.path, data, caller.name, f.version)
     return file_info(saved.file)

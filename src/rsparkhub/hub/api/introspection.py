@@ -87,8 +87,8 @@ async def _workspace(
 async def _call(
     hub: HubDep,
     workspace_id: str,
-    language: str,
-    method: str,
+    language: P.Language,
+    method: P.CallMethod,
     params: dict[str, Any],
     may_run_code: bool,
 ) -> P.CallResult:
@@ -439,13 +439,12 @@ async def help_search(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     w, may_run_code = await _workspace(db, caller, workspace_id, "read")
-    live = hub.sessions.live.get(w.id)
-    langs: list[str] = (
+    live = hub.sessions.running(w.id)
+    both: tuple[HelpLang, ...] = ("r", "python")
+    langs: list[HelpLang] = (
         [language]
         if language
-        else [
-            x for x in ("r", "python") if live is None or not live.languages or x in live.languages
-        ]
+        else [x for x in both if live is None or not live.languages or x in live.languages]
     )
     results: list[dict[str, Any]] = []
     for lang in langs:

@@ -15,7 +15,7 @@ from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
 from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
 from rsparkhub.hub.errors import ApiError, not_found
-from rsparkhub.hub.files import read_zip, save_file, workspace_zip
+from rsparkhub.hub.files import read_zip
 from rsparkhub.hub.paths import clean_name
 
 router = APIRouter(tags=["projects"])
@@ -117,7 +117,7 @@ async def delete_project(
         for w in (await db.execute(select(Workspace).where(Workspace.project_id == p.id))).scalars()
     ]
     for wid in workspace_ids:
-        live = hub.sessions.live.get(wid)
+        live = hub.sessions.running(wid)
         if live:
             await hub.sessions.stop(live, "the project was deleted")
     await db.delete(p)
@@ -180,7 +180,7 @@ async def create_workspace(
     db.add(w)
     await _commit_unique(db, "workspace", body.name)
     for path, content in files:
-        await save_file(hub, db, w.id, path, content, caller.name, None)
+        await hub.files.save(db, w.id, path, content, caller.name, None)
     return {**workspace_info(w, "owner"), "files": len(files)}
 
 
@@ -228,7 +228,7 @@ async def delete_workspace(
     workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, bool]:
     w = await workspace_for(db, caller, workspace_id, "owner")
-    live = hub.sessions.live.get(w.id)
+    live = hub.sessions.running(w.id)
     if live:
         await hub.sessions.stop(live, "the workspace was deleted")
     await db.delete(w)
@@ -288,7 +288,7 @@ async def remove_member(
 @router.get("/api/workspaces/{workspace_id}/zip", summary="Download the workspace as a zip")
 async def download_zip(workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep) -> Response:
     w = await workspace_for(db, caller, workspace_id, "read")
-    data = await workspace_zip(hub, db, w.id)
+    data = await hub.files.zip(db, w.id)
     return Response(
         data,
         media_type="application/zip",
@@ -322,7 +322,7 @@ async def import_zip(
     await _commit_unique(db, "workspace", name)
     try:
         for path, content in entries:
-            await save_file(hub, db, w.id, path, content, caller.name, None)
+            await hub.files.save(db, w.id, path, content, caller.name, None)
     except ApiError:
         await db.delete(w)
         await db.commit()

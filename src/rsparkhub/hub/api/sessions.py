@@ -19,7 +19,7 @@ router = APIRouter(tags=["sessions"])
 
 
 def session_info(row: SessionRow, hub: HubDep) -> dict[str, object]:
-    live = hub.sessions.by_id.get(row.id)
+    live = hub.sessions.get(row.id)
     return {
         "id": row.id,
         "workspace_id": row.workspace_id,
@@ -31,7 +31,7 @@ def session_info(row: SessionRow, hub: HubDep) -> dict[str, object]:
         "languages": live.languages if live else [],
         "running": len(live.running) if live else 0,
         "last_seq": live.log.last_seq if live else None,
-        "clients": len(hub.sessions.clients.get(row.workspace_id, ())),
+        "clients": hub.sessions.client_count(row.workspace_id),
         "memory_bytes": hub.sessions.spawner.memory(live.spawner_state)
         if live and live.alive
         else None,
@@ -116,7 +116,7 @@ async def stop_session(
 ) -> dict[str, object] | None:
     w = await workspace_for(db, caller, workspace_id, "write")
     workspace = w.id
-    live = hub.sessions.live.get(workspace)
+    live = hub.sessions.running(workspace)
     if live is not None:
         await hub.sessions.stop(live, f"stopped by {caller.name}")
     db.expire_all()
