@@ -10,7 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rsparkhub.hub.access import workspace_for
 from rsparkhub.hub.auth import SAFE_METHODS, Caller, authenticate, check_csrf
+from rsparkhub.hub.db.models import Workspace
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.state import Hub
 
@@ -49,3 +51,23 @@ async def admin_caller(caller: CallerDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(admin_caller)]
+
+
+# The workspace of a route's ``{workspace_id}``, once the caller's role in it allows the
+# route: 404 when it does not exist or the caller is not a member, 403 when the role is
+# too low. Routes take one of these instead of checking access themselves.
+async def _readable(workspace_id: str, caller: CallerDep, db: DbDep) -> Workspace:
+    return await workspace_for(db, caller, workspace_id, "read")
+
+
+async def _writable(workspace_id: str, caller: CallerDep, db: DbDep) -> Workspace:
+    return await workspace_for(db, caller, workspace_id, "write")
+
+
+async def _owned(workspace_id: str, caller: CallerDep, db: DbDep) -> Workspace:
+    return await workspace_for(db, caller, workspace_id, "owner")
+
+
+ReadableWorkspace = Annotated[Workspace, Depends(_readable)]
+WritableWorkspace = Annotated[Workspace, Depends(_writable)]
+OwnedWorkspace = Annotated[Workspace, Depends(_owned)]

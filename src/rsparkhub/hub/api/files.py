@@ -6,8 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from rsparkhub.hub.access import workspace_for
-from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep, ReadableWorkspace, WritableWorkspace
 from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.errors import ApiError
@@ -24,10 +23,7 @@ router = APIRouter(tags=["files"])
 
 
 @router.get("/api/workspaces/{workspace_id}/files", summary="List the workspace's files")
-async def list_workspace_files(
-    workspace_id: str, caller: CallerDep, db: DbDep
-) -> list[dict[str, object]]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+async def list_workspace_files(w: ReadableWorkspace, db: DbDep) -> list[dict[str, object]]:
     return [file_info(f) for f in await list_files(db, w.id)]
 
 
@@ -46,15 +42,13 @@ async def _content(
     summary="Download a file (optionally an old version)",
 )
 async def download_file(
-    workspace_id: str,
+    w: ReadableWorkspace,
     path: str,
-    caller: CallerDep,
     hub: HubDep,
     db: DbDep,
     version: int | None = None,
     download: bool = False,
 ) -> Response:
-    w = await workspace_for(db, caller, workspace_id, "read")
     data, v, clean = await _content(hub, db, w.id, path, version)
     headers = {
         "X-File-Version": str(v),
@@ -98,14 +92,12 @@ PDF_CSP = "default-src 'none'; script-src 'none'; object-src 'self'; frame-ances
     summary="A file for display (its own type; HTML sandboxed in an opaque origin)",
 )
 async def raw_file(
-    workspace_id: str,
+    w: ReadableWorkspace,
     path: str,
-    caller: CallerDep,
     hub: HubDep,
     db: DbDep,
     version: int | None = None,
 ) -> Response:
-    w = await workspace_for(db, caller, workspace_id, "read")
     data, v, clean = await _content(hub, db, w.id, path, version)
     suffix = "." + clean.rsplit(".", 1)[-1].lower() if "." in clean else ""
     media = _INLINE_TYPES.get(suffix, "application/octet-stream")
@@ -137,7 +129,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     summary="Save a file (raw body); base_version = the version you edited, 0 for a new file",
 )
 async def put_file(
-    workspace_id: str,
+    w: WritableWorkspace,
     path: str,
     request: Request,
     caller: CallerDep,
@@ -145,7 +137,6 @@ async def put_file(
     db: DbDep,
     base_version: int | None = None,
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "write")
     data = await _read_body(request, hub.settings.max_file_bytes)
     saved = await hub.files.save(db, w.id, path, data, caller.name, base_version)
     return file_info(saved.file)
@@ -153,14 +144,12 @@ async def put_file(
 
 @router.get("/api/workspaces/{workspace_id}/text/{path:path}", summary="Open a file as UTF-8 text")
 async def get_text(
-    workspace_id: str,
+    w: ReadableWorkspace,
     path: str,
-    caller: CallerDep,
     hub: HubDep,
     db: DbDep,
     version: int | None = None,
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "read")
     data, v, clean = await _content(hub, db, w.id, path, version)
     if b"\x00" in data[:8192]:
         raise ApiError(
@@ -187,9 +176,8 @@ class TextBody(BaseModel):
     summary="Save text; base_version = the version you edited, 0 for a new file",
 )
 async def put_text(
-    workspace_id: str, path: str, body: TextBody, caller: CallerDep, hub: HubDep, db: DbDep
+    w: WritableWorkspace, path: str, body: TextBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "write")
     saved = await hub.files.save(
         db, w.id, path, body.content.encode(), caller.name, body.base_version
     )
@@ -201,14 +189,13 @@ async def put_text(
     summary="Upload several files (multipart 'files'); existing files get a new version",
 )
 async def upload(
-    workspace_id: str,
+    w: WritableWorkspace,
     files: list[UploadFile],
     caller: CallerDep,
     hub: HubDep,
     db: DbDep,
     folder: str = "",
 ) -> list[dict[str, object]]:
-    w = await workspace_for(db, caller, workspace_id, "write")
     prefix = clean_path(folder) + "/" if folder.strip("/") else ""
     out = []
     for up in files:
@@ -226,10 +213,7 @@ async def upload(
 
 
 @router.delete("/api/workspaces/{workspace_id}/files/{path:path}", summary="Delete a file")
-async def remove_file(
-    workspace_id: str, path: str, caller: CallerDep, hub: HubDep, db: DbDep
-) -> dict[str, bool]:
-    w = await workspace_for(db, caller, workspace_id, "write")
+async def remove_file(w: WritableWorkspace, path: str, hub: HubDep, db: DbDep) -> dict[str, bool]:
     await hub.files.delete(db, w.id, path)
     return {"ok": True}
 
@@ -245,9 +229,8 @@ class MoveBody(BaseModel):
     summary="Rename/move a file, or duplicate it with copy=true",
 )
 async def move(
-    workspace_id: str, body: MoveBody, caller: CallerDep, hub: HubDep, db: DbDep
+    w: WritableWorkspace, body: MoveBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "write")
     f = await hub.files.move(db, w.id, body.source, body.target, caller.name, copy=body.copy_)
     return file_info(f)
 
@@ -256,10 +239,7 @@ async def move(
     "/api/workspaces/{workspace_id}/history/{path:path}",
     summary="The versions of a file, newest first",
 )
-async def file_history(
-    workspace_id: str, path: str, caller: CallerDep, db: DbDep
-) -> list[dict[str, object]]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+async def file_history(w: ReadableWorkspace, path: str, db: DbDep) -> list[dict[str, object]]:
     f = await get_file(db, w.id, clean_path(path))
     return [
         {
@@ -282,9 +262,8 @@ class RestoreBody(BaseModel):
     summary="Make an old version the newest one",
 )
 async def restore(
-    workspace_id: str, path: str, body: RestoreBody, caller: CallerDep, hub: HubDep, db: DbDep
+    w: WritableWorkspace, path: str, body: RestoreBody, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "write")
     f = await get_file(db, w.id, clean_path(path))
     row = await version_row(db, f, body.version)
     data = await hub.blobs.get(row.sha256)

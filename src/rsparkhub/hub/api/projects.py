@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rsparkhub.examples import example, examples
 from rsparkhub.hub.access import project_for, user_role, workspace_for, workspace_role
-from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep
+from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep, OwnedWorkspace, ReadableWorkspace
 from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
 from rsparkhub.hub.errors import ApiError, not_found
@@ -198,8 +198,7 @@ async def list_examples(_: CallerDep) -> list[dict[str, object]]:
 
 
 @router.get("/api/workspaces/{workspace_id}", summary="One workspace")
-async def get_workspace(workspace_id: str, caller: CallerDep, db: DbDep) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+async def get_workspace(w: ReadableWorkspace, caller: CallerDep, db: DbDep) -> dict[str, object]:
     return workspace_info(w, await workspace_role(db, caller, w))
 
 
@@ -225,9 +224,8 @@ async def update_workspace(
     "/api/workspaces/{workspace_id}", summary="Delete a workspace, its files and its session"
 )
 async def delete_workspace(
-    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+    workspace_id: str, w: OwnedWorkspace, hub: HubDep, db: DbDep
 ) -> dict[str, bool]:
-    w = await workspace_for(db, caller, workspace_id, "owner")
     live = hub.sessions.running(w.id)
     if live:
         await hub.sessions.stop(live, "the workspace was deleted")
@@ -247,9 +245,8 @@ class MemberBody(BaseModel):
     summary="Share a workspace with a user, or change their role (owner)",
 )
 async def add_member(
-    workspace_id: str, body: MemberBody, caller: CallerDep, hub: HubDep, db: DbDep
+    workspace_id: str, w: OwnedWorkspace, body: MemberBody, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "owner")
     user = (await db.execute(select(User).where(User.name == body.user))).scalar_one_or_none()
     if user is None:
         raise not_found(f"The user '{body.user}'")
@@ -270,9 +267,8 @@ async def add_member(
     summary="Stop sharing a workspace with a user; closes their open sockets (owner)",
 )
 async def remove_member(
-    workspace_id: str, user_name: str, caller: CallerDep, hub: HubDep, db: DbDep
+    w: OwnedWorkspace, user_name: str, hub: HubDep, db: DbDep
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "owner")
     user = (await db.execute(select(User).where(User.name == user_name))).scalar_one_or_none()
     m = await db.get(WorkspaceMember, (w.id, user.id)) if user is not None else None
     if user is None or m is None:
@@ -286,8 +282,7 @@ async def remove_member(
 
 
 @router.get("/api/workspaces/{workspace_id}/zip", summary="Download the workspace as a zip")
-async def download_zip(workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep) -> Response:
-    w = await workspace_for(db, caller, workspace_id, "read")
+async def download_zip(w: ReadableWorkspace, hub: HubDep, db: DbDep) -> Response:
     data = await hub.files.zip(db, w.id)
     return Response(
         data,

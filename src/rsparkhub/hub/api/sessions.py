@@ -7,8 +7,14 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from rsparkhub.hub.access import workspace_for
-from rsparkhub.hub.api.deps import AdminDep, CallerDep, DbDep, HubDep
+from rsparkhub.hub.api.deps import (
+    AdminDep,
+    CallerDep,
+    DbDep,
+    HubDep,
+    ReadableWorkspace,
+    WritableWorkspace,
+)
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import Execution, Plot, Project, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
@@ -52,10 +58,7 @@ async def _latest(db: DbDep, workspace_id: str) -> SessionRow | None:
 @router.get(
     "/api/workspaces/{workspace_id}/session", summary="The workspace's current or last session"
 )
-async def get_session(
-    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
-) -> dict[str, object] | None:
-    w = await workspace_for(db, caller, workspace_id, "read")
+async def get_session(w: ReadableWorkspace, hub: HubDep, db: DbDep) -> dict[str, object] | None:
     row = await _latest(db, w.id)
     return session_info(row, hub) if row else None
 
@@ -77,13 +80,12 @@ async def list_profiles(caller: CallerDep, hub: HubDep) -> list[dict[str, object
     summary="Start the workspace's session (no-op if running), optionally with a profile",
 )
 async def start_session(
-    workspace_id: str,
+    w: WritableWorkspace,
     caller: CallerDep,
     hub: HubDep,
     db: DbDep,
     body: StartSession | None = None,
 ) -> dict[str, object]:
-    w = await workspace_for(db, caller, workspace_id, "write")
     wid = w.id
     profile = body.profile if body is not None else None
     if profile is not None:
@@ -112,9 +114,8 @@ async def start_session(
     summary="Stop the workspace's session (kernels shut down, agent exits 0)",
 )
 async def stop_session(
-    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+    w: WritableWorkspace, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, object] | None:
-    w = await workspace_for(db, caller, workspace_id, "write")
     workspace = w.id
     live = hub.sessions.running(workspace)
     if live is not None:
@@ -147,9 +148,8 @@ async def list_sessions(caller: CallerDep, hub: HubDep, db: DbDep) -> list[dict[
     summary="Recent runs in the workspace, newest first",
 )
 async def list_executions(
-    workspace_id: str, caller: CallerDep, db: DbDep, limit: int = Query(100, ge=1, le=1000)
+    workspace_id: str, w: ReadableWorkspace, db: DbDep, limit: int = Query(100, ge=1, le=1000)
 ) -> list[dict[str, object]]:
-    w = await workspace_for(db, caller, workspace_id, "read")
     q = (
         select(Execution)
         .join(SessionRow, SessionRow.id == Execution.session_id)
@@ -177,8 +177,7 @@ async def list_executions(
 @router.get(
     "/api/workspaces/{workspace_id}/plots", summary="The workspace's plot history, oldest first"
 )
-async def list_plots(workspace_id: str, caller: CallerDep, db: DbDep) -> list[dict[str, object]]:
-    w = await workspace_for(db, caller, workspace_id, "read")
+async def list_plots(workspace_id: str, w: ReadableWorkspace, db: DbDep) -> list[dict[str, object]]:
     rows = await db.execute(select(Plot).where(Plot.workspace_id == w.id).order_by(Plot.created_at))
     return [
         {
@@ -205,14 +204,12 @@ async def _plot(db: DbDep, workspace_id: str, plot_id: str) -> Plot:
 
 @router.get("/api/workspaces/{workspace_id}/plots/{plot_id}", summary="A plot image")
 async def get_plot(
-    workspace_id: str,
+    w: ReadableWorkspace,
     plot_id: str,
-    caller: CallerDep,
     hub: HubDep,
     db: DbDep,
     download: bool = False,
 ) -> Response:
-    w = await workspace_for(db, caller, workspace_id, "read")
     p = await _plot(db, w.id, plot_id)
     ext = {"image/png": "png", "image/svg+xml": "svg", "application/pdf": "pdf"}.get(p.mime, "bin")
     headers = {
@@ -228,10 +225,7 @@ async def get_plot(
 @router.delete(
     "/api/workspaces/{workspace_id}/plots/{plot_id}", summary="Remove a plot from the history"
 )
-async def delete_plot(
-    workspace_id: str, plot_id: str, caller: CallerDep, db: DbDep
-) -> dict[str, bool]:
-    w = await workspace_for(db, caller, workspace_id, "write")
+async def delete_plot(w: WritableWorkspace, plot_id: str, db: DbDep) -> dict[str, bool]:
     p = await _plot(db, w.id, plot_id)
     await db.delete(p)
     await db.commit()

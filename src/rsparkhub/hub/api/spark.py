@@ -13,7 +13,7 @@ reachable otherwise:
   ``forbidden`` before anything is said about the UI.
 * 401 without a login, 404 ``not_found`` for a name no user can have, 404 ``spark_off``
   when there is no such UI right now (Spark off, an external server, the user's server or
-  driver not running), 502 ``spark_ui_unreachable`` when it does not answer. The route is
+  driver not running: ``SparkService.ui_missing`` says which), 502 ``spark_ui_unreachable`` when it does not answer. The route is
   outside the OpenAPI schema (a browser page, not an API); tests/test_spark_ui.py checks
   who may call it.
 
@@ -122,23 +122,6 @@ def map_location(location: str, target: str, mount: str) -> str:
     return path + (f"?{parts.query}" if parts.query else "")
 
 
-def _not_there(spark: SparkService, owner: str) -> ApiError:
-    mode = spark.mode
-    if mode == "off":
-        msg = "Spark is off on this hub (spark = 'off'), so there is no Spark UI."
-    elif mode == "embedded":
-        msg = (
-            f"The Spark Connect server of '{owner}' is not running right now: it starts with "
-            "their first Spark call and stops when idle (GET /api/spark shows its state). "
-            "Open this page again once it runs."
-        )
-    elif mode == "external":
-        msg = "This hub uses an external Spark Connect server; its UI is not served by the hub."
-    else:
-        msg = f"No Spark driver of '{owner}' is running right now: it starts with their session."
-    return ApiError(404, "spark_off", msg)
-
-
 async def _caller(request: Request) -> Caller:
     # Authenticated here rather than with a dependency, so that no database session is
     # held while a page streams.
@@ -156,11 +139,12 @@ def authorize_ui(spark: SparkService, caller: Caller, owner: str) -> str:
     if not USER_NAME.match(owner):
         raise ApiError(404, "not_found", "There is no such Spark UI.")
     if not spark.may_open_ui(caller.name, caller.user.is_admin, owner):
-        who = "its own user" if spark.mode == "embedded" else "its user and to administrators"
-        raise ApiError(403, "forbidden", f"A Spark driver's UI is open to {who} only.")
+        raise ApiError(
+            403, "forbidden", f"A Spark driver's UI is open to {spark.ui_audience} only."
+        )
     target = spark.ui_target(owner)
     if target is None:
-        raise _not_there(spark, owner)
+        raise ApiError(404, "spark_off", spark.ui_missing(owner))
     return target
 
 
