@@ -666,7 +666,7 @@ def parse_hub_to_agent(raw: str | bytes) -> HubToAgent:
 
 
 def parse_event(data: dict[str, Any]) -> Event:
-    return _event.validate_python(data)  # type: ignore[no-any-return]
+    return _event.validate_python(data)
 
 
 def dump(msg: BaseModel) -> str:

@@ -83,7 +83,7 @@ class CallError(Exception):
 
 
 class _Null(io.TextIOBase):
-    def write(self, s: str) -> int:  # type: ignore[override]
+    def write(self, s: str) -> int:
         return len(s)
 
     def writable(self) -> bool:
@@ -2915,7 +2915,7 @@ def install(shell: Any = None) -> None:
                 if mod is not None:
                     patch(mod)
             if not any(getattr(f, "_rsparkhub_finder", False) for f in sys.meta_path):
-                sys.meta_path.insert(0, _InlineFinder())  # type: ignore[arg-type]
+                sys.meta_path.insert(0, _InlineFinder())
     except Exception:
         pass
 

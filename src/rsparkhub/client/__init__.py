@@ -119,18 +119,18 @@ class HubClient:
     async def ensure_project(self, name: str) -> dict[str, Any]:
         for p in await self.request("GET", "/api/projects"):
             if p["name"] == name:
-                return p  # type: ignore[no-any-return]
-        return await self.request("POST", "/api/projects", json={"name": name})  # type: ignore[no-any-return]
+                return p
+        return await self.request("POST", "/api/projects", json={"name": name})
 
     async def ensure_workspace(self, name: str, project: str = "default") -> dict[str, Any]:
         """The caller's workspace ``name`` in ``project``, created if missing."""
         p = await self.ensure_project(project)
         for w in await self.request("GET", f"/api/projects/{p['id']}/workspaces"):
             if w["name"] == name:
-                return w  # type: ignore[no-any-return]
+                return w
         return await self.request(
             "POST", f"/api/projects/{p['id']}/workspaces", json={"name": name}
-        )  # type: ignore[no-any-return]
+        )
 
     async def upload(self, workspace_id: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
         """Upload files (path → bytes); existing files get a new version."""
@@ -146,25 +146,25 @@ class HubClient:
         return out
 
     async def list_files(self, workspace_id: str) -> list[dict[str, Any]]:
-        return await self.request("GET", f"/api/workspaces/{workspace_id}/files")  # type: ignore[no-any-return]
+        return await self.request("GET", f"/api/workspaces/{workspace_id}/files")
 
     async def read_file(self, workspace_id: str, path: str, version: int | None = None) -> bytes:
         params = {"version": version} if version else {}
         return await self.request(
             "GET", f"/api/workspaces/{workspace_id}/files/{path}", params=params
-        )  # type: ignore[no-any-return]
+        )
 
     async def save_text(
         self, workspace_id: str, path: str, content: str, base_version: int | None
     ) -> dict[str, Any]:
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "PUT",
             f"/api/workspaces/{workspace_id}/text/{path}",
             json={"content": content, "base_version": base_version},
         )
 
     async def plot_bytes(self, url: str) -> bytes:
-        return await self.request("GET", url)  # type: ignore[no-any-return]
+        return await self.request("GET", url)
 
     async def stop_session(self, workspace_id: str) -> Any:
         return await self.request("DELETE", f"/api/workspaces/{workspace_id}/session")
@@ -177,7 +177,7 @@ class HubClient:
             body["name"] = name
         if settings is not None:
             body["settings"] = settings
-        return await self.request("PATCH", f"/api/workspaces/{workspace_id}", json=body)  # type: ignore[no-any-return]
+        return await self.request("PATCH", f"/api/workspaces/{workspace_id}", json=body)
 
     async def share(
         self, workspace_id: str, user: str, role: Literal["viewer", "editor"] = "viewer"
@@ -185,12 +185,12 @@ class HubClient:
         """Share a workspace you own with ``user``, or change their role (their open
         sockets get the new role at once)."""
         body = {"user": user, "role": role}
-        return await self.request("PUT", f"/api/workspaces/{workspace_id}/members", json=body)  # type: ignore[no-any-return]
+        return await self.request("PUT", f"/api/workspaces/{workspace_id}/members", json=body)
 
     async def unshare(self, workspace_id: str, user: str) -> dict[str, Any]:
         """Stop sharing a workspace with ``user``: their open sockets are closed (4403)."""
         path = f"/api/workspaces/{workspace_id}/members/{quote(user, safe='')}"
-        return await self.request("DELETE", path)  # type: ignore[no-any-return]
+        return await self.request("DELETE", path)
 
     async def start_session(self, workspace_id: str, profile: str | None = None) -> Any:
         """Start the workspace's session (no-op if running), with a profile if given."""
@@ -199,14 +199,14 @@ class HubClient:
 
     async def profiles(self) -> list[dict[str, Any]]:
         """The session profiles the caller may start sessions with (``name``, ``default`` …)."""
-        return await self.request("GET", "/api/profiles")  # type: ignore[no-any-return]
+        return await self.request("GET", "/api/profiles")
 
     # ------------------------------------------------------------- inside the session
     async def environment(
         self, workspace_id: str, language: P.Language = "r", hidden: bool = False
     ) -> dict[str, Any]:
         """``{"version", "variables": [...]}``: the session's variables (see docs/protocol.md)."""
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "GET",
             f"/api/workspaces/{workspace_id}/environment",
             params={"language": language, "hidden": str(hidden).lower()},
@@ -220,7 +220,7 @@ class HubClient:
         offset: int = 0,
         limit: int = 100,
     ) -> dict[str, Any]:
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "POST",
             f"/api/workspaces/{workspace_id}/environment/children",
             json={"language": language, "path": path, "offset": offset, "limit": limit},
@@ -229,7 +229,7 @@ class HubClient:
     async def delete_variable(
         self, workspace_id: str, name: str, language: P.Language = "r"
     ) -> dict[str, Any]:
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "DELETE",
             f"/api/workspaces/{workspace_id}/environment/{name}",
             params={"language": language},
@@ -238,7 +238,7 @@ class HubClient:
     async def clear_environment(
         self, workspace_id: str, language: P.Language = "r", hidden: bool = False
     ) -> dict[str, Any]:
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "DELETE",
             f"/api/workspaces/{workspace_id}/environment",
             params={"language": language, "hidden": str(hidden).lower()},
@@ -255,7 +255,7 @@ class HubClient:
         """A data view of a data frame / matrix (by variable name or expression)."""
         body: dict[str, Any] = {"language": language}
         body.update({"name": name} if name is not None else {"expr": expr})
-        return await self.request("POST", f"/api/workspaces/{workspace_id}/views", json=body)  # type: ignore[no-any-return]
+        return await self.request("POST", f"/api/workspaces/{workspace_id}/views", json=body)
 
     async def view_rows(
         self,
@@ -278,14 +278,14 @@ class HubClient:
         }
         if search is not None:
             body["search"] = search
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "POST", f"/api/workspaces/{workspace_id}/views/{view_id}/rows", json=body
         )
 
     async def close_view(
         self, workspace_id: str, view_id: str, language: P.Language = "r"
     ) -> dict[str, Any]:
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "DELETE",
             f"/api/workspaces/{workspace_id}/views/{view_id}",
             params={"language": language},
@@ -303,7 +303,7 @@ class HubClient:
         params = {"topic": topic, "language": language}
         if package:
             params["package"] = package
-        return await self.request("GET", f"/api/workspaces/{workspace_id}/help", params=params)  # type: ignore[no-any-return]
+        return await self.request("GET", f"/api/workspaces/{workspace_id}/help", params=params)
 
     async def help_search(
         self, workspace_id: str, query: str, *, language: P.Language | None = None, limit: int = 50
@@ -314,7 +314,7 @@ class HubClient:
         body = await self.request(
             "GET", f"/api/workspaces/{workspace_id}/help/search", params=params
         )
-        return body["results"]  # type: ignore[no-any-return]
+        return body["results"]
 
     async def render_plot(
         self,
@@ -327,7 +327,7 @@ class HubClient:
         res: int = 96,
     ) -> bytes:
         """The plot drawn again at this size and format (png, svg, pdf)."""
-        return await self.request(  # type: ignore[no-any-return]
+        return await self.request(
             "GET",
             f"/api/workspaces/{workspace_id}/plots/{plot_id}/render",
             params={"format": format, "width": width, "height": height, "res": res},

@@ -192,7 +192,7 @@ class Lifecycle:
         names = [p["name"] for p in allowed]
         if previous in names:
             return str(previous)
-        return next((p["name"] for p in allowed if p.get("default")), names[0])
+        return str(next((p["name"] for p in allowed if p.get("default")), names[0]))
 
     async def _start(self, workspace_id: str, profile: str | None = None) -> LiveSession:
         settings = self.settings

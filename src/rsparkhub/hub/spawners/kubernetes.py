@@ -277,9 +277,9 @@ def load_client_configuration(
     )
     try:
         if in_cluster:
-            k8s_config.load_incluster_config(client_configuration=cfg)
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
-            k8s_config.load_kube_config(context=context, client_configuration=cfg)
+            k8s_config.load_kube_config(context=context, client_configuration=cfg)  # type: ignore[no-untyped-call]
     except (k8s_config.ConfigException, OSError, TypeError, ValueError) as exc:
         where = "the in-cluster service account" if in_cluster else "KUBECONFIG/~/.kube/config"
         raise SpawnError(f"cannot load Kubernetes credentials from {where}: {exc}") from exc
@@ -394,7 +394,7 @@ class _Watcher:
         self.stats["watches"] += 1
         self.connected = True
         try:
-            for line in iter_resp_lines(resp):
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 if self._stop.is_set():
                     return
                 if not line:
@@ -843,7 +843,7 @@ class KubernetesSpawner:
 
     def _forget(self, name: str) -> None:
         for d in (self._gone, self._progress, self._seen_events, self._warning, self._memory):
-            d.pop(name, None)  # type: ignore[attr-defined]
+            d.pop(name, None)
         self._deleting.discard(name)
 
     # ------------------------------------------------------------------ contract
@@ -1127,6 +1127,6 @@ class KubernetesSpawner:
             await asyncio.to_thread(w.join, 5)
         self._pool.shutdown(wait=False, cancel_futures=True)
         try:
-            self.api_client.close()
+            self.api_client.close()  # type: ignore[no-untyped-call]
         except Exception:  # noqa: BLE001
             pass

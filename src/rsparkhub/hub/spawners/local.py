@@ -198,7 +198,7 @@ class LocalSpawner:
             p = psutil.Process(pid)
             if abs(p.create_time() - float(state.get("create_time") or 0)) > 1.0:
                 return False  # the pid was reused
-            return p.status() != psutil.STATUS_ZOMBIE
+            return bool(p.status() != psutil.STATUS_ZOMBIE)
         except psutil.Error:
             return False
 
