@@ -23,7 +23,9 @@ import pytest
 
 from rsparkhub.client import HubClient
 from rsparkhub.config import Settings
-from rsparkhub.hub.spark import SparkService, _free_port, _port_open, spark_home
+from rsparkhub.hub.spark import build_spark
+from rsparkhub.hub.spark_embedded_process import spark_home
+from rsparkhub.hub.supervised import free_port, port_open
 
 from conftest import HubProcess
 
@@ -36,7 +38,7 @@ class ExternalServer:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.port = _free_port()
+        self.port = free_port()
         home = spark_home()
         confs = {
             "spark.connect.grpc.binding.address": "127.0.0.1",
@@ -62,7 +64,7 @@ class ExternalServer:
             start_new_session=True,
         )
         deadline = time.monotonic() + 180
-        while not _port_open(self.port):
+        while not port_open(self.port):
             assert self.proc.poll() is None, (base / "server.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the Spark Connect server did not open its port"
             time.sleep(0.5)
@@ -179,13 +181,13 @@ def test_api_spark_and_doctor_describe_the_external_server(
 
 async def test_describe_never_shows_url_parameters(tmp_path: Path) -> None:
     """An external URL may carry a token: doctor and /api/spark show scheme, host, port."""
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         data_dir=tmp_path,
         spark="external",
         spark_remote_url=f"sc://127.0.0.1:{port}/;token=s3cret-token;use_ssl=false",
     )
-    spark = SparkService(settings)
+    spark = build_spark(settings)
     doctor = await spark.describe()
     mine = await spark.describe_for("alice", is_admin=True)
     assert "s3cret" not in str(doctor) and "s3cret" not in str(mine)

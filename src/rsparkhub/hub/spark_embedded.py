@@ -2,8 +2,8 @@
 
 Owns: each user's server — started on first use, under the user's own uid in a sandbox of
 its own (``hub.sandboxes``), seeing only the user's Spark directory; supervised while the
-user has a live session; stopped when idle — plus the class-data archive that makes those
-starts fast, and what ``GET /api/spark`` and ``doctor`` say about them. Must not: start a
+user has a live session; stopped when idle — and what ``GET /api/spark`` and ``doctor``
+say about them. Must not: start a
 process outside ``Sandboxes.spawn``, or read or write inside a user's Spark directory as
 the hub (it belongs to the user: the server cleans its own scratch space).
 
@@ -27,15 +27,8 @@ the hub (it belongs to the user: the server cleans its own scratch space).
   has the user's database ``u_<name>`` as its default database, so every Spark session
   starts in it and ``saveAsTable`` lands in ``warehouse/u_<name>``, kept across sessions
   and restarts. The first server of a user creates it before its port opens.
-* **Files**: the server reads and writes files for its user's code (``spark.read.csv``,
-  ``rspark_read_csv``, ``write.parquet``), so it sees the working directory of each of the
-  user's live sessions at the very path the session knows it by
-  (``DATA_DIR/sessions/<id>/work``), and no other session's: each one is bind-mounted, when
-  the session starts, under a shared mount of the user's own
-  (``/run/rsparkhub/spark-files/<user id>``) that the server's sandbox shows read-only at
-  ``DATA_DIR/sessions`` — so sessions started while the server runs show up in it too.
-  (A root hub only: an unprivileged hub cannot mount, and its users' servers see only
-  their own Spark directory.)
+* **Files**: the server sees the working directory of each of its user's live sessions at
+  the path the session knows it by, and no other session's (``spark_embedded_files.py``).
 * **Start**: in the background when a session starts in a workspace whose files mention
   Spark (``spark``, ``SparkSession``, ``rspark_`` …: ``workspace_uses_spark``), otherwise
   at first use: while a user with a live session has no server, the hub itself listens on
@@ -50,11 +43,12 @@ the hub (it belongs to the user: the server cleans its own scratch space).
   off) is reachable only through the hub's checked proxy (hub/api/spark.py), and only by
   its own user: administrators do not open other users' UIs, which show their SQL and
   run in the hub's origin (a hostile page there would act as the admin).
-* **Class-data archive** (AppCDS): the JVM's start is mostly class loading. Once per Java
-  and pyspark install the hub makes an archive of the classes a server loads (a training
-  server with no user and no port, under ``nobody``, then
-  ``-XX:ArchiveClassesAtExit``), kept in ``spark_class_archive_dir``; every server maps it
-  read-only (``-XX:SharedArchiveFile``). Servers start without it until it exists.
+* **Class-data archive** (AppCDS): made once per Java and pyspark install, mapped
+  read-only by every server (``spark_embedded_archive.py``).
+
+The modules: this one supervises (sessions, ports, wake-up, restarts, idle stop, state);
+``spark_embedded_process.py`` launches one server and talks to it;
+``spark_embedded_files.py`` and ``spark_embedded_archive.py`` as above.
 
 Nothing here blocks the event loop.
 """
@@ -63,37 +57,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
-import os
 import re
-import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from rsparkhub.config import Settings
-from rsparkhub.hub.sandbox import Identity, Limits, Network, SandboxSpec
-from rsparkhub.hub.sandbox.mounts import is_mount, mount, umount
-from rsparkhub.hub.spark import (
-    SERVER_MODULE,
-    SparkService,
-    SparkUnavailable,
-    _free_port,
-    _java_version,
-    _pyspark_version,
+from rsparkhub.hub import spark_embedded_files as files
+from rsparkhub.hub.spark import Announce, Description, SparkService, SparkUnavailable
+from rsparkhub.hub.spark_embedded_archive import ClassArchive
+from rsparkhub.hub.spark_embedded_process import (
+    UserServer,
+    call,
+    close_stdin,
+    java_version,
+    kill_strays,
+    pyspark_version,
     spark_home,
+    start_server,
+    terminate,
 )
+from rsparkhub.hub.spark_workspace import workspace_uses_spark
+from rsparkhub.hub.supervised import Backoff, PortFile, port_taken
 from rsparkhub.hub.userdb import role_name
 
 if TYPE_CHECKING:
@@ -102,65 +91,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rsparkhub.spark")
 
-START_TIMEOUT_S = 180.0  # JVM and SparkContext up (a first start also makes the metastore)
-OPEN_TIMEOUT_S = 180.0
+T = TypeVar("T")
+
 STOP_GRACE_S = 15.0
 MAX_BACKOFF_S = 30.0
-TRAIN_TIMEOUT_S = 600.0
-MAX_LOG_BYTES = 8 << 20  # server.log is rotated past this (one old copy kept)
-MAX_LINE = 64 << 10
-# What marks a workspace as using Spark: its source files mention it.
-SPARK_WORDS = re.compile(rb"spark|rspark_", re.IGNORECASE)
-SCAN_EXTENSIONS = (".py", ".r", ".rmd", ".qmd", ".ipynb", ".sql", ".md")
-SCAN_MAX_FILES = 200
-SCAN_MAX_BYTES = 1 << 20
-FILES_ROOT = Path("/run/rsparkhub/spark-files")  # users' session directories, for their servers
-
-
-@dataclass(eq=False)
-class _Server:
-    """What the hub knows of one user's server."""
-
-    user_id: str
-    user: str  # name
-    port: int
-    sessions: set[str] = field(default_factory=set)  # live hub sessions of the user
-    state: str = "down"  # down | starting | running | stopping
-    proc: asyncio.subprocess.Process | None = None
-    ui_port: int | None = None
-    jvm_pid: int | None = None
-    task: asyncio.Task[None] | None = None  # the supervisor, while there is a server
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    wake: asyncio.Server | None = None  # the hub's listener on the port while down
-    waiters: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    calls: int = 0
-    stop_requested: bool = False
-    idle_since: float = field(default_factory=time.monotonic)
-    started_s: float | None = None  # how long the last start took
-    restarts: int = 0
-    last_error: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"spark-{self.user_id}"
 
 
 class EmbeddedSpark(SparkService):
     """The hub's Spark service with ``spark = 'embedded'`` (``hub.spark``)."""
 
+    mode = "embedded"
+    # Administrators included: see the module docstring.
+    ui_audience = "its own user"
+
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.users_dir = self.base / "users"
-        self.archive_dir = (settings.spark_class_archive_dir or self.base / "cds").resolve()
-        self._servers: dict[str, _Server] = {}  # by user id
+        self.archive = ClassArchive(
+            settings, (settings.spark_class_archive_dir or self.base / "cds").resolve()
+        )
+        self._servers: dict[str, UserServer] = {}  # by user id
         self._session_user: dict[str, str] = {}  # hub session id -> user id
         self._ports_lock = asyncio.Lock()
         self._idle_task: asyncio.Task[None] | None = None
         self._archive_task: asyncio.Task[None] | None = None
-        self._archive: Path | None = None  # the class-data archive, once it exists
-        self._archive_path: Path | None = None  # where it is (or will be)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.archive.directory
 
     # ------------------------------------------------------------------ hub wiring
     @property
@@ -173,7 +133,10 @@ class EmbeddedSpark(SparkService):
     def _sandboxes(self) -> Sandboxes:
         return self._hub.sandboxes
 
-    def _spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def _files_root(self) -> Path | None:
+        return files.files_root(self.hub.sandboxes if self.hub is not None else None)
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
@@ -191,46 +154,40 @@ class EmbeddedSpark(SparkService):
         return self.users_dir / user_id
 
     # ------------------------------------------------------------------ ports
-    def _port_on_file(self, user_id: str) -> int | None:
-        try:
-            port = int((self.user_dir(user_id) / "port").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return port if 1024 <= port <= 65535 else None
+    def _port_file(self, user_id: str) -> PortFile:
+        return PortFile(self.user_dir(user_id) / "port")
 
     def _taken_ports(self, user_id: str) -> set[int]:
+        """Every other user's port, running or remembered."""
         taken = {s.port for s in self._servers.values() if s.user_id != user_id}
         with contextlib.suppress(OSError):
             for d in self.users_dir.iterdir():
-                if d.name != user_id and (p := self._port_on_file(d.name)) is not None:
+                if d.name != user_id and (p := self._port_file(d.name).read()) is not None:
                     taken.add(p)
         return taken
 
     def _new_port(self, user_id: str) -> int:
-        taken = self._taken_ports(user_id)
-        for _ in range(100):
-            port = _free_port()
-            if port not in taken:
-                d = self.user_dir(user_id)
-                d.mkdir(mode=0o700, parents=True, exist_ok=True)
-                (d / "port").write_text(f"{port}\n")
-                return port
-        raise SparkUnavailable("no free loopback port for a Spark server")
+        try:
+            return self._port_file(user_id).choose(self._taken_ports(user_id))
+        except OSError:
+            raise SparkUnavailable("no free loopback port for a Spark server") from None
 
-    async def _server(self, user_id: str, user: str) -> _Server:
+    def _port(self, user_id: str) -> int:
+        port = self._port_file(user_id).read()
+        return port if port is not None else self._new_port(user_id)
+
+    async def _server(self, user_id: str, user: str) -> UserServer:
         srv = self._servers.get(user_id)
         if srv is not None:
             return srv
         async with self._ports_lock:
             srv = self._servers.get(user_id)
             if srv is None:
-                port = await asyncio.to_thread(self._port_on_file, user_id)
-                if port is None:
-                    port = await asyncio.to_thread(self._new_port, user_id)
-                srv = self._servers[user_id] = _Server(user_id=user_id, user=user, port=port)
+                port = await asyncio.to_thread(self._port, user_id)
+                srv = self._servers[user_id] = UserServer(user_id=user_id, user=user, port=port)
         return srv
 
-    def _by_name(self, user: str) -> _Server | None:
+    def _by_name(self, user: str) -> UserServer | None:
         return next((s for s in self._servers.values() if s.user == user), None)
 
     # ------------------------------------------------------------------ sessions
@@ -285,7 +242,7 @@ class EmbeddedSpark(SparkService):
 
         self._spawn_task(go(), f"spark-register-{hub_session_id}")
 
-    def _attach(self, srv: _Server, hub_session_id: str, workspace_id: str | None) -> None:
+    def _attach(self, srv: UserServer, hub_session_id: str, workspace_id: str | None) -> None:
         srv.sessions.add(hub_session_id)
         self._session_user[hub_session_id] = srv.user_id
         self._ensure_idle_loop()
@@ -295,7 +252,7 @@ class EmbeddedSpark(SparkService):
             self._spawn_task(self._start_if_used(srv, workspace_id), f"spark-scan-{srv.name}")
         self._spawn_task(self._listen(srv), f"spark-wake-{srv.name}")
 
-    async def _start_if_used(self, srv: _Server, workspace_id: str) -> None:
+    async def _start_if_used(self, srv: UserServer, workspace_id: str) -> None:
         try:
             used = await workspace_uses_spark(self._hub, workspace_id)
         except Exception:  # noqa: BLE001 - then it starts at first use
@@ -313,7 +270,7 @@ class EmbeddedSpark(SparkService):
         spawner_state: Mapping[str, Any],
         *,
         workspace_id: str | None = None,
-        announce: Callable[[str], Awaitable[None]] | None = None,
+        announce: Announce | None = None,
     ) -> None:
         """The session runs (or was adopted): its working directory becomes visible to its
         user's server, at the same path."""
@@ -322,7 +279,7 @@ class EmbeddedSpark(SparkService):
         if user_id is not None and self._files_root() is not None:
             work = self._hub.sessions.session_dir(hub_session_id) / "work"
             try:
-                await asyncio.to_thread(self._expose, user_id, hub_session_id, work)
+                await asyncio.to_thread(files.expose, user_id, hub_session_id, work)
             except (OSError, subprocess.CalledProcessError) as exc:
                 log.warning("spark: session %s's files are not visible to Spark: %s",
                             hub_session_id, exc)  # fmt: skip
@@ -331,7 +288,7 @@ class EmbeddedSpark(SparkService):
         await super().session_ended(hub_session_id)
         if self._files_root() is not None:
             try:
-                await asyncio.to_thread(self._hide, hub_session_id)
+                await asyncio.to_thread(files.hide, hub_session_id)
             except Exception:  # noqa: BLE001 - never in the way of a session's end
                 log.warning("spark: could not unmount session %s's files", hub_session_id,
                             exc_info=True)  # fmt: skip
@@ -344,87 +301,8 @@ class EmbeddedSpark(SparkService):
             srv.idle_since = time.monotonic()
             await self._unlisten(srv)
 
-    # ------------------------------------------------------------------ sessions' files
-    def _files_root(self) -> Path | None:
-        """Where the mounts of users' session directories live (a root hub with sandboxes
-        only: without sandboxes the server sees the host's paths; an unprivileged hub
-        cannot mount, and its users' servers see no session files)."""
-        sbx = self.hub.sandboxes if self.hub is not None else None
-        if sbx is None or not sbx.bwrap or not sbx.root:
-            return None
-        return FILES_ROOT
-
-    def _files_dir(self, user_id: str) -> Path:
-        """``/run/rsparkhub/spark-files/<user id>``: a shared mount (so that mounts made
-        under it later show up in the user's running server), holding at
-        ``<session id>/work`` a bind of each live session's working directory. The server
-        sees it, read-only, at DATA_DIR/sessions: each working directory at the path its
-        session knows it by."""
-        d = FILES_ROOT / user_id
-        with _MOUNTS:
-            if not is_mount(d):  # once: binding a shared mount onto itself doubles it
-                for p in (FILES_ROOT.parent, FILES_ROOT, d):
-                    p.mkdir(mode=0o711, exist_ok=True)
-                    p.chmod(0o711)  # searchable, not listable: reached by path only
-                mount("--bind", str(d), str(d))
-                mount("--make-private", str(d))  # a peer group of its own …
-                mount("--make-shared", str(d))  # … that its sandboxes receive from
-        return d
-
-    def _expose(self, user_id: str, hub_session_id: str, work: Path) -> None:
-        if not work.is_dir():
-            return
-        target = self._files_dir(user_id) / hub_session_id / "work"
-        with _MOUNTS:
-            if is_mount(target):
-                return
-            target.mkdir(mode=0o755, parents=True, exist_ok=True)
-            target.parent.chmod(0o755)
-            mount("--bind", str(work), str(target))
-            mount("--make-private", str(target))
-
-    def _hide(self, hub_session_id: str) -> None:
-        with _MOUNTS, contextlib.suppress(OSError):
-            for d in FILES_ROOT.iterdir():
-                target = d / hub_session_id
-                if target.is_dir():
-                    umount(target / "work")
-                    with contextlib.suppress(OSError):
-                        (target / "work").rmdir()
-                        target.rmdir()
-
-    def _drop_files(self, user_id: str) -> None:
-        """Hub shutdown: its servers are gone, so are their views of the sessions (an
-        adopted session is shown again at the next start)."""
-        d = FILES_ROOT / user_id
-        with _MOUNTS, contextlib.suppress(OSError):
-            for sub in d.iterdir():
-                umount(sub / "work")
-                with contextlib.suppress(OSError):
-                    (sub / "work").rmdir()
-                    sub.rmdir()
-            umount(d)
-            d.rmdir()
-
-    def _files_binds(self, srv: _Server) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
-        """The read-only view of the user's sessions, and a writable bind of each working
-        directory already in it (bubblewrap makes what a read-only bind holds read-only;
-        what arrives later through the shared mount stays writable)."""
-        if self._files_root() is None:
-            return [], []
-        try:
-            d = self._files_dir(srv.user_id)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            log.warning("spark: %s's server will not see their sessions' files: %s", srv.user,
-                        exc)  # fmt: skip
-            return [], []
-        inside = self.settings.data_dir.resolve() / "sessions"
-        rw = [(sub / "work", str(inside / sub.name / "work"))
-              for sub in sorted(d.iterdir()) if is_mount(sub / "work")]  # fmt: skip
-        return [(d, str(inside))], rw
-
     # ------------------------------------------------------------------ wake-up listener
-    async def _listen(self, srv: _Server) -> None:
+    async def _listen(self, srv: UserServer) -> None:
         """While the user has a live session and no server, the hub holds the user's port:
         the first connection starts the server (and is closed: the client retries)."""
         if srv.wake is not None or srv.task is not None or not srv.sessions or self._closing:
@@ -448,7 +326,7 @@ class EmbeddedSpark(SparkService):
             return
         srv.wake = server
 
-    async def _unlisten(self, srv: _Server) -> None:
+    async def _unlisten(self, srv: UserServer) -> None:
         wake, srv.wake = srv.wake, None
         if wake is not None:
             wake.close()
@@ -456,14 +334,14 @@ class EmbeddedSpark(SparkService):
                 await asyncio.wait_for(wake.wait_closed(), 2)
 
     # ------------------------------------------------------------------ supervision
-    def _start(self, srv: _Server) -> None:
+    def _start(self, srv: UserServer) -> None:
         if srv.task is None and not self._closing:
             srv.stop_requested = False
             srv.state = "starting"
             srv.task = self._spawn_task(self._supervise(srv), f"spark-server-{srv.name}")
 
-    async def _supervise(self, srv: _Server) -> None:
-        backoff = 1.0
+    async def _supervise(self, srv: UserServer) -> None:
+        backoff = Backoff(1.0, MAX_BACKOFF_S, stable_s=300.0)
         try:
             while not self._closing and not srv.stop_requested:
                 t0 = time.monotonic()
@@ -476,7 +354,7 @@ class EmbeddedSpark(SparkService):
                         log.warning("spark: %s's server did not start: %s", srv.user, exc)
                         break
                     log.warning("spark: %s's server did not start: %s; retrying in %.0f s",
-                                srv.user, exc, backoff)  # fmt: skip
+                                srv.user, exc, backoff.delay)  # fmt: skip
                 else:
                     srv.last_error = None
                     srv.started_s = time.monotonic() - t0
@@ -484,27 +362,26 @@ class EmbeddedSpark(SparkService):
                              srv.user, srv.started_s, srv.port)  # fmt: skip
                     srv.state = "running"
                     srv.ready.set()
-                    if self._archive is None and self._archive_task is None:
+                    if self.archive.path is None and self._archive_task is None:
                         # made once, now that this server is up (not competing with it)
-                        self._archive_task = self._spawn_task(self._make_archive(),
-                                                              "spark-archive")  # fmt: skip
+                        self._archive_task = self._spawn_task(
+                            self.archive.make(self._sandboxes, self._spawn_task), "spark-archive"
+                        )
                     assert srv.proc is not None
                     rc = await srv.proc.wait()
                     await self._cleanup(srv)
                     if self._closing or srv.stop_requested:
                         break
                     srv.restarts += 1
-                    if time.monotonic() - t0 > 300:
-                        backoff = 1.0
+                    backoff.ran(time.monotonic() - t0)
                     if not srv.sessions:
                         log.warning("the Spark Connect server of %s died (exit %s); it starts "
                                     "again at its next use", srv.user, rc)  # fmt: skip
                         break
                     log.warning("the Spark Connect server of %s died (exit %s); restarting "
-                                "in %.0f s", srv.user, rc, backoff)  # fmt: skip
+                                "in %.0f s", srv.user, rc, backoff.delay)  # fmt: skip
                 srv.state = "starting"
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(backoff.next())
         finally:
             await self._cleanup(srv)
             srv.state = "down"
@@ -513,26 +390,10 @@ class EmbeddedSpark(SparkService):
             if srv.sessions and not self._closing:
                 self._spawn_task(self._listen(srv), f"spark-wake-{srv.name}")
 
-    async def _cleanup(self, srv: _Server) -> None:
-        srv.ready.clear()
-        srv.ui_port = srv.jvm_pid = None
-        proc, srv.proc = srv.proc, None
-        if proc is not None and proc.stdin is not None:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-        await asyncio.to_thread(self._sandboxes.kill, srv.name)
-        if proc is not None:
-            # without cgroups (sandbox = 'none'), its process group is all there is
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        gone = SparkUnavailable("the Spark Connect server exited")
-        for fut in srv.waiters.values():
-            if not fut.done():
-                fut.set_exception(gone)
-        srv.waiters.clear()
+    async def _cleanup(self, srv: UserServer) -> None:
+        await terminate(srv, self._sandboxes)
 
-    async def stop_server(self, srv: _Server, why: str) -> None:
+    async def stop_server(self, srv: UserServer, why: str) -> None:
         """Stop a user's server: stdin closed (the driver stops, Derby closes), then after
         STOP_GRACE_S its whole cgroup is killed."""
         task = srv.task
@@ -541,10 +402,7 @@ class EmbeddedSpark(SparkService):
         srv.stop_requested = True
         srv.state = "stopping"
         log.info("stopping the Spark Connect server of %s: %s", srv.user, why)
-        proc = srv.proc
-        if proc is not None and proc.stdin is not None:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()  # the server stops its driver and exits
+        close_stdin(srv.proc)  # the server stops its driver and exits
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
         except TimeoutError:
@@ -555,60 +413,8 @@ class EmbeddedSpark(SparkService):
             await task
 
     # ------------------------------------------------------------------ one start
-    def _confs(self, srv: _Server, data: Path, ui_port: int) -> dict[str, str]:
-        s = self.settings
-        base_path = urlsplit(s.base_url).path.rstrip("/")
-        java_opts = [
-            f"-Dderby.system.home={data}",
-            f"-Djava.io.tmpdir={data / 'tmp'}",
-            f"-Duser.home={data / 'home'}",
-        ]
-        if self._archive is not None:
-            java_opts += [f"-XX:SharedArchiveFile={self._archive}", "-Xlog:cds=off",
-                          "-Xlog:cds+dynamic=off"]  # fmt: skip
-        return {
-            "spark.master": s.spark_master,
-            "spark.app.name": f"rsparkhub-{srv.user}",
-            "spark.driver.memory": s.spark_driver_memory,
-            "spark.connect.grpc.binding.address": "127.0.0.1",
-            "spark.connect.grpc.binding.port": str(srv.port),
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-            "spark.ui.enabled": "true",
-            "spark.ui.port": str(ui_port),
-            "spark.ui.proxyBase": f"{base_path}/spark-ui/{quote(srv.user, safe='')}",
-            "spark.ui.killEnabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.sql.catalogImplementation": "hive",
-            "spark.sql.warehouse.dir": str(data / "warehouse"),
-            "spark.sql.catalog.spark_catalog.defaultDatabase": role_name(srv.user),
-            "spark.hadoop.javax.jdo.option.ConnectionURL":
-                f"jdbc:derby:;databaseName={data / 'metastore_db'};create=true",
-            "spark.driver.extraJavaOptions": " ".join(java_opts),
-            "spark.local.dir": str(data / "tmp"),
-            "spark.jars.ivy": str(data / "ivy"),
-            "spark.connect.session.manager.defaultSessionTimeout": "7d",
-        }  # fmt: skip
-
-    def _env(self, home: Path, data: Path, user: str) -> dict[str, str]:
-        """The server's whole environment: nothing of the hub's (no secrets, no URLs)."""
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": str(data / "home"),
-            "TMPDIR": str(data / "tmp"),
-            "SPARK_HOME": str(home),
-            "PYSPARK_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": "127.0.0.1",
-            "SPARK_USER": role_name(user),
-            "HADOOP_USER_NAME": role_name(user),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        if os.environ.get("JAVA_HOME"):
-            env["JAVA_HOME"] = os.environ["JAVA_HOME"]
-        return env
-
-    def _prepare_dirs(self, srv: _Server) -> tuple[Path, Path]:
+    # ------------------------------------------------------------------ one start
+    def _prepare_dirs(self, srv: UserServer) -> tuple[Path, Path]:
         """The hub's directory of the user's server and the user's own ``data/`` in it
         (made here, handed over to the user's uid by the sandbox)."""
         d = self.user_dir(srv.user_id)
@@ -619,187 +425,39 @@ class EmbeddedSpark(SparkService):
         data.mkdir(mode=0o700, exist_ok=True)
         return d, data
 
-    async def _start_once(self, srv: _Server) -> None:
+    async def _start_once(self, srv: UserServer) -> None:
         """Start the user's server in its sandbox and wait until its port is open."""
-        home = spark_home()
+        spark_home()  # pyspark is installed (else SparkUnavailable), before anything else
         await self._unlisten(srv)
         identity = await self._hub.identities.for_user(srv.user_id)
         d, data = await asyncio.to_thread(self._prepare_dirs, srv)
         first = not await asyncio.to_thread((data / "metastore_db").exists)
         await asyncio.to_thread(self._sandboxes.kill, srv.name)  # a crashed hub's server
         if self._sandboxes.cgroups.version == "none":
-            await asyncio.to_thread(_kill_strays, data)
-        await self._find_archive()
-        if await asyncio.to_thread(_port_taken, srv.port):
+            await asyncio.to_thread(kill_strays, data)
+        archive = await self.archive.find()
+        if await asyncio.to_thread(port_taken, srv.port):
             old, srv.port = srv.port, await asyncio.to_thread(self._new_port, srv.user_id)
             log.warning("spark: %s's port %d is taken by another program; using %d (new "
                         "sessions only)", srv.user, old, srv.port)  # fmt: skip
-        ui_port = _free_port()
-        nonce = secrets.token_hex(12)
-        files_ro, files_rw = await asyncio.to_thread(self._files_binds, srv)
-        r, w = os.pipe()
-        spec = SandboxSpec(
-            name=srv.name,
-            identity=identity,
-            argv=[sys.executable, "-m", SERVER_MODULE, "server", str(data)],
-            env=self._env(home, data, srv.user),
-            chdir=str(data),
-            binds=[(data, str(data)), *files_rw],
-            ro_binds=[*self._sandboxes.runtime_binds(), *self._archive_binds(), *files_ro],
-            masked=[str(self.settings.data_dir.resolve())],
-            network=Network(
-                from_host=(srv.port, ui_port),
-                outbound=self.settings.session_network == "internet",
-            ),
-            limits=self._limits(),
-            stdout=w,
-            stdin_pipe=True,
+        files_ro: files.Binds = []
+        files_rw: files.Binds = []
+        if self._files_root() is not None:
+            files_ro, files_rw = await asyncio.to_thread(
+                files.binds, srv.user_id, srv.user, self.settings.data_dir
+            )
+        await start_server(
+            self._sandboxes,
+            self.settings,
+            srv,
+            identity,
+            d,
+            first=first,
+            archive=archive,
+            binds=files_rw,
+            ro_binds=[*self.archive.binds(), *files_ro],
+            spawn_task=self._spawn_task,
         )
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[dict[str, Any]] = loop.create_future()
-        opened: asyncio.Future[dict[str, Any]] = loop.create_future()
-        try:
-            proc = await self._sandboxes.spawn(spec)
-        except (OSError, ValueError, RuntimeError) as exc:
-            os.close(r)
-            raise SparkUnavailable(f"the Spark Connect server's sandbox failed: {exc}") from None
-        finally:
-            os.close(w)
-        srv.proc = proc
-        reader = self._spawn_task(
-            self._read(srv, r, d / "server.log", nonce, started, opened), f"spark-log-{srv.name}"
-        )
-        reader.add_done_callback(lambda _t: _fail(started, opened))
-        log.info("starting the Spark Connect server of %s (uid %d) on 127.0.0.1:%d%s",
-                 srv.user, identity.uid, srv.port,
-                 "" if self._archive else " (no class-data archive yet)")  # fmt: skip
-        config = {
-            "nonce": nonce,
-            "confs": self._confs(srv, data, ui_port),
-            "database": role_name(srv.user),
-            "location": str(data / "warehouse" / role_name(srv.user)),
-            "create_database": first,
-        }
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write((json.dumps(config) + "\n").encode())
-            await proc.stdin.drain()
-            msg = await asyncio.wait_for(started, START_TIMEOUT_S)
-            if msg.get("event") != "started":
-                raise SparkUnavailable(f"the Spark driver did not start: {msg.get('detail')}")
-            srv.jvm_pid = msg.get("jvm_pid")
-            jvm_s = msg.get("seconds")
-            srv.ui_port = urlsplit(str(msg.get("ui_url") or "")).port or ui_port
-            msg = await asyncio.wait_for(opened, OPEN_TIMEOUT_S)
-            if msg.get("event") != "open":
-                raise SparkUnavailable(f"Spark Connect did not open: {msg.get('detail')}")
-            log.info("spark: %s's server: driver up after %s s, port open after %s s%s",
-                     srv.user, jvm_s, msg.get("seconds"),
-                     " (its database made first)" if first else "")  # fmt: skip
-        except (SparkUnavailable, TimeoutError, ConnectionError) as exc:
-            why = "it did not start in time" if isinstance(exc, TimeoutError) else str(exc)
-            await self._cleanup(srv)
-            raise SparkUnavailable(
-                f"the Spark Connect server failed to start ({why}; exit code "
-                f"{proc.returncode}); see {d / 'server.log'}"
-            ) from None
-
-    def _limits(self) -> Limits:
-        s = self.settings
-        return Limits(
-            memory_mb=s.spark_memory_mb,
-            pids=2048,  # a driver has a few hundred threads; every thread counts
-            cpu_weight=s.session_cpu_weight,
-            cpu_quota=s.session_cpu_quota,
-            tmp_mb=s.session_tmp_mb,
-        )
-
-    async def _read(
-        self,
-        srv: _Server,
-        fd: int,
-        log_path: Path,
-        nonce: str,
-        started: asyncio.Future[dict[str, Any]],
-        opened: asyncio.Future[dict[str, Any]],
-    ) -> None:
-        """The server's output: its own messages (``@rsparkhub:<nonce> {json}``) are
-        dispatched, everything else goes to the hub's copy of its log. Ends with the pipe."""
-        prefix = f"@rsparkhub:{nonce} ".encode()
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_LINE * 2)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-        )
-        out = _Log(log_path)
-        try:
-            pending = b""
-            while True:
-                chunk = await reader.read(MAX_LINE)
-                if not chunk:
-                    break
-                pending += chunk
-                lines = pending.split(b"\n")
-                pending = lines.pop()
-                if len(pending) > MAX_LINE:  # a line with no end: to the log as it is
-                    lines.append(pending)
-                    pending = b""
-                text: list[bytes] = []
-                for line in lines:
-                    if line.startswith(prefix):
-                        self._dispatch(srv, line[len(prefix) :], started, opened)
-                    elif line:
-                        text.append(line)
-                if text:
-                    await asyncio.to_thread(out.write, b"\n".join(text) + b"\n")
-        finally:
-            transport.close()
-            await asyncio.to_thread(out.close)
-
-    def _dispatch(
-        self,
-        srv: _Server,
-        raw: bytes,
-        started: asyncio.Future[dict[str, Any]],
-        opened: asyncio.Future[dict[str, Any]],
-    ) -> None:
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            return
-        if not isinstance(msg, dict):
-            return
-        event = msg.get("event")
-        if event in ("started", "failed") and not started.done():
-            started.set_result(msg)
-        if event in ("open", "failed") and not opened.done():
-            opened.set_result(msg)
-        if event == "catalog":
-            if msg.get("error"):
-                log.warning("spark: %s's catalog: %s", srv.user, msg["error"])
-            else:
-                log.info("spark: %s's catalog opened in %.1f s", srv.user,
-                         float(msg.get("seconds") or 0))  # fmt: skip
-        fut = srv.waiters.get(str(msg.get("id")))
-        if fut is not None and not fut.done():
-            fut.set_result(msg)
-
-    async def _call(self, srv: _Server, cmd: str, timeout: float = 30) -> dict[str, Any]:
-        proc = srv.proc
-        if proc is None or proc.returncode is not None or proc.stdin is None:
-            raise SparkUnavailable("the Spark Connect server is not running")
-        srv.calls += 1
-        cid = str(srv.calls)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        srv.waiters[cid] = fut
-        try:
-            proc.stdin.write((json.dumps({"id": cid, "cmd": cmd}) + "\n").encode())
-            await proc.stdin.drain()
-            return await asyncio.wait_for(fut, timeout)
-        except (ConnectionError, BrokenPipeError) as exc:
-            raise SparkUnavailable(f"the Spark Connect server went away: {exc}") from None
-        finally:
-            srv.waiters.pop(cid, None)
 
     # ------------------------------------------------------------------ idle stop
     def _ensure_idle_loop(self) -> None:
@@ -815,7 +473,7 @@ class EmbeddedSpark(SparkService):
                 if srv.state != "running" or srv.sessions:
                     continue
                 try:
-                    running = int((await self._call(srv, "activity")).get("running") or 0)
+                    running = int((await call(srv, "activity")).get("running") or 0)
                 except (SparkUnavailable, TimeoutError):
                     continue
                 now = time.monotonic()
@@ -826,125 +484,6 @@ class EmbeddedSpark(SparkService):
                         self.stop_server(srv, f"idle for {now - srv.idle_since:.0f} s"),
                         f"spark-stop-{srv.name}",
                     )
-
-    # ------------------------------------------------------------------ class-data archive
-    def _archive_binds(self) -> list[tuple[Path, str]]:
-        if self._archive is None:
-            return []
-        return [(self._archive.parent, str(self._archive.parent))]
-
-    async def _archive_key(self) -> str:
-        java = await _java_version() or "?"
-        home = spark_home()
-        text = "\n".join([java, _pyspark_version(home), str(home.resolve()), sys.version])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    async def _find_archive(self) -> Path | None:
-        """The class-data archive of this Java and pyspark, if it was made already."""
-        if self._archive is None and self._archive_path is None:
-            try:
-                key = await self._archive_key()
-            except (SparkUnavailable, OSError):
-                return None
-            self._archive_path = self.archive_dir / f"spark-{key}.jsa"
-        if self._archive is None and self._archive_path is not None:
-            if await asyncio.to_thread(self._archive_path.is_file):
-                self._archive = self._archive_path
-        return self._archive
-
-    async def _make_archive(self) -> None:
-        """Make the class-data archive (once per Java and pyspark install)."""
-        try:
-            path = self._archive_path
-            if await self._find_archive() is not None or path is None:
-                return
-            t0 = time.monotonic()
-            await self._train(path)
-            log.info("spark: made the class-data archive %s in %.0f s", path,
-                     time.monotonic() - t0)  # fmt: skip
-            self._archive = path
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - servers start without it
-            log.warning("spark: no class-data archive (servers start slower): %s", exc)
-
-    def _train_identity(self) -> Identity:
-        """An account of no user's: ``nobody`` for a root hub, else the hub's own."""
-        if os.geteuid() == 0:
-            return Identity(65534, 65534)
-        return self._sandboxes.identity_for_hub()
-
-    async def _train(self, path: Path) -> None:
-        """A server with no user and no forwarded port, run once with
-        ``-XX:ArchiveClassesAtExit``; its archive is then the hub's (read-only to all)."""
-        home = spark_home()
-        work = self.archive_dir / f"train-{secrets.token_hex(6)}"
-        await asyncio.to_thread(_make_private_dir, work)
-        data = work / "data"
-        await asyncio.to_thread(data.mkdir, 0o700)
-        name = f"spark-train-{work.name[6:]}"
-        srv = _Server(user_id="train", user="rsparkhub", port=_free_port())
-        nonce = secrets.token_hex(12)
-        r, w = os.pipe()
-        out_path = data / "classes.jsa"
-        spec = SandboxSpec(
-            name=name,
-            identity=self._train_identity(),
-            argv=[
-                sys.executable,
-                "-m",
-                SERVER_MODULE,
-                "server",
-                str(data),
-                "--train",
-                str(out_path),
-            ],  # fmt: skip
-            env=self._env(home, data, "rsparkhub"),
-            chdir=str(data),
-            binds=[(data, str(data))],
-            ro_binds=self._sandboxes.runtime_binds(),
-            masked=[str(self.settings.data_dir.resolve())],
-            network=Network(outbound=False),
-            limits=Limits(
-                memory_mb=self.settings.spark_memory_mb,
-                pids=2048,
-                cpu_weight=20,
-                tmp_mb=self.settings.session_tmp_mb,
-            ),  # fmt: skip
-            stdout=w,
-            stdin_pipe=True,
-        )
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[dict[str, Any]] = loop.create_future()
-        opened: asyncio.Future[dict[str, Any]] = loop.create_future()
-        try:
-            try:
-                proc = await self._sandboxes.spawn(spec)
-            finally:
-                os.close(w)
-            reader = self._spawn_task(
-                self._read(srv, r, self.archive_dir / "train.log", nonce, started, opened), name
-            )
-            db = role_name(srv.user)
-            config = {
-                "nonce": nonce,
-                "confs": self._confs(srv, data, _free_port()),
-                "database": db,
-                "location": str(data / "warehouse" / db),
-                "create_database": True,
-            }
-            assert proc.stdin is not None
-            proc.stdin.write((json.dumps(config) + "\n").encode())
-            await proc.stdin.drain()
-            rc = await asyncio.wait_for(proc.wait(), TRAIN_TIMEOUT_S)
-            await asyncio.wait_for(reader, 10)
-            if rc != 0:
-                raise SparkUnavailable(f"the training server exited with {rc}; see "
-                                       f"{work / 'train.log'}")  # fmt: skip
-            await asyncio.to_thread(_adopt_archive, out_path, path)
-        finally:
-            await asyncio.to_thread(self._sandboxes.kill, name)
-            await asyncio.to_thread(shutil.rmtree, work, True)
 
     # ------------------------------------------------------------------ shutdown
     async def close(self) -> None:
@@ -959,7 +498,7 @@ class EmbeddedSpark(SparkService):
         if self._files_root() is not None:
             for s in servers:
                 with contextlib.suppress(OSError, subprocess.CalledProcessError):
-                    await asyncio.to_thread(self._drop_files, s.user_id)
+                    await asyncio.to_thread(files.drop, s.user_id)
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -988,7 +527,14 @@ class EmbeddedSpark(SparkService):
     def may_open_ui(self, caller: str, is_admin: bool, owner: str) -> bool:
         return caller == owner  # administrators included: see the module docstring
 
-    async def describe_for(self, user: str, is_admin: bool) -> dict[str, Any]:
+    def ui_missing(self, owner: str) -> str:
+        return (
+            f"The Spark Connect server of '{owner}' is not running right now: it starts with "
+            "their first Spark call and stops when idle (GET /api/spark shows its state). "
+            "Open this page again once it runs."
+        )
+
+    async def describe_for(self, user: str, is_admin: bool) -> Description:
         srv = self._by_name(user)
         state = await self.state_for(user)
         port = srv.port if srv is not None else None  # known once a session has started
@@ -1022,18 +568,18 @@ class EmbeddedSpark(SparkService):
         }
 
     # ------------------------------------------------------------------ doctor
-    async def describe(self) -> dict[str, Any]:
+    async def describe(self) -> Description:
         """For doctor: Java, pyspark, the archive and the users' servers. Starts nothing."""
         mode = "embedded"
         try:
             home = spark_home()
         except SparkUnavailable as exc:
             return {"ok": False, "mode": mode, "detail": str(exc)}
-        java = await _java_version()
+        java = await java_version()
         if java is None:
             return {"ok": False, "mode": mode,
                     "detail": "java not found: install a JDK 17+ (apt-get install openjdk-17-jre-headless)"}  # fmt: skip
-        version = _pyspark_version(home)
+        version = pyspark_version(home)
         running = [s for s in self._servers.values() if s.state == "running"]
         if self.hub is None:
             servers = "per-user servers are started by the running hub (GET /api/doctor)"
@@ -1043,7 +589,7 @@ class EmbeddedSpark(SparkService):
                 rss = await asyncio.to_thread(self._sandboxes.memory, s.name)
                 mem.append(f"{s.user} {rss / 2**20:.0f} MiB" if rss else s.user)
             servers = f"{len(running)} running" + (f" ({', '.join(mem)})" if mem else "")
-        archive = await asyncio.to_thread(self._archive_state)
+        archive = await asyncio.to_thread(self.archive.state)
         return {
             "ok": True,
             "mode": mode,
@@ -1054,118 +600,3 @@ class EmbeddedSpark(SparkService):
             f"under its user's uid in a sandbox, in {self.users_dir}; {servers}; idle stop "
             f"after {self.settings.spark_idle_timeout_s:.0f} s; class-data archive: {archive}",
         }
-
-    def _archive_state(self) -> str:
-        if self._archive is not None:
-            return str(self._archive)
-        found = sorted(self.archive_dir.glob("spark-*.jsa")) if self.archive_dir.is_dir() else []
-        return str(found[-1]) if found else "not made yet (made at the first server start)"
-
-
-def _fail(*futs: asyncio.Future[dict[str, Any]]) -> None:
-    for fut in futs:
-        if not fut.done():
-            fut.set_result({"event": "failed", "detail": "the server's output ended"})
-
-
-_MOUNTS = threading.Lock()  # the hub's own mounts under FILES_ROOT, one change at a time
-
-
-def _kill_strays(data: Path) -> None:
-    """Without cgroups: a crashed hub's server of this user (its helper names ``data`` in
-    its argv, its JVM in ``-Dderby.system.home``) still holds the metastore."""
-    import psutil
-
-    marks = (str(data), f"-Dderby.system.home={data}")
-    for p in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            cmd = p.info["cmdline"] or []
-            if any(c in marks for c in cmd) and (
-                SERVER_MODULE in cmd or "-Dderby" in " ".join(cmd)
-            ):
-                p.kill()
-
-
-def _port_taken(port: int) -> bool:
-    """Whether something listens on the port (connections of the hub's wake-up listener
-    lingering in TIME_WAIT do not count: pasta binds with SO_REUSEADDR too)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _make_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=False)
-    path.parent.chmod(0o755)  # the archive directory: searchable (its archive is read-only)
-
-
-def _adopt_archive(made: Path, dest: Path) -> None:
-    """The training server's archive becomes the hub's: a regular file (never a link),
-    copied, read-only for everyone, renamed into place."""
-    st = os.lstat(made)
-    import stat
-
-    if not stat.S_ISREG(st.st_mode) or st.st_size < 1 << 20:
-        raise SparkUnavailable("the training server wrote no class-data archive")
-    tmp = dest.with_suffix(f".tmp-{secrets.token_hex(4)}")
-    fd = os.open(made, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    tmp.chmod(0o444)
-    os.replace(tmp, dest)
-
-
-class _Log:
-    """The hub's copy of a server's output, rotated past MAX_LOG_BYTES (one old copy)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fh: Any = None
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        if self.fh is None:
-            self.fh = open(self.path, "ab")  # noqa: SIM115
-            self.size = self.fh.tell()
-        if self.size + len(data) > MAX_LOG_BYTES:
-            self.fh.close()
-            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            self.fh = open(self.path, "ab")  # noqa: SIM115
-            self.size = 0
-        self.fh.write(data)
-        self.fh.flush()
-        self.size += len(data)
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
-
-
-async def workspace_uses_spark(hub: Hub, workspace_id: str) -> bool:
-    """Whether a workspace's source files mention Spark (``spark``, ``SparkSession``,
-    ``pyspark``, ``rspark_`` …): its sessions then start the user's server at once."""
-    from rsparkhub.hub.files import list_files
-
-    async with hub.db.session() as db:
-        files = await list_files(db, workspace_id)
-    checked = 0
-    for f in files:
-        if not f.path.lower().endswith(SCAN_EXTENSIONS) or f.size > SCAN_MAX_BYTES:
-            continue
-        if SPARK_WORDS.search(f.path.encode()):
-            return True
-        try:
-            data = await hub.blobs.get(f.sha256)
-        except (OSError, ValueError):
-            continue
-        if SPARK_WORDS.search(data):
-            return True
-        checked += 1
-        if checked >= SCAN_MAX_FILES:
-            break
-    return False

@@ -13,9 +13,9 @@ reachable otherwise:
   ``forbidden`` before anything is said about the UI.
 * 401 without a login, 404 ``not_found`` for a name no user can have, 404 ``spark_off``
   when there is no such UI right now (Spark off, an external server, the user's server or
-  driver not running: ``SparkService.ui_missing`` says which), 502 ``spark_ui_unreachable`` when it does not answer. The route is
-  outside the OpenAPI schema (a browser page, not an API); tests/test_spark_ui.py checks
-  who may call it.
+  driver not running: ``SparkService.ui_missing`` says which), 502
+  ``spark_ui_unreachable`` when it does not answer. The route is outside the OpenAPI
+  schema (a browser page, not an API); tests/test_spark_ui.py checks who may call it.
 
 Spark renders links under ``spark.ui.proxyBase`` (set to the hub path by the hub), so
 pages are streamed unchanged; only a redirect's ``Location`` (Jetty makes it absolute, to

@@ -1,0 +1,184 @@
+"""The class-data archive (AppCDS) of the embedded Spark servers (``spark = 'embedded'``).
+
+A server's start is mostly the JVM loading classes. Once per Java and pyspark install the
+hub makes an archive of the classes a server loads — a training server with no user and no
+port, under ``nobody`` (a root hub) or the hub's own account, run with
+``-XX:ArchiveClassesAtExit`` — and keeps it in ``spark_class_archive_dir``; every server
+then maps it read-only (``-XX:SharedArchiveFile``). Servers start without it until it
+exists.
+
+Owns: where the archive is, making it, and adopting the training server's file (a regular
+file, copied, read-only to all). Must not: make it while a user's server starts (the
+service asks for it once a server is up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rsparkhub.config import Settings
+from rsparkhub.hub.sandbox import Identity, Limits, Network, SandboxSpec
+from rsparkhub.hub.spark import SparkUnavailable
+from rsparkhub.hub.spark_embedded_process import (
+    SpawnTask,
+    UserServer,
+    java_version,
+    launch,
+    pyspark_version,
+    server_argv,
+    server_confs,
+    server_env,
+    spark_home,
+    start_config,
+)
+from rsparkhub.hub.supervised import free_port
+
+if TYPE_CHECKING:
+    from rsparkhub.hub.sandbox import Sandboxes
+
+log = logging.getLogger("rsparkhub.spark")
+
+TRAIN_TIMEOUT_S = 600.0
+
+
+class ClassArchive:
+    """The archive of this Java and pyspark in ``directory``: :attr:`path` once it exists."""
+
+    def __init__(self, settings: Settings, directory: Path) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.path: Path | None = None  # the archive, once it exists
+        self._target: Path | None = None  # where it is (or will be)
+
+    def binds(self) -> list[tuple[Path, str]]:
+        """What a server's sandbox shows read-only to map the archive."""
+        if self.path is None:
+            return []
+        return [(self.path.parent, str(self.path.parent))]
+
+    async def _key(self) -> str:
+        java = await java_version() or "?"
+        home = spark_home()
+        text = "\n".join([java, pyspark_version(home), str(home.resolve()), sys.version])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    async def find(self) -> Path | None:
+        """The archive of this Java and pyspark, if it was made already."""
+        if self.path is None and self._target is None:
+            try:
+                key = await self._key()
+            except (SparkUnavailable, OSError):
+                return None
+            self._target = self.directory / f"spark-{key}.jsa"
+        if self.path is None and self._target is not None:
+            if await asyncio.to_thread(self._target.is_file):
+                self.path = self._target
+        return self.path
+
+    async def make(self, sandboxes: Sandboxes, spawn_task: SpawnTask) -> None:
+        """Make the archive (once per Java and pyspark install). Never raises but for
+        cancellation: servers start without it."""
+        try:
+            target = self._target
+            if await self.find() is not None or target is None:
+                return
+            t0 = time.monotonic()
+            await self._train(sandboxes, spawn_task, target)
+            log.info("spark: made the class-data archive %s in %.0f s", target,
+                     time.monotonic() - t0)  # fmt: skip
+            self.path = target
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - servers start without it
+            log.warning("spark: no class-data archive (servers start slower): %s", exc)
+
+    def state(self) -> str:
+        """For doctor (blocking: call it from a thread)."""
+        if self.path is not None:
+            return str(self.path)
+        d = self.directory
+        found = sorted(d.glob("spark-*.jsa")) if d.is_dir() else []
+        return str(found[-1]) if found else "not made yet (made at the first server start)"
+
+    def _identity(self, sandboxes: Sandboxes) -> Identity:
+        """An account of no user's: ``nobody`` for a root hub, else the hub's own."""
+        if os.geteuid() == 0:
+            return Identity(65534, 65534)
+        return sandboxes.identity_for_hub()
+
+    async def _train(self, sandboxes: Sandboxes, spawn_task: SpawnTask, target: Path) -> None:
+        """A server with no user and no forwarded port, run once with
+        ``-XX:ArchiveClassesAtExit``; its archive is then the hub's (read-only to all)."""
+        home = spark_home()
+        work = self.directory / f"train-{secrets.token_hex(6)}"
+        await asyncio.to_thread(_make_private_dir, work)
+        data = work / "data"
+        await asyncio.to_thread(data.mkdir, 0o700)
+        name = f"spark-train-{work.name[6:]}"
+        srv = UserServer(user_id="train", user="rsparkhub", port=free_port())
+        out_path = data / "classes.jsa"
+        spec = SandboxSpec(
+            name=name,
+            identity=self._identity(sandboxes),
+            argv=server_argv(data, "--train", str(out_path)),
+            env=server_env(home, data, srv.user),
+            chdir=str(data),
+            binds=[(data, str(data))],
+            ro_binds=sandboxes.runtime_binds(),
+            masked=[str(self.settings.data_dir.resolve())],
+            network=Network(outbound=False),
+            limits=Limits(
+                memory_mb=self.settings.spark_memory_mb,
+                pids=2048,
+                cpu_weight=20,
+                tmp_mb=self.settings.session_tmp_mb,
+            ),  # fmt: skip
+        )
+        confs = server_confs(self.settings, srv, data, free_port(), None)
+        try:
+            launched = await launch(
+                sandboxes,
+                spec,
+                srv,
+                self.directory / "train.log",
+                start_config(srv, confs, data, first=True),
+                spawn_task,
+            )
+            rc = await asyncio.wait_for(launched.proc.wait(), TRAIN_TIMEOUT_S)
+            await asyncio.wait_for(launched.reader, 10)
+            if rc != 0:
+                raise SparkUnavailable(f"the training server exited with {rc}; see "
+                                       f"{self.directory / 'train.log'}")  # fmt: skip
+            await asyncio.to_thread(_adopt_archive, out_path, target)
+        finally:
+            await asyncio.to_thread(sandboxes.kill, name)
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=False)
+    path.parent.chmod(0o755)  # the archive directory: searchable (its archive is read-only)
+
+
+def _adopt_archive(made: Path, dest: Path) -> None:
+    """The training server's archive becomes the hub's: a regular file (never a link),
+    copied, read-only for everyone, renamed into place."""
+    st = os.lstat(made)
+    if not stat.S_ISREG(st.st_mode) or st.st_size < 1 << 20:
+        raise SparkUnavailable("the training server wrote no class-data archive")
+    tmp = dest.with_suffix(f".tmp-{secrets.token_hex(4)}")
+    fd = os.open(made, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    tmp.chmod(0o444)
+    os.replace(tmp, dest)
