@@ -59,6 +59,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from eventually import eventually, eventually_sync
+
 KINDS = {
     "pods": "Pod",
     "secrets": "Secret",
@@ -400,25 +402,11 @@ class StandIn:
             self._delete_pod(ns, name, grace)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        return eventually_sync(predicate, timeout, 0.02, what)
 
     async def until(self, predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
         """``wait_for`` for async tests: the event loop keeps running meanwhile."""
-        import asyncio
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        return await eventually(predicate, timeout, 0.02, what)
 
     def open_watches(self) -> int:
         with self.lock:

@@ -49,6 +49,7 @@ from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile, parse_quantit
 from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
 
 from conftest import HubProcess
+from eventually import eventually
 
 NS = "rsh-test"
 IMAGE = "registry.example/rsparkhub/session:test"
@@ -652,16 +653,12 @@ async def test_memory_comes_from_one_metrics_list(standin: StandIn) -> None:
             ),
             5,
         )
-        for _ in range(100):
-            if all(sp.memory(s) for s in states):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: all(sp.memory(s) for s in states), 5, 0.05, "pod metrics")
         assert all(sp.memory(s) == standin.memory_bytes for s in states)
         standin.metrics = False  # a cluster without metrics-server
-        for _ in range(100):
-            if sp.metrics_status.startswith("unavailable"):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: sp.metrics_status.startswith("unavailable"), 5, 0.05, "metrics unavailable"
+        )
         assert sp.metrics_status.startswith("unavailable (404")
         assert standin.count("get", "pods") == 0
 
@@ -735,13 +732,12 @@ def agent_standin(tmp_path: Path) -> Iterator[StandIn]:
 async def _until_state(
     c: HubClient, wid: str, states: tuple[str, ...], timeout: float = 30
 ) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    for _ in range(int(timeout / 0.1)):
-        info = await c.request("GET", f"/api/workspaces/{wid}/session")
-        if info and info["state"] in states:
-            return info
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"session never reached {states}: {info}")
+
+    async def reached() -> dict[str, Any] | None:
+        info: dict[str, Any] | None = await c.request("GET", f"/api/workspaces/{wid}/session")
+        return info if info and info["state"] in states else None
+
+    return await eventually(reached, timeout, 0.1, f"the session to reach {states}")
 
 
 async def test_hub_runs_sessions_as_pods(tmp_path: Path, agent_standin: StandIn) -> None:

@@ -20,6 +20,7 @@ from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
 from conftest import HubProcess
+from eventually import eventually
 
 
 async def _workspace(hub: HubProcess, token: str, name: str | None = None) -> str:
@@ -314,14 +315,12 @@ async def test_idle_session_is_culled(tmp_path: Path) -> None:
         async with HubClient(hub.url, token) as c:
             async with c.attach(wid) as s:
                 assert (await s.run("1", language="python")).ok
-            deadline = time.monotonic() + 20
-            state = None
-            while time.monotonic() < deadline:
+
+            async def stopped() -> dict[str, object] | None:
                 state = await c.request("GET", f"/api/workspaces/{wid}/session")
-                if state["state"] == "stopped":
-                    break
-                await asyncio.sleep(0.5)
-            assert state is not None and state["state"] == "stopped"
+                return state if state["state"] == "stopped" else None
+
+            state = await eventually(stopped, timeout=20, interval=0.5, what="an idle stop")
             assert state["exit_code"] == 0 and "idle" in state["reason"]
     finally:
         hub.close()
