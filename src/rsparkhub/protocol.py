@@ -634,6 +634,12 @@ def _load(raw: str | bytes) -> Any:
 
 
 def _parse(adapter: TypeAdapter[Any], raw: str | bytes) -> Any:
+    if len(raw) > MAX_FRAME_BYTES:
+        raise MessageError("frame_too_large", f"Messages are limited to {MAX_FRAME_BYTES} bytes.")
+    try:  # one pass over the text (pydantic's own JSON parser); the slow path explains errors
+        return adapter.validate_json(raw)
+    except ValidationError:
+        pass
     data = _load(raw)
     request_id = data.get("id") if isinstance(data.get("id"), str) else None
     try:
