@@ -1,8 +1,14 @@
 // The contract between the app shell (core: src/core/, src/app/) and the panes
 // (src/panes/). The shell owns the session socket, the REST client, layout and routing;
-// a pane gets a PaneContext and renders one area of the workspace view.
+// a pane gets a PaneContext and renders one area of the workspace view. The wire types
+// come from the protocol (generated/protocol.ts); the rest is the client's own.
+import type { Event as ProtocolEvent, Language } from "./generated/protocol";
 
-export type Language = "r" | "python" | "bash";
+export type { Language } from "./generated/protocol";
+
+/** One event of the session stream (docs/protocol.md: the ``event`` of an envelope) —
+ * protocol.py's ``Event`` union, named AnyEvent here because ``Event`` is the DOM's. */
+export type AnyEvent = ProtocolEvent;
 
 /** An error answer of the hub: {"error": {"code", "message"}} with its HTTP status. */
 export class ApiError extends Error {
@@ -31,21 +37,11 @@ export interface Api {
   url(path: string, query?: Query): string;
 }
 
-/** One event of the session stream (docs/protocol.md: the ``event`` of an envelope):
- * stream, result, error, plot, status, done, session, reply, env, view_released, help,
- * document. */
-export interface SessionEvent {
-  type: string;
-  request_id?: string | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  [key: string]: any;
-}
-
 /** Every event of the workspace's stream, in order and exactly once (also those replayed
  * when the page attaches: a pane that subscribes late gets only new ones, so it loads its
  * current state from the REST API when it mounts). ``seq`` is the stream position. */
 export interface EventBus {
-  subscribe(fn: (ev: SessionEvent, seq: number) => void): () => void;
+  subscribe(fn: (ev: AnyEvent, seq: number) => void): () => void;
 }
 
 export interface HelpRequest {

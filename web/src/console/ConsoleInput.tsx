@@ -43,8 +43,7 @@ export function ConsoleInput({ workspaceId, language, client, controller, canWri
 
     const run = (v: EditorView, code: string) => {
       hist.current.add(code);
-      controller.execute(code, lang.current);
-      setText(v, "");
+      if (controller.execute(code, lang.current)) setText(v, ""); // else kept: not sent
     };
 
     const submit = (v: EditorView): boolean => {

@@ -90,6 +90,23 @@ describe("ConsoleController", () => {
     expect(lines().slice(-2)).toEqual(["info:Session stopped: stopped by alice", "info:— a new session started —"]);
   });
 
+  it("shows a file that code wrote but the workspace did not save", () => {
+    const { sock, lines } = setup();
+    sock.event("S1", { type: "file_refused", path: "out/big.csv", error_code: "quota_exceeded", message: "The workspace is over its quota." });
+    expect(lines()).toEqual(["error:'out/big.csv' was not saved: The workspace is over its quota."]);
+  });
+
+  it("says so when a request cannot be queued, and keeps the code", () => {
+    const { c, sock, hooks, lines } = setup();
+    sock.drop(); // reconnecting: requests wait in the stream's outbox
+    for (let i = 0; i < 200; i++) expect(c.execute(`x <- ${i}`, "r")).toBe(true);
+    expect(c.execute("x <- 200", "r")).toBe(false);
+    expect(lines()).toEqual([expect.stringMatching(/^error:Not sent: 200 requests are already waiting/)]);
+    expect(hooks.notify).toHaveBeenCalledWith(expect.stringMatching(/^Not sent/), "error");
+    c.render("report.Rmd");
+    expect(lines()).toHaveLength(2);
+  });
+
   it("formats echoes and results", () => {
     expect(echo("print(1)\n", "python")).toBe(">>> print(1)");
     expect(echo("ls\npwd", "bash")).toBe("$ ls\n> pwd");

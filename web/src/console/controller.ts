@@ -1,10 +1,12 @@
 // The console's side of the session: turns stream events into output lines, echoes and
-// sends what the user runs, follows renders, and passes help requests on.
-import type { HelpRequest, Language, SessionEvent } from "../contract";
+// sends what the user runs (saying so when it cannot be sent), follows renders, and passes
+// help requests on.
+import type { AnyEvent, HelpRequest, Language } from "../contract";
 import { Emitter } from "../core/emitter";
-import type { ExecMode } from "../core/messages";
+import type { DoneEvent, HelpEvent, InputEvent } from "../generated/protocol";
+import type { ExecMode, RequestBody } from "../core/messages";
 import type { SessionClient } from "../core/session";
-import type { SessionStream } from "../core/stream";
+import { OutboxFullError, type SessionStream } from "../core/stream";
 import { LANGUAGE_LABEL } from "../core/workspace";
 import { ConsoleModel } from "./model";
 
@@ -69,25 +71,26 @@ export class ConsoleController {
 
   // What ran is echoed from the stream's `input` events (not when sending), so every
   // client — and this one after a reload — shows the same transcript.
-  execute(code: string, language: Language): void {
-    this.session.send({ type: "execute", code, language, mode: "console" });
+  /** Whether the code was sent (else the console says why and the caller keeps it). */
+  execute(code: string, language: Language): boolean {
+    return this.send({ type: "execute", code, language, mode: "console" }) !== null;
   }
 
   runFile(path: string, mode: Exclude<ExecMode, "console">): void {
-    this.session.send({ type: "execute", path, mode });
+    this.send({ type: "execute", path, mode });
   }
 
   render(path: string): void {
-    this.renders.set(this.session.send({ type: "render", path }), path);
+    const id = this.send({ type: "render", path });
+    if (id !== null) this.renders.set(id, path);
   }
 
   interrupt(): void {
-    this.session.send({ type: "interrupt" });
+    this.send({ type: "interrupt" });
   }
 
   restart(language: Language): void {
-    this.info(`Restarting ${LANGUAGE_LABEL[language]}…`);
-    this.session.send({ type: "restart", language });
+    if (this.send({ type: "restart", language }) !== null) this.info(`Restarting ${LANGUAGE_LABEL[language]}…`);
   }
 
   clear(): void {
@@ -95,33 +98,47 @@ export class ConsoleController {
     this.changed.emit();
   }
 
+  /** The request's id, or null when the stream cannot take it (shown as an error line and
+   * a notice: nothing is dropped silently). */
+  private send(body: RequestBody): string | null {
+    try {
+      return this.session.send(body);
+    } catch (e) {
+      if (!(e instanceof OutboxFullError)) throw e;
+      this.model.block("error", e.message);
+      this.changed.emit();
+      this.hooks.notify(e.message, "error");
+      return null;
+    }
+  }
+
   private info(text: string): void {
     this.model.block("info", text);
     this.changed.emit();
   }
 
-  private onEvent(ev: SessionEvent): void {
+  private onEvent(ev: AnyEvent): void {
     const m = this.model;
     switch (ev.type) {
       case "input":
         this.onInput(ev);
         break;
       case "stream":
-        m.write(ev.name === "stderr" ? "stderr" : "stdout", String(ev.text ?? ""));
+        m.write(ev.name, ev.text);
         break;
       case "result": {
-        const text = resultText((ev.data ?? {}) as Record<string, unknown>);
+        const text = resultText(ev.data);
         if (text !== null) m.block("result", text);
         break;
       }
       case "error": {
-        const tb = Array.isArray(ev.traceback) ? ev.traceback.map(String) : [];
+        const tb = ev.traceback ?? [];
         m.block("error", tb.length ? tb.join("\n") : `${ev.ename}: ${ev.evalue}`);
         break;
       }
       case "plot":
         if (typeof ev.url === "string") {
-          m.plot({ url: ev.url, mime: String(ev.mime ?? "image/png"), width: ev.width, height: ev.height }, "Plot");
+          m.plot({ url: ev.url, mime: ev.mime ?? "image/png", width: ev.width, height: ev.height }, "Plot");
         }
         break;
       case "done":
@@ -134,50 +151,57 @@ export class ConsoleController {
         break;
       case "status":
         if (ev.state === "dead") {
-          const name = LANGUAGE_LABEL[ev.language as Language] ?? String(ev.language);
-          m.block("error", `The ${name} kernel died${ev.message ? `: ${ev.message}` : "."}`);
+          m.block("error", `The ${LANGUAGE_LABEL[ev.language]} kernel died${ev.message ? `: ${ev.message}` : "."}`);
         }
         break;
       case "document":
         m.block("info", `Rendered ${ev.path} → ${ev.output}`);
-        if (this.session.isMine(ev.request_id)) this.hooks.openInViewer(String(ev.output));
+        if (this.session.isMine(ev.request_id)) this.hooks.openInViewer(ev.output);
+        break;
+      case "file_refused":
+        m.block("error", `'${ev.path}' was not saved: ${ev.message}`);
         break;
       case "help":
         if (this.session.isMine(ev.request_id)) this.openHelp(ev);
         return;
+      case "reply":
+      case "env":
+      case "view_released":
+        return; // for other parts of the page
       default:
+        ev satisfies never; // a new event type: decide whether the console shows it
         return;
     }
     this.changed.emit();
   }
 
-  private onInput(ev: SessionEvent): void {
-    const by = this.session.isMine(ev.request_id) ? "" : ` (${String(ev.user ?? "someone")})`;
-    const language = (ev.language ?? "r") as Language;
+  private onInput(ev: InputEvent): void {
+    const by = this.session.isMine(ev.request_id) ? "" : ` (${ev.user || "someone"})`;
+    const language = ev.language ?? "r";
     if (ev.mode === "console" && typeof ev.code === "string") {
       this.model.block("echo", echo(ev.code, language) + (ev.truncated ? "\n…" : ""));
       if (by) this.model.block("info", `ran by${by.replace(/[()]/g, "")}`);
     } else {
       const verb = ev.mode === "source" ? "Sourcing" : ev.mode === "render" ? "Rendering" : "Running";
-      this.model.block("info", `${verb} ${String(ev.path ?? "")}${ev.mode === "render" ? "…" : ""}${by}`);
+      this.model.block("info", `${verb} ${ev.path ?? ""}${ev.mode === "render" ? "…" : ""}${by}`);
     }
   }
 
-  private onDone(ev: SessionEvent): void {
+  private onDone(ev: DoneEvent): void {
     if (ev.status === "aborted") this.model.block("info", "Interrupted.");
     else if (ev.status === "failed" || (ev.status === "error" && ev.message)) {
-      this.model.block("error", String(ev.message ?? ev.error_code ?? "The request failed."));
+      this.model.block("error", ev.message ?? ev.error_code ?? "The request failed.");
     }
-    const rendered = typeof ev.request_id === "string" ? this.renders.get(ev.request_id) : undefined;
+    const rendered = this.renders.get(ev.request_id);
     if (rendered !== undefined) {
-      this.renders.delete(ev.request_id as string);
+      this.renders.delete(ev.request_id);
       if (ev.status !== "ok") this.hooks.notify(`Rendering ${rendered} failed; the console shows why.`, "error");
     }
   }
 
-  private openHelp(ev: SessionEvent): void {
+  private openHelp(ev: HelpEvent): void {
     const language = ev.language === "python" ? "python" : "r";
-    if (ev.kind === "search") this.hooks.openHelp({ language, query: String(ev.query ?? "") });
-    else this.hooks.openHelp({ language, topic: String(ev.topic ?? ""), package: ev.package ?? null });
+    if (ev.kind === "search") this.hooks.openHelp({ language, query: ev.query ?? "" });
+    else this.hooks.openHelp({ language, topic: ev.topic ?? "", package: ev.package ?? null });
   }
 }

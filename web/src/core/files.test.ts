@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildTree, extension, isDocument, isSource, scriptLanguage } from "./files";
+import { buildTree, extension, fileType, isDocument, isSource, scriptLanguage } from "./files";
 
 describe("files", () => {
   it("classifies by extension", () => {
@@ -14,6 +14,20 @@ describe("files", () => {
     expect(scriptLanguage("a.py")).toBe("python");
     expect(scriptLanguage("run.sh")).toBe("bash");
     expect(scriptLanguage("q.sql")).toBeNull();
+  });
+
+  it("follows the one extension table (filetypes.py)", () => {
+    // a notebook is a document the Viewer shows, not a source file
+    expect(isDocument("nb.ipynb")).toBe(true);
+    expect(isSource("nb.ipynb")).toBe(false);
+    // Sweave is a source file (LaTeX with R chunks) that is rendered
+    expect(isSource("doc.Rnw")).toBe(true);
+    expect(isDocument("doc.Rnw")).toBe(true);
+    // documents are rendered, never run as scripts
+    for (const doc of ["a.Rmd", "a.qmd", "a.md", "a.Rnw", "a.ipynb"]) expect(scriptLanguage(doc)).toBeNull();
+    expect(scriptLanguage("x.R")).toBe("r");
+    expect(fileType("a/b.BASH")).toMatchObject({ syntax: "bash", language: "bash" });
+    expect(fileType("data.csv")).toBeNull();
   });
 
   it("builds a folder tree", () => {

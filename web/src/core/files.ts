@@ -1,6 +1,8 @@
 // What a workspace file is, by its name: source (opened in the editor), something the
-// Viewer shows, and the language it runs in.
+// Viewer shows, and the language it runs in — read from the one extension table
+// (filetypes.py, generated into generated/protocol.ts).
 import type { Language } from "../contract";
+import { FILE_TYPES, type FileType } from "../generated/protocol";
 
 export interface FileInfo {
   path: string;
@@ -11,8 +13,7 @@ export interface FileInfo {
   updated_at?: string;
 }
 
-const SOURCE = [".r", ".rmd", ".qmd", ".py", ".sh", ".bash", ".md", ".sql", ".txt", ".rnw"];
-const DOCUMENTS = [".rmd", ".qmd", ".md", ".rnw"];
+const BY_EXTENSION = new Map(FILE_TYPES.map((t) => [t.extension, t]));
 
 export function extension(path: string): string {
   const name = path.slice(path.lastIndexOf("/") + 1);
@@ -29,29 +30,24 @@ export function folderOf(path: string): string {
   return i < 0 ? "" : path.slice(0, i);
 }
 
+export function fileType(path: string): FileType | null {
+  return BY_EXTENSION.get(extension(path)) ?? null;
+}
+
 /** Opened in the editor (everything else goes to the Viewer). */
 export function isSource(path: string): boolean {
-  return SOURCE.includes(extension(path));
+  return fileType(path)?.source ?? false;
 }
 
 /** Rendered (knit) rather than run. */
 export function isDocument(path: string): boolean {
-  return DOCUMENTS.includes(extension(path));
+  return fileType(path)?.document ?? false;
 }
 
-/** The language a script runs in (documents are rendered instead). */
+/** The language a script runs in (null for documents: they are rendered instead). */
 export function scriptLanguage(path: string): Language | null {
-  switch (extension(path)) {
-    case ".r":
-      return "r";
-    case ".py":
-      return "python";
-    case ".sh":
-    case ".bash":
-      return "bash";
-    default:
-      return null;
-  }
+  const t = fileType(path);
+  return t && !t.document ? t.language : null;
 }
 
 export interface FolderNode {

@@ -1,7 +1,7 @@
 // Requests over the session stream: ids, which requests this page sent, and waiting for
 // the reply event (or the protocol_error) that answers one.
-import type { SessionEvent } from "../contract";
-import type { RequestBody } from "./messages";
+import type { AnyEvent } from "../contract";
+import type { ClientRequest, RequestBody } from "./messages";
 import type { SessionStream } from "./stream";
 
 export interface Reply {
@@ -43,12 +43,13 @@ export class SessionClient {
     });
   }
 
-  /** Send a request; returns its id. */
+  /** Send a request; returns its id. Throws the stream's OutboxFullError when it cannot
+   * be queued. */
   send(body: RequestBody): string {
     const id = `${body.type.slice(0, 3)}-${this.prefix}-${++this.counter}`;
+    this.stream.send({ ...body, id } as ClientRequest);
     this.mine.add(id);
     if (this.mine.size > KEEP_IDS) this.mine.delete(this.mine.values().next().value as string);
-    this.stream.send({ ...body, id } as Parameters<SessionStream["send"]>[0]);
     return id;
   }
 
@@ -57,20 +58,21 @@ export class SessionClient {
     return typeof requestId === "string" && this.mine.has(requestId);
   }
 
-  /** Send a request answered by a reply event; rejects on a protocol_error or timeout. */
+  /** Send a request answered by a reply event; rejects on a protocol_error, a timeout or
+   * a full outbox. */
   ask(body: RequestBody, timeoutMs = 10_000): Promise<Reply> {
-    const id = this.send(body);
     return new Promise<Reply>((resolve, reject) => {
+      const id = this.send(body); // a throw here rejects the promise
       const timer = setTimeout(() => this.settle(id, null, new RequestError("timeout", "No answer in time.")), timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
     });
   }
 
-  private onEvent(ev: SessionEvent): void {
-    if (ev.type !== "reply" || typeof ev.request_id !== "string") return;
+  private onEvent(ev: AnyEvent): void {
+    if (ev.type !== "reply") return;
     this.settle(ev.request_id, {
       ok: ev.ok !== false,
-      content: (ev.content ?? {}) as Record<string, unknown>,
+      content: ev.content ?? {},
       error_code: ev.error_code,
       message: ev.message,
     });

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { SessionEvent } from "../contract";
+import type { AnyEvent } from "../contract";
 import type { SideMessage } from "./messages";
+import { OutboxFullError } from "./stream";
 import { fakeStream, type FakeSocket } from "./testing";
 
 /** a stdout line as the event with that seq */
@@ -12,7 +13,7 @@ function setup() {
   const net = new EventTarget();
   const { stream, sockets, last } = fakeStream(net);
   const got: Array<[number, string]> = [];
-  stream.subscribe((ev: SessionEvent, seq) => got.push([seq, String(ev.text)]));
+  stream.subscribe((ev: AnyEvent, seq) => got.push([seq, ev.type === "stream" ? ev.text : ev.type]));
   const side: Array<[SideMessage, boolean]> = [];
   stream.onMessage((m, fresh) => side.push([m, fresh]));
   stream.start();
@@ -141,6 +142,20 @@ describe("SessionStream", () => {
     expect(sockets[0].sent).toEqual(['{"type":"interrupt","id":"i1"}']);
     stream.send({ type: "interrupt", id: "i2" });
     expect(sockets[0].sent).toHaveLength(2);
+  });
+
+  it("rejects a request it cannot queue instead of dropping it", () => {
+    const { stream, sockets } = setup();
+    for (let i = 1; i <= 200; i++) stream.send({ type: "ping", id: `p${i}` });
+    expect(() => stream.send({ type: "ping", id: "p201" })).toThrow(OutboxFullError);
+    expect(() => stream.send({ type: "ping", id: "p201" })).toThrow(/Not sent: 200 requests are already waiting/);
+    sockets[0].welcome("S1");
+    const ids = sockets[0].requests().map((r) => r.id);
+    expect(ids).toHaveLength(200);
+    expect(ids[199]).toBe("p200");
+    // live again: the queue is empty and requests go out
+    stream.send({ type: "ping", id: "p201" });
+    expect(sockets[0].requests()[200]).toEqual({ type: "ping", id: "p201" });
   });
 
   it("passes side messages on and stops for good when refused", () => {

@@ -2,7 +2,7 @@
 // every event exactly once and in seq order, reconnects by itself (with backoff) after the
 // network or the hub drops, and resumes with ?session=<id>&since=<seq> so nothing is missed
 // or repeated (docs/protocol.md "Reconnecting").
-import type { EventBus, SessionEvent } from "../contract";
+import type { AnyEvent, EventBus } from "../contract";
 import { Emitter } from "./emitter";
 import type { ClientRequest, EventEnvelope, SideMessage, WelcomeMessage } from "./messages";
 
@@ -34,6 +34,15 @@ export interface StreamOptions {
 const OPEN = 1;
 const MAX_OUTBOX = 200;
 
+/** A request the stream cannot take: ``MAX_OUTBOX`` requests already wait for the connection
+ * to come back. Nothing was sent or queued; the caller tells the user. */
+export class OutboxFullError extends Error {
+  readonly code = "outbox_full";
+  constructor() {
+    super(`Not sent: ${MAX_OUTBOX} requests are already waiting for the connection to the hub. Try again once it is back.`);
+  }
+}
+
 export function workspaceSocketUrl(workspaceId: string, loc: Location = location): string {
   const proto = loc.protocol === "https:" ? "wss" : "ws";
   return `${proto}://${loc.host}/api/workspaces/${encodeURIComponent(workspaceId)}/ws`;
@@ -46,7 +55,7 @@ export class SessionStream implements EventBus {
   lastSeq = 0;
   status: ConnectionStatus = { state: "connecting" };
 
-  private readonly events = new Emitter<[SessionEvent, number]>();
+  private readonly events = new Emitter<[AnyEvent, number]>();
   private readonly side = new Emitter<[SideMessage, boolean]>();
   private readonly statusChanged = new Emitter<[ConnectionStatus]>();
   private socket: SocketLike | null = null;
@@ -68,7 +77,7 @@ export class SessionStream implements EventBus {
   }
 
   /** EventBus: every event, in order, once. */
-  subscribe(fn: (ev: SessionEvent, seq: number) => void): () => void {
+  subscribe(fn: (ev: AnyEvent, seq: number) => void): () => void {
     return this.events.on(fn);
   }
 
@@ -99,13 +108,15 @@ export class SessionStream implements EventBus {
   }
 
   /** Send a request; while (re)connecting it waits in an outbox and goes out once the
-   * stream is live again. */
+   * stream is live again. Throws OutboxFullError when the outbox is full. */
   send(req: ClientRequest): void {
     const text = JSON.stringify(req);
     if (this.socket && this.welcomed && this.socket.readyState === OPEN) {
       this.socket.send(text);
     } else if (this.outbox.length < MAX_OUTBOX) {
       this.outbox.push(text);
+    } else {
+      throw new OutboxFullError();
     }
   }
 

@@ -8,6 +8,7 @@ import { TID } from "../app/testids";
 import { ApiError, type Api, type Language } from "../contract";
 import { encodePath } from "../core/api";
 import type { Emitter } from "../core/emitter";
+import { changedFiles } from "../core/messages";
 import { baseName, extension, isDocument, scriptLanguage } from "../core/files";
 import type { SessionClient } from "../core/session";
 import { load, save } from "../core/storage";
@@ -195,7 +196,7 @@ export function EditorPane(props: Props) {
     });
     const offFiles = props.stream.onMessage((msg) => {
       if (msg.type !== "files_changed") return;
-      for (const c of msg.changed) {
+      for (const c of changedFiles(msg)) {
         const doc = find(c.path);
         if (!doc || doc.saving || c.version <= doc.version) continue;
         if (doc.dirty) {
@@ -203,7 +204,7 @@ export function EditorPane(props: Props) {
           refresh();
         } else void reload(doc);
       }
-      for (const p of msg.deleted) {
+      for (const p of msg.deleted ?? []) {
         const doc = find(p);
         if (!doc) continue;
         if (doc.dirty) {

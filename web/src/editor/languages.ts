@@ -1,30 +1,11 @@
 // Syntax highlighting per file type, loaded on demand (each language is its own chunk).
 import { indentUnit, LanguageDescription, LanguageSupport, StreamLanguage } from "@codemirror/language";
 import type { Extension } from "@codemirror/state";
-import { extension } from "../core/files";
-
-export type Syntax = "r" | "python" | "bash" | "markdown" | "sql" | "latex" | "text";
+import { fileType } from "../core/files";
+import type { Syntax } from "../generated/protocol";
 
 export function syntaxForPath(path: string): Syntax {
-  switch (extension(path)) {
-    case ".r":
-      return "r";
-    case ".py":
-      return "python";
-    case ".sh":
-    case ".bash":
-      return "bash";
-    case ".md":
-    case ".rmd":
-    case ".qmd":
-      return "markdown";
-    case ".sql":
-      return "sql";
-    case ".rnw":
-      return "latex";
-    default:
-      return "text";
-  }
+  return fileType(path)?.syntax ?? "text";
 }
 
 const r = async () => new LanguageSupport(StreamLanguage.define((await import("@codemirror/legacy-modes/mode/r")).r));
@@ -65,7 +46,12 @@ export async function loadSyntax(syntax: Syntax): Promise<Extension> {
         codeLanguages: (info) => LanguageDescription.matchLanguageName(chunkLanguages, chunkInfoLanguage(info), false),
       });
     }
+    case "json":
+      return new LanguageSupport(StreamLanguage.define((await import("@codemirror/legacy-modes/mode/javascript")).json));
+    case "text":
+      return [];
     default:
+      syntax satisfies never;
       return [];
   }
 }

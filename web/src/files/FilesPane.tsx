@@ -8,6 +8,7 @@ import { errorMessage } from "../app/notify";
 import type { Api } from "../contract";
 import { encodePath } from "../core/api";
 import { baseName, buildTree, extension, folderOf, isSource, type FileInfo } from "../core/files";
+import { changedFiles } from "../core/messages";
 import { load, save } from "../core/storage";
 import type { SessionStream } from "../core/stream";
 import { rowsOf, Tree, type Row } from "./FileTree";
@@ -63,8 +64,8 @@ export function FilesPane(props: Props) {
       if (msg.type === "files_changed") {
         setFiles((old) => {
           const byPath = new Map((old ?? []).map((f) => [f.path, f]));
-          for (const c of msg.changed) byPath.set(c.path, { ...byPath.get(c.path), ...c });
-          for (const p of msg.deleted) byPath.delete(p);
+          for (const c of changedFiles(msg)) byPath.set(c.path, { ...byPath.get(c.path), ...c });
+          for (const p of msg.deleted ?? []) byPath.delete(p);
           return [...byPath.values()];
         });
       } else if (msg.type === "welcome" && !newSession) {

@@ -2,7 +2,7 @@
 // virtualised grid over the paged rows API, with multi-column sort, typed filters and a
 // global search.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import type { DataViewRequest, PaneContext, SessionEvent } from "../../contract";
+import type { DataViewRequest, PaneContext, AnyEvent } from "../../contract";
 import { errorInfo, type ErrorInfo, withBusyRetry, wsPath } from "../common/api";
 import { formatCount } from "../common/format";
 import { useDoneWaiter } from "../common/doneWaiter";
@@ -208,7 +208,7 @@ export function DataViewerPane({ ctx, request }: { ctx: PaneContext; request?: D
     return () => clearTimeout(t);
   }, [searchInput]);
 
-  useEvents(ctx.events, (ev: SessionEvent) => {
+  useEvents(ctx.events, (ev: AnyEvent) => {
     const v = viewRef.current;
     if (ev.type === "view_released" && v && Array.isArray(ev.view_ids) && ev.view_ids.includes(v.info.view_id) && (!ev.language || ev.language === v.language)) {
       v.loader.dispose();

@@ -49,8 +49,8 @@ describe("EnvironmentPane", () => {
     expect(root.querySelector('[data-name="x"]')!.textContent).toContain("1.5 KB");
 
     await act(() => {
-      bus.emit({ type: "env", language: "r", version: 3, assigned: [v("y")], removed: ["x"] });
-      bus.emit({ type: "env", language: "python", version: 9, assigned: [v("py")] });
+      bus.emit({ type: "env", language: "r", version: 3, assigned: [{ ...v("y") }], removed: ["x"] });
+      bus.emit({ type: "env", language: "python", version: 9, assigned: [{ ...v("py") }] });
     });
     expect(names()).toEqual(["df", "y"]);
 
@@ -123,7 +123,7 @@ describe("EnvironmentPane", () => {
     expect(root.querySelectorAll('[data-testid="env-child-row"]').length).toBe(150);
 
     // the list changed: its children collapse
-    await act(() => bus.emit({ type: "env", language: "python", version: 2, assigned: [v("lst", { has_children: true })] }));
+    await act(() => bus.emit({ type: "env", language: "python", version: 2, assigned: [{ ...v("lst", { has_children: true }) }] }));
     expect(root.querySelectorAll('[data-testid="env-child-row"]').length).toBe(0);
 
     await click(root, '[data-name="a"] [data-testid="env-delete"]');

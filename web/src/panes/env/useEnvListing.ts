@@ -1,6 +1,6 @@
 // Loads one language's variables and keeps them current with pushed `env` events.
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import type { Language, PaneContext, SessionEvent } from "../../contract";
+import type { Language, PaneContext, AnyEvent } from "../../contract";
 import { errorInfo, withBusyRetry, wsPath } from "../common/api";
 import { useDoneWaiter } from "../common/doneWaiter";
 import { useEvents } from "../common/useEvents";
@@ -96,7 +96,7 @@ export function useEnvListing(ctx: PaneContext, language: Language, hidden: bool
     };
   }, [load]);
 
-  useEvents(ctx.events, (ev: SessionEvent) => {
+  useEvents(ctx.events, (ev: AnyEvent) => {
     const s = statusRef.current;
     if (ev.type === "env") {
       if (ev.language !== language) return;

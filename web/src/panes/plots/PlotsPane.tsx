@@ -1,7 +1,7 @@
 // The Plots pane: the workspace's plot history, the current plot re-rendered to the pane's
 // size when the session can draw it again, downloads, delete.
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { PaneContext, SessionEvent } from "../../contract";
+import type { PaneContext, AnyEvent } from "../../contract";
 import { errorInfo, wsPath } from "../common/api";
 import { useElementSize } from "../common/useElementSize";
 import { useDoneWaiter } from "../common/doneWaiter";
@@ -93,7 +93,7 @@ export function PlotsPane({ ctx }: { ctx: PaneContext }) {
     };
   }, [ctx.api, ctx.workspaceId]);
 
-  useEvents(ctx.events, (ev: SessionEvent) => {
+  useEvents(ctx.events, (ev: AnyEvent) => {
     if (ev.type === "plot" && typeof ev.plot_id === "string") {
       const p = ev as unknown as PlotEventLike;
       if (typeof ev.request_id === "string") {

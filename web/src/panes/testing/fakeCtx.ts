@@ -2,7 +2,7 @@
 import { render, type VNode } from "preact";
 import { act } from "preact/test-utils";
 import { vi } from "vitest";
-import { ApiError, type Api, type EventBus, type PaneContext, type Query, type SessionEvent } from "../../contract";
+import { ApiError, type Api, type EventBus, type PaneContext, type Query, type AnyEvent } from "../../contract";
 
 export interface Call {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "BLOB";
@@ -15,13 +15,13 @@ export interface Call {
 export type Handler = (call: Call) => unknown;
 
 export class FakeBus implements EventBus {
-  private subs = new Set<(ev: SessionEvent, seq: number) => void>();
+  private subs = new Set<(ev: AnyEvent, seq: number) => void>();
   private seq = 0;
-  subscribe(fn: (ev: SessionEvent, seq: number) => void): () => void {
+  subscribe(fn: (ev: AnyEvent, seq: number) => void): () => void {
     this.subs.add(fn);
     return () => this.subs.delete(fn);
   }
-  emit(ev: SessionEvent): void {
+  emit(ev: AnyEvent): void {
     this.seq++;
     for (const fn of [...this.subs]) fn(ev, this.seq);
   }

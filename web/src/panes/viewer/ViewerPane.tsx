@@ -1,7 +1,7 @@
 // The Viewer pane: a workspace file shown inline (HTML sandboxed in an opaque origin,
 // images, PDFs, text), reloaded when a render writes it again.
 import { useState } from "preact/hooks";
-import type { PaneContext, SessionEvent } from "../../contract";
+import type { PaneContext, AnyEvent } from "../../contract";
 import { encodeFilePath, wsPath } from "../common/api";
 import { useEvents } from "../common/useEvents";
 import { fileKind, normalizePath, samePath } from "./fileKind";
@@ -9,8 +9,8 @@ import { fileKind, normalizePath, samePath } from "./fileKind";
 export function ViewerPane({ ctx, path }: { ctx: PaneContext; path: string | null | undefined }) {
   const [reloads, setReloads] = useState(0);
 
-  useEvents(ctx.events, (ev: SessionEvent) => {
-    if (ev.type === "document" && samePath(ev.output as string, path)) setReloads((n) => n + 1);
+  useEvents(ctx.events, (ev: AnyEvent) => {
+    if (ev.type === "document" && samePath(ev.output, path)) setReloads((n) => n + 1);
   });
 
   if (!path) {
