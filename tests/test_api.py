@@ -154,6 +154,15 @@ def test_disabled_user_cannot_log_in_and_loses_token_and_cookie(any_db_hub: HubP
     err(browser.get("/api/me"), 401, "unauthorized")
 
 
+def test_the_name_code_writes_files_under_is_reserved(any_db_hub: HubProcess) -> None:
+    # File histories record versions written by code as by "session": no person may be
+    # called that, or their saves would read as code's.
+    admin = any_db_hub.client(any_db_hub.make_user("root2", admin=True))
+    r = admin.post("/api/users", json={"name": "session", "password": PASSWORD})
+    assert "reserved" in err(r, 400, "reserved_name")["message"]
+    assert admin.post("/api/users", json={"name": "sessions", "password": PASSWORD}).is_success
+
+
 # --------------------------------------------------------------------------- API tokens
 
 

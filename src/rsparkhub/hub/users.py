@@ -14,6 +14,9 @@ from rsparkhub.hub.db.models import User
 from rsparkhub.hub.errors import ApiError
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$")
+# Names the hub writes itself: a file's history records code-written versions as by
+# "session" (hub/sessions/agent_link.py), so no person may be called that.
+RESERVED_NAMES = frozenset({"session"})
 
 
 async def create_user(
@@ -24,6 +27,13 @@ async def create_user(
             400,
             "invalid_name",
             "User names are 1-64 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or '_'.",
+        )
+    if name in RESERVED_NAMES:
+        raise ApiError(
+            400,
+            "reserved_name",
+            f"'{name}' is reserved: file histories use it for files written by code. "
+            "Pick another name.",
         )
     if (await db.execute(select(User).where(User.name == name))).scalar_one_or_none():
         raise ApiError(409, "user_exists", f"A user named '{name}' already exists.")

@@ -35,7 +35,7 @@ log = logging.getLogger("rsparkhub.sessions")
 
 FileChange = P.FileFromAgent | P.FileDeletedByAgent | P.FileWant
 FILE_WORKER_IDLE_S = 60.0
-# Who a file written by code is recorded as in the file's history.
+# Who a file written by code is recorded as in the file's history (a reserved user name).
 CODE_AUTHOR = "session"
 
 
