@@ -4,7 +4,9 @@ a per-session worker and acknowledged with ``FileAck``), and calls (questions to
 session, answered with ``CallResult``).
 
 The receive loop only parses and hands over: database commits, blob writes and fsyncs
-happen in tasks, so a slow disk never holds up the agent's next batch.
+happen in tasks, so a slow disk never holds up the agent's next batch. One ordering rule
+holds across the two paths: events that arrive after a file change wait until the change
+is committed, so no client sees a ``done`` or ``document`` before the files it implies.
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ class AgentLink:
 
     async def _from_agent(self, live: LiveSession, ws: WebSocket, msg: P.AgentToHub) -> None:
         if isinstance(msg, P.AgentEvents):
+            pending_files = self._file_queues.get(live.id)
+            if pending_files is not None:
+                # Events after a file change are not shown before the file is in the
+                # workspace (a `document` event names its output, `done` follows writes).
+                await pending_files.join()
             await self.recorder.agent_events(live, msg.events)
             if not live.acking:
                 live.acking = True
@@ -210,14 +217,15 @@ class AgentLink:
                     if queue.empty():
                         return
                     continue
-                if isinstance(msg, P.FileWant):
-                    await self._send_wanted(live, msg.paths)
-                    continue
-                ack = await self._apply(live, msg)
                 try:
-                    await live.send_agent(P.dump(ack))
+                    if isinstance(msg, P.FileWant):
+                        await self._send_wanted(live, msg.paths)
+                    else:
+                        await live.send_agent(P.dump(await self._apply(live, msg)))
                 except ApiError as exc:
-                    log.warning("session %s: file ack not sent: %s", live.id, exc.message)
+                    log.warning("session %s: file message not answered: %s", live.id, exc.message)
+                finally:
+                    queue.task_done()
         finally:
             self._file_queues.pop(live.id, None)
 
