@@ -1,5 +1,5 @@
 r"""Inside the session over HTTP: variables, data views, help and help search, plot
-re-rendering. Each route asks the running session's agent (``SessionManager.call``); the
+re-rendering. Each route asks the running session's agent (``Sessions.call``); the
 agent answers from the kernel while it is idle (``kernel_busy`` otherwise).
 
 Reading (variables, views by name, help, renders) needs read access to the workspace;
