@@ -16,9 +16,11 @@ cannot be made to show on demand:
 * **malformed or random frames from the hub**: the real hub only ever sends well-formed
   messages (``tests/test_fuzz.py`` fuzzes the hub's own inputs, not this direction).
 
-It answers ``hello`` with ``welcome``, sends ``file_put``s on the first connect,
-acknowledges event batches unless told not to, records everything the agent sends in
-arrival order, and can drop the connection or go away.
+It answers ``hello`` with ``welcome`` (its manifest: ``files``), sends ``file_put``s on the
+first connect, acknowledges event batches unless told not to, commits files from the agent
+into ``files`` and answers each with ``file_ack`` (unless told not to; ``refuse`` names
+paths it refuses), answers ``file_want`` with ``file_put``s, records everything the agent
+sends in arrival order, and can drop the connection or go away.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class HubPeer:
         self.log: list[Any] = []  # every envelope / file message in arrival order (dupes kept)
         self.events: dict[int, P.EventEnvelope] = {}  # seq -> first copy received
         self.agent_files: dict[str, bytes | None] = {}  # written/deleted by code
+        self.auto_file_ack = True
+        self.refuse: dict[str, tuple[str, str]] = {}  # path → (error_code, message)
+        self.file_acks: list[P.FileAck] = []  # sent, in order
+        self.wants: list[list[str]] = []
         self._ws: ServerConnection | None = None
         self._changed = asyncio.Condition()
         self._server: Any = None
@@ -95,11 +101,8 @@ class HubPeer:
         manifest = {p: sha(c) for p, c in self.files.items()}
         await ws.send(P.dump(P.AgentWelcome(acked_seq=self.acked, manifest=manifest)))
         if not hello.resumed:
-            for path, content in self.files.items():
-                put = P.FilePut(
-                    path=path, content_b64=base64.b64encode(content).decode(), sha256=sha(content)
-                )
-                await ws.send(P.dump(put))
+            for path in self.files:
+                await ws.send(P.dump(self._put(path)))
         self._ws = ws
         await self._notify()
         try:
@@ -113,16 +116,16 @@ class HubPeer:
                     if self.auto_ack and msg.events:
                         self.acked = max(self.acked, msg.events[-1].seq)
                         await ws.send(P.dump(P.AckMessage(seq=self.acked)))
-                elif isinstance(msg, P.FileFromAgent):
-                    content = base64.b64decode(msg.content_b64)
-                    assert sha(content) == msg.sha256
-                    self.agent_files[msg.path] = content
+                elif isinstance(msg, P.FileFromAgent | P.FileDeletedByAgent):
                     conn.received.append(msg)
                     self.log.append(msg)
-                elif isinstance(msg, P.FileDeletedByAgent):
-                    self.agent_files[msg.path] = None
+                    await self._file_from_agent(ws, msg)
+                elif isinstance(msg, P.FileWant):
+                    self.wants.append(list(msg.paths))
                     conn.received.append(msg)
-                    self.log.append(msg)
+                    for path in msg.paths:
+                        if path in self.files:
+                            await ws.send(P.dump(self._put(path)))
                 await self._notify()
         except Exception as exc:  # connection closed
             print(f"hubpeer: connection ended: {exc!r}", file=sys.stderr)
@@ -130,6 +133,33 @@ class HubPeer:
             if self._ws is ws:
                 self._ws = None
             await self._notify()
+
+    def _put(self, path: str) -> P.FilePut:
+        content = self.files[path]
+        return P.FilePut(
+            path=path, content_b64=base64.b64encode(content).decode(), sha256=sha(content)
+        )
+
+    async def _file_from_agent(
+        self, ws: ServerConnection, msg: P.FileFromAgent | P.FileDeletedByAgent
+    ) -> None:
+        """Commit (or refuse) a file change of code and acknowledge it, as the hub does."""
+        if not self.auto_file_ack:
+            return
+        if msg.path in self.refuse:
+            code, message = self.refuse[msg.path]
+            ack = P.FileAck(fseq=msg.fseq, ok=False, error_code=code, message=message)
+        else:
+            if isinstance(msg, P.FileFromAgent):
+                content = base64.b64decode(msg.content_b64)
+                assert sha(content) == msg.sha256
+                self.agent_files[msg.path] = self.files[msg.path] = content
+            else:
+                self.agent_files[msg.path] = None
+                self.files.pop(msg.path, None)
+            ack = P.FileAck(fseq=msg.fseq)
+        self.file_acks.append(ack)
+        await ws.send(P.dump(ack))
 
     # ------------------------------------------------------------------ driving the agent
 

@@ -8,7 +8,8 @@ read once, then closed, so no later process can read it) or else from the enviro
 variable ``RSPARKHUB_SESSION_TOKEN`` (Kubernetes: a Secret), which is removed at once; it is
 sent as ``Authorization: Bearer <token>``. The agent makes itself non-dumpable first thing,
 so code in the session (same uid) can neither ptrace it nor read its memory or environment. Exit codes: 0 after ``stop``/SIGTERM,
-3 when the hub stayed unreachable for ``--redial-timeout`` seconds, 2 for bad arguments.
+3 when the hub stayed unreachable for ``--redial-timeout`` seconds, 2 for bad arguments,
+1 when one of the agent's loops failed unexpectedly (logged with its traceback).
 """
 
 from __future__ import annotations

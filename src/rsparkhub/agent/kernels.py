@@ -55,6 +55,9 @@ KERNEL_NAMES: dict[str, str] = {"r": "ir", "python": "python3", "bash": "bash"}
 START_TIMEOUT = 90.0
 # after the shell reply: how long iopub may stay quiet before a missing idle is given up on
 IDLE_GRACE_S = 2.0
+# consecutive failed reads of a kernel channel before it counts as dead, and the pause between
+MAX_READ_FAILURES = 20
+READ_RETRY_S = 0.05
 # one drain of the iopub socket reads at most this many messages / frame bytes
 DRAIN_MAX_MSGS = 2000
 DRAIN_MAX_BYTES = 4 * 1024 * 1024
@@ -190,6 +193,8 @@ class Kernel:
         self._iopub_last = 0.0  # loop time of the last iopub read
         self._iopub_held = False  # the iopub reader waits for room in the outbox
         self._late = 0  # iopub messages of requests that had already ended
+        self._read_failures = 0  # consecutive failed channel reads
+        self.broken: str | None = None  # why a channel reader gave up (the kernel is unusable)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -223,10 +228,14 @@ class Kernel:
             raise KernelError(
                 "kernel_start_failed", f"The {self.language} kernel did not start: {exc}"
             ) from None
+        self.broken = None
+        self._read_failures = 0
         self._tasks = [
             asyncio.create_task(self._iopub_loop(), name=f"iopub-{self.language}"),
             asyncio.create_task(self._shell_loop(), name=f"shell-{self.language}"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._reader_ended)
         init = KERNEL_INIT.get(self.language) or ""
         if init.strip():
             reply = await self.execute(init, None, silent=True, store_history=False)
@@ -253,8 +262,45 @@ class Kernel:
             p.idle.set()
         self._pending.clear()
 
+    def _reader_ended(self, task: asyncio.Task[None]) -> None:
+        """A channel reader ended by an unexpected error: without it no request of this
+        kernel can finish, so the kernel is given up loudly (as for a dead socket)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s kernel: %s ended", self.language, task.get_name(), exc_info=exc)
+        self.broken = f"{task.get_name()} failed: {exc}"
+        self._fail_pending(
+            KernelError("kernel_died", f"The {self.language} kernel's channel reader failed.")
+        )
+
+    def _read_failed(self, channel: str, exc: Exception) -> bool:
+        """A failed read of a channel: retried a few times (a transient error), then — a
+        dead socket would fail forever — the channel is given up loudly: the kernel counts
+        as dead (the pool starts a new one on next use) and waiting requests fail. True
+        when the reader must end."""
+        self._read_failures += 1
+        fatal = isinstance(exc, zmq.ZMQError) and exc.errno in (zmq.ENOTSOCK, zmq.ETERM)
+        if not fatal and self._read_failures < MAX_READ_FAILURES:
+            log.warning("%s kernel: %s read failed: %s", self.language, channel, exc)
+            return False
+        log.error(
+            "%s kernel: the %s channel failed %d time(s) in a row; giving the kernel up",
+            self.language,
+            channel,
+            self._read_failures,
+            exc_info=exc,
+        )
+        self.broken = f"its {channel} channel failed: {exc}"
+        self._fail_pending(
+            KernelError("kernel_died", f"The {self.language} kernel's {channel} channel failed.")
+        )
+        return True
+
     async def is_alive(self) -> bool:
         if self.km is None:
+            return False
+        if self.broken is not None:
             return False
         try:
             return bool(await self.km.is_alive())
@@ -296,12 +342,12 @@ class Kernel:
             self._iopub_held = False
             try:
                 frames = await sock.recv_multipart()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("iopub read failed: %s", exc)
-                await asyncio.sleep(0.05)
+            except zmq.ZMQError as exc:
+                if self._read_failed("iopub", exc):
+                    return
+                await asyncio.sleep(READ_RETRY_S)
                 continue
+            self._read_failures = 0
             batch = [frames]
             size = sum(len(f) for f in frames)
             while len(batch) < DRAIN_MAX_MSGS and size < DRAIN_MAX_BYTES:
@@ -388,12 +434,15 @@ class Kernel:
         while True:
             try:
                 msg = await self.kc.get_shell_msg()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("shell read failed: %s", exc)
-                await asyncio.sleep(0.05)
+            except (
+                zmq.ZMQError,
+                ValueError,
+            ) as exc:  # ValueError: a message that fails its signature
+                if self._read_failed("shell", exc):
+                    return
+                await asyncio.sleep(READ_RETRY_S)
                 continue
+            self._read_failures = 0
             parent = (msg.get("parent_header") or {}).get("msg_id")
             pending = self._pending.get(parent) if parent else None
             if pending is not None and not pending.reply.done():
@@ -445,6 +494,14 @@ class Kernel:
             return False  # output may be waiting behind the outbox's backpressure
         return now - max(pending.reply_at, self._iopub_last) >= IDLE_GRACE_S
 
+    def _check_usable(self) -> None:
+        if self.kc is None:
+            raise KernelError("kernel_not_running", f"The {self.language} kernel is not running.")
+        if self.broken is not None:
+            raise KernelError(
+                "kernel_died", f"The {self.language} kernel is unusable: {self.broken}"
+            )
+
     async def execute(
         self,
         code: str,
@@ -454,8 +511,7 @@ class Kernel:
         store_history: bool = True,
     ) -> dict[str, Any]:
         """Run code; ``handler`` gets this execution's iopub messages. Returns the reply."""
-        if self.kc is None:
-            raise KernelError("kernel_not_running", f"The {self.language} kernel is not running.")
+        self._check_usable()
         msg = self.kc.session.msg(
             "execute_request",
             {
@@ -477,8 +533,7 @@ class Kernel:
         self, msg_type: str, content: dict[str, Any], limit_s: float
     ) -> dict[str, Any]:
         """A shell request answered concurrently with executions (raises TimeoutError)."""
-        if self.kc is None:
-            raise KernelError("kernel_not_running", f"The {self.language} kernel is not running.")
+        self._check_usable()
         msg = self.kc.session.msg(msg_type, content)
         msg_id = msg["header"]["msg_id"]
         pending = _Pending(None, asyncio.get_running_loop().create_future())

@@ -1,11 +1,14 @@
 """The session's working directory: files put by the hub and files written by code.
 
-``Workdir`` owns the mapping ``path → (sha256, mtime_ns, size)`` of files whose content the
-hub is known to have. ``put``/``delete`` apply hub messages (atomically, inside the root
-only) and record the sha so a later scan does not echo them back. ``scan`` walks the tree
-(skipping dot-directories, ``__pycache__``, symlinks and files over ``max_file_bytes``)
-and reports what changed since the last commit; the caller sends the changes to the hub
-and then calls ``commit_*`` so nothing is lost while the hub is unreachable.
+``Workdir`` owns the mapping ``known``: ``path → (sha256, mtime_ns, size)`` of files whose
+content the hub is known to hold (or refused for good: ``refused``). ``put``/``delete``
+apply hub messages (atomically, inside the root only) and record the sha so a later scan
+does not echo them back. ``scan`` walks the tree (skipping dot-directories,
+``__pycache__``, symlinks and files over ``max_file_bytes``) and reports what changed
+compared with what the hub holds or will hold once the changes in flight are acknowledged
+(``expected``); the caller (``filesync.FileSync``) calls ``commit_*`` only when the hub
+acknowledged a change, so nothing is lost while the hub is unreachable. ``snapshot`` is
+the whole tree as ``Known`` entries, for the resync after a re-dial.
 
 All methods are blocking; the agent calls them through ``asyncio.to_thread`` under one lock.
 """
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +32,7 @@ class Known:
     sha256: str
     mtime_ns: int
     size: int
+    refused: bool = False  # the hub refused this content for good: neither resent nor deleted
 
 
 @dataclass(frozen=True)
@@ -119,33 +125,57 @@ class Workdir:
                 found[Path(full).relative_to(self.root).as_posix()] = st
         return found
 
-    def scan(self) -> tuple[list[Change], list[str]]:
-        """Files changed or created since the last commit, and known files that vanished."""
+    def scan(self, expected: Mapping[str, Known] | None = None) -> tuple[list[Change], list[str]]:
+        """Files changed or created compared with ``expected`` (default: ``known``), and
+        expected files that vanished."""
+        base = self.known if expected is None else expected
         found = self._walk()
         changes: list[Change] = []
-        too_big: set[str] = set()
         for rel, st in found.items():
             if st.st_size > self.max_file_bytes:
-                too_big.add(rel)
                 continue
-            known = self.known.get(rel)
+            known = base.get(rel)
             if known and known.mtime_ns == st.st_mtime_ns and known.size == st.st_size:
                 continue
-            try:
-                with open(self.root / rel, "rb") as f:
-                    content = f.read(self.max_file_bytes + 1)
-            except OSError:
-                continue
-            if len(content) > self.max_file_bytes:
-                too_big.add(rel)
-                continue
-            sha = sha256_bytes(content)
-            changes.append(Change(rel, content, sha, st.st_mtime_ns, st.st_size))
-        deleted = [rel for rel in self.known if rel not in found]
+            change = self.read_change(rel, st)
+            if change is not None:
+                changes.append(change)
+        deleted = [rel for rel in base if rel not in found]
         return changes, deleted
 
-    def commit_change(self, change: Change) -> None:
-        self.known[change.path] = Known(change.sha256, change.mtime_ns, change.size)
+    def read_change(self, rel: str, st: os.stat_result | None = None) -> Change | None:
+        """The file's content as a ``Change``; None if it is gone, unreadable or too big."""
+        try:
+            if st is None:
+                st = os.lstat(self.root / rel)
+                if not _is_regular(st):
+                    return None
+            with open(self.root / rel, "rb") as f:
+                content = f.read(self.max_file_bytes + 1)
+        except OSError:
+            return None
+        if len(content) > self.max_file_bytes:
+            return None
+        return Change(rel, content, sha256_bytes(content), st.st_mtime_ns, st.st_size)
+
+    def snapshot(self) -> dict[str, Known | None]:
+        """Every file of the tree: its ``Known`` (the sha of ``known`` reused when mtime and
+        size match, else hashed), or None for a file too big to send (left alone)."""
+        out: dict[str, Known | None] = {}
+        for rel, st in self._walk().items():
+            known = self.known.get(rel)
+            if st.st_size > self.max_file_bytes:
+                out[rel] = None
+            elif known and known.mtime_ns == st.st_mtime_ns and known.size == st.st_size:
+                out[rel] = known
+            else:
+                change = self.read_change(rel, st)
+                if change is not None:
+                    out[rel] = Known(change.sha256, change.mtime_ns, change.size)
+        return out
+
+    def commit_change(self, change: Change, *, refused: bool = False) -> None:
+        self.known[change.path] = Known(change.sha256, change.mtime_ns, change.size, refused)
 
     def commit_changes(self, changes: list[Change]) -> None:
         for c in changes:
@@ -160,6 +190,4 @@ class Workdir:
 
 
 def _is_regular(st: os.stat_result) -> bool:
-    import stat
-
     return stat.S_ISREG(st.st_mode)
