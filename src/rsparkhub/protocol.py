@@ -398,12 +398,21 @@ class ProtocolError(_Msg):
     message: str
 
 
+class ChangedFile(_Msg):
+    """One file of a ``files_changed`` message: its new version."""
+
+    path: str
+    version: int
+    size: int
+    sha256: str
+
+
 class FilesChanged(_Msg):
     """Workspace files changed (saved by a client or written by code)."""
 
     type: Literal["files_changed"] = "files_changed"
     workspace_id: str
-    changed: list[dict[str, Any]] = Field(default_factory=list)  # {path, version, size, sha256}
+    changed: list[ChangedFile] = Field(default_factory=list)
     deleted: list[str] = Field(default_factory=list)
 
 
@@ -422,6 +431,18 @@ class PresenceMessage(_Msg):
     type: Literal["presence"] = "presence"
     users: list[str]
 
+
+# Everything the hub sends a client on the workspace socket: the event stream's envelopes
+# and the messages outside the stream.
+HubToClient = Annotated[
+    EventEnvelope
+    | WelcomeMessage
+    | ProtocolError
+    | FilesChanged
+    | SessionStateMessage
+    | PresenceMessage,
+    Field(discriminator="type"),
+]
 
 # --------------------------------------------------------------------------- agent link
 

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_type_hints
+from typing import Any, get_args, get_type_hints
 
-from pydantic import Field, TypeAdapter
+from pydantic import TypeAdapter
 
 from rsparkhub import filetypes, protocol
 
@@ -34,23 +34,11 @@ HEADER = f"""\
 // Fields with a default may be missing (optional); dict[str, Any] is Record<string, unknown>.
 """
 
-# Everything the hub sends a browser on the workspace socket: the event stream's envelopes
-# and the messages outside the stream.
-HubMessage = Annotated[
-    protocol.EventEnvelope
-    | protocol.WelcomeMessage
-    | protocol.ProtocolError
-    | protocol.FilesChanged
-    | protocol.SessionStateMessage
-    | protocol.PresenceMessage,
-    Field(discriminator="type"),
-]
-
 # The unions written as named TypeScript unions, with their members as interfaces.
 UNIONS: tuple[tuple[str, Any], ...] = (
     ("ClientRequest", protocol.ClientRequest),
     ("Event", protocol.Event),
-    ("HubMessage", HubMessage),
+    ("HubMessage", protocol.HubToClient),
 )
 
 # Literal aliases written by name: an enum with exactly these values becomes the alias.

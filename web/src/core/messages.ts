@@ -1,9 +1,10 @@
 // The hub → client messages of docs/protocol.md that the shell reads, and the requests it
 // sends: the generated wire types (generated/protocol.ts, from protocol.py) plus what only
 // this client needs on top of them.
-import type { ClientRequest, EventEnvelope, FilesChanged, HubMessage } from "../generated/protocol";
+import type { ChangedFile, ClientRequest, EventEnvelope, FilesChanged, HubMessage } from "../generated/protocol";
 
 export type {
+  ChangedFile,
   ClientRequest,
   EventEnvelope,
   ExecMode,
@@ -14,18 +15,9 @@ export type {
   WelcomeMessage,
 } from "../generated/protocol";
 
-/** One item of ``FilesChanged.changed`` (a plain dict in protocol.py: {path, version, size,
- * sha256}). */
-export interface ChangedFile {
-  path: string;
-  version: number;
-  size: number;
-  sha256?: string;
-}
-
-/** The files a ``files_changed`` message names, typed. */
+/** The files a ``files_changed`` message names. */
 export function changedFiles(msg: FilesChanged): ChangedFile[] {
-  return (msg.changed ?? []) as unknown as ChangedFile[];
+  return msg.changed ?? [];
 }
 
 /** Messages outside the event stream (no seq). */

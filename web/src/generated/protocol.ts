@@ -287,7 +287,7 @@ export interface ProtocolError {
 export interface FilesChanged {
   type: "files_changed";
   workspace_id: string;
-  changed?: Record<string, unknown>[];
+  changed?: ChangedFile[];
   deleted?: string[];
 }
 
@@ -306,6 +306,16 @@ export interface SessionStateMessage {
 export interface PresenceMessage {
   type: "presence";
   users: string[];
+}
+
+/**
+ * One file of a ``files_changed`` message: its new version.
+ */
+export interface ChangedFile {
+  path: string;
+  version: number;
+  size: number;
+  sha256: string;
 }
 
 export type ClientRequest =
