@@ -89,9 +89,9 @@ class ClassArchive:
         """Make the archive (once per Java and pyspark install). Never raises but for
         cancellation: servers start without it."""
         try:
+            if await self.find() is not None or self._target is None:
+                return  # made already, or no Java/pyspark to make it for
             target = self._target
-            if await self.find() is not None or target is None:
-                return
             t0 = time.monotonic()
             await self._train(sandboxes, spawn_task, target)
             log.info("spark: made the class-data archive %s in %.0f s", target,
