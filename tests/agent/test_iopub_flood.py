@@ -2,7 +2,7 @@
 reaches the client in order, ``done`` comes, and the session still works afterwards.
 
 iopub is ZMQ PUB/SUB, which drops messages for a subscriber that reads slower than the
-kernel publishes; the agent must not lose any (``kernels.py``). The first tests go through
+kernel publishes; the agent must not lose any (``launch.py``, ``kernels.py``). The first tests go through
 the real hub; the last ones drive ``Kernel`` directly to lose an iopub ``idle`` on purpose.
 """
 
@@ -21,7 +21,8 @@ import zmq
 from hubsession import Recorder, new_workspace, results_of, stdout_of
 
 from rsparkhub.agent import kernels
-from rsparkhub.agent.kernels import Kernel, _ipykernel_cmd
+from rsparkhub.agent.kernels import Kernel
+from rsparkhub.agent.launch import ipykernel_cmd
 from rsparkhub.client import HubClient
 
 from conftest import HubProcess
@@ -98,18 +99,18 @@ async def test_r_flushed_cat_lines_arrive_exactly(session: Recorder) -> None:
 
 async def test_ipykernel_cmd_replaces_only_the_launcher() -> None:
     cmd = ["/py", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{c}"]
-    out = _ipykernel_cmd(cmd)
+    out = ipykernel_cmd(cmd)
     assert out[:2] == ["/py", "-Xfrozen_modules=off"]
     assert out[2] == "-c" and "sndhwm = 0" in out[3] and "launch_new_instance" in out[3]
     assert out[4:] == ["-f", "{c}"]
-    bash = _ipykernel_cmd(["/py", "-m", "bash_kernel", "-f", "{c}"])
+    bash = ipykernel_cmd(["/py", "-m", "bash_kernel", "-f", "{c}"])
     assert bash[1] == "-c" and "sndhwm = 0" in bash[2] and "kernel_class=BashKernel" in bash[2]
     assert bash[3:] == ["-f", "{c}"]
     # IRkernel: R must not restore a .RData by itself (the save_r_image setting decides)
     r = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{c}"]
-    assert _ipykernel_cmd(r) == ["R", "--no-restore", "--no-save", *r[1:]]
+    assert ipykernel_cmd(r) == ["R", "--no-restore", "--no-save", *r[1:]]
     other = ["/usr/bin/julia", "-e", "main()", "{c}"]
-    assert _ipykernel_cmd(other) == other
+    assert ipykernel_cmd(other) == other
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -28,8 +28,9 @@ from rsparkhub.agent.completion import bash_completion_is_safe
 from rsparkhub.agent.display import Display, Emit, Execution
 from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import Introspector
-from rsparkhub.agent.kernels import KernelError, KernelPool
+from rsparkhub.agent.kernels import KernelError
 from rsparkhub.agent.modes import ModeError, Step, plan
+from rsparkhub.agent.pool import KernelPool
 from rsparkhub.agent.renders import Renderer
 from rsparkhub.agent.workdir import PathOutsideWorkdir
 

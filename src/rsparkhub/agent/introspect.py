@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from rsparkhub import protocol as P
-from rsparkhub.agent.kernels import Kernel, KernelError, KernelPool
+from rsparkhub.agent.kernels import Kernel, KernelError
 from rsparkhub.agent.modes import r_string
+from rsparkhub.agent.pool import KernelPool
 
 log = logging.getLogger("rsparkhub.agent.introspect")
 

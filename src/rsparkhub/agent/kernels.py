@@ -1,18 +1,14 @@
-"""Jupyter kernels of a session: one ``AsyncKernelManager`` per language, started lazily.
+"""One running Jupyter kernel and its channels.
 
-``KernelPool`` owns the kernels (start on first use, restart, interrupt, shutdown) and the
-``agent-kernels.pid`` file next to the workdir. ``Kernel`` wraps one running kernel and its
-client: a reader task per channel routes iopub messages and shell replies by their parent
-``msg_id``, so an execution and a completion request can be in flight at the same time.
+``Kernel`` wraps one kernel process (launched through ``launch``) and its client: a reader
+task per channel routes iopub messages and shell replies by their parent ``msg_id``, so an
+execution and a completion request can be in flight at the same time. Which kernels run is
+``pool.KernelPool``'s job.
 
-iopub is ZMQ PUB/SUB, which *drops* messages for a subscriber whose queue is full (the
-high-water mark, 1000 messages by default on each side) instead of blocking the kernel.
-So nothing here may rely on the kernel waiting for us:
+iopub is ZMQ PUB/SUB, which *drops* messages for a subscriber whose queue is full instead
+of blocking the kernel, so nothing here may rely on the kernel waiting for us. ``launch``
+takes the send and receive limits off both ends; in addition:
 
-- the agent's SUB socket has no receive limit (``RCVHWM = 0``, set before it connects) and,
-  for ipykernel, the kernel's iopub socket has no send limit (``SNDHWM = 0``, set through a
-  small launcher, see ``_ipykernel_cmd``). A kernel printing faster than the agent forwards
-  queues in memory (the agent's ZMQ I/O thread) rather than losing output.
 - the iopub reader drains every ready message in one go, checks the signature and parses
   only what it needs (content only for messages of a pending request), and merges
   consecutive stream messages of one request into a single handler call.
@@ -33,25 +29,21 @@ import hmac
 import json
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
-from jupyter_client.asynchronous.client import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import DELIM
-from traitlets import Type
 
+from rsparkhub.agent.launch import KERNEL_NAMES, NoDropKernelManager
 from rsparkhub.agent.modes import KERNEL_INIT
-from rsparkhub.protocol import LANGUAGES, Language
+from rsparkhub.protocol import Language
 
 log = logging.getLogger("rsparkhub.agent.kernels")
 
-KERNEL_NAMES: dict[str, str] = {"r": "ir", "python": "python3", "bash": "bash"}
 START_TIMEOUT = 90.0
 # after the shell reply: how long iopub may stay quiet before a missing idle is given up on
 IDLE_GRACE_S = 2.0
@@ -62,80 +54,7 @@ READ_RETRY_S = 0.05
 DRAIN_MAX_MSGS = 2000
 DRAIN_MAX_BYTES = 4 * 1024 * 1024
 
-# ipykernel_launcher, but the kernel's iopub PUB socket never drops (SNDHWM 0, set before
-# it binds: a ZMQ connection takes its limits when it is created). ipykernel has no option
-# for it. Any failure to patch leaves the stock behaviour.
-_IPYKERNEL_LAUNCHER = """\
-import sys
-from pathlib import Path
-if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
-    del sys.path[0]
-from ipykernel import kernelapp as app
-try:
-    import zmq
-    _bind = app.IPKernelApp._bind_socket
-    def _bind_socket(self, s, port):
-        if s.socket_type in (zmq.PUB, zmq.XPUB):
-            s.sndhwm = 0
-        return _bind(self, s, port)
-    app.IPKernelApp._bind_socket = _bind_socket
-except Exception:
-    pass
-"""
-
-# What each ipykernel-based kernel module runs after the patch above.
-_LAUNCH = {
-    "ipykernel_launcher": "app.launch_new_instance()\n",
-    "bash_kernel": (
-        "from bash_kernel.kernel import BashKernel\n"
-        "app.IPKernelApp.launch_instance(kernel_class=BashKernel)\n"
-    ),
-}
-
-
-def _ipykernel_cmd(cmd: list[str]) -> list[str]:
-    """``python … -m ipykernel_launcher|bash_kernel …`` through the patched launcher above
-    (both are ipykernel applications). IRkernel's ``R …`` gets ``--no-restore --no-save``:
-    R would otherwise load a ``.RData`` of the working directory by itself — whether the
-    saved image is restored is the workspace's ``save_r_image`` setting (see the agent)."""
-    if cmd and Path(cmd[0]).name == "R" and "--no-restore" not in cmd:
-        return [cmd[0], "--no-restore", "--no-save", *cmd[1:]]
-    for i in range(len(cmd) - 1):
-        if cmd[i] == "-m" and cmd[i + 1] in _LAUNCH:
-            code = _IPYKERNEL_LAUNCHER + _LAUNCH[cmd[i + 1]]
-            return [*cmd[:i], "-c", code, *cmd[i + 2 :]]
-    return cmd
-
-
-class _KernelClient(AsyncKernelClient):
-    """``AsyncKernelClient`` whose iopub SUB socket queues without limit (RCVHWM 0)."""
-
-    def connect_iopub(self, identity: bytes | None = None) -> zmq.Socket[Any]:
-        # as jupyter_client's connect_iopub, with the limit set before connect()
-        sock = self.context.socket(zmq.SUB)
-        sock.linger = 1000
-        sock.rcvhwm = 0
-        if identity:
-            sock.identity = identity
-        if getattr(self, "curve_publickey", None) is not None:
-            sock.curve_secretkey = self.curve_secretkey
-            sock.curve_publickey = self.curve_publickey
-            sock.curve_serverkey = self.curve_publickey
-        sock.connect(self._make_url("iopub"))
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        return sock
-
-
-class _KernelManager(AsyncKernelManager):
-    # AsyncKernelManager's own default ignores client_class, so set the factory itself
-    client_factory = Type(klass=AsyncKernelClient, default_value=_KernelClient)
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return _ipykernel_cmd(list(super().format_kernel_cmd(extra_arguments)))
-
-
 IopubHandler = Callable[[dict[str, Any]], None]
-StatusCallback = Callable[[str, str, str | None], None]  # language, state, message
 
 
 class KernelError(Exception):
@@ -143,19 +62,6 @@ class KernelError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def available_languages() -> list[Language]:
-    """Languages whose kernelspec is installed."""
-    ksm = KernelSpecManager()
-    found: list[Language] = []
-    for lang in LANGUAGES:
-        try:
-            ksm.get_kernel_spec(KERNEL_NAMES[lang])
-        except (NoSuchKernel, Exception):  # noqa: B014 - a broken spec counts as missing
-            continue
-        found.append(lang)
-    return found
 
 
 @dataclass
@@ -212,9 +118,11 @@ class Kernel:
         # reach); TCP on 127.0.0.1 when the path would be too long for a Unix socket.
         ipc_base = str(self.runtime_dir / f"k-{self.language}")
         if self.use_ipc and len(ipc_base) < 96:
-            self.km = _KernelManager(kernel_name=self.kernel_name, transport="ipc", ip=ipc_base)
+            self.km = NoDropKernelManager(
+                kernel_name=self.kernel_name, transport="ipc", ip=ipc_base
+            )
         else:
-            self.km = _KernelManager(kernel_name=self.kernel_name)
+            self.km = NoDropKernelManager(kernel_name=self.kernel_name)
         await self.km.start_kernel(cwd=str(self.cwd), env=self.env)
         await self._connect()
 
@@ -540,146 +448,6 @@ class Kernel:
         self._pending[msg_id] = pending
         self.kc.shell_channel.send(msg)
         return await self._await_pending(msg_id, pending, wait_idle=False, limit_s=limit_s)
-
-
-class KernelPool:
-    """The session's kernels, keyed by language (see module docstring)."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        runtime_dir: Path,
-        pid_file: Path,
-        on_status: StatusCallback,
-        wait_for_room: Callable[[], Awaitable[None]],
-        languages: list[Language] | None = None,
-        on_started: Callable[[Kernel], Awaitable[None]] | None = None,
-    ) -> None:
-        self.on_started = on_started
-        self.workdir = workdir
-        self.runtime_dir = runtime_dir
-        self.pid_file = pid_file
-        self.on_status = on_status
-        self.wait_for_room = wait_for_room
-        installed = available_languages()
-        self.languages: list[Language] = (
-            installed if languages is None else [x for x in installed if x in languages]
-        )
-        self.kernels: dict[str, Kernel] = {}
-        self._locks: dict[str, asyncio.Lock] = {lang: asyncio.Lock() for lang in LANGUAGES}
-        self._closed = False
-
-    def kernel_env(self) -> dict[str, str]:
-        """The environment kernels (and document renders) run with."""
-        return self._env()
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPARKHUB_SESSION_TOKEN")}
-        env["JUPYTER_RUNTIME_DIR"] = str(self.runtime_dir)
-        env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        # R's Spark interface (r/spark.R) runs pyspark through reticulate: the session's Python
-        env.setdefault("RETICULATE_PYTHON", sys.executable)
-        env["RSPARKHUB_RSPARK_R"] = str(Path(__file__).parent / "r" / "spark.R")
-        return env
-
-    def write_pid_file(self) -> None:
-        pids = [k.pid for k in self.kernels.values() if k.pid is not None]
-        tmp = self.pid_file.with_suffix(".tmp")
-        try:
-            tmp.write_text("".join(f"{p}\n" for p in pids))
-            os.replace(tmp, self.pid_file)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.pid_file, exc)
-
-    def running(self, language: str) -> Kernel | None:
-        return self.kernels.get(language)
-
-    async def get(self, language: Language) -> Kernel:
-        """The language's kernel, started (with status events) if it is not running."""
-        if language not in self.languages:
-            raise KernelError(
-                "language_unavailable", f"No {language} kernel is installed on this server."
-            )
-        async with self._locks[language]:
-            if self._closed:
-                raise KernelError("shutting_down", "The session is stopping.")
-            kernel = self.kernels.get(language)
-            if kernel is not None:
-                if await kernel.is_alive():
-                    return kernel
-                await self._drop(language, died_message(language))
-            self.on_status(language, "starting", None)
-            self.runtime_dir.mkdir(parents=True, exist_ok=True)
-            kernel = Kernel(
-                language,
-                cwd=self.workdir,
-                env=self._env(),
-                wait_for_room=self.wait_for_room,
-                runtime_dir=self.runtime_dir,
-            )
-            try:
-                await kernel.start()
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await kernel.shutdown()
-                self.on_status(language, "dead", str(exc))
-                if isinstance(exc, KernelError):
-                    raise
-                raise KernelError(
-                    "kernel_start_failed", f"The {language} kernel did not start: {exc}"
-                ) from exc
-            self.kernels[language] = kernel
-            self.write_pid_file()
-            await self._started(kernel)
-            self.on_status(language, "idle", None)
-            return kernel
-
-    async def _started(self, kernel: Kernel) -> None:
-        if self.on_started is not None:
-            try:
-                await self.on_started(kernel)
-            except Exception:  # the kernel works without what the hook adds
-                log.exception("start hook of the %s kernel failed", kernel.language)
-
-    async def _drop(self, language: str, message: str) -> None:
-        kernel = self.kernels.pop(language, None)
-        if kernel is not None:
-            with contextlib.suppress(Exception):
-                await kernel.shutdown()
-            self.write_pid_file()
-            self.on_status(language, "dead", message)
-
-    async def mark_dead(self, language: str) -> None:
-        async with self._locks[language]:
-            await self._drop(language, died_message(language))
-
-    async def restart(self, language: Language) -> Kernel:
-        kernel = self.kernels.get(language)
-        if kernel is None:
-            return await self.get(language)
-        async with self._locks[language]:
-            self.on_status(language, "restarting", None)
-            try:
-                await kernel.restart()
-            except Exception as exc:
-                self.kernels.pop(language, None)
-                with contextlib.suppress(Exception):
-                    await kernel.shutdown()
-                self.write_pid_file()
-                self.on_status(language, "dead", str(exc))
-                raise KernelError("restart_failed", f"Restarting failed: {exc}") from exc
-            self.write_pid_file()
-            await self._started(kernel)
-            self.on_status(language, "idle", None)
-            return kernel
-
-    async def shutdown_all(self) -> None:
-        self._closed = True
-        kernels = list(self.kernels.items())
-        self.kernels.clear()
-        await asyncio.gather(*(k.shutdown() for _, k in kernels), return_exceptions=True)
-        self.write_pid_file()
 
 
 # The sandbox binds the session's own memory cgroup here, read-only (hub/sandbox/launcher.py).

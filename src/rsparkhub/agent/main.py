@@ -38,9 +38,10 @@ from rsparkhub import protocol as P
 from rsparkhub.agent.execution import Executor
 from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import CallError, Introspector
-from rsparkhub.agent.kernels import Kernel, KernelPool
+from rsparkhub.agent.kernels import Kernel
 from rsparkhub.agent.link import HubLink
 from rsparkhub.agent.outbox import Outbox
+from rsparkhub.agent.pool import KernelPool
 from rsparkhub.agent.rimage import RImage
 from rsparkhub.agent.workdir import PathOutsideWorkdir, Workdir
 

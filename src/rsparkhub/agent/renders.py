@@ -24,7 +24,8 @@ from rsparkhub.agent import documents
 from rsparkhub.agent.display import Emit, Execution, strip_ansi
 from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import Introspector
-from rsparkhub.agent.kernels import KernelError, KernelPool
+from rsparkhub.agent.kernels import KernelError
+from rsparkhub.agent.pool import KernelPool
 from rsparkhub.agent.workdir import PathOutsideWorkdir
 
 OnLog = Callable[[str], None]

@@ -17,7 +17,8 @@ from rsparkhub import protocol as P
 from rsparkhub.agent.display import Emit, Execution
 from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import CallError, Introspector
-from rsparkhub.agent.kernels import Kernel, KernelPool
+from rsparkhub.agent.kernels import Kernel
+from rsparkhub.agent.pool import KernelPool
 
 log = logging.getLogger("rsparkhub.agent.rimage")
 
