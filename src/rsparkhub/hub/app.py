@@ -48,7 +48,7 @@ from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.sessions import Clients, FileFanout, Registry, Sessions
-from rsparkhub.hub.spark import build_spark
+from rsparkhub.hub.spark import SparkHub, build_spark
 from rsparkhub.hub.spawners.base import Spawner
 from rsparkhub.hub.spawners.local import LocalSpawner
 from rsparkhub.hub.state import Hub
@@ -83,9 +83,14 @@ def build_hub(settings: Settings) -> Hub:
     db = Database(settings.db_url)
     blobs = BlobStore(settings.data_dir / "blobs")
     userdb = UserDatabases(settings, db)
-    spark = build_spark(settings)
     identities = Identities(settings, db)
     registry, clients = Registry(), Clients()
+    spark = build_spark(
+        settings,
+        SparkHub(db, blobs, sandboxes, identities, registry),
+        # spark = 'kubernetes': drivers are created with the spawner's API client
+        kubernetes_api=getattr(spawner, "core", None),
+    )
     files = Files(settings, blobs, FileFanout(registry, clients))
     sessions = Sessions(
         settings, db, blobs, spawner, registry, clients, files, userdb, spark, identities
@@ -101,10 +106,6 @@ def build_hub(settings: Settings) -> Hub:
         sandboxes=sandboxes,
         identities=identities,
     )
-    hub.spark.attach(hub)
-    if settings.spark == "kubernetes":
-        # Spark drivers are created next to the session pods with the spawner's API client.
-        hub.spark.kubernetes_api = getattr(spawner, "core", None)
     return hub
 
 

@@ -49,6 +49,7 @@ import secrets
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rsparkhub.config import Settings
@@ -56,7 +57,11 @@ from rsparkhub.config import Settings
 if TYPE_CHECKING:
     import httpx
 
-    from rsparkhub.hub.state import Hub
+    from rsparkhub.hub.blobs import BlobStore
+    from rsparkhub.hub.db.engine import Database
+    from rsparkhub.hub.identities import Identities
+    from rsparkhub.hub.sandbox import Sandboxes
+    from rsparkhub.hub.sessions.live import Registry
 
 log = logging.getLogger("rsparkhub.spark")
 
@@ -69,23 +74,39 @@ class SparkUnavailable(Exception):
     """Spark is off or cannot run here; the message says why."""
 
 
-def build_spark(settings: Settings, *, kubernetes_api: Any = None) -> SparkService:
-    """The Spark service of ``settings.spark``. ``kubernetes_api`` is the Kubernetes
-    spawner's ``CoreV1Api`` (``spark = 'kubernetes'`` creates drivers with it)."""
+@dataclass(frozen=True)
+class SparkHub:
+    """What the Spark service uses of the hub: the database and blobs (does a workspace use
+    Spark), the sandboxes and users' identities (the embedded servers), and the sessions'
+    registry (is a session live, whose is it)."""
+
+    db: Database
+    blobs: BlobStore
+    sandboxes: Sandboxes
+    identities: Identities
+    sessions: Registry
+
+
+def build_spark(
+    settings: Settings, hub: SparkHub | None = None, *, kubernetes_api: Any = None
+) -> SparkService:
+    """The Spark service of ``settings.spark``; ``hub`` is None only outside a running hub
+    (``doctor`` from the command line, tests of one mode). ``kubernetes_api`` is the
+    Kubernetes spawner's ``CoreV1Api`` (``spark = 'kubernetes'`` creates drivers with it)."""
     mode = settings.spark
     if mode == "embedded":
         from rsparkhub.hub.spark_embedded import EmbeddedSpark
 
-        return EmbeddedSpark(settings)
+        return EmbeddedSpark(settings, hub)
     if mode == "external":
         from rsparkhub.hub.spark_external import ExternalSpark
 
-        return ExternalSpark(settings)
+        return ExternalSpark(settings, hub)
     if mode == "kubernetes":
         from rsparkhub.hub.spark_kubernetes import KubernetesSpark
 
-        return KubernetesSpark(settings, kubernetes_api=kubernetes_api)
-    return OffSpark(settings)
+        return KubernetesSpark(settings, hub, kubernetes_api=kubernetes_api)
+    return OffSpark(settings, hub)
 
 
 class SparkService(ABC):
@@ -96,14 +117,11 @@ class SparkService(ABC):
     mode: ClassVar[str]
     # Who may open a user's Spark UI, in the words of a 403 ("… is open to {} only").
     ui_audience: ClassVar[str] = "its user and to administrators"
-    # The Kubernetes spawner's API client. Only KubernetesSpark reads it; declared here so
-    # that the hub's wiring may still set it after construction (build_spark takes it).
-    kubernetes_api: Any = None
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hub: SparkHub | None = None) -> None:
         self.settings = settings
         self.base = settings.data_dir / "spark"
-        self.hub: Hub | None = None  # set by attach()
+        self.hub = hub
         self._secret: bytes | None = None
         self._last_error: str | None = None
         self._http: httpx.AsyncClient | None = None  # the UI proxy's, made on first use
@@ -112,15 +130,11 @@ class SparkService(ABC):
     def enabled(self) -> bool:
         return True
 
-    def attach(self, hub: Hub) -> None:
-        """The hub this service belongs to (its sandboxes, identities, sessions, database)."""
-        self.hub = hub
-
     def is_live(self, hub_session_id: str) -> bool:
-        """Whether the hub session is running (True before the service is attached)."""
+        """Whether the hub session is running (True outside a running hub)."""
         if self.hub is None:
             return True
-        live = self.hub.sessions.by_id.get(hub_session_id)
+        live = self.hub.sessions.get(hub_session_id)
         return live is not None and bool(live.alive)
 
     # ------------------------------------------------------------------ session ids

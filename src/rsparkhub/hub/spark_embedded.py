@@ -68,7 +68,14 @@ from urllib.parse import quote
 
 from rsparkhub.config import Settings
 from rsparkhub.hub import spark_embedded_files as files
-from rsparkhub.hub.spark import Announce, Description, SparkService, SparkUnavailable
+from rsparkhub.hub.sessions.live import session_dir
+from rsparkhub.hub.spark import (
+    Announce,
+    Description,
+    SparkHub,
+    SparkService,
+    SparkUnavailable,
+)
 from rsparkhub.hub.spark_embedded_archive import ClassArchive
 from rsparkhub.hub.spark_embedded_process import (
     UserServer,
@@ -87,7 +94,6 @@ from rsparkhub.hub.userdb import role_name
 
 if TYPE_CHECKING:
     from rsparkhub.hub.sandbox import Sandboxes
-    from rsparkhub.hub.state import Hub
 
 log = logging.getLogger("rsparkhub.spark")
 
@@ -104,8 +110,8 @@ class EmbeddedSpark(SparkService):
     # Administrators included: see the module docstring.
     ui_audience = "its own user"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, hub: SparkHub | None = None) -> None:
+        super().__init__(settings, hub)
         self.users_dir = self.base / "users"
         self.archive = ClassArchive(
             settings, (settings.spark_class_archive_dir or self.base / "cds").resolve()
@@ -124,7 +130,7 @@ class EmbeddedSpark(SparkService):
 
     # ------------------------------------------------------------------ hub wiring
     @property
-    def _hub(self) -> Hub:
+    def _hub(self) -> SparkHub:
         if self.hub is None:
             raise SparkUnavailable("the Spark service is not attached to a hub")
         return self.hub
@@ -274,10 +280,10 @@ class EmbeddedSpark(SparkService):
     ) -> None:
         """The session runs (or was adopted): its working directory becomes visible to its
         user's server, at the same path."""
-        live = self._hub.sessions.by_id.get(hub_session_id)
+        live = self._hub.sessions.get(hub_session_id)
         user_id = live.owner_id if live is not None else None
         if user_id is not None and self._files_root() is not None:
-            work = self._hub.sessions.session_dir(hub_session_id) / "work"
+            work = session_dir(self.settings.data_dir, hub_session_id) / "work"
             try:
                 await asyncio.to_thread(files.expose, user_id, hub_session_id, work)
             except (OSError, subprocess.CalledProcessError) as exc:

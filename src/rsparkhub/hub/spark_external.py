@@ -13,7 +13,7 @@ import logging
 from urllib.parse import quote, urlsplit
 
 from rsparkhub.config import Settings
-from rsparkhub.hub.spark import Description, SparkService
+from rsparkhub.hub.spark import Description, SparkHub, SparkService
 from rsparkhub.hub.supervised import port_open
 
 log = logging.getLogger("rsparkhub.spark")
@@ -33,8 +33,8 @@ class ExternalSpark(SparkService):
 
     mode = "external"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, hub: SparkHub | None = None) -> None:
+        super().__init__(settings, hub)
         assert settings.spark_remote_url is not None  # Settings refuses external without it
         self.url: str = settings.spark_remote_url
 

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from rsparkhub.config import Settings
 from rsparkhub.hub import spark_k8s as sk
-from rsparkhub.hub.spark import Announce, Description, SparkService
+from rsparkhub.hub.spark import Announce, Description, SparkHub, SparkService
 
 log = logging.getLogger("rsparkhub.spark")
 
@@ -53,8 +53,10 @@ class KubernetesSpark(SparkService):
 
     mode = "kubernetes"
 
-    def __init__(self, settings: Settings, *, kubernetes_api: Any = None) -> None:
-        super().__init__(settings)
+    def __init__(
+        self, settings: Settings, hub: SparkHub | None = None, *, kubernetes_api: Any = None
+    ) -> None:
+        super().__init__(settings, hub)
         self.kubernetes_api = kubernetes_api  # the Kubernetes spawner's CoreV1Api
         self._k8s_cfg: sk.SparkK8sConfig | None = None
         self._drivers: dict[str, _Driver] = {}  # by hub session id, while the session lives

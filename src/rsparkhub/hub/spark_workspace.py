@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rsparkhub.hub.state import Hub
+    from rsparkhub.hub.spark import SparkHub
 
 # What marks a workspace as using Spark: its source files mention it.
 SPARK_WORDS = re.compile(rb"spark|rspark_", re.IGNORECASE)
@@ -19,7 +19,7 @@ SCAN_MAX_FILES = 200
 SCAN_MAX_BYTES = 1 << 20
 
 
-async def workspace_uses_spark(hub: Hub, workspace_id: str) -> bool:
+async def workspace_uses_spark(hub: SparkHub, workspace_id: str) -> bool:
     """Whether a workspace's source files mention Spark (``spark``, ``SparkSession``,
     ``pyspark``, ``rspark_`` …): its sessions then start the user's server at once."""
     from rsparkhub.hub.files import list_files

@@ -26,7 +26,7 @@ from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sessions.clients import Clients
-from rsparkhub.hub.sessions.live import GONE, LiveSession, Registry, loopback_ports
+from rsparkhub.hub.sessions.live import GONE, LiveSession, Registry, loopback_ports, session_dir
 from rsparkhub.hub.sessions.recorder import Recorder
 from rsparkhub.hub.spark import SparkService
 from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError, profiles_for
@@ -63,7 +63,7 @@ class Lifecycle:
         self._cull_task: asyncio.Task[None] | None = None
 
     def session_dir(self, session_id: str) -> Path:
-        return self.settings.data_dir / "sessions" / session_id
+        return session_dir(self.settings.data_dir, session_id)
 
     def log_dir(self, session_id: str) -> Path:
         return self.settings.data_dir / "logs" / session_id

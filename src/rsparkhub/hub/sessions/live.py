@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -134,6 +135,11 @@ class Registry:
     def by_id(self) -> dict[str, LiveSession]:
         """Read-only use only (Spark's registration of adopted sessions)."""
         return self._by_id
+
+
+def session_dir(data_dir: Path, session_id: str) -> Path:
+    """A session's directory on the hub's machine (its working directory is ``work``)."""
+    return data_dir / "sessions" / session_id
 
 
 def loopback_ports(env: dict[str, str]) -> tuple[int, ...]:
