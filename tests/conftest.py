@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rsparkhub.hub.supervised import free_port
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pg_fixture import pg_database, pg_server  # noqa: E402,F401
@@ -28,12 +29,6 @@ from pg_fixture import pg_database, pg_server  # noqa: E402,F401
 VENV_BIN = Path(sys.executable).parent
 RSPARKHUB = str(VENV_BIN / "rsparkhub")
 PASSWORD = "correct-horse-battery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HubProcess:

@@ -27,12 +27,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from rsparkhub.hub.supervised import free_port
 
 __all__ = ["PgServer", "PgServerError", "PostgresNotFoundError", "find_pg_bindir"]
 
@@ -109,12 +110,6 @@ def find_pg_bindir() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; looked in "
         f"{', '.join(tried) or 'PATH'} (set ${BINDIR_ENV} to override); {INSTALL_HINT}"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _quote_ident(name: str) -> str:
@@ -417,7 +412,7 @@ class PgServer:
     def _start_postmaster(self) -> None:
         attempts = 1 if self._requested_port is not None else 3
         for attempt in range(attempts):
-            self.port = self._requested_port or _free_port()
+            self.port = self._requested_port or free_port()
             try:
                 self._run_as_owner(
                     [str(self._bin("pg_ctl")), "start", "-D", str(self.data_dir),
