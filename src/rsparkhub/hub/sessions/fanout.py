@@ -30,9 +30,7 @@ class FileFanout:
             await self._to_session(workspace_id, P.dump(put))
         msg = P.FilesChanged(
             workspace_id=workspace_id,
-            changed=[
-                P.ChangedFile(path=f.path, version=f.version, size=f.size, sha256=f.sha256)
-            ],
+            changed=[P.ChangedFile(path=f.path, version=f.version, size=f.size, sha256=f.sha256)],
         )
         await self.clients.broadcast(workspace_id, P.dump(msg))
 
