@@ -42,6 +42,7 @@ module. Nothing here blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -147,6 +148,20 @@ class SparkService(ABC):
                 path.chmod(0o600)
             self._secret = path.read_text().strip().encode()
         return self._secret
+
+    async def _without_spark(self, why: BaseException | str) -> dict[str, str]:
+        """A session starts without Spark: say why in the log and in ``describe``."""
+        log.warning("session without Spark: %s", why)
+        self._last_error = str(why)
+        return {}
+
+    async def _session_ids_ready(self) -> str | None:
+        """Make the secret the session ids derive from; why not, when it cannot be made."""
+        try:
+            await asyncio.to_thread(self._secret_bytes)
+        except OSError as exc:
+            return str(exc)
+        return None
 
     def spark_session_id(self, hub_session_id: str) -> str:
         """The Spark Connect session id (a UUID) of a hub session."""

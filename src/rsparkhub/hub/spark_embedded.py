@@ -220,9 +220,7 @@ class EmbeddedSpark(SparkService):
             await asyncio.to_thread(self._secret_bytes)
             srv = await self._server(user_id, user)
         except (SparkUnavailable, OSError) as exc:
-            log.warning("session without Spark: %s", exc)
-            self._last_error = str(exc)
-            return {}
+            return await self._without_spark(exc)
         self._attach(srv, hub_session_id, workspace_id)
         return {"SPARK_REMOTE": self.remote(user, hub_session_id, srv.port)}
 

@@ -53,12 +53,9 @@ class ExternalSpark(SparkService):
         user_id: str | None = None,
         workspace_id: str | None = None,
     ) -> dict[str, str]:
-        try:
-            await asyncio.to_thread(self._secret_bytes)
-        except OSError as exc:
-            log.warning("session without Spark: %s", exc)
-            self._last_error = str(exc)
-            return {}
+        problem = await self._session_ids_ready()
+        if problem is not None:
+            return await self._without_spark(problem)
         return {"SPARK_REMOTE": self.remote(user, hub_session_id)}
 
     async def state(self) -> str:

@@ -77,12 +77,9 @@ class KubernetesSpark(SparkService):
         workspace_id: str | None = None,
     ) -> dict[str, str]:
         """The session's own driver (created by session_started), by its Service name."""
-        try:
-            await asyncio.to_thread(self._secret_bytes)
-        except OSError as exc:
-            log.warning("session without Spark: %s", exc)
-            self._last_error = str(exc)
-            return {}
+        problem = await self._session_ids_ready()
+        if problem is not None:
+            return await self._without_spark(problem)
         sid = self.spark_session_id(hub_session_id)
         return {"SPARK_REMOTE": sk.remote_url(self._k8s(), user, hub_session_id, sid)}
 
