@@ -23,11 +23,13 @@ import polars as pl
 import pytest
 
 from rsparkhub.agent import pykernel as K
+from rsparkhub.agent import pykernel_env, pykernel_help, pykernel_plots
+from rsparkhub.agent.pykernel_common import HELP_MIME, PLOT_MIME
 
 
 @pytest.fixture(autouse=True)
 def fresh_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(K, "_STATE", K._State())
+    monkeypatch.setattr(pykernel_env, "_STATE", pykernel_env._State())
 
 
 def ok(method: str, args: dict[str, Any], ns: dict[str, Any]) -> Any:
@@ -796,7 +798,9 @@ def test_help_hook_publishes_and_keeps_plain_help(monkeypatch: pytest.MonkeyPatc
     K.install()
     K.install()  # idempotent
     hook = builtins.help
-    assert isinstance(hook, K._HelpHook) and not isinstance(hook._orig, K._HelpHook)
+    assert isinstance(hook, pykernel_help._HelpHook) and not isinstance(
+        hook._orig, pykernel_help._HelpHook
+    )
     assert sum(getattr(f, "_rsparkhub_finder", False) for f in sys.meta_path) == 1
     hook()
     assert calls == [()]
@@ -805,19 +809,19 @@ def test_help_hook_publishes_and_keeps_plain_help(monkeypatch: pytest.MonkeyPatc
     hook("os.path")
     hook("no_such_topic_xyz")  # pydoc's own answer
     assert calls == [(), ("no_such_topic_xyz",)]
-    assert [p[K.HELP_MIME]["topic"] for p in published] == [
+    assert [p[HELP_MIME]["topic"] for p in published] == [
         "json.loads",
         "pandas.DataFrame",
         "os.path",
     ]
     assert published[0]["text/plain"] == "Help on json.loads: see the Help pane."
-    assert published[0][K.HELP_MIME] == {"topic": "json.loads", "package": "", "language": "python"}
+    assert published[0][HELP_MIME] == {"topic": "json.loads", "package": "", "language": "python"}
 
     def local() -> None:
         """A function pydoc cannot locate by name."""
 
     hook(local)
-    topic = published[-1][K.HELP_MIME]["topic"]
+    topic = published[-1][HELP_MIME]["topic"]
     assert "<locals>" in topic
     assert "cannot&nbsp;locate" in ok("help_html", {"topic": topic}, {})["html"]
 
@@ -838,7 +842,7 @@ def test_plot_render_sizes_and_formats(tmp_path: Path) -> None:
 
     fig = Figure(figsize=(4, 3), dpi=100)
     fig.subplots().plot([1, 3, 2])
-    key = K._remember_figure(fig)
+    key = pykernel_plots._remember_figure(fig)
     for w, h, res in [(800, 600, 96), (333, 217, 72), (1001, 99, 150), (640, 480, 110)]:
         out = str(tmp_path / f"p{w}.png")
         r = ok(
@@ -902,13 +906,16 @@ def test_call_writes_one_document_and_never_raises(
 
 
 def test_import_is_cheap() -> None:
+    """Importing the kernel side loads no heavy library and nothing of rsparkhub but the
+    ``pykernel*`` modules themselves."""
     import subprocess
 
     code = (
         "import sys; import rsparkhub.agent.pykernel as k; "
         "heavy = {'numpy', 'pandas', 'polars', 'matplotlib', 'IPython', 'pydoc'} & set(sys.modules); "
         "print(sorted(heavy)); print([m for m in sys.modules if m.startswith('rsparkhub') and m not in "
-        "('rsparkhub', 'rsparkhub.agent', 'rsparkhub.agent.pykernel')])"
+        "('rsparkhub', 'rsparkhub.agent', 'rsparkhub.agent.pykernel') "
+        "and not m.startswith('rsparkhub.agent.pykernel_')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "[]"]
@@ -998,7 +1005,7 @@ def test_real_kernel(tmp_path: Path) -> None:
         assert helps == [
             {
                 "text/plain": "Help on len: see the Help pane.",
-                K.HELP_MIME: {"topic": "len", "package": "", "language": "python"},
+                HELP_MIME: {"topic": "len", "package": "", "language": "python"},
             }
         ]
 
@@ -1007,7 +1014,7 @@ def test_real_kernel(tmp_path: Path) -> None:
         )
         shown = [m["content"] for m in msgs if m["msg_type"] == "display_data"]
         assert len(shown) == 1 and "image/png" in shown[0]["data"]
-        key = shown[0]["metadata"][K.PLOT_MIME]["key"]
+        key = shown[0]["metadata"][PLOT_MIME]["key"]
         out = tmp_path / "plot.png"
         res = k.call(
             "plot_render",
@@ -1032,9 +1039,7 @@ def test_real_kernel(tmp_path: Path) -> None:
             assert path.read_bytes()[:5] == magic
         msgs, _ = k.run("fig, ax = plt.subplots(); ax.plot([3, 1])")  # shown by flush_figures
         keys = [
-            m["content"]["metadata"].get(K.PLOT_MIME)
-            for m in msgs
-            if m["msg_type"] == "display_data"
+            m["content"]["metadata"].get(PLOT_MIME) for m in msgs if m["msg_type"] == "display_data"
         ]
         assert len(keys) == 1 and keys[0]["key"] != key
     finally:
