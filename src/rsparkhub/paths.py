@@ -61,7 +61,5 @@ def clean_name(raw: str, what: str = "name") -> str:
     if len(name) > 128:
         raise PathError("invalid_name", f"The {what} is limited to 128 characters.")
     if "/" in name or any(unicodedata.category(c) == "Cc" for c in name):
-        raise PathError(
-            "invalid_name", f"The {what} may not contain '/' or control characters."
-        )
+        raise PathError("invalid_name", f"The {what} may not contain '/' or control characters.")
     return name

@@ -33,11 +33,11 @@ from rsparkhub.hub.errors import ApiError, not_found
 
 router = APIRouter(tags=["introspection"])
 
-Lang = Literal["r", "python", "bash"]
+Lang = P.Language
 HelpLang = Literal["r", "python"]
-# Every error code an agent answers a call with (agent/introspect.py, agent/kernels.py,
-# agent/pykernel.py, agent/r/rsparkhub.R; tests/test_api_security.py checks the list is
-# complete). What the caller asked for is wrong: 4xx. The session failed: 502/503/504.
+# Every error code an agent answers a call with (agent/*.py, among them introspect.py,
+# kernels.py, pool.py and the pykernel*.py modules, and agent/r/rsparkhub.R;
+# tests/test_api_security.py checks the list is complete). What the caller asked for is wrong: 4xx. The session failed: 502/503/504.
 AGENT_ERROR_STATUS = {
     "not_found": 404,
     "view_not_found": 404,
