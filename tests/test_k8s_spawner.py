@@ -1,4 +1,4 @@
-"""The Kubernetes spawner (hub/spawners/kubernetes.py).
+"""The Kubernetes spawner (hub/spawners/kubernetes.py and its k8s_* modules).
 
 * Every object it builds (pods for several profiles, Secrets, user volumes) is validated
   against the Kubernetes OpenAPI schema with kubernetes-validate (strict).
