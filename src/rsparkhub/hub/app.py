@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import logging
 import mimetypes
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from rsparkhub import __version__
 from rsparkhub.config import Settings
 from rsparkhub.hub.access import user_role, workspace_for, workspace_role
 from rsparkhub.hub.api import (
+    apidocs,
     auth_routes,
     databases,
     files,
@@ -46,6 +46,8 @@ from rsparkhub.hub.errors import (
 )
 from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
+from rsparkhub.hub.login_limits import LoginLimiter
+from rsparkhub.hub.postgres import postgres_traverses_data_dir
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.sessions import Clients, FileFanout, Registry, Sessions
 from rsparkhub.hub.spark import SparkHub, build_spark
@@ -74,10 +76,9 @@ def build_spawner(settings: Settings, sandboxes: Sandboxes | None = None) -> Spa
 
 
 def build_hub(settings: Settings) -> Hub:
-    # The embedded PostgreSQL runs as the postgres account when the hub is root: it must
-    # be able to traverse DATA_DIR (0711) to reach its own private directory.
-    pg_owner_traverses = os.geteuid() == 0 and settings.user_databases == "embedded"
-    make_private(settings.data_dir, traversable=pg_owner_traverses)
+    # DATA_DIR is 0711 only while a root hub's PostgreSQL cluster (run by the postgres
+    # account) is one an older hub set up inside it; a new one lives outside (postgres.py).
+    make_private(settings.data_dir, traversable=postgres_traverses_data_dir(settings))
     sandboxes = Sandboxes(enabled=settings.sandbox != "none", scope=scope_for(settings.data_dir))
     spawner = build_spawner(settings, sandboxes)
     db = Database(settings.db_url)
@@ -105,6 +106,11 @@ def build_hub(settings: Settings) -> Hub:
         spark=spark,
         sandboxes=sandboxes,
         identities=identities,
+        login_limits=LoginLimiter(
+            settings.login_attempts_per_account,
+            settings.login_attempts_per_address,
+            settings.login_attempts_window_s,
+        ),
     )
     return hub
 
@@ -140,7 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="rsparkhub",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served from the package's own assets (api/apidocs.py)
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -149,7 +155,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
-    for module in (auth_routes, users, databases, projects, files, sessions, introspection, spark):
+    for module in (
+        auth_routes,
+        users,
+        databases,
+        projects,
+        files,
+        sessions,
+        introspection,
+        spark,
+        apidocs,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -168,8 +184,6 @@ def create_app(settings: Settings) -> FastAPI:
             response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.url.path == "/api/docs":
-            return response
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
         return response
