@@ -357,9 +357,14 @@ def test_viewer_and_editor_roles(world: World) -> None:
     try:
         err = a.put(f"{ws}/members", json={"user": "nobody", "role": "viewer"})
         assert err.status_code == 404
-        assert a.put(f"{ws}/members", json={"user": "bob", "role": "owner"}).status_code == 422
+        assert a.put(f"{ws}/members", json={"user": "bob", "role": "admin"}).status_code == 422
         r = a.put(f"{ws}/members", json={"user": "bob", "role": "viewer"})
         assert r.status_code == 200 and r.json() == {"user": "bob", "role": "viewer"}
+        # Every member sees who has access.
+        assert [(m["user"], m["role"]) for m in bob.get(f"{ws}/members").json()] == [
+            ("alice", "owner"),
+            ("bob", "viewer"),
+        ]
 
         # Reads work for the viewer.
         assert bob.get(ws).json()["role"] == "viewer"

@@ -46,6 +46,21 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
     login_session_hours: float = Field(24 * 7, gt=0, description="Browser login lifetime.")
     token_default_days: float = Field(90, gt=0, description="Default API token lifetime.")
+    login_attempts_per_account: int = Field(
+        10,
+        gt=0,
+        description="Password logins that may fail for one account within "
+        "`login_attempts_window_s` before more are refused (429 `too_many_attempts`).",
+    )
+    login_attempts_per_address: int = Field(
+        100,
+        gt=0,
+        description="Password logins that may fail from one client address within "
+        "`login_attempts_window_s` (a classroom behind one NAT shares an address).",
+    )
+    login_attempts_window_s: float = Field(
+        300, gt=0, description="The window the failed logins above are counted in."
+    )
 
     # --- limits
     max_file_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest single file.")

@@ -81,13 +81,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def validate_password(password: str) -> None:
-    if len(password) < 8:
-        raise ApiError(400, "weak_password", "Passwords need at least 8 characters.")
-    if len(password) > 1024:
-        raise ApiError(400, "invalid_password", "Passwords are limited to 1024 characters.")
-
-
 async def issue_token(
     db: AsyncSession, user: User, kind: str, name: str = "", lifetime: timedelta | None = None
 ) -> tuple[str, ApiToken]:

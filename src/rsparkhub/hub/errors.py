@@ -12,11 +12,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers  # e.g. Retry-After of a 429
         self.extra = extra
 
 
@@ -30,7 +39,9 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 async def api_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status)
+    return JSONResponse(
+        error_body(exc.code, exc.message, **exc.extra), status_code=exc.status, headers=exc.headers
+    )
 
 
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:

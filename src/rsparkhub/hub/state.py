@@ -10,6 +10,7 @@ from rsparkhub.config import Settings
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.files import Files
+from rsparkhub.hub.login_limits import LoginLimiter
 
 if TYPE_CHECKING:
     from rsparkhub.hub.identities import Identities
@@ -30,3 +31,4 @@ class Hub:
     spark: SparkService
     sandboxes: Sandboxes  # every process running a user's code starts through it
     identities: Identities  # each user's host uid
+    login_limits: LoginLimiter  # failed password logins per account and address

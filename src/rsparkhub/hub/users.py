@@ -1,17 +1,19 @@
-"""User accounts shared by the API and the CLI: creation with name validation, and the
-first-start bootstrap (an admin plus a one-time login link, never a default password)."""
+"""User accounts shared by the API and the CLI: creation with name validation, one-time
+login links (a new user's first login, a password reset), and the first-start bootstrap (an
+admin plus a one-time login link, never a default password)."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rsparkhub.hub.auth import hash_password, issue_token, validate_password
-from rsparkhub.hub.db.models import User
+from rsparkhub.hub.auth import hash_password, issue_token
+from rsparkhub.hub.db.models import ApiToken, User
 from rsparkhub.hub.errors import ApiError
+from rsparkhub.hub.passwords import check_password
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$")
 # Names the hub writes itself: a file's history records code-written versions as by
@@ -38,7 +40,7 @@ async def create_user(
     if (await db.execute(select(User).where(User.name == name))).scalar_one_or_none():
         raise ApiError(409, "user_exists", f"A user named '{name}' already exists.")
     if password is not None:
-        validate_password(password)
+        check_password(password, name)
         await db.commit()  # no database connection is held while argon2 runs (see auth.py)
     user = User(
         name=name,
@@ -48,6 +50,19 @@ async def create_user(
     db.add(user)
     await db.commit()
     return user
+
+
+async def reset_password(db: AsyncSession, user: User, base_url: str) -> str:
+    """Forget the user's password, end their browser sessions and earlier login links, and
+    return a new one-time link: whoever opens it logs in and chooses a new password. API
+    tokens stay valid (a script's token is not a password)."""
+    user.password_hash = None
+    await db.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.kind.in_(("login", "onetime")))
+        .values(revoked=True)
+    )
+    return await one_time_link(db, user, base_url)
 
 
 async def one_time_link(db: AsyncSession, user: User, base_url: str) -> str:

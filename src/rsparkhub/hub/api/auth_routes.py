@@ -18,12 +18,12 @@ from rsparkhub.hub.auth import (
     hash_token,
     issue_token,
     user_for_secret,
-    validate_password,
     verify_password,
 )
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import ApiToken, User
 from rsparkhub.hub.errors import ApiError, not_found
+from rsparkhub.hub.passwords import check_password
 
 router = APIRouter(tags=["auth"])
 
@@ -66,8 +66,20 @@ def _set_login_cookies(hub: HubDep, response: Response, secret: str) -> None:
     )
 
 
-@router.post("/api/login", summary="Log in with a password (sets the session and CSRF cookies)")
-async def login(body: LoginBody, hub: HubDep, db: DbDep, response: Response) -> dict[str, object]:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post(
+    "/api/login",
+    summary="Log in with a password (sets the session and CSRF cookies); failed attempts "
+    "are limited per account and address (429 too_many_attempts, Retry-After)",
+)
+async def login(
+    body: LoginBody, request: Request, hub: HubDep, db: DbDep, response: Response
+) -> dict[str, object]:
+    address = client_address(request)
+    hub.login_limits.begin(body.name, address)
     user = (await db.execute(select(User).where(User.name == body.name))).scalar_one_or_none()
     await db.commit()  # no database connection is held while argon2 runs (see auth.py)
     ok = await verify_password(user.password_hash if user else None, body.password)
@@ -75,6 +87,7 @@ async def login(body: LoginBody, hub: HubDep, db: DbDep, response: Response) -> 
         raise ApiError(
             401, "login_failed", "Wrong user name or password, or the account is disabled."
         )
+    hub.login_limits.succeeded(body.name, address)
     secret, _ = await issue_token(
         db, user, "login", lifetime=timedelta(hours=hub.settings.login_session_hours)
     )
@@ -84,10 +97,15 @@ async def login(body: LoginBody, hub: HubDep, db: DbDep, response: Response) -> 
 
 
 @router.get("/login/{token}", include_in_schema=False)
-async def one_time_login(token: str, hub: HubDep, db: DbDep) -> Response:
-    """The link printed on first start: logs the admin in once, then stops working."""
+async def one_time_login(token: str, request: Request, hub: HubDep, db: DbDep) -> Response:
+    """A one-time login link (the first start's, a new user's, a password reset's): logs the
+    user in once, then stops working. A user without a password is asked by the web page
+    to choose one before anything else."""
     user = await user_for_secret(db, token, ("onetime",))
     if user is None:
+        if "text/html" in request.headers.get("accept", ""):
+            # A browser following the link gets the login page with the explanation.
+            return RedirectResponse("/#/link-invalid", status_code=303)
         raise ApiError(
             401,
             "invalid_login_link",
@@ -130,19 +148,26 @@ class PasswordBody(BaseModel):
     old_password: str | None = Field(default=None, max_length=1024)
 
 
-@router.post("/api/me/password", summary="Set or change the caller's password")
+@router.post(
+    "/api/me/password",
+    summary="Set or change the caller's password (checked against the password policy)",
+)
 async def set_password(
-    body: PasswordBody, request: Request, caller: CallerDep, db: DbDep
+    body: PasswordBody, request: Request, caller: CallerDep, hub: HubDep, db: DbDep
 ) -> dict[str, bool]:
-    """Other browser sessions of the user are logged out; API tokens stay valid."""
+    """The current password is needed once one is set (guesses count as failed logins);
+    the new one must pass hub/passwords.py. Other browser sessions of the user are logged
+    out; API tokens stay valid."""
     user = await db.get(User, caller.user.id)
     assert user is not None
     await db.commit()  # no database connection is held while argon2 runs (see auth.py)
-    if user.password_hash and not await verify_password(
-        user.password_hash, body.old_password or ""
-    ):
-        raise ApiError(403, "wrong_password", "The current password is wrong.")
-    validate_password(body.new_password)
+    if user.password_hash:
+        address = client_address(request)
+        hub.login_limits.begin(user.name, address)
+        if not await verify_password(user.password_hash, body.old_password or ""):
+            raise ApiError(403, "wrong_password", "The current password is wrong.")
+        hub.login_limits.succeeded(user.name, address)
+    check_password(body.new_password, user.name)
     user.password_hash = await hash_password(body.new_password)
     current = hash_token(request.cookies.get(SESSION_COOKIE, ""))
     await db.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
@@ -236,8 +237,32 @@ async def delete_workspace(
 
 
 class MemberBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1, max_length=64)
-    role: str = Field(pattern="^(viewer|editor)$")
+    # viewer: files and output; editor: also run code and save; owner: also share, rename
+    # and delete the workspace (the project's owner is always owner)
+    role: Literal["viewer", "editor", "owner"]
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/members",
+    summary="Who has access to a workspace: the project's owner and the members, with roles",
+)
+async def list_members(w: ReadableWorkspace, db: DbDep) -> list[dict[str, object]]:
+    project = await db.get(Project, w.project_id)
+    assert project is not None
+    owner = await db.get(User, project.owner_id)
+    out: list[dict[str, object]] = []
+    if owner is not None:
+        out.append({"user": owner.name, "role": "owner", "project_owner": True})
+    rows = await db.execute(
+        select(WorkspaceMember, User)
+        .join(User, User.id == WorkspaceMember.user_id)
+        .where(WorkspaceMember.workspace_id == w.id)
+        .order_by(User.name)
+    )
+    out += [{"user": u.name, "role": m.role, "project_owner": False} for m, u in rows.all()]
+    return out
 
 
 @router.put(
@@ -249,7 +274,19 @@ async def add_member(
 ) -> dict[str, object]:
     user = (await db.execute(select(User).where(User.name == body.user))).scalar_one_or_none()
     if user is None:
-        raise not_found(f"The user '{body.user}'")
+        raise ApiError(
+            404,
+            "user_not_found",
+            f"There is no user named '{body.user}'. Check the spelling, or ask an "
+            "administrator to add them.",
+        )
+    project = await db.get(Project, w.project_id)
+    if project is not None and project.owner_id == user.id:
+        raise ApiError(
+            400,
+            "project_owner",
+            f"'{user.name}' owns the project of this workspace and always has the owner role.",
+        )
     m = await db.get(WorkspaceMember, (w.id, user.id))
     if m is None:
         db.add(WorkspaceMember(workspace_id=w.id, user_id=user.id, role=body.role))
