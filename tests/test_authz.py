@@ -446,6 +446,7 @@ VIEWER_MAY = {
     ("GET", "/api/projects/{project_id}"),
     ("GET", "/api/projects/{project_id}/workspaces"),
     ("GET", "/api/workspaces/{workspace_id}"),
+    ("GET", "/api/workspaces/{workspace_id}/members"),  # who has access
     ("GET", "/api/workspaces/{workspace_id}/zip"),
     ("GET", "/api/workspaces/{workspace_id}/files"),
     ("GET", "/api/workspaces/{workspace_id}/files/{path}"),
