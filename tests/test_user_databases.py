@@ -32,6 +32,7 @@ import pytest
 
 from rsparkhub.client import HubClient
 from rsparkhub.hub import secret_key
+from rsparkhub.hub.postgres import cluster_base
 from rsparkhub.hub.userdb import derive_password, find_bindir
 
 from conftest import RSPARKHUB, HubProcess
@@ -46,15 +47,16 @@ ADMIN_OVER_TCP = 'pg_hba.conf rejects connection for host "127.0.0.1", user "rsp
 
 @pytest.fixture(scope="module")
 def pg_hub() -> Iterator[HubProcess]:
-    # The cluster runs as the `postgres` system user (PostgreSQL refuses root), which must
-    # reach DATA_DIR/postgres: pytest's tmp_path (/tmp/pytest-of-root, 0700) is not enough.
+    # A root hub's cluster lives outside DATA_DIR (hub/postgres.py cluster_base), where the
+    # `postgres` system user reaches it; tests/test_embedded_services.py puts DATA_DIR
+    # under a private parent.
     top = Path(tempfile.mkdtemp(prefix="rsh-userdb-", dir="/tmp"))
-    top.chmod(0o755)
     hub = HubProcess(top / "data", {"RSPARKHUB_USER_DATABASES": "embedded"}).start()
     try:
         yield hub
     finally:
         hub.close()
+        shutil.rmtree(cluster_base(hub.data_dir), ignore_errors=True)
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -99,14 +101,19 @@ def _connect(env: dict[str, str], **kw: object) -> psycopg.Connection:
     return psycopg.connect(**args)  # type: ignore[arg-type]
 
 
+def _base(hub: HubProcess) -> Path:
+    """The embedded cluster's directory (DATA_DIR/postgres, or outside it for a root hub)."""
+    return cluster_base(hub.data_dir)
+
+
 def _admin_password(hub: HubProcess) -> str:
-    return (hub.data_dir / "postgres" / "admin-password").read_text().strip()
+    return (_base(hub) / "admin-password").read_text().strip()
 
 
 def _admin_connect(hub: HubProcess, env: dict[str, str]) -> psycopg.Connection:
     """The hub's admin role, the only way it can connect: the private socket directory."""
     return psycopg.connect(
-        host=str(hub.data_dir / "postgres" / "run"),
+        host=str(_base(hub) / "run"),
         port=env["PGPORT"],
         user="rsparkhub",
         password=_admin_password(hub),
@@ -232,7 +239,7 @@ async def test_the_admin_role_cannot_log_in_over_tcp(
         ("host", ["all"], ["rsparkhub"], "all", "reject"),
         ("host", ["sameuser"], ["all"], "127.0.0.1", "scram-sha-256"),
     ]
-    run = pg_hub.data_dir / "postgres" / "run"
+    run = _base(pg_hub) / "run"
     assert stat.S_IMODE(run.stat().st_mode) == 0o700
     if os.geteuid() == 0:
         assert run.stat().st_uid == pwd.getpwnam("postgres").pw_uid
@@ -373,7 +380,7 @@ def test_doctor_reports_the_server(pg_hub: HubProcess, tokens: dict[str, str]) -
 async def test_server_is_adopted_after_a_hub_crash(
     pg_hub: HubProcess, tokens: dict[str, str]
 ) -> None:
-    pidfile = pg_hub.data_dir / "postgres" / "data" / "postmaster.pid"
+    pidfile = _base(pg_hub) / "data" / "postmaster.pid"
     pid = int(pidfile.read_text().split()[0])
     pg_hub.restart(signal.SIGKILL)  # no clean shutdown: the postmaster keeps running
     assert psutil.pid_exists(pid)
@@ -409,13 +416,13 @@ async def test_passwords_are_the_same_after_a_hub_restart(
 async def test_a_server_set_up_by_an_older_hub_is_brought_in_line(
     pg_hub: HubProcess, tokens: dict[str, str]
 ) -> None:
-    """Older hubs let the admin in over TCP and put the socket in DATA_DIR/postgres/sock.
+    """Older hubs let the admin in over TCP and put the socket in the cluster's sock/.
     A hub that finds such a server running restarts it with its socket in run/ and its own
     pg_hba.conf; the admin is then refused over TCP again."""
     env = await _session_env(pg_hub, tokens["alice"])
     port, password = env["PGPORT"], _admin_password(pg_hub)
     pg_hub.stop()  # a clean stop stops the server too
-    base = pg_hub.data_dir / "postgres"
+    base = _base(pg_hub)
     (base / "data" / "pg_hba.conf").write_text(
         "local all rsparkhub trust\n"
         "host all rsparkhub 127.0.0.1/32 scram-sha-256\n"
@@ -456,7 +463,7 @@ async def test_a_server_set_up_by_an_older_hub_is_brought_in_line(
 
 def test_no_credential_in_any_log(pg_hub: HubProcess) -> None:
     assert len(set(SEEN_SECRETS)) >= 4
-    logs = [pg_hub.log_path, pg_hub.data_dir / "postgres" / "postgres.log"]
+    logs = [pg_hub.log_path, _base(pg_hub) / "postgres.log"]
     logs += sorted((pg_hub.data_dir / "logs").glob("*/agent.log"))
     assert len(logs) >= 5
     for path in logs:

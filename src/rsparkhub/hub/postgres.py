@@ -1,5 +1,5 @@
 """The PostgreSQL server user databases live on (``user_databases``): the embedded cluster
-the hub runs from the system's binaries (:class:`EmbeddedPostgres`, ``DATA_DIR/postgres``)
+the hub runs from the system's binaries (:class:`EmbeddedPostgres`, in :func:`cluster_base`)
 or an external one (:func:`external_server`, ``user_databases_admin_url``), reached as the
 hub's admin role through an :class:`AdminServer`.
 
@@ -8,16 +8,22 @@ previous hub left running, restarting one with an older configuration), reload, 
 how the admin connects. Must not: provision roles or databases (``userdb.py`` does), or let
 the admin role in over TCP.
 
+* Where the cluster lives (:func:`cluster_base`): PostgreSQL refuses to run as root, so a
+  root hub runs initdb/pg_ctl as the ``postgres`` system user, which often cannot reach
+  ``DATA_DIR`` (a checkout in ``/root``, mode 0700 on Debian). A root hub therefore keeps
+  its cluster in ``/var/lib/rsparkhub/postgres/<key>`` (``key`` from DATA_DIR's path; the
+  parents root's and 0711, the directory the ``postgres`` user's and 0700), which it
+  creates itself; a cluster an older hub set up in ``DATA_DIR/postgres`` stays there. A hub
+  that is not root runs the server as itself, in ``DATA_DIR/postgres``.
 * No path leads from a session to the embedded server's superuser (the admin role
-  ``rsparkhub``): it connects only through the Unix socket in ``DATA_DIR/postgres/run``
-  (mode 0700, owned by the server's system user, inside the hub's private data directory),
+  ``rsparkhub``): it connects only through the Unix socket in the cluster's ``run/``
+  (mode 0700, owned by the server's system user, in a directory no sandbox shows),
   with its password, and pg_hba.conf rejects it over TCP. Sessions connect over TCP on
-  127.0.0.1, on a port chosen at ``initdb`` and remembered in ``DATA_DIR/postgres/port``
+  127.0.0.1, on a port chosen at ``initdb`` and remembered in the cluster's ``port`` file
   (a :class:`~rsparkhub.hub.supervised.PortFile`), and each role reaches only the database
   of its own name (``sameuser``). The hub rewrites pg_hba.conf at every start and passes
   the listening settings on the server's command line, so a cluster set up by an older hub
-  is brought in line (restarted if its socket is elsewhere). PostgreSQL refuses to run as
-  root: a root hub runs initdb/pg_ctl as the ``postgres`` system user.
+  is brought in line (restarted if its socket is elsewhere).
 * On an external server the hub cannot see pg_hba.conf: the operator keeps the admin role
   out of the sessions' reach (docs/operations.md).
 * Nothing blocks the event loop: external programs run through asyncio subprocesses.
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
+import hashlib
 import logging
 import os
 import pwd
@@ -34,6 +42,7 @@ import re
 import secrets
 import shlex
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +60,8 @@ REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres")
 INSTALL_HINT = "install the server with `apt-get install postgresql` (scripts/install.sh does)"
 CONNECT_TIMEOUT_S = 10
 SOCKET_PATH_MAX = 107  # bytes of a Unix socket path (sun_path) on Linux
+# A root hub's clusters: STATE_ROOT/postgres/<key>, outside any home directory.
+STATE_ROOT = Path("/var/lib/rsparkhub")
 
 
 class UserDbUnavailable(Exception):
@@ -119,7 +130,9 @@ def find_bindir(configured: Path | None) -> Path:
         if _has_binaries(configured):
             return configured
         raise UserDbUnavailable(
-            f"user_databases_bindir = {configured} does not contain {', '.join(REQUIRED_BINARIES)}"
+            f"user_databases_bindir = {configured} does not contain "
+            f"{', '.join(REQUIRED_BINARIES)}: point it at the server's bin directory "
+            "(e.g. /usr/lib/postgresql/15/bin) or unset it to use the installed server"
         )
     root = Path("/usr/lib/postgresql")
     if root.is_dir():
@@ -136,17 +149,61 @@ def find_bindir(configured: Path | None) -> Path:
     )
 
 
+def cluster_base(data_dir: Path) -> Path:
+    """The embedded cluster's directory for the hub of ``data_dir``.
+
+    A hub that is not root runs PostgreSQL as itself: ``DATA_DIR/postgres``. A root hub runs
+    it as the ``postgres`` system user, which cannot reach a DATA_DIR under a private
+    parent (a checkout in ``/root``): its cluster lives in
+    ``STATE_ROOT/postgres/<first 16 hex digits of sha256(DATA_DIR)>``, one per data
+    directory — unless an older hub already set one up in ``DATA_DIR/postgres``, which is
+    kept (the users' databases are in it)."""
+    inside = data_dir / "postgres"
+    if os.geteuid() != 0 or (inside / "data" / "PG_VERSION").exists():
+        return inside
+    key = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return STATE_ROOT / "postgres" / key
+
+
+def postgres_traverses_data_dir(settings: Settings) -> bool:
+    """Whether the ``postgres`` system user must traverse DATA_DIR (so it is 0711, not
+    0700): only for a root hub's cluster that an older hub set up inside it."""
+    if settings.user_databases != "embedded" or os.geteuid() != 0:
+        return False
+    return cluster_base(settings.data_dir).is_relative_to(settings.data_dir)
+
+
+def _blocking_parent(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first existing directory on the way to ``path`` that ``user`` may not search
+    (by its mode bits; ACLs are not read), or None."""
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    for directory in reversed([path, *path.parents]):
+        try:
+            st = directory.stat()
+        except OSError:
+            return None  # not made yet: the hub makes it with the right owner and mode
+        if st.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return directory
+    return None
+
+
 def _conf_value(value: str) -> str:
     """A postgresql.conf string value (single quotes, a quote doubled)."""
     return "'" + value.replace("'", "''") + "'"
 
 
 class EmbeddedPostgres:
-    """The hub's own cluster in ``base`` (``DATA_DIR/postgres``)."""
+    """The hub's own cluster in ``base`` (:func:`cluster_base`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.base = settings.data_dir / "postgres"
+        self.base = cluster_base(settings.data_dir)
         self.port_file = PortFile(self.base / "port")
         self.owns_server = False  # stop it at close(): this process started or adopted it
         self._bindir: Path | None = None
@@ -165,16 +222,38 @@ class EmbeddedPostgres:
     def log_path(self) -> Path:
         return self.base / "postgres.log"
 
+    @property
+    def in_data_dir(self) -> bool:
+        return self.base.is_relative_to(self.settings.data_dir)
+
     def is_set_up(self) -> bool:
         return (self.data / "PG_VERSION").exists()
 
     def check(self) -> Path:
-        """For doctor: the binaries (returned), the socket path and the system user, or
-        UserDbUnavailable. Starts nothing."""
+        """For doctor: the binaries (returned), the socket path, the system user and whether
+        it can reach the cluster's directory, or UserDbUnavailable. Starts nothing."""
         bindir = find_bindir(self.settings.user_databases_bindir)
         self._check_socket_path()
-        self._pick_owner()
+        owner = self._pick_owner()
+        if owner is not None:
+            blocked = _blocking_parent(self.base, owner)
+            if blocked is not None:
+                raise UserDbUnavailable(self._unreachable(owner, blocked))
         return bindir
+
+    def _unreachable(self, owner: pwd.struct_passwd, blocked: Path | None) -> str:
+        where = f"{blocked} (on the way to {self.base})" if blocked else str(self.base)
+        why = (
+            f"the '{owner.pw_name}' system user, which runs PostgreSQL for a root hub, "
+            f"cannot reach {where}"
+        )
+        if self.in_data_dir:
+            return (
+                f"{why}: make every parent directory searchable by it (chmod o+x), or move "
+                f"{self.base} aside so that the hub sets up a new cluster under "
+                f"{STATE_ROOT / 'postgres'} (the databases in the old one are then not used)"
+            )
+        return f"{why}: make {STATE_ROOT} and its parents searchable by it (chmod o+x)"
 
     async def open(self, start: bool) -> AdminServer:
         """The running server, adopted or (``start``) set up and started; otherwise
@@ -188,11 +267,8 @@ class EmbeddedPostgres:
                 ["test", "-w", str(self.base), "-a", "-x", str(self.base)], timeout=10
             )
             if rc != 0:
-                raise UserDbUnavailable(
-                    f"the '{self._owner.pw_name}' system user (PostgreSQL refuses to run as "
-                    f"root) cannot reach {self.base}: make every parent directory searchable "
-                    "(chmod o+x) or choose another data_dir"
-                )
+                blocked = _blocking_parent(self.base, self._owner)
+                raise UserDbUnavailable(self._unreachable(self._owner, blocked))
         if not (self.data / "PG_VERSION").exists():
             if not start:
                 raise UserDbUnavailable(f"the embedded server in {self.base} is not set up yet")
@@ -239,7 +315,7 @@ class EmbeddedPostgres:
                 f"data_dir is too long for the server's Unix socket ({sock} is over "
                 f"{SOCKET_PATH_MAX} bytes), the only way the hub's admin role connects: "
                 "choose a shorter data_dir"
-            )
+            )  # only a cluster in DATA_DIR can be that deep
 
     def _server_settings(self) -> dict[str, str]:
         """Passed on the server's command line at every start (over any configuration file):
@@ -266,12 +342,41 @@ class EmbeddedPostgres:
         return owner
 
     def _prepare_base(self) -> None:
+        if not self.in_data_dir:
+            self._prepare_state_dir()
         for path in (self.base, self.run_dir):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             path.chmod(0o700)
             self._chown(path)
         with contextlib.suppress(OSError):  # an older hub's socket directory
             (self.base / "sock").rmdir()
+
+    def _prepare_state_dir(self) -> None:
+        """A root hub's cluster directory outside DATA_DIR: its parents root's and searchable
+        but not listable (0711), so that the ``postgres`` user reaches its own 0700
+        directory; a note in it names the data directory it belongs to."""
+        for parent in (STATE_ROOT, self.base.parent):
+            try:
+                parent.mkdir(mode=0o711, exist_ok=True)
+                mode = stat.S_IMODE(parent.stat().st_mode)
+                if mode & 0o011 != 0o011:
+                    parent.chmod(mode | 0o011)
+            except OSError as exc:
+                raise UserDbUnavailable(
+                    f"cannot make {parent} for the embedded PostgreSQL cluster ({exc}): make "
+                    f"{STATE_ROOT.parent} writable by root, or run the hub as a user other "
+                    "than root"
+                ) from None
+        self.base.mkdir(mode=0o700, exist_ok=True)
+        note = self.base / "data-dir"
+        if not note.exists():
+            fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{self.settings.data_dir}\n")
+        # what an older hub made in DATA_DIR before finding it could not use it (if empty)
+        for leftover in ("postgres/run", "postgres"):
+            with contextlib.suppress(OSError):
+                (self.settings.data_dir / leftover).rmdir()
 
     def _chown(self, path: Path) -> None:
         if self._owner is not None:
@@ -282,7 +387,7 @@ class EmbeddedPostgres:
         hba = (
             "# Written by rsparkhub whenever the hub starts the server: edits are lost.\n"
             f"# The admin role ({ADMIN_ROLE}) connects only through the Unix socket in\n"
-            "# DATA_DIR/postgres/run (mode 0700; no session can see it); over TCP it is\n"
+            f"# {self.run_dir} (mode 0700; no session can see it); over TCP it is\n"
             "# rejected, whatever its password. Every other role reaches only the database\n"
             "# of its own name, over TCP on 127.0.0.1.\n"
             "# TYPE  DATABASE  USER        ADDRESS        METHOD\n"

@@ -1,7 +1,6 @@
 """Per-user PostgreSQL databases: a role and a database ``u_<name>`` for every user, on the
-embedded server (a private cluster in ``DATA_DIR/postgres`` the hub starts from the system's
-binaries) or on an external server (``user_databases_admin_url``); the servers themselves
-are ``postgres.py``'s.
+embedded server (a private cluster the hub starts from the system's binaries) or on an
+external server (``user_databases_admin_url``); the servers themselves are ``postgres.py``'s.
 
 Owns: provisioning (roles, databases, their privileges and LOGIN state), the users'
 derived passwords and what sessions get to connect with. Must not: log a credential, store
@@ -19,6 +18,9 @@ a password, or build SQL by hand (identifiers and literals go through ``psycopg.
   environment of the user's sessions (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
   DATABASE_URL) and PostgreSQL, as a SCRAM-SHA-256 verifier computed here, so not even the
   server's statement log could show it. Nothing here logs a credential.
+* A session that gets no database says so to its users (:class:`SessionDatabase`'s
+  ``missing``, shown among the session's start messages): what is missing and what an
+  administrator can do, never a credential.
 * Nothing blocks the event loop: the server's start runs through asyncio subprocesses,
   file I/O and SCRAM hashing in threads.
 """
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Credentials",
+    "SessionDatabase",
     "UserDatabases",
     "UserDbUnavailable",
     "derive_password",
@@ -104,6 +107,29 @@ class Credentials:
 
     def public(self) -> dict[str, object]:
         return {"host": self.host, "port": self.port, "user": self.user, "database": self.database}
+
+
+@dataclass
+class SessionDatabase:
+    """What a new session gets: the PG* variables, or none and why (``missing``: a sentence
+    for the session's users, shown with its start messages; None when user databases are
+    off, which is the administrator's choice and needs no excuse)."""
+
+    env: dict[str, str] = field(repr=False)
+    missing: str | None = None
+
+
+def _missing(reason: str) -> str:
+    """The start message of a session without its database: the first line of why (no
+    server log, no credential), and what an administrator can do."""
+    why = reason.strip().splitlines()[0] if reason.strip() else "unknown reason"
+    if len(why) > 800:
+        why = why[:800] + "…"
+    return (
+        "No PostgreSQL database in this session (PGHOST, PGUSER … are not set): "
+        f"{why}. An administrator can see the details with `rsparkhub doctor` or in the "
+        "hub's log; the next session tries again."
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -242,27 +268,30 @@ class UserDatabases:
             await self._apply(row, password, login=not user.disabled)
         return Credentials(srv.host, srv.port, row.role, row.database, password)
 
-    async def session_env(self, user_id: str) -> dict[str, str]:
-        """The PG* variables for a session of ``user_id``; {} (and a warning naming the
-        reason, never a secret) when user databases are off or unavailable."""
+    async def session_database(self, user_id: str) -> SessionDatabase:
+        """The PG* variables for a session of ``user_id``; none when user databases are
+        off, or none with a warning in the log and ``missing`` for the session's users
+        (naming the reason, never a secret) when they are unavailable."""
         if not self.enabled or self.hub_db is None:
-            return {}
+            return SessionDatabase({})
         try:
             async with self.hub_db.session() as db:
                 user = await db.get(User, user_id)
                 if user is None:
-                    return {}
+                    return SessionDatabase({})
                 creds = await self.credentials(db, user)
         except UserDbUnavailable as exc:
             log.warning("session without a PostgreSQL database: PostgreSQL not available: %s", exc)
-            return {}
+            return SessionDatabase({}, _missing(f"PostgreSQL is not available: {exc}"))
         except Exception as exc:  # noqa: BLE001 - a session starts even without its database
             log.warning(
                 "session without a PostgreSQL database: provisioning failed: %s",
                 type(exc).__name__,
             )
-            return {}
-        return creds.env()
+            return SessionDatabase(
+                {}, _missing(f"setting up the database failed ({type(exc).__name__})")
+            )
+        return SessionDatabase(creds.env())
 
     async def rotate(self, db: AsyncSession, user: User) -> Credentials:
         """A new password for the user's role (provisioning first if needed): the next

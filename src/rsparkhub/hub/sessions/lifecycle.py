@@ -7,6 +7,7 @@ Owns the ``sessions`` rows and the ``Registry``'s membership; the spawner runs t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -232,14 +233,13 @@ class Lifecycle:
             if live.state == "starting":
                 await self._announce(live, message)
 
-        env = {
-            # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
-            # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
-            **await self.userdb.session_env(owner_id),
-            **await self.spark.session_env(
-                owner_name, sid, user_id=owner_id, workspace_id=workspace_id
-            ),
-        }
+        # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
+        database = await self.userdb.session_database(owner_id)
+        # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
+        spark_env = await self.spark.session_env(
+            owner_name, sid, user_id=owner_id, workspace_id=workspace_id
+        )
+        env = {**database.env, **spark_env}
         identity = await self.identities.for_user(owner_id)
         spec = SessionSpec(
             session_id=sid,
@@ -276,6 +276,10 @@ class Lifecycle:
             )
             await db.commit()
         await self._announce(live, f"starting a session ({self.spawner.name} spawner)")
+        # A service the session goes without is said to its users, not only in the log.
+        for missing in (database.missing, await spark_missing(self.spark, spark_env)):
+            if missing is not None:
+                await self._announce(live, missing)
 
         async def announce(message: str) -> None:
             await self._announce(live, message)
@@ -419,6 +423,23 @@ class Lifecycle:
     async def _announce(self, live: LiveSession, message: str | None = None) -> None:
         msg = P.SessionStateMessage(session_id=live.id, state=live.state, message=message)
         await self.clients.broadcast(live.workspace_id, P.dump(msg))
+
+
+async def spark_missing(spark: SparkService, env: dict[str, str]) -> str | None:
+    """The start message of a session that goes without Spark although the hub offers it
+    (its session_env gave no SPARK_REMOTE), or None."""
+    if not spark.enabled or "SPARK_REMOTE" in env:
+        return None
+    why = "Spark is not available on this hub"
+    with contextlib.suppress(Exception):  # doctor's own sentence, when it has one
+        described = await spark.describe()
+        if not described.get("ok") and described.get("detail"):
+            why += f": {str(described['detail']).splitlines()[0][:400]}"
+    return (
+        f"No Spark in this session (SPARK_REMOTE is not set): {why}. An administrator can "
+        "see the details with `rsparkhub doctor` or in the hub's log; the next session "
+        "tries again."
+    )
 
 
 def connect_host(host: str) -> str:
