@@ -3,8 +3,9 @@
 Owns: the mode of DATA_DIR and the hub's umask. The hub database, blobs, event logs,
 secrets and logs are created 0600/0700 (umask 077). DATA_DIR itself is 0700 — or 0711
 (searchable, not listable) when the embedded PostgreSQL server runs under the system's
-``postgres`` account, which must traverse it to reach its own 0700 ``postgres/``
-directory. Sandboxes never see DATA_DIR: each gets only its own directory, bound by fd.
+``postgres`` account from a cluster an older hub set up in ``DATA_DIR/postgres``, which that
+account must traverse to (``hub/postgres.py`` keeps a root hub's new cluster outside
+DATA_DIR). Sandboxes never see DATA_DIR: each gets only its own directory, bound by fd.
 A data directory left readable by an older hub is made private once, at start.
 """
 
