@@ -59,6 +59,7 @@ SOURCE_PY_EXPECTED = """\
 ...{TRAILING_SPACE}
 >>> print(f(x))
 6
+>>> # a comment
 >>> [i for i in range(3)]
 [0, 1, 2]
 """.format(TRAILING_SPACE=" ")
@@ -81,6 +82,7 @@ echo done
 """
 
 SOURCE_SH_EXPECTED = """\
+$ #!/bin/bash
 $ echo "hello from bash"
 hello from bash
 $ for i in 1 2 3; do

@@ -87,12 +87,15 @@ async def session(references: dict[str, subprocess.Popen[str]], shared_hub: HubP
 @pytest.fixture(scope="module")
 def references(tmp_path_factory: pytest.TempPathFactory):
     """What Rscript prints for the module's scripts, started before the hub (each in its own
-    directory) so that they run while the hub and the session start."""
+    directory) so that they run while the hub and the session start. Source mode's
+    reference keeps the source, as an interactive R does (test_source_echo.py compares
+    with ``R --interactive`` itself)."""
+    source = "options(keep.source = TRUE); source({!r}, echo = TRUE)"
     runs = {
         "fit-run": ("fit.R", FIT_R, ["fit.R"]),
-        "fit-source": ("fit.R", FIT_R, ["-e", 'source("fit.R", echo = TRUE)']),
+        "fit-source": ("fit.R", FIT_R, ["-e", source.format("fit.R")]),
         "slow-run": ("slow.R", SLOW_R, ["slow.R"]),
-        "slow-source": ("slow.R", SLOW_R, ["-e", 'source("slow.R", echo = TRUE)']),
+        "slow-source": ("slow.R", SLOW_R, ["-e", source.format("slow.R")]),
     }
     procs = {}
     for key, (name, content, args) in runs.items():

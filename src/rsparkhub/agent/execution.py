@@ -302,6 +302,8 @@ class Executor:
                 break
             if step.echo:
                 self.emit(P.StreamEvent(request_id=req.id, name="stdout", text=step.echo))
+            if not step.code:  # echo only (the comments after a bash script's last command)
+                continue
             try:
                 reply = await kernel.execute(step.code, handler)
             except KernelError as exc:

@@ -2,16 +2,21 @@
 
 ``plan(language, mode, code, path)`` returns a list of ``Step``s: code to execute in the
 language's kernel, optionally preceded by an echo text the agent emits itself as stdout
-(used for bash ``source`` mode, where the agent splits the file into commands).
+(used for bash ``source`` mode, where the agent splits the file into commands; a step
+with empty code is only an echo).
 
 * console: the code as typed.
 * run: output as ``Rscript FILE`` / ``python FILE`` / ``bash FILE`` prints it, evaluated
   in the session (R: ``source(FILE, echo = FALSE, print.eval = TRUE)`` in the global
   environment; Python: the file executed in the user namespace with ``__file__`` set;
   bash: ``source FILE``).
-* source: a transcript as ``source(FILE, echo = TRUE)`` prints it (R calls exactly that;
-  Python echoes each top-level statement with ``>>> ``/``... `` and shows expression
-  values like the interactive interpreter; bash echoes each complete command with ``$ ``).
+* source: a transcript as an interactive R prints ``source(FILE, echo = TRUE)`` (with
+  ``keep.source = TRUE``): before each top-level expression the file's own lines since
+  the previous one, byte for byte with comments, the first ones with the prompt and the
+  rest with the continuation prompt, then its output. R: ``r/source.R`` (which also sends
+  each plot right after the expression that drew or finished it); Python: ``>>> ``/``... ``
+  and expression values shown like the interactive interpreter; bash: ``$ ``/``> ``
+  before each complete command (comments before it echoed, not run).
 
 ``KERNEL_INIT`` holds the code run silently when a kernel starts (R options matching
 Rscript's defaults and the hooks that stream R's stdout while an expression runs, see
@@ -23,6 +28,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from rsparkhub.protocol import ExecMode, Language
 
@@ -162,7 +168,15 @@ local({
 })
 """
 
-R_INIT = R_OPTIONS_INIT + R_STREAM_INIT + "invisible(NULL)\n"
+# Source mode's R side (r/source.R: the echo of ``source(echo = TRUE)`` from the file's own
+# lines, plots sent where they were drawn), attached where user code does not see it.
+R_SOURCE_MODE = Path(__file__).parent / "r" / "source.R"
+R_SOURCE_INIT = (
+    'local({ e <- attach(NULL, name = "tools:rsparkhub.source"); '
+    f"sys.source({r_string(str(R_SOURCE_MODE))}, envir = e, keep.source = FALSE) }})\n"
+)
+
+R_INIT = R_OPTIONS_INIT + R_STREAM_INIT + R_SOURCE_INIT + "invisible(NULL)\n"
 
 PY_HELPER_SRC = r'''
 import ast as _ast
@@ -228,21 +242,34 @@ _COMPOUND = (
 )
 
 
+def _echo(seg, leading, prompt=">>> ", cont="... "):
+    """R's source() echo rule: blank lines at the top dropped, the first ``leading`` lines
+    (comments before the statement and its first line) with the prompt, the rest with the
+    continuation prompt."""
+    while seg and not seg[0].strip():
+        seg = seg[1:]
+        leading -= 1
+    return [(prompt if k < leading else cont) + line for k, line in enumerate(seg)]
+
+
 def source(path):
-    """A transcript: each top-level statement echoed with >>> / ... then run."""
+    """A transcript: the file's own lines echoed with >>> / ... (comments included) before
+    each top-level statement runs."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     tree = _ast.parse(text, path)
     lines = text.splitlines()
     ns = _user_ns()
+    shown = 0  # the last line echoed
     with _ScriptContext(path, ns):
         for node in tree.body:
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            seg = lines[start - 1 : node.end_lineno]
-            echo = [">>> " + seg[0]] + ["... " + line for line in seg[1:]]
-            if isinstance(node, _COMPOUND):
-                echo.append("... ")
-            print("\n".join(echo), flush=True)
+            if shown < node.end_lineno:
+                echo = _echo(lines[shown : node.end_lineno], start - shown)
+                shown = node.end_lineno
+                if isinstance(node, _COMPOUND):
+                    echo.append("... ")
+                print("\n".join(echo), flush=True)
             try:
                 if isinstance(node, _ast.Expr):
                     value = eval(compile(_ast.Expression(node.value), path, "eval"), ns)
@@ -257,6 +284,9 @@ def source(path):
                     return
                 raise
             _sys.stdout.flush()
+        tail = _echo(lines[shown:], len(lines) - shown)
+        if tail:
+            print("\n".join(tail), flush=True)
 '''
 
 PY_INIT = (
@@ -283,7 +313,7 @@ def plan(language: Language, mode: ExecMode, code: str | None, path: str | None)
     if language == "r":
         if mode == "run":
             return [Step(f"source({r_string(path)}, echo = FALSE, print.eval = TRUE)")]
-        return [Step(f"source({r_string(path)}, echo = TRUE)")]
+        return [Step(f'get("source_echo", "tools:rsparkhub.source")({r_string(path)})')]
     if language == "python":
         fn = "run" if mode == "run" else "source"
         return [Step(f"__import__('_rsparkhub').{fn}({path!r})")]
@@ -291,14 +321,36 @@ def plan(language: Language, mode: ExecMode, code: str | None, path: str | None)
         if mode == "run":
             return [Step(f"source {shlex.quote(path)}")]
         with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        return [Step(cmd, echo=bash_echo(cmd)) for cmd in split_bash(text)]
+            return bash_steps(f.read())
     raise ModeError("language_unavailable", f"Unknown language {language!r}.")
 
 
-def bash_echo(cmd: str) -> str:
+def bash_echo(cmd: str, leading: list[str] | None = None) -> str:
+    """``$ `` before the command's first line and each line before it (comments), ``> ``
+    before its continuation lines."""
     lines = cmd.split("\n")
-    return "\n".join(["$ " + lines[0]] + ["> " + line for line in lines[1:]]) + "\n"
+    before = ["$ " + line for line in leading or []]
+    return "\n".join([*before, "$ " + lines[0]] + ["> " + line for line in lines[1:]]) + "\n"
+
+
+def bash_steps(text: str) -> list[Step]:
+    """Source mode for bash: one step per complete command, echoed with the comment lines
+    before it (blank lines at the top of that block dropped, as R's source() does); lines
+    after the last command are echoed at the end."""
+    steps: list[Step] = []
+    commands, trailing = _split_bash(text)
+    for leading, cmd in commands:
+        steps.append(Step(cmd, echo=bash_echo(cmd, _drop_blank_top(leading))))
+    tail = _drop_blank_top(trailing)
+    if tail:
+        steps.append(Step("", echo="".join("$ " + line + "\n" for line in tail)))
+    return steps
+
+
+def _drop_blank_top(lines: list[str]) -> list[str]:
+    while lines and not lines[0].strip():
+        lines = lines[1:]
+    return lines
 
 
 def _bash_complete(text: str) -> bool:
@@ -324,16 +376,25 @@ def _needs_check(text: str) -> bool:
 
 def split_bash(text: str) -> list[str]:
     """Split a script into complete top-level commands (blank/comment-only lines dropped)."""
-    commands: list[str] = []
+    return [cmd for _, cmd in _split_bash(text)[0]]
+
+
+def _split_bash(text: str) -> tuple[list[tuple[list[str], str]], list[str]]:
+    """(the blank/comment lines before each command, the command), and the lines after the
+    last command."""
+    commands: list[tuple[list[str], str]] = []
+    before: list[str] = []
     acc: list[str] = []
     for line in text.splitlines():
         if not acc and (not line.strip() or line.lstrip().startswith("#")):
+            before.append(line)
             continue
         acc.append(line)
         chunk = "\n".join(acc) + "\n"
         if not _needs_check(chunk) or _bash_complete(chunk):
-            commands.append("\n".join(acc))
-            acc = []
+            commands.append((before, "\n".join(acc)))
+            before, acc = [], []
     if acc:
-        commands.append("\n".join(acc))
-    return commands
+        commands.append((before, "\n".join(acc)))
+        before = []
+    return commands, before
