@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rsparkhub import protocol as P
+from rsparkhub.agent.helpindex import HelpIndex, merge
 from rsparkhub.agent.kernels import Kernel, KernelError
 from rsparkhub.agent.modes import r_string
 from rsparkhub.agent.pool import KernelPool
@@ -88,6 +89,9 @@ class Introspector:
         self.plot_keys: dict[str, tuple[str, str, int]] = {}
         self.generation: dict[str, int] = dict.fromkeys(P.LANGUAGES, 0)
         self._bash = _BashEnv()
+        # the full-text help index lives next to the runtime directory, in the session's
+        # own directory (writable in the sandbox; kept for the session's lifetime)
+        self.help_index = HelpIndex(runtime_dir.parent / "cache" / "help")
 
     # ------------------------------------------------------------------ kernel restarts
 
@@ -142,6 +146,8 @@ class Introspector:
         if method == "plot_render":  # the kernel that drew the plot answers
             entry = self.plot_keys.get(str(params.get("plot_id") or ""))
             language = entry[0] if entry else language
+        if method == "help_search" and language in ("r", "python"):
+            return await self._help_search(language, params), None
         lock = self.locks[language]
         if lock.locked():
             raise CallError(
@@ -150,6 +156,39 @@ class Introspector:
             )
         async with lock:
             return await self._call_locked(language, method, params)
+
+    async def _help_search(self, language: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The kernel's ranked search (topics, aliases, titles, concepts) merged with the
+        full-text index (``helpindex.py``), which the kernel's answer tells where to look.
+        While the kernel runs code the index alone answers (from where it looked last)."""
+        lock = self.locks[language]
+        busy: CallError | None = None
+        found: dict[str, Any] | None = None
+        if lock.locked():
+            busy = CallError(
+                "kernel_busy",
+                f"The {language} session is running code; try again when it has finished.",
+            )
+        else:
+            async with lock:
+                found, _ = await self._call_locked(language, "help_search", params)
+        roots = found.pop("roots", None) if found else None
+        attached = found.pop("attached", None) if found else None
+        query = str(params.get("query") or "")
+        limit = int(params.get("limit") or 50)
+        hits = await self.help_index.search(
+            language,
+            query,
+            max(limit, 100),
+            [str(r) for r in roots] if isinstance(roots, list) else None,
+            prefer=[str(a) for a in attached] if isinstance(attached, list) else None,
+        )
+        if hits is None:  # no FTS5 here, or the index could not be built
+            if found is None:
+                raise busy or CallError("internal_error", "Help search failed.")
+            return found
+        kernel_results = list(found.get("results") or []) if found else []
+        return {"query": query, "results": merge(kernel_results, hits, limit)}
 
     async def _call_locked(
         self, language: str, method: str, params: dict[str, Any]

@@ -509,12 +509,15 @@ def help_search(args: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
         score -= min(depth, 9) * 0.5
         results.append((score, topic, title, matched))
     results.sort(key=lambda r: (-r[0], len(r[1]), r[1]))
+    cwd = os.getcwd()
     return {
         "query": query,
         "results": [
             {"topic": t, "package": "", "title": _clip(title), "matched": m, "score": s}
             for s, t, title, m in results[:limit]
         ],
+        # where the agent's full-text index (agent/helpindex.py) looks for modules
+        "roots": [p for p in sys.path if p and p != "." and p != cwd and os.path.isdir(p)],
     }
 
 

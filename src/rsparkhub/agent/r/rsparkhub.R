@@ -1504,20 +1504,38 @@ m_view_close <- function(args) {
 # ----------------------------------------------------------------------------------------
 # help
 
-# The help file for `topic`: in `package` if given and found there, else as help() finds it
-# in the loaded namespaces, else in any installed package (searched in .libPaths() now, so
-# packages installed after the kernel started are found).
-find_help_file <- function(topic, package) {
+# The help files for `topic`: in `package` if given and found there, else as help() finds
+# them in the loaded namespaces, else in any installed package (searched in .libPaths() now,
+# so packages installed after the kernel started are found). Several files when the topic
+# is an alias in several packages (R 4.2's `plot`: base::plot and graphics::plot.default).
+find_help_files <- function(topic, package) {
     h <- function(pkgs) tryCatch(
-        as.character(do.call(utils::help, list(topic = topic, package = pkgs,
-                                               try.all.packages = FALSE, help_type = "text"))),
+        unique(as.character(do.call(utils::help, list(topic = topic, package = pkgs,
+                                                      try.all.packages = FALSE,
+                                                      help_type = "text")))),
         error = function(e) character())
     f <- character()
-    if (!is.null(package)) f <- h(package)
-    if (!length(f)) f <- h(NULL)
+    if (!is.null(package)) f <- h(package)[1L]
+    if (!length(f) || is.na(f)) f <- h(NULL)
     if (!length(f)) f <- h(.packages(all.available = TRUE))
-    if (length(f)) f[1L] else NULL
+    f
 }
+
+help_file_package <- function(file) basename(dirname(dirname(file)))
+
+# The parsed Rd of one help file (R caches the contents of .rdb files it has read; a package
+# reinstalled since would be read through the stale cache, so the cache is flushed first).
+read_help_file <- function(file, topic) {
+    pkg <- help_file_package(file)
+    rdb <- file.path(dirname(file), pkg)
+    try(.Internal(lazyLoadDBflush(paste0(rdb, ".rdb"))), silent = TRUE)
+    tryCatch(utils:::.getHelpFile(file), error = function(e)
+        fail("help_not_found", sprintf("The help for '%s' in package '%s' cannot be read: %s",
+                                       topic, pkg, conditionMessage(e))))
+}
+
+rd_title <- function(rd)
+    tryCatch(paste(tools:::.Rd_get_title(rd), collapse = " "), error = function(e) "")
 
 help_href <- function(url) {
     if (grepl("^https?://", url, ignore.case = TRUE)) return(url)
@@ -1566,23 +1584,28 @@ clean_help_html <- function(html) {
     trimws(body)
 }
 
+# One page, or — when the topic names pages in several packages and no package was asked
+# for — the list of them to choose from (`matches`, no `html`), as R's HTML help does.
 m_help_html <- function(args) {
     topic <- arg_str(args, "topic")
     package <- args$package
     if (!is.null(package) && (!is.character(package) || length(package) != 1L || !nzchar(package)))
         package <- NULL
-    file <- find_help_file(topic, package)
-    if (is.null(file)) fail("help_not_found",
-                            sprintf("No help for '%s' in any installed package.", topic))
-    pkg <- basename(dirname(dirname(file)))
-    rdb <- file.path(dirname(file), pkg)
-    # R caches the contents of .rdb files it has read; a package reinstalled since would be
-    # read through the stale cache
-    try(.Internal(lazyLoadDBflush(paste0(rdb, ".rdb"))), silent = TRUE)
-    rd <- tryCatch(utils:::.getHelpFile(file), error = function(e)
-        fail("help_not_found", sprintf("The help for '%s' in package '%s' cannot be read: %s",
-                                       topic, pkg, conditionMessage(e))))
-    title <- tryCatch(paste(tools:::.Rd_get_title(rd), collapse = " "), error = function(e) "")
+    files <- find_help_files(topic, package)
+    if (!length(files)) fail("help_not_found",
+                             sprintf("No help for '%s' in any installed package.", topic))
+    if (length(files) > 1L) {
+        matches <- lapply(files, function(file) {
+            rd <- tryCatch(read_help_file(file, topic), error = function(e) NULL)
+            list(topic = topic, package = help_file_package(file), page = basename(file),
+                 title = if (is.null(rd)) "" else rd_title(rd))
+        })
+        return(list(topic = topic, matches = matches))
+    }
+    file <- files[1L]
+    pkg <- help_file_package(file)
+    rd <- read_help_file(file, topic)
+    title <- rd_title(rd)
     tmp <- tempfile(fileext = ".html")
     on.exit(unlink(tmp))
     # \Sexpr[stage=render] is R code of the package, run while rendering: not on behalf of
@@ -1813,7 +1836,11 @@ METHODS <- list(
     env_list = m_env_list, env_diff = m_env_diff, env_children = m_env_children,
     env_delete = m_env_delete, env_clear = m_env_clear,
     view_open = m_view_open, view_rows = m_view_rows, view_close = m_view_close,
-    help_html = m_help_html, help_search = m_help_search,
+    help_html = m_help_html,
+    # with where the agent's full-text index looks (agent/helpindex.py) and what is attached
+    help_search = function(args) c(m_help_search(args), list(
+        roots = as.list(.libPaths()),
+        attached = as.list(sub("^package:", "", grep("^package:", search(), value = TRUE))))),
     plot_render = m_plot_render, image_save = m_image_save, image_load = m_image_load)
 
 # ----------------------------------------------------------------------------------------
@@ -1825,8 +1852,10 @@ help_repr <- function(obj, ...) {
         if (inherits(obj, "help_files_with_topic")) {
             files <- as.character(obj)
             if (!length(files)) return(NULL)
+            # several packages: no package, so that the Help pane offers the choice
+            pkgs <- unique(help_file_package(files))
             list(topic = as.character(attr(obj, "topic"))[1L],
-                 package = basename(dirname(dirname(files[1L]))), language = "r")
+                 package = if (length(pkgs) == 1L) pkgs else NULL, language = "r")
         } else if (inherits(obj, "hsearch")) {
             list(query = paste(obj$pattern, collapse = " "), language = "r", kind = "search")
         } else NULL

@@ -378,9 +378,46 @@ def sanitize_help(workspace_id: str, raw: str) -> str:
     )
 
 
+def _help_matches(workspace_id: str, topic: str, raw: Any) -> list[dict[str, str]]:
+    """The pages a topic names in several packages, each with the URL that opens it."""
+    matches = []
+    for m in raw if isinstance(raw, list) else []:
+        if not isinstance(m, dict) or not m.get("package"):
+            continue
+        pkg, t = str(m["package"]), str(m.get("topic") or topic)
+        matches.append(
+            {
+                "topic": t,
+                "package": pkg,
+                "page": str(m.get("page") or ""),
+                "title": str(m.get("title") or ""),
+                "url": help_url(workspace_id, "r", pkg, t).replace("format=html", "format=json"),
+            }
+        )
+    return matches
+
+
+def _html_page(title: str, body: str) -> Response:
+    page = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
+    )
+    return Response(
+        page,
+        media_type="text/html",
+        headers={"Content-Security-Policy": HELP_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
 @router.get(
     "/api/workspaces/{workspace_id}/help",
-    summary="A help page as sanitized HTML (R: from the installed Rd; Python: pydoc)",
+    summary=(
+        "A help page as sanitized HTML (R: from the installed Rd; Python: pydoc). "
+        'JSON: {"kind": "page", "language", "topic", "package", "title", "html"}; when an R '
+        "topic names pages in several packages and no package is given (R 4.2's plot: "
+        'base and graphics), {"kind": "choices", "language", "topic", "matches": [{"topic", '
+        '"package", "page", "title", "url"}…]} — ask again with one match\'s package.'
+    ),
     response_model=None,
 )
 async def help_page(
@@ -403,8 +440,25 @@ async def help_page(
         may_run_code,
     )
     r = res.result
+    if "matches" in r:
+        matches = _help_matches(w.id, topic, r.get("matches"))
+        choices = {"kind": "choices", "language": language, "topic": topic, "matches": matches}
+        if format == "json":
+            return choices
+        items = "".join(
+            f'<li><a href="{html.escape(help_url(w.id, language, m["package"], m["topic"]))}">'
+            f"{html.escape(m['package'])}::{html.escape(m['page'] or m['topic'])}</a> — "
+            f"{html.escape(m['title'])}</li>"
+            for m in matches
+        )
+        body = (
+            f"<p>Help on topic <code>{html.escape(topic)}</code> was found in several "
+            f"packages:</p><ul>{items}</ul>"
+        )
+        return _html_page(topic, body)
     body = sanitize_help(w.id, str(r.get("html") or ""))
     info = {
+        "kind": "page",
         "language": language,
         "topic": r.get("topic") or topic,
         "package": r.get("package"),
@@ -413,21 +467,15 @@ async def help_page(
     }
     if format == "json":
         return info
-    title = html.escape(str(info["title"] or topic))
-    page = (
-        '<!doctype html><html><head><meta charset="utf-8">'
-        f"<title>{title}</title></head><body>{body}</body></html>"
-    )
-    return Response(
-        page,
-        media_type="text/html",
-        headers={"Content-Security-Policy": HELP_CSP, "X-Content-Type-Options": "nosniff"},
-    )
+    return _html_page(str(info["title"] or topic), body)
 
 
 @router.get(
     "/api/workspaces/{workspace_id}/help/search",
-    summary="Search help (R packages and Python modules), ranked",
+    summary=(
+        "Search help (R packages and Python modules), ranked: topics, aliases, titles, "
+        'concepts, and the full text of every page (matched includes "text")'
+    ),
 )
 async def help_search(
     workspace_id: str,
