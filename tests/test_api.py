@@ -452,16 +452,20 @@ def test_text_versions_history_restore_move_copy_delete(any_db_hub: HubProcess) 
     _, wid = new_workspace(c)
     text = f"/api/workspaces/{wid}/text"
 
-    # base_version 0 creates; a second create of the same path conflicts.
+    # base_version 0 creates; a second create of the same path says the file exists.
     r = c.put(f"{text}/src/main.R", json={"content": "v1\n", "base_version": 0})
     assert r.status_code == 200, r.text
     assert r.json()["path"] == "src/main.R" and r.json()["version"] == 1
     conflict = err(
         c.put(f"{text}/src/main.R", json={"content": "x", "base_version": 0}),
         409,
-        "version_conflict",
+        "file_exists",
     )
     assert conflict["current_version"] == 1
+    assert (
+        conflict["message"]
+        == "'src/main.R' already exists (version 1): open it, or pick another name."
+    )
 
     # Naming the current version succeeds and bumps it.
     r = c.put(f"{text}/src/main.R", json={"content": "v2\n", "base_version": 1})
@@ -645,6 +649,41 @@ def test_bad_paths_in_bodies_are_refused(
     finally:
         for f in c.get(f"/api/workspaces/{wid}/files").json():
             c.delete(f"/api/workspaces/{wid}/files/{f['path']}")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("../evil.R", "Paths may not contain '..'."),
+        ("a//b.R", "'a//b.R' has an empty folder name ('//')."),
+        ("trailing/", "'trailing/' ends with '/': give a file name after the last folder."),
+        ("   ", "File and folder names may not be blank."),
+        ("", "A file path is required."),
+    ],
+)
+def test_new_file_names_get_a_precise_message(
+    fred: tuple[httpx.Client, str], bad: str, message: str
+) -> None:
+    # What the IDE's "New file" dialog sends: the path in the body, where the URL cannot
+    # resolve '..' or '//' away before the path rules see it.
+    c, wid = fred
+    e = err(c.post(f"/api/workspaces/{wid}/new", json={"path": bad}), 400, "invalid_path")
+    assert e["message"] == message
+    if bad:  # (the move body itself requires a non-empty target: 422)
+        r = c.post(f"/api/workspaces/{wid}/move", json={"from": "x.R", "to": bad})
+        assert err(r, 400, "invalid_path")["message"] == message
+    assert c.get(f"/api/workspaces/{wid}/files").json() == []
+
+
+def test_new_file_route_creates_once(fred: tuple[httpx.Client, str]) -> None:
+    c, wid = fred
+    r = c.post(f"/api/workspaces/{wid}/new", json={"path": "./dir/new.R", "content": "1\n"})
+    assert r.status_code == 201, r.text
+    assert r.json()["path"] == "dir/new.R" and r.json()["version"] == 1
+    e = err(c.post(f"/api/workspaces/{wid}/new", json={"path": "dir/new.R"}), 409, "file_exists")
+    assert e["message"] == "'dir/new.R' already exists (version 1): open it, or pick another name."
+    assert c.get(f"/api/workspaces/{wid}/text/dir/new.R").json()["content"] == "1\n"
+    c.delete(f"/api/workspaces/{wid}/files/dir/new.R")
 
 
 def test_binary_file_as_text_and_invalid_json(fred: tuple[httpx.Client, str]) -> None:
@@ -919,7 +958,7 @@ def test_unicode_paths_have_one_spelling(fred: tuple[httpx.Client, str]) -> None
     err(
         c.put(f"/api/workspaces/{wid}/text/{decomposed}", json={"content": "2", "base_version": 0}),
         409,
-        "version_conflict",
+        "file_exists",
     )
 
 

@@ -121,6 +121,7 @@ class World:
             },
             ("POST", f"{ws}/upload"): {"files": [("files", ("secret.R", b"overwritten by bob"))]},
             ("POST", f"{ws}/move"): {"json": {"from": "secret.R", "to": "moved.R"}},
+            ("POST", f"{ws}/new"): {"json": {"path": "planted.R", "content": "by bob"}},
             ("POST", f"{ws}/restore/{{path}}"): {"json": {"version": 1}},
             ("POST", f"{ws}/environment/children"): {"json": {"path": ["x"]}},
             ("POST", f"{ws}/views"): {"json": {"name": "df"}},

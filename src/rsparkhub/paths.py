@@ -36,9 +36,15 @@ def clean_path(raw: str) -> str:
         raise PathError(
             "invalid_path", "Paths are relative to the workspace; drop the leading '/'."
         )
+    if raw.endswith("/"):
+        raise PathError(
+            "invalid_path", f"'{raw}' ends with '/': give a file name after the last folder."
+        )
+    if "//" in raw:
+        raise PathError("invalid_path", f"'{raw}' has an empty folder name ('//').")
     # One spelling per name: "é" typed as one or two code points is the same file.
     raw = unicodedata.normalize("NFC", raw)
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    parts = [p for p in raw.split("/") if p != "."]
     if not parts:
         raise PathError("invalid_path", "A file path is required.")
     for part in parts:
@@ -48,6 +54,8 @@ def clean_path(raw: str) -> str:
             raise PathError(
                 "invalid_path", f"File and folder names are limited to {MAX_NAME_BYTES} bytes."
             )
+        if not part.strip():
+            raise PathError("invalid_path", "File and folder names may not be blank.")
         if part != part.strip():
             raise PathError("invalid_path", "Names may not start or end with spaces.")
     return "/".join(parts)

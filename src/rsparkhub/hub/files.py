@@ -117,6 +117,15 @@ class Files:
         current_size = existing.size if existing else 0
         await check_room(db, limits, workspace_id, path, current_size, len(data))
         if require_base:
+            if existing is not None and base_version in (None, 0):
+                raise ApiError(
+                    409,
+                    "file_exists",
+                    f"'{path}' already exists (version {existing.version}): open it, or pick "
+                    "another name.",
+                    current_version=existing.version,
+                    current_sha256=existing.sha256,
+                )
             if existing is None and base_version not in (None, 0):
                 raise ApiError(
                     409, "version_conflict", f"'{path}' no longer exists.", current_version=0

@@ -51,8 +51,9 @@ export function PromptDialog({ title, label, initial = "", submitLabel, onSubmit
         class="dialog-form"
         onSubmit={async (e) => {
           e.preventDefault();
+          // As typed: the hub's rules name what is wrong with a blank name or stray spaces.
           const value = new FormData(e.currentTarget).get("value");
-          if (typeof value === "string" && value.trim()) await onSubmit(value.trim());
+          if (typeof value === "string") await onSubmit(value);
         }}
       >
         <label>

@@ -184,6 +184,24 @@ async def put_text(
     return file_info(saved.file)
 
 
+class NewFileBody(BaseModel):
+    path: str = Field(max_length=4096)
+    content: str = ""
+
+
+@router.post(
+    "/api/workspaces/{workspace_id}/new",
+    status_code=201,
+    summary="Create a file that must not exist yet (the path travels in the body, so a name "
+    "such as '../x' meets the path rules instead of being resolved away by the URL)",
+)
+async def new_file(
+    w: WritableWorkspace, body: NewFileBody, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, object]:
+    saved = await hub.files.save(db, w.id, body.path, body.content.encode(), caller.name, 0)
+    return file_info(saved.file)
+
+
 @router.post(
     "/api/workspaces/{workspace_id}/upload",
     summary="Upload several files (multipart 'files'); existing files get a new version",
@@ -196,7 +214,7 @@ async def upload(
     db: DbDep,
     folder: str = "",
 ) -> list[dict[str, object]]:
-    prefix = clean_path(folder) + "/" if folder.strip("/") else ""
+    prefix = clean_path(folder.rstrip("/")) + "/" if folder.strip("/") else ""
     out = []
     for up in files:
         data = await up.read(hub.settings.max_file_bytes + 1)
