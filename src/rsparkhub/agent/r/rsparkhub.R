@@ -1854,8 +1854,9 @@ help_repr <- function(obj, ...) {
             if (!length(files)) return(NULL)
             # several packages: no package, so that the Help pane offers the choice
             pkgs <- unique(help_file_package(files))
-            list(topic = as.character(attr(obj, "topic"))[1L],
-                 package = if (length(pkgs) == 1L) pkgs else NULL, language = "r")
+            out <- list(topic = as.character(attr(obj, "topic"))[1L], language = "r")
+            if (length(pkgs) == 1L) out$package <- pkgs
+            out
         } else if (inherits(obj, "hsearch")) {
             list(query = paste(obj$pattern, collapse = " "), language = "r", kind = "search")
         } else NULL
