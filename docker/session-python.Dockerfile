@@ -20,6 +20,10 @@ ARG PYSPARK_VERSION=4.0.1
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MPLBACKEND=Agg
+# KaTeX, embedded in rendered notebooks so their math needs no internet.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libjs-katex \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --root-user-action=ignore \
         /wheels/rsparkhub-*.whl "pyspark[connect]==${PYSPARK_VERSION}" \

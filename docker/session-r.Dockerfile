@@ -28,10 +28,11 @@ ENV VIRTUAL_ENV=/opt/rsparkhub/venv \
     MPLBACKEND=Agg
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# System packages: Python, pandoc for R Markdown, libpq for RPostgreSQL, a font for plots.
+# System packages: Python, pandoc for R Markdown, KaTeX (embedded in rendered documents so
+# their math needs no internet), libpq for RPostgreSQL, a font for plots.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3 python3-venv python3-dev pandoc libpq-dev fonts-dejavu-core \
+        python3 python3-venv python3-dev pandoc libjs-katex libpq-dev fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
 # Python: the agent, its kernels and the Spark Connect client.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent installer for a fresh Debian 12 machine (run as root, python3 >= 3.11 on PATH).
 #
-#   1. Debian packages (R + kernels, pandoc, bubblewrap, PostgreSQL, Chromium): apt is skipped
-#      entirely when every package is already installed.
+#   1. Debian packages (R + kernels, pandoc, KaTeX for rendered documents' math, bubblewrap,
+#      PostgreSQL, Chromium): apt is skipped entirely when every package is already installed.
 #   2. The virtualenv .venv in the repository, with `pip install -e '.[test]'`; skipped while
 #      the sha256 of pyproject.toml matches the one stored in .venv/.rsparkhub-installed.
 #   3. Jupyter kernelspecs (python3, bash) inside the venv; `ir` comes from r-cran-irkernel.
@@ -18,6 +18,7 @@ APT_PACKAGES=(
   r-base-core r-cran-irkernel r-cran-rmarkdown r-cran-knitr pandoc r-cran-jsonlite
   r-cran-ggplot2 r-cran-dbi r-cran-rpostgresql r-cran-dbplyr r-cran-reticulate r-cran-data.table
   r-cran-dplyr r-cran-lobstr r-cran-r6 r-cran-tibble openjdk-17-jre-headless bubblewrap passt libseccomp2 postgresql chromium chromium-driver
+  libjs-katex
 )
 VENV="$REPO_ROOT/.venv"
 MARKER="$VENV/.rsparkhub-installed"

@@ -161,7 +161,9 @@ class Renderer:
                 f"'{req.path}' without in_session.",
             )
         status_file = self.kernels.runtime_dir / f"render-{uuid.uuid4().hex}.status"
-        code = documents.r_in_session_code(str(source), str(target), str(status_file))
+        # KaTeX's files where the R kernel can read them: math typeset offline
+        katex = await asyncio.to_thread(documents.katex_arguments, self.kernels.runtime_dir)
+        code = documents.r_in_session_code(str(source), str(target), str(status_file), katex)
         ex = Execution(req.id, "r")
         self.set_current(ex)
         log_lines: list[str] = []

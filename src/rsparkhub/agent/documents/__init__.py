@@ -8,6 +8,10 @@
   clean ``Rscript`` process like RStudio's Knit: a new environment, the working directory of
   the code is the source file's directory, the document's own HTML output format (its YAML
   options kept) with ``self_contained = TRUE`` forced, ``html_document`` if it declares none.
+  Math is typeset by KaTeX embedded in the HTML (``katex``), not MathJax from a CDN, unless
+  the document asks for a method that needs no script (``math_method: mathml``, ``gladtex``,
+  ``r-katex``) or no math support (``mathjax: null``); ``ioslides_presentation`` accepts only
+  MathJax and keeps it (it then needs the internet for math).
   Python chunks mixed with R chunks run through knitr's python engine (reticulate), with
   ``RETICULATE_PYTHON`` set to the ``python3`` kernel's interpreter unless the caller set it.
 * ``.Rmd``/``.md``/``.qmd`` whose chunks are all ```` ```{python} ````, and ``.ipynb``:
@@ -16,7 +20,8 @@
   embedded. Chunk options jupytext understands apply (``echo=FALSE`` hides the code,
   ``include=FALSE`` the cell, ``results='hide'`` the output, ``eval=FALSE`` skips the cell),
   and so do Quarto's ``#| echo: false``, ``#| include: false``, ``#| output: false``,
-  ``#| eval: false`` lines.
+  ``#| eval: false`` lines. Math in markdown cells (``$…$``, ``$$…$$``, ``\\(…\\)``,
+  ``\\[…\\]``, ``\\begin{equation}``…) is typeset by the same embedded KaTeX.
 * ``.qmd`` when ``quarto`` is on PATH: ``quarto render`` (see ``render_quarto``).
 * ``.Rnw``: ``knitr::knit`` then ``tools::texi2pdf`` → PDF, if ``pdflatex`` is installed.
 
@@ -37,13 +42,19 @@ document, objects the document creates left in the session).
 One module per job: ``source`` reads a document (chunks, engine); ``pipeline`` is ``render``;
 ``process`` runs a render's commands and keeps its log; ``rmarkdown`` (R Markdown, Sweave,
 the in-session code, R failures), ``quarto`` and ``jupyter`` are the engines;
-``selfcontained`` checks the HTML; ``results`` has what a render returns or raises. Import
+``katex`` embeds the machine's KaTeX so math renders offline; ``selfcontained`` checks the
+HTML; ``results`` has what a render returns or raises. Import
 from the package (the names below), not from its modules.
 """
 
 from rsparkhub.agent.documents.pipeline import render
 from rsparkhub.agent.documents.results import Engine, Format, RenderError, RenderResult
-from rsparkhub.agent.documents.rmarkdown import failure_from_r, r_in_session_code, session_failure
+from rsparkhub.agent.documents.rmarkdown import (
+    failure_from_r,
+    katex_arguments,
+    r_in_session_code,
+    session_failure,
+)
 from rsparkhub.agent.documents.selfcontained import local_references
 from rsparkhub.agent.documents.source import Chunk, choose_engine, find_chunks
 
@@ -56,6 +67,7 @@ __all__ = [
     "choose_engine",
     "failure_from_r",
     "find_chunks",
+    "katex_arguments",
     "local_references",
     "r_in_session_code",
     "render",

@@ -1,6 +1,9 @@
 """Python documents (R Markdown / Quarto with only Python chunks) and notebooks: jupytext reads
 the document as a notebook, nbclient runs it in a fresh ``python3`` kernel, nbconvert writes
-one HTML with the images embedded.
+one HTML with the images embedded, through nbconvert's ``lab`` template minus what it loads from
+the web (``OFFLINE_TEMPLATE``): math is typeset by the embedded KaTeX (``katex.py``) instead of
+MathJax from a CDN; require.js, the widget manager and mermaid (CDN scripts too) are left out,
+so a widget's saved state or a mermaid diagram shows as its text.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rsparkhub.agent.documents.katex import katex_head
 from rsparkhub.agent.documents.process import Job
 from rsparkhub.agent.documents.results import RenderError
 from rsparkhub.agent.documents.source import Chunk, find_chunks
@@ -41,10 +45,19 @@ def _title_cells(nb: Any) -> tuple[str | None, list[Any]]:
     return (title if isinstance(title, str) else None), cells
 
 
+OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{{ resources.rsparkhub_math }}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 async def render_jupyter(job: Job, text: str | None) -> Path:
     try:
         import jupytext
         import nbformat
+        from jinja2 import DictLoader
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
         from jupyter_client.manager import AsyncKernelManager
         from nbclient import NotebookClient
@@ -161,10 +174,19 @@ async def render_jupyter(job: Job, text: str | None) -> Path:
     config.HTMLExporter.embed_images = True
     config.HTMLExporter.exclude_input_prompt = True
     config.HTMLExporter.exclude_output_prompt = True
-    resources = {"metadata": {"path": str(job.source.parent), "name": title or job.source.stem}}
+    resources: dict[str, Any] = {
+        "metadata": {"path": str(job.source.parent), "name": title or job.source.stem}
+    }
 
     def export() -> Path:
-        body, _ = HTMLExporter(config=config).from_notebook_node(nb, resources=resources)
+        # (no KaTeX installed: no math renderer rather than one from the internet)
+        resources["rsparkhub_math"] = katex_head(delimiters=True) or ""
+        exporter = HTMLExporter(
+            config=config,
+            extra_loaders=[DictLoader({"rsparkhub.html.j2": OFFLINE_TEMPLATE})],
+            template_file="rsparkhub.html.j2",
+        )
+        body, _ = exporter.from_notebook_node(nb, resources=resources)
         produced = job.tmp / (job.source.stem + ".html")
         produced.write_text(body, encoding="utf-8")
         return produced

@@ -12,18 +12,33 @@ import re
 import shutil
 from pathlib import Path
 
+from rsparkhub.agent.documents.katex import katex_dir, write_pandoc_filter
 from rsparkhub.agent.documents.process import Job, python3_interpreter, run
 from rsparkhub.agent.documents.results import RenderError
 from rsparkhub.agent.documents.source import find_chunks
 from rsparkhub.agent.modes import r_string
 from rsparkhub.agent.workdir import TMP_PREFIX
 
-# Shared by the separate process and the in-session code. ``.rsh_format(input)`` is the
-# document's first HTML output format with self_contained = TRUE; ``.rsh_failure(e, status)``
+# Shared by the separate process and the in-session code. ``.rsh_format(input, katex)`` is the
+# document's first HTML output format (an output format object, the document's options kept)
+# with self_contained = TRUE and, when ``katex`` is a list(dir, filter) and the document's math
+# would load a script from the web (rmarkdown's default MathJax, math_method katex or webtex),
+# pandoc's --katex plus katex.py's filter instead of it; mathml, gladtex, r-katex and "no math"
+# (mathjax or math_method null/false) stay as the document says, and so does a format that
+# accepts nothing but MathJax (ioslides_presentation). ``.rsh_failure(e, status)``
 # (a calling handler) writes what failed to ``status``: kind, chunk label, knitr's line range
 # of the block, the failing inline code, the message.
 R_COMMON = r"""
-.rsh_format <- function(input) {
+.rsh_web_math <- function(input, fmt) {
+    out <- tryCatch(rmarkdown::yaml_front_matter(input)$output, error = function(e) NULL)
+    opts <- if (is.list(out) && is.list(out[[fmt]])) out[[fmt]] else list()
+    off <- function(key) key %in% names(opts) && (is.null(opts[[key]]) || isFALSE(opts[[key]]))
+    if (off("mathjax") || off("math_method")) return(FALSE)
+    m <- opts$math_method
+    engine <- if (is.list(m)) m$engine else m
+    !(is.character(engine) && length(engine) == 1L && engine %in% c("mathml", "gladtex", "r-katex"))
+}
+.rsh_format <- function(input, katex = NULL) {
     fmts <- tryCatch(rmarkdown::all_output_formats(input), error = function(e) NULL)
     fmt <- "html_document"
     for (f in fmts) {
@@ -39,8 +54,24 @@ R_COMMON = r"""
     fun <- tryCatch(eval(parse(text = if (grepl("::", fmt, fixed = TRUE)) fmt
                                       else paste0("rmarkdown::", fmt))),
                     error = function(e) NULL)
-    accepts <- is.function(fun) && any(c("self_contained", "...") %in% names(formals(fun)))
-    list(format = fmt, options = if (accepts) list(self_contained = TRUE) else list())
+    formal <- if (is.function(fun)) names(formals(fun)) else character()
+    options <- if (any(c("self_contained", "...") %in% formal)) list(self_contained = TRUE)
+               else list()
+    args <- character()
+    if (!is.null(katex) && any(c("mathjax", "...") %in% formal) && .rsh_web_math(input, fmt)) {
+        options$mathjax <- FALSE  # no math support from rmarkdown: pandoc's --katex below
+        args <- c(paste0("--katex=", katex[["dir"]], "/"), "--lua-filter", katex[["filter"]])
+    }
+    resolve <- function(options) rmarkdown::resolve_output_format(input, output_format = fmt,
+                                                                   output_options = options)
+    format <- if (length(args)) tryCatch(resolve(options), error = function(e) NULL)
+    if (is.null(format)) {  # a format that insists on MathJax (ioslides): as it asks
+        options$mathjax <- NULL
+        args <- character()
+        format <- resolve(options)
+    }
+    format$pandoc$args <- c(format$pandoc$args, args)
+    format
 }
 .rsh_failure <- function(e, status) {
     calls <- sys.calls()
@@ -75,7 +106,8 @@ R_COMMON = r"""
 }
 """
 
-# The separate process: Rscript driver.R MODE INPUT OUTPUT TMPDIR STATUS (cwd: input's dir).
+# The separate process: Rscript driver.R MODE INPUT OUTPUT TMPDIR STATUS [KATEX_DIR KATEX_FILTER]
+# (cwd: input's dir).
 R_DRIVER = (
     "local({\n"
     + R_COMMON
@@ -83,6 +115,7 @@ R_DRIVER = (
     args <- commandArgs(trailingOnly = TRUE)
     mode <- args[[1L]]; input <- args[[2L]]; output <- args[[3L]]; tmp <- args[[4L]]
     status <- args[[5L]]
+    katex <- if (length(args) >= 7L) list(dir = args[[6L]], filter = args[[7L]])
     need <- function(pkg) if (!requireNamespace(pkg, quietly = TRUE)) {
         writeLines(paste0(pkg, "_not_installed"), status)
         quit(save = "no", status = 3L)
@@ -109,8 +142,7 @@ R_DRIVER = (
                 writeLines("pandoc_not_installed", status)
                 quit(save = "no", status = 3L)
             }
-            f <- .rsh_format(input)
-            rmarkdown::render(input, output_format = f$format, output_options = f$options,
+            rmarkdown::render(input, output_format = .rsh_format(input, katex),
                               output_file = output, intermediates_dir = tmp,
                               knit_root_dir = dirname(input), envir = envir, quiet = FALSE)
         }
@@ -160,6 +192,8 @@ async def _run_r(job: Job, mode: str, produced: Path, source_text: str) -> Path:
         env["RETICULATE_PYTHON"] = await asyncio.to_thread(python3_interpreter)
     job.out.hidden = f"Output created: {job.tmp}"  # rmarkdown's, naming the private copy
     argv = [rscript, str(driver), mode, str(job.source), str(produced), str(work), str(status)]
+    if mode == "rmarkdown":
+        argv += await asyncio.to_thread(katex_arguments, job.tmp)
     rc = await run(argv, cwd=job.source.parent, env=env, out=job.out)
     if rc == 0 and produced.is_file():
         return produced
@@ -254,17 +288,34 @@ async def render_rnw(job: Job) -> Path:
     return await _run_r(job, "rnw", job.tmp / (job.source.stem + ".pdf"), text)
 
 
-def r_in_session_code(abs_path: str, abs_output: str, status_file: str | None = None) -> str:
+def katex_arguments(directory: Path) -> list[str]:
+    """``[KATEX_DIR, FILTER]`` for ``.rsh_format`` (the filter and its HTML written into
+    ``directory``), or ``[]`` when KaTeX is not installed."""
+    kdir = katex_dir()
+    lua = write_pandoc_filter(directory) if kdir is not None else None
+    return [str(kdir), str(lua)] if kdir is not None and lua is not None else []
+
+
+def r_in_session_code(
+    abs_path: str,
+    abs_output: str,
+    status_file: str | None = None,
+    katex: list[str] | None = None,
+) -> str:
     """R code rendering ``abs_path`` (R Markdown) to ``abs_output`` in the calling R session:
     the document's code runs in ``globalenv()``, so it sees and changes the session's objects.
 
     Like the separate process: intermediates in a temporary directory, the result copied next
     to ``abs_output`` under a temporary name and renamed over it (nothing written on failure).
     The R error propagates to the caller (knitr prints ``Quitting from lines …``); with
-    ``status_file`` the failure is also written there for ``session_failure``. Evaluates to
-    the output path, invisibly.
+    ``status_file`` the failure is also written there for ``session_failure``. ``katex`` is
+    ``katex_arguments(a directory the R kernel can read)``: math typeset offline, as in the
+    separate process. Evaluates to the output path, invisibly.
     """
     status = r_string(status_file) if status_file else "NULL"
+    katex_r = (
+        f"list(dir = {r_string(katex[0])}, filter = {r_string(katex[1])})" if katex else "NULL"
+    )
     return (
         "local({\n"
         + R_COMMON
@@ -281,9 +332,8 @@ def r_in_session_code(abs_path: str, abs_output: str, status_file: str | None = 
         unlink(tmp, recursive = TRUE)
     }}, add = TRUE)
     knitr::opts_knit$set(progress = FALSE)
-    f <- .rsh_format(input)
     produced <- withCallingHandlers(
-        rmarkdown::render(input, output_format = f$format, output_options = f$options,
+        rmarkdown::render(input, output_format = .rsh_format(input, {katex_r}),
                           output_file = file.path(tmp, "output.html"),
                           intermediates_dir = tmp, knit_root_dir = dirname(input),
                           envir = globalenv(), quiet = TRUE),
