@@ -173,16 +173,26 @@ def remove_sandboxes(data_dir: Path) -> None:
         sandboxes.kill(name)
 
 
+def session_processes(data_dir: Path) -> list[Any]:
+    """The processes of the sessions (agents, kernels, sandboxes) of the hub of data_dir:
+    their command lines name a path in it."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if str(data_dir) in " ".join(p.info["cmdline"] or []):
+                found.append(p)
+    return found
+
+
 def _kill_session_processes(data_dir: Path) -> None:
     """Sessions outlive the hub by design; tests clean up the ones they started."""
     import psutil
 
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if str(data_dir) in " ".join(p.info["cmdline"] or []):
-                p.kill()
-        except psutil.Error:
-            pass
+    for p in session_processes(data_dir):
+        with contextlib.suppress(psutil.Error):
+            p.kill()
 
 
 def _hub(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:

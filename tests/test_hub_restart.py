@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from pathlib import Path
 
 import websockets
 
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess
+from conftest import HubProcess, session_processes
 
 N_LINES = 150
 CODE = f"import time\nfor i in range({N_LINES}):\n    print(f'line {{i}}', flush=True)\n    time.sleep(0.04)\n"
@@ -77,10 +78,36 @@ async def test_graceful_restart_keeps_sessions(hub: HubProcess) -> None:
             assert (await s.run("keep <- 41", language="r")).ok
             sid = s.session_id
     hub.restart(signal.SIGTERM)
+    # The operator who stopped the hub was told what happens to the sessions, and how to
+    # stop them with the hub instead.
+    told = hub.log_path.read_text()
+    assert "1 session(s) keep running" in told and "--stop-sessions" in told
     async with HubClient(hub.url, token) as c, c.attach(wid) as s:
         assert s.session_id == sid
         r = await s.run("keep + 1", language="r")
         assert r.results[0].data["text/plain"] == "[1] 42"
+
+
+async def test_stop_sessions_stops_them_cleanly_with_the_hub(tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "data", env={"RSPARKHUB_STOP_SESSIONS_ON_EXIT": "true"}).start()
+    try:
+        token = hub.make_user("gil")
+        async with HubClient(hub.url, token) as c:
+            wid = (await c.ensure_workspace("stopped-with-the-hub"))["id"]
+            async with c.attach(wid) as s:
+                assert (await s.run("1", language="python")).ok
+                sid = s.session_id
+        assert session_processes(hub.data_dir), "the check below could not fail"
+        hub.stop(signal.SIGINT)  # Ctrl+C in the foreground
+        assert "stopping 1 session(s) before the hub exits" in hub.log_path.read_text()
+        assert session_processes(hub.data_dir) == [], "the session outlived the hub"
+        hub.start()
+        async with HubClient(hub.url, token) as c:
+            info = await c.request("GET", f"/api/workspaces/{wid}/session")
+            assert info["id"] == sid and info["state"] == "stopped", info
+            assert info["reason"] == "the hub is shutting down", info
+    finally:
+        hub.close()
 
 
 def test_rsparkhub_run_rides_through_a_hub_restart(hub: HubProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -119,6 +119,12 @@ def serve(
     port: int = typer.Option(None, help="Port to listen on (default 8000)."),
     data_dir: Path = DataDir,
     config: Path = ConfigOpt,
+    stop_sessions: bool = typer.Option(
+        False,
+        "--stop-sessions",
+        help="Stop every session cleanly when the hub stops (default: they keep running and "
+        "the next hub adopts them).",
+    ),
 ) -> None:
     """Start the hub (creates the admin and prints a one-time login URL on first start)."""
     import uvicorn
@@ -126,7 +132,9 @@ def serve(
     from rsparkhub.hub.app import create_app
     from rsparkhub.hub.users import bootstrap_admin
 
-    settings = _settings(data_dir, config, host=host, port=port)
+    settings = _settings(
+        data_dir, config, host=host, port=port, stop_sessions_on_exit=stop_sessions or None
+    )
     import logging
 
     logging.basicConfig(

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         3600, ge=0, description="Stop a session with no client and nothing running after this."
     )
     cull_interval_s: float = Field(30, gt=0, description="How often idle sessions are checked.")
+    stop_sessions_on_exit: bool = Field(
+        False,
+        description="Stop every session cleanly when the hub stops (`rsparkhub serve "
+        "--stop-sessions`). Off: sessions keep running and the next hub adopts them.",
+    )
     session_start_timeout_s: float = Field(
         60, gt=0, description="How long an agent may take to connect after start."
     )

@@ -18,6 +18,8 @@ exactly once. docs/architecture.md follows one request and one save through thes
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,8 @@ from rsparkhub.hub.sessions.relay import VIEWER_CANNOT_RUN_CODE, ClientRelay
 from rsparkhub.hub.spark import SparkService
 from rsparkhub.hub.spawners.base import Spawner
 from rsparkhub.hub.userdb import UserDatabases
+
+log = logging.getLogger("rsparkhub.sessions")
 
 __all__ = [
     "VIEWER_CANNOT_RUN_CODE",
@@ -84,7 +88,22 @@ class Sessions:
         await self.lifecycle.startup()
 
     async def shutdown(self) -> None:
-        """Hub shutdown: sessions keep running (the next hub adopts them)."""
+        """Hub shutdown: sessions keep running (the next hub adopts them), or are stopped
+        cleanly first with ``stop_sessions_on_exit``. Either way the operator is told."""
+        running = [live for live in self.registry.current_sessions() if live.alive]
+        if running and self.settings.stop_sessions_on_exit:
+            log.warning("stopping %d session(s) before the hub exits", len(running))
+            await asyncio.gather(
+                *(self.lifecycle.stop(live, "the hub is shutting down") for live in running),
+                return_exceptions=True,
+            )
+        elif running:
+            log.warning(
+                "%d session(s) keep running; the next `rsparkhub serve` with this data "
+                "directory adopts them. To stop them with the hub, run `rsparkhub serve "
+                "--stop-sessions` (or set stop_sessions_on_exit) and stop it again.",
+                len(running),
+            )
         for conn in self.clients.all():
             conn.stop_pump()
         await self.agents.close()
