@@ -9,7 +9,8 @@
 //     plot-download-pdf, plot-delete
 //   ViewerPane: viewer-pane, viewer-frame (iframe / img), viewer-popout, viewer-download
 //   HelpPane: help-pane, help-search-input, help-search-result, help-page, help-back,
-//     help-forward, help-error
+//     help-forward, help-error, help-choices, help-choice (data-package), help-find-input,
+//     help-find-count, help-find-prev, help-find-next
 //   DataViewerPane: data-pane, data-grid, data-header (data-column), data-header-filter,
 //     data-row (data-row = 0-based position), data-cell, data-filter-toggle,
 //     data-filter-column, data-filter-op, data-filter-value, data-filter-value2 (between),

@@ -23,6 +23,16 @@ const pages: Record<string, string> = {
 function handler(c: Call) {
   if (c.path === "/api/workspaces/w1/help") {
     const topic = String(c.query!.topic);
+    if (topic === "plot" && !c.query!.package)
+      return {
+        kind: "choices",
+        topic,
+        matches: [
+          { topic, package: "base", page: "plot", title: "Generic X-Y Plotting" },
+          { topic, package: "graphics", page: "plot.default", title: "The Default Scatterplot Function" },
+        ],
+      };
+    if (topic === "plot") return { kind: "page", topic, package: c.query!.package, title: "t", html: "<p>plot the plot of PLOTS</p>" };
     if (!(topic in pages)) throw apiError(404, "help_not_found", "No help for that");
     return { topic, package: "base", title: topic, html: pages[topic] };
   }
@@ -89,5 +99,32 @@ describe("HelpPane", () => {
     await flush();
     expect(calls.at(-1)!.query).toMatchObject({ q: "regression", language: "r" });
     expect((root.querySelector('[data-testid="help-search-input"]') as HTMLInputElement).value).toBe("regression");
+  });
+
+  it("offers the pages of a topic found in several packages, then finds in the page", async () => {
+    const { ctx, calls } = fakeCtx(handler);
+    await mount(<HelpPane ctx={ctx} request={{ language: "r", topic: "plot" }} />, root);
+    await flush();
+    const choices = root.querySelectorAll('[data-testid="help-choice"]');
+    expect([...choices].map((c) => c.textContent)).toEqual([
+      "base::plot — Generic X-Y Plotting",
+      "graphics::plot.default — The Default Scatterplot Function",
+    ]);
+    await click(root, '[data-testid="help-choice"][data-package="graphics"]');
+    await flush();
+    expect(calls.at(-1)!.query).toMatchObject({ topic: "plot", package: "graphics" });
+    await setValue(root, '[data-testid="help-find-input"]', "plot");
+    await flush();
+    const count = () => root.querySelector('[data-testid="help-find-count"]')!.textContent;
+    expect(root.querySelectorAll('[data-testid="help-page"] mark')).toHaveLength(3);
+    expect(count()).toBe("1 of 3");
+    await click(root, '[data-testid="help-find-next"]');
+    expect(count()).toBe("2 of 3");
+    await click(root, '[data-testid="help-find-prev"]');
+    await click(root, '[data-testid="help-find-prev"]');
+    expect(count()).toBe("3 of 3");
+    expect(root.querySelector(".rp-find-current")!.textContent).toBe("PLOT");
+    await setValue(root, '[data-testid="help-find-input"]', "zebra");
+    expect(count()).toBe("no matches");
   });
 });

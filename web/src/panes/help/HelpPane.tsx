@@ -1,5 +1,7 @@
 // The Help pane: help search and help pages (HTML sanitized by the hub), with links between
-// pages followed inside the pane and a back/forward history.
+// pages followed inside the pane and a back/forward history; a topic found in several
+// packages shows the list to choose from; find in page (Ctrl+F in the pane) marks every
+// match and steps through them.
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { HelpRequest, PaneContext } from "../../contract";
 import { errorInfo, withBusyRetry, wsPath } from "../common/api";
@@ -19,14 +21,27 @@ import {
   type HelpLanguage,
   pushEntry,
 } from "./helpHistory";
+import { clearFind, findAll, setCurrent } from "./findInPage";
+import "./help.css";
 
 interface HelpPage {
+  kind?: "page";
   language?: string;
   topic: string;
   package: string | null;
   title: string | null;
   html: string;
 }
+
+/** A topic that names pages in several packages (R 4.2's plot: base and graphics). */
+interface HelpChoice {
+  topic: string;
+  package: string;
+  page?: string;
+  title: string;
+}
+
+type HelpAnswer = HelpPage | { kind: "choices"; topic: string; matches: HelpChoice[] };
 
 interface SearchResult {
   language: HelpLanguage;
@@ -41,6 +56,7 @@ type View =
   | { state: "idle" }
   | { state: "loading"; entry: HelpEntry }
   | { state: "page"; entry: HelpEntry; page: HelpPage }
+  | { state: "choices"; entry: HelpEntry; topic: string; matches: HelpChoice[] }
   | { state: "results"; entry: HelpEntry; results: SearchResult[] }
   | { state: "error"; entry: HelpEntry; message: string; code: string };
 
@@ -55,6 +71,10 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
   const waiter = useDoneWaiter(ctx.events);
   const pageRef = useRef<HTMLDivElement>(null);
   const cache = useRef(new Map<string, View>());
+  const findRef = useRef<HTMLInputElement>(null);
+  const hits = useRef<HTMLElement[]>([]);
+  const [findText, setFindText] = useState("");
+  const [found, setFound] = useState({ count: 0, current: -1 });
   const entry = currentEntry(history);
   const helpLanguages = ctx.languages.filter((l): l is HelpLanguage => l === "r" || l === "python");
 
@@ -97,8 +117,16 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
     };
     if (entry.kind === "topic") {
       withBusyRetry(() =>
-        ctx.api.get<HelpPage>(wsPath(ctx, "help"), { language: entry.language, topic: entry.topic, package: entry.package ?? undefined }),
-      ).then((page) => done({ state: "page", entry, page }), fail);
+        ctx.api.get<HelpAnswer>(wsPath(ctx, "help"), { language: entry.language, topic: entry.topic, package: entry.package ?? undefined }),
+      ).then(
+        (a) =>
+          done(
+            a.kind === "choices"
+              ? { state: "choices", entry, topic: a.topic, matches: Array.isArray(a.matches) ? a.matches : [] }
+              : { state: "page", entry, page: a },
+          ),
+        fail,
+      );
     } else {
       withBusyRetry(() =>
         ctx.api.get<{ results: SearchResult[] }>(wsPath(ctx, "help", "search"), {
@@ -125,6 +153,36 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
     }
     el.scrollTop = 0;
   }, [view.state === "page" ? view.page : null]);
+
+  // find in page: marks every match of the find text in the page shown (again when it changes)
+  const runFind = (text: string) => {
+    const el = pageRef.current;
+    if (!el) {
+      hits.current = [];
+      setFound({ count: 0, current: -1 });
+      return;
+    }
+    hits.current = findAll(el, text);
+    setFound({ count: hits.current.length, current: setCurrent(hits.current, 0) });
+  };
+  useEffect(() => runFind(findText), [view.state === "page" ? view.page : null]);
+  const step = (by: number) => {
+    if (hits.current.length === 0) return;
+    setFound({ count: hits.current.length, current: setCurrent(hits.current, found.current + by) });
+  };
+  const closeFind = () => {
+    setFindText("");
+    if (pageRef.current) clearFind(pageRef.current);
+    hits.current = [];
+    setFound({ count: 0, current: -1 });
+  };
+  const onPaneKey = (e: KeyboardEvent) => {
+    if ((e.ctrlKey || e.metaKey) && !e.shiftKey && !e.altKey && e.key.toLowerCase() === "f" && view.state === "page") {
+      e.preventDefault();
+      findRef.current?.focus();
+      findRef.current?.select();
+    }
+  };
 
   const onPageClick = (e: MouseEvent) => {
     const a = (e.target as Element | null)?.closest?.("a");
@@ -157,7 +215,7 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
   };
 
   return (
-    <section class="rp-pane rp-help" data-testid="help-pane" aria-label="Help">
+    <section class="rp-pane rp-help" data-testid="help-pane" aria-label="Help" onKeyDown={onPaneKey}>
       <div class="rp-toolbar">
         <button
           type="button"
@@ -222,6 +280,31 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
             )}
           </div>
         )}
+        {view.state === "choices" && (
+          <div class="rp-help-choices" data-testid="help-choices">
+            <p>
+              Help on <span class="rp-mono">{view.topic}</span> was found in several packages:
+            </p>
+            <ul>
+              {view.matches.map((m) => (
+                <li key={`${m.package}:${m.page ?? m.topic}`}>
+                  <button
+                    type="button"
+                    class="rp-help-result"
+                    data-testid="help-choice"
+                    data-package={m.package}
+                    onClick={() => visit({ kind: "topic", language: "r", topic: m.topic, package: m.package })}
+                  >
+                    <span class="rp-mono">
+                      {m.package}::{m.page || m.topic}
+                    </span>
+                    {m.title && <span class="rp-help-title"> — {m.title}</span>}
+                  </button>
+                </li>
+              ))}
+            </ul>
+          </div>
+        )}
         {view.state === "results" && (
           <SearchResults results={view.results} query={(view.entry as { query: string }).query} onOpen={visit} />
         )}
@@ -230,6 +313,36 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
             <div class="rp-help-head">
               <span class="rp-badge">{LANG_LABEL[(view.entry as { language: HelpLanguage }).language] ?? ""}</span>
               <span class="rp-mono rp-muted">{view.page.package ? `${view.page.package}::${view.page.topic}` : view.page.topic}</span>
+              <span class="rp-help-find" role="search" aria-label="Find in page">
+                <input
+                  ref={findRef}
+                  type="search"
+                  data-testid="help-find-input"
+                  placeholder="Find in page"
+                  aria-label="Find in page"
+                  value={findText}
+                  onInput={(e) => {
+                    const t = (e.currentTarget as HTMLInputElement).value;
+                    setFindText(t);
+                    runFind(t);
+                  }}
+                  onKeyDown={(e) => {
+                    if (e.key === "Enter") {
+                      e.preventDefault();
+                      step(e.shiftKey ? -1 : 1);
+                    } else if (e.key === "Escape") closeFind();
+                  }}
+                />
+                <span class="rp-muted rp-small" data-testid="help-find-count" aria-live="polite">
+                  {findText ? (found.count ? `${found.current + 1} of ${found.count}` : "no matches") : ""}
+                </span>
+                <button type="button" class="rp-btn" data-testid="help-find-prev" disabled={found.count === 0} onClick={() => step(-1)} aria-label="Previous match" title="Previous match (Shift+Enter)">
+                  ↑
+                </button>
+                <button type="button" class="rp-btn" data-testid="help-find-next" disabled={found.count === 0} onClick={() => step(1)} aria-label="Next match" title="Next match (Enter)">
+                  ↓
+                </button>
+              </span>
             </div>
             <div
               ref={pageRef}
