@@ -977,3 +977,40 @@ def test_oversized_request_bodies_are_refused_before_parsing(tmp_path: Path) -> 
         assert ok.status_code == 200, ok.text
     finally:
         hub.close()
+
+
+def test_limits_are_published_and_said_in_mb(tmp_path: Path) -> None:
+    """The IDE checks an upload against the limits before sending it (so it needs them),
+    and every limit message names sizes in MB."""
+    hub = HubProcess(
+        tmp_path / "d",
+        env={
+            "RSPARKHUB_MAX_FILE_BYTES": str(1024 * 1024),
+            "RSPARKHUB_MAX_WORKSPACE_BYTES": str(3 * 1024 * 1024),
+        },
+    ).start()
+    try:
+        c = hub.client(hub.make_user("ulla"))
+        _pid, wid = new_workspace(c)
+        c.put(f"/api/workspaces/{wid}/files/a.bin", content=b"z" * 1000, params={"base_version": 0})
+        limits = c.get(f"/api/workspaces/{wid}/limits").json()
+        assert limits["max_file_bytes"] == 1024 * 1024
+        assert limits["max_workspace_bytes"] == 3 * 1024 * 1024
+        assert limits["used_bytes"] == 1000
+        assert limits["max_upload_bytes"] > 0
+        r = c.post(
+            f"/api/workspaces/{wid}/upload",
+            files=[("files", ("big.bin", b"z" * (1024 * 1024 + 1)))],
+        )
+        assert (
+            err(r, 413, "file_too_large")["message"]
+            == "'big.bin' is larger than the limit of 1 MB."
+        )
+        r = c.put(
+            f"/api/workspaces/{wid}/files/b.bin",
+            content=b"z" * 2_000_000,
+            params={"base_version": 0},
+        )
+        assert "1 MB" in err(r, 413, "file_too_large")["message"]
+    finally:
+        hub.close()

@@ -48,6 +48,7 @@ from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.login_limits import LoginLimiter
 from rsparkhub.hub.postgres import postgres_traverses_data_dir
+from rsparkhub.hub.quotas import mb
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.sessions import Clients, FileFanout, Registry, Sessions
 from rsparkhub.hub.spark import SparkHub, build_spark
@@ -176,7 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
             response = JSONResponse(
                 error_body(
                     "request_too_large",
-                    f"Requests are limited to {settings.max_upload_bytes} bytes (max_upload_bytes).",
+                    f"Requests are limited to {mb(settings.max_upload_bytes)} (max_upload_bytes).",
                 ),
                 status_code=413,
             )

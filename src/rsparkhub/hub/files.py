@@ -24,7 +24,7 @@ from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import File, FileVersion
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.paths import clean_path
-from rsparkhub.hub.quotas import check_room
+from rsparkhub.hub.quotas import check_room, mb
 
 # Who changed a file: a client (the browser, the API) or code running in the session.
 Origin = Literal["client", "session"]
@@ -107,7 +107,7 @@ class Files:
             raise ApiError(
                 413,
                 "file_too_large",
-                f"'{path}' is {len(data)} bytes; files are limited to {limits.max_file_bytes} bytes.",
+                f"'{path}' is {mb(len(data))}; files are limited to {mb(limits.max_file_bytes)}.",
             )
         existing = (
             await db.execute(
@@ -245,9 +245,7 @@ def read_zip(data: bytes, max_total: int) -> list[tuple[str, bytes]]:
             continue
         total += info.file_size
         if total > max_total:
-            raise ApiError(
-                413, "workspace_full", f"The zip expands to more than {max_total} bytes."
-            )
+            raise ApiError(413, "workspace_full", f"The zip expands to more than {mb(max_total)}.")
         path = clean_path(info.filename)
         try:
             content = zf.read(info)

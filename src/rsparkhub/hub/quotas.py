@@ -15,6 +15,14 @@ from rsparkhub.config import Settings
 from rsparkhub.hub.db.models import File, Project, Workspace
 from rsparkhub.hub.errors import ApiError
 
+MB = 1024 * 1024
+
+
+def mb(n: int) -> str:
+    """A size as users read limits: ``50 MB``, ``0.1 MB`` (binary megabytes)."""
+    value = n / MB
+    return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
+
 
 async def workspace_size(db: AsyncSession, workspace_id: str) -> int:
     total = await db.execute(
@@ -55,7 +63,7 @@ async def check_room(
             413,
             "workspace_full",
             f"Saving '{path}' would make the workspace larger than its limit of "
-            f"{settings.max_workspace_bytes} bytes; delete files first.",
+            f"{mb(settings.max_workspace_bytes)}; delete files first.",
         )
     owner = await owner_of(db, workspace_id)
     if owner is not None and await user_size(db, owner) + grow > settings.max_user_bytes:
@@ -63,5 +71,5 @@ async def check_room(
             413,
             "user_quota_exceeded",
             f"Saving '{path}' would take the workspace owner's files past their limit of "
-            f"{settings.max_user_bytes} bytes in all workspaces; delete files first.",
+            f"{mb(settings.max_user_bytes)} in all workspaces; delete files first.",
         )

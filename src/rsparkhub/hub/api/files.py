@@ -18,6 +18,7 @@ from rsparkhub.hub.files import (
     version_row,
 )
 from rsparkhub.hub.paths import clean_path
+from rsparkhub.hub.quotas import mb, workspace_size
 
 router = APIRouter(tags=["files"])
 
@@ -115,12 +116,12 @@ async def raw_file(
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "file_too_large", f"Files are limited to {limit} bytes.")
+        raise ApiError(413, "file_too_large", f"Files are limited to {mb(limit)}.")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, "file_too_large", f"Files are limited to {limit} bytes.")
+            raise ApiError(413, "file_too_large", f"Files are limited to {mb(limit)}.")
     return bytes(body)
 
 
@@ -184,6 +185,20 @@ async def put_text(
     return file_info(saved.file)
 
 
+@router.get(
+    "/api/workspaces/{workspace_id}/limits",
+    summary="The size limits a save or upload must respect, and the space used",
+)
+async def limits(w: ReadableWorkspace, hub: HubDep, db: DbDep) -> dict[str, int]:
+    s = hub.settings
+    return {
+        "max_file_bytes": s.max_file_bytes,
+        "max_upload_bytes": s.max_upload_bytes,
+        "max_workspace_bytes": s.max_workspace_bytes,
+        "used_bytes": await workspace_size(db, w.id),
+    }
+
+
 class NewFileBody(BaseModel):
     path: str = Field(max_length=4096)
     content: str = ""
@@ -223,7 +238,7 @@ async def upload(
             raise ApiError(
                 413,
                 "file_too_large",
-                f"'{up.filename}' is larger than the limit of {hub.settings.max_file_bytes} bytes.",
+                f"'{up.filename}' is larger than the limit of {mb(hub.settings.max_file_bytes)}.",
             )
         saved = await hub.files.save(db, w.id, name, data, caller.name, None, require_base=False)
         out.append(file_info(saved.file))

@@ -18,6 +18,7 @@ from rsparkhub.hub.db.models import Project, User, Workspace, WorkspaceMember
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.files import read_zip
 from rsparkhub.hub.paths import clean_name
+from rsparkhub.hub.quotas import mb
 
 router = APIRouter(tags=["projects"])
 
@@ -346,7 +347,7 @@ async def import_zip(
         raise ApiError(
             413,
             "upload_too_large",
-            f"Uploads are limited to {hub.settings.max_upload_bytes} bytes.",
+            f"Uploads are limited to {mb(hub.settings.max_upload_bytes)}.",
         )
     entries = read_zip(data, hub.settings.max_workspace_bytes)
     w = Workspace(project_id=p.id, name=clean_name(name, "workspace name"))
