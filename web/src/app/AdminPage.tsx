@@ -1,7 +1,8 @@
-// Admin (#/admin): users and running sessions (with Stop).
+// Admin (#/admin): running sessions (with Stop) and users (AdminUsers).
 import { useEffect, useState } from "preact/hooks";
 import type { Api } from "../contract";
 import { formatSize } from "../core/files";
+import { AdminUsers } from "./AdminUsers";
 import type { Me, SessionInfo } from "./model";
 import { notify, notifyError } from "./notify";
 import { hrefFor } from "./route";
@@ -47,7 +48,7 @@ export function AdminPage({ api, me, onLogout }: Props) {
 
   return (
     <>
-      <TopBar me={me} onLogout={onLogout} />
+      <TopBar api={api} me={me} onLogout={onLogout} />
       <main class="admin">
         <h1>Administration</h1>
         <section aria-labelledby="sessions-title">
@@ -89,29 +90,7 @@ export function AdminPage({ api, me, onLogout }: Props) {
             </table>
           )}
         </section>
-        <section aria-labelledby="users-title">
-          <h2 id="users-title">Users</h2>
-          <table class="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Admin</th>
-                <th scope="col">Password</th>
-                <th scope="col">Status</th>
-              </tr>
-            </thead>
-            <tbody>
-              {users.map((u) => (
-                <tr key={u.id}>
-                  <td>{u.name}</td>
-                  <td>{u.is_admin ? "yes" : ""}</td>
-                  <td>{u.has_password ? "set" : "none"}</td>
-                  <td>{u.disabled ? "disabled" : "active"}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
+        <AdminUsers api={api} me={me} users={users} reload={reload} />
       </main>
     </>
   );

@@ -2,6 +2,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import type { Api } from "../contract";
 import { createApi } from "../core/api";
+import { ChoosePasswordPage } from "./account";
 import { AdminPage } from "./AdminPage";
 import { HomePage } from "./HomePage";
 import { LoginPage } from "./LoginPage";
@@ -31,6 +32,8 @@ export function App() {
   let page;
   if (me === undefined) page = <p class="loading">Loading…</p>;
   else if (me === null) page = <LoginPage api={api} onLogin={setMe} />;
+  // Logged in through a one-time link: a password first, then everything else.
+  else if (me.has_password === false) page = <ChoosePasswordPage api={api} me={me} onDone={setMe} onLogout={logout} />;
   else if (route.page === "workspace") page = <WorkspacePage key={route.id} api={api} me={me} workspaceId={route.id} />;
   else if (route.page === "admin" && me.is_admin) page = <AdminPage api={api} me={me} onLogout={logout} />;
   else page = <HomePage api={api} me={me} onLogout={logout} />;

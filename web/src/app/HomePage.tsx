@@ -123,7 +123,7 @@ export function HomePage({ api, me, onLogout }: Props) {
 
   return (
     <>
-      <TopBar me={me} onLogout={onLogout} />
+      <TopBar api={api} me={me} onLogout={onLogout} />
       <main class="home" data-testid={TID.home}>
         <section class="home-list" aria-labelledby="home-title">
           <h1 id="home-title">Workspaces</h1>

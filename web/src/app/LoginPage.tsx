@@ -10,8 +10,15 @@ interface Props {
   onLogin(me: Me): void;
 }
 
+// The hub sends a browser here (#/link-invalid) when a one-time login link was already
+// used, has expired or was replaced by a newer one.
+const LINK_INVALID =
+  "This login link was already used, has expired or was replaced by a newer one. Log in with your " +
+  "password, or ask an administrator for a new link (Admin → Users → New login link).";
+
 export function LoginPage({ api, onLogin }: Props) {
   const [error, setError] = useState("");
+  const linkInvalid = location.hash === "#/link-invalid";
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -23,6 +30,7 @@ export function LoginPage({ api, onLogin }: Props) {
         name: String(form.get("name") ?? ""),
         password: String(form.get("password") ?? ""),
       });
+      if (linkInvalid) location.hash = "#/";
       onLogin(r.user);
     } catch (err) {
       setError(errorMessage(err));
@@ -37,6 +45,11 @@ export function LoginPage({ api, onLogin }: Props) {
       </div>
       <form class="login-card" onSubmit={submit} aria-labelledby="login-title">
         <h1 id="login-title">rsparkhub</h1>
+        {linkInvalid && (
+          <p class="notice" data-testid={TID.linkInvalid}>
+            {LINK_INVALID}
+          </p>
+        )}
         <label>
           User name
           <input name="name" data-testid={TID.loginName} autocomplete="username" required autoFocus />

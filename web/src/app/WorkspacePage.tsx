@@ -13,9 +13,10 @@ import { FilesPane } from "../files/FilesPane";
 import { DataViewerPane, EnvironmentPane, HelpPane, PlotsPane, ViewerPane } from "../panes/index";
 import { ConnectionIndicator, Presence } from "./indicators";
 import { clampSizes, LIMITS, loadSizes, saveSizes, type PaneSizes } from "./layout";
-import type { Me, Workspace } from "./model";
+import { VIEWER_WHY, type Me, type Member, type Workspace } from "./model";
 import { errorMessage, notify } from "./notify";
 import { SessionProfilePicker } from "./SessionProfilePicker";
+import { ShareDialog } from "./ShareDialog";
 import { SparkLink } from "./SparkLink";
 import { Splitter } from "./Splitter";
 import { TID, type ToolTab } from "./testids";
@@ -47,6 +48,8 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
   const [dataView, setDataView] = useState<DataViewRequest | null>(null);
   const [language, setLanguage] = useState<Language>(() => load<Language>(`lang.${workspaceId}`, "r"));
   const [sizes, setSizes] = useState<PaneSizes>(loadSizes);
+  const [sharing, setSharing] = useState(false);
+  const [members, setMembers] = useState<Member[]>([]);
   const centre = useRef<HTMLDivElement>(null);
   const commands = useMemo(() => new Emitter<[EditorCommand]>(), []);
 
@@ -90,6 +93,11 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
     );
     return ws.changed.on(setView);
   }, [ws]);
+
+  // Who has access: the viewer's notice names the owners to ask.
+  useEffect(() => {
+    if (info) api.get<Member[]>(`/api/workspaces/${encodeURIComponent(workspaceId)}/members`).then(setMembers, () => setMembers([]));
+  }, [info]);
 
   // Start the stream once the panes are mounted (they subscribe first, so the console
   // gets the session's whole stream).
@@ -148,6 +156,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
     );
   }
   if (!info) return <p class="loading">Loading…</p>;
+  const owners = members.filter((m) => m.role === "owner" && m.user !== me.name).map((m) => m.user);
 
   return (
     <div class="ws-page">
@@ -158,7 +167,11 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
         <h1 class="ws-title">
           {info.project && <span class="muted">{info.project} / </span>}
           {info.name}
-          {!canWrite && <span class="badge">read only</span>}
+          {!canWrite && (
+            <span class="badge" title={VIEWER_WHY}>
+              read only
+            </span>
+          )}
         </h1>
         <span class="topbar-fill" />
         <SparkLink api={api} sessionState={view.state} />
@@ -170,10 +183,30 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
           notify={notify}
           onRestarted={() => ws.reattach("the session restarted with another profile")}
         />
+        <button type="button" data-testid={TID.shareButton} onClick={() => setSharing(true)} title="Who has access; owners share the workspace">
+          Share
+        </button>
         <ConnectionIndicator status={view.connection} />
         <Presence users={view.users} me={me.name} />
         <ThemeToggle />
       </header>
+      {!canWrite && (
+        <p class="read-only-notice" role="note" data-testid={TID.readOnlyNotice}>
+          You are a <strong>viewer</strong> of this workspace: you see its files and the session's output as it happens, but
+          cannot run code or save. {owners.length ? `Ask ${owners.join(" or ")} to make you an editor.` : "Ask an owner to make you an editor."}
+        </p>
+      )}
+      {sharing && (
+        <ShareDialog
+          api={api}
+          workspaceId={workspaceId}
+          workspaceName={info.name}
+          canShare={info.role === "owner"}
+          me={me.name}
+          onChanged={setMembers}
+          onClose={() => setSharing(false)}
+        />
+      )}
       <div
         class="ws-grid"
         style={{ gridTemplateColumns: `${sizes.files}px 5px minmax(320px, 1fr) 5px ${sizes.tools}px` }}

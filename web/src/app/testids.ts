@@ -10,6 +10,29 @@
 //                                              its name is new-workspace-name if filled in,
 //                                              else the example's name
 //   workspace-link                             one per workspace, with data-name=<name>
+//   link-invalid                               the login page's note on a used/expired link
+//
+// Accounts
+//   choose-password                            the forced "choose your password" page (a user
+//                                              without a password, e.g. after a one-time link)
+//   password-new, password-repeat, password-current, password-submit, password-error
+//                                              the password form (choose and change)
+//   account-button, account-dialog             the top bar's Account (change password)
+//
+// Admin (#/admin)
+//   new-user-name, new-user-admin, new-user-submit   add a user (no password: a link)
+//   login-link-dialog, login-link                    the one-time link to hand over
+//   user-row                                   one per user, with data-user=<name>,
+//                                              data-disabled and data-admin (true|false)
+//   user-disable, user-admin, user-reset, user-sessions   a row's actions
+//   user-sessions-dialog, user-session-row     that user's sessions
+//
+// Sharing (workspace view)
+//   share-button, share-dialog                 who has access; owners add, change, remove
+//   member-row                                 one per person, data-user, data-role
+//   member-role, member-remove                 a member's role select and remove button
+//   share-user, share-role, share-submit       add a member by user name with a role
+//   read-only-notice                           why a viewer cannot run or save
 //
 // Workspace view (#/ws/<id>)
 //   files-pane                   the Files pane
@@ -51,6 +74,36 @@ export const TID = {
   exampleSelect: "example-select",
   createFromExample: "create-from-example",
   workspaceLink: "workspace-link",
+  linkInvalid: "link-invalid",
+  choosePassword: "choose-password",
+  passwordNew: "password-new",
+  passwordRepeat: "password-repeat",
+  passwordCurrent: "password-current",
+  passwordSubmit: "password-submit",
+  passwordError: "password-error",
+  accountButton: "account-button",
+  accountDialog: "account-dialog",
+  newUserName: "new-user-name",
+  newUserAdmin: "new-user-admin",
+  newUserSubmit: "new-user-submit",
+  loginLinkDialog: "login-link-dialog",
+  loginLink: "login-link",
+  userRow: "user-row",
+  userDisable: "user-disable",
+  userAdmin: "user-admin",
+  userReset: "user-reset",
+  userSessions: "user-sessions",
+  userSessionsDialog: "user-sessions-dialog",
+  userSessionRow: "user-session-row",
+  shareButton: "share-button",
+  shareDialog: "share-dialog",
+  memberRow: "member-row",
+  memberRole: "member-role",
+  memberRemove: "member-remove",
+  shareUser: "share-user",
+  shareRole: "share-role",
+  shareSubmit: "share-submit",
+  readOnlyNotice: "read-only-notice",
   filesPane: "files-pane",
   fileItem: "file-item",
   editor: "editor",

@@ -3,6 +3,7 @@
 import { openSearchPanel } from "@codemirror/search";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ConfirmDialog } from "../app/Dialog";
+import { VIEWER_WHY } from "../app/model";
 import { errorMessage } from "../app/notify";
 import { TID } from "../app/testids";
 import { ApiError, type Api, type Language } from "../contract";
@@ -262,7 +263,7 @@ export function EditorPane(props: Props) {
       <EditorTabs docs={docs.current} active={active} onSelect={setActive} onClose={requestClose} />
       {current && (
         <div class="pane-toolbar" role="toolbar" aria-label="Editor">
-          <button type="button" class="icon" data-testid={TID.saveButton} disabled={!canWrite} onClick={() => void saveDoc(current)} title="Save (Ctrl+S)">
+          <button type="button" class="icon" data-testid={TID.saveButton} disabled={!canWrite} onClick={() => void saveDoc(current)} title={canWrite ? "Save (Ctrl+S)" : VIEWER_WHY}>
             Save
           </button>
           <button type="button" class="icon" onClick={() => openSearchPanel(current.view)} title="Find and replace (Ctrl+F)">
@@ -271,19 +272,19 @@ export function EditorPane(props: Props) {
           <span class="toolbar-fill" />
           {script && (
             <>
-              <button type="button" class="icon" onClick={() => runLine(current)} disabled={!canWrite} title="Run the line or selection in the console (Ctrl+Enter)">
+              <button type="button" class="icon" onClick={() => runLine(current)} disabled={!canWrite} title={canWrite ? "Run the line or selection in the console (Ctrl+Enter)" : VIEWER_WHY}>
                 Run line
               </button>
-              <button type="button" class="icon" data-testid={TID.runButton} disabled={!canWrite} onClick={() => void runFile(current, "run")} title="Run the file (Ctrl+Shift+Enter)">
+              <button type="button" class="icon" data-testid={TID.runButton} disabled={!canWrite} onClick={() => void runFile(current, "run")} title={canWrite ? "Run the file (Ctrl+Shift+Enter)" : VIEWER_WHY}>
                 ▶ Run
               </button>
-              <button type="button" class="icon" data-testid={TID.sourceButton} disabled={!canWrite} onClick={() => void runFile(current, "source")} title="Source the file with echo (Ctrl+Shift+S)">
+              <button type="button" class="icon" data-testid={TID.sourceButton} disabled={!canWrite} onClick={() => void runFile(current, "source")} title={canWrite ? "Source the file with echo (Ctrl+Shift+S)" : VIEWER_WHY}>
                 Source
               </button>
             </>
           )}
           {isDocument(current.path) && (
-            <button type="button" class="icon" data-testid={TID.renderButton} disabled={!canWrite} onClick={() => void render(current)} title="Render the document (Ctrl+Shift+Enter)">
+            <button type="button" class="icon" data-testid={TID.renderButton} disabled={!canWrite} onClick={() => void render(current)} title={canWrite ? "Render the document (Ctrl+Shift+Enter)" : VIEWER_WHY}>
               Render
             </button>
           )}

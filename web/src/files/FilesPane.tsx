@@ -4,6 +4,7 @@
 // by code show up by themselves (files_changed).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ConfirmDialog, PromptDialog } from "../app/Dialog";
+import { VIEWER_WHY } from "../app/model";
 import { errorMessage } from "../app/notify";
 import type { Api } from "../contract";
 import { encodePath } from "../core/api";
@@ -190,10 +191,10 @@ export function FilesPane(props: Props) {
   return (
     <div class="pane-body files-pane">
       <div class="pane-toolbar" role="toolbar" aria-label="Files">
-        <button type="button" class="icon" disabled={!canWrite} onClick={() => setPending({ kind: "new" })}>
+        <button type="button" class="icon" disabled={!canWrite} title={canWrite ? "Create a file" : VIEWER_WHY} onClick={() => setPending({ kind: "new" })}>
           + New file
         </button>
-        <button type="button" class="icon" disabled={!canWrite} onClick={() => uploadInput.current?.click()}>
+        <button type="button" class="icon" disabled={!canWrite} title={canWrite ? "Upload files (or drop them here)" : VIEWER_WHY} onClick={() => uploadInput.current?.click()}>
           ⤒ Upload
         </button>
         <input
@@ -254,10 +255,10 @@ export function FilesPane(props: Props) {
           <span class="file-actions-name" title={sel}>
             {baseName(sel)}
           </span>
-          <button type="button" class="icon" disabled={!canWrite} onClick={() => setPending({ kind: "rename", path: sel })} title="Rename or move (F2)">
+          <button type="button" class="icon" disabled={!canWrite} onClick={() => setPending({ kind: "rename", path: sel })} title={canWrite ? "Rename or move (F2)" : VIEWER_WHY}>
             Rename
           </button>
-          <button type="button" class="icon" disabled={!canWrite} onClick={() => setPending({ kind: "duplicate", path: sel })}>
+          <button type="button" class="icon" disabled={!canWrite} title={canWrite ? undefined : VIEWER_WHY} onClick={() => setPending({ kind: "duplicate", path: sel })}>
             Duplicate
           </button>
           <button type="button" class="icon" onClick={() => download(sel)}>
@@ -266,7 +267,7 @@ export function FilesPane(props: Props) {
           <button type="button" class="icon" onClick={() => setPending({ kind: "history", path: sel })}>
             History
           </button>
-          <button type="button" class="icon danger" disabled={!canWrite} onClick={() => setPending({ kind: "delete", path: sel })} title="Delete (Del)">
+          <button type="button" class="icon danger" disabled={!canWrite} onClick={() => setPending({ kind: "delete", path: sel })} title={canWrite ? "Delete (Del)" : VIEWER_WHY}>
             Delete
           </button>
         </div>
