@@ -63,6 +63,14 @@ abline(h = 2)
 stop("boom")
 """
 
+LOOP_R = """\
+plot(1:3)
+for (i in 1:2) {
+  lines(1:3 + i / 10)
+}
+cat("after\\n")
+"""
+
 LONG = "total <- sum(" + ", ".join(str(i) for i in range(60)) + ")"
 LONG_R = f"{LONG}\ntotal\n"
 
@@ -103,6 +111,7 @@ async def session(shared_hub: HubProcess):
         "order.R": ORDER_R.encode(),
         "error.R": ERROR_R.encode(),
         "long.R": LONG_R.encode(),
+        "loop.R": LOOP_R.encode(),
     }
     wid = await new_workspace(shared_hub, token, files)
     async with HubClient(shared_hub.url, token) as c, c.attach(wid) as att:
@@ -110,11 +119,15 @@ async def session(shared_hub: HubProcess):
 
 
 def kinds(events: list[Any]) -> list[tuple[str, str]]:
-    """(stream text | "plot" | "error"), in arrival order."""
+    """(stream text | "plot" | "error"), in arrival order; adjacent stream events joined
+    (how text is cut into events depends on timing)."""
     out: list[tuple[str, str]] = []
     for e in events:
         if isinstance(e, P.StreamEvent):
-            out.append(("stream", e.text))
+            if out and out[-1][0] == "stream":
+                out[-1] = ("stream", out[-1][1] + e.text)
+            else:
+                out.append(("stream", e.text))
         elif isinstance(e, P.PlotEvent):
             out.append(("plot", ""))
         elif isinstance(e, P.ErrorEvent):
@@ -149,8 +162,9 @@ async def test_plot_arrives_where_it_was_drawn(session) -> None:
     done, events = await rec.run(path="order.R", mode="source")
     assert done.status == "ok", events
     items = kinds(events)
-    assert [k for k, _ in items] == ["stream", "stream", "plot", "stream"], items
-    assert items[1][1] == "[1] 1\n" and items[3][1] == "[1] 2\n"
+    assert [k for k, _ in items] == ["stream", "plot", "stream"], items
+    assert items[0][1] == "\n> print(1); plot(1:10); print(2)\n[1] 1\n"
+    assert items[2][1] == "[1] 2\n"
     [plot] = plots_of(events)
     assert (await c.plot_bytes(plot.url or ""))[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -162,6 +176,16 @@ async def test_plot_arrives_where_it_was_drawn(session) -> None:
     assert at > position(items, "stream", 'col = "red")')
     assert at < position(items, "stream", "> print(2)")
     assert position(items, "stream", "[1] 1\n") < at
+
+
+async def test_plot_finished_in_a_loop_is_one_plot(session) -> None:
+    rec, _ = session
+    done, events = await rec.run(path="loop.R", mode="source")
+    assert done.status == "ok", events
+    items = kinds(events)
+    assert [k for k, _ in items].count("plot") == 1, items
+    assert position(items, "stream", "+ }") < position(items, "plot")
+    assert position(items, "plot") < position(items, "stream", '> cat("after')
 
 
 async def test_plot_before_the_error_that_stops_the_file(session) -> None:

@@ -23,9 +23,11 @@
 # when a plot that does not build upon it starts, or when the request ends. So after each
 # expression the plot is handed over (`handle_output(TRUE)` of evaluate's running call, which
 # also sends pending text) and the kept plot is sent before the next expression is echoed,
-# unless that expression adds to the plot (a call to a low-level graphics function such as
-# `lines()` or `abline()`, or any call with `add = TRUE`): then the plot goes out after it,
-# finished. On an error the kept plot goes out before the error. If evaluate's or IRkernel's
+# unless that expression adds to the plot (it calls a low-level graphics function such as
+# `lines()` or `abline()`, also inside a loop or block, or passes `add = TRUE`): then the plot
+# goes out after it, finished. (A user function that draws on the plot is not recognised: the
+# plot is then shown before and after it.) On an error the kept plot goes out before the
+# error. If evaluate's or IRkernel's
 # internals are not as expected, plots come at the end of the request, as before.
 
 LOW_LEVEL_GRAPHICS <- c(
@@ -64,15 +66,28 @@ send_kept_plot <- function() {
     invisible(NULL)
 }
 
-# Does this top-level expression add to the current plot?
+# Does this top-level expression add to the current plot? It calls (anywhere, also in a loop
+# or a block, not in a function it defines) a low-level graphics function, or passes
+# `add = TRUE`.
 adds_to_plot <- function(expr) {
+    tryCatch(calls_low_level(expr), error = function(e) FALSE)
+}
+
+calls_low_level <- function(expr) {
     if (!is.call(expr)) return(FALSE)
     fun <- expr[[1L]]
-    if (is.call(fun) && length(fun) == 3L && identical(fun[[1L]], as.name("::")))
+    if (identical(fun, as.name("function"))) return(FALSE)
+    if (is.call(fun) && length(fun) == 3L &&
+        (identical(fun[[1L]], as.name("::")) || identical(fun[[1L]], as.name(":::"))))
         fun <- fun[[3L]]
     if (is.symbol(fun) && as.character(fun) %in% LOW_LEVEL_GRAPHICS) return(TRUE)
     args <- as.list(expr)[-1L]
-    !is.null(names(args)) && "add" %in% names(args) && isTRUE(args[["add"]])
+    if ("add" %in% names(args) && isTRUE(args[["add"]])) return(TRUE)
+    for (i in seq_along(args)) {
+        if (identical(args[[i]], quote(expr = ))) next
+        if (calls_low_level(args[[i]])) return(TRUE)
+    }
+    FALSE
 }
 
 source_echo <- function(file, envir = globalenv()) {
