@@ -70,6 +70,8 @@ export interface PaneContext {
   openDataView(req: DataViewRequest): void;
   /** show a workspace file (html, pdf, image, text) in the Viewer pane */
   openInViewer(path: string): void;
+  /** show the Plots pane with this plot (an id of the plot history) selected */
+  openPlot(plotId: string): void;
   /** a short message to the user (a toast / status line) */
   notify(message: string, kind?: "info" | "error"): void;
 }

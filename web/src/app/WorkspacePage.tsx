@@ -46,6 +46,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
   const [viewer, setViewer] = useState<{ path: string | null; n: number }>({ path: null, n: 0 });
   const [help, setHelp] = useState<HelpRequest | null>(null);
   const [dataView, setDataView] = useState<DataViewRequest | null>(null);
+  const [plotPick, setPlotPick] = useState<{ id: string; n: number } | null>(null);
   const [language, setLanguage] = useState<Language>(() => load<Language>(`lang.${workspaceId}`, "r"));
   const [sizes, setSizes] = useState<PaneSizes>(loadSizes);
   const [sharing, setSharing] = useState(false);
@@ -70,6 +71,10 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
       openInViewer: (path: string) => {
         setViewer((v) => ({ path, n: v.n + 1 }));
         showTool("viewer");
+      },
+      openPlot: (id: string) => {
+        setPlotPick((p) => ({ id, n: (p?.n ?? 0) + 1 }));
+        showTool("plots");
       },
     }),
     [],
@@ -279,7 +284,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
             onSelect={showTool}
             panels={{
               environment: <EnvironmentPane ctx={ctx} />,
-              plots: <PlotsPane ctx={ctx} />,
+              plots: <PlotsPane ctx={ctx} select={plotPick} />,
               viewer: <ViewerPane key={viewer.n} ctx={ctx} path={viewer.path} />,
               help: <HelpPane ctx={ctx} request={help} />,
               data: <DataViewerPane ctx={ctx} request={dataView} />,

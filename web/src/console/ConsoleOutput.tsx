@@ -1,18 +1,23 @@
 // The console's output, virtualised: a spacer as tall as all lines, and only the lines
 // near the visible area rendered into it. Follows the end while scrolled to the bottom.
+// An inline plot is a thumbnail that fits the visible area; clicking it shows the plot in
+// the Plots pane.
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { TID } from "../app/testids";
 import type { ConsoleController } from "./controller";
-import { layout, LINE_H, PLOT_H } from "./layout";
+import { layout, LINE_H, PLOT_FRAME, plotHeight } from "./layout";
 import type { Line } from "./model";
 
 const OVERSCAN_PX = 600;
 
-function LineView({ line }: { line: Line }) {
-  if (line.plot) {
+function LineView({ line, plotH, onPlot }: { line: Line; plotH: number; onPlot: (id: string) => void }) {
+  const plot = line.plot;
+  if (plot) {
     return (
-      <div class="console-line console-plot" data-testid={TID.consoleLine} data-stream="plot" data-line={line.n} style={{ height: `${PLOT_H}px` }}>
-        <img src={line.plot.url} alt={line.text} loading="lazy" style={{ maxHeight: `${PLOT_H - 12}px` }} />
+      <div class="console-line console-plot" data-testid={TID.consoleLine} data-stream="plot" data-line={line.n} style={{ height: `${plotH}px` }}>
+        <button type="button" class="console-plot-open" data-testid="console-plot" data-plot-id={plot.id} title="Show in the Plots pane" onClick={() => onPlot(plot.id)}>
+          <img src={plot.url} alt={line.text} loading="lazy" style={{ maxHeight: `${plotH - PLOT_FRAME}px` }} />
+        </button>
       </div>
     );
   }
@@ -66,7 +71,8 @@ export function ConsoleOutput({ controller }: { controller: ConsoleController })
     setViewport({ top: el.scrollTop, height: el.clientHeight });
   };
 
-  const lay = layout(model);
+  const plotH = plotHeight(viewport.height);
+  const lay = layout(model, plotH);
   const n = model.length;
   const first = n ? lay.lineAt(Math.max(0, viewport.top - OVERSCAN_PX)) : 0;
   const last = n ? lay.lineAt(viewport.top + viewport.height + OVERSCAN_PX) : -1;
@@ -88,7 +94,7 @@ export function ConsoleOutput({ controller }: { controller: ConsoleController })
       <div class="console-sizer" style={{ height: `${lay.total}px` }}>
         <div class="console-window" style={{ transform: `translateY(${n ? lay.offset(first) : 0}px)` }}>
           {shown.map((l) => (
-            <LineView key={l.n} line={l} />
+            <LineView key={l.n} line={l} plotH={plotH} onPlot={(id) => controller.openPlot(id)} />
           ))}
         </div>
       </div>

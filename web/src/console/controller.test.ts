@@ -6,7 +6,7 @@ import { ConsoleController, echo, resultText } from "./controller";
 function setup() {
   const { stream, sockets } = fakeStream();
   const client = new SessionClient(stream);
-  const hooks = { openHelp: vi.fn(), openInViewer: vi.fn(), notify: vi.fn() };
+  const hooks = { openHelp: vi.fn(), openInViewer: vi.fn(), openPlot: vi.fn(), notify: vi.fn() };
   const c = new ConsoleController(client, stream, hooks);
   stream.start();
   const sock = sockets[0];
@@ -112,5 +112,15 @@ describe("ConsoleController", () => {
     expect(echo("ls\npwd", "bash")).toBe("$ ls\n> pwd");
     expect(resultText({ "text/html": "<p>a <b>b</b></p><script>x()</script>" })).toBe("a b");
     expect(resultText({ "application/json": {} })).toBe("[application/json]");
+  });
+
+  it("keeps a plot's id with its line and opens it in the Plots pane", () => {
+    const { c, sock, hooks } = setup();
+    sock.event("S1", { type: "plot", request_id: "r", plot_id: "p9", mime: "image/png", url: "/api/workspaces/w/plots/p9" });
+    const line = c.model.line(c.model.length - 1);
+    expect(line.kind).toBe("plot");
+    expect(line.plot?.id).toBe("p9");
+    c.openPlot("p9");
+    expect(hooks.openPlot).toHaveBeenCalledWith("p9");
   });
 });

@@ -13,6 +13,7 @@ import { ConsoleModel } from "./model";
 export interface ConsoleHooks {
   openHelp(req: HelpRequest): void;
   openInViewer(path: string): void;
+  openPlot(plotId: string): void;
   notify(message: string, kind?: "info" | "error"): void;
 }
 
@@ -138,7 +139,7 @@ export class ConsoleController {
       }
       case "plot":
         if (typeof ev.url === "string") {
-          m.plot({ url: ev.url, mime: ev.mime ?? "image/png", width: ev.width, height: ev.height }, "Plot");
+          m.plot({ id: ev.plot_id, url: ev.url, mime: ev.mime ?? "image/png", width: ev.width, height: ev.height }, "Plot");
         }
         break;
       case "done":
@@ -197,6 +198,11 @@ export class ConsoleController {
       this.renders.delete(ev.request_id);
       if (ev.status !== "ok") this.hooks.notify(`Rendering ${rendered} failed; the console shows why.`, "error");
     }
+  }
+
+  /** Show this plot (an inline one was clicked) in the Plots pane. */
+  openPlot(plotId: string): void {
+    this.hooks.openPlot(plotId);
   }
 
   private openHelp(ev: HelpEvent): void {

@@ -4,6 +4,16 @@ import type { ConsoleModel } from "./model";
 
 export const LINE_H = 18;
 export const PLOT_H = 320;
+const PLOT_MIN_H = 96;
+/** the row's padding and the image's border: what a plot's image leaves of its row */
+export const PLOT_FRAME = 12;
+
+/** A plot's row height for an output area this tall: PLOT_H, less in a short console, so
+ * that a whole inline plot fits in the visible area with a line of text. */
+export function plotHeight(viewportHeight: number): number {
+  if (!(viewportHeight > 0)) return PLOT_H;
+  return Math.max(PLOT_MIN_H, Math.min(PLOT_H, Math.floor(viewportHeight) - LINE_H));
+}
 
 export interface Layout {
   total: number;
@@ -13,11 +23,11 @@ export interface Layout {
   lineAt(y: number): number;
 }
 
-export function layout(model: ConsoleModel): Layout {
+export function layout(model: ConsoleModel, plotH: number = PLOT_H): Layout {
   const n = model.length;
   const plots: number[] = [];
   for (let i = 0; i < n; i++) if (model.line(i).kind === "plot") plots.push(i);
-  const extra = PLOT_H - LINE_H;
+  const extra = plotH - LINE_H;
   /** plots before line i */
   const before = (i: number): number => {
     let lo = 0;

@@ -60,7 +60,7 @@ describe("ConsoleModel", () => {
     const m = new ConsoleModel();
     m.write("stdout", "partial");
     m.block("result", "[1] 1 2\n[4] 4");
-    m.plot({ url: "/p/1", mime: "image/png" }, "plot 1");
+    m.plot({ id: "1", url: "/p/1", mime: "image/png" }, "plot 1");
     m.write("stdout", "after\n");
     expect(texts(m)).toEqual(["stdout:partial", "result:[1] 1 2", "result:[4] 4", "plot:plot 1", "stdout:after"]);
     expect(m.line(3).plot?.url).toBe("/p/1");

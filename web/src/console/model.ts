@@ -7,6 +7,8 @@
 export type LineKind = "stdout" | "stderr" | "error" | "result" | "echo" | "info" | "plot";
 
 export interface PlotRef {
+  /** the plot's id in the workspace's plot history */
+  id: string;
   url: string;
   mime: string;
   width?: number | null;

@@ -121,4 +121,26 @@ describe("PlotsPane", () => {
     await flush();
     expect(img().dataset.rendered).toBe("true");
   });
+
+  it("shows the plot picked in the console, also before the history is loaded", async () => {
+    const { ctx } = fakeCtx((c: Call) => {
+      if (c.method === "GET" && c.path === "/api/workspaces/w1/plots") return list;
+      if (c.method === "BLOB") return new Blob(["png"]);
+    });
+    await mount(<PlotsPane ctx={ctx} select={{ id: "p1", n: 1 }} />, root);
+    await flush();
+    expect(root.textContent).toContain("1 of 2");
+    await mount(<PlotsPane ctx={ctx} select={{ id: "p2", n: 2 }} />, root);
+    await flush();
+    expect(root.textContent).toContain("2 of 2");
+    await click(root, '[data-testid="plot-prev"]');
+    // the same plot clicked again
+    await mount(<PlotsPane ctx={ctx} select={{ id: "p2", n: 3 }} />, root);
+    await flush();
+    expect(root.textContent).toContain("2 of 2");
+    // a plot no longer in the history changes nothing
+    await mount(<PlotsPane ctx={ctx} select={{ id: "gone", n: 4 }} />, root);
+    await flush();
+    expect(root.textContent).toContain("2 of 2");
+  });
 });

@@ -18,6 +18,7 @@ import {
   type PlotsState,
   removePlot,
   renderSize,
+  select as selectPlot,
   setRenderable,
   tryRender,
 } from "./plotState";
@@ -44,7 +45,14 @@ class RenderCache {
   }
 }
 
-export function PlotsPane({ ctx }: { ctx: PaneContext }) {
+/** A plot to show (an inline plot clicked in the console); ``n`` tells repeated clicks on
+ * the same plot apart. */
+export interface PlotPick {
+  id: string;
+  n: number;
+}
+
+export function PlotsPane({ ctx, select }: { ctx: PaneContext; select?: PlotPick | null }) {
   const [state, setStateRaw] = useState<PlotsState>(EMPTY_PLOTS);
   const stateRef = useRef(state);
   const setState = (f: (s: PlotsState) => PlotsState) => {
@@ -54,6 +62,7 @@ export function PlotsPane({ ctx }: { ctx: PaneContext }) {
   const [error, setError] = useState<string | null>(null);
   const loaded = useRef(false);
   const pending = useRef<PlotEventLike[]>([]);
+  const wanted = useRef<string | null>(null); // a picked plot the history does not hold yet
   const plotRequest = useRef(new Map<string, string>()); // plot id → the request that drew it
   const areaRef = useRef<HTMLDivElement>(null);
   const size = useElementSize(areaRef, 200);
@@ -78,6 +87,8 @@ export function PlotsPane({ ctx }: { ctx: PaneContext }) {
         let s = fromList(Array.isArray(list) ? list : [], stateRef.current);
         for (const ev of pending.current) s = addPlot(s, ev);
         pending.current = [];
+        if (wanted.current !== null) s = selectPlot(s, wanted.current);
+        wanted.current = null;
         setState(() => s);
       },
       (e: unknown) => {
@@ -115,6 +126,12 @@ export function PlotsPane({ ctx }: { ctx: PaneContext }) {
       setRunning(new Set());
     }
   });
+
+  useEffect(() => {
+    if (!select) return;
+    if (loaded.current && stateRef.current.plots.some((p) => p.id === select.id)) setState((s) => selectPlot(s, select.id));
+    else wanted.current = select.id;
+  }, [select?.id, select?.n]);
 
   const renderKey = cur && rs ? `${cur.id}|${rs.width}|${rs.height}|${rs.res}` : null;
   useEffect(() => {

@@ -87,6 +87,12 @@ export function setRenderable(state: PlotsState, id: string, renderable: boolean
   return { ...state, plots };
 }
 
+/** Show the plot with this id; unchanged when the history does not hold it. */
+export function select(state: PlotsState, id: string): PlotsState {
+  const i = state.plots.findIndex((p) => p.id === id);
+  return i < 0 || i === state.index ? state : { ...state, index: i };
+}
+
 export function go(state: PlotsState, index: number): PlotsState {
   if (state.plots.length === 0) return state;
   return { ...state, index: Math.min(state.plots.length - 1, Math.max(0, index)) };

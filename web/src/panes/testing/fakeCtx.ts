@@ -68,6 +68,7 @@ export function fakeCtx(handler: Handler, over: Partial<PaneContext> = {}) {
     openHelp: vi.fn(),
     openDataView: vi.fn(),
     openInViewer: vi.fn(),
+    openPlot: vi.fn(),
     notify: vi.fn(),
     ...over,
   };
