@@ -135,6 +135,19 @@ def test_admin_resets_a_password_and_sees_a_users_sessions(
     second = admin.post("/api/users/erin/login-link").json()["login_link"]
     err(httpx.get(first), 401, "invalid_login_link")
     browser_login(shared_hub, second).close()
+    # The operator's way (rsparkhub login-link) is the same reset.
+    # (The CLI does not know the test hub's port: only the link's path is used.)
+    third = (
+        shared_hub.url + "/login/" + shared_hub.cli("login-link", "erin").strip().rsplit("/", 1)[1]
+    )
+    err(
+        httpx.post(
+            f"{shared_hub.url}/api/login", json={"name": "erin", "password": "quiet-river-stone"}
+        ),
+        401,
+        "login_failed",
+    )
+    assert browser_login(shared_hub, third).get("/api/me").json()["has_password"] is False
 
     me = admin.get("/api/me").json()["name"]
     err(admin.post(f"/api/users/{me}/login-link"), 400, "cannot_reset_self")

@@ -162,9 +162,10 @@ def serve(
 
 @app.command("login-link")
 def login_link(name: str, data_dir: Path = DataDir, config: Path = ConfigOpt) -> None:
-    """Print a new one-time login URL for a user (e.g. a lost admin password)."""
+    """Print a new one-time login URL for a user (e.g. a lost admin password): their
+    password is forgotten and their browsers logged out; the link asks for a new one."""
     from rsparkhub.hub.db.models import User
-    from rsparkhub.hub.users import one_time_link
+    from rsparkhub.hub.users import reset_password
 
     settings = _settings(data_dir, config)
 
@@ -172,7 +173,7 @@ def login_link(name: str, data_dir: Path = DataDir, config: Path = ConfigOpt) ->
         user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
         if user is None:
             _fail(f"no user named '{name}'")
-        return await one_time_link(db, user, settings.base_url)
+        return await reset_password(db, user, settings.base_url)
 
     typer.echo(_with_db(settings, go))
 
