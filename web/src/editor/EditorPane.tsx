@@ -80,7 +80,7 @@ export function EditorPane(props: Props) {
       doc.markSaved(content, r.version);
       return true;
     } catch (e) {
-      if (e instanceof ApiError && e.code === "version_conflict") {
+      if (e instanceof ApiError && (e.code === "version_conflict" || e.code === "file_exists")) {
         let theirs: TextFile = { path: doc.path, version: 0, content: "" };
         try {
           theirs = await api.get<TextFile>(textUrl(doc.path));

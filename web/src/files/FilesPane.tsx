@@ -8,6 +8,7 @@ import { VIEWER_WHY } from "../app/model";
 import { errorMessage } from "../app/notify";
 import type { Api } from "../contract";
 import { encodePath } from "../core/api";
+import { type Limits, uploadProblem } from "./limits";
 import { baseName, buildTree, extension, folderOf, isSource, type FileInfo } from "../core/files";
 import { changedFiles } from "../core/messages";
 import { load, save } from "../core/storage";
@@ -156,8 +157,20 @@ export function FilesPane(props: Props) {
 
   const upload = async (list: FileList | File[], folder: string) => {
     if (!canWrite || !list.length) return;
+    const files = Array.from(list);
+    try {
+      // Checked before anything is sent: a 2 GB drop is refused at once, in MB.
+      const problem = uploadProblem(files, await api.get<Limits>(`${base}/limits`));
+      if (problem) {
+        notify(problem, "error");
+        return;
+      }
+    } catch (e) {
+      notify(`Upload failed: ${errorMessage(e)}`, "error");
+      return;
+    }
     const form = new FormData();
-    for (const f of Array.from(list)) form.append("files", f, f.name);
+    for (const f of files) form.append("files", f, f.name);
     try {
       const saved = await api.post<FileInfo[]>(`${base}/upload`, form, { folder });
       notify(`Uploaded ${saved.length} file${saved.length === 1 ? "" : "s"}${folder ? ` to ${folder}/` : ""}.`);
@@ -282,7 +295,8 @@ export function FilesPane(props: Props) {
           onClose={() => setPending(null)}
           onSubmit={(path) =>
             act(
-              () => api.put(`${base}/text/${encodePath(path)}`, { content: "", base_version: 0 }),
+              // The path in the body: in a URL, '../x' or 'a//b' would be resolved away.
+              () => api.post(`${base}/new`, { path, content: "" }),
               () => {
                 setSelected(path);
                 open(path);
