@@ -54,7 +54,7 @@ describe("HelpPane", () => {
     const form = root.querySelector("form")!;
     form.dispatchEvent(new Event("submit", { cancelable: true }));
     await flush();
-    expect(calls.at(-1)).toMatchObject({ path: "/api/workspaces/w1/help/search", query: { q: "mean", limit: 50 } });
+    expect(calls.at(-1)).toMatchObject({ path: "/api/workspaces/w1/help/search", query: { q: "mean", limit: 100 } });
     const results = root.querySelectorAll('[data-testid="help-search-result"]');
     expect(results).toHaveLength(2);
     expect(results[1]!.textContent).toContain("Python");

@@ -131,7 +131,7 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
       withBusyRetry(() =>
         ctx.api.get<{ results: SearchResult[] }>(wsPath(ctx, "help", "search"), {
           q: entry.query,
-          limit: 50,
+          limit: 100,
           language: entry.language ?? undefined,
         }),
       ).then((r) => done({ state: "results", entry, results: Array.isArray(r.results) ? r.results : [] }), fail);
@@ -348,6 +348,8 @@ export function HelpPane({ ctx, request }: { ctx: PaneContext; request?: HelpReq
               ref={pageRef}
               class="rp-help-html"
               data-testid="help-page"
+              // focusable, so that Ctrl+F reaches the pane after a click in the page
+              tabIndex={0}
               onClick={onPageClick}
               // sanitized by the hub (nh3 allow-list): no scripts, styles, handlers, frames
               dangerouslySetInnerHTML={{ __html: view.page.html }}
