@@ -299,7 +299,9 @@ class HubClient:
         language: P.Language = "r",
         package: str | None = None,
     ) -> dict[str, Any]:
-        """``{"topic", "package", "title", "html"}`` (sanitized HTML)."""
+        """``{"kind": "page", "topic", "package", "title", "html"}`` (sanitized HTML), or
+        ``{"kind": "choices", "topic", "matches": [{"topic", "package", "page", "title", "url"}]}``
+        when an R topic names pages in several packages and no package is given."""
         params = {"topic": topic, "language": language}
         if package:
             params["package"] = package
