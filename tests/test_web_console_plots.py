@@ -96,8 +96,11 @@ def test_inline_plots_in_order_whole_and_open_in_the_plots_pane(
         thumb = thumbs.nth(i)
         thumb.scroll_into_view_if_needed()
         img = thumb.locator("img")
+        expect(img).to_have_js_property("complete", True, timeout=T_RUN)
         page.wait_for_function(
-            "img => img.complete && img.naturalWidth > 0", arg=img.element_handle()
+            "i => document.querySelectorAll('[data-testid=console-plot] img')[i]?.naturalWidth > 0",
+            arg=i,
+            timeout=T_RUN,
         )
         box = img.bounding_box()
         area = out.bounding_box()
