@@ -72,7 +72,8 @@ def test_r_source_mode_matches_source_echo(
     script = tmp_path / "fit.R"
     script.write_text(R_SCRIPT)
     expected = subprocess.run(
-        ["Rscript", "-e", 'source("fit.R", echo = TRUE)'],
+        # What an interactive R prints: the file's own lines (keep.source = TRUE).
+        ["Rscript", "-e", 'options(keep.source = TRUE); source("fit.R", echo = TRUE)'],
         capture_output=True,
         text=True,
         cwd=tmp_path,
