@@ -23,7 +23,7 @@ import pytest
 
 from rsparkhub.client import HubClient
 from rsparkhub.config import Settings
-from rsparkhub.hub.spark import build_spark
+from rsparkhub.hub.spark import SessionOwner, build_spark
 from rsparkhub.hub.spark_embedded_process import spark_home
 from rsparkhub.hub.supervised import free_port, port_open
 
@@ -194,7 +194,7 @@ async def test_describe_never_shows_url_parameters(tmp_path: Path) -> None:
     assert f"sc://127.0.0.1:{port}" in doctor["detail"] and doctor["ok"] is False  # down
     assert mine["state"] == "down" and mine["remote"] == f"sc://127.0.0.1:{port}/;user_id=alice"
     # sessions do get the whole URL (they need the token), with their own ids after it
-    env = await spark.session_env("alice", "hub-session-1")
+    env = await spark.session_env(SessionOwner("hub-session-1", "alice"))
     assert env["SPARK_REMOTE"].startswith(
         f"sc://127.0.0.1:{port}/;token=s3cret-token;use_ssl=false;user_id=alice;session_id="
     )

@@ -51,6 +51,7 @@ from rsparkhub.hub.postgres import postgres_traverses_data_dir
 from rsparkhub.hub.quotas import mb
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.sessions import Clients, FileFanout, Registry, Sessions
+from rsparkhub.hub.sessions.lifecycle import spark_owner
 from rsparkhub.hub.spark import SparkHub, build_spark
 from rsparkhub.hub.spawners.base import Spawner
 from rsparkhub.hub.spawners.local import LocalSpawner
@@ -130,9 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Adopted sessions keep their SPARK_REMOTE: their users' Spark servers (embedded)
         # come back when they use them.
         for live in hub.sessions.current_sessions():
-            hub.spark.register(
-                live.id, live.owner_name, user_id=live.owner_id, workspace_id=live.workspace_id
-            )
+            hub.spark.register(spark_owner(live))
         try:
             yield
         finally:

@@ -76,6 +76,16 @@ class SparkUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class SessionOwner:
+    """A hub session as Spark sees it: its id, its owner (name and id) and workspace."""
+
+    hub_session_id: str
+    user: str
+    user_id: str | None = None
+    workspace_id: str | None = None
+
+
+@dataclass(frozen=True)
 class SparkHub:
     """What the Spark service uses of the hub: the database and blobs (does a workspace use
     Spark), the sandboxes and users' identities (the embedded servers), and the sessions'
@@ -174,36 +184,16 @@ class SparkService(ABC):
 
     # ------------------------------------------------------------------ sessions
     @abstractmethod
-    async def session_env(
-        self,
-        user: str,
-        hub_session_id: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> dict[str, str]:
+    async def session_env(self, s: SessionOwner) -> dict[str, str]:
         """SPARK_REMOTE for a new session, or {} (and a warning) when Spark is off or
         unavailable. Never raises for Spark's sake: a session starts without it."""
 
-    def register(
-        self,
-        hub_session_id: str,
-        user: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> None:
+    def register(self, s: SessionOwner) -> None:
         """A live session adopted at hub start (its SPARK_REMOTE is kept)."""
         return None  # nothing to do unless the mode overrides it
 
     async def session_started(
-        self,
-        user: str,
-        hub_session_id: str,
-        spawner_state: Mapping[str, Any],
-        *,
-        workspace_id: str | None = None,
-        announce: Announce | None = None,
+        self, s: SessionOwner, spawner_state: Mapping[str, Any], announce: Announce | None = None
     ) -> None:
         """A session runs (just started, or adopted after a hub restart). Never raises;
         ``announce`` tells the session's clients what they should know."""
@@ -274,14 +264,7 @@ class OffSpark(SparkService):
     def enabled(self) -> bool:
         return False
 
-    async def session_env(
-        self,
-        user: str,
-        hub_session_id: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> dict[str, str]:
+    async def session_env(self, s: SessionOwner) -> dict[str, str]:
         return {}
 
     async def state(self) -> str:

@@ -72,6 +72,7 @@ from rsparkhub.hub.sessions.live import session_dir
 from rsparkhub.hub.spark import (
     Announce,
     Description,
+    SessionOwner,
     SparkHub,
     SparkService,
     SparkUnavailable,
@@ -201,50 +202,37 @@ class EmbeddedSpark(SparkService):
         sid = self.spark_session_id(hub_session_id)
         return f"sc://127.0.0.1:{port}/;user_id={quote(user, safe='')};session_id={sid}"
 
-    async def session_env(
-        self,
-        user: str,
-        hub_session_id: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> dict[str, str]:
+    async def session_env(self, s: SessionOwner) -> dict[str, str]:
         """SPARK_REMOTE for a new session of ``user``, pointing at the user's own server
         (at once: the server starts in the background when the workspace uses Spark, or at
         the session's first Spark call), or {} and a warning when Spark cannot run here."""
-        if user_id is None:
-            log.warning("session %s without Spark: no user id", hub_session_id)
+        if s.user_id is None:
+            log.warning("session %s without Spark: no user id", s.hub_session_id)
             return {}
         try:
             spark_home()
             await asyncio.to_thread(self._secret_bytes)
-            srv = await self._server(user_id, user)
+            srv = await self._server(s.user_id, s.user)
         except (SparkUnavailable, OSError) as exc:
             return await self._without_spark(exc)
-        self._attach(srv, hub_session_id, workspace_id)
-        return {"SPARK_REMOTE": self.remote(user, hub_session_id, srv.port)}
+        self._attach(srv, s.hub_session_id, s.workspace_id)
+        return {"SPARK_REMOTE": self.remote(s.user, s.hub_session_id, srv.port)}
 
-    def register(
-        self,
-        hub_session_id: str,
-        user: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> None:
+    def register(self, s: SessionOwner) -> None:
         """A live session adopted at hub start (its SPARK_REMOTE names its user's port)."""
+        user_id = s.user_id
         if user_id is None:
             return
 
         async def go() -> None:
             try:
-                srv = await self._server(user_id, user)
+                srv = await self._server(user_id, s.user)
             except (SparkUnavailable, OSError) as exc:
                 log.warning("spark: %s", exc)
                 return
-            self._attach(srv, hub_session_id, workspace_id)
+            self._attach(srv, s.hub_session_id, s.workspace_id)
 
-        self._spawn_task(go(), f"spark-register-{hub_session_id}")
+        self._spawn_task(go(), f"spark-register-{s.hub_session_id}")
 
     def _attach(self, srv: UserServer, hub_session_id: str, workspace_id: str | None) -> None:
         srv.sessions.add(hub_session_id)
@@ -268,25 +256,19 @@ class EmbeddedSpark(SparkService):
             self._start(srv)
 
     async def session_started(
-        self,
-        user: str,
-        hub_session_id: str,
-        spawner_state: Mapping[str, Any],
-        *,
-        workspace_id: str | None = None,
-        announce: Announce | None = None,
+        self, s: SessionOwner, spawner_state: Mapping[str, Any], announce: Announce | None = None
     ) -> None:
         """The session runs (or was adopted): its working directory becomes visible to its
         user's server, at the same path."""
-        live = self._hub.sessions.get(hub_session_id)
+        live = self._hub.sessions.get(s.hub_session_id)
         user_id = live.owner_id if live is not None else None
         if user_id is not None and self._files_root() is not None:
-            work = session_dir(self.settings.data_dir, hub_session_id) / "work"
+            work = session_dir(self.settings.data_dir, s.hub_session_id) / "work"
             try:
-                await asyncio.to_thread(files.expose, user_id, hub_session_id, work)
+                await asyncio.to_thread(files.expose, user_id, s.hub_session_id, work)
             except (OSError, subprocess.CalledProcessError) as exc:
                 log.warning("spark: session %s's files are not visible to Spark: %s",
-                            hub_session_id, exc)  # fmt: skip
+                            s.hub_session_id, exc)  # fmt: skip
 
     async def session_ended(self, hub_session_id: str) -> None:
         await super().session_ended(hub_session_id)

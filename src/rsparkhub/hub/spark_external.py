@@ -13,7 +13,7 @@ import logging
 from urllib.parse import quote, urlsplit
 
 from rsparkhub.config import Settings
-from rsparkhub.hub.spark import Description, SparkHub, SparkService
+from rsparkhub.hub.spark import Description, SessionOwner, SparkHub, SparkService
 from rsparkhub.hub.supervised import port_open
 
 log = logging.getLogger("rsparkhub.spark")
@@ -45,18 +45,11 @@ class ExternalSpark(SparkService):
         sep = "" if ";" in base else "/"
         return f"{base}{sep};user_id={quote(user, safe='')};session_id={sid}"
 
-    async def session_env(
-        self,
-        user: str,
-        hub_session_id: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> dict[str, str]:
+    async def session_env(self, s: SessionOwner) -> dict[str, str]:
         problem = await self._session_ids_ready()
         if problem is not None:
             return await self._without_spark(problem)
-        return {"SPARK_REMOTE": self.remote(user, hub_session_id)}
+        return {"SPARK_REMOTE": self.remote(s.user, s.hub_session_id)}
 
     async def state(self) -> str:
         """running when the server's port answers, else down."""

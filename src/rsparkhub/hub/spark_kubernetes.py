@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from rsparkhub.config import Settings
 from rsparkhub.hub import spark_k8s as sk
-from rsparkhub.hub.spark import Announce, Description, SparkHub, SparkService
+from rsparkhub.hub.spark import Announce, Description, SessionOwner, SparkHub, SparkService
 
 log = logging.getLogger("rsparkhub.spark")
 
@@ -68,29 +68,16 @@ class KubernetesSpark(SparkService):
         return self._k8s_cfg
 
     # ------------------------------------------------------------------ sessions
-    async def session_env(
-        self,
-        user: str,
-        hub_session_id: str,
-        *,
-        user_id: str | None = None,
-        workspace_id: str | None = None,
-    ) -> dict[str, str]:
+    async def session_env(self, s: SessionOwner) -> dict[str, str]:
         """The session's own driver (created by session_started), by its Service name."""
         problem = await self._session_ids_ready()
         if problem is not None:
             return await self._without_spark(problem)
-        sid = self.spark_session_id(hub_session_id)
-        return {"SPARK_REMOTE": sk.remote_url(self._k8s(), user, hub_session_id, sid)}
+        sid = self.spark_session_id(s.hub_session_id)
+        return {"SPARK_REMOTE": sk.remote_url(self._k8s(), s.user, s.hub_session_id, sid)}
 
     async def session_started(
-        self,
-        user: str,
-        hub_session_id: str,
-        spawner_state: Mapping[str, Any],
-        *,
-        workspace_id: str | None = None,
-        announce: Announce | None = None,
+        self, s: SessionOwner, spawner_state: Mapping[str, Any], announce: Announce | None = None
     ) -> None:
         """Create the session's driver pod, Service and NetworkPolicy, owned by the session
         pod (``spawner_state`` ``pod`` and ``uid``) so that Kubernetes deletes them with
@@ -98,6 +85,7 @@ class KubernetesSpark(SparkService):
         an existing driver is kept. Never raises: a failure is logged, told to the
         session's clients through ``announce`` and shown by ``GET /api/spark``; the session
         runs on without Spark."""
+        hub_session_id, user, workspace_id = s.hub_session_id, s.user, s.workspace_id
         drv = self._drivers.get(hub_session_id)
         if drv is None:
             drv = _Driver(user=user, order=next(self._driver_order))

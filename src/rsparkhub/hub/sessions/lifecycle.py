@@ -29,7 +29,7 @@ from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sessions.clients import Clients
 from rsparkhub.hub.sessions.live import GONE, LiveSession, Registry, loopback_ports, session_dir
 from rsparkhub.hub.sessions.recorder import Recorder
-from rsparkhub.hub.spark import SparkService
+from rsparkhub.hub.spark import SessionOwner, SparkService
 from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError, profiles_for
 from rsparkhub.hub.supervised import log_tail
 from rsparkhub.hub.userdb import UserDatabases
@@ -107,14 +107,7 @@ class Lifecycle:
                     log.info("adopting session %s of workspace %s", row.id, row.workspace_id)
                     self.registry.add(live)
                     # its Spark driver (spark = 'kubernetes') is kept, or made again if gone
-                    self._spawn(
-                        self.spark.session_started(
-                            live.owner_name,
-                            live.id,
-                            live.spawner_state,
-                            workspace_id=live.workspace_id,
-                        )
-                    )
+                    self._spawn(self.spark.session_started(spark_owner(live), live.spawner_state))
                     live.monitor = self._spawn(self._monitor(live))
                 else:
                     self.registry.add(live, current=False)
@@ -236,9 +229,7 @@ class Lifecycle:
         # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
         database = await self.userdb.session_database(owner_id)
         # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
-        spark_env = await self.spark.session_env(
-            owner_name, sid, user_id=owner_id, workspace_id=workspace_id
-        )
+        spark_env = await self.spark.session_env(spark_owner(live))
         env = {**database.env, **spark_env}
         identity = await self.identities.for_user(owner_id)
         spec = SessionSpec(
@@ -285,9 +276,7 @@ class Lifecycle:
             await self._announce(live, message)
 
         # spark = 'kubernetes': the session's Spark driver, owned by its pod (never raises)
-        await self.spark.session_started(
-            owner_name, sid, live.spawner_state, workspace_id=workspace_id, announce=announce
-        )
+        await self.spark.session_started(spark_owner(live), live.spawner_state, announce)
         live.monitor = self._spawn(self._monitor(live))
         self._spawn(self._start_deadline(live))
         log.info("started session %s for workspace %s", sid, workspace_id)
@@ -440,6 +429,10 @@ async def spark_missing(spark: SparkService, env: dict[str, str]) -> str | None:
         "see the details with `rsparkhub doctor` or in the hub's log; the next session "
         "tries again."
     )
+
+
+def spark_owner(live: LiveSession) -> SessionOwner:
+    return SessionOwner(live.id, live.owner_name, live.owner_id, live.workspace_id)
 
 
 def connect_host(host: str) -> str:
