@@ -491,3 +491,18 @@ def test_local_references() -> None:
         "report_files/figure-html/a.png",
         "file:///etc/passwd",
     ]
+
+
+def test_the_render_log_leaves_out_pandocs_command_line() -> None:
+    """rmarkdown (quiet = FALSE) echoes the pandoc call; the render log sent to clients
+    leaves it out and keeps knitr's progress and the result line."""
+    from rsparkhub.agent.renders import is_pandoc_echo
+
+    assert is_pandoc_echo(
+        "/usr/bin/pandoc +RTS -K512m -RTS report.knit.md --to html4 --from markdown+autolink"
+    )
+    assert is_pandoc_echo('"C:/RStudio/bin/pandoc.exe" +RTS -K512m -RTS r.knit.md')
+    assert is_pandoc_echo("pandoc report.utf8.md --to html4 --output report.html")
+    for kept in ("processing file: pandoc.Rmd", "output file: report.knit.md",
+                 "Output created: report.html", "Error: pandoc document conversion failed"):  # fmt: skip
+        assert not is_pandoc_echo(kept), kept

@@ -64,6 +64,11 @@ export interface PaneContext {
   canWrite: boolean;
   /** languages the session offers (from the session info), e.g. ["r", "python", "bash"] */
   languages: Language[];
+  /** the console's language (the Environment pane follows it unless pinned) */
+  consoleLanguage: Language;
+  /** the session's state as the shell knows it (the console's indicator): starting,
+   * running, stopping, stopped, dead, unknown */
+  sessionState: string;
   /** show the Help pane with this topic or search */
   openHelp(req: HelpRequest): void;
   /** show the Data viewer with this table */

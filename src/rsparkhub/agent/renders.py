@@ -3,7 +3,8 @@
 ``Renderer`` renders a document by default in a clean separate process (``documents.render``,
 concurrently with the console: ``start_clean``), or, ``in_session``, R Markdown in the R
 kernel's global environment (queued with executions by ``execution.Executor``). The log goes
-out as stderr, the result as a workspace file (sent before the ``document`` event, so
+out as stderr (without pandoc's command line, which rmarkdown echoes with ``quiet = FALSE``:
+clients show a render's log as ordinary text, and the command is noise there), the result as a workspace file (sent before the ``document`` event, so
 ``files_changed`` comes first), then ``done``. The document machinery itself lives in
 ``documents``; this module only runs it for a request and reports.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +32,14 @@ from rsparkhub.agent.workdir import PathOutsideWorkdir
 
 OnLog = Callable[[str], None]
 Fail = Callable[[str, str, str, float], None]
+
+# rmarkdown's echo of the pandoc call: "/usr/bin/pandoc +RTS -K512m -RTS x.knit.md --to …"
+_PANDOC_ECHO = re.compile(r'^\s*"?\S*pandoc(\.exe)?"?\s+(\+RTS\b|\S+\.(knit\.)?md\b)')
+
+
+def is_pandoc_echo(line: str) -> bool:
+    """Whether a render log line is rmarkdown's echo of the pandoc command it runs."""
+    return _PANDOC_ECHO.match(line) is not None
 
 
 class Renderer:
@@ -75,6 +85,8 @@ class Renderer:
 
     async def render(self, req: P.RenderRequest, started: float) -> None:
         def on_log(line: str) -> None:
+            if is_pandoc_echo(line):
+                return
             self.emit(P.StreamEvent(request_id=req.id, name="stderr", text=line + "\n"))
 
         try:

@@ -1,17 +1,20 @@
 // The workspace view (#/ws/<id>): Files | Editor over Console | tools (Environment, Plots,
 // Viewer, Help, Data), resizable; the session stream shared by all of them. The top bar
 // has the Spark UI link, the session's profile (and picker), connection and presence.
+// F1 / Ctrl+Shift+P open the command palette (workspaceCommands.ts).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Api, DataViewRequest, HelpRequest, Language, PaneContext } from "../contract";
 import { ConsolePane } from "../console/ConsolePane";
 import { ConsoleController } from "../console/controller";
 import { Emitter } from "../core/emitter";
 import { load, save } from "../core/storage";
-import { WorkspaceSession } from "../core/workspace";
+import { LANGUAGE_LABEL, WorkspaceSession } from "../core/workspace";
 import { EditorPane, type EditorCommand } from "../editor/EditorPane";
+import { CommandPalette } from "./CommandPalette";
+import { ConfirmDialog } from "./Dialog";
 import { FilesPane } from "../files/FilesPane";
 import { DataViewerPane, EnvironmentPane, HelpPane, PlotsPane, ViewerPane } from "../panes/index";
-import { ConnectionIndicator, Presence } from "./indicators";
+import { ConnectionIndicator, othersAttached, Presence } from "./indicators";
 import { clampSizes, LIMITS, loadSizes, saveSizes, type PaneSizes } from "./layout";
 import { VIEWER_WHY, type Me, type Member, type Workspace } from "./model";
 import { errorMessage, notify } from "./notify";
@@ -22,20 +25,13 @@ import { Splitter } from "./Splitter";
 import { TID, type ToolTab } from "./testids";
 import { ThemeToggle } from "./theme";
 import { ToolTabs } from "./ToolTabs";
+import { useWorkspaceKeys, workspaceCommands } from "./workspaceCommands";
 
 interface Props {
   api: Api;
   me: Me;
   workspaceId: string;
 }
-
-/** Ctrl+1 … Ctrl+4: where the focus goes (the first of the selectors that exists) */
-const FOCUS_TARGETS = [
-  ["[data-testid=files-pane] [role=treeitem][tabindex='0']", "[data-testid=files-pane] button"],
-  ["[data-testid=editor] .editor-view:not([hidden]) .cm-content", "[data-testid=editor]"],
-  ["[data-testid=console] .console-input .cm-content"],
-  [".tool-tabs [role=tab][aria-selected=true]"],
-];
 
 export function WorkspacePage({ api, me, workspaceId }: Props) {
   const [info, setInfo] = useState<Workspace | null>(null);
@@ -51,6 +47,8 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
   const [sizes, setSizes] = useState<PaneSizes>(loadSizes);
   const [sharing, setSharing] = useState(false);
   const [members, setMembers] = useState<Member[]>([]);
+  const [palette, setPalette] = useState(false);
+  const [confirmRestart, setConfirmRestart] = useState(false);
   const centre = useRef<HTMLDivElement>(null);
   const commands = useMemo(() => new Emitter<[EditorCommand]>(), []);
 
@@ -83,8 +81,18 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
 
   const canWrite = info?.role === "owner" || info?.role === "editor";
   const ctx: PaneContext = useMemo(
-    () => ({ workspaceId, api, events: ws.stream, canWrite, languages: view.languages, notify, ...openers }),
-    [ws, canWrite, view.languages],
+    () => ({
+      workspaceId,
+      api,
+      events: ws.stream,
+      canWrite,
+      languages: view.languages,
+      consoleLanguage: language,
+      sessionState: view.state,
+      notify,
+      ...openers,
+    }),
+    [ws, canWrite, view.languages, language, view.state],
   );
 
   useEffect(() => {
@@ -127,19 +135,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
     if (!view.languages.includes(language) && view.languages.length) setLanguage(view.languages[0]);
   }, [view.languages]);
 
-  useEffect(() => {
-    const onKey = (e: KeyboardEvent) => {
-      if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey) return;
-      const n = Number(e.key);
-      if (!(n >= 1 && n <= FOCUS_TARGETS.length)) return;
-      const el = FOCUS_TARGETS[n - 1].map((sel) => document.querySelector<HTMLElement>(sel)).find(Boolean);
-      if (!el) return;
-      e.preventDefault();
-      el.focus();
-    };
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, []);
+  useWorkspaceKeys(() => setPalette(true));
 
   const resize = (part: Partial<PaneSizes>) =>
     setSizes((s) => {
@@ -162,6 +158,8 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
   }
   if (!info) return <p class="loading">Loading…</p>;
   const owners = members.filter((m) => m.role === "owner" && m.user !== me.name).map((m) => m.user);
+  const others = othersAttached(view.users, me.name);
+  const restart = () => (others.length ? setConfirmRestart(true) : controller.restart(language));
 
   return (
     <div class="ws-page">
@@ -201,6 +199,34 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
           cannot run code or save. {owners.length ? `Ask ${owners.join(" or ")} to make you an editor.` : "Ask an owner to make you an editor."}
         </p>
       )}
+      {palette && (
+        <CommandPalette
+          onClose={() => setPalette(false)}
+          commands={workspaceCommands({
+            canWrite,
+            language,
+            editor: (action) => commands.emit({ type: "action", action }),
+            interrupt: () => controller.interrupt(),
+            restart,
+            clearConsole: () => controller.clear(),
+            showTool,
+            openPalette: () => setPalette(true),
+          })}
+        />
+      )}
+      {confirmRestart && (
+        <ConfirmDialog
+          testid={TID.restartConfirm}
+          title={`Restart ${LANGUAGE_LABEL[language]}?`}
+          message={`${others.join(", ")} ${others.length > 1 ? "are" : "is"} also attached to this workspace. Restarting ${LANGUAGE_LABEL[language]} loses its variables and loaded packages for everyone (files are kept).`}
+          confirmLabel={`Restart ${LANGUAGE_LABEL[language]}`}
+          onClose={() => setConfirmRestart(false)}
+          onConfirm={() => {
+            setConfirmRestart(false);
+            controller.restart(language);
+          }}
+        />
+      )}
       {sharing && (
         <ShareDialog
           api={api}
@@ -223,6 +249,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
             stream={ws.stream}
             canWrite={canWrite}
             openSource={(path) => commands.emit({ type: "open", path })}
+            sourceFile={(path) => commands.emit({ type: "source", path })}
             openInViewer={openers.openInViewer}
             onRenamed={(from, to) => commands.emit({ type: "renamed", from, to })}
             notify={notify}
@@ -266,6 +293,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
               view={view}
               language={language}
               onLanguage={chooseLanguage}
+              onRestart={restart}
               canWrite={canWrite}
             />
           </section>

@@ -79,6 +79,11 @@ function hue(name: string): number {
   return h;
 }
 
+/** Who else is attached (a restart of a kernel loses their variables too). */
+export function othersAttached(users: string[], me: string): string[] {
+  return users.filter((u) => u !== me);
+}
+
 export function Presence({ users, me }: { users: string[]; me: string }) {
   const label = users.length ? `Here now: ${users.join(", ")}` : "Nobody attached";
   return (

@@ -51,7 +51,11 @@
 //                                data-stream=stdout|stderr|error|result|echo|info|plot and
 //                                data-line=<line number in the whole transcript, from 0>
 //   console-language             the language select (r / python / bash)
-//   interrupt-button, restart-button
+//   interrupt-button, restart-button  (restart's text names the console's language)
+//   restart-confirm              the dialog asking before a restart when others are attached
+//   command-palette              the command palette / shortcut sheet (F1, Ctrl+Shift+P)
+//   command-filter               its search field
+//   command-item                 one command, data-command=<id> (e.g. editor.source)
 //   session-status               data-state=starting|running|stopping|stopped|dead|unknown
 //   connection-status            data-state=connecting|open|reconnecting|closed
 //   presence                     the users attached; one [data-user=<name>] per user
@@ -122,6 +126,10 @@ export const TID = {
   consoleLanguage: "console-language",
   interruptButton: "interrupt-button",
   restartButton: "restart-button",
+  restartConfirm: "restart-confirm",
+  commandPalette: "command-palette",
+  commandFilter: "command-filter",
+  commandItem: "command-item",
   sessionStatus: "session-status",
   connectionStatus: "connection-status",
   presence: "presence",

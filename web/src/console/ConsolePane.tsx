@@ -16,6 +16,8 @@ interface Props {
   view: SessionView;
   language: Language;
   onLanguage(l: Language): void;
+  /** restart the console language's kernel (the page asks first when others are attached) */
+  onRestart(): void;
   canWrite: boolean;
 }
 
@@ -35,7 +37,7 @@ function useDropped(controller: ConsoleController): number {
   return dropped;
 }
 
-export function ConsolePane({ workspaceId, client, controller, view, language, onLanguage, canWrite }: Props) {
+export function ConsolePane({ workspaceId, client, controller, view, language, onLanguage, onRestart, canWrite }: Props) {
   const dropped = useDropped(controller);
   const saveTranscript = () => download(`console-${workspaceId.slice(0, 8)}.txt`, controller.model.transcript());
   return (
@@ -61,10 +63,10 @@ export function ConsolePane({ workspaceId, client, controller, view, language, o
           class="icon"
           data-testid={TID.restartButton}
           disabled={!canWrite}
-          onClick={() => controller.restart(language)}
-          title={`Restart the ${LANGUAGE_LABEL[language]} kernel`}
+          onClick={onRestart}
+          title={`Restart the ${LANGUAGE_LABEL[language]} kernel: its variables are lost for everyone in the workspace`}
         >
-          ↻ Restart
+          ↻ Restart {LANGUAGE_LABEL[language]}
         </button>
         <button type="button" class="icon" onClick={() => controller.clear()} title="Clear the output (Ctrl+L)">
           Clear

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { SessionClient } from "../core/session";
 import { fakeStream } from "../core/testing";
-import { ConsoleController, echo, resultText } from "./controller";
+import { ConsoleController, echo, isServiceNotice, resultText } from "./controller";
 
 function setup() {
   const { stream, sockets } = fakeStream();
@@ -122,5 +122,43 @@ describe("ConsoleController", () => {
     expect(line.plot?.id).toBe("p9");
     c.openPlot("p9");
     expect(hooks.openPlot).toHaveBeenCalledWith("p9");
+  });
+
+  it("says when a restarted kernel is ready again (also when someone else restarted it)", () => {
+    const { c, sock, lines } = setup();
+    c.restart("r");
+    sock.event("S1", { type: "status", language: "r", state: "restarting" });
+    sock.event("S1", { type: "status", language: "r", state: "idle" });
+    sock.event("S1", { type: "status", language: "r", state: "busy" });
+    sock.event("S1", { type: "status", language: "r", state: "idle" });
+    sock.event("S1", { type: "status", language: "python", state: "restarting" });
+    sock.event("S1", { type: "status", language: "python", state: "idle" });
+    expect(lines()).toEqual(["info:Restarting R…", "info:R is ready again.", "info:Restarting Python…", "info:Python is ready again."]);
+  });
+
+  it("keeps the notices of services a session goes without, once per session", () => {
+    const { sock, lines } = setup();
+    const db = "No PostgreSQL database in this session (PGHOST, PGUSER … are not set): initdb missing. An administrator …";
+    const spark = "No Spark in this session (SPARK_REMOTE is not set): Spark is not available on this hub. …";
+    for (const message of ["starting a session (local spawner)", db, spark, db, "the session is ready"]) {
+      sock.receive({ type: "session_state", session_id: "S1", state: "starting", message });
+    }
+    expect(lines()).toEqual([`info:${db}`, `info:${spark}`]);
+    expect(isServiceNotice("No Spark driver of 'bob' is running right now")).toBe(false);
+  });
+
+  it("shows a render's log as plain text, its failure as an error", () => {
+    const { sock, lines } = setup();
+    sock.event("S1", { type: "input", request_id: "rr", user: "bob", mode: "render", path: "report.Rmd" });
+    sock.event("S1", { type: "stream", request_id: "rr", name: "stderr", text: "processing file: report.Rmd\n" });
+    sock.event("S1", { type: "error", request_id: "rr", ename: "RenderError", evalue: "boom", traceback: [] });
+    sock.event("S1", { type: "done", request_id: "rr", status: "error" });
+    sock.event("S1", { type: "stream", request_id: "other", name: "stderr", text: "warning\n" });
+    expect(lines()).toEqual([
+      "info:Rendering report.Rmd… (bob)",
+      "stdout:processing file: report.Rmd",
+      "error:RenderError: boom",
+      "stderr:warning",
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 // The console's side of the session: turns stream events into output lines, echoes and
 // sends what the user runs (saying so when it cannot be sent), follows renders, and passes
-// help requests on.
+// help requests on. It also says when a restarted kernel is ready again, keeps the hub's
+// notices of services a session starts without, and shows a render's log as plain text.
 import type { AnyEvent, HelpRequest, Language } from "../contract";
 import { Emitter } from "../core/emitter";
 import type { DoneEvent, HelpEvent, InputEvent } from "../generated/protocol";
@@ -22,6 +23,12 @@ const PROMPTS: Record<Language, [string, string]> = {
   python: [">>> ", "... "],
   bash: ["$ ", "> "],
 };
+
+/** A start message of the hub (session_state) that stays in the console: a service the
+ * session goes without (hub/userdb.py, hub/sessions/lifecycle.py spark_missing). */
+export function isServiceNotice(message: string | null | undefined): message is string {
+  return typeof message === "string" && /^No (PostgreSQL database|Spark) in this session\b/.test(message);
+}
 
 /** Code as a console shows it typed: a prompt on the first line, continuation after. */
 export function echo(code: string, language: Language): string {
@@ -52,6 +59,13 @@ export class ConsoleController {
   /** the model changed (throttle rendering on the receiving side) */
   readonly changed = new Emitter<[]>();
   private readonly renders = new Map<string, string>();
+  /** requests whose stream is a render's log (anyone's: from their `input` events) */
+  private readonly renderLogs = new Set<string>();
+  /** languages restarting: their next `idle` says the kernel is ready again */
+  private readonly restarting = new Set<Language>();
+  private readonly restartOf = new Map<string, Language>();
+  /** service notices shown, per session (a reconnect does not repeat them) */
+  private readonly notices = new Set<string>();
   private sessions = 0;
 
   constructor(
@@ -63,6 +77,12 @@ export class ConsoleController {
     stream.onMessage((msg, newSession) => {
       if (msg.type === "welcome" && newSession) {
         if (this.sessions++ > 0) this.info("— a new session started —");
+      } else if (msg.type === "session_state" && isServiceNotice(msg.message)) {
+        const key = `${msg.session_id}\n${msg.message}`;
+        if (!this.notices.has(key)) {
+          this.notices.add(key);
+          this.info(msg.message);
+        }
       } else if (msg.type === "protocol_error" && (!msg.request_id || session.isMine(msg.request_id))) {
         this.model.block("error", msg.message);
         this.changed.emit();
@@ -91,7 +111,13 @@ export class ConsoleController {
   }
 
   restart(language: Language): void {
-    if (this.send({ type: "restart", language }) !== null) this.info(`Restarting ${LANGUAGE_LABEL[language]}…`);
+    const id = this.send({ type: "restart", language });
+    if (id === null) return;
+    this.restartOf.set(id, language);
+    if (!this.restarting.has(language)) {
+      this.restarting.add(language);
+      this.info(`Restarting ${LANGUAGE_LABEL[language]}…`);
+    }
   }
 
   clear(): void {
@@ -125,7 +151,8 @@ export class ConsoleController {
         this.onInput(ev);
         break;
       case "stream":
-        m.write(ev.name, ev.text);
+        // a render's log is ordinary text; its failure comes as an `error` event
+        m.write(ev.request_id && this.renderLogs.has(ev.request_id) ? "stdout" : ev.name, ev.text);
         break;
       case "result": {
         const text = resultText(ev.data);
@@ -151,9 +178,7 @@ export class ConsoleController {
         }
         break;
       case "status":
-        if (ev.state === "dead") {
-          m.block("error", `The ${LANGUAGE_LABEL[ev.language]} kernel died${ev.message ? `: ${ev.message}` : "."}`);
-        }
+        this.onStatus(ev.language, ev.state, ev.message);
         break;
       case "document":
         m.block("info", `Rendered ${ev.path} → ${ev.output}`);
@@ -176,7 +201,21 @@ export class ConsoleController {
     this.changed.emit();
   }
 
+  private onStatus(language: Language, state: string, message?: string | null): void {
+    const label = LANGUAGE_LABEL[language];
+    if (state === "dead") {
+      this.restarting.delete(language);
+      this.model.block("error", `The ${label} kernel died${message ? `: ${message}` : "."}`);
+    } else if (state === "restarting" && !this.restarting.has(language)) {
+      this.restarting.add(language); // someone else restarted it
+      this.model.block("info", `Restarting ${label}…`);
+    } else if (state === "idle" && this.restarting.delete(language)) {
+      this.model.block("info", `${label} is ready again.`);
+    }
+  }
+
   private onInput(ev: InputEvent): void {
+    if (ev.mode === "render") this.renderLogs.add(ev.request_id);
     const by = this.session.isMine(ev.request_id) ? "" : ` (${ev.user || "someone"})`;
     const language = ev.language ?? "r";
     if (ev.mode === "console" && typeof ev.code === "string") {
@@ -193,6 +232,12 @@ export class ConsoleController {
     else if (ev.status === "failed" || (ev.status === "error" && ev.message)) {
       this.model.block("error", ev.message ?? ev.error_code ?? "The request failed.");
     }
+    this.renderLogs.delete(ev.request_id);
+    if (ev.status !== "ok") {
+      const lang = this.restartOf.get(ev.request_id);
+      if (lang) this.restarting.delete(lang);
+    }
+    this.restartOf.delete(ev.request_id);
     const rendered = this.renders.get(ev.request_id);
     if (rendered !== undefined) {
       this.renders.delete(ev.request_id);

@@ -22,7 +22,16 @@ import { EditorTabs, tabId } from "./EditorTabs";
 import { OpenDoc } from "./OpenDoc";
 import { runTarget } from "./runLine";
 
-export type EditorCommand = { type: "open"; path: string } | { type: "renamed"; from: string; to: string };
+/** What the active file's keys do, also from the command palette. */
+export type EditorAction = "save" | "runLine" | "runFile" | "source" | "find";
+
+export type EditorCommand =
+  | { type: "open"; path: string }
+  | { type: "renamed"; from: string; to: string }
+  /** on the active file */
+  | { type: "action"; action: EditorAction }
+  /** Source a file (from the Files pane: saved first when it is open with edits) */
+  | { type: "source"; path: string };
 
 interface Props {
   api: Api;
@@ -125,6 +134,30 @@ export function EditorPane(props: Props) {
     if (await saveDoc(doc)) latest.current.controller.render(doc.path);
   };
 
+  const act = (action: EditorAction) => {
+    const doc = activeRef.current ? find(activeRef.current) : undefined;
+    if (!doc) {
+      notify("Open a file first.");
+      return;
+    }
+    if (action === "save") void saveDoc(doc);
+    else if (action === "runLine") runLine(doc);
+    else if (action === "source") void runFile(doc, "source");
+    else if (action === "runFile") void (isDocument(doc.path) ? render(doc) : runFile(doc, "run"));
+    else {
+      doc.view.focus();
+      openSearchPanel(doc.view);
+    }
+  };
+
+  const sourcePath = (path: string) => {
+    if (!latest.current.canWrite) return;
+    const doc = find(path);
+    if (doc) void runFile(doc, "source");
+    else if (scriptLanguage(path)) latest.current.controller.runFile(path, "source");
+    else notify(`Only R, Python and shell scripts can be sourced.`);
+  };
+
   const openDoc = async (path: string, activate = true): Promise<void> => {
     const known = find(path);
     if (known) {
@@ -187,6 +220,8 @@ export function EditorPane(props: Props) {
     })();
     const offCommands = props.commands.on((cmd) => {
       if (cmd.type === "open") void openDoc(cmd.path);
+      else if (cmd.type === "action") act(cmd.action);
+      else if (cmd.type === "source") sourcePath(cmd.path);
       else {
         const doc = find(cmd.from);
         if (!doc) return;
@@ -231,16 +266,19 @@ export function EditorPane(props: Props) {
     save(`tabs.${workspaceId}`, { paths: docs.current.map((d) => d.path), active });
   }, [paths, active]);
 
-  // warn before leaving with unsaved edits; Ctrl/Cmd+S outside the editor saves too
+  // warn before leaving with unsaved edits; Ctrl/Cmd+S (save) and Ctrl/Cmd+Shift+S
+  // (source) outside the editor act on the active file too (the Files pane sources the
+  // file its focus is on itself)
   useEffect(() => {
     const onUnload = (e: BeforeUnloadEvent) => {
       if (docs.current.some((d) => d.dirty)) e.preventDefault();
     };
     const onKey = (e: KeyboardEvent) => {
-      if (e.defaultPrevented || !(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey || e.key.toLowerCase() !== "s") return;
+      if (e.defaultPrevented || !(e.ctrlKey || e.metaKey) || e.altKey || e.key.toLowerCase() !== "s") return;
       e.preventDefault();
       const doc = activeRef.current ? find(activeRef.current) : undefined;
-      if (doc) void saveDoc(doc);
+      if (doc && e.shiftKey) void runFile(doc, "source");
+      else if (doc) void saveDoc(doc);
     };
     window.addEventListener("beforeunload", onUnload);
     window.addEventListener("keydown", onKey);

@@ -22,6 +22,8 @@ interface Props {
   stream: SessionStream;
   canWrite: boolean;
   openSource(path: string): void;
+  /** Source a file (Ctrl/Cmd+Shift+S on it in the tree) */
+  sourceFile(path: string): void;
   openInViewer(path: string): void;
   onRenamed(from: string, to: string): void;
   notify(message: string, kind?: "info" | "error"): void;
@@ -108,6 +110,11 @@ export function FilesPane(props: Props) {
     body.current?.querySelector<HTMLElement>(`[data-key="${CSS.escape(key)}"]`)?.focus();
 
   const onKey = (e: KeyboardEvent, r: Row, rows: Row[]) => {
+    if (r.kind === "file" && (e.ctrlKey || e.metaKey) && e.shiftKey && !e.altKey && e.key.toLowerCase() === "s") {
+      e.preventDefault(); // the file the focus is on, not the editor's
+      props.sourceFile(r.file.path);
+      return;
+    }
     const i = rows.indexOf(r);
     const move = (j: number) => {
       const target = rows[Math.max(0, Math.min(rows.length - 1, j))];

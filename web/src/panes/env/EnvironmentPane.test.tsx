@@ -88,13 +88,59 @@ describe("EnvironmentPane", () => {
     expect(root.textContent).not.toContain("busy");
   });
 
-  it("shows no session", async () => {
-    const { ctx } = fakeCtx(() => {
-      throw apiError(409, "session_not_running");
-    });
+  it("shows no session only when the session is not starting or running, and asks again when it runs", async () => {
+    let running = false;
+    const { ctx, calls } = fakeCtx(
+      () => {
+        if (!running) throw apiError(409, "session_not_running");
+        return { version: 1, variables: [v("x")] };
+      },
+      { sessionState: "stopped" },
+    );
     await mount(<EnvironmentPane ctx={ctx} />, root);
     await flush();
     expect(root.textContent).toContain("no session");
+    await mount(<EnvironmentPane ctx={{ ...ctx, sessionState: "starting" }} />, root);
+    await flush();
+    expect(root.textContent).not.toContain("no session");
+    expect(root.textContent).toContain("waiting for the session");
+    running = true;
+    await mount(<EnvironmentPane ctx={{ ...ctx, sessionState: "running" }} />, root);
+    await flush();
+    expect(calls.length).toBe(2);
+    expect(names()).toEqual(["x"]);
+  });
+
+  it("follows the console's language until a language is pinned", async () => {
+    const { ctx, calls } = fakeCtx(() => ({ version: 1, variables: [] }));
+    await mount(<EnvironmentPane ctx={ctx} />, root);
+    await flush();
+    expect(calls.at(-1)!.query).toMatchObject({ language: "r" });
+    await mount(<EnvironmentPane ctx={{ ...ctx, consoleLanguage: "python" }} />, root);
+    await flush();
+    expect(calls.at(-1)!.query).toMatchObject({ language: "python" });
+    const pin = root.querySelector('[data-testid="env-pin"]')!;
+    expect(pin.getAttribute("aria-pressed")).toBe("false");
+    await click(root, '[data-testid="env-pin"]');
+    expect(pin.getAttribute("aria-pressed")).toBe("true");
+    await mount(<EnvironmentPane ctx={{ ...ctx, consoleLanguage: "bash" }} />, root);
+    await flush();
+    expect(calls.at(-1)!.query).toMatchObject({ language: "python" });
+    await click(root, '[data-testid="env-pin"]'); // follow again
+    await flush();
+    expect(calls.at(-1)!.query).toMatchObject({ language: "bash" });
+    await setValue(root, '[data-testid="env-language"]', "r"); // choosing one pins it
+    await mount(<EnvironmentPane ctx={{ ...ctx, consoleLanguage: "python" }} />, root);
+    await flush();
+    expect(calls.at(-1)!.query).toMatchObject({ language: "r" });
+    expect(root.querySelector('[data-testid="env-row"]')).toBeNull();
+  });
+
+  it("gives the whole name in the name cell's tooltip", async () => {
+    const { ctx } = fakeCtx(() => ({ version: 1, variables: [v("puromycin_model_fit")] }));
+    await mount(<EnvironmentPane ctx={ctx} />, root);
+    await flush();
+    expect(root.querySelector('[data-name="puromycin_model_fit"] td')!.getAttribute("title")).toBe("puromycin_model_fit");
   });
 
   it("switches language, expands children with paging, deletes and clears", async () => {

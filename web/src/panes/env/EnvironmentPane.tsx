@@ -1,10 +1,11 @@
-// The Environment pane: one language's variables, updated by pushed `env` events.
+// The Environment pane: one language's variables, updated by pushed `env` events. It shows
+// the console's language unless the user pins one (choosing a language pins it).
 import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import type { Language, PaneContext } from "../../contract";
 import { errorInfo, withBusyRetry, wsPath } from "../common/api";
 import { formatBytes, formatShape } from "../common/format";
-import { appendChildren, pathKey, pruneExpanded, type ChildPage } from "./envState";
+import { appendChildren, envLanguage, envNotice, pathKey, pruneExpanded, type ChildPage } from "./envState";
 import type { ChildrenAnswer, VarSummary } from "./types";
 import { useEnvListing } from "./useEnvListing";
 
@@ -18,15 +19,12 @@ interface NodeState extends ChildPage {
 
 export function EnvironmentPane({ ctx }: { ctx: PaneContext }) {
   const languages = ctx.languages.length > 0 ? ctx.languages : (["r"] as Language[]);
-  const [language, setLanguage] = useState<Language>(languages[0]!);
+  const [pinned, setPinned] = useState<Language | null>(null);
+  const language = envLanguage(pinned, ctx.consoleLanguage, languages);
   const [hidden, setHidden] = useState(false);
   const env = useEnvListing(ctx, language, hidden);
   const [expanded, setExpanded] = useState<Set<string>>(new Set());
   const [nodes, setNodes] = useState<Map<string, NodeState>>(new Map());
-
-  useEffect(() => {
-    if (!languages.includes(language)) setLanguage(languages[0]!);
-  }, [languages.join(",")]);
 
   // variables that changed lose their expanded children
   useEffect(() => {
@@ -108,6 +106,7 @@ export function EnvironmentPane({ ctx }: { ctx: PaneContext }) {
     if (v.tabular && (language === "r" || language === "python")) ctx.openDataView({ language, name: v.name });
   };
 
+  const notice = envNotice(env.status, ctx.sessionState, env.message);
   const rows: JSX.Element[] = [];
   const addRows = (vars: VarSummary[], parent: (string | number)[] | null, depth: number) => {
     for (const v of vars) {
@@ -157,7 +156,7 @@ export function EnvironmentPane({ ctx }: { ctx: PaneContext }) {
           <select
             data-testid="env-language"
             value={language}
-            onChange={(e) => setLanguage((e.currentTarget as HTMLSelectElement).value as Language)}
+            onChange={(e) => setPinned((e.currentTarget as HTMLSelectElement).value as Language)}
           >
             {languages.map((l) => (
               <option key={l} value={l}>
@@ -166,6 +165,21 @@ export function EnvironmentPane({ ctx }: { ctx: PaneContext }) {
             ))}
           </select>
         </label>
+        <button
+          type="button"
+          class={`rp-btn rp-pin${pinned ? " rp-pinned" : ""}`}
+          data-testid="env-pin"
+          aria-pressed={pinned !== null}
+          onClick={() => setPinned(pinned ? null : language)}
+          title={
+            pinned
+              ? `Pinned to ${LANG_LABEL[language]}: click to follow the console's language`
+              : `Follows the console's language: click to keep showing ${LANG_LABEL[language]}`
+          }
+        >
+          <span aria-hidden="true">📌</span>
+          <span class="rp-sr">{pinned ? `Pinned to ${LANG_LABEL[language]}` : "Follow the console's language"}</span>
+        </button>
         <label class="rp-check">
           <input type="checkbox" checked={hidden} onChange={(e) => setHidden((e.currentTarget as HTMLInputElement).checked)} />
           show hidden
@@ -187,9 +201,9 @@ export function EnvironmentPane({ ctx }: { ctx: PaneContext }) {
           </button>
         )}
       </div>
-      {env.status !== "ready" && env.status !== "loading" && (
-        <div class={`rp-status ${env.status === "error" ? "rp-error" : ""}`} role="status">
-          {env.message}
+      {notice && (
+        <div class={`rp-status ${notice.error ? "rp-error" : ""}`} role="status" data-testid="env-status">
+          {notice.text}
         </div>
       )}
       <div class="rp-scroll">
@@ -243,7 +257,7 @@ function VarRow({ v, depth, top, open, canWrite, viewable, onToggle, onDelete, o
       onClick={clickable ? onOpen : undefined}
       title={clickable ? `Open ${v.name} in the data viewer` : undefined}
     >
-      <td class="rp-env-name" style={{ paddingLeft: `${depth * 14 + 4}px` }}>
+      <td class="rp-env-name" style={{ paddingLeft: `${depth * 14 + 4}px` }} title={v.name}>
         {v.has_children ? (
           <button
             type="button"
@@ -261,9 +275,7 @@ function VarRow({ v, depth, top, open, canWrite, viewable, onToggle, onDelete, o
         ) : (
           <span class="rp-expand-gap" />
         )}
-        <span class="rp-mono" title={`${v.name}: ${v.type}`}>
-          {v.name}
-        </span>
+        <span class="rp-mono">{v.name}</span>
       </td>
       <td class="rp-muted" title={v.kind}>
         {v.type}

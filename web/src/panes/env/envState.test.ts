@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
   appendChildren,
+  envLanguage,
+  envNotice,
   applyEnvEvent,
   applyEnvEvents,
   listingFromAnswer,
@@ -89,5 +91,24 @@ describe("envState", () => {
     expect(p2.total).toBe(3);
     // a first page again replaces what was there
     expect(appendChildren(p2, { total: 1, offset: 0, children: [v("a")] }).children).toHaveLength(1);
+  });
+});
+
+describe("envLanguage and envNotice", () => {
+  it("shows the pinned language, else the console's, else the first offered", () => {
+    expect(envLanguage(null, "python", ["r", "python"])).toBe("python");
+    expect(envLanguage("r", "python", ["r", "python"])).toBe("r");
+    expect(envLanguage("bash", "python", ["r", "python"])).toBe("python");
+    expect(envLanguage(null, "bash", ["r", "python"])).toBe("r");
+  });
+
+  it("says 'no session' only when the session is not starting or running", () => {
+    expect(envNotice("ready", "running", "")).toBeNull();
+    expect(envNotice("loading", "unknown", "")).toBeNull();
+    expect(envNotice("no_session", "stopped", "no session")?.text).toMatch(/^no session/);
+    expect(envNotice("no_session", "running", "no session")?.text).toBe("waiting for the session…");
+    expect(envNotice("no_session", "starting", "no session")?.text).toBe("waiting for the session…");
+    expect(envNotice("error", "running", "boom")).toEqual({ text: "boom", error: true });
+    expect(envNotice("busy", "running", "busy — updates when it finishes")?.error).toBe(false);
   });
 });

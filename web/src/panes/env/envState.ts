@@ -102,3 +102,23 @@ export function appendChildren(prev: ChildPage | undefined, page: { total: numbe
   const have = prev && page.offset > 0 ? prev.children.slice(0, page.offset) : [];
   return { total: page.total, children: [...have, ...page.children] };
 }
+
+/** The language the pane shows: the pinned one, else the console's (while the session
+ * offers it), else the session's first. */
+export function envLanguage<L extends string>(pinned: L | null, consoleLanguage: L, languages: readonly L[]): L {
+  if (pinned !== null && languages.includes(pinned)) return pinned;
+  if (languages.includes(consoleLanguage)) return consoleLanguage;
+  return languages[0] ?? consoleLanguage;
+}
+
+/** The line above the table for a listing's status, given the session's state as the
+ * console shows it: "no session" only when the session is not starting or running (the
+ * listing may have been asked just before it ran; it is asked again when it does). */
+export function envNotice(status: string, sessionState: string, message: string): { text: string; error: boolean } | null {
+  if (status === "ready" || status === "loading") return null;
+  if (status === "no_session") {
+    const gone = sessionState === "stopped" || sessionState === "dead" || sessionState === "stopping";
+    return { text: gone ? "no session — it starts with the next run" : "waiting for the session…", error: false };
+  }
+  return { text: message, error: status === "error" };
+}

@@ -21,6 +21,7 @@ export interface EnvListingState {
 }
 
 export function useEnvListing(ctx: PaneContext, language: Language, hidden: boolean): EnvListingState {
+  const sessionState = ctx.sessionState;
   const [listing, setListing] = useState<Listing>(EMPTY_LISTING);
   const [status, setStatus] = useState<EnvStatus>("loading");
   const [message, setMessage] = useState("");
@@ -95,6 +96,13 @@ export function useEnvListing(ctx: PaneContext, language: Language, hidden: bool
       gen.current++;
     };
   }, [load]);
+
+  // The shell saw the session run (the console says Ready): a listing that found no
+  // session, or is waiting for one, asks again.
+  useEffect(() => {
+    const s = statusRef.current;
+    if (sessionState === "running" && s !== "ready" && s !== "loading") load();
+  }, [sessionState]);
 
   useEvents(ctx.events, (ev: AnyEvent) => {
     const s = statusRef.current;

@@ -65,6 +65,8 @@ export function fakeCtx(handler: Handler, over: Partial<PaneContext> = {}) {
     events: bus,
     canWrite: true,
     languages: ["r", "python", "bash"],
+    consoleLanguage: "r",
+    sessionState: "running",
     openHelp: vi.fn(),
     openDataView: vi.fn(),
     openInViewer: vi.fn(),
