@@ -18,8 +18,10 @@ from contextlib import contextmanager
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from browser import chromium, offline_context
+import ide
+from browser import chromium
 from conftest import PASSWORD, HubProcess
+from ide import log_in
 
 VIEWPORT = {"width": 1280, "height": 800}
 T_UI = 15_000
@@ -39,23 +41,8 @@ def browser() -> Iterator[Browser]:
 
 @contextmanager
 def page_of(browser: Browser) -> Iterator[Page]:
-    """A page in a browser context of its own (its own cookies), offline-guarded, failing
-    the test on an uncaught script error."""
-    errors: list[str] = []
-    with offline_context(browser, viewport=VIEWPORT) as ctx:
-        ctx.set_default_timeout(T_UI)
-        page = ctx.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with ide.page_of(browser, VIEWPORT) as page:
         yield page
-    assert not errors, errors
-
-
-def log_in(page: Page, hub: HubProcess, name: str, password: str = PASSWORD) -> None:
-    page.goto(hub.url + "/")
-    page.get_by_test_id("login-name").fill(name)
-    page.get_by_test_id("login-password").fill(password)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("home")).to_be_visible()
 
 
 def choose_password(page: Page, password: str) -> None:

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_web_ide import (
+
+from conftest import HubProcess
+from ide import (
     CHROMIUM_ARGS,
     T_RUN,
     console_idle,
@@ -23,8 +25,6 @@ from test_web_ide import (
     open_ws,
     upload,
 )
-
-from conftest import HubProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("R") is None, reason="R is not installed")
 

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_web_ide import (
+
+from conftest import HubProcess
+from ide import (
     CHROMIUM_ARGS,
     console_run,
     ensure_workspace,
@@ -20,8 +22,6 @@ from test_web_ide import (
     open_ws,
     shot,
 )
-
-from conftest import HubProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("R") is None, reason="R is not installed")
 

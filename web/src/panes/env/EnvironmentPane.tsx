@@ -177,8 +177,7 @@ export function EnvironmentPane({ ctx }: { ctx: PaneContext }) {
               : `Follows the console's language: click to keep showing ${LANG_LABEL[language]}`
           }
         >
-          <span aria-hidden="true">📌</span>
-          <span class="rp-sr">{pinned ? `Pinned to ${LANG_LABEL[language]}` : "Follow the console's language"}</span>
+          {pinned ? "Pinned" : "Pin"}
         </button>
         <label class="rp-check">
           <input type="checkbox" checked={hidden} onChange={(e) => setHidden((e.currentTarget as HTMLInputElement).checked)} />
