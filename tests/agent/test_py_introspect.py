@@ -1084,3 +1084,88 @@ def test_spark_connect_retries_capped_at_two_seconds_in_kernels() -> None:
         assert (backoff, retries) == (2000, 300), when
         assert 590 <= total_s <= 610, total_s  # about the 10 minutes pyspark guarantees
         assert out[1] == "7"  # explicit arguments still win
+
+
+def _view_index(
+    ns: dict[str, Any], name: str, limit: int = 1000, **query: Any
+) -> tuple[int, list[int]]:
+    vid = ok("view_open", {"name": name}, ns)["view_id"]
+    res = ok("view_rows", {"view_id": vid, "offset": 0, "limit": limit, **query}, ns)
+    return res["total"], [int(x) for x in res["row_labels"]]
+
+
+def test_multi_column_sort_is_pandas_stable_sort_with_missing_last() -> None:
+    """The LSD sort (small-integer keys radix-sorted) gives exactly pandas' stable sort, NA
+    last in both directions, on factors, integers with NA, floats with ties and NaN, text
+    and dates."""
+    rng = np.random.default_rng(7)
+    n = 900
+    df = pd.DataFrame(
+        {
+            "g": pd.Categorical.from_codes(rng.integers(-1, 4, n), ["d", "a", "c", "b"]),
+            "k": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+            "x": np.where(rng.random(n) < 0.1, np.nan, np.round(rng.random(n), 1)),
+            "s": np.array(["b", "a", None, "c"], dtype=object)[rng.integers(0, 4, n)],
+            "d": np.datetime64("2020-01-01") + rng.integers(0, 9, n).astype("timedelta64[D]"),
+            "big": rng.integers(-(10**12), 10**12, n),
+        }
+    )
+    df.loc[rng.integers(0, n, 50), "k"] = pd.NA
+    ns = {"df": df}
+    for spec in (
+        [("g", False), ("x", True)],
+        [("g", True), ("k", False), ("x", False)],
+        [("k", True), ("s", False)],
+        [("s", True), ("d", True), ("big", False)],
+        [("x", False)],
+        [("big", True)],
+    ):
+        sort = [{"column": c, "descending": d} for c, d in spec]
+        _, got = _view_index(ns, "df", sort=sort)
+        key_frame = pd.DataFrame(index=df.index)
+        for c, _d in spec:  # NA last in both directions, stable: sort by (is_na, value) keys
+            col = df[c]
+            key_frame[c + "_na"] = col.isna()
+            if isinstance(col.dtype, pd.CategoricalDtype):  # pandas' order: the categories'
+                col = col.cat.codes
+            key_frame[c] = col
+        want = key_frame.sort_values(
+            [k for c, _ in spec for k in (c + "_na", c)],
+            ascending=[a for _, d in spec for a in (True, not d)],
+            kind="stable",
+            na_position="last",
+        ).index.tolist()
+        assert got == want[:1000], spec
+
+
+def test_search_numbers_through_the_engine_matches_python_repr() -> None:
+    """Above the engine threshold numbers are formatted by polars; the rows found are exactly
+    those whose Python repr (what a cell shows) contains the text, including tiny, huge,
+    non-finite and float32 values."""
+    from rsparkhub.agent.pykernel_table import ENGINE_MIN_ROWS
+
+    rng = np.random.default_rng(3)
+    n = ENGINE_MIN_ROWS + 5_000
+    special = np.array(
+        [1e-5, -2.5e-7, 1e16, 1e22, np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-4, 5e-324]
+    )
+    x = np.concatenate([rng.random(n - len(special)) * 1e-3, special])
+    df = pd.DataFrame(
+        {
+            "x": x,
+            "i": rng.integers(-50_000, 50_000, n),
+            "f32": rng.random(n).astype(np.float32),
+        }
+    )
+    ns = {"df": df}
+    for needle in ("e-0", "1e-", "inf", "00042", "-4", "e+", "7.5"):
+        expect = [
+            i
+            for i, (a, b, c) in enumerate(
+                zip(df["x"].tolist(), df["i"].tolist(), df["f32"].tolist(), strict=True)
+            )
+            if (a == a and needle in repr(a)) or needle in repr(b) or needle in repr(c)
+        ]
+        total, got = _view_index(ns, "df", search=needle.upper())
+        assert total == len(expect), needle
+        assert got == expect[:1000], needle

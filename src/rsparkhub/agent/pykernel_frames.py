@@ -13,6 +13,7 @@ from typing import Any
 from rsparkhub.agent.pykernel_common import CELL_MAX, CallError, _clip, _float_cell
 from rsparkhub.agent.pykernel_repr import _short
 from rsparkhub.agent.pykernel_table import (
+    ENGINE_MIN_ROWS,
     _as_bool,
     _as_datetime,
     _as_number,
@@ -20,6 +21,7 @@ from rsparkhub.agent.pykernel_table import (
     _filter_error,
     _label_str,
     _may_contain,
+    _numbers_contain,
     _stable_order,
     _Table,
 )
@@ -165,7 +167,10 @@ class _PandasTable(_Table):
         if n > 50_000:
             probe = s.iloc[np.linspace(0, n - 1, 5_000).astype(np.intp)]
             try:
-                repeated = probe.nunique(dropna=True) < 1_000
+                distinct = probe.nunique(dropna=True)
+                # dates repeat (10M rows of 9,000 days): formatting them is the slow part,
+                # so match the distinct values once when the probe already repeats itself
+                repeated = distinct < 1_000 or (fam == "datetime" and len(probe) - distinct >= 100)
             except TypeError:
                 repeated = False
             if repeated:
@@ -195,6 +200,10 @@ class _PandasTable(_Table):
                     text = np.datetime_as_string(arr[start : start + step], unit="s")
                     out[start : start + step] = strings.find(strings.lower(text), needle) >= 0
                 return out
+            if len(arr) >= ENGINE_MIN_ROWS:
+                hit = _numbers_contain(np, arr, needle)
+                if hit is not None:
+                    return hit
             # Python's repr is what a cell shows (JSON numbers) and faster than numpy's str
             for start in range(0, len(arr), step):
                 part = arr[start : start + step].tolist()

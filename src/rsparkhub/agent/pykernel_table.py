@@ -205,16 +205,76 @@ def _may_contain(charset: str | None, needle: str) -> bool:
     return set(needle) <= _CHARSETS[charset]
 
 
+def _small_int(np: Any, key: Any) -> Any:
+    """``key`` as the narrowest integer type that holds its range (numpy's stable sort is a
+    radix sort for 8- and 16-bit keys: linear time), or ``key`` itself."""
+    if key.dtype.kind == "b":
+        return key.view(np.uint8)
+    if key.dtype.kind not in "iu" or key.dtype.itemsize <= 2 or len(key) == 0:
+        return key
+    lo, hi = int(key.min()), int(key.max())
+    if hi - lo < 1 << 16:
+        return (key - lo).astype(np.uint16 if hi - lo >= 256 else np.uint8)
+    return key
+
+
 def _stable_order(np: Any, keys: list[Any]) -> Any:
-    """The stable ascending order of rows by ``keys`` (most significant first)."""
-    if len(keys) == 1 and keys[0].dtype.kind == "f":
-        # floats rarely tie: quicksort is ~2x faster, and stable when there are no ties
-        key = keys[0]
-        order = np.argsort(key)
-        ordered = key[order]
-        if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+    """The stable ascending order of rows by ``keys`` (most significant first).
+
+    Least significant key first, each further key a stable sort of the order so far
+    (LSD): a flag or a factor's codes is then a radix pass over 8-/16-bit integers instead
+    of a full ``lexsort`` comparison sort of every key (3 s for factor + numeric on 10M rows).
+    """
+    order = None
+    for key in reversed(keys):
+        key = _small_int(np, key)
+        if order is None and key.dtype.kind == "f":
+            # floats rarely tie: quicksort is ~2x faster, and stable when there are no ties
+            order = np.argsort(key)
+            ordered = key[order]
+            if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+                order = np.argsort(key, kind="stable")
+        elif order is None:
             order = np.argsort(key, kind="stable")
-        return order
-    if len(keys) == 1:
-        return np.argsort(keys[0], kind="stable")
-    return np.lexsort(keys[::-1])
+        else:
+            order = order[np.argsort(key[order], kind="stable")]
+    return order if order is not None else np.arange(0)
+
+
+ENGINE_MIN_ROWS = 100_000  # below this the engine's import and setup cost more than they save
+
+
+def _engine() -> Any:
+    """polars, imported on first use (never at import time), or None when not installed."""
+    try:
+        import polars
+    except ImportError:
+        return None
+    return polars
+
+
+def _numbers_contain(np: Any, arr: Any, needle: str) -> Any:
+    """Which numbers of the 1-D numpy array ``arr`` (integers or floats) have ``needle`` (lower
+    case) in their Python ``repr`` — what a cell shows — or None when polars is missing.
+
+    polars formats the whole column in native code (zero copy from numpy) and matches with
+    a literal substring search; its text equals ``repr`` for every integer and for every float
+    except non-zero magnitudes below 1e-4 (polars writes 0.00001, Python 1e-05) and
+    non-finite values: those few are formatted with ``repr``.
+    """
+    pl = _engine()
+    if pl is None:
+        return None
+    if arr.dtype.kind == "f" and arr.dtype != np.float64:
+        arr = arr.astype(np.float64)  # cells show the float64 value
+    text = pl.Series("v", arr).cast(pl.String)  # lower case already (e, inf, nan: by repr)
+    hit = text.str.contains(needle, literal=True).fill_null(False).to_numpy()
+    if not hit.flags.writeable:
+        hit = hit.copy()
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            odd = ~(np.isfinite(arr) & ((arr == 0) | (np.abs(arr) >= 1e-4)))
+        pos = np.flatnonzero(odd)
+        if len(pos):
+            hit[pos] = [needle in repr(v) for v in arr[pos].tolist()]
+    return hit
