@@ -7,13 +7,21 @@ agent waits for), for R and Python, in one run.
 Executions of the two paths are interleaved one by one (hub, direct, direct, hub, …) so
 that machine noise hits both alike. Both are warmed up first.
 
-Usage: .venv/bin/python bench/exec_overhead.py [--n 200] [--json OUT]
+``--before REV`` adds a third path, in the same run and interleaved the same way: a second
+hub running the code of git revision REV (a temporary worktree and venv, as
+``isolation.before_env`` makes them; its agents and kernels run that code too), so a change
+to the path is measured against the previous implementation side by side. The sandbox
+shows a session only this venv's interpreter and package, not the before venv's, so with
+``--before`` both hubs run with ``RSPARKHUB_SANDBOX=none`` (the report says so).
+
+Usage: .venv/bin/python bench/exec_overhead.py [--n 200] [--before REV] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -36,7 +44,7 @@ CASES = [
     ("python", "x = 1", "x = 1"),
 ]
 WARMUP = 20
-GOAL = 1.3
+GOAL = 1.2  # issue 14
 STEP_TIMEOUT = 30.0
 
 
@@ -81,63 +89,103 @@ class Direct:
         await self.km.shutdown_kernel(now=True)
 
 
-async def main_async(n: int, budget: float) -> dict[str, Any]:
+async def main_async(n: int, budget: float, before: str | None = None) -> dict[str, Any]:
     deadline = Deadline(budget)
-    results: dict[str, Any] = {"n": n, "cases": []}
-    with running_hub() as hub, tempfile.TemporaryDirectory(prefix="bench-direct-") as tmp:
+    results: dict[str, Any] = {"n": n, "cases": [], "before": None}
+    with contextlib.ExitStack() as stack:
+        # The sandbox shows a session only this venv's Python and package: the before
+        # venv's path entries are not in it, so with --before both hubs run without it.
+        env_vars = {"RSPARKHUB_SANDBOX": "none"} if before is not None else None
+        results["sandbox"] = "none" if before is not None else "default"
+        hub = stack.enter_context(running_hub(env_vars))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-direct-"))
+        hub_b = None
+        if before is not None:
+            from isolation import before_env
+
+            env = stack.enter_context(before_env(before))
+            hub_b = stack.enter_context(running_hub(env_vars, python=env.python))
+            results["before"] = env.commit
+        await _measure(hub, hub_b, tmp, n, deadline, results)
+    return results
+
+
+async def _measure(
+    hub: Any, hub_b: Any, tmp: str, n: int, deadline: Deadline, results: dict[str, Any]
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
         token = hub.make_user("bench")
         direct = {lang: Direct(lang, tmp) for lang in KERNELS}
+        att_b: Any = None
         try:
-            async with HubClient(hub.url, token) as client:
-                wid = await new_workspace(client, "overhead")
-                async with client.attach(wid) as att:
-                    for lang, d in direct.items():
-                        await d.start()
-                        await run_ok(att, "1", lang)  # starts the session's kernel
-                    for lang, label, code in CASES:
-                        d = direct[lang]
-                        for _ in range(WARMUP):
-                            await run_ok(att, code, lang, timeout=STEP_TIMEOUT)
-                            await d.execute(code)
-                        hub_t: list[float] = []
-                        dir_t: list[float] = []
-                        agent_t: list[float] = []  # the agent's own duration_ms, in s
+            client = await stack.enter_async_context(HubClient(hub.url, token))
+            wid = await new_workspace(client, "overhead")
+            att = await stack.enter_async_context(client.attach(wid))
+            if hub_b is not None:
+                client_b = await stack.enter_async_context(
+                    HubClient(hub_b.url, hub_b.make_user("bench"))
+                )
+                att_b = await stack.enter_async_context(
+                    client_b.attach(await new_workspace(client_b, "overhead"))
+                )
+            for lang, d in direct.items():
+                await d.start()
+                await run_ok(att, "1", lang)  # starts the session's kernel
+                if att_b is not None:
+                    await run_ok(att_b, "1", lang)
+            for lang, label, code in CASES:
+                d = direct[lang]
+                for _ in range(WARMUP):
+                    await run_ok(att, code, lang, timeout=STEP_TIMEOUT)
+                    await d.execute(code)
+                    if att_b is not None:
+                        await run_ok(att_b, code, lang, timeout=STEP_TIMEOUT)
+                hub_t: list[float] = []
+                dir_t: list[float] = []
+                bef_t: list[float] = []
+                agent_t: list[float] = []  # the agent's own duration_ms, in s
 
-                        async def one_hub(
-                            code: str = code,
-                            lang: str = lang,
-                            hub_t: list[float] = hub_t,
-                            agent_t: list[float] = agent_t,
-                        ) -> None:
-                            t = time.perf_counter()
-                            res = await run_ok(att, code, lang, timeout=STEP_TIMEOUT)
-                            hub_t.append(time.perf_counter() - t)
-                            agent_t.append(res.done.duration_ms / 1000)
+                async def one_hub(
+                    code: str = code,
+                    lang: str = lang,
+                    hub_t: list[float] = hub_t,
+                    agent_t: list[float] = agent_t,
+                ) -> None:
+                    t = time.perf_counter()
+                    res = await run_ok(att, code, lang, timeout=STEP_TIMEOUT)
+                    hub_t.append(time.perf_counter() - t)
+                    agent_t.append(res.done.duration_ms / 1000)
 
-                        async def one_direct(
-                            code: str = code, d: Direct = d, dir_t: list[float] = dir_t
-                        ) -> None:
-                            t = time.perf_counter()
-                            await d.execute(code)
-                            dir_t.append(time.perf_counter() - t)
+                async def one_direct(
+                    code: str = code, d: Direct = d, dir_t: list[float] = dir_t
+                ) -> None:
+                    t = time.perf_counter()
+                    await d.execute(code)
+                    dir_t.append(time.perf_counter() - t)
 
-                        for i in range(n):
-                            deadline.check(f"exec_overhead {lang} {label}")
-                            first, second = (
-                                (one_hub, one_direct) if i % 2 == 0 else (one_direct, one_hub)
-                            )
-                            await first()
-                            await second()
-                        results["cases"].append(
-                            {
-                                "language": lang,
-                                "code": label,
-                                "hub": hub_t,
-                                "direct": dir_t,
-                                "agent": agent_t,
-                            }
-                        )
-                await client.stop_session(wid)
+                async def one_before(
+                    code: str = code, lang: str = lang, bef_t: list[float] = bef_t
+                ) -> None:
+                    t = time.perf_counter()
+                    await run_ok(att_b, code, lang, timeout=STEP_TIMEOUT)
+                    bef_t.append(time.perf_counter() - t)
+
+                paths = [one_hub, one_direct] + ([one_before] if att_b else [])
+                for i in range(n):
+                    deadline.check(f"exec_overhead {lang} {label}")
+                    for path in paths[i % len(paths) :] + paths[: i % len(paths)]:
+                        await path()
+                results["cases"].append(
+                    {
+                        "language": lang,
+                        "code": label,
+                        "hub": hub_t,
+                        "direct": dir_t,
+                        "agent": agent_t,
+                        "before": bef_t,
+                    }
+                )
+            await client.stop_session(wid)
         finally:
             for d in direct.values():
                 try:
@@ -152,10 +200,19 @@ def report(data: dict[str, Any]) -> str:
     for case in data["cases"]:
         h, d, a = stats(case["hub"]), stats(case["direct"]), stats(case["agent"])
         ratio = h["median"] / d["median"]
+        before: list[str] = []
+        if case.get("before"):
+            b = stats(case["before"])
+            before = [
+                fmt_ms(b["median"]),
+                f"{b['median'] / d['median']:.2f}×",
+                f"{h['median'] / b['median']:.2f}×",
+            ]
         rows.append(
             [
                 case["language"],
                 f"`{case['code']}`",
+                *before,
                 fmt_ms(h["median"]),
                 fmt_ms(h["p95"]),
                 fmt_ms(d["median"]),
@@ -173,11 +230,18 @@ def report(data: dict[str, Any]) -> str:
         "work); the rest of the hub column is hub + client + WebSocket hops."
     )
     return (
-        f"Sequential trivial executions, N={data['n']} per path and case (after {WARMUP} warm-up each)\n\n"
+        f"Sequential trivial executions, N={data['n']} per path and case (after {WARMUP} warm-up each"
+        + ("; both hubs without the sandbox" if data.get("sandbox") == "none" else "")
+        + ")\n\n"
         + table(
             [
                 "lang",
                 "code",
+                *(
+                    [f"before ({data['before']}) median", "before/direct", "hub/before"]
+                    if data.get("before")
+                    else []
+                ),
                 "hub median",
                 "hub p95",
                 "direct median",
@@ -198,9 +262,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--budget", type=float, default=600, help="seconds")
+    ap.add_argument("--before", help="also measure a hub running this git revision")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    data = asyncio.run(main_async(args.n, args.budget))
+    data = asyncio.run(main_async(args.n, args.budget, args.before))
     text = report(data)
     print(text)
     if args.json:

@@ -185,6 +185,35 @@ async def test_python_and_bash_environment(shared_hub: HubProcess, alice: str) -
             assert r.stdout.strip() == "[]"
 
 
+async def test_python_diff_comes_before_done_also_when_the_code_fails(
+    shared_hub: HubProcess, alice: str
+) -> None:
+    """The Python diff rides in the execution's own request (a user expression, evaluated
+    only when the code succeeds); a failing cell is diffed by a separate request. Either
+    way the execution's events, up to its ``done``, name what it assigned."""
+    async with HubClient(shared_hub.url, alice) as c:
+        wid = await _workspace(c)
+        async with c.attach(wid) as s:
+            r = await _run_ok(s, "a = 1\nb = [a]", "python")
+            [ev] = _env_events(r)
+            assert sorted(v["name"] for v in ev.assigned) == ["a", "b"]
+            r = await s.run("c = 3\ndel a\nraise ValueError('boom')", language="python")
+            assert not r.ok
+            [ev] = _env_events(r)
+            assert [v["name"] for v in ev.assigned] == ["c"] and ev.removed == ["a"]
+            r = await _run_ok(s, "c", "python")  # nothing changed: no env event
+            assert _env_events(r) == []
+            assert set(_by_name(await c.environment(wid, "python"))) == {"b", "c"}
+            # the answer files of both ways are gone from the runtime directory
+            r = await _run_ok(
+                s,
+                "import glob, os\nprint(len(glob.glob(os.path.join("
+                "os.environ['JUPYTER_RUNTIME_DIR'], 'call-*.json'))))",
+                "python",
+            )
+            assert r.stdout.strip() == "0"
+
+
 R_FRAME = """
 set.seed(1)
 n <- 2000

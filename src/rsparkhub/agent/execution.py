@@ -296,6 +296,9 @@ class Executor:
         status: DoneStatus = "ok"
         error_code: str | None = None
         message: str | None = None
+        last = max((i for i, step in enumerate(steps) if step.code), default=-1)
+        diff = self.introspector.diff_expressions(lang)
+        diff_reply: dict[str, Any] | None = None  # the reply that carries the diff
         for i, step in enumerate(steps):
             if ex.interrupted:  # interrupted before it started (e.g. while the kernel started)
                 status = "aborted"
@@ -305,7 +308,11 @@ class Executor:
             if not step.code:  # echo only (the comments after a bash script's last command)
                 continue
             try:
-                reply = await kernel.execute(step.code, handler)
+                reply = await kernel.execute(
+                    step.code, handler, user_expressions=diff[0] if diff and i == last else None
+                )
+                if diff and i == last:
+                    diff_reply = reply
             except KernelError as exc:
                 if exc.code == "kernel_died":
                     await self.kernels.mark_dead(lang)
@@ -324,7 +331,14 @@ class Executor:
             # a failing command in a bash transcript does not stop the script
             if not (lang == "bash" and req.mode == "source" and i + 1 < len(steps)):
                 break
-        if error_code != "kernel_died":
+        diffed = False
+        if diff is not None:
+            if diff_reply is not None:
+                diffed = await self.introspector.diff_from_reply(lang, req.id, diff_reply, diff[1])
+            else:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(diff[1].unlink, missing_ok=True)
+        if error_code != "kernel_died" and not diffed:
             await self.introspector.refresh(lang, req.id)
         await self.files.scan_and_send()
         await self.files.settled()

@@ -42,6 +42,8 @@ R_LOAD = (
     'try(local({ e <- attach(NULL, name = "tools:rspark"); '
     f"sys.source({r_string(str(R_SPARK))}, envir = e, keep.source = FALSE) }}), silent = TRUE)\n"
 )
+# The key of the environment diff among an execution's user expressions (Python).
+_DIFF_EXPRESSION = "__rsparkhub_env_diff"
 PY_LOAD = '__import__("rsparkhub.agent.pykernel", fromlist=["install"]).install()\n'
 
 CALL_LIMIT_S = {"help_search": 120.0, "view_rows": 120.0, "view_open": 60.0}
@@ -221,20 +223,25 @@ class Introspector:
         except KernelError as exc:
             raise CallError(exc.code, exc.message) from None
 
-    async def kernel_call(
-        self, kernel: Kernel, method: str, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Run one kernel-side method (the caller holds the language's lock)."""
+    def _call_code(self, language: str, method: str, params: dict[str, Any]) -> tuple[str, Path]:
+        """The code that runs one kernel-side method, and the file it answers in."""
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         out = self.runtime_dir / f"call-{uuid.uuid4().hex}.json"
         args = json.dumps(params)
-        if kernel.language == "r":
+        if language == "r":
             code = f".rsparkhub$call({r_string(method)}, {r_string(args)}, {r_string(str(out))})"
         else:
             code = (
                 '__import__("rsparkhub.agent.pykernel", fromlist=["call"])'
                 f".call({method!r}, {args!r}, {str(out)!r})"
             )
+        return code, out
+
+    async def kernel_call(
+        self, kernel: Kernel, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run one kernel-side method (the caller holds the language's lock)."""
+        code, out = self._call_code(kernel.language, method, params)
         limit = CALL_LIMIT_S.get(method, DEFAULT_LIMIT_S)
         try:
             reply = await asyncio.wait_for(
@@ -248,13 +255,17 @@ class Introspector:
             ) from None
         except KernelError as exc:
             raise CallError(exc.code, exc.message) from None
+        return await self._answer(kernel.language, out, reply)
+
+    async def _answer(self, language: str, out: Path, reply: dict[str, Any]) -> dict[str, Any]:
+        """The result a kernel-side call wrote to ``out`` (removed); raises ``CallError``."""
         try:
             text = await asyncio.to_thread(out.read_text, encoding="utf-8")
         except OSError:
             detail = reply.get("evalue") or reply.get("status")
             raise CallError(
                 "introspection_failed",
-                f"The {kernel.language} session could not answer ({detail}).",
+                f"The {language} session could not answer ({detail}).",
             ) from None
         finally:
             with contextlib.suppress(OSError):
@@ -290,8 +301,40 @@ class Introspector:
         except CallError as exc:
             log.warning("environment refresh of %s failed: %s", language, exc.message)
 
+    def diff_expressions(self, language: str) -> tuple[dict[str, str], Path] | None:
+        """For Python: the environment diff as a ``user_expressions`` entry of the
+        execution's own request, so that it costs no second round trip to the kernel
+        (ipykernel evaluates it after the code, only when the code succeeded; IRkernel
+        ignores user expressions, so R keeps its separate call). With the answer file,
+        for ``diff_from_reply``."""
+        if language != "python":
+            return None
+        code, out = self._call_code(language, "env_diff", {"hidden": False})
+        return {_DIFF_EXPRESSION: code}, out
+
+    async def diff_from_reply(
+        self, language: str, request_id: str | None, reply: dict[str, Any], out: Path
+    ) -> bool:
+        """Push the diff the execution's user expression wrote; False (and nothing pushed)
+        when it did not run — then ``refresh`` asks the kernel separately."""
+        done = (reply.get("user_expressions") or {}).get(_DIFF_EXPRESSION) or {}
+        if done.get("status") != "ok":
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(out.unlink, missing_ok=True)
+            return False
+        try:
+            result = await self._answer(language, out, reply)
+        except CallError as exc:
+            log.warning("environment refresh of %s failed: %s", language, exc.message)
+            return True  # asking again would fail the same way
+        self._push_diff(language, request_id, result)
+        return True
+
     async def _diff(self, kernel: Kernel, language: str, request_id: str | None) -> None:
         result = await self.kernel_call(kernel, "env_diff", {"hidden": False})
+        self._push_diff(language, request_id, result)
+
+    def _push_diff(self, language: str, request_id: str | None, result: dict[str, Any]) -> None:
         assigned = result.get("assigned") or []
         removed = result.get("removed") or []
         released = [str(v) for v in result.get("released_views") or []]

@@ -417,8 +417,11 @@ class Kernel:
         *,
         silent: bool = False,
         store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Run code; ``handler`` gets this execution's iopub messages. Returns the reply."""
+        """Run code; ``handler`` gets this execution's iopub messages. Returns the reply.
+        ``user_expressions`` are evaluated by the kernel after the code, in the same
+        request, when it succeeded (their results are in the reply)."""
         self._check_usable()
         msg = self.kc.session.msg(
             "execute_request",
@@ -426,7 +429,7 @@ class Kernel:
                 "code": code,
                 "silent": silent,
                 "store_history": store_history,
-                "user_expressions": {},
+                "user_expressions": user_expressions or {},
                 "allow_stdin": False,
                 "stop_on_error": True,
             },

@@ -99,16 +99,23 @@ async def issue_token(
 
 
 async def user_for_secret(db: AsyncSession, secret: str, kinds: tuple[str, ...]) -> User | None:
-    row = (
-        await db.execute(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    ).scalar_one_or_none()
-    if row is None or row.revoked or row.kind not in kinds:
+    # One query for the token and its user: every authenticated request runs this.
+    found = (
+        await db.execute(
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == hash_token(secret))
+        )
+    ).one_or_none()
+    if found is None:
+        return None
+    row, user = found
+    if row.revoked or row.kind not in kinds:
         return None
     expires = aware(row.expires_at)
     if expires is not None and expires <= datetime.now(UTC):
         return None
-    user = await db.get(User, row.user_id)
-    if user is None or user.disabled:
+    if user.disabled:
         return None
     return user
 

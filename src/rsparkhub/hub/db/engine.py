@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# SQLite connections kept open (WAL: readers do not block each other or the writer).
+SQLITE_POOL_SIZE = 32
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -39,6 +41,12 @@ class Database:
         kwargs: dict[str, object] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
+            # Every request holds a connection while it runs. Beyond the pool's size each
+            # one opens a connection (for aiosqlite: a thread, the file, the pragmas) and
+            # closes it after; with the default 5 that churn was most of GET /api/me's
+            # tail latency at 8 concurrent clients (bench/rest_latency.py).
+            kwargs["pool_size"] = SQLITE_POOL_SIZE
+            kwargs["max_overflow"] = SQLITE_POOL_SIZE
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
 
