@@ -450,6 +450,7 @@ VIEWER_MAY = {
     ("GET", "/api/workspaces/{workspace_id}/members"),  # who has access
     ("GET", "/api/workspaces/{workspace_id}/zip"),
     ("GET", "/api/workspaces/{workspace_id}/files"),
+    ("GET", "/api/workspaces/{workspace_id}/limits"),  # sizes, to check an upload early
     ("GET", "/api/workspaces/{workspace_id}/files/{path}"),
     ("GET", "/api/workspaces/{workspace_id}/raw/{path}"),
     ("GET", "/api/workspaces/{workspace_id}/text/{path}"),

@@ -76,7 +76,7 @@ def test_user_add_list_disable(tmp_path: Path) -> None:
     assert lines == ["alice\t", "root\tadmin"]
 
     failed(cli("user", "add", "alice", data_dir=d, stdin=PASSWORD + "\n"), "already exists")
-    failed(cli("user", "add", "shorty", data_dir=d, stdin="short\n"), "at least 8 characters")
+    failed(cli("user", "add", "shorty", data_dir=d, stdin="short\n"), "needs at least 8")
     failed(cli("user", "add", "Bad Name", data_dir=d, stdin=PASSWORD + "\n"), "User names")
     failed(cli("user", "disable", "nobody", data_dir=d), "no user named 'nobody'")
 

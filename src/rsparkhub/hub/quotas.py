@@ -19,8 +19,11 @@ MB = 1024 * 1024
 
 
 def mb(n: int) -> str:
-    """A size as users read limits: ``50 MB``, ``0.1 MB`` (binary megabytes)."""
+    """A size as users read limits: ``50 MB``, ``1.5 MB`` (binary megabytes); below 0.1 MB
+    (a test's or a tiny deployment's limits) in bytes."""
     value = n / MB
+    if value < 0.1:
+        return f"{n} bytes"
     return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
 
 

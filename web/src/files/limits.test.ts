@@ -6,7 +6,8 @@ const limits = { max_file_bytes: 50 * 1024 * 1024, max_upload_bytes: 100 * 1024 
 describe("upload limits", () => {
   it("says sizes in MB as the hub does", () => {
     expect(mb(50 * 1024 * 1024)).toBe("50 MB");
-    expect(mb(100_000)).toBe("0.1 MB");
+    expect(mb(110_000)).toBe("0.1 MB");
+    expect(mb(5000)).toBe("5000 bytes");
     expect(mb(1.5 * 1024 * 1024)).toBe("1.5 MB");
   });
   it("refuses a file over the file limit before sending", () => {

@@ -10,8 +10,10 @@ export interface Limits {
 
 const MB = 1024 * 1024;
 
+/** As the hub says sizes (quotas.mb): MB, or bytes below 0.1 MB. */
 export function mb(n: number): string {
   const v = n / MB;
+  if (v < 0.1) return `${n} bytes`;
   return v >= 10 || v === Math.trunc(v) ? `${v.toFixed(0)} MB` : `${v.toFixed(1)} MB`;
 }
 
