@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime as _dt
+import json
 import os
 import platform
 import re
@@ -255,6 +256,13 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     for r in cells:
         out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     return "\n".join(out)
+
+
+def publish(data: Any, text: str, json_path: Path | None) -> None:
+    """Print a bench's table; with ``--json FILE`` also keep its data and table there."""
+    print(text)
+    if json_path is not None:
+        json_path.write_text(json.dumps({"data": data, "report": text}, indent=1))
 
 
 def machine_facts() -> dict[str, str]:

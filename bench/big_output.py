@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import queue
 import sys
 import threading
@@ -39,6 +38,7 @@ from _hub import (  # noqa: E402
     _short_cmd,  # noqa: E402
     mib,
     new_workspace,
+    publish,
     run_ok,
     running_hub,
     session_processes,
@@ -371,10 +371,7 @@ def main() -> None:
             [int(x) for x in args.flushy.split(",") if x],
         )
     )
-    text = report(data) + report_flushy(data)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps({"data": data, "report": text}, indent=1))
+    publish(data, report(data) + report_flushy(data), args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _hub import Deadline, HubClient, fmt_ms, new_workspace, run_ok, running_hub, stats, table  # noqa: E402
+from _hub import (  # noqa: E402
+    Deadline,
+    HubClient,
+    fmt_ms,
+    new_workspace,
+    publish,
+    run_ok,
+    running_hub,
+    stats,
+    table,
+)
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 
 KERNELS = {"r": "ir", "python": "python3"}
@@ -266,10 +275,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     data = asyncio.run(main_async(args.n, args.budget, args.before))
-    text = report(data)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps({"data": data, "report": text}, indent=1))
+    publish(data, report(data), args.json)
 
 
 if __name__ == "__main__":

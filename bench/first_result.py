@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from _hub import (  # noqa: E402
     P,
     fmt_ms,
     new_workspace,
+    publish,
     running_hub,
     stats,
     table,
@@ -202,10 +202,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     data = asyncio.run(main_async(args.n, args.budget))
-    text = report(data)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps({"data": data, "report": text}, indent=1))
+    publish(data, report(data), args.json)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import uuid
@@ -31,6 +30,7 @@ from _hub import (  # noqa: E402
     P,
     mib,
     new_workspace,
+    publish,
     run_ok,
     running_hub,
     session_processes,
@@ -152,10 +152,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     data = asyncio.run(main_async(args.reps, args.budget))
-    text = report(data)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps({"data": data, "report": text}, indent=1))
+    publish(data, report(data), args.json)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Usage: .venv/bin/python bench/rest_latency.py [--rounds 4] [--secs 8] [--before 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -28,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _hub import running_hub, table  # noqa: E402
+from _hub import publish, running_hub, table  # noqa: E402
 from isolation import before_env  # noqa: E402
 
 CONNECTIONS = 8
@@ -147,10 +146,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     data = main_run(args.rounds, args.secs, args.before)
-    text = report(data)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps({"data": data, "report": text}, indent=1))
+    publish(data, report(data), args.json)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,12 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from browser import offline_context
+from browser import chromium, offline_context
 from conftest import PASSWORD, HubProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 720}
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 
 # milliseconds
 T_SESSION = 90_000  # a session starting (agent + R kernel)
@@ -49,6 +45,15 @@ def page_of(browser: Browser, viewport: dict[str, int] | None = None) -> Iterato
         page.on("pageerror", lambda e: errors.append(str(e)))
         yield page
     assert not errors, errors
+
+
+@contextmanager
+def logged_in_page(hub: HubProcess, user: str) -> Iterator[Page]:
+    """A module's one browser: a new user logged in, offline-guarded, no script errors."""
+    hub.make_user(user)
+    with chromium() as b, page_of(b) as page:
+        log_in(page, hub, user)
+        yield page
 
 
 def log_in(page: Page, hub: HubProcess, name: str, password: str = PASSWORD) -> None:

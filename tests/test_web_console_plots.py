@@ -9,18 +9,16 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conftest import HubProcess
 from ide import (
-    CHROMIUM_ARGS,
     T_RUN,
     console_idle,
     console_lines,
     console_out,
     ensure_workspace,
-    log_in,
-    new_page,
+    logged_in_page,
     open_file,
     open_ws,
     upload,
@@ -40,20 +38,8 @@ print(3)
 
 @pytest.fixture(scope="module")
 def page(shared_hub: HubProcess) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is installed by scripts/install.sh"
-    shared_hub.make_user("carol")
-    with sync_playwright() as p:
-        browser: Browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = new_page(browser)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            log_in(page, shared_hub, "carol")
-            yield page
-            assert errors == []
-        finally:
-            browser.close()
+    with logged_in_page(shared_hub, "carol") as page:
+        yield page
 
 
 def test_inline_plots_in_order_whole_and_open_in_the_plots_pane(

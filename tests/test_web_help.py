@@ -10,15 +10,13 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conftest import HubProcess
 from ide import (
-    CHROMIUM_ARGS,
     console_run,
     ensure_workspace,
-    log_in,
-    new_page,
+    logged_in_page,
     open_ws,
     shot,
 )
@@ -28,20 +26,8 @@ pytestmark = pytest.mark.skipif(shutil.which("R") is None, reason="R is not inst
 
 @pytest.fixture(scope="module")
 def page(shared_hub: HubProcess) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is installed by scripts/install.sh"
-    shared_hub.make_user("dora")
-    with sync_playwright() as p:
-        browser: Browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = new_page(browser)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            log_in(page, shared_hub, "dora")
-            yield page
-            assert errors == []
-        finally:
-            browser.close()
+    with logged_in_page(shared_hub, "dora") as page:
+        yield page
 
 
 def test_choose_between_pages_and_find_in_page(page: Page, shared_hub: HubProcess) -> None:

@@ -12,18 +12,17 @@ alone. Screenshots of the panes are written to docs/screenshots/*.png on every r
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
+from browser import chromium
 from conftest import PASSWORD, HubProcess
 from ide import (
-    CHROMIUM_ARGS,
     T_RUN,
     T_SESSION,
     T_UI,
@@ -92,14 +91,8 @@ def alice_api(shared_hub: HubProcess, tokens: dict[str, str]) -> Iterator[httpx.
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is installed by scripts/install.sh"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 class PageErrors:
