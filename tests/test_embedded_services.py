@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
+from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 from rsparkhub.hub.postgres import STATE_ROOT, cluster_base
 
@@ -194,6 +195,25 @@ async def test_users_are_told_which_services_their_session_goes_without(
         assert "Spark is not available on this hub" in spark[0], spark
         assert "rsparkhub doctor" in spark[0]
         assert "PGPASSWORD" not in " ".join(messages)
+        # Someone who opens the workspace later, while the session runs, is told too.
+        async with (
+            HubClient(hub.url, hub.make_user("late")) as late,
+            HubClient(hub.url, token) as c,
+        ):
+            wid = (await c.ensure_workspace("w"))["id"]
+            await c.request(
+                "PUT", f"/api/workspaces/{wid}/members", json={"user": "late", "role": "viewer"}
+            )
+            async with late.attach(wid) as s:
+                await s.send(P.PingRequest(id="p"))
+                told = []
+                async for m in s.messages(timeout=30):  # the notices come before the pong
+                    if m.get("type") == "session_state" and m.get("state") == "running":
+                        told.append(m["message"])
+                    if m.get("type") == "event" and m["event"].get("request_id") == "p":
+                        break
+                assert [m for m in told if NO_DATABASE in m] == db, told
+                assert [m for m in told if NO_SPARK in m] == spark, told
         out = await _doctor(hub)
         assert "PostgreSQL not available: user_databases_bindir" in out, out
         assert "point it at the server's bin directory" in out, out

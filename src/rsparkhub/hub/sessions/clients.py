@@ -32,6 +32,15 @@ class ClientConn:
     pump: asyncio.Task[None] | None = None
     current_role: RoleCheck | None = None
     closed: bool = False
+    heard: set[tuple[str, str]] = field(default_factory=set)  # (session id, notice) told
+
+    async def tell(self, session_id: str, state: str, notice: str) -> None:
+        """A session's notice (``LiveSession.notices``), once per client."""
+        if (session_id, notice) in self.heard:
+            return
+        self.heard.add((session_id, notice))
+        msg = P.SessionStateMessage(session_id=session_id, state=state, message=notice)
+        await self.send_text(P.dump(msg))
 
     async def send_text(self, text: str) -> bool:
         """False when the client is gone (its reader ends the socket)."""
@@ -74,6 +83,10 @@ class Clients:
     async def broadcast(self, workspace_id: str, text: str) -> None:
         for c in self.of(workspace_id):
             await c.send_text(text)
+
+    async def tell(self, workspace_id: str, session_id: str, state: str, notice: str) -> None:
+        for c in self.of(workspace_id):
+            await c.tell(session_id, state, notice)
 
     async def presence(self, workspace_id: str) -> None:
         users = sorted({c.user for c in self.of(workspace_id)})

@@ -270,7 +270,8 @@ class Lifecycle:
         # A service the session goes without is said to its users, not only in the log.
         for missing in (database.missing, await spark_missing(self.spark, spark_env)):
             if missing is not None:
-                await self._announce(live, missing)
+                live.notices.append(missing)  # also told to clients that attach later
+                await self.clients.tell(live.workspace_id, live.id, live.state, missing)
 
         async def announce(message: str) -> None:
             await self._announce(live, message)

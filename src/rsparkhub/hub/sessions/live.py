@@ -58,6 +58,8 @@ class LiveSession:
     exit_code: int | None = None
     reason: str | None = None
     calls: dict[str, asyncio.Future[P.CallResult]] = field(default_factory=dict)
+    # What its users should know for as long as it runs (a service it goes without).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:

@@ -140,6 +140,8 @@ class ClientRelay:
             user=conn.user,
         )
         await conn.send_text(P.dump(welcome))
+        for notice in live.notices:  # said at start: a client that attaches later hears it too
+            await conn.tell(live.id, live.state, notice)
         conn.pump = asyncio.create_task(self._pump(conn, live, since))
         return live
 
