@@ -11,7 +11,7 @@
   is whose; ``FileFanout`` (fanout.py) tells sessions and clients about file changes.
 
 Durability rule: an event is acknowledged to the agent only after it is in the event log
-(and its plot image stored); clients read only from the event log. A hub crash therefore
+(its plot image stored before it enters the log); clients read only from the event log. A hub crash therefore
 loses nothing acknowledged, and a client reconnecting with ``since`` gets every event
 exactly once. docs/architecture.md follows one request and one save through these parts.
 """

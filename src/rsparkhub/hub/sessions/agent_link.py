@@ -193,7 +193,6 @@ class AgentLink:
             while True:
                 target = live.log.last_seq
                 synced = await live.log.sync()
-                await self.recorder.settled()  # the plot images of those events, too
                 async with live.agent_lock:
                     if live.agent is not ws:
                         return

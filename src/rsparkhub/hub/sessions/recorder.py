@@ -2,9 +2,10 @@
 images into the blob store and the ``plots`` table, finished executions into the
 ``executions`` table.
 
-The agent link hands over a batch and returns to its socket at once: the log append is a
-buffered write, plot images and database rows are written by background tasks in batches.
-``settled()`` is awaited before the agent gets its ack, so nothing acknowledged is lost.
+The log append is a buffered write (the agent's ack waits for its fsync). A batch that
+carries plots stores their images and rows *before* its events reach the log: clients read
+only from the log, so a plot event a client sees always names a plot it can fetch.
+Finished executions are written by a background task in batches.
 """
 
 from __future__ import annotations
@@ -39,17 +40,12 @@ class Recorder:
         self.db = db
         self.blobs = blobs
         self._finished: list[Execution] = []
-        self._plots: asyncio.Queue[_PlotImage] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._record_loop(), name="execution-records"),
-            asyncio.create_task(self._plot_loop(), name="plot-images"),
-        ]
+        self._tasks = [asyncio.create_task(self._record_loop(), name="execution-records")]
 
     async def close(self) -> None:
-        await self.settled()
         for task in self._tasks:
             task.cancel()
         await self.flush()
@@ -60,6 +56,7 @@ class Recorder:
         """Append the agent's events that are next in seq order (a resend after a re-dial
         repeats some: they are skipped)."""
         lines: list[tuple[int, str]] = []
+        plots: list[_PlotImage] = []
         expected = live.log.last_seq + 1
         for env in sorted(envelopes, key=lambda e: e.seq):
             if env.seq < expected or env.session_id != live.id:
@@ -69,7 +66,9 @@ class Recorder:
                 break
             ev = env.event
             if isinstance(ev, P.PlotEvent):
-                self._plot(live, ev)
+                image = self._plot(live, ev)
+                if image is not None:
+                    plots.append(image)
             elif isinstance(ev, P.DoneEvent):
                 execution = live.running.pop(ev.request_id, None)
                 if execution is not None:
@@ -77,6 +76,11 @@ class Recorder:
                     self._finished.append(execution)
             lines.append((env.seq, P.dump(env)))
             expected += 1
+        if plots:
+            try:
+                await self._store_plots(plots)
+            except Exception:  # noqa: BLE001 - logged loudly; the output must still flow
+                log.exception("storing %d plot images failed", len(plots))
         if lines:
             live.touch()
             await live.log.append(lines)
@@ -91,13 +95,10 @@ class Recorder:
     def finished(self, executions: list[Execution]) -> None:
         self._finished.extend(executions)
 
-    async def settled(self) -> None:
-        """Every plot image handed over so far is stored."""
-        await self._plots.join()
-
     # ------------------------------------------------------------------ plots
 
-    def _plot(self, live: LiveSession, ev: P.PlotEvent) -> None:
+    def _plot(self, live: LiveSession, ev: P.PlotEvent) -> _PlotImage | None:
+        """The event's image taken out (the log keeps only its url)."""
         data = b""
         if ev.content_b64:
             try:
@@ -106,21 +107,7 @@ class Recorder:
                 log.warning("session %s sent an undecodable plot %s", live.id, ev.plot_id)
         ev.content_b64 = None
         ev.url = f"/api/workspaces/{live.workspace_id}/plots/{ev.plot_id}"
-        if data:
-            self._plots.put_nowait(_PlotImage(live.workspace_id, live.id, ev, data))
-
-    async def _plot_loop(self) -> None:
-        while True:
-            batch = [await self._plots.get()]
-            while not self._plots.empty() and len(batch) < 64:
-                batch.append(self._plots.get_nowait())
-            try:
-                await self._store_plots(batch)
-            except Exception:  # noqa: BLE001 - logged loudly; the next batch must not wait
-                log.exception("storing %d plot images failed", len(batch))
-            finally:
-                for _ in batch:
-                    self._plots.task_done()
+        return _PlotImage(live.workspace_id, live.id, ev, data) if data else None
 
     async def _store_plots(self, batch: list[_PlotImage]) -> None:
         rows: list[Plot] = []
