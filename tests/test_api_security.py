@@ -404,6 +404,75 @@ async def test_removing_a_member_closes_their_sockets(
         await a.unshare(wid, "dave")
 
 
+async def _closed_with(ws: Any, timeout: float) -> tuple[int | None, list[dict[str, Any]]]:
+    """Read a socket until the hub closes it: the close code and what came before."""
+    seen: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                seen.append(json.loads(await ws.recv()))
+    except ConnectionClosed as exc:
+        return (exc.rcvd.code if exc.rcvd else None), seen
+
+
+async def test_revoked_credentials_close_their_sockets(
+    shared_hub: HubProcess, shared: Shared
+) -> None:
+    """A socket lives no longer than the credential it was opened with: deleting an API
+    token or signing out closes (4401, ``signed_out``) exactly the sockets opened with it, at
+    once; a user disabled from the command line (another process) loses theirs within
+    ``credential_check_s``. Sockets opened with other credentials keep going."""
+    wid = shared.workspace_id
+    url = _ws_url(shared_hub, wid)
+    user = f"rev{uuid.uuid4().hex[:6]}"
+    first = shared_hub.make_user(user)
+    with shared_hub.client(shared.alice) as a:
+        assert a.put(
+            f"/api/workspaces/{wid}/members", json={"user": user, "role": "viewer"}
+        ).is_success
+    with shared_hub.client(first) as c:
+        made = c.post("/api/tokens", json={"name": "second"}).json()
+    second, second_id = made["token"], made["id"]
+    async with httpx.AsyncClient(base_url=shared_hub.url, timeout=60) as browser:
+        r = await browser.post("/api/login", json={"name": user, "password": PASSWORD})
+        r.raise_for_status()
+        cookie_headers = {
+            "Cookie": f"rsparkhub_session={browser.cookies['rsparkhub_session']}",
+            "Origin": shared_hub.url,
+        }
+
+        def bearer(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+        async with (
+            websockets.connect(url, additional_headers=bearer(first)) as by_first,
+            websockets.connect(url, additional_headers=bearer(second)) as by_second,
+            websockets.connect(url, additional_headers=cookie_headers) as by_cookie,
+        ):
+            for ws in (by_first, by_second, by_cookie):
+                while json.loads(await asyncio.wait_for(ws.recv(), 60))["type"] != "welcome":
+                    pass
+            with shared_hub.client(first) as c:
+                assert c.delete(f"/api/tokens/{second_id}").is_success
+            code, seen = await _closed_with(by_second, 10)
+            assert code == 4401 and any(m.get("code") == "signed_out" for m in seen), seen
+
+            csrf = browser.cookies["rsparkhub_csrf"]
+            r = await browser.post("/api/logout", headers={"X-CSRF-Token": csrf})
+            r.raise_for_status()
+            code, seen = await _closed_with(by_cookie, 10)
+            assert code == 4401 and any(m.get("code") == "signed_out" for m in seen), seen
+
+            # the first token's socket was not touched: a ping is answered …
+            await by_first.send(json.dumps({"type": "ping", "id": "p1"}))
+            while '"pong"' not in (raw := await asyncio.wait_for(by_first.recv(), 30)):
+                assert json.loads(raw)["type"] != "error", raw
+            # … until its user is disabled from the command line: the watch closes it
+            shared_hub.cli("user", "disable", user)
+            code, seen = await _closed_with(by_first, 60)
+            assert code == 4401 and any(m.get("code") == "signed_out" for m in seen), seen
+
+
 async def test_cookie_socket_origin_is_scheme_host_and_port(
     shared_hub: HubProcess, shared: Shared
 ) -> None:

@@ -173,7 +173,8 @@ def login_link(name: str, data_dir: Path = DataDir, config: Path = ConfigOpt) ->
         user = (await db.execute(select(User).where(User.name == name))).scalar_one_or_none()
         if user is None:
             _fail(f"no user named '{name}'")
-        return await reset_password(db, user, settings.base_url)
+        link, _ = await reset_password(db, user, settings.base_url)
+        return link  # a running hub closes the browser windows of the revoked logins
 
     typer.echo(_with_db(settings, go))
 

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         3600, ge=0, description="Stop a session with no client and nothing running after this."
     )
     cull_interval_s: float = Field(30, gt=0, description="How often idle sessions are checked.")
+    credential_check_s: float = Field(
+        15,
+        gt=0,
+        description="How often open workspace sockets are checked against their login or API "
+        "token: one that expired, or revoked from the command line (`rsparkhub login-link`, "
+        "`rsparkhub user disable`), closes its sockets within this time. Revoked in the "
+        "browser or the API, it closes them at once.",
+    )
     stop_sessions_on_exit: bool = Field(
         False,
         description="Stop every session cleanly when the hub stops (`rsparkhub serve "

@@ -207,6 +207,7 @@ def create_app(settings: Settings) -> FastAPI:
             caller.name,
             can_write=role in ("owner", "editor"),
             current_role=current_role,
+            token_id=caller.token_id,
         )
 
     @app.websocket("/agent/ws")

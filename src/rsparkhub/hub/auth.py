@@ -98,7 +98,11 @@ async def issue_token(
     return secret, row
 
 
-async def user_for_secret(db: AsyncSession, secret: str, kinds: tuple[str, ...]) -> User | None:
+async def credential_for_secret(
+    db: AsyncSession, secret: str, kinds: tuple[str, ...]
+) -> tuple[ApiToken, User] | None:
+    """The token a secret names and its user, if the token is of one of ``kinds``, not
+    revoked, not expired, and its user not disabled."""
     # One query for the token and its user: every authenticated request runs this.
     found = (
         await db.execute(
@@ -110,20 +114,40 @@ async def user_for_secret(db: AsyncSession, secret: str, kinds: tuple[str, ...])
     if found is None:
         return None
     row, user = found
-    if row.revoked or row.kind not in kinds:
+    if row.revoked or row.kind not in kinds or not _unexpired(row) or user.disabled:
         return None
+    return row, user
+
+
+async def user_for_secret(db: AsyncSession, secret: str, kinds: tuple[str, ...]) -> User | None:
+    found = await credential_for_secret(db, secret, kinds)
+    return None if found is None else found[1]
+
+
+async def valid_token_ids(db: AsyncSession, token_ids: set[str]) -> set[str]:
+    """Which of these tokens still authenticate (the same rules as ``credential_for_secret``):
+    open sockets are checked against this, so a revoked, expired or disabled credential
+    does not keep one going."""
+    if not token_ids:
+        return set()
+    rows = await db.execute(
+        select(ApiToken)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.id.in_(token_ids), ApiToken.revoked.is_(False), User.disabled.is_(False))
+    )
+    return {row.id for row in rows.scalars() if _unexpired(row)}
+
+
+def _unexpired(row: ApiToken) -> bool:
     expires = aware(row.expires_at)
-    if expires is not None and expires <= datetime.now(UTC):
-        return None
-    if user.disabled:
-        return None
-    return user
+    return expires is None or expires > datetime.now(UTC)
 
 
 @dataclass
 class Caller:
     user: User
     via: str  # "token" | "cookie"
+    token_id: str  # the ApiToken row that authenticated the caller (API token or login)
 
     @property
     def name(self) -> str:
@@ -134,15 +158,15 @@ async def authenticate(request: HTTPConnection, db: AsyncSession) -> Caller | No
     """The caller of an HTTP request or websocket handshake, or None."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        user = await user_for_secret(db, auth[7:].strip(), ("api",))
-        if user is None:
+        found = await credential_for_secret(db, auth[7:].strip(), ("api",))
+        if found is None:
             raise ApiError(401, "invalid_token", "The API token is invalid, expired or revoked.")
-        return Caller(user, "token")
+        return Caller(found[1], "token", found[0].id)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        user = await user_for_secret(db, cookie, ("login",))
-        if user is not None:
-            return Caller(user, "cookie")
+        found = await credential_for_secret(db, cookie, ("login",))
+        if found is not None:
+            return Caller(found[1], "cookie", found[0].id)
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rsparkhub.hub.auth import hash_password, issue_token
@@ -52,17 +52,27 @@ async def create_user(
     return user
 
 
-async def reset_password(db: AsyncSession, user: User, base_url: str) -> str:
+async def reset_password(db: AsyncSession, user: User, base_url: str) -> tuple[str, set[str]]:
     """Forget the user's password, end their browser sessions and earlier login links, and
-    return a new one-time link: whoever opens it logs in and chooses a new password. API
-    tokens stay valid (a script's token is not a password)."""
+    return a new one-time link (whoever opens it logs in and chooses a new password) and the
+    ids of the tokens revoked. API tokens stay valid (a script's token is not a password)."""
     user.password_hash = None
-    await db.execute(
-        update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.kind.in_(("login", "onetime")))
-        .values(revoked=True)
+    revoked = await revoke_tokens(
+        db, ApiToken.user_id == user.id, ApiToken.kind.in_(("login", "onetime"))
     )
-    return await one_time_link(db, user, base_url)
+    return await one_time_link(db, user, base_url), revoked
+
+
+async def revoke_tokens(db: AsyncSession, *where: ColumnElement[bool]) -> set[str]:
+    """Revoke the tokens matching ``where``; their ids (to close the sockets opened with
+    them: ``Sessions.signed_out``). The caller commits."""
+    rows = await db.execute(
+        update(ApiToken)
+        .where(*where, ApiToken.revoked.is_(False))
+        .values(revoked=True)
+        .returning(ApiToken.id)
+    )
+    return set(rows.scalars())
 
 
 async def one_time_link(db: AsyncSession, user: User, base_url: str) -> str:

@@ -24,6 +24,7 @@ from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import ApiToken, User
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.passwords import check_password
+from rsparkhub.hub.users import revoke_tokens
 
 router = APIRouter(tags=["auth"])
 
@@ -125,14 +126,14 @@ async def one_time_login(token: str, request: Request, hub: HubDep, db: DbDep) -
 
 @router.post("/api/logout", summary="End the browser session")
 async def logout(
-    request: Request, caller: CallerDep, db: DbDep, response: Response
+    request: Request, caller: CallerDep, hub: HubDep, db: DbDep, response: Response
 ) -> dict[str, bool]:
+    """Ends this browser session; its open workspace windows close (4401)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        await db.execute(
-            update(ApiToken).where(ApiToken.token_hash == hash_token(cookie)).values(revoked=True)
-        )
+        revoked = await revoke_tokens(db, ApiToken.token_hash == hash_token(cookie))
         await db.commit()
+        await hub.sessions.signed_out(revoked)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
     return {"ok": True}
@@ -170,14 +171,11 @@ async def set_password(
     check_password(body.new_password, user.name)
     user.password_hash = await hash_password(body.new_password)
     current = hash_token(request.cookies.get(SESSION_COOKIE, ""))
-    await db.execute(
-        update(ApiToken)
-        .where(
-            ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.token_hash != current
-        )
-        .values(revoked=True)
+    revoked = await revoke_tokens(
+        db, ApiToken.user_id == user.id, ApiToken.kind == "login", ApiToken.token_hash != current
     )
     await db.commit()
+    await hub.sessions.signed_out(revoked)
     return {"ok": True}
 
 
@@ -219,10 +217,12 @@ async def create_token(
 
 
 @router.delete("/api/tokens/{token_id}", summary="Revoke an API token")
-async def revoke_token(token_id: str, caller: CallerDep, db: DbDep) -> dict[str, bool]:
+async def revoke_token(token_id: str, caller: CallerDep, hub: HubDep, db: DbDep) -> dict[str, bool]:
+    """The token stops working at once, and the sockets opened with it close (4401)."""
     row = await db.get(ApiToken, token_id)
     if row is None or row.user_id != caller.user.id or row.kind != "api":
         raise not_found("The token")
     row.revoked = True
     await db.commit()
+    await hub.sessions.signed_out({row.id})
     return {"ok": True}

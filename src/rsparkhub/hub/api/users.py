@@ -138,8 +138,8 @@ async def reset_login(
             "cannot_reset_self",
             "You cannot reset your own password here: change it under Account.",
         )
-    link = await reset_password(db, user, link_base(request, hub))
-    await hub.sessions.access_changed(user.name)
+    link, revoked = await reset_password(db, user, link_base(request, hub))
+    await hub.sessions.signed_out(revoked)
     return {**user_info(user), "login_link": link}
 
 

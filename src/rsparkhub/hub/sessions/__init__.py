@@ -8,7 +8,7 @@
 * ``ClientRelay`` (relay.py) — the clients' sockets: replay, live tail, requests;
 * ``Recorder`` (recorder.py) — events, plot images and execution records made durable;
 * ``Clients`` (clients.py) and ``Registry`` (live.py) — who is connected, which session
-  is whose; ``FileFanout`` (fanout.py) tells sessions and clients about file changes.
+  is whose; ``CredentialWatch`` (credentials.py) closes sockets whose token is revoked; ``FileFanout`` (fanout.py) tells sessions and clients about file changes.
 
 Durability rule: an event is acknowledged to the agent only after it is in the event log
 (its plot image stored before it enters the log); clients read only from the event log. A hub crash therefore
@@ -34,6 +34,7 @@ from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sessions.agent_link import AgentLink
 from rsparkhub.hub.sessions.clients import Clients, RoleCheck
+from rsparkhub.hub.sessions.credentials import CredentialWatch
 from rsparkhub.hub.sessions.fanout import FileFanout
 from rsparkhub.hub.sessions.lifecycle import Lifecycle
 from rsparkhub.hub.sessions.live import LiveSession, Registry, loopback_ports
@@ -80,11 +81,13 @@ class Sessions:
         )
         self.agents = AgentLink(db, blobs, registry, self.recorder, self.lifecycle, files)
         self.relay = ClientRelay(db, registry, clients, self.lifecycle)
+        self.credentials = CredentialWatch(db, clients, settings.credential_check_s)
 
     # ------------------------------------------------------------------ process
     async def startup(self) -> None:
         """Adopt the sessions a previous hub process left running."""
         self.recorder.start()
+        self.credentials.start()
         await self.lifecycle.startup()
 
     async def shutdown(self) -> None:
@@ -106,6 +109,7 @@ class Sessions:
             )
         for conn in self.clients.all():
             conn.stop_pump()
+        await self.credentials.close()
         await self.agents.close()
         await self.recorder.close()
         await self.lifecycle.shutdown()
@@ -178,6 +182,10 @@ class Sessions:
     ) -> int:
         return await self.clients.access_changed(user, workspace_id, role)
 
+    async def signed_out(self, token_ids: set[str]) -> int:
+        """These login or API tokens were revoked: close the sockets opened with them."""
+        return await self.clients.signed_out(token_ids)
+
     async def close_clients(self, workspace_id: str, why: str) -> None:
         await self.clients.close_workspace(workspace_id, why)
 
@@ -189,8 +197,9 @@ class Sessions:
         user: str,
         can_write: bool,
         current_role: RoleCheck | None = None,
+        token_id: str = "",
     ) -> None:
-        await self.relay.serve(ws, workspace_id, user, can_write, current_role)
+        await self.relay.serve(ws, workspace_id, user, can_write, current_role, token_id)
 
     async def agent_socket(self, ws: WebSocket) -> None:
         await self.agents.serve(ws)

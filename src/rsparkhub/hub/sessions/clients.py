@@ -1,5 +1,6 @@
 """The client sockets open on each workspace: sending to them, presence, and closing them
-when their user's access goes away. Nothing here reads the database."""
+when their user's access goes away or the credential they opened with is revoked. Nothing
+here reads the database."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class ClientConn:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pump: asyncio.Task[None] | None = None
     current_role: RoleCheck | None = None
+    token_id: str = ""  # the credential the socket was opened with (auth.Caller.token_id)
     closed: bool = False
     heard: set[tuple[str, str]] = field(default_factory=set)  # (session id, notice) told
 
@@ -59,6 +61,12 @@ class ClientConn:
 def close_reason(exc: ApiError) -> str:
     """A WebSocket close reason: ``code: sentence`` within the 123-byte limit."""
     return f"{exc.code}: {exc.message}".encode()[:120].decode(errors="ignore")
+
+
+SIGNED_OUT = (
+    "You were signed out: the login or API token this page used was revoked or expired. "
+    "Sign in again."
+)
 
 
 class Clients:
@@ -112,19 +120,35 @@ class Clients:
                 closed += 1
         return closed
 
+    async def signed_out(self, token_ids: set[str]) -> int:
+        """Close (4401) every socket opened with one of these credentials: they were revoked
+        (sign-out, a password change or reset, a deleted API token) or expired."""
+        closed = 0
+        for conn in self.all():
+            if conn.token_id and conn.token_id in token_ids:
+                await self.close(conn, SIGNED_OUT, status=401, code="signed_out")
+                closed += 1
+        return closed
+
+    def token_ids(self) -> set[str]:
+        return {c.token_id for c in self.all() if c.token_id}
+
     async def close_workspace(self, workspace_id: str, why: str) -> None:
         """Close every socket of a workspace (it was deleted)."""
         for conn in self.of(workspace_id):
             await self.close(conn, why)
 
-    async def close(self, conn: ClientConn, why: str) -> None:
+    async def close(
+        self, conn: ClientConn, why: str, status: int = 403, code: str = "not_a_member"
+    ) -> None:
+        """Close with 4000 + ``status`` after a protocol error saying why."""
         conn.can_write = False  # a request already read is refused from now on
         conn.closed = True
         conn.stop_pump()
         self.discard(conn)
-        reason = close_reason(ApiError(403, "not_a_member", why))
+        reason = close_reason(ApiError(status, code, why))
         with contextlib.suppress(*GONE):
             async with conn.send_lock:
-                await conn.ws.send_text(P.dump(P.ProtocolError(code="not_a_member", message=why)))
-                await conn.ws.close(code=4403, reason=reason)
+                await conn.ws.send_text(P.dump(P.ProtocolError(code=code, message=why)))
+                await conn.ws.close(code=4000 + status, reason=reason)
         await self.presence(conn.workspace_id)

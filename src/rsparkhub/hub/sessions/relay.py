@@ -47,6 +47,7 @@ class ClientRelay:
         user: str,
         can_write: bool,
         current_role: RoleCheck | None = None,
+        token_id: str = "",
     ) -> None:
         """Serve one client socket (already accepted and authorised). ``current_role`` is
         asked again at every (re)attach, so a socket never outlives its caller's access."""
@@ -56,6 +57,7 @@ class ClientRelay:
             workspace_id=workspace_id,
             can_write=can_write,
             current_role=current_role,
+            token_id=token_id,
         )
         since = _int(ws.query_params.get("since"), 0)
         wanted_session = ws.query_params.get("session")
