@@ -65,11 +65,12 @@ async def test_query_persist_and_read_back_after_session_restart(
             out = await _run(
                 s,
                 "import os\n"
-                "print(os.environ['SPARK_REMOTE'].split(';', 1)[1].split(';')[0])\n"
+                "params = os.environ['SPARK_REMOTE'].split('/;', 1)[1].split(';')\n"
+                "print([p for p in params if p.startswith('user_id=')][0], len(params))\n"
                 "print(spark.catalog.currentDatabase(), spark.range(10).count())\n"
                 "spark.range(5).selectExpr('id * 2 AS x').write.saveAsTable('doubles')\n",
             )
-            assert out.split() == ["user_id=alice", "u_alice", "10"]
+            assert out.split() == ["user_id=alice", "3", "u_alice", "10"]  # token, session_id
         await c.stop_session(w["id"])
         async with c.attach(w["id"]) as s:
             await _run(s, CONNECT.format(db="u_alice"))

@@ -20,6 +20,9 @@ alice's session (Python, as a user would) and asserted to fail:
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,7 +206,8 @@ async def test_alice_cannot_join_bobs_spark_session(
     hub: HubProcess, tokens: dict[str, str], world: dict[str, Any]
 ) -> None:
     bob_port = world["bob"]["port"]
-    bob_ids = world["bob"]["remote"].split("/;", 1)[1]  # user_id=bob;session_id=…
+    params = world["bob"]["remote"].split("/;", 1)[1].split(";")  # token, user_id, session_id
+    bob_ids = ";".join(p for p in params if not p.startswith("token="))
     async with HubClient(hub.url, tokens["alice"]) as c, c.attach(world["alice"]["workspace"]) as s:
         await _run(s, CONNECT.format(db="u_alice"))
         # bob's server: not reachable from her session at all
@@ -215,8 +219,9 @@ async def test_alice_cannot_join_bobs_spark_session(
         out = await _run(
             s,
             "from pyspark.sql.connect.session import SparkSession as Remote\n"
+            "mine = os.environ['SPARK_REMOTE'].split(';', 2)[1]\n"  # her own token
             f"port = os.environ['SPARK_REMOTE'].split(':')[2].split('/')[0]\n"
-            f"other = Remote.builder.remote(f'sc://127.0.0.1:{{port}}/;{bob_ids}').create()\n"
+            f"other = Remote.builder.remote(f'sc://localhost:{{port}}/;{{mine}};{bob_ids}').create()\n"
             "try:\n"
             "    other.table('bobs_view').count(); print('JOINED')\n"
             "except Exception as e:\n"
@@ -226,6 +231,48 @@ async def test_alice_cannot_join_bobs_spark_session(
     async with HubClient(hub.url, tokens["bob"]) as c, c.attach(world["bob"]["workspace"]) as s:
         await _run(s, CONNECT.format(db="u_bob"))
         assert (await _run(s, "print(spark.table('bobs_view').count())")).strip() == "3"
+
+
+CALL_WITH = """
+import sys
+from pyspark.sql.connect.session import SparkSession
+try:
+    SparkSession.builder.remote(sys.argv[1]).create().sql("SELECT 1").collect()
+    print("ANSWERED")
+except Exception as e:
+    print("refused", type(e).__name__, "UNAUTHENTICATED" in str(e) or "401" in str(e))
+"""
+
+
+def test_a_server_answers_only_its_users_token(hub: HubProcess, world: dict[str, Any]) -> None:
+    """Reaching a user's port is not enough: a process on the host (here: the test, as
+    root) that calls alice's server without her token, or with bob's, is refused; with her
+    token it is answered (so the refusals are the token's doing)."""
+    alice, bob = world["alice"], world["bob"]
+    port = alice["port"]
+
+    def token(remote: str) -> str:
+        return next(p for p in remote.split("/;", 1)[1].split(";") if p.startswith("token="))
+
+    assert token(alice["remote"]) != token(bob["remote"])
+
+    def call(url: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", CALL_WITH, url],
+            capture_output=True, text=True, timeout=180,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SPARK_")},
+        )  # fmt: skip
+        return out.stdout.split()
+
+    assert call(f"sc://localhost:{port}/;user_id=alice") == [
+        "refused",
+        "SparkConnectGrpcException",
+        "True",
+    ]
+    assert call(f"sc://localhost:{port}/;{token(bob['remote'])};user_id=alice") == [
+        "refused", "SparkConnectGrpcException", "True"
+    ]  # fmt: skip
+    assert call(f"sc://localhost:{port}/;{token(alice['remote'])};user_id=alice") == ["ANSWERED"]
 
 
 def test_bob_cannot_open_alices_spark_ui(

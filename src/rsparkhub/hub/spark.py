@@ -178,6 +178,11 @@ class SparkService(ABC):
         digest = hmac.new(self._secret_bytes(), hub_session_id.encode(), hashlib.sha256)
         return str(uuid.UUID(bytes=digest.digest()[:16], version=4))
 
+    def connect_token(self, user_id: str) -> str:
+        """A user's Spark Connect token (the pre-shared key of their own server)."""
+        msg = b"spark-connect-token:" + user_id.encode()
+        return hmac.new(self._secret_bytes(), msg, hashlib.sha256).hexdigest()
+
     def database(self, user: str) -> str | None:
         """The database a user's sessions start in, when the hub prepares one."""
         return None

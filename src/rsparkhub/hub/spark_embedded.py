@@ -19,10 +19,13 @@ the hub (it belongs to the user: the server cleans its own scratch space).
   ``spark_memory_mb`` (JVM, Python UDF workers, /tmp), 2048 processes and threads.
 * **Ports and addresses**: each user's gRPC port is chosen once (a free loopback port that
   no other user has) and kept in ``users/<id>/port`` (the hub's, not the user's), so a
-  session's ``SPARK_REMOTE=sc://127.0.0.1:PORT/;user_id=<name>;session_id=<uuid>`` stays
-  right across server restarts; the session's sandbox forwards exactly that port
+  session's ``SPARK_REMOTE=sc://localhost:PORT/;token=<t>;user_id=<name>;session_id=<uuid>``
+  stays right across server restarts; the session's sandbox forwards exactly that port
   (``sessions.loopback_ports``). The session id is derived from the hub session id with
   ``DATA_DIR/spark/secret``: every hub session is its own server-side Spark session.
+* **Authentication**: the server accepts only gRPC calls that carry its user's token
+  (``spark.connect.authenticate.token``, derived from the same secret and the user id):
+  a process on the host that reaches the loopback port without it is refused.
 * **Your database**: the server's catalog (Hive, Derby metastore in the user's directory)
   has the user's database ``u_<name>`` as its default database, so every Spark session
   starts in it and ``saveAsTable`` lands in ``warehouse/u_<name>``, kept across sessions
@@ -191,7 +194,8 @@ class EmbeddedSpark(SparkService):
             srv = self._servers.get(user_id)
             if srv is None:
                 port = await asyncio.to_thread(self._port, user_id)
-                srv = self._servers[user_id] = UserServer(user_id=user_id, user=user, port=port)
+                token = await asyncio.to_thread(self.connect_token, user_id)
+                srv = self._servers[user_id] = UserServer(user_id, user, port, token)
         return srv
 
     def _by_name(self, user: str) -> UserServer | None:
@@ -199,8 +203,12 @@ class EmbeddedSpark(SparkService):
 
     # ------------------------------------------------------------------ sessions
     def remote(self, user: str, hub_session_id: str, port: int | None = None) -> str:
+        """The session's SPARK_REMOTE. ``localhost``, not 127.0.0.1: pyspark sends a token
+        without TLS only to that name (gRPC's local credentials)."""
         sid = self.spark_session_id(hub_session_id)
-        return f"sc://127.0.0.1:{port}/;user_id={quote(user, safe='')};session_id={sid}"
+        srv = self._by_name(user)
+        token = f"token={srv.token};" if srv is not None and srv.token else ""
+        return f"sc://localhost:{port}/;{token}user_id={quote(user, safe='')};session_id={sid}"
 
     async def session_env(self, s: SessionOwner) -> dict[str, str]:
         """SPARK_REMOTE for a new session of ``user``, pointing at the user's own server
@@ -524,7 +532,7 @@ class EmbeddedSpark(SparkService):
         srv = self._by_name(user)
         state = await self.state_for(user)
         port = srv.port if srv is not None else None  # known once a session has started
-        remote = f"sc://127.0.0.1:{port}/;user_id={quote(user, safe='')}" if port else None
+        remote = f"sc://localhost:{port}/;user_id={quote(user, safe='')}" if port else None
         ui_url = f"/spark-ui/{quote(user, safe='')}/" if self.ui_target(user) else None
         detail = (
             "A Spark Connect server of your own on the hub's machine, under your own account "

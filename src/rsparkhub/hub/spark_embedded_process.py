@@ -95,6 +95,7 @@ class UserServer:
     user_id: str
     user: str  # name
     port: int
+    token: str = ""  # Spark Connect's pre-shared token: only the user's sessions have it
     sessions: set[str] = field(default_factory=set)  # live hub sessions of the user
     state: str = "down"  # down | starting | running | stopping
     proc: asyncio.subprocess.Process | None = None
@@ -136,6 +137,9 @@ def server_confs(
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(srv.port),
+        # every gRPC call must carry the user's token (sent over stdin, never in argv;
+        # Spark's UI redacts it): a process that reaches the port without it is refused
+        **({"spark.connect.authenticate.token": srv.token} if srv.token else {}),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.enabled": "true",
