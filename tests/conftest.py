@@ -165,12 +165,17 @@ def as_user(uid: int) -> list[str]:
 
 def remove_sandboxes(data_dir: Path) -> None:
     """Remove what the sandboxes of the hub of data_dir left when its sessions were not
-    stopped through the hub: their cgroups and their bind-mount views under /run."""
+    stopped through the hub: their cgroups, their bind-mount views under /run and their
+    disks (loop mounts)."""
     from rsparkhub.hub.sandbox import Sandboxes, scope_for
+    from rsparkhub.hub.sandbox.disk import SessionDisks
 
     sandboxes = Sandboxes(scope=scope_for(data_dir))
     for name in sandboxes.names():
         sandboxes.kill(name)
+    disks = SessionDisks(data_dir / "session-disks", 1)
+    for name in disks.names():
+        disks.detach(name)
 
 
 def session_processes(data_dir: Path) -> list[Any]:

@@ -54,10 +54,17 @@ def loopback_service() -> Iterator[int]:
         srv.shutdown()
 
 
+DISK_MB = 160  # each session's disk (session_disk_mb), small so that filling it is quick
+
+
 @pytest.fixture(scope="module", params=["root", "unprivileged"])
 def world(request: pytest.FixtureRequest, loopback_service: int) -> Iterator[World]:
     kind = request.param
-    env = {"RSPARKHUB_SESSION_MEMORY_MB": "1536", "RSPARKHUB_SESSION_MAX_PROCESSES": "256"}
+    env = {
+        "RSPARKHUB_SESSION_MEMORY_MB": "1536",
+        "RSPARKHUB_SESSION_MAX_PROCESSES": "256",
+        "RSPARKHUB_SESSION_DISK_MB": str(DISK_MB),
+    }
     if kind == "root":
         assert os.geteuid() == 0, "CI runs the suite as root: the root-hub checks need it"
         base = Path(tempfile.mkdtemp(prefix="rsh-iso-"))
@@ -398,6 +405,44 @@ for p in pids:
             await c.stop_session(wid)
 
 
+async def test_a_session_cannot_fill_the_hubs_disk(world: World) -> None:
+    """A root hub gives each session a disk of its own (session_disk_mb): writing past it
+    fails in the session with 'No space left on device' while another user's session keeps
+    writing; stopping the session unmounts and deletes the disk. An unprivileged hub cannot
+    mount: doctor says the cap is missing (test_doctor_reports_the_isolation_in_effect)."""
+    if world.kind != "root":
+        assert "session disk: no cap" in world.hub.cli("doctor")
+        return
+    disks = world.hub.data_dir / "session-disks"
+    async with HubClient(world.hub.url, world.alice) as c:
+        wid = (await c.ensure_workspace("filler"))["id"]
+        async with c.attach(wid) as s:
+            image = disks / f"session-{s.session_id}.img"
+            assert image.is_file()
+            out = await run(
+                s,
+                "dd if=/dev/zero of=$HOME/big bs=1M count=400 2>&1 | grep -o 'No space left' "
+                "| head -1; df -m . | tail -1 | awk '{print $2}'; du -sm $HOME/big | cut -f1",
+                "bash",
+            )
+            lines = out.split()
+            assert out.startswith("No space left"), out
+            assert int(lines[-2]) <= DISK_MB and int(lines[-1]) <= DISK_MB, out
+            assert image.stat().st_blocks * 512 <= (DISK_MB + 8) * 1024 * 1024
+            # bob's session is on a disk of its own and keeps writing
+            async with HubClient(world.hub.url, world.bob) as b:
+                bwid = (await b.ensure_workspace("private"))["id"]
+                async with b.attach(bwid) as bs:
+                    out = await run(
+                        bs, "dd if=/dev/zero of=$HOME/ok bs=1M count=20 2>&1 | tail -1", "bash"
+                    )
+                    assert "copied" in out, out
+            workdir = (await run(s, "cat(getwd())", "r")).strip()
+            await c.stop_session(wid)
+    assert not image.exists()
+    assert not os.path.ismount(Path(workdir).parent)
+
+
 async def test_a_killed_agent_leaves_no_kernel_behind(world: World) -> None:
     """SIGKILL the agent (as the OOM killer or an operator would): the session's whole
     sandbox goes with it, its R kernel included."""
@@ -438,8 +483,12 @@ def test_doctor_reports_the_isolation_in_effect(world: World) -> None:
     line = next(x for x in out.splitlines() if x.startswith("isolation:"))
     assert line.startswith(f"isolation: {world.kind} network=pasta"), line
     assert "seccomp=on" in line
+    disk = next(x for x in out.splitlines() if x.startswith("session disk:"))
     if world.kind == "root":
         assert "cgroups=v1" in line or "cgroups=v2" in line, line
+        assert disk.startswith("session disk: ") and "MB of its own" in disk, disk
+    else:
+        assert "no cap (the hub does not run as root" in disk, disk
 
 
 def test_a_second_user_on_an_unprivileged_hub_is_warned_about(world: World) -> None:

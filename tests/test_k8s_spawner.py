@@ -283,6 +283,19 @@ def test_a_session_pod_never_runs_as_root(ids: dict[str, int]) -> None:
         build_session_pod(make_spec(), PROFILES["default"], pod_config(default_uid=0))
 
 
+def test_session_pod_volumes_are_sized_like_a_local_session() -> None:
+    """session_disk_mb and session_tmp_mb become the emptyDirs' sizeLimit (the kubelet
+    evicts a pod past it); 0 leaves them unbounded."""
+    pod = build_session_pod(make_spec(), PROFILES["default"], pod_config(disk_mb=300, tmp_mb=64))
+    validate(pod)
+    sizes = {
+        v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["spec"]["volumes"] if "emptyDir" in v
+    }
+    assert sizes == {"tmp": "64Mi", "home": "300Mi", "session": "300Mi"}
+    pod = build_session_pod(make_spec(), PROFILES["default"], pod_config())
+    assert all(v["emptyDir"] == {} for v in pod["spec"]["volumes"] if "emptyDir" in v)
+
+
 def test_secret_and_user_volume_validate() -> None:
     spec = make_spec(env={"PGPASSWORD": "pw", "PGUSER": "u_alice"})
     secret = build_session_secret(spec, NS)

@@ -330,6 +330,9 @@ def doctor(
             f"isolation: {s['isolation']} network={s['network']} cgroups={s['cgroups']} "
             f"seccomp={'on' if s['seccomp'] else 'off'} ({s['isolation_reason']})"
         )
+    if "disk" in s:
+        cap = f"{s['disk_mb']} MB of its own" if s["disk_mb"] else f"no cap ({s['disk']})"
+        typer.echo(f"session disk: {cap}")
     u = rep["user_databases"]
     typer.echo(f"user databases: {'ok ' if u['ok'] else 'NO '} {u['mode']}: {u['detail']}")
     sp = rep["spark"]

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     session_tmp_mb: int = Field(
         512, ge=1, description="Size of a session's private /tmp and of its /dev/shm (tmpfs)."
     )
+    session_disk_mb: int = Field(
+        4096,
+        ge=0,
+        description="Disk space of a session's directory (working directory, home): a file "
+        "system of its own, so a write past it fails with 'No space left on device' (a root "
+        "hub; 0 = no cap).",
+    )
     session_network: Literal["internet", "hub-only"] = Field(
         "internet",
         description="Outbound network of sessions: internet, or only the hub and their services.",

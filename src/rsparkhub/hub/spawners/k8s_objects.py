@@ -78,6 +78,14 @@ class PodConfig:
     user_volume_access_mode: str = "ReadWriteOnce"
     termination_grace_s: int = 30
     default_uid: int = RUN_AS  # kubernetes_session_uid: for a SessionSpec without a uid
+    disk_mb: int = 0  # session_disk_mb: sizeLimit of the session's and home's emptyDirs
+    tmp_mb: int = 0  # session_tmp_mb: sizeLimit of /tmp's
+
+
+def _sized(mb: int) -> dict[str, str]:
+    """An emptyDir of at most ``mb`` MiB (the kubelet evicts a pod that writes more; the
+    user is told why); no limit for 0."""
+    return {"sizeLimit": f"{mb}Mi"} if mb > 0 else {}
 
 
 def _short_hash(text: str, n: int = 8) -> str:
@@ -281,9 +289,9 @@ def build_session_pod(
         {"name": "session", "mountPath": SESSION_DIR},
     ]
     volumes: list[dict[str, Any]] = [
-        {"name": "tmp", "emptyDir": {}},
-        {"name": "home", "emptyDir": {}},
-        {"name": "session", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": _sized(cfg.tmp_mb)},
+        {"name": "home", "emptyDir": _sized(cfg.disk_mb)},
+        {"name": "session", "emptyDir": _sized(cfg.disk_mb)},
     ]
     container: dict[str, Any] = {
         "name": CONTAINER,

@@ -158,6 +158,8 @@ class KubernetesSpawner:
             user_volume=settings.kubernetes_user_volume_size is not None,
             user_volume_access_mode=settings.kubernetes_user_volume_access_mode,
             default_uid=settings.kubernetes_session_uid,
+            disk_mb=settings.session_disk_mb,
+            tmp_mb=settings.session_tmp_mb,
         )
         kw: dict[str, Any] = {
             "namespace": settings.kubernetes_namespace,

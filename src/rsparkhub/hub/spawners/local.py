@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import psutil
 from rsparkhub.config import Settings
 from rsparkhub.hub.listeners import SANDBOX_DIR, SOCKET_NAME, agent_socket_path
 from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec, scope_for
+from rsparkhub.hub.sandbox.disk import SessionDisks
 from rsparkhub.hub.spawners.base import SessionSpec, SpawnError
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "R_HOME", "JAVA_HOME")
@@ -38,6 +40,8 @@ class LocalSpawner:
         if settings.sandbox == "bwrap" and not self.sandboxes.bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
         self._children: dict[int, asyncio.subprocess.Process] = {}
+        disk_mb = settings.session_disk_mb if self.sandboxes.bwrap else 0
+        self.disks = SessionDisks(settings.data_dir / "session-disks", disk_mb)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -69,6 +73,7 @@ class LocalSpawner:
             "cpu_seconds": s.session_cpu_seconds,
             "max_processes": s.session_max_processes,
             "tmp_mb": s.session_tmp_mb,
+            **self.disks.describe(),
         }
 
     def _env(self, spec: SessionSpec) -> dict[str, str]:
@@ -130,6 +135,11 @@ class LocalSpawner:
 
     # ------------------------------------------------------------------ contract
     async def start(self, spec: SessionSpec) -> dict[str, Any]:
+        name = self.cgroup_name(spec.session_id)
+        try:  # the session's directory on a disk of its own (root hub; sandbox/disk.py)
+            await asyncio.to_thread(self.disks.attach, name, spec.session_dir)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise SpawnError(f"could not make the session's disk: {_why(exc)}") from exc
         for d in (spec.workdir, spec.session_dir / "home", spec.session_dir / "runtime"):
             d.mkdir(parents=True, exist_ok=True)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +153,6 @@ class LocalSpawner:
         os.write(w, spec.token.encode() + b"\n")
         os.close(w)
         log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        name = self.cgroup_name(spec.session_id)
         socket = self._hub_socket()
         hub_dir = [(socket.parent, SANDBOX_DIR)] if socket is not None else []
         hub_port = () if socket is not None else (self._hub_port(spec),)
@@ -168,6 +177,7 @@ class LocalSpawner:
         try:
             proc = await self.sandboxes.spawn(sbx)
         except (OSError, ValueError) as exc:
+            await asyncio.to_thread(self.disks.detach, name)
             raise SpawnError(f"could not start the session agent: {exc}") from exc
         finally:
             os.close(r)
@@ -211,6 +221,9 @@ class LocalSpawner:
         for name in self.sandboxes.names():
             if name.startswith("session-") and name[len("session-") :] not in known_session_ids:
                 await asyncio.to_thread(self.sandboxes.kill, name)
+        for name in self.disks.names():
+            if name[len("session-") :] not in known_session_ids:
+                await asyncio.to_thread(self.disks.detach, name)
 
     def memory(self, state: dict[str, Any]) -> int | None:
         """RSS of every process of the session (agent, kernels, what they started)."""
@@ -276,6 +289,7 @@ class LocalSpawner:
         name = state.get("cgroup")
         if name:
             await asyncio.to_thread(self.sandboxes.kill, name)
+            await asyncio.to_thread(self.disks.detach, name)
             if self.sandboxes.cgroups.version != "none":
                 return
         pid = int(state.get("pid") or 0)
@@ -335,3 +349,10 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             pass
     return f"exited with code {code}"
+
+
+def _why(exc: OSError | subprocess.CalledProcessError) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        err = (exc.stderr or b"").decode(errors="replace").strip()
+        return f"{exc.cmd[0]} failed: {err or f'exit {exc.returncode}'}"
+    return str(exc)
