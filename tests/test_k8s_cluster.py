@@ -10,8 +10,16 @@ removed afterwards.
 * Start with progress from real pod events, stop with a grace period: the agent exits 0 on
   SIGTERM and the pod ends Succeeded. (The agent dials a hub that is not there; it keeps
   re-dialling until it is stopped, which is what this part needs.)
-* Failure causes: an image that cannot be pulled, a pod no node can run.
+* Failure causes, each reaching the user with its reason: an image that cannot be pulled,
+  a pod no node can run, a container over its memory limit (OOMKilled), an agent that
+  exits at once (a crash, with its last log line).
 * Adoption by a new spawner (as after a hub restart) and orphan clean-up.
+* The spawner (and the real hub) talk to the API server as the ``rsparkhub-hub``
+  ServiceAccount with the Role from deploy/kustomize (rendered by ``kubectl kustomize``
+  when kubectl is installed, else read from deploy/kustomize/base/rbac.yaml) and a token
+  from the TokenRequest API, so a verb missing from the Role fails a test; session pods
+  run as the ``rsparkhub-session`` ServiceAccount from the same file. Only the test's own
+  set-up, checks and clean-up use the cluster-admin credentials of ``KUBECONFIG``.
 * Isolation in effect (needs only ``sh``, ``id``, ``grep`` and ``cat`` in the image, so any
   image with a shell will do): a session pod exactly as built, but with a probe as its
   command, runs as the user's uid and gid with no capabilities (``CapEff`` 0),
@@ -22,9 +30,13 @@ removed afterwards.
   the session pod. Whether the NetworkPolicy is *enforced* depends on the cluster's CNI and
   is not checked here.
 * Through a real hub, when ``RSPARKHUB_K8S_HUB_HOST`` is an address of this machine the
-  pods can reach (kind: the docker network's gateway, e.g. 172.18.0.1; k3d:
-  host.k3d.internal; minikube: host.minikube.internal): the hub listens on 0.0.0.0, a
-  session runs ``1+1`` in its pod, the hub restarts and adopts it, stop ends it Succeeded.
+  pods can reach (scripts/k8s-lab.sh: the pod bridge's gateway, 10.244.0.1; kind: the
+  docker network's gateway, e.g. 172.18.0.1; k3d: host.k3d.internal; minikube:
+  host.minikube.internal): the hub listens on that address when it is one of this
+  machine's (else on 0.0.0.0), the agent in the pod connects, a session runs ``1+1``, the
+  hub restarts and adopts it, stop ends it Succeeded with exit code 0.
+
+scripts/test-k8s.sh runs all of it on a cluster that scripts/k8s-lab.sh brings up here.
 """
 
 from __future__ import annotations
@@ -32,6 +44,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -59,6 +74,11 @@ IMAGE = os.environ.get("RSPARKHUB_K8S_IMAGE", "")
 UID = 200123  # a user's uid as the hub gives them (session_uid_min …)
 NS = os.environ.get("RSPARKHUB_K8S_NAMESPACE", "rsparkhub-test")
 HUB_HOST = os.environ.get("RSPARKHUB_K8S_HUB_HOST", "")
+ROOT = Path(__file__).resolve().parent.parent
+HUB_SA, SESSION_SA, SPARK_SA = "rsparkhub-hub", "rsparkhub-session", "rsparkhub-spark"
+# The hub's credentials (the rsparkhub-hub ServiceAccount's token), written by the
+# ``namespace`` fixture.
+HUB_KUBECONFIG: dict[str, Path] = {}
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("KUBECONFIG") and IMAGE),
@@ -76,7 +96,7 @@ def spec(**kw: Any) -> SessionSpec:
         hub_agent_url="unused",
         session_dir=Path("/nonexistent"),
         log_path=Path("/nonexistent/agent.log"),
-        languages="python",
+        languages=kw.pop("languages", "python"),
         **kw,
     )
 
@@ -87,24 +107,156 @@ def pod_config(**kw: Any) -> PodConfig:
         "image": IMAGE,
         # Nothing listens there: the agent re-dials until it is stopped.
         "hub_url": "ws://127.0.0.1:9/agent/ws",
-        "service_account": "default",
+        "service_account": SESSION_SA,
     }
     base.update(kw)
     return PodConfig(**base)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def namespace() -> Iterator[None]:
+def rbac_objects() -> list[dict[str, Any]]:
+    """The ServiceAccounts, Roles and RoleBindings of the hub, the session pods and the
+    Spark drivers, as deploy/kustomize renders them, bound in the test namespace."""
+    import yaml
+
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        text = subprocess.run(
+            [kubectl, "kustomize", str(ROOT / "deploy" / "kustomize" / "base")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    else:
+        text = (ROOT / "deploy" / "kustomize" / "base" / "rbac.yaml").read_text()
+    wanted = {
+        ("ServiceAccount", HUB_SA),
+        ("ServiceAccount", SESSION_SA),
+        ("Role", HUB_SA),
+        ("RoleBinding", HUB_SA),
+        ("ServiceAccount", SPARK_SA),
+        ("Role", SPARK_SA),
+        ("RoleBinding", SPARK_SA),
+    }
+    out = []
+    for obj in yaml.safe_load_all(text):
+        if obj and (obj["kind"], obj["metadata"]["name"]) in wanted:
+            obj["metadata"]["namespace"] = NS
+            for subject in obj.get("subjects") or ():
+                subject["namespace"] = NS
+            out.append(obj)
+    assert len(out) == len(wanted), [o["metadata"]["name"] for o in out]
+    return out
+
+
+def admin_client() -> Any:
+    from kubernetes import client as k8s
+
+    return k8s.ApiClient(load_client_configuration("kubeconfig"))
+
+
+def admin_core() -> Any:
+    from kubernetes import client as k8s
+
+    return k8s.CoreV1Api(admin_client())
+
+
+async def _read_or_none(read: Any, name: str) -> Any:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return await asyncio.to_thread(read, name, NS)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return None
+
+
+def hub_configuration() -> Any:
+    """The client configuration of the hub: its ServiceAccount's token, nothing more."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(HUB_KUBECONFIG["path"]), client_configuration=cfg
+    )
+    return cfg
+
+
+def _apply_rbac(client: Any) -> None:
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
-    api = k8s.CoreV1Api(k8s.ApiClient(load_client_configuration("kubeconfig")))
+    core, rbac = k8s.CoreV1Api(client), k8s.RbacAuthorizationV1Api(client)
+    calls = {
+        "ServiceAccount": (
+            core.create_namespaced_service_account,
+            core.replace_namespaced_service_account,
+        ),
+        "Role": (rbac.create_namespaced_role, rbac.replace_namespaced_role),
+        "RoleBinding": (rbac.create_namespaced_role_binding, rbac.replace_namespaced_role_binding),
+    }
+    for obj in rbac_objects():
+        create, replace = calls[obj["kind"]]
+        try:
+            create(NS, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            replace(obj["metadata"]["name"], NS, obj)
+
+
+def _write_hub_kubeconfig(client: Any, path: Path) -> None:
+    """A kubeconfig with a token of the hub's ServiceAccount (TokenRequest, 2 hours)."""
+    import yaml
+    from kubernetes import client as k8s
+
+    token = (
+        k8s.CoreV1Api(client)
+        .create_namespaced_service_account_token(
+            HUB_SA,
+            NS,
+            {"apiVersion": "authentication.k8s.io/v1", "spec": {"expirationSeconds": 7200}},
+        )
+        .status.token
+    )
+    admin = client.configuration
+    cluster: dict[str, Any] = {"server": admin.host}
+    if admin.ssl_ca_cert:
+        cluster["certificate-authority"] = admin.ssl_ca_cert
+    if not admin.verify_ssl:
+        cluster["insecure-skip-tls-verify"] = True
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "lab", "cluster": cluster}],
+        "users": [{"name": HUB_SA, "user": {"token": token}}],
+        "contexts": [
+            {"name": "hub", "context": {"cluster": "lab", "user": HUB_SA, "namespace": NS}}
+        ],
+        "current-context": "hub",
+    }
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(doc))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
+    client = admin_client()
+    api = k8s.CoreV1Api(client)
     try:
         api.read_namespace(NS)
     except ApiException as exc:
         if exc.status != 404:
             raise
         api.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    _apply_rbac(client)
+    HUB_KUBECONFIG["path"] = tmp_path_factory.mktemp("hub-credentials") / "kubeconfig"
+    _write_hub_kubeconfig(client, HUB_KUBECONFIG["path"])
     yield
     api.delete_collection_namespaced_pod(
         NS, label_selector=SESSION_SELECTOR, grace_period_seconds=0
@@ -118,7 +270,7 @@ async def spawner(**kw: Any) -> AsyncIterator[KubernetesSpawner]:
     sp = KubernetesSpawner(
         namespace=NS,
         pod_config=pc,
-        configuration=load_client_configuration("kubeconfig"),
+        configuration=hub_configuration(),
         credentials="kubeconfig",
         **kw,
     )
@@ -171,6 +323,10 @@ async def test_start_progress_stop_succeeded_and_adoption() -> None:
         assert any(ln.startswith("Scheduled") for ln in lines), lines
         assert any(ln.startswith("Container started") for ln in lines), lines
         assert await first.poll(state)
+        # The session's Secret is owned by its pod (it goes when the pod goes).
+        secret = await asyncio.to_thread(admin_core().read_namespaced_secret, state["pod"], NS)
+        owners = [(o.kind, o.name, o.uid) for o in secret.metadata.owner_references or ()]
+        assert owners == [("Pod", state["pod"], state["uid"])], owners
     # A new spawner adopts the running pod from its first list (as after a hub restart).
     async with spawner() as second:
         assert await second.poll(state)
@@ -183,26 +339,40 @@ async def test_start_progress_stop_succeeded_and_adoption() -> None:
         assert await second.stop(state, grace_s=20) == 0
         code, reason = await asyncio.wait_for(monitor, 60)
         assert code == 0, reason
-
-
-@pytest.mark.parametrize("cause", ["image", "unschedulable"])
-async def test_start_failures_name_their_cause(cause: str) -> None:
-    if cause == "image":
-        cfg, profile, words = (
-            pod_config(image="rsparkhub.invalid/no-such-image:0"),
-            None,
-            "could not be pulled",
-        )
+    pod = await _read_or_none(admin_core().read_namespaced_pod, state["pod"])
+    assert pod is None or pod.status.phase == "Succeeded", pod.status
+    for _ in range(120):  # the garbage collector takes the Secret with the pod
+        if await _read_or_none(admin_core().read_namespaced_secret, state["pod"]) is None:
+            break
+        await asyncio.sleep(0.5)
     else:
-        cfg, profile, words = pod_config(), "nowhere", "no node can run the session"
+        raise AssertionError("the session's Secret outlived its pod")
+
+
+@pytest.mark.parametrize("cause", ["image", "unschedulable", "oom", "crash"])
+async def test_start_failures_name_their_cause(cause: str) -> None:
+    cfg, profile, languages = pod_config(), None, "python"
+    code_wanted: int | None = None
+    if cause == "image":
+        cfg, words = pod_config(image="rsparkhub.invalid/no-such-image:0"), "could not be pulled"
+    elif cause == "unschedulable":
+        profile, words = "nowhere", "no node can run the session"
+    elif cause == "oom":  # the agent alone needs more than 24 MiB
+        profile, words, code_wanted = "tiny", "ran out of memory (OOMKilled", 137
+    else:  # the agent refuses its arguments and exits at once
+        languages, code_wanted = "cobol", 2
+        words = "exited with code 2; last log line: unknown language(s): cobol"
     profiles = [
         KubernetesProfile(name="default", default=True),
         KubernetesProfile(name="nowhere", node_selector={"rsparkhub.io/no-such-node": "true"}),
+        KubernetesProfile(
+            name="tiny", cpu_request="10m", memory_request="24Mi", memory_limit="24Mi"
+        ),
     ]
     async with spawner(pod_config=cfg, profiles=profiles, start_failure_grace_s=5) as sp:
-        state = await sp.start(spec(profile=profile))
+        state = await sp.start(spec(profile=profile, languages=languages))
         code, reason = await asyncio.wait_for(sp.wait(state), 180)
-        assert code is None and words in reason, reason
+        assert code == code_wanted and words in reason, (code, reason)
 
 
 async def test_orphans_are_removed() -> None:
@@ -221,19 +391,23 @@ async def test_orphans_are_removed() -> None:
     "reach to run a session through a real hub",
 )
 async def test_a_session_through_a_real_hub(tmp_path: Path) -> None:
+    bind = HUB_HOST if _is_local_address(HUB_HOST) else "0.0.0.0"
     hub = HubProcess(
         tmp_path / "data",
         {
-            "RSPARKHUB_HOST": "0.0.0.0",
+            "RSPARKHUB_HOST": bind,
             "RSPARKHUB_SPAWNER": "kubernetes",
             "RSPARKHUB_KUBERNETES_CREDENTIALS": "kubeconfig",
+            "KUBECONFIG": str(HUB_KUBECONFIG["path"]),  # as the hub's ServiceAccount
             "RSPARKHUB_KUBERNETES_NAMESPACE": NS,
             "RSPARKHUB_KUBERNETES_IMAGE": IMAGE,
-            "RSPARKHUB_KUBERNETES_SERVICE_ACCOUNT": "default",
+            "RSPARKHUB_KUBERNETES_SERVICE_ACCOUNT": SESSION_SA,
             "RSPARKHUB_SESSION_LANGUAGES": "python",
         },
     )
     hub.env["RSPARKHUB_KUBERNETES_HUB_URL"] = f"ws://{HUB_HOST}:{hub.port}/agent/ws"
+    if bind != "0.0.0.0":
+        hub.url = f"http://{bind}:{hub.port}"
     hub.start()
     try:
         token = hub.make_user("kate")
@@ -252,6 +426,16 @@ async def test_a_session_through_a_real_hub(tmp_path: Path) -> None:
             assert stopped["state"] == "stopped" and stopped["exit_code"] == 0, stopped
     finally:
         hub.close()
+
+
+def _is_local_address(host: str) -> bool:
+    """Whether ``host`` is an IP address of this machine (the hub can listen on it)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, 0))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 PROBE = (
@@ -322,7 +506,7 @@ async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
         await sp._call("create", sp.core.create_namespaced_secret, NS, build_session_secret(s, NS))
         created = await sp._call("create", sp.core.create_namespaced_pod, NS, pod)
         owner = sk.Owner(name=name, uid=created["metadata"]["uid"])
-        cfg = sk.SparkK8sConfig(NS, image=IMAGE, service_account="default")
+        cfg = sk.SparkK8sConfig(NS, image=IMAGE, service_account=SPARK_SA)
         driver_name = sk.driver_name(s.session_id)
         try:
             # --- the session pod: the user's uid, nothing more
@@ -362,10 +546,13 @@ async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
             await sp._call(
                 "delete", sp.core.delete_namespaced_pod, name, NS, grace_period_seconds=0
             )
-            net = k8s.NetworkingV1Api(sp.api_client)
+            # (the test's own check, as cluster admin: the hub's Role cannot read policies)
+            admin = admin_client()
+            net = k8s.NetworkingV1Api(admin)
+            core = k8s.CoreV1Api(admin)
             reads = (
-                sp.core.read_namespaced_pod,
-                sp.core.read_namespaced_service,
+                core.read_namespaced_pod,
+                core.read_namespaced_service,
                 net.read_namespaced_network_policy,
             )
             left: list[str] = []

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Copied from /work/shared/k8s-lab/build.sh (the k8s-lab notes shared by the team; see its
+# README.md) so that scripts/k8s-lab.sh can build the lab binaries on a fresh machine.
+# Build the Kubernetes 1.20.2 binaries this lab needs from Debian bookworm's
+# kubernetes source package (vendored Go modules; no network access needed
+# beyond the Debian mirror). Uses Debian's golang-go (1.19).
+#   LAB=/opt/k8s-lab ./build.sh [cmd ...]
+set -euo pipefail
+LAB=${LAB:-/opt/k8s-lab}
+SRC=$LAB/src/k8s
+mkdir -p "$LAB/src" "$LAB/bin" "$LAB/logs"
+if [ ! -d "$SRC" ]; then
+  # needs a deb-src line for bookworm main, dpkg-dev and rsync (make generated_files)
+  (cd "$LAB/src" && apt-get source --download-only kubernetes &&
+   dpkg-source -x kubernetes_*.dsc k8s)
+fi
+CMDS=${*:-kube-apiserver kube-controller-manager kube-scheduler kubemark kubelet}
+# The generated code (openapi definitions, deepcopy, ...) is not in the source package.
+if [ ! -s "$SRC/pkg/generated/openapi/zz_generated.openapi.go" ]; then
+  (cd "$SRC" && nice -n 19 make generated_files)
+fi
+# Kubernetes 1.20 builds in GOPATH mode (its own hack/ scripts do the same); Go 1.19 in
+# module mode rejects its go.mod.
+mkdir -p "$LAB/gopath/src/k8s.io"
+ln -sfn "$SRC" "$LAB/gopath/src/k8s.io/kubernetes"
+cd "$LAB/gopath/src/k8s.io/kubernetes"
+export CGO_ENABLED=0 GO111MODULE=off GOFLAGS="-p=2" GOCACHE=$LAB/gocache GOPATH=$LAB/gopath
+V=v1.20.2
+LD="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  LD="$LD -X $p.gitVersion=$V -X $p.gitMajor=1 -X $p.gitMinor=20 -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+done
+for c in $CMDS; do
+  case $c in kubemark) pkg=./cmd/kubemark ;; *) pkg=./cmd/$c ;; esac
+  [ -d "$pkg" ] || pkg=./test/kubemark   # not used in 1.20, kept for safety
+  t0=$(date +%s)
+  nice -n 19 go build -ldflags "$LD" -o "$LAB/bin/$c" "$pkg"
+  echo "built $c in $(( $(date +%s) - t0 ))s"
+done

@@ -1,0 +1,553 @@
+#!/usr/bin/env bash
+# A real Kubernetes 1.20 cluster on this machine, for tests/test_k8s_cluster.py.
+#
+#   scripts/k8s-lab.sh up       # etcd, kube-apiserver, controller-manager, scheduler,
+#                               # containerd (its own instance) and a kubelet; prints the env
+#   scripts/k8s-lab.sh images   # session-python (and the pause image) built and loaded
+#   scripts/k8s-lab.sh env      # the variables tests/test_k8s_cluster.py reads
+#   scripts/k8s-lab.sh status   # what runs, node and pods
+#   scripts/k8s-lab.sh down     # stops exactly what `up` started, removes what it added
+#
+# Idempotent: `up` on a running lab and `down` on a stopped one do nothing. Runs as root
+# (a kubelet needs it). Everything listens on 127.0.0.1 or on the pods' bridge (10.244.0.1,
+# the node's address); no cloud provider, no credential provider, no registry.
+#
+# Where things live (RSPARKHUB_K8S_LAB, default /opt/k8s-lab):
+#   bin/                  kube-apiserver, kube-controller-manager, kube-scheduler, kubelet
+#                         (built by scripts/k8s-lab-build.sh from Debian's source if missing)
+#   lab/                  this script's cluster: pki/ (0700), kubeconfigs (0600), etcd data,
+#                         containerd root, kubelet root, CNI config, pids, logs/
+#   cache/                podman store and saved images, keyed on Dockerfile + source hash
+# and /run/rsparkhub-k8s-lab (containerd's socket and state, runc's root).
+set -euo pipefail
+
+REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+LAB=${RSPARKHUB_K8S_LAB:-/opt/k8s-lab}
+BIN=$LAB/bin
+R=$LAB/lab
+PKI=$R/pki
+LOGS=$R/logs
+PIDS=$R/pids
+CACHE=$LAB/cache
+RUNDIR=/run/rsparkhub-k8s-lab
+SOCK=$RUNDIR/containerd.sock
+BRIDGE=rshlab0
+SUBNET=10.244.0.0/24
+GATEWAY=10.244.0.1 # the bridge's address on the host: the node IP, the hub binds here
+NODE=lab-node
+NS_TEST=${RSPARKHUB_K8S_NAMESPACE:-rsparkhub-test}
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
+
+log() { printf '[k8s-lab] %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+ctr_() { ctr --address "$SOCK" -n k8s.io "$@"; }
+kc() { kubectl --kubeconfig "$R/admin.kubeconfig" "$@"; }
+
+alive() { [ -f "$PIDS/$1" ] && kill -0 "$(cat "$PIDS/$1")" 2>/dev/null; }
+
+start() { # name command... : in the background, pid recorded, output in logs/name.log
+	local name=$1
+	shift
+	if alive "$name"; then return 0; fi
+	nohup "$@" >"$LOGS/$name.log" 2>&1 &
+	echo $! >"$PIDS/$name"
+	log "started $name (pid $!)"
+}
+
+wait_for() { # what seconds command...
+	local what=$1 secs=$2
+	shift 2
+	for _ in $(seq "$secs"); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 1
+	done
+	die "$what not ready after ${secs}s (see $LOGS)"
+}
+
+# ------------------------------------------------------------------------------- binaries
+binaries() {
+	local missing=()
+	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+		[ -x "$BIN/$b" ] || missing+=("$b")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "building ${missing[*]} from Debian's kubernetes source (minutes)"
+		LAB=$LAB nice -n 10 "$REPO_ROOT/scripts/k8s-lab-build.sh" "${missing[@]}"
+	fi
+	for b in etcd containerd containerd-shim-runc-v2 runc openssl iptables ip kubectl; do
+		command -v "$b" >/dev/null || die "$b is not installed (apt-get install -y etcd-server containerd runc containernetworking-plugins openssl iptables iproute2; kubectl: see docs/kubernetes.md)"
+	done
+	[ -x /usr/lib/cni/bridge ] || die "no CNI plugins in /usr/lib/cni (apt-get install -y containernetworking-plugins)"
+}
+
+# ---------------------------------------------------------------------- PKI and kubeconfigs
+pki() {
+	umask 077
+	mkdir -p "$PKI"
+	chmod 0700 "$R" "$PKI"
+	[ -s "$PKI/ca.key" ] && [ -s "$PKI/tokens.csv" ] && return 0
+	log "making the lab's CA, certificates, service-account key and tokens in $PKI"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=rsparkhub-k8s-lab-ca" \
+		-keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+	cert() { # name subject extensions
+		openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$PKI/$1.key" \
+			-out "$PKI/$1.csr" 2>/dev/null
+		printf '%s\n' "$3" >"$PKI/$1.ext"
+		openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+			-CAcreateserial -days 3650 -extfile "$PKI/$1.ext" -out "$PKI/$1.crt" 2>/dev/null
+		rm -f "$PKI/$1.csr" "$PKI/$1.ext"
+	}
+	cert apiserver "/CN=kube-apiserver" \
+		"subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:$GATEWAY,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:localhost
+extendedKeyUsage=serverAuth"
+	# the apiserver's client certificate towards the kubelet (logs, exec)
+	cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+		"extendedKeyUsage=clientAuth"
+	openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+	openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+	local t_admin t_kubelet
+	t_admin=$(openssl rand -hex 24)
+	t_kubelet=$(openssl rand -hex 24)
+	{
+		echo "$t_admin,admin,admin,system:masters"
+		echo "$t_kubelet,system:node:$NODE,kubelet,system:nodes"
+	} >"$PKI/tokens.csv"
+	kubeconfig() { # file token
+		cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority: $PKI/ca.crt}
+users:
+- name: u
+  user: {token: "$2"}
+contexts:
+- name: lab
+  context: {cluster: lab, user: u}
+current-context: lab
+EOF
+		chmod 0600 "$1"
+	}
+	kubeconfig "$R/admin.kubeconfig" "$t_admin"
+	kubeconfig "$R/kubelet.kubeconfig" "$t_kubelet"
+	umask 022
+}
+
+# ------------------------------------------------------------------------- the pod network
+network() {
+	mkdir -p "$R/cni/net.d" "$R/cni/ipam"
+	cat >"$R/cni/net.d/10-rsparkhub-lab.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "rsparkhub-lab",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$R/cni/ipam",
+        "ranges": [[{"subnet": "$SUBNET", "gateway": "$GATEWAY"}]]
+      }
+    }
+  ]
+}
+EOF
+	# The bridge exists before the first pod: the kubelet and the test hub listen on it.
+	if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+		ip link add "$BRIDGE" type bridge
+		touch "$R/added-bridge"
+	fi
+	ip -4 addr show dev "$BRIDGE" | grep -q "inet $GATEWAY/" || ip addr add "$GATEWAY/24" dev "$BRIDGE"
+	ip link set "$BRIDGE" up
+}
+
+containerd_config() {
+	mkdir -p "$R/containerd/root" "$RUNDIR"
+	chmod 0700 "$R/containerd" "$RUNDIR"
+	cat >"$R/containerd.toml" <<EOF
+version = 2
+root = "$R/containerd/root"
+state = "$RUNDIR/state"
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$R/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "rsparkhub.local/pause:lab"
+  # This VM refuses to lower oom_score_adj (containerd keeps its own as the floor).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$RUNDIR/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$R/cni/net.d"
+EOF
+}
+
+# The state of the host before `up` added anything: `down` removes only what is new.
+snapshot() {
+	[ -s "$R/before.iptables" ] && return 0
+	for t in filter nat mangle; do
+		iptables -t "$t" -S 2>/dev/null | sed "s/^/$t /"
+	done >"$R/before.iptables"
+	(ip netns list 2>/dev/null | awk '{print $1}') >"$R/before.netns"
+	(ls /sys/fs/cgroup/memory 2>/dev/null || true) >"$R/before.cgroups"
+}
+
+# ------------------------------------------------------------------------------------- up
+up() {
+	[ "$(id -u)" = 0 ] || die "run as root (the kubelet needs it)"
+	binaries
+	mkdir -p "$R" "$LOGS" "$PIDS"
+	pki
+	snapshot
+	network
+	containerd_config
+	local B=$BIN
+	start etcd nice -n 5 etcd --name lab --data-dir "$R/etcd" \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+		--initial-cluster lab=http://127.0.0.1:2380 --listen-metrics-urls ""
+	wait_for etcd 30 curl -sf http://127.0.0.1:2379/health
+	# Admission: the 1.20 defaults (NamespaceLifecycle, LimitRanger, ServiceAccount,
+	# DefaultStorageClass, ResourceQuota, the webhooks ...) plus NodeRestriction.
+	start kube-apiserver "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+		--bind-address=127.0.0.1 --advertise-address="$GATEWAY" --secure-port=6443 \
+		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+		--client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+		--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+		--service-cluster-ip-range=10.0.0.0/24 \
+		--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+		--service-account-issuer=https://kubernetes.default.svc --allow-privileged=false \
+		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+		--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority="" --kubelet-preferred-address-types=InternalIP \
+		--profiling=false
+	wait_for kube-apiserver 90 kc get --raw /readyz
+	start kube-controller-manager "$B/kube-controller-manager" \
+		--kubeconfig="$R/admin.kubeconfig" --bind-address=127.0.0.1 --secure-port=10257 \
+		--port=0 --service-account-private-key-file="$PKI/sa.key" \
+		--root-ca-file="$PKI/ca.crt" --use-service-account-credentials=false \
+		--leader-elect=false --controllers='*,-cloud-node-lifecycle,-service,-route' \
+		--profiling=false
+	start kube-scheduler "$B/kube-scheduler" --kubeconfig="$R/admin.kubeconfig" \
+		--bind-address=127.0.0.1 --secure-port=10259 --port=0 --leader-elect=false \
+		--profiling=false
+	start containerd containerd --config "$R/containerd.toml"
+	wait_for containerd 30 test -S "$SOCK"
+	load_pause
+	mkdir -p "$R/kubelet"
+	start kubelet "$B/kubelet" --kubeconfig="$R/kubelet.kubeconfig" --hostname-override="$NODE" \
+		--container-runtime=remote --container-runtime-endpoint="unix://$SOCK" \
+		--image-service-endpoint="unix://$SOCK" \
+		--cgroup-driver=cgroupfs --fail-swap-on=false --address="$GATEWAY" --node-ip="$GATEWAY" \
+		--healthz-bind-address=127.0.0.1 --read-only-port=0 \
+		--root-dir="$R/kubelet" --anonymous-auth=false --client-ca-file="$PKI/ca.crt" \
+		--authorization-mode=AlwaysAllow \
+		'--eviction-hard=memory.available<100Mi,nodefs.available<2%,imagefs.available<2%' \
+		--image-gc-high-threshold=99 --image-gc-low-threshold=98 --serialize-image-pulls=false \
+		--max-pods=60 --enable-controller-attach-detach=true
+	wait_for "node $NODE" 90 node_ready
+	# The default ServiceAccount of the test namespace exists (the controller-manager makes
+	# it and its token) before a test asks for it.
+	kc get ns "$NS_TEST" >/dev/null 2>&1 || kc create ns "$NS_TEST" >/dev/null
+	wait_for "service account token" 60 sh -c "kubectl --kubeconfig '$R/admin.kubeconfig' -n '$NS_TEST' get secrets -o name | grep -q default-token"
+	log "up: $(kc get node "$NODE" --no-headers 2>/dev/null)"
+}
+
+node_ready() {
+	kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' |
+		grep -qx True
+}
+
+load_pause() {
+	ctr_ images ls -q | grep -qx rsparkhub.local/pause:lab && return 0
+	local tar=$CACHE/images/pause-lab.tar
+	if [ ! -s "$tar" ]; then
+		mkdir -p "$CACHE/images" "$CACHE/pause"
+		# The pod sandbox's PID 1 (no registry for registry.k8s.io/pause here): wait for
+		# signals, reap children, exit 0 on SIGINT/SIGTERM.
+		cat >"$CACHE/pause/pause.c" <<'EOF'
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void stop(int sig) { (void)sig; _exit(0); }
+static void reap(int sig) { (void)sig; while (waitpid(-1, NULL, WNOHANG) > 0) {} }
+int main(void) {
+  struct sigaction a = {0}, r = {0};
+  a.sa_handler = stop; sigaction(SIGINT, &a, NULL); sigaction(SIGTERM, &a, NULL);
+  r.sa_handler = reap; r.sa_flags = SA_NOCLDSTOP; sigaction(SIGCHLD, &r, NULL);
+  for (;;) pause();
+}
+EOF
+		gcc -static -O2 -o "$CACHE/pause/pause" "$CACHE/pause/pause.c"
+		printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' \
+			>"$CACHE/pause/Containerfile"
+		pm build --pull=never -t rsparkhub.local/pause:lab "$CACHE/pause" >&2
+		pm save --format docker-archive -o "$tar.tmp" rsparkhub.local/pause:lab
+		mv "$tar.tmp" "$tar"
+	fi
+	ctr_ images import "$tar" >/dev/null
+}
+
+# ----------------------------------------------------------------------------------- down
+down() {
+	[ "$(id -u)" = 0 ] || die "run as root"
+	if alive kube-apiserver && alive kubelet; then
+		# Pods first, through the API: the kubelet stops their containers and CNI DEL
+		# removes their veths, addresses and rules.
+		kc delete pods --all -A --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
+		for _ in $(seq 30); do
+			[ -z "$(ctr_ tasks ls -q 2>/dev/null)" ] && break
+			sleep 1
+		done
+	fi
+	stop kubelet
+	if alive containerd; then
+		# What the kubelet left running: containerd's shims outlive containerd.
+		for t in $(ctr_ tasks ls -q 2>/dev/null); do
+			ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
+		done
+		sleep 1
+		for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
+		for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
+	fi
+	for n in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$n"; done
+	# Mounts the kubelet and containerd made (secrets' tmpfs, rootfs overlays, netns).
+	if [ -d "$R" ]; then
+		awk '{print $2}' /proc/mounts | grep -E "^($R|$RUNDIR)/" | sort -r |
+			while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	fi
+	awk '{print $2}' /proc/mounts | grep -E "^/run/netns/cni-" | while read -r m; do
+		name=${m#/run/netns/}
+		grep -qx "$name" "$R/before.netns" 2>/dev/null || { umount -l "$m" 2>/dev/null || true; rm -f "$m"; }
+	done
+	if [ -s "$R/before.iptables" ]; then
+		# Rules and chains the kubelet (KUBE-*) and the bridge plugin (CNI-*) added.
+		for t in filter nat mangle; do
+			iptables -t "$t" -S 2>/dev/null | grep -E '^-A .*(KUBE-|CNI-)' | while read -r rule; do
+				grep -qxF -- "$t $rule" "$R/before.iptables" ||
+					eval "iptables -t $t ${rule/-A/-D}" 2>/dev/null || true
+			done
+			iptables -t "$t" -S 2>/dev/null | awk '$1=="-N"{print $2}' | grep -E '^(KUBE-|CNI-)' |
+				while read -r chain; do
+					grep -qxF -- "$t -N $chain" "$R/before.iptables" || {
+						iptables -t "$t" -F "$chain" 2>/dev/null || true
+						iptables -t "$t" -X "$chain" 2>/dev/null || true
+					}
+				done
+		done
+		rm -f "$R/before.iptables" "$R/before.netns"
+	fi
+	if [ -f "$R/added-bridge" ]; then
+		ip link del "$BRIDGE" 2>/dev/null || true
+		rm -f "$R/added-bridge"
+	fi
+	rm -rf "$R/cni/ipam"
+	# The kubelet's cgroups (kubepods/…), when it made them: empty directories only.
+	if [ -s "$R/before.cgroups" ] && ! grep -qx kubepods "$R/before.cgroups"; then
+		for h in /sys/fs/cgroup/*/; do
+			[ -d "$h/kubepods" ] && find "$h/kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+		done
+	fi
+	rm -f "$R/before.cgroups"
+	rm -rf "$RUNDIR"
+	log "down"
+}
+
+stop() {
+	local n=$1 pid
+	[ -f "$PIDS/$n" ] || return 0
+	pid=$(cat "$PIDS/$n")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+		kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+		log "stopped $n"
+	fi
+	rm -f "$PIDS/$n"
+}
+
+# --------------------------------------------------------------------------------- images
+# podman with the lab's own store (nothing else on the machine sees these images).
+pm() {
+	podman --root "$CACHE/podman/storage" --runroot "$RUNDIR/podman" \
+		--cgroup-manager=cgroupfs --events-backend=file "$@"
+}
+
+mirror() { # the configured Debian mirror, e.g. http://deb.debian.org/debian
+	local m
+	m=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -E '/debian/?$' | head -1)
+	[ -n "$m" ] || m=$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+		awk '{print $2}' | grep -E '/debian/?$' | head -1)
+	echo "${m:-http://deb.debian.org/debian}"
+}
+
+BASE_PACKAGES=python3,python3-venv,ca-certificates
+# A Debian bookworm base made with debootstrap (minbase) from the configured mirror, plus
+# Python 3.11 as a venv at /usr/local: the layout of python:3.11-slim-bookworm (python and
+# pip on PATH, installs go to /usr/local), which the Dockerfiles start FROM.
+base_image() {
+	local key tag
+	key=$(printf '%s\n' "$(mirror)" bookworm minbase "$BASE_PACKAGES" v1 | sha256sum | cut -c1-12)
+	tag=rsparkhub.local/bookworm-python:$key
+	if ! pm image exists "$tag"; then
+		local tar=$CACHE/base/bookworm-$key.tar
+		if [ ! -s "$tar" ]; then
+			mkdir -p "$CACHE/base"
+			local root=$CACHE/base/rootfs-$key
+			rm -rf "$root"
+			log "debootstrap bookworm (minbase) from $(mirror)"
+			nice -n 10 debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$(mirror)" \
+				>"$CACHE/base/debootstrap.log" 2>&1 || die "debootstrap failed: $CACHE/base/debootstrap.log"
+			rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+			tar -C "$root" -cf "$tar.tmp" .
+			mv "$tar.tmp" "$tar"
+			rm -rf "$root"
+		fi
+		pm import "$tar" "rsparkhub.local/debootstrap:$key" >/dev/null
+		local ctx
+		ctx=$(mktemp -d)
+		cat >"$ctx/Containerfile" <<EOF
+FROM rsparkhub.local/debootstrap:$key
+ENV LANG=C.UTF-8 PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+RUN python3 -m venv /usr/local && python -m pip --version
+CMD ["python3"]
+EOF
+		nice -n 10 podman --root "$CACHE/podman/storage" --runroot "$RUNDIR/podman" \
+			--cgroup-manager=cgroupfs --events-backend=file \
+			build --pull=never --network=host -t "$tag" "$ctx" >&2
+		rm -rf "$ctx"
+	fi
+	echo "$tag"
+}
+
+source_key() { # a Dockerfile's image key: the Dockerfile, the build context, the base
+	(
+		cd "$REPO_ROOT"
+		cat "docker/$1.Dockerfile"
+		echo "$2"
+		git ls-files -co --exclude-standard pyproject.toml README.md src |
+			grep -vE '(__pycache__|\.pyc$|\.egg-info|/\.source-hash$)' | sort |
+			while read -r f; do [ -f "$f" ] && sha256sum "$f"; done
+	) | sha256sum | cut -c1-12
+}
+
+image() { # session-python | hub : built (cached), saved and loaded into the lab's containerd
+	local name=$1 base key tag tar old
+	base=$(base_image)
+	key=$(source_key "$name" "$base")
+	tag=rsparkhub.local/$name:$key
+	tar=$CACHE/images/$name-$key.tar
+	mkdir -p "$CACHE/images"
+	if [ ! -s "$tar" ]; then
+		if ! pm image exists "$tag"; then
+			# `podman build --from` replaces only the first FROM; these files have two
+			# stages on the same base, so the lab's own store knows the base by that name.
+			local from
+			for from in $(awk 'toupper($1)=="FROM"{print $2}' "$REPO_ROOT/docker/$name.Dockerfile" | sort -u); do
+				case $from in
+				*.*/* | localhost/*) ;;
+				*/*) from=docker.io/$from ;;
+				*) from=docker.io/library/$from ;;
+				esac
+				pm tag "$base" "$from"
+			done
+			# The build's RUN steps trust what this machine trusts (an egress proxy's CA,
+			# say): its CA bundle and a pip.conf naming it are mounted, not copied, so
+			# they are not in the image.
+			mkdir -p "$CACHE/build"
+			printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$CACHE/build/pip.conf"
+			log "building $tag (docker/$name.Dockerfile)"
+			(cd "$REPO_ROOT" && nice -n 10 podman --root "$CACHE/podman/storage" \
+				--runroot "$RUNDIR/podman" --cgroup-manager=cgroupfs --events-backend=file \
+				build --pull=never --network=host --from "$base" \
+				-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+				-v "$CACHE/build/pip.conf:/etc/pip.conf:ro" \
+				-f "docker/$name.Dockerfile" -t "$tag" .) >&2
+		fi
+		pm save --format docker-archive -o "$tar.tmp" "$tag"
+		mv "$tar.tmp" "$tar"
+		# old images of this name: only the newest is kept
+		find "$CACHE/images" -name "$name-*.tar" ! -name "$name-$key.tar" -delete
+		for old in $(pm images --format '{{.Repository}}:{{.Tag}}' | grep -E "^rsparkhub.local/$name:" | grep -vx "$tag"); do
+			pm rmi "$old" >/dev/null 2>&1 || true
+		done
+		pm image prune -f >/dev/null 2>&1 || true
+	fi
+	if [ -S "$SOCK" ] && ! ctr_ images ls -q | grep -qx "$tag"; then
+		log "loading $tag into the lab's containerd"
+		ctr_ images import "$tar" >/dev/null
+		for old in $(ctr_ images ls -q | grep -E "^rsparkhub.local/$name:" | grep -vx "$tag"); do
+			ctr_ images rm "$old" >/dev/null 2>&1 || true
+		done
+	fi
+	echo "$tag"
+}
+
+images() {
+	local names=("$@")
+	[ ${#names[@]} -gt 0 ] || names=(session-python)
+	command -v podman >/dev/null || die "podman is not installed (apt-get install -y podman debootstrap)"
+	command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install -y debootstrap)"
+	mkdir -p "$RUNDIR" "$CACHE/images"
+	for n in "${names[@]}"; do
+		image "$n" >"$CACHE/images/$n.current"
+		log "$n: $(cat "$CACHE/images/$n.current")"
+	done
+}
+
+# ------------------------------------------------------------------------------ env, status
+env_() {
+	local img=""
+	[ -s "$CACHE/images/session-python.current" ] && img=$(cat "$CACHE/images/session-python.current")
+	echo "export KUBECONFIG=$R/admin.kubeconfig"
+	echo "export RSPARKHUB_K8S_IMAGE=$img"
+	echo "export RSPARKHUB_K8S_HUB_HOST=$GATEWAY"
+	echo "export RSPARKHUB_K8S_NAMESPACE=$NS_TEST"
+	echo "export RSPARKHUB_K8S_LAB=$LAB"
+}
+
+status() {
+	for n in "${COMPONENTS[@]}"; do
+		if alive "$n"; then echo "$n: running (pid $(cat "$PIDS/$n"))"; else echo "$n: stopped"; fi
+	done
+	if alive kube-apiserver; then
+		kc get nodes -o wide 2>/dev/null || true
+		kc get pods -A -o wide 2>/dev/null || true
+	fi
+}
+
+case ${1:-} in
+up) up ;;
+down) down ;;
+images)
+	shift
+	images "$@"
+	;;
+env) env_ ;;
+status) status ;;
+*)
+	sed -n '2,21p' "$0"
+	exit 2
+	;;
+esac
