@@ -248,10 +248,11 @@ def test_api_spark_describes_spark_for_the_caller(world: World, running: dict[st
     assert alice["mode"] == "embedded" and alice["state"] == "running"
     assert alice["ui_url"] == f"{UI}/" and alice["database"] == "u_alice"
     assert world.token("alice").get(alice["ui_url"]).status_code in (200, 302)
-    assert alice["remote"].startswith("sc://127.0.0.1:") and alice["remote"].endswith(
+    assert alice["remote"].startswith("sc://localhost:") and alice["remote"].endswith(
         ";user_id=alice"
     )
     assert "session_id" not in str(alice) and "your own" in alice["detail"]
+    assert "token" not in str(alice)  # the server's token is only in the sessions' SPARK_REMOTE
     # bob's own server is not running (and alice's is none of his business)
     bob = world.token("bob").get("/api/spark").json()
     assert bob["state"] == "down" and bob["ui_url"] is None and bob["database"] == "u_bob"
