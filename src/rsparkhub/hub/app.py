@@ -1,5 +1,5 @@
 """The hub's ASGI application: routes, error handlers, security headers, the web page,
-and the two websocket endpoints. ``create_app(settings)`` is the only entry point."""
+and the websocket endpoints (workspace, shared document, agent). ``create_app(settings)`` is the only entry point."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ from rsparkhub.hub.api import (
     spark,
     users,
 )
-from rsparkhub.hub.auth import authenticate
+from rsparkhub.hub.auth import Caller, authenticate
 from rsparkhub.hub.blobs import BlobStore
+from rsparkhub.hub.collab import Collab
 from rsparkhub.hub.datadir import make_private
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import User, Workspace
@@ -47,6 +48,7 @@ from rsparkhub.hub.errors import (
 from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.login_limits import LoginLimiter
+from rsparkhub.hub.paths import clean_path
 from rsparkhub.hub.postgres import postgres_traverses_data_dir
 from rsparkhub.hub.sandbox import Sandboxes, scope_for
 from rsparkhub.hub.security_headers import SecurityHeaders
@@ -88,7 +90,10 @@ def build_hub(settings: Settings) -> Hub:
         # spark = 'kubernetes': drivers are created with the spawner's API client
         kubernetes_api=getattr(spawner, "core", None),
     )
-    files = Files(settings, blobs, FileFanout(registry, clients))
+    # Shared documents see every file change first (to merge it), then the sessions' fan-out.
+    collab = Collab(settings.data_dir, db, blobs, FileFanout(registry, clients))
+    files = Files(settings, blobs, collab)
+    collab.files = files
     sessions = Sessions(
         settings, db, blobs, spawner, registry, clients, files, userdb, spark, identities
     )
@@ -97,6 +102,7 @@ def build_hub(settings: Settings) -> Hub:
         db=db,
         blobs=blobs,
         files=files,
+        collab=collab,
         sessions=sessions,
         userdb=userdb,
         spark=spark,
@@ -137,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if warmup is not None:
                 warmup.cancel()
+            await hub.collab.close()
             await hub.sessions.shutdown()
             await hub.userdb.close()
             await hub.spark.close()
@@ -170,8 +177,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(SecurityHeaders, max_upload_bytes=settings.max_upload_bytes)
 
-    @app.websocket("/api/workspaces/{workspace_id}/ws")
-    async def client_ws(websocket: WebSocket, workspace_id: str) -> None:
+    async def open_socket(
+        websocket: WebSocket, workspace_id: str
+    ) -> tuple[Caller, Workspace, str | None] | None:
+        """The caller of a browser or API socket to a workspace and their role there, or
+        None after refusing it (cookie from another site, no credential, not a member)."""
         async with hub.db.session() as db:
             try:
                 caller = await authenticate(websocket, db)
@@ -189,7 +199,15 @@ def create_app(settings: Settings) -> FastAPI:
                 await websocket.accept()
                 reason = f"{exc.code}: {exc.message}".encode()[:120].decode(errors="ignore")
                 await websocket.close(code=4000 + exc.status, reason=reason)
-                return
+                return None
+        return caller, ws, role
+
+    @app.websocket("/api/workspaces/{workspace_id}/ws")
+    async def client_ws(websocket: WebSocket, workspace_id: str) -> None:
+        opened = await open_socket(websocket, workspace_id)
+        if opened is None:
+            return
+        caller, ws, role = opened
         await websocket.accept()
         user_id, workspace_row_id = caller.user.id, ws.id
 
@@ -207,6 +225,28 @@ def create_app(settings: Settings) -> FastAPI:
             caller.name,
             can_write=role in ("owner", "editor"),
             current_role=current_role,
+            token_id=caller.token_id,
+        )
+
+    @app.websocket("/api/workspaces/{workspace_id}/doc/{path:path}")
+    async def doc_ws(websocket: WebSocket, workspace_id: str, path: str) -> None:
+        """A shared document (docs/protocol.md, "Document sockets")."""
+        opened = await open_socket(websocket, workspace_id)
+        if opened is None:
+            return
+        caller, ws, role = opened
+        await websocket.accept()
+        try:
+            clean = clean_path(path)
+        except ApiError as exc:
+            await websocket.close(code=4000 + exc.status, reason=f"{exc.code}: {exc.message}"[:120])
+            return
+        await hub.collab.serve(
+            websocket,
+            ws.id,
+            clean,
+            caller.name,
+            can_write=role in ("owner", "editor"),
             token_id=caller.token_id,
         )
 

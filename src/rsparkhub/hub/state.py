@@ -13,6 +13,7 @@ from rsparkhub.hub.files import Files
 from rsparkhub.hub.login_limits import LoginLimiter
 
 if TYPE_CHECKING:
+    from rsparkhub.hub.collab import Collab
     from rsparkhub.hub.identities import Identities
     from rsparkhub.hub.sandbox import Sandboxes
     from rsparkhub.hub.sessions import Sessions
@@ -26,6 +27,7 @@ class Hub:
     db: Database
     blobs: BlobStore
     files: Files
+    collab: Collab  # shared documents: the editors' live text of workspace files
     sessions: Sessions
     userdb: UserDatabases
     spark: SparkService

@@ -134,6 +134,7 @@ async def logout(
         revoked = await revoke_tokens(db, ApiToken.token_hash == hash_token(cookie))
         await db.commit()
         await hub.sessions.signed_out(revoked)
+        hub.collab.signed_out(revoked)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
     return {"ok": True}
@@ -176,6 +177,7 @@ async def set_password(
     )
     await db.commit()
     await hub.sessions.signed_out(revoked)
+    hub.collab.signed_out(revoked)
     return {"ok": True}
 
 
@@ -225,4 +227,5 @@ async def revoke_token(token_id: str, caller: CallerDep, hub: HubDep, db: DbDep)
     row.revoked = True
     await db.commit()
     await hub.sessions.signed_out({row.id})
+    hub.collab.signed_out({row.id})
     return {"ok": True}

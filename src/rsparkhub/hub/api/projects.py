@@ -297,6 +297,7 @@ async def add_member(
     # Their open sockets get the new role at once (an editor made viewer runs no more code).
     role = await user_role(db, user, w)
     await hub.sessions.access_changed(user.name, w.id, role)
+    hub.collab.access_changed(user.name, w.id, role)
     return {"user": user.name, "role": body.role}
 
 
@@ -316,6 +317,7 @@ async def remove_member(
     # The owner (and an admin) keep their access through ownership: their sockets stay.
     role = await user_role(db, user, w)
     closed = await hub.sessions.access_changed(user.name, w.id, role)
+    closed += hub.collab.access_changed(user.name, w.id, role)
     return {"user": user.name, "removed": True, "sockets_closed": closed}
 
 

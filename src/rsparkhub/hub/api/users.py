@@ -105,6 +105,7 @@ async def patch_user(
         # A disabled user's sockets close; a former admin's too (they reconnect, if they
         # still may, with their own role instead of an admin's).
         await hub.sessions.access_changed(user.name)
+        hub.collab.access_changed(user.name)
     if body.disabled is not None and hub.userdb.enabled:
         # Disabling revokes the PostgreSQL role's login and ends its connections.
         try:
@@ -140,6 +141,7 @@ async def reset_login(
         )
     link, revoked = await reset_password(db, user, link_base(request, hub))
     await hub.sessions.signed_out(revoked)
+    hub.collab.signed_out(revoked)
     return {**user_info(user), "login_link": link}
 
 
