@@ -1053,11 +1053,12 @@ def test_stdout_untouched_outside_calls() -> None:
     assert sys.stdout is before
 
 
-def test_spark_connect_retries_capped_at_two_seconds_in_kernels() -> None:
+def test_spark_connect_retries_capped_at_250_ms_in_kernels() -> None:
     """The kernel hooks make pyspark retry a refused Spark Connect connection at most every
-    2 s (instead of a 4× backoff up to 60 s) with the same ~10 minutes of patience, both
-    when pyspark is imported after the hooks and when it already was. A fresh interpreter,
-    so this process's imports do not matter."""
+    250 ms (instead of a 4× backoff up to 60 s) with the same ~10 minutes of patience, and
+    cap gRPC's own reconnect backoff of its channels the same way, both when pyspark is
+    imported after the hooks and when it already was. A fresh interpreter, so this
+    process's imports do not matter."""
     import subprocess
 
     code = (
@@ -1065,7 +1066,7 @@ def test_spark_connect_retries_capped_at_two_seconds_in_kernels() -> None:
         "from rsparkhub.agent import pykernel\n"
         "early = sys.argv[1] == 'early'\n"
         "if early:\n"
-        "    import pyspark.sql.connect.client.retries\n"
+        "    import pyspark.sql.connect.client.retries, pyspark.sql.connect.client.core\n"
         "pykernel.install()\n"
         "from pyspark.sql.connect.client.retries import DefaultPolicy\n"
         "p = DefaultPolicy()\n"
@@ -1074,6 +1075,8 @@ def test_spark_connect_retries_capped_at_two_seconds_in_kernels() -> None:
         "    waits.append(min(b, p.max_backoff)); b *= p.backoff_multiplier\n"
         "print(p.max_backoff, p.max_retries, round(sum(waits) / 1000))\n"
         "print(DefaultPolicy(max_backoff=7).max_backoff)\n"
+        "from pyspark.sql.connect.client.core import ChannelBuilder\n"
+        "print(dict(ChannelBuilder.GRPC_DEFAULT_OPTIONS)['grpc.max_reconnect_backoff_ms'])\n"
     )
     for when in ("late", "early"):
         out = subprocess.run(
@@ -1081,9 +1084,10 @@ def test_spark_connect_retries_capped_at_two_seconds_in_kernels() -> None:
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout.split("\n")  # fmt: skip
         backoff, retries, total_s = (int(x) for x in out[0].split())
-        assert (backoff, retries) == (2000, 300), when
+        assert (backoff, retries) == (250, 2400), when
         assert 590 <= total_s <= 610, total_s  # about the 10 minutes pyspark guarantees
         assert out[1] == "7"  # explicit arguments still win
+        assert out[2] == "250", when
 
 
 def _view_index(

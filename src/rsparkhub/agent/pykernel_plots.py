@@ -55,25 +55,47 @@ def _patch_inline(mod: Any) -> None:
 
 _INLINE = "matplotlib_inline.backend_inline"
 _SPARK_RETRIES = "pyspark.sql.connect.client.retries"
+_SPARK_CORE = "pyspark.sql.connect.client.core"
 # pyspark's DefaultPolicy.__init__ defaults (4.x): max_retries, backoff_multiplier,
 # initial_backoff (ms), max_backoff (ms), jitter, min_jitter_threshold, …
 _SPARK_RETRY_DEFAULTS = (15, 4.0, 50, 60000)
+SPARK_RETRY_MAX_MS = 250  # a refused connection is retried at most this long after
+# gRPC's own reconnect backoff of a channel (1 s growing 1.6× by default) must not hold a
+# retry back longer than that. Also used by r/spark.R's Python half.
+SPARK_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", SPARK_RETRY_MAX_MS),
+)
 
 
 def _patch_spark_retries(mod: Any) -> None:
     """A refused connection (the hub's embedded Spark server still starting, or restarting)
     is retried by pyspark with a backoff growing 4× up to 60 s, so a server that comes up
     just after the 17 s retry answers the user's first query only at the 68 s one. Retry at
-    most every 2 s instead, for the same total patience (~10 minutes). Changes nothing
-    unless the defaults are the ones this was written for."""
+    most every 250 ms instead, for the same total patience (~10 minutes): a server that
+    comes up is used at once. Changes nothing unless the defaults are the ones this was
+    written for."""
     init = mod.DefaultPolicy.__init__
     defaults = init.__defaults__
     if not defaults or tuple(defaults[:4]) != _SPARK_RETRY_DEFAULTS:
         return
-    init.__defaults__ = (300, 2.0, 50, 2000, *defaults[4:])
+    init.__defaults__ = (2400, 2.0, 50, SPARK_RETRY_MAX_MS, *defaults[4:])
 
 
-_PATCHES: dict[str, Any] = {_INLINE: _patch_inline, _SPARK_RETRIES: _patch_spark_retries}
+def spark_channel_options(mod: Any) -> None:
+    """gRPC's reconnect backoff capped at ``SPARK_RETRY_MAX_MS`` on every Spark Connect
+    channel (``ChannelBuilder.GRPC_DEFAULT_OPTIONS``); options already there are kept."""
+    options = mod.ChannelBuilder.GRPC_DEFAULT_OPTIONS
+    have = {key for key, _ in options}
+    options.extend(opt for opt in SPARK_CHANNEL_OPTIONS if opt[0] not in have)
+
+
+_PATCHES: dict[str, Any] = {
+    _INLINE: _patch_inline,
+    _SPARK_RETRIES: _patch_spark_retries,
+    _SPARK_CORE: spark_channel_options,
+}
 
 
 class _PatchingLoader:

@@ -33,7 +33,7 @@ impl <- local({
 
 DEFAULT_COLLECT_MAX <- 100000
 PREVIEW_ROWS <- 10L
-CONNECT_RETRIES <- 3L     # client retries per connection attempt (about 1 s)
+CONNECT_RETRIES <- 3L     # client retries per connection attempt (about 0.5 s)
 QUERY_RETRIES <- 10L      # client retries of a query while the server is unreachable (~1 min)
 
 state <- new.env(parent = emptyenv())
@@ -115,10 +115,10 @@ def call(fn, *args):
         return (False, json.dumps(describe_error(exc)))
 
 
-def retries(spark, n):
+def retries(spark, n, max_backoff=10000):
     from pyspark.sql.connect.client.retries import DefaultPolicy
 
-    spark.client.set_retry_policies([DefaultPolicy(max_retries=n, max_backoff=10000)])
+    spark.client.set_retry_policies([DefaultPolicy(max_retries=n, max_backoff=max_backoff)])
 
 
 def quiet_loggers():
@@ -132,14 +132,18 @@ def quiet_loggers():
 
 
 def connect(remote, n_retries):
+    import pyspark.sql.connect.client.core as core
     from pyspark.sql.connect.session import SparkSession
 
+    from rsparkhub.agent.pykernel_plots import SPARK_RETRY_MAX_MS, spark_channel_options
+
+    spark_channel_options(core)  # a server that comes up is used at once (see there)
     quiet_loggers()
     # what pyspark.sql.SparkSession.builder.remote() sets too: pyspark.ml checks it
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     spark = SparkSession.builder.remote(remote).create()
     try:
-        retries(spark, n_retries)
+        retries(spark, n_retries, SPARK_RETRY_MAX_MS)
         spark.catalog.currentDatabase()
     except BaseException:
         spark.client.close()
@@ -470,7 +474,7 @@ connect <- function(remote = Sys.getenv("SPARK_REMOTE"), timeout = 120, quiet = 
         }
         if (!waited && !quiet) message("Waiting for the Spark server to start …")
         waited <- TRUE
-        Sys.sleep(1)
+        Sys.sleep(0.25)
     }
     state$spark <- reticulate::py_get_item(res, 1L)
     state$remote <- remote
