@@ -20,6 +20,7 @@ import pytest_asyncio
 import zmq
 from hubsession import Recorder, new_workspace, results_of, stdout_of
 
+from rsparkhub import protocol as P
 from rsparkhub.agent import kernels
 from rsparkhub.agent.kernels import Kernel
 from rsparkhub.agent.launch import ipykernel_cmd
@@ -92,6 +93,39 @@ async def test_r_flushed_cat_lines_arrive_exactly(session: Recorder) -> None:
     done, events = await session.run("1+1", language="r", timeout=30)
     assert done.status == "ok"
     assert results_of(events) == ["[1] 2"]
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
+async def test_r_loop_of_60k_lines_streams_exactly_in_order(session: Recorder) -> None:
+    """One top-level R loop: evaluate's text connection is replaced by an empty one after
+    every flush (``renew`` in ``R_STREAM_INIT``: otherwise each line copies all earlier ones).
+    Lines written in two pieces, messages between them and a last line without its newline
+    all keep their bytes and their order."""
+    n = 60_000
+    code = (
+        f"for (i in 0:{n - 1}) {{\n"
+        '  cat(sprintf("%09d", i)); cat(strrep("x", 90), "\\n", sep = "")\n'
+        '  if (i %% 20000 == 19999) message("m", i)\n'
+        "}\n"
+        'cat("tail")\n'
+    )
+    done, events = await session.run(code, language="r", timeout=240)
+    assert done.status == "ok", done
+    assert stdout_of(events) == "".join(line(i) for i in range(n)) + "tail"
+    # each message comes after the line it follows and before the next one
+    seen = 0
+    for e in events:
+        if isinstance(e, P.StreamEvent) and e.name == "stdout":
+            seen += e.text.count("\n")
+        elif isinstance(e, P.StreamEvent) and e.name == "stderr":
+            assert e.text.strip() == f"m{seen - 1}"  # (IRkernel ends a message with "\n\n")
+    assert len([e for e in events if isinstance(e, P.StreamEvent) and e.name == "stdout"]) > 3
+    done, events = await session.run('cat(1:3, "\\n"); message("m")', language="r", timeout=30)
+    assert done.status == "ok"
+    assert stdout_of(events) == "1 2 3 \n"
+    assert [e.text for e in events if isinstance(e, P.StreamEvent) and e.name == "stderr"] == [
+        "m\n\n"
+    ]
 
 
 # ---------------------------------------------------------------------- Kernel directly

@@ -90,6 +90,12 @@ options(width = 80L, digits = 7L, prompt = "> ", continue = "+ ", scipen = 0,
 #   a flush are swallowed. ``options(rsparkhub.stream_output = FALSE)`` turns it off.
 # * If evaluate's internals are not as expected the hooks do nothing (output arrives per
 #   top-level expression, as before).
+# * Linear cost: R's text connection copies its whole character vector for every line
+#   written (connections.c grows it by one element per line), and evaluate keeps one
+#   connection for the whole top-level expression, so 100,000 lines cost ~64 s in IRkernel
+#   (quadratic). Once a flush has sent everything, the hooks give evaluate a fresh, empty
+#   connection (``renew``); and a flush is due, bucket or not, when ``renew_lines`` lines wait
+#   — so the vector never holds more than about that many lines.
 R_STREAM_INIT = """
 local({
     ev <- tryCatch(get(".env", envir = asNamespace("evaluate")), error = function(e) NULL)
@@ -101,6 +107,7 @@ local({
     rate <- 20
     tokens <- burst
     stamp <- 0
+    renew_lines <- 1000L
     quiet <- function(expr) withCallingHandlers(expr,
         warning = function(w) invokeRestart("muffleWarning"),
         message = function(m) invokeRestart("muffleMessage"))
@@ -109,11 +116,12 @@ local({
         w <- environment(f)$w
         if (!is.list(w) || !is.function(w$get_new)) return(NULL)
         we <- environment(w$get_new)
-        if (length(we$output) == length(we$prev) && !isIncomplete(we$con)) return(NULL)
+        waiting <- length(we$output) - length(we$prev)
+        if (waiting == 0L && !isIncomplete(we$con)) return(NULL)
         now <- proc.time()[[3L]]
         tokens <<- min(burst, tokens + (now - stamp) * rate)
         stamp <<- now
-        if (tokens < 1 && !isTRUE(force)) return(NULL)
+        if (tokens < 1 && !isTRUE(force) && waiting < renew_lines) return(NULL)
         if (sink.number() != 1L || !isTRUE(getOption("rsparkhub.stream_output"))) return(NULL)
         for (cl in sys.calls()) {
             h <- cl[[1L]]
@@ -123,13 +131,39 @@ local({
         tokens <<- max(0, tokens - 1)
         f
     }
+    # evaluate's connection, everything in it sent: swap in an empty one (see above)
+    renew <- function(f) {
+        we <- environment(environment(f)$w$get_new)
+        if (sink.number() != 1L || isIncomplete(we$con) ||
+            length(we$output) != length(we$prev)) return(invisible(NULL))
+        # evaluate opens it "wr", which appends to an existing ``output``: empty that first
+        # (its binding is locked while the old connection is open)
+        sink()
+        close(we$con)
+        we$output <- character()
+        we$prev <- character()
+        we$con <- eval(quote(textConnection("output", "wr", local = TRUE)), we)
+        sink(we$con, split = isTRUE(we$debug))
+        invisible(NULL)
+    }
+    # the cheap test every cat/print makes: could a flush be due (a token, or a backlog)?
+    worth <- function() {
+        if (tokens + (proc.time()[[3L]] - stamp) * rate >= 1) return(TRUE)
+        w <- environment(ev$flush_console)$w
+        is.list(w) && is.function(w$get_new) &&
+            length(environment(w$get_new)$output) - length(environment(w$get_new)$prev) >=
+                renew_lines
+    }
     flush <- function(force = FALSE) {
-        if (busy) return(invisible(NULL))
+        if (busy || !(isTRUE(force) || worth())) return(invisible(NULL))
         busy <<- TRUE
         on.exit(busy <<- FALSE)
         suspendInterrupts(tryCatch({
             f <- due(force)
-            if (!is.null(f)) quiet(f())
+            if (!is.null(f)) {
+                quiet(f())
+                renew(f)
+            }
         }, error = function(e) NULL))
         invisible(NULL)
     }
