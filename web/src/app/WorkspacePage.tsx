@@ -273,6 +273,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
               controller={controller}
               consoleLanguage={language}
               canWrite={canWrite}
+              user={me.name}
               commands={commands}
               notify={notify}
             />

@@ -38,9 +38,8 @@
 //   files-pane                   the Files pane
 //   file-item                    one per file, with data-path=<workspace path>
 //   editor                       the Editor pane
-//   editor-tab                   one per open file, with data-path and data-dirty=true|false
+//   editor-tab                   one per open file, with data-path, data-dirty=true|false (edits in no version yet) and data-sync=connecting|synced|offline|closed
 //   save-button, run-button, source-button, render-button   the editor's toolbar
-//   conflict-dialog, conflict-keep-mine, conflict-take-theirs   the save conflict dialog
 //   console                      the Console pane
 //   console-input                the console's input (a CodeMirror editor; its
 //                                .cm-content is the editable element)
@@ -116,9 +115,6 @@ export const TID = {
   runButton: "run-button",
   sourceButton: "source-button",
   renderButton: "render-button",
-  conflictDialog: "conflict-dialog",
-  conflictKeepMine: "conflict-keep-mine",
-  conflictTakeTheirs: "conflict-take-theirs",
   console: "console",
   consoleInput: "console-input",
   consoleOutput: "console-output",

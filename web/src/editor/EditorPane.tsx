@@ -1,15 +1,14 @@
-// The Editor pane: open files in tabs, save with the version check (and the conflict
-// dialog), run the line/selection in the console, source/run scripts, render documents.
+// The Editor pane: open files in tabs (each a shared document, OpenDoc), save (a version
+// point on the hub), run the line/selection in the console, source/run scripts, render
+// documents. Changes made elsewhere arrive through the document itself, never as a conflict.
 import { openSearchPanel } from "@codemirror/search";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ConfirmDialog } from "../app/Dialog";
 import { VIEWER_WHY } from "../app/model";
 import { errorMessage } from "../app/notify";
 import { TID } from "../app/testids";
-import { ApiError, type Api, type Language } from "../contract";
-import { encodePath } from "../core/api";
+import type { Api, Language } from "../contract";
 import type { Emitter } from "../core/emitter";
-import { changedFiles } from "../core/messages";
 import { baseName, extension, isDocument, scriptLanguage } from "../core/files";
 import type { SessionClient } from "../core/session";
 import { load, save } from "../core/storage";
@@ -17,7 +16,7 @@ import type { SessionStream } from "../core/stream";
 import type { ConsoleController } from "../console/controller";
 import { chunkLanguage } from "./chunks";
 import { kernelCompletion } from "./completion";
-import { ConflictDialog, type Conflict } from "./ConflictDialog";
+import { docSocketUrl } from "./docSocket";
 import { EditorTabs, tabId } from "./EditorTabs";
 import { OpenDoc } from "./OpenDoc";
 import { runTarget } from "./runLine";
@@ -41,33 +40,23 @@ interface Props {
   controller: ConsoleController;
   consoleLanguage: Language;
   canWrite: boolean;
+  /** this window's user (named at their cursor in the others' editors) */
+  user: string;
   commands: Emitter<[EditorCommand]>;
   notify(message: string, kind?: "info" | "error"): void;
 }
 
-interface TextFile {
-  path: string;
-  version: number;
-  content: string;
-}
-
-interface Saved {
-  version: number;
-}
-
 export function EditorPane(props: Props) {
-  const { api, workspaceId, canWrite, notify } = props;
+  const { workspaceId, canWrite, notify } = props;
   const docs = useRef<OpenDoc[]>([]);
   const [active, setActive] = useState<string | null>(null);
   const [, setTick] = useState(0);
-  const [conflict, setConflict] = useState<(Conflict & { doc: OpenDoc }) | null>(null);
   const [closing, setClosing] = useState<OpenDoc | null>(null);
   const latest = useRef(props);
   latest.current = props;
   const activeRef = useRef(active);
   activeRef.current = active;
   const refresh = () => setTick((t) => t + 1);
-  const textUrl = (path: string) => `/api/workspaces/${workspaceId}/text/${encodePath(path)}`;
   const find = (path: string) => docs.current.find((d) => d.path === path);
 
   /** The language a line of ``doc`` runs in (null: not runnable). */
@@ -79,31 +68,15 @@ export function EditorPane(props: Props) {
     return ext === ".txt" || ext === "" ? latest.current.consoleLanguage : null;
   };
 
+  /** A version point on the hub (nothing new if the text is already the file's). */
   const saveDoc = async (doc: OpenDoc): Promise<boolean> => {
     if (!latest.current.canWrite) return false;
-    if (!doc.dirty && !doc.deleted && doc.version > 0) return true;
-    const content = doc.text();
-    doc.saving = true;
     try {
-      const r = await api.put<Saved>(textUrl(doc.path), { content, base_version: doc.deleted ? 0 : doc.version });
-      doc.markSaved(content, r.version);
+      await doc.save();
       return true;
     } catch (e) {
-      if (e instanceof ApiError && (e.code === "version_conflict" || e.code === "file_exists")) {
-        let theirs: TextFile = { path: doc.path, version: 0, content: "" };
-        try {
-          theirs = await api.get<TextFile>(textUrl(doc.path));
-        } catch {
-          // deleted on the hub: theirs stays empty (version 0)
-        }
-        setConflict({ doc, path: doc.path, mine: content, theirs: theirs.content, theirsVersion: theirs.version });
-      } else {
-        notify(`Saving ${doc.path} failed: ${errorMessage(e)}`, "error");
-      }
+      notify(`Saving ${doc.path} failed: ${errorMessage(e)}`, "error");
       return false;
-    } finally {
-      doc.saving = false;
-      refresh();
     }
   };
 
@@ -158,23 +131,22 @@ export function EditorPane(props: Props) {
     else notify(`Only R, Python and shell scripts can be sourced.`);
   };
 
-  const openDoc = async (path: string, activate = true): Promise<void> => {
+  const openDoc = (path: string, activate = true): void => {
     const known = find(path);
     if (known) {
       if (activate) setActive(path);
       return;
     }
-    let file: TextFile;
-    try {
-      file = await api.get<TextFile>(textUrl(path));
-    } catch (e) {
-      notify(`Cannot open ${path}: ${errorMessage(e)}`, "error");
-      return;
-    }
-    if (find(path)) return; // opened twice at once
-    const doc: OpenDoc = new OpenDoc(file.path, file.version, file.content, {
+    const doc: OpenDoc = new OpenDoc(path, {
       canWrite: latest.current.canWrite,
-      onDirty: refresh,
+      user: latest.current.user,
+      url: docSocketUrl(workspaceId, path),
+      onChange: refresh,
+      onClosed: (d, reason) => {
+        if (!d.deleted) notify(`${d.path} closed: ${reason}`, "error");
+        close(d);
+      },
+      onError: (message) => notify(message, "error"),
       actions: {
         save: () => void saveDoc(doc),
         runLine: () => runLine(doc),
@@ -200,53 +172,30 @@ export function EditorPane(props: Props) {
     refresh();
   };
 
-  const reload = async (doc: OpenDoc) => {
-    try {
-      const f = await api.get<TextFile>(textUrl(doc.path));
-      if (!doc.dirty && !doc.saving) doc.replace(f.content, f.version);
-      else doc.stale = f.version > doc.version;
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404) doc.deleted = true;
-    }
-    refresh();
-  };
-
   // open files of the last visit; commands from the Files pane; files changed on the hub
   useEffect(() => {
     const saved = load<{ paths: string[]; active: string | null }>(`tabs.${workspaceId}`, { paths: [], active: null });
-    void (async () => {
-      for (const p of saved.paths) await openDoc(p, false);
-      if (saved.active && find(saved.active)) setActive(saved.active);
-    })();
+    for (const p of saved.paths) openDoc(p, false);
+    if (saved.active && find(saved.active)) setActive(saved.active);
     const offCommands = props.commands.on((cmd) => {
-      if (cmd.type === "open") void openDoc(cmd.path);
+      if (cmd.type === "open") openDoc(cmd.path);
       else if (cmd.type === "action") act(cmd.action);
       else if (cmd.type === "source") sourcePath(cmd.path);
       else {
+        // a renamed file is another document on the hub: open that one
         const doc = find(cmd.from);
         if (!doc) return;
-        doc.rename(cmd.to);
-        if (activeRef.current === cmd.from) setActive(cmd.to);
-        refresh();
+        const wasActive = activeRef.current === cmd.from;
+        close(doc);
+        openDoc(cmd.to, wasActive);
       }
     });
+    // a file deleted on the hub: its document socket closes too (4404), this is quicker
     const offFiles = props.stream.onMessage((msg) => {
       if (msg.type !== "files_changed") return;
-      for (const c of changedFiles(msg)) {
-        const doc = find(c.path);
-        if (!doc || doc.saving || c.version <= doc.version) continue;
-        if (doc.dirty) {
-          doc.stale = true;
-          refresh();
-        } else void reload(doc);
-      }
       for (const p of msg.deleted ?? []) {
         const doc = find(p);
-        if (!doc) continue;
-        if (doc.dirty) {
-          doc.deleted = true;
-          refresh();
-        } else close(doc);
+        if (doc) close(doc);
       }
     });
     return () => {
@@ -266,12 +215,12 @@ export function EditorPane(props: Props) {
     save(`tabs.${workspaceId}`, { paths: docs.current.map((d) => d.path), active });
   }, [paths, active]);
 
-  // warn before leaving with unsaved edits; Ctrl/Cmd+S (save) and Ctrl/Cmd+Shift+S
+  // warn before leaving with edits the hub has not received (offline); Ctrl/Cmd+S (save) and Ctrl/Cmd+Shift+S
   // (source) outside the editor act on the active file too (the Files pane sources the
   // file its focus is on itself)
   useEffect(() => {
     const onUnload = (e: BeforeUnloadEvent) => {
-      if (docs.current.some((d) => d.dirty)) e.preventDefault();
+      if (docs.current.some(unsent)) e.preventDefault();
     };
     const onKey = (e: KeyboardEvent) => {
       if (e.defaultPrevented || !(e.ctrlKey || e.metaKey) || e.altKey || e.key.toLowerCase() !== "s") return;
@@ -293,7 +242,7 @@ export function EditorPane(props: Props) {
     current?.view.requestMeasure();
   }, [current]);
 
-  const requestClose = (doc: OpenDoc) => (doc.dirty ? setClosing(doc) : close(doc));
+  const requestClose = (doc: OpenDoc) => (unsent(doc) ? setClosing(doc) : close(doc));
   const script = current ? scriptLanguage(current.path) : null;
 
   return (
@@ -341,29 +290,10 @@ export function EditorPane(props: Props) {
         ))}
         {!current && <p class="empty muted">Open a file from the Files pane, or create one there.</p>}
       </div>
-      {conflict && (
-        <ConflictDialog
-          conflict={conflict}
-          onCancel={() => setConflict(null)}
-          onTakeTheirs={() => {
-            conflict.doc.replace(conflict.theirs, conflict.theirsVersion);
-            setConflict(null);
-            refresh();
-          }}
-          onKeepMine={async () => {
-            const doc = conflict.doc;
-            setConflict(null);
-            doc.version = conflict.theirsVersion;
-            doc.deleted = conflict.theirsVersion === 0;
-            doc.dirty = true;
-            await saveDoc(doc);
-          }}
-        />
-      )}
       {closing && (
         <ConfirmDialog
           title="Unsaved changes"
-          message={`${closing.path} has unsaved changes. Close it and lose them?`}
+          message={`${closing.path} has edits the hub has not received (not connected). Close it and lose them?`}
           confirmLabel="Close without saving"
           onClose={() => setClosing(null)}
           onConfirm={() => {
@@ -374,4 +304,9 @@ export function EditorPane(props: Props) {
       )}
     </div>
   );
+}
+
+/** Edits only this window has: typed while the hub was out of reach. */
+function unsent(doc: OpenDoc): boolean {
+  return doc.dirty && doc.status.state !== "synced";
 }

@@ -41,7 +41,8 @@ export function EditorTabs({ docs, active, onSelect, onClose }: Props) {
             data-testid={TID.editorTab}
             data-path={d.path}
             data-dirty={d.dirty ? "true" : "false"}
-            title={`${d.path}${d.stale ? " — changed on the hub" : ""}${d.deleted ? " — deleted on the hub" : ""}`}
+            data-sync={d.status.state}
+            title={`${d.path}${d.status.state === "offline" ? " — not connected: your edits are sent when the hub is back" : ""}${d.deleted ? " — deleted on the hub" : ""}`}
             onClick={() => onSelect(d.path)}
             onKeyDown={(e) => onKey(e, i)}
           >
@@ -51,8 +52,8 @@ export function EditorTabs({ docs, active, onSelect, onClose }: Props) {
                 ●
               </span>
             )}
-            {d.stale && (
-              <span class="stale" aria-label="changed on the hub">
+            {d.status.state === "offline" && (
+              <span class="stale" aria-label="not connected">
                 ⚠
               </span>
             )}

@@ -1,9 +1,16 @@
-// One file open in the editor: its CodeMirror view and what the hub knows of it (the
-// version this edit is based on, the content saved at that version).
+// One file open in the editor: a shared document. Its text is a Y.Text kept in step with
+// the hub's copy by a DocSocket and bound to the CodeMirror view by yCollab (remote cursors
+// with names and colours from the awareness, per-user undo). ``version`` is the last file
+// version the hub made of it; ``dirty``: this window's document holds edits that are in no
+// version yet (the hub makes one on save, before Run/Source/Render, and after idle).
 import type { CompletionSource } from "@codemirror/autocomplete";
-import { Compartment } from "@codemirror/state";
+import { Compartment, EditorState } from "@codemirror/state";
 import { EditorView } from "@codemirror/view";
+import { yCollab } from "y-codemirror.next";
+import { Awareness } from "y-protocols/awareness";
+import * as Y from "yjs";
 import { baseName } from "../core/files";
+import { aheadOf, decodeVector, DocSocket, type DocState, type HubNote } from "./docSocket";
 import { loadSyntax, syntaxForPath } from "./languages";
 import { editorState, type EditorActions } from "./setup";
 
@@ -11,80 +18,126 @@ export interface DocDeps {
   actions: EditorActions;
   complete: CompletionSource;
   canWrite: boolean;
-  /** the dirty flag changed */
-  onDirty(): void;
+  /** this window's user, shown at their cursor in the others' windows */
+  user: string;
+  /** ws(s)://…/api/workspaces/{id}/doc/{path} */
+  url: string;
+  /** the dirty flag, the version or the connection changed */
+  onChange(): void;
+  /** the hub closed the document for good (deleted, access removed, not text) */
+  onClosed(doc: OpenDoc, reason: string): void;
+  /** a hub note for the user (e.g. a refused edit) */
+  onError(message: string): void;
+}
+
+/** A colour per user name (the same in every window). */
+export function userColour(name: string): { color: string; colorLight: string } {
+  let h = 0;
+  for (const c of name) h = (h * 31 + c.charCodeAt(0)) % 360;
+  return { color: `hsl(${h} 70% 45%)`, colorLight: `hsl(${h} 70% 45% / 0.25)` };
 }
 
 export class OpenDoc {
   readonly view: EditorView;
+  readonly ydoc = new Y.Doc();
+  readonly awareness = new Awareness(this.ydoc);
+  readonly socket: DocSocket;
   private readonly syntax = new Compartment();
   private readonly editable = new Compartment();
+  version = 0;
   dirty = false;
-  /** changed on the hub while edited here */
-  stale = false;
   /** deleted on the hub */
   deleted = false;
   saving = false;
+  private savedVector: Map<number, number> | null = null;
 
   constructor(
     public path: string,
-    public version: number,
-    public saved: string,
-    deps: DocDeps,
+    private readonly deps: DocDeps,
   ) {
+    const ytext = this.ydoc.getText("content");
+    this.awareness.setLocalStateField("user", { name: deps.user, ...userColour(deps.user) });
     this.view = new EditorView({
-      state: editorState(saved, {
+      state: editorState(ytext.toString(), {
         actions: deps.actions,
         complete: deps.complete,
         canWrite: deps.canWrite,
         syntax: this.syntax,
         editable: this.editable,
         label: `Editor: ${baseName(path)}`,
-        onUpdate: (u) => {
-          if (!u.docChanged) return;
-          const dirty = u.state.doc.length !== this.saved.length || u.state.doc.toString() !== this.saved;
-          if (dirty !== this.dirty) {
-            this.dirty = dirty;
-            deps.onDirty();
-          }
-        },
+        collab: yCollab(ytext, this.awareness),
       }),
     });
+    this.ydoc.on("update", () => this.updateDirty());
+    this.socket = new DocSocket(
+      deps.url,
+      this.ydoc,
+      this.awareness,
+      (s) => this.onStatus(s),
+      (n) => this.onNote(n),
+    );
     void this.loadSyntax();
+  }
+
+  get status(): DocState {
+    return this.socket.status;
   }
 
   text(): string {
     return this.view.state.doc.toString();
   }
 
-  /** After a save (or a reload): the hub has ``content`` as ``version``. */
-  markSaved(content: string, version: number): void {
-    this.saved = content;
-    this.version = version;
-    this.stale = false;
-    this.deleted = false;
-    this.dirty = this.text() !== content;
-  }
-
-  /** Replace the text with the hub's (keeps the cursor where it can). */
-  replace(content: string, version: number): void {
-    const head = Math.min(this.view.state.selection.main.head, content.length);
-    this.saved = content;
-    this.view.dispatch({ changes: { from: 0, to: this.view.state.doc.length, insert: content }, selection: { anchor: head } });
-    this.markSaved(content, version);
-  }
-
-  rename(path: string): void {
-    this.path = path;
-    void this.loadSyntax();
+  /** Make the text a file version (the hub saves only if it changed); its number. */
+  async save(): Promise<number> {
+    this.saving = true;
+    try {
+      const version = await this.socket.save();
+      this.version = version;
+      return version;
+    } finally {
+      this.saving = false;
+      this.deps.onChange();
+    }
   }
 
   setEditable(canWrite: boolean): void {
-    this.view.dispatch({ effects: this.editable.reconfigure(EditorView.editable.of(canWrite)) });
+    this.view.dispatch({
+      effects: this.editable.reconfigure([EditorView.editable.of(canWrite), EditorState.readOnly.of(!canWrite)]),
+    });
   }
 
   destroy(): void {
+    this.socket.destroy();
     this.view.destroy();
+    this.awareness.destroy();
+    this.ydoc.destroy();
+  }
+
+  private updateDirty(): void {
+    const dirty = this.savedVector !== null && aheadOf(this.ydoc, this.savedVector);
+    if (dirty !== this.dirty) {
+      this.dirty = dirty;
+      this.deps.onChange();
+    }
+  }
+
+  private onStatus(s: DocState): void {
+    if (s.state === "closed") {
+      this.deleted = s.code === 4404;
+      this.deps.onClosed(this, s.reason);
+    }
+    this.deps.onChange();
+  }
+
+  private onNote(n: HubNote): void {
+    if (n.type === "version" && n.version !== undefined && n.state_vector !== undefined) {
+      this.version = n.version;
+      this.savedVector = decodeVector(n.state_vector);
+      this.updateDirty();
+      this.deps.onChange();
+    } else if (n.type === "error") {
+      this.deps.onError(n.message ?? "The hub refused an edit.");
+    }
   }
 
   private async loadSyntax(): Promise<void> {

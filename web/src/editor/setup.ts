@@ -1,6 +1,7 @@
 // The CodeMirror extensions of a file editor, and the keys bound to the shell's actions.
+// Undo/redo come with the shared document (``collab``: yCollab's per-user undo manager).
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
-import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { bracketMatching, foldGutter, foldKeymap, indentOnInput } from "@codemirror/language";
 import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
 import { Compartment, EditorState, Prec, type Extension } from "@codemirror/state";
@@ -12,9 +13,9 @@ import {
   highlightSpecialChars,
   keymap,
   lineNumbers,
-  type ViewUpdate,
 } from "@codemirror/view";
 import type { CompletionSource } from "@codemirror/autocomplete";
+import { yUndoManagerKeymap } from "y-codemirror.next";
 import { cmTheme } from "./cmTheme";
 
 export interface EditorActions {
@@ -27,11 +28,12 @@ export interface EditorActions {
 export interface EditorParts {
   actions: EditorActions;
   complete: CompletionSource;
-  onUpdate(u: ViewUpdate): void;
   syntax: Compartment;
   editable: Compartment;
   canWrite: boolean;
   label: string;
+  /** the shared document's binding (yCollab: text, remote cursors, undo) */
+  collab: Extension;
 }
 
 export function editorState(content: string, p: EditorParts): EditorState {
@@ -44,7 +46,6 @@ export function editorState(content: string, p: EditorParts): EditorState {
     highlightActiveLineGutter(),
     foldGutter(),
     highlightSpecialChars(),
-    history(),
     drawSelection(),
     indentOnInput(),
     bracketMatching(),
@@ -65,15 +66,15 @@ export function editorState(content: string, p: EditorParts): EditorState {
       ...closeBracketsKeymap,
       ...defaultKeymap,
       ...searchKeymap,
-      ...historyKeymap,
+      ...yUndoManagerKeymap,
       ...foldKeymap,
       ...completionKeymap,
       indentWithTab,
     ]),
+    p.collab,
     p.syntax.of([]),
-    p.editable.of(EditorView.editable.of(p.canWrite)),
+    p.editable.of([EditorView.editable.of(p.canWrite), EditorState.readOnly.of(!p.canWrite)]),
     EditorView.contentAttributes.of({ "aria-label": p.label }),
-    EditorView.updateListener.of(p.onUpdate),
     cmTheme,
   ];
   return EditorState.create({ doc: content, extensions });

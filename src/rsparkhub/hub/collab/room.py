@@ -207,10 +207,8 @@ class Room:
 
     async def apply(self, update: bytes, peer: Peer | None) -> None:
         async with self._lock:
-            before = self.doc.get_state()
+            # (no "already known" shortcut: a deletion leaves the state vector as it was)
             self.doc.apply_update(update)
-            if self.doc.get_state() == before:
-                return  # already known (a resent update)
             await asyncio.to_thread(self.updates.append_update, update)
             self._broadcast(wire.sync(wire.UPDATE, update), skip=peer)
             if peer is not None:
