@@ -9,6 +9,7 @@ route without deciding who may call it. No session is started here."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -309,12 +310,34 @@ async def _ws_refused(url: str, headers: dict[str, str]) -> str:
         return f"handshake {exc}"
 
 
-def _ws_url(world: World, workspace_id: str) -> str:
-    return world.hub.url.replace("http://", "ws://") + f"/api/workspaces/{workspace_id}/ws"
+def _ws_url(
+    world: World, workspace_id: str, route: str = "/api/workspaces/{workspace_id}/ws"
+) -> str:
+    path = route.replace("{workspace_id}", workspace_id).replace("{path}", "secret.R")
+    return world.hub.url.replace("http://", "ws://") + path
 
 
-def test_websocket_refuses_bob_and_anonymous(world: World) -> None:
-    url = _ws_url(world, world.workspace_id)
+# The browser's and API clients' sockets (OpenAPI lists no websocket: this list is checked
+# against the app's routes below). /agent/ws is the agents' (tests/test_sessions.py).
+CLIENT_SOCKETS = ["/api/workspaces/{workspace_id}/ws", "/api/workspaces/{workspace_id}/doc/{path}"]
+
+
+def test_socket_list_is_complete(tmp_path: Any) -> None:
+    from starlette.routing import WebSocketRoute
+
+    from rsparkhub.config import Settings
+    from rsparkhub.hub.app import create_app
+
+    app = create_app(Settings(data_dir=tmp_path))
+    paths = {
+        r.path.replace("{path:path}", "{path}") for r in app.routes if isinstance(r, WebSocketRoute)
+    }
+    assert paths == {*CLIENT_SOCKETS, "/agent/ws"}
+
+
+@pytest.mark.parametrize("route", CLIENT_SOCKETS)
+def test_websocket_refuses_bob_and_anonymous(world: World, route: str) -> None:
+    url = _ws_url(world, world.workspace_id, route)
     refused = {"close 4404", "close 4401"}
     assert asyncio.run(_ws_refused(url, {"Authorization": f"Bearer {world.bob_token}"})) in refused
     assert asyncio.run(_ws_refused(url, {})) in refused
@@ -327,14 +350,15 @@ def test_websocket_refuses_bob_and_anonymous(world: World) -> None:
     assert world.alice.get(f"/api/workspaces/{world.workspace_id}/session").json() is None
 
 
-def test_websocket_refuses_cross_site_cookie(world: World) -> None:
+@pytest.mark.parametrize("route", CLIENT_SOCKETS)
+def test_websocket_refuses_cross_site_cookie(world: World, route: str) -> None:
     """alice's own browser cookie, but the page is on another site: refused before accept."""
     c = httpx.Client(base_url=world.hub.url, timeout=60)
     c.post("/api/login", json={"name": "alice", "password": PASSWORD}).raise_for_status()
     secret = c.cookies["rsparkhub_session"]
     # The cookie itself is good: plain HTTP with it reads the workspace.
     assert c.get(f"/api/workspaces/{world.workspace_id}").status_code == 200
-    url = _ws_url(world, world.workspace_id)
+    url = _ws_url(world, world.workspace_id, route)
     for origin in ("https://evil.example", "http://127.0.0.1.evil.example", "null"):
         how = asyncio.run(
             _ws_refused(url, {"Cookie": f"rsparkhub_session={secret}", "Origin": origin})
@@ -518,6 +542,52 @@ def test_viewer_reaches_only_reads(world: World) -> None:
     finally:
         assert a.delete(f"/api/projects/{pid}").status_code == 200
     assert bob.get(ws).status_code == 404
+
+
+def test_member_removal_closes_document_sockets(world: World) -> None:
+    """bob edits a shared document; made viewer, his socket stays (read-only); removed, it
+    closes with 4403. (Runs last: it shares.)"""
+    a = world.alice
+    pid = a.post("/api/projects", json={"name": "docs"}).json()["id"]
+    wid = a.post(f"/api/projects/{pid}/workspaces", json={"name": "docs"}).json()["id"]
+    ws = f"/api/workspaces/{wid}"
+    a.put(f"{ws}/text/secret.R", json={"content": "v1\n", "base_version": 0}).raise_for_status()
+    a.put(f"{ws}/members", json={"user": "bob", "role": "editor"}).raise_for_status()
+    url = _ws_url(world, wid, CLIENT_SOCKETS[1])
+
+    async def watch() -> tuple[list[object], int | None]:
+        notes: list[object] = []
+        headers = {"Authorization": f"Bearer {world.bob_token}"}
+        async with websockets.connect(url, additional_headers=headers, open_timeout=10) as sock:
+            notes.append(json.loads(await asyncio.wait_for(sock.recv(), 10)))  # the version
+            r = await asyncio.to_thread(
+                a.put, f"{ws}/members", json={"user": "bob", "role": "viewer"}
+            )
+            r.raise_for_status()
+            while True:
+                frame = await asyncio.wait_for(sock.recv(), 10)
+                if isinstance(frame, str):
+                    notes.append(json.loads(frame))
+                    break
+            r = await asyncio.to_thread(a.delete, f"{ws}/members/bob")
+            assert r.json()["sockets_closed"] == 1, r.text
+            try:
+                while True:
+                    await asyncio.wait_for(sock.recv(), 10)
+            except ConnectionClosed as exc:
+                return notes, exc.rcvd.code if exc.rcvd else None
+
+    try:
+        notes, code = asyncio.run(watch())
+        assert notes[0] == {
+            "type": "version",
+            "version": 1,
+            "state_vector": notes[0]["state_vector"],
+        }  # type: ignore[index]
+        assert notes[1] == {"type": "role", "can_write": False}
+        assert code == 4403
+    finally:
+        assert a.delete(f"/api/projects/{pid}").status_code == 200
 
 
 def test_member_removal_is_owner_only(world: World) -> None:

@@ -1,7 +1,7 @@
 """The web IDE end to end, in a real headless Chromium (Debian's, driven by Playwright) on a
 real hub with real R, Python and bash kernels: login and home page, workspaces from the
 bundled examples, editor + console (source, run, render), plots, environment, data
-viewer, help, the sandboxed Viewer, save conflicts between two browsers, presence,
+viewer, help, the sandboxed Viewer, two browsers editing one file, presence,
 reconnecting across a hub restart, themes and keyboard focus.
 
 One hub and one browser are shared by the module (the hub is restarted by the reconnect
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -33,7 +32,6 @@ from ide import (
     console_run,
     editor_content,
     editor_tab,
-    editor_text,
     ensure_workspace,
     file_item,
     hub_text,
@@ -145,9 +143,9 @@ def rmd_ws(alice_api: httpx.Client) -> str:
 
 @pytest.fixture(scope="module")
 def team_ws(alice_api: httpx.Client, tokens: dict[str, str]) -> str:
-    """alice's workspace shared with bob (editor), holding conflict.R."""
+    """alice's workspace shared with bob (editor), holding shared.R."""
     ws = ensure_workspace(alice_api, "team")
-    upload(alice_api, ws, "conflict.R", "x <- 1\n")
+    upload(alice_api, ws, "shared.R", "x <- 1\n")
     alice_api.put(
         f"/api/workspaces/{ws}/members", json={"user": "bob", "role": "editor"}
     ).raise_for_status()
@@ -469,65 +467,35 @@ def test_viewer_sandbox_keeps_documents_away_from_the_api(
     assert title.startswith("BLOCKED") and "alice" not in title, title
 
 
-def test_save_conflict_between_two_browsers(
+def test_two_browsers_edit_one_file(
     alice_page: Page,
     bob_page: Page,
     shared_hub: HubProcess,
     alice_api: httpx.Client,
     team_ws: str,
 ) -> None:
-    path = "conflict.R"
+    """Both see each other's typing and cursor at once; a save is one version of both
+    edits, no conflict (tests/test_web_coedit.py goes further)."""
+    path = "shared.R"
     for p in (alice_page, bob_page):
         open_ws(p, shared_hub, team_ws)
         open_file(p, path)
         expect(editor_content(p)).to_contain_text("x <- 1")
-
-    def edit_both(a_text: str, b_text: str) -> None:
-        alice_page.bring_to_front()
-        type_at_end(alice_page, a_text)
-        expect(editor_tab(alice_page, path)).to_have_attribute("data-dirty", "true")
-        bob_page.bring_to_front()
-        type_at_end(bob_page, b_text)
-        expect(editor_tab(bob_page, path)).to_have_attribute("data-dirty", "true")
-        # the first saves
-        alice_page.bring_to_front()
-        alice_page.get_by_test_id("save-button").click()
-        expect(editor_tab(alice_page, path)).to_have_attribute("data-dirty", "false")
-        # the second is told the file changed on the hub, saves, and gets the dialog
-        bob_page.bring_to_front()
-        expect(editor_tab(bob_page, path).get_by_label("changed on the hub")).to_be_visible()
-        bob_page.get_by_test_id("save-button").click()
-        expect(bob_page.get_by_test_id("conflict-dialog")).to_be_visible()
-
-    # round 1: keep mine → the hub has bob's text
-    edit_both("# from alice\n", "# from bob\n")
-    alice_text = "x <- 1\n# from alice\n"
-    bob_text = "x <- 1\n# from bob\n"
-    assert hub_text(alice_api, team_ws, path) == alice_text
-    dialog = bob_page.get_by_test_id("conflict-dialog")
-    expect(dialog).to_contain_text("# from bob")
-    expect(dialog).to_contain_text("# from alice")
-    shot(dialog, "conflict.png")
-    dialog.get_by_test_id("conflict-keep-mine").click()
-    expect(dialog).to_be_hidden()
-    expect(editor_tab(bob_page, path)).to_have_attribute("data-dirty", "false")
-    deadline = time.monotonic() + 10
-    while hub_text(alice_api, team_ws, path) != bob_text and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert hub_text(alice_api, team_ws, path) == bob_text
-    # alice had nothing unsaved: her editor follows the hub
+    alice_page.bring_to_front()
+    type_at_end(alice_page, "# from alice\n")
+    expect(editor_content(bob_page)).to_contain_text("# from alice")
+    bob_page.bring_to_front()
+    type_at_end(bob_page, "# from bob\n")
     expect(editor_content(alice_page)).to_contain_text("# from bob")
-    assert editor_text(alice_page) == bob_text
-
-    # round 2: take theirs → bob's editor shows alice's text
-    edit_both("# alice again\n", "# bob again\n")
-    alice_text = bob_text + "# alice again\n"
-    dialog.get_by_test_id("conflict-take-theirs").click()
-    expect(dialog).to_be_hidden()
-    expect(editor_content(bob_page)).to_contain_text("# alice again")
-    assert editor_text(bob_page) == alice_text
+    expect(alice_page.locator(".cm-ySelectionInfo")).to_have_text("bob")
+    shot(alice_page.get_by_test_id("editor"), "coedit.png")
+    bob_page.get_by_test_id("save-button").click()
     expect(editor_tab(bob_page, path)).to_have_attribute("data-dirty", "false")
-    assert hub_text(alice_api, team_ws, path) == alice_text
+    expect(editor_tab(alice_page, path)).to_have_attribute("data-dirty", "false")
+    assert hub_text(alice_api, team_ws, path) == "x <- 1\n# from alice\n# from bob\n"
+    history = alice_api.get(f"/api/workspaces/{team_ws}/history/{path}").json()
+    authors = {a for h in history if h["version"] > 1 for a in h["author"].split(", ")}
+    assert authors == {"alice", "bob"}, history
 
 
 def test_presence_shows_both_users(
