@@ -23,7 +23,7 @@ from hubsession import Recorder, new_workspace, results_of, stdout_of
 from rsparkhub import protocol as P
 from rsparkhub.agent import kernels
 from rsparkhub.agent.kernels import Kernel
-from rsparkhub.agent.launch import ipykernel_cmd
+from rsparkhub.agent.launch import IOPUB_HWM, ipykernel_cmd
 from rsparkhub.client import HubClient
 
 from conftest import HubProcess
@@ -135,10 +135,10 @@ async def test_ipykernel_cmd_replaces_only_the_launcher() -> None:
     cmd = ["/py", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{c}"]
     out = ipykernel_cmd(cmd)
     assert out[:2] == ["/py", "-Xfrozen_modules=off"]
-    assert out[2] == "-c" and "sndhwm = 0" in out[3] and "launch_new_instance" in out[3]
+    assert out[2] == "-c" and "XPUB_NODROP" in out[3] and "launch_new_instance" in out[3]
     assert out[4:] == ["-f", "{c}"]
     bash = ipykernel_cmd(["/py", "-m", "bash_kernel", "-f", "{c}"])
-    assert bash[1] == "-c" and "sndhwm = 0" in bash[2] and "kernel_class=BashKernel" in bash[2]
+    assert bash[1] == "-c" and "XPUB_NODROP" in bash[2] and "kernel_class=BashKernel" in bash[2]
     assert bash[3:] == ["-f", "{c}"]
     # IRkernel: R must not restore a .RData by itself (the save_r_image setting decides)
     r = ["R", "--slave", "-e", "IRkernel::main()", "--args", "{c}"]
@@ -163,8 +163,10 @@ async def pykernel(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(runtime, ignore_errors=True)
 
 
-async def test_iopub_socket_has_no_receive_limit(pykernel: Kernel) -> None:
-    assert pykernel.kc.iopub_channel.socket.getsockopt(zmq.RCVHWM) == 0
+async def test_iopub_socket_takes_a_bounded_number_of_messages(pykernel: Kernel) -> None:
+    # the kernel's socket waits instead of dropping (XPUB_NODROP), so the agent may stop
+    # reading without losing anything
+    assert pykernel.kc.iopub_channel.socket.getsockopt(zmq.RCVHWM) == IOPUB_HWM
 
 
 async def test_lost_idle_ends_the_execution_and_late_output_is_dropped(
@@ -211,7 +213,7 @@ async def test_lost_idle_ends_the_execution_and_late_output_is_dropped(
     assert pykernel._late == late_before + 1
 
 
-async def test_ipykernel_iopub_has_no_send_limit(pykernel: Kernel) -> None:
+async def test_ipykernel_iopub_waits_instead_of_dropping(pykernel: Kernel) -> None:
     out: list[str] = []
     code = (
         "import zmq\nfrom ipykernel.kernelapp import IPKernelApp\n"
@@ -221,4 +223,4 @@ async def test_ipykernel_iopub_has_no_send_limit(pykernel: Kernel) -> None:
         pykernel.execute(code, lambda m: out.append(m["content"].get("text", ""))), 15
     )
     assert reply["status"] == "ok"
-    assert "".join(out).strip() == "0"
+    assert "".join(out).strip() == str(IOPUB_HWM)

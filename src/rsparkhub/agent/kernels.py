@@ -17,8 +17,11 @@ takes the send and receive limits off both ends; in addition:
   in and iopub has been quiet for ``IDLE_GRACE_S``, with a warning. Messages of a request
   that has ended are discarded, never attributed to the next request.
 
-The iopub reader waits for room in the outbox before reading further output. That bounds
-the outbox but not memory: the kernel keeps publishing and ZMQ queues it in the agent.
+The iopub reader waits for room in the outbox before reading further output. For Python
+and bash kernels that pauses the kernel itself: their iopub socket waits instead of dropping
+once ``launch.IOPUB_HWM`` messages are in flight, and ``print`` waits on it (``launch.py``),
+so the session's memory stays bounded however much is printed. An R kernel's output queues
+in the agent's ZMQ socket meanwhile (IRkernel's socket would drop it otherwise).
 """
 
 from __future__ import annotations

@@ -2,11 +2,26 @@
 
 iopub is ZMQ PUB/SUB, which *drops* messages for a subscriber whose queue is full (the
 high-water mark, 1000 messages by default on each side) instead of blocking the kernel.
-This module removes both limits: for ipykernel-based kernels the kernel's iopub socket gets
-no send limit (``SNDHWM = 0``, through a small launcher, see ``ipykernel_cmd``) and the
-agent's SUB socket no receive limit (``RCVHWM = 0``, set before it connects). A kernel
-printing faster than the agent forwards then queues in memory (the agent's ZMQ I/O thread)
-rather than losing output. Reading and routing the messages is ``kernels.Kernel``'s job.
+Output must be neither lost nor held in memory without bound, so for ipykernel-based kernels
+(Python, bash) the kernel's output is flow-controlled like a pipe (see ``ipykernel_cmd``):
+
+* the kernel's iopub socket never drops (``XPUB_NODROP``) and holds at most ``IOPUB_HWM``
+  messages for the agent; past that its send *waits* until the agent reads again;
+* ``sys.stdout``/``sys.stderr`` (ipykernel's ``OutStream``) buffer at most
+  ``KERNEL_BUFFER_BYTES`` before the writing thread waits for that text to be handed to the
+  socket, and a longer single write goes out in pieces of that size;
+* messages other threads hand ipykernel's iopub thread (bash_kernel's output, display data)
+  wait while more than ``IOPUB_QUEUE_MSGS`` are queued there;
+* IPython 9's copy of every cell's printed text (``history_manager.outputs``) is not kept;
+* the agent's SUB socket takes at most ``IOPUB_HWM`` messages (``RCVHWM``).
+
+So when the agent stops reading iopub (its outbox is full: the hub has not acknowledged
+enough, ``outbox.Outbox.wait_for_room``), the user's ``print`` blocks, as a program writing
+to a full pipe does, and the session's memory stays bounded however much is printed.
+IRkernel's socket cannot be told not to drop, so an R kernel's subscriber keeps no receive
+limit (``RCVHWM = 0``): R's output queues in the agent rather than being lost (R prints at
+a few MB/s, slower than the agent forwards). Reading and routing the messages is
+``kernels.Kernel``'s job.
 """
 
 from __future__ import annotations
@@ -24,23 +39,83 @@ from rsparkhub.protocol import LANGUAGES, Language
 
 KERNEL_NAMES: dict[str, str] = {"r": "ir", "python": "python3", "bash": "bash"}
 
-# ipykernel_launcher, but the kernel's iopub PUB socket never drops (SNDHWM 0, set before
-# it binds: a ZMQ connection takes its limits when it is created). ipykernel has no option
-# for it. Any failure to patch leaves the stock behaviour.
-_IPYKERNEL_LAUNCHER = """\
+# The flow control above, as ipykernel's launcher patches it (its defaults have no option for
+# it). Sizes: messages in flight on each side of the iopub connection, and the text one
+# OutStream buffers. Any failure to patch leaves the stock behaviour (and the agent keeps
+# no receive limit for a kernel it did not launch this way).
+IOPUB_HWM = 16
+IOPUB_QUEUE_MSGS = 64
+KERNEL_BUFFER_BYTES = 256 * 1024
+
+_IPYKERNEL_LAUNCHER = f"""\
 import sys
 from pathlib import Path
 if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
     del sys.path[0]
 from ipykernel import kernelapp as app
 try:
+    import threading
     import zmq
+    from ipykernel import iostream as _io
+
     _bind = app.IPKernelApp._bind_socket
     def _bind_socket(self, s, port):
         if s.socket_type in (zmq.PUB, zmq.XPUB):
-            s.sndhwm = 0
+            s.sndhwm = {IOPUB_HWM}
+            s.setsockopt(zmq.XPUB_NODROP, 1)
         return _bind(self, s, port)
+
+    def _io_thread_of(pt):
+        t = getattr(pt, "thread", None)
+        if t is None or not t.is_alive() or t.ident == threading.get_ident():
+            return None
+        return t
+
+    def _wait_for(pt, t):
+        # set once everything scheduled so far has run, and whatever that scheduled too
+        done = threading.Event()
+        pt.schedule(lambda: pt.schedule(done.set))
+        while not done.wait(0.5) and t.is_alive():
+            pass
+
+    _send = _io.IOPubThread.send_multipart
+    def send_multipart(self, *args, **kwargs):
+        _send(self, *args, **kwargs)
+        t = _io_thread_of(self)
+        if t is not None and len(self._events) > {IOPUB_QUEUE_MSGS}:
+            _wait_for(self, t)
+
+    _write = _io.OutStream.write
+    def _drain(self):
+        pt = self.pub_thread
+        t = _io_thread_of(pt)
+        if t is None:
+            return
+        with self._buffer_lock:
+            size = sum(b.tell() for b in self._buffers.values())
+        if size >= {KERNEL_BUFFER_BYTES}:
+            pt.schedule(self._flush)
+            _wait_for(pt, t)
+    def write(self, string):
+        if not isinstance(string, str) or len(string) <= {KERNEL_BUFFER_BYTES}:
+            n = _write(self, string)
+            _drain(self)
+            return n
+        for i in range(0, len(string), {KERNEL_BUFFER_BYTES}):
+            _write(self, string[i : i + {KERNEL_BUFFER_BYTES}])
+            _drain(self)
+        return len(string)
+
+    # IPython 9 keeps a copy of everything a cell prints (history_manager.outputs, for
+    # %notebook), so the kernel would grow by the output's size: not kept
+    import contextlib
+    from IPython.core.interactiveshell import InteractiveShell
+    if hasattr(InteractiveShell, "_tee"):
+        InteractiveShell._tee = lambda self, channel: contextlib.nullcontext()
+
     app.IPKernelApp._bind_socket = _bind_socket
+    _io.IOPubThread.send_multipart = send_multipart
+    _io.OutStream.write = write
 except Exception:
     pass
 """
@@ -70,13 +145,16 @@ def ipykernel_cmd(cmd: list[str]) -> list[str]:
 
 
 class NoDropKernelClient(AsyncKernelClient):
-    """``AsyncKernelClient`` whose iopub SUB socket queues without limit (RCVHWM 0)."""
+    """``AsyncKernelClient`` whose iopub SUB socket takes ``iopub_hwm`` messages (0: no
+    limit), set before it connects."""
+
+    iopub_hwm = 0
 
     def connect_iopub(self, identity: bytes | None = None) -> zmq.Socket[Any]:
         # as jupyter_client's connect_iopub, with the limit set before connect()
         sock = self.context.socket(zmq.SUB)
         sock.linger = 1000
-        sock.rcvhwm = 0
+        sock.rcvhwm = self.iopub_hwm
         if identity:
             sock.identity = identity
         if getattr(self, "curve_publickey", None) is not None:
@@ -92,8 +170,19 @@ class NoDropKernelManager(AsyncKernelManager):
     # AsyncKernelManager's own default ignores client_class, so set the factory itself
     client_factory = Type(klass=AsyncKernelClient, default_value=NoDropKernelClient)
 
+    flow_controlled = False  # launched through the patched ipykernel launcher
+
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        return ipykernel_cmd(list(super().format_kernel_cmd(extra_arguments)))
+        cmd = list(super().format_kernel_cmd(extra_arguments))
+        patched = ipykernel_cmd(cmd)
+        self.flow_controlled = any(a.startswith(_IPYKERNEL_LAUNCHER) for a in patched)
+        return patched
+
+    def client(self, **kwargs: Any) -> AsyncKernelClient:  # type: ignore[override]
+        kc = super().client(**kwargs)
+        if isinstance(kc, NoDropKernelClient):
+            kc.iopub_hwm = IOPUB_HWM if self.flow_controlled else 0
+        return kc
 
 
 def available_languages() -> list[Language]:

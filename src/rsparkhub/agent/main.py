@@ -40,7 +40,7 @@ from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import CallError, Introspector
 from rsparkhub.agent.kernels import Kernel
 from rsparkhub.agent.link import HubLink
-from rsparkhub.agent.outbox import Outbox
+from rsparkhub.agent.outbox import DEFAULT_MAX_UNACKED_BYTES, Outbox
 from rsparkhub.agent.pool import KernelPool
 from rsparkhub.agent.rimage import RImage
 from rsparkhub.agent.workdir import PathOutsideWorkdir, Workdir
@@ -65,7 +65,7 @@ class AgentConfig:
     redial_timeout: float = 600.0
     max_file_bytes: int = 50 * 1024 * 1024
     scan_interval: float = 2.0
-    max_unacked_bytes: int = 64 * 1024 * 1024
+    max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES
     languages: list[P.Language] | None = None  # None: every installed kernelspec
 
 

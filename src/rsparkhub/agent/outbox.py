@@ -9,7 +9,9 @@ and marks the rest for resending.
 
 Consecutive ``StreamEvent``s of the same request and stream name are merged while they wait
 to be sent (up to ``coalesce_cap`` characters per event). When the buffered bytes exceed
-``max_unacked_bytes`` the producers (kernel output readers) wait in ``wait_for_room``.
+``max_unacked_bytes`` the producers (kernel output readers) wait in ``wait_for_room``, and
+with them the kernels (see ``launch.py``): this buffer is what bounds a session's memory
+for a fast producer, so it is kept small (the hub acknowledges a batch after one fsync).
 
 Nothing here does I/O; it is a plain data structure plus two asyncio events.
 """
@@ -22,7 +24,7 @@ from collections import deque
 
 from rsparkhub.protocol import EventEnvelope, PlotEvent, StreamEvent
 
-DEFAULT_MAX_UNACKED_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_UNACKED_BYTES = 16 * 1024 * 1024
 DEFAULT_COALESCE_CAP = 256 * 1024
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 
