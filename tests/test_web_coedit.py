@@ -329,6 +329,28 @@ def test_file_rewritten_by_code_merges(
     assert alice.get_by_test_id("conflict-dialog").count() == 0
 
 
+def test_follow_a_collaborator(
+    pages: Callable[[str], Page], shared_hub: HubProcess, alice_api: httpx.Client, ws: str
+) -> None:
+    upload(alice_api, ws, "long.R", "".join(f"x{i} <- {i}\n" for i in range(400)))
+    alice, bob = pages("alice"), pages("bob")
+    open_doc(alice, shared_hub, ws, "long.R")
+    open_doc(bob, shared_hub, ws, "long.R")
+    editor_content(bob).focus()  # a cursor is shared while the editor has the focus
+    follow = alice.get_by_test_id("follow-select")
+    expect(follow.locator("option[value=bob]")).to_have_count(1)
+    follow.select_option("bob")
+    scroller = alice.locator("[data-testid=editor] .editor-view:not([hidden]) .cm-scroller")
+    assert scroller.evaluate("el => el.scrollTop") == 0
+    bob.bring_to_front()
+    editor_content(bob).focus()
+    bob.keyboard.press("Control+End")
+    bob.keyboard.insert_text("# bob is here")
+    # alice's editor scrolled to bob's cursor: the end of the file is on her screen
+    expect(editor_content(alice)).to_contain_text("# bob is here")
+    assert scroller.evaluate("el => el.scrollTop") > 2000
+
+
 def test_hub_killed_mid_typing_loses_nothing_it_passed_on(
     pages: Callable[[str], Page], shared_hub: HubProcess, alice_api: httpx.Client, ws: str
 ) -> None:

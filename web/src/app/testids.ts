@@ -38,6 +38,7 @@
 //   files-pane                   the Files pane
 //   file-item                    one per file, with data-path=<workspace path>
 //   editor                       the Editor pane
+//   follow-select                the editor's "Follow <name>" (scroll with their cursor)
 //   editor-tab                   one per open file, with data-path, data-dirty=true|false (edits in no version yet) and data-sync=connecting|synced|offline|closed
 //   save-button, run-button, source-button, render-button   the editor's toolbar
 //   console                      the Console pane
@@ -111,6 +112,7 @@ export const TID = {
   fileItem: "file-item",
   editor: "editor",
   editorTab: "editor-tab",
+  followSelect: "follow-select",
   saveButton: "save-button",
   runButton: "run-button",
   sourceButton: "source-button",

@@ -256,6 +256,23 @@ export function EditorPane(props: Props) {
           <button type="button" class="icon" onClick={() => openSearchPanel(current.view)} title="Find and replace (Ctrl+F)">
             Find
           </button>
+          {current.others.length > 0 && (
+            <select
+              class="follow"
+              data-testid={TID.followSelect}
+              aria-label="Follow a collaborator's cursor"
+              title="Scroll with a collaborator's cursor"
+              value={current.following ?? ""}
+              onChange={(e) => current.follow((e.target as HTMLSelectElement).value || null)}
+            >
+              <option value="">Follow…</option>
+              {current.others.map((n) => (
+                <option key={n} value={n}>
+                  Follow {n}
+                </option>
+              ))}
+            </select>
+          )}
           <span class="toolbar-fill" />
           {script && (
             <>

@@ -49,6 +49,10 @@ export class OpenDoc {
   /** deleted on the hub */
   deleted = false;
   saving = false;
+  /** the others with this file open (names, sorted) */
+  others: string[] = [];
+  /** whose cursor this editor scrolls with (null: nobody) */
+  following: string | null = null;
   private savedVector: Map<number, number> | null = null;
 
   constructor(
@@ -69,6 +73,7 @@ export class OpenDoc {
       }),
     });
     this.ydoc.on("update", () => this.updateDirty());
+    this.awareness.on("change", () => this.onAwareness());
     this.socket = new DocSocket(
       deps.url,
       this.ydoc,
@@ -111,6 +116,33 @@ export class OpenDoc {
     this.view.destroy();
     this.awareness.destroy();
     this.ydoc.destroy();
+  }
+
+  /** Scroll with ``name``'s cursor (null: stop). */
+  follow(name: string | null): void {
+    this.following = name;
+    this.onAwareness();
+    this.deps.onChange();
+  }
+
+  private onAwareness(): void {
+    const others = new Map<string, { head?: unknown }>();
+    for (const [client, state] of this.awareness.getStates()) {
+      const name = (state.user as { name?: string } | undefined)?.name;
+      if (client !== this.ydoc.clientID && name) others.set(name, (state.cursor as { head?: unknown } | undefined) ?? {});
+    }
+    const names = [...others.keys()].sort();
+    if (names.join("\n") !== this.others.join("\n")) {
+      this.others = names;
+      if (this.following && !others.has(this.following)) this.following = null;
+      this.deps.onChange();
+    }
+    const head = this.following ? others.get(this.following)?.head : undefined;
+    if (!head) return;
+    const pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(head), this.ydoc);
+    if (pos && pos.index <= this.view.state.doc.length) {
+      this.view.dispatch({ effects: EditorView.scrollIntoView(pos.index, { y: "center" }) });
+    }
   }
 
   private updateDirty(): void {
