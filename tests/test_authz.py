@@ -590,6 +590,51 @@ def test_member_removal_closes_document_sockets(world: World) -> None:
         assert a.delete(f"/api/projects/{pid}").status_code == 200
 
 
+def test_revoked_credentials_close_document_sockets(world: World) -> None:
+    """A document socket lives no longer than its credential: a deleted API token closes
+    its sockets at once (4401); a user disabled from the command line loses the rest within
+    ``credential_check_s`` (15 s here). (Runs last: it shares.)"""
+    a, hub = world.alice, world.hub
+    user = f"rev{uuid.uuid4().hex[:6]}"
+    first = hub.make_user(user)
+    pid = a.post("/api/projects", json={"name": "revoked"}).json()["id"]
+    wid = a.post(f"/api/projects/{pid}/workspaces", json={"name": "revoked"}).json()["id"]
+    ws = f"/api/workspaces/{wid}"
+    a.put(f"{ws}/text/secret.R", json={"content": "v1\n", "base_version": 0}).raise_for_status()
+    a.put(f"{ws}/members", json={"user": user, "role": "editor"}).raise_for_status()
+    with hub.client(first) as c:
+        made = c.post("/api/tokens", json={"name": "second"}).json()
+    url = _ws_url(world, wid, CLIENT_SOCKETS[1])
+
+    async def closed(sock: Any, within: float) -> int | None:
+        try:
+            while True:
+                await asyncio.wait_for(sock.recv(), within)
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+
+    async def run() -> tuple[int | None, int | None]:
+        def bearer(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+        async with (
+            websockets.connect(url, additional_headers=bearer(first)) as by_first,
+            websockets.connect(url, additional_headers=bearer(made["token"])) as by_second,
+        ):
+            for sock in (by_first, by_second):
+                assert json.loads(await asyncio.wait_for(sock.recv(), 10))["type"] == "version"
+            with hub.client(first) as c:
+                assert c.delete(f"/api/tokens/{made['id']}").is_success
+            second_code = await closed(by_second, 10)
+            await asyncio.to_thread(hub.cli, "user", "disable", user)
+            return second_code, await closed(by_first, 40)
+
+    try:
+        assert asyncio.run(run()) == (4401, 4401)
+    finally:
+        assert a.delete(f"/api/projects/{pid}").status_code == 200
+
+
 def test_member_removal_is_owner_only(world: World) -> None:
     """DELETE …/members/{user}: the owner removes a member; a member cannot remove anyone,
     themselves included; unknown members are 404. (Runs last: it shares.)"""

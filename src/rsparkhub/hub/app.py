@@ -124,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await hub.db.upgrade()
         await hub.sessions.startup()
+        hub.collab.start(settings.credential_check_s)
         warmup: asyncio.Task[object] | None = None
         if hub.sessions.current_sessions() and hub.userdb.enabled:
             # Adopted sessions use their databases at once: start the embedded server now.

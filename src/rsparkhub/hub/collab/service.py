@@ -1,6 +1,7 @@
 """The hub's shared documents: one ``Room`` per (workspace, path) while someone edits it,
 the document sockets, and the hooks that keep rooms in step with the rest of the hub —
-file changes (it wraps the Files service's listener), access changes and sign-outs.
+file changes (it wraps the Files service's listener), access changes, sign-outs and
+credentials that stopped being valid.
 
 A room is loaded when its first socket opens and unloaded (its log compacted) a while
 after its last socket closed, so the hub holds only the documents being edited. The
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from fastapi import WebSocket
 
+from rsparkhub.hub.auth import valid_token_ids
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.collab import wire
 from rsparkhub.hub.collab.log import UpdateLog
@@ -50,6 +52,7 @@ class Collab:
         self._load_lock = asyncio.Lock()
         self._unload: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        self._watch: asyncio.Task[None] | None = None
 
     def log_file(self, workspace_id: str, path: str) -> Path:
         name = hashlib.sha256(path.encode()).hexdigest()[:40]
@@ -111,6 +114,28 @@ class Collab:
                     closed += 1
         return closed
 
+    def start(self, credential_check_s: float) -> None:
+        """Check the open sockets' credentials every ``credential_check_s`` (as the
+        workspace sockets' CredentialWatch does): expired tokens, users disabled or reset
+        from the command line."""
+        self._watch = asyncio.create_task(self._watch_credentials(credential_check_s))
+
+    async def check_credentials(self) -> int:
+        ids = {p.token_id for r in self.rooms.values() for p in r.peers if p.token_id}
+        if not ids:
+            return 0
+        async with self.db.session() as db:
+            valid = await valid_token_ids(db, ids)
+        return self.signed_out(ids - valid)
+
+    async def _watch_credentials(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.check_credentials()
+            except Exception:  # logged; the next round tries again
+                log.exception("checking the document sockets' credentials failed")
+
     def signed_out(self, token_ids: set[str]) -> int:
         closed = 0
         for room in self.rooms.values():
@@ -162,7 +187,10 @@ class Collab:
         await room.compact()
 
     async def close(self) -> None:
-        """Hub shutdown: every room's text saved where possible, its log compacted."""
+        """Hub shutdown: every socket closed, every room's log compacted (edits in no
+        version become one when the room is next loaded)."""
+        if self._watch is not None:
+            self._watch.cancel()
         for timer in self._unload.values():
             timer.cancel()
         for room in list(self.rooms.values()):
