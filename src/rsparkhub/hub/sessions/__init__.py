@@ -96,10 +96,13 @@ class Sessions:
         running = [live for live in self.registry.current_sessions() if live.alive]
         if running and self.settings.stop_sessions_on_exit:
             log.warning("stopping %d session(s) before the hub exits", len(running))
-            await asyncio.gather(
+            results = await asyncio.gather(
                 *(self.lifecycle.stop(live, "the hub is shutting down") for live in running),
                 return_exceptions=True,
             )
+            for live, result in zip(running, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.error("stopping session %s failed: %r", live.id, result, exc_info=result)
         elif running:
             log.warning(
                 "%d session(s) keep running; the next `rsparkhub serve` with this data "

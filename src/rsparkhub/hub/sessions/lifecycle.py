@@ -392,6 +392,13 @@ class Lifecycle:
         if not live.ended.is_set():
             await self.spawner.stop(live.spawner_state, grace_s=5)
             await asyncio.wait_for(live.ended.wait(), 10)
+        # `ended` is set part-way through _finish: wait for the rest of it (the session's
+        # row and final notices), or a hub shutting down closes the database under it and
+        # the next hub finds the session "ended while the hub was down".
+        monitor = live.monitor
+        if monitor is not None and monitor is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(monitor), 10)
 
     async def _cull_loop(self) -> None:
         settings = self.settings
