@@ -5,13 +5,14 @@ merge on reconnect, a hub killed mid-typing loses nothing it passed on, a file r
 by code in the session (or saved over REST) merges into the text being edited, and a
 viewer can neither type nor push an update with a hand-made message.
 
-One hub for the module (the SIGKILL test restarts it and runs last)."""
+One hub for the module (the last two tests SIGKILL and restart it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import shutil
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -304,14 +305,19 @@ def test_file_rewritten_by_code_merges(
     )
     end_of_line(alice, 1)
     alice.keyboard.insert_text("  # mine")
-    # code in the session rewrites the file (as it reads it) while alice's edit may still
-    # be in no version: both changes are kept
+    # a version point after 2 s idle: the session's copy has alice's edit …
+    expect(editor_tab(alice, "merge.R")).to_have_attribute("data-dirty", "false")
+    # … then code in the session rewrites the file (as it reads it) while alice goes on
+    # typing: her new edit is in no version yet when the code's file arrives; both are kept
     console_run(
         alice,
-        'writeLines(c(sub("b <- 2", "b <- 2  # code", readLines("merge.R")), "c <- 3"), "merge.R")',
+        'Sys.sleep(0.3); writeLines(c(sub("b <- 2", "b <- 2  # code", readLines("merge.R")),'
+        ' "c <- 3"), "merge.R")',
     )
+    end_of_line(alice, 1)
+    alice.keyboard.insert_text(" # more")
     console_idle(alice, T_RUN)
-    expected = "a <- 1  # mine\nb <- 2  # code\nc <- 3\n"
+    expected = "a <- 1  # mine # more\nb <- 2  # code\nc <- 3\n"
     eventually(
         lambda: doc_text(alice) == expected,
         what=lambda: f"{doc_text(alice)!r}, hub {hub_text(alice_api, ws, 'merge.R')!r}",
@@ -377,3 +383,25 @@ def test_hub_killed_mid_typing_loses_nothing_it_passed_on(
     # and alice's window, reconnected, brings the words typed while the hub was down
     text = converge([alice, bob, carol], timeout=30)
     assert text == "start" + typed + "\n", text
+
+
+def test_a_hub_that_lost_the_document_does_not_double_the_text(
+    pages: Callable[[str], Page], shared_hub: HubProcess, alice_api: httpx.Client, ws: str
+) -> None:
+    """The hub's update logs are gone (restored from a backup, say): a window still holding
+    the old history reopens the file instead of sending that history (which would double
+    the text). Restarts the module's hub."""
+    upload(alice_api, ws, "lost.R", "keep <- 1\n")
+    alice = pages("alice")
+    open_doc(alice, shared_hub, ws, "lost.R")
+    shared_hub.stop(signal.SIGKILL)
+    shutil.rmtree(shared_hub.data_dir / "collab")
+    shared_hub.start()
+    expect(editor_tab(alice, "lost.R")).to_have_attribute("data-sync", "synced", timeout=30_000)
+    eventually(lambda: doc_text(alice) == "keep <- 1\n", what=lambda: doc_text(alice))
+    end_of_line(alice, 1)
+    alice.keyboard.insert_text("  # after")
+    eventually(
+        lambda: hub_text(alice_api, ws, "lost.R") == "keep <- 1  # after\n",
+        what=lambda: hub_text(alice_api, ws, "lost.R"),
+    )

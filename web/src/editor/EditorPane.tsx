@@ -146,6 +146,13 @@ export function EditorPane(props: Props) {
         if (!d.deleted) notify(`${d.path} closed: ${reason}`, "error");
         close(d);
       },
+      onReset: (d) => {
+        const wasActive = activeRef.current === d.path;
+        const unsentEdits = unsent(d);
+        close(d);
+        openDoc(d.path, wasActive);
+        notify(`${d.path} was reopened: the hub's copy of it started anew${unsentEdits ? " (edits made here while disconnected are not in it)" : ""}.`, "error");
+      },
       onError: (message) => notify(message, "error"),
       actions: {
         save: () => void saveDoc(doc),

@@ -10,7 +10,7 @@ import { yCollab } from "y-codemirror.next";
 import { Awareness } from "y-protocols/awareness";
 import * as Y from "yjs";
 import { baseName } from "../core/files";
-import { aheadOf, decodeVector, DocSocket, type DocState, type HubNote } from "./docSocket";
+import { aheadOf, decodeVector, DocSocket, RESET, type DocState, type HubNote } from "./docSocket";
 import { loadSyntax, syntaxForPath } from "./languages";
 import { editorState, type EditorActions } from "./setup";
 
@@ -26,6 +26,8 @@ export interface DocDeps {
   onChange(): void;
   /** the hub closed the document for good (deleted, access removed, not text) */
   onClosed(doc: OpenDoc, reason: string): void;
+  /** the hub's document is a new history: open the file afresh */
+  onReset(doc: OpenDoc): void;
   /** a hub note for the user (e.g. a refused edit) */
   onError(message: string): void;
 }
@@ -154,7 +156,8 @@ export class OpenDoc {
   }
 
   private onStatus(s: DocState): void {
-    if (s.state === "closed") {
+    if (s.state === "closed" && s.code === RESET) this.deps.onReset(this);
+    else if (s.state === "closed") {
       this.deleted = s.code === 4404;
       this.deps.onClosed(this, s.reason);
     }

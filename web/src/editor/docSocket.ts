@@ -14,6 +14,8 @@ import { encodePath } from "../core/api";
 const SYNC = 0;
 const AWARENESS = 1;
 const SAVE_TIMEOUT_MS = 60_000;
+/** Our own close code: the hub's document is another history than this one (reopen). */
+export const RESET = 4409;
 
 export type DocState =
   | { state: "connecting" } // not synced yet
@@ -25,6 +27,7 @@ export interface HubNote {
   type: "version" | "role" | "error" | "saved";
   version?: number;
   state_vector?: string;
+  epoch?: string;
   can_write?: boolean;
   code?: string;
   message?: string;
@@ -45,6 +48,8 @@ export class DocSocket {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private destroyed = false;
   private nextId = 1;
+  /** the hub document's history this doc belongs to (from the first version note) */
+  private epoch: string | null = null;
   private readonly pending = new Map<number, { resolve(v: number): void; reject(e: Error): void }>();
 
   constructor(
@@ -161,7 +166,25 @@ export class DocSocket {
       else waiting?.reject(new Error(msg.message ?? "The hub refused the save."));
       return;
     }
+    if (msg.type === "version" && msg.epoch) {
+      if (this.epoch !== null && msg.epoch !== this.epoch) {
+        // The hub's document started anew (its log was lost, or the file was deleted and made
+        // again): this doc's history must not be sent to it, or the text would double.
+        this.stop(RESET, "reset: the hub's copy of this file started anew; reopening it.");
+        return;
+      }
+      this.epoch = msg.epoch;
+    }
     this.onNote(msg);
+  }
+
+  private stop(code: number, reason: string): void {
+    this.destroyed = true;
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000, "reset");
+    this.failPending(reason);
+    this.setStatus({ state: "closed", code, reason: reason.replace(/^[a-z_]+: /, "") });
   }
 
   private failPending(why: string): void {
@@ -170,7 +193,8 @@ export class DocSocket {
   }
 
   private readonly onDocUpdate = (update: Uint8Array, origin: unknown) => {
-    if (origin === this || this.ws?.readyState !== WebSocket.OPEN) return; // sent on reconnect
+    // until synced (also after a reconnect), the sync exchange carries what was typed
+    if (origin === this || this.status.state !== "synced" || this.ws?.readyState !== WebSocket.OPEN) return;
     const enc = encoding.createEncoder();
     encoding.writeVarUint(enc, SYNC);
     syncProtocol.writeUpdate(enc, update);

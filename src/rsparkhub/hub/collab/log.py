@@ -20,10 +20,13 @@ _HEADER = struct.Struct(">cI")
 
 @dataclass
 class Base:
-    """The file version the document last matched, and the document's state at that point."""
+    """The file version the document last matched, and the document's state at that point.
+    ``epoch`` names the document's history: a new one when a document is made from a file
+    without a log, so a client holding another history knows to start afresh."""
 
     version: int
     state: bytes
+    epoch: str = ""
 
 
 @dataclass
@@ -58,7 +61,9 @@ class UpdateLog:
             elif kind == b"B":
                 meta_len = int.from_bytes(payload[:4], "big")
                 meta = json.loads(payload[4 : 4 + meta_len])
-                out.base = Base(int(meta["version"]), payload[4 + meta_len :])
+                out.base = Base(
+                    int(meta["version"]), payload[4 + meta_len :], str(meta.get("epoch", ""))
+                )
                 out.path = str(meta.get("path")) if meta.get("path") else out.path
             pos = start + length
         if pos != len(data):  # a torn record: cut it off so that appends stay readable
@@ -107,5 +112,5 @@ def _record(kind: bytes, payload: bytes) -> bytes:
 
 
 def _base_payload(base: Base, path: str) -> bytes:
-    meta = json.dumps({"version": base.version, "path": path}).encode()
+    meta = json.dumps({"version": base.version, "path": path, "epoch": base.epoch}).encode()
     return len(meta).to_bytes(4, "big") + meta + base.state

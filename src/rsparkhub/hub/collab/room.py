@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -110,7 +111,7 @@ class Room:
         self.idle_save_s = idle_save_s
         self.doc = _doc()
         self.text = self.doc.get("content", type=Text)
-        self.base = Base(0, b"")
+        self.base = Base(0, b"", "")
         self.base_text = ""
         self.base_sv = ""
         self.peers: list[Peer] = []
@@ -128,6 +129,7 @@ class Room:
         a file changed since the log's base is merged in."""
         loaded = await asyncio.to_thread(self.updates.read)
         if loaded.base is None:
+            self.base.epoch = secrets.token_hex(8)
             with self.doc.transaction():
                 self.text.insert(0, file_text)
             self._set_base(file_version, self.doc.get_update(), file_text)
@@ -137,6 +139,7 @@ class Room:
             return
         for update in loaded.updates:
             self.doc.apply_update(update)
+        self.base.epoch = loaded.base.epoch
         fork = _doc(loaded.base.state)
         self._set_base(loaded.base.version, loaded.base.state, str(fork.get("content", type=Text)))
         if file_version != self.base.version:
@@ -145,7 +148,7 @@ class Room:
             self.schedule_save()  # edits that reached the hub before it stopped
 
     def _set_base(self, version: int, state: bytes, text: str) -> None:
-        self.base = Base(version, state)
+        self.base = Base(version, state, self.base.epoch)
         self.base_text = text
         fork = _doc(state)
         self.base_sv = _state_vector_b64(fork)
@@ -170,7 +173,12 @@ class Room:
             await self.save(None)  # the last editor left: what they wrote is a version
 
     def version_message(self) -> dict[str, object]:
-        return {"type": "version", "version": self.base.version, "state_vector": self.base_sv}
+        return {
+            "type": "version",
+            "version": self.base.version,
+            "state_vector": self.base_sv,
+            "epoch": self.base.epoch,
+        }
 
     def _broadcast(self, frame: bytes | str, skip: Peer | None = None) -> None:
         for p in self.peers:
