@@ -9,7 +9,7 @@ top-level expression's output when it finishes, so a single loop would arrive in
 
 Each (language, size) runs on a fresh hub so that "before" and "peak" are not polluted by
 the previous run. The session's own process tree is sampled too (the agent buffers up to
-64 MiB of unacknowledged output by design).
+16 MiB of unacknowledged output, then Python and bash kernels wait: see agent/launch.py).
 
 Baseline: the same code sent straight to a kernel with jupyter_client (time until idle).
 

@@ -108,6 +108,7 @@ local({
     tokens <- burst
     stamp <- 0
     renew_lines <- 1000L
+    calls <- 0L
     quiet <- function(expr) withCallingHandlers(expr,
         warning = function(w) invokeRestart("muffleWarning"),
         message = function(m) invokeRestart("muffleMessage"))
@@ -149,6 +150,9 @@ local({
     # the cheap test every cat/print makes: could a flush be due (a token, or a backlog)?
     worth <- function() {
         if (tokens + (proc.time()[[3L]] - stamp) * rate >= 1) return(TRUE)
+        calls <<- calls + 1L  # the backlog is looked at every 64th call only
+        if (calls < 64L) return(FALSE)
+        calls <<- 0L
         w <- environment(ev$flush_console)$w
         is.list(w) && is.function(w$get_new) &&
             length(environment(w$get_new)$output) - length(environment(w$get_new)$prev) >=
