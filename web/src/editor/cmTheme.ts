@@ -16,6 +16,8 @@ const base = EditorView.theme({
   ".cm-activeLine": { backgroundColor: "var(--hover)" },
   ".cm-activeLineGutter": { backgroundColor: "var(--hover)" },
   "&.cm-focused": { outline: "none" },
+  // collaborators' names always shown at their cursors (y-codemirror shows them on hover)
+  "& .cm-ySelectionInfo": { opacity: "0.9" },
   ".cm-panels": { backgroundColor: "var(--panel)", color: "var(--fg)" },
   ".cm-panels.cm-panels-top": { borderBottom: "1px solid var(--border)" },
   ".cm-panels.cm-panels-bottom": { borderTop: "1px solid var(--border)" },

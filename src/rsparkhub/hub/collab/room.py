@@ -90,10 +90,6 @@ def _doc(state: bytes = b"") -> Doc[Text]:
     return doc
 
 
-def _state_vector_b64(doc: Doc[Text]) -> str:
-    return base64.b64encode(doc.get_state()).decode()
-
-
 class Room:
     def __init__(
         self,
@@ -132,7 +128,7 @@ class Room:
             self.base.epoch = secrets.token_hex(8)
             with self.doc.transaction():
                 self.text.insert(0, file_text)
-            self._set_base(file_version, self.doc.get_update(), file_text)
+            self._set_base(file_version, self.doc.get_update(), file_text, self.doc.get_state())
             await asyncio.to_thread(
                 self.updates.compact, self.doc.get_update(), self.base, self.path
             )
@@ -141,17 +137,19 @@ class Room:
             self.doc.apply_update(update)
         self.base.epoch = loaded.base.epoch
         fork = _doc(loaded.base.state)
-        self._set_base(loaded.base.version, loaded.base.state, str(fork.get("content", type=Text)))
+        base_text = str(fork.get("content", type=Text))
+        self._set_base(loaded.base.version, loaded.base.state, base_text, fork.get_state())
         if file_version != self.base.version:
             await self.merge_file(file_text, file_version)
         if str(self.text) != self.base_text:
             self.schedule_save()  # edits that reached the hub before it stopped
 
-    def _set_base(self, version: int, state: bytes, text: str) -> None:
+    def _set_base(self, version: int, state: bytes, text: str, vector: bytes) -> None:
+        """``state`` and its state ``vector`` as the base of ``version`` (whose text is
+        ``text``)."""
         self.base = Base(version, state, self.base.epoch)
         self.base_text = text
-        fork = _doc(state)
-        self.base_sv = _state_vector_b64(fork)
+        self.base_sv = base64.b64encode(vector).decode()
 
     # ----------------------------------------------------------------- peers
 
@@ -267,7 +265,7 @@ class Room:
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
-            text, state = str(self.text), self.doc.get_update()
+            text, state, vector = str(self.text), self.doc.get_update(), self.doc.get_state()
             if text == self.base_text:
                 return self.base.version
             names = sorted(self.contributors | ({by} if by else set())) or ["collaborators"]
@@ -282,7 +280,7 @@ class Room:
                 raise
             finally:
                 self.saving = None
-            self._set_base(version, state, text)
+            self._set_base(version, state, text, vector)
             await asyncio.to_thread(self.updates.append_base, self.base, self.path)
             self._broadcast(json.dumps(self.version_message()))
             return version
@@ -302,7 +300,7 @@ class Room:
                 with fork.transaction():
                     _edit_text(fork_text, old, edits)
                 await self.apply(fork.get_update(before), None)
-            self._set_base(version, fork.get_update(), text)
+            self._set_base(version, fork.get_update(), text, fork.get_state())
             await asyncio.to_thread(self.updates.append_base, self.base, self.path)
             self._broadcast(json.dumps(self.version_message()))
         if str(self.text) != self.base_text:
