@@ -256,6 +256,12 @@ async def memory_run(url: str, token: str, language: str, mb: int) -> dict[str, 
 # ----------------------------------------------------------------------------- main
 
 
+async def stop_session(url: str, token: str, wid: str) -> None:
+    async with HubClient(url, token, timeout=60) as client:
+        with contextlib.suppress(Exception):
+            await client.stop_session(wid)
+
+
 async def warm_workspaces(url: str, token: str, langs: list[str], reps: int) -> dict[str, str]:
     """A workspace per language and repetition, its session running that language (a page
     on a workspace that printed before would replay that first)."""
@@ -297,6 +303,10 @@ def measure(args: argparse.Namespace, hubs: dict[str, Any], deadline: Deadline) 
                             r = browser_run(ctxs[name], hub.url, wids[name][f"{lang}{rep}"], lang,
                                             args.lines, max_s)  # fmt: skip
                             r["load"] = os.getloadavg()
+                            # a run that did not finish must not keep its kernel printing
+                            asyncio.run(
+                                stop_session(hub.url, tokens[name], wids[name][f"{lang}{rep}"])
+                            )
                             print(f"  {name} {lang} #{rep + 1}: {r['seconds']} s, max frame "
                                   f"{r['max_frame_ms']:.0f} ms", flush=True)  # fmt: skip
                             result["browser"].setdefault(name, {}).setdefault(lang, []).append(r)
