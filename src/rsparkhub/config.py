@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     credential_check_s: float = Field(
         15,
         gt=0,
-        description="How often open workspace sockets are checked against their login or API "
-        "token: one that expired, or revoked from the command line (`rsparkhub login-link`, "
+        description="How often open workspace and document sockets are checked against their "
+        "login or API token: one that expired, or revoked from the command line (`rsparkhub login-link`, "
         "`rsparkhub user disable`), closes its sockets within this time. Revoked in the "
         "browser or the API, it closes them at once.",
     )
