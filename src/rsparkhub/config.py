@@ -88,9 +88,9 @@ class Settings(BaseSettings):
         15,
         gt=0,
         description="How often open workspace and document sockets are checked against their "
-        "login or API token: one that expired, or revoked from the command line (`rsparkhub login-link`, "
-        "`rsparkhub user disable`), closes its sockets within this time. Revoked in the "
-        "browser or the API, it closes them at once.",
+        "login or API token: one that expired, or revoked from the command line "
+        "(`rsparkhub login-link`, `rsparkhub user disable`), closes its sockets within this "
+        "time. Revoked in the browser or the API, it closes them at once.",
     )
     stop_sessions_on_exit: bool = Field(
         False,
