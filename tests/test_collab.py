@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
 
-from rsparkhub.hub.collab import wire
+from rsparkhub.hub.collab import Collab, wire
 from rsparkhub.hub.collab.log import UpdateLog
 from rsparkhub.hub.collab.room import Peer, Room
 from rsparkhub.hub.collab.textdiff import apply_edits, text_edits
@@ -172,3 +173,76 @@ def test_text_edits(old: str, new: str) -> None:
     edits = text_edits(old, new)
     assert apply_edits(old, edits) == new
     assert sum(e - s for s, e, _ in edits) <= len(old)
+
+
+class QuietListener:
+    """The sessions' fan-out, as Collab wraps it: records what it was told."""
+
+    def __init__(self) -> None:
+        self.told: list[str] = []
+
+    async def file_saved(self, _ws: str, f: Any, _data: bytes, _origin: str) -> None:
+        self.told.append(f"saved {f.path}")
+
+    async def file_deleted(self, _ws: str, path: str, _origin: str) -> None:
+        self.told.append(f"deleted {path}")
+
+
+class OneFileCollab(Collab):
+    """Collab over one in-memory file instead of the database (FakeFiles)."""
+
+    def __init__(self, tmp: Path, files: FakeFiles, listener: QuietListener) -> None:
+        super().__init__(tmp, None, None, listener, idle_save_s=60, unload_s=0.05)  # type: ignore[arg-type]
+        self.fake = files
+
+    async def _read(self, workspace_id: str, path: str) -> tuple[str, int]:
+        return await self.fake.read(workspace_id, path)
+
+    async def _save(self, ws: str, path: str, text: str, author: str, base: int) -> int:
+        return await self.fake.save(ws, path, text, author, base)
+
+
+def closed_with(peer: Peer) -> tuple[int, str] | None:
+    while not peer.queue.empty():
+        item = peer.queue.get_nowait()
+        if isinstance(item, tuple):
+            return item
+    return None
+
+
+async def test_rooms_unload_and_follow_the_files(tmp_path: Path) -> None:
+    files, listener = FakeFiles("x\n"), QuietListener()
+    collab = OneFileCollab(tmp_path, files, listener)
+    room = await collab.room("w1", "a.R")
+    log_file = collab.log_file("w1", "a.R")
+    assert log_file.exists() and await collab.room("w1", "a.R") is room  # one room per file
+    # the last socket left: the room is dropped a while later, its edits saved, log compacted
+    alice = Peer("alice", True)
+    room.join(alice)
+    await room.receive(alice, wire.sync(wire.UPDATE, client_edit(room, "y\n")))
+    room.peers.clear()
+    collab._schedule_unload(("w1", "a.R"))
+    for _ in range(100):
+        if not collab.rooms:
+            break
+        await asyncio.sleep(0.02)
+    assert not collab.rooms
+    assert files.versions[-1] == ("x\ny\n", "alice")
+    # loaded again: same history (the log), so a window that kept its doc merges cleanly
+    again = await collab.room("w1", "a.R")
+    assert again.base.epoch == room.base.epoch and str(again.text) == "x\ny\n"
+    # access: a role keeps the socket (with the role's rights), no role closes it
+    bob = Peer("bob", True, token_id="t-bob")
+    again.join(bob)
+    assert collab.access_changed("bob", "w1", "viewer") == 0 and not bob.can_write
+    assert collab.signed_out({"t-other"}) == 0
+    assert collab.access_changed("bob", "w1", None) == 1
+    assert closed_with(bob) == (4403, "forbidden: You no longer have access to this workspace.")
+    # the file deleted: sockets closed, the log removed, the sessions still told
+    carol = Peer("carol", True)
+    again.join(carol)
+    await collab.file_deleted("w1", "a.R", "client")
+    code = closed_with(carol)
+    assert code is not None and code[0] == 4404
+    assert not log_file.exists() and not collab.rooms
+    assert listener.told == ["deleted a.R"]
