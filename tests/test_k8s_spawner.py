@@ -35,7 +35,9 @@ from pydantic import ValidationError
 from rsparkhub.client import HubClient, HubError
 from rsparkhub.config import Settings
 from rsparkhub.hub.spawners.base import SessionSpec
+from rsparkhub.hub.spawners.k8s_cache import PodCache
 from rsparkhub.hub.spawners.k8s_objects import (
+    CONTAINER,
     PodConfig,
     build_session_pod,
     build_session_secret,
@@ -485,6 +487,41 @@ FAILURES: dict[str, tuple[Scenario | str, dict[str, Any], int | None, list[str]]
     ),
     "maximum age": ("run", {"max_age_s": 1}, None, ["maximum age of 1 s"]),
 }
+
+
+def test_stop_gets_the_exit_code_when_wait_read_the_result_first() -> None:
+    """On a real cluster (scripts/k8s-lab.sh) a stopped pod's last MODIFIED event (its
+    container terminated, exit 0) and its DELETED event can reach the hub together; the
+    session's wait() then read the result and dropped it before stop() looked, and stop()
+    returned None instead of 0. The watch callbacks get the events in that order here."""
+    cache = PodCache(max_age_s=3600)
+    pod = build_session_pod(make_spec(), KubernetesProfile(name="default"), pod_config())
+    name = pod["metadata"]["name"]
+    pod["metadata"]["uid"] = "uid-1"
+    pod["status"] = {
+        "phase": "Running",
+        "containerStatuses": [{"name": CONTAINER, "state": {"running": {}}}],
+    }
+    cache.on_pod_event("ADDED", pod)
+    cache.stopping.add(name)  # stop() deleted the pod and waits for its end
+    cache.deleting.add(name)
+    ended = json.loads(json.dumps(pod))
+    ended["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    ended["status"] = {
+        "phase": "Succeeded",
+        "containerStatuses": [
+            {"name": CONTAINER, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+        ],
+    }
+    cache.on_pod_event("MODIFIED", ended)
+    cache.on_pod_event("DELETED", ended)
+    first = cache.outcome(name, 5)  # wait() reads the result first and forgets the pod
+    assert first is not None and first.code == 0
+    cache.forget(name)
+    assert name not in cache.pods and cache.gone[name].code == 0  # what stop() returns
+    cache.stopping.discard(name)
+    cache.forget(name)  # without a stop() waiting, forget() drops the result
+    assert name not in cache.gone
 
 
 @pytest.mark.parametrize("cause", list(FAILURES))

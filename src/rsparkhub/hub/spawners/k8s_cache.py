@@ -46,6 +46,9 @@ class PodCache:
         self.pods: dict[str, PodView] = {}
         self.gone: dict[str, Ended] = {}  # deleted pods' final results, until read
         self.deleting: set[str] = set()  # pods the hub itself deletes
+        # Pods a stop() waits on: their result outlives forget(), since a pod's last
+        # MODIFIED and its DELETED event can arrive together and wait() read it first.
+        self.stopping: set[str] = set()
         self.memory: dict[str, int] = {}  # pod -> bytes, from metrics-server
         self.synced = asyncio.Event()  # set by the first full list of the pods
         self._touched: dict[str, float] = {}  # pod -> monotonic time of the last update
@@ -82,8 +85,10 @@ class PodCache:
 
     def forget(self, name: str) -> None:
         """Drop what is kept of pod ``name`` once its result has been read."""
-        for d in (self.gone, self._progress, self._seen_events, self._warning, self.memory):
+        for d in (self._progress, self._seen_events, self._warning, self.memory):
             d.pop(name, None)
+        if name not in self.stopping:
+            self.gone.pop(name, None)
         self.deleting.discard(name)
 
     # ------------------------------------------------------------------ writers

@@ -438,6 +438,13 @@ class KubernetesSpawner:
         """Delete the pod with a grace period: SIGTERM (the agent exits 0), SIGKILL after."""
         await self._ensure_started()
         name = str(state.get("pod") or "")
+        self._cache.stopping.add(name)
+        try:
+            return await self._stop(name, grace_s)
+        finally:
+            self._cache.stopping.discard(name)
+
+    async def _stop(self, name: str, grace_s: float) -> int | None:
         self._cache.deleting.add(name)
         view = self._cache.pods.get(name)
         if view is None:
