@@ -1,6 +1,7 @@
 #!/bin/bash
 # Copied from /work/shared/k8s-lab/build.sh (the k8s-lab notes shared by the team; see its
 # README.md) so that scripts/k8s-lab.sh can build the lab binaries on a fresh machine.
+# Changed here: the version stamp's -X paths (see below).
 # Build the Kubernetes 1.20.2 binaries this lab needs from Debian bookworm's
 # kubernetes source package (vendored Go modules; no network access needed
 # beyond the Debian mirror). Uses Debian's golang-go (1.19).
@@ -27,7 +28,9 @@ cd "$LAB/gopath/src/k8s.io/kubernetes"
 export CGO_ENABLED=0 GO111MODULE=off GOFLAGS="-p=2" GOCACHE=$LAB/gocache GOPATH=$LAB/gopath
 V=v1.20.2
 LD="-s -w"
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+# GOPATH mode: the vendored packages' import paths start with k8s.io/kubernetes/vendor/
+# (as in hack/lib/version.sh); without it the servers report v0.0.0-master.
+for p in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
   LD="$LD -X $p.gitVersion=$V -X $p.gitMajor=1 -X $p.gitMinor=20 -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 done
 for c in $CMDS; do

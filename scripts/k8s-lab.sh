@@ -84,7 +84,7 @@ binaries() {
 }
 
 # ---------------------------------------------------------------------- PKI and kubeconfigs
-pki() {
+pki() ( # a subshell: its umask must not reach containerd (0700 snapshot dirs break images)
 	umask 077
 	mkdir -p "$PKI"
 	chmod 0700 "$R" "$PKI"
@@ -134,8 +134,7 @@ EOF
 	}
 	kubeconfig "$R/admin.kubeconfig" "$t_admin"
 	kubeconfig "$R/kubelet.kubeconfig" "$t_kubelet"
-	umask 022
-}
+)
 
 # ------------------------------------------------------------------------- the pod network
 network() {
@@ -216,6 +215,7 @@ snapshot() {
 up() {
 	[ "$(id -u)" = 0 ] || die "run as root (the kubelet needs it)"
 	binaries
+	umask 022
 	mkdir -p "$R" "$LOGS" "$PIDS"
 	pki
 	snapshot
@@ -332,6 +332,7 @@ down() {
 		for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
 	fi
 	for n in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$n"; done
+	set +e +o pipefail # the rest is best effort: an empty grep is not an error
 	# Mounts the kubelet and containerd made (secrets' tmpfs, rootfs overlays, netns).
 	if [ -d "$R" ]; then
 		awk '{print $2}' /proc/mounts | grep -E "^($R|$RUNDIR)/" | sort -r |
@@ -408,7 +409,7 @@ BASE_PACKAGES=python3,python3-venv,ca-certificates
 # pip on PATH, installs go to /usr/local), which the Dockerfiles start FROM.
 base_image() {
 	local key tag
-	key=$(printf '%s\n' "$(mirror)" bookworm minbase "$BASE_PACKAGES" v1 | sha256sum | cut -c1-12)
+	key=$(printf '%s\n' "$(mirror)" bookworm minbase "$BASE_PACKAGES" v2 | sha256sum | cut -c1-12)
 	tag=rsparkhub.local/bookworm-python:$key
 	if ! pm image exists "$tag"; then
 		local tar=$CACHE/base/bookworm-$key.tar
@@ -420,6 +421,9 @@ base_image() {
 			nice -n 10 debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$(mirror)" \
 				>"$CACHE/base/debootstrap.log" 2>&1 || die "debootstrap failed: $CACHE/base/debootstrap.log"
 			rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+			# as in Docker's images: else the build's own /etc/hosts mount leaves an
+			# empty placeholder in a layer
+			printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 			tar -C "$root" -cf "$tar.tmp" .
 			mv "$tar.tmp" "$tar"
 			rm -rf "$root"
@@ -473,16 +477,15 @@ image() { # session-python | hub : built (cached), saved and loaded into the lab
 				pm tag "$base" "$from"
 			done
 			# The build's RUN steps trust what this machine trusts (an egress proxy's CA,
-			# say): its CA bundle and a pip.conf naming it are mounted, not copied, so
-			# they are not in the image.
-			mkdir -p "$CACHE/build"
-			printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$CACHE/build/pip.conf"
+			# say): its CA bundle is mounted over the image's and over pip's own (certifi's)
+			# for the build only. Both files exist in the base, so no trace is left.
+			local ca=/etc/ssl/certs/ca-certificates.crt
+			local pip_ca=/usr/local/lib/python3.11/site-packages/pip/_vendor/certifi/cacert.pem
 			log "building $tag (docker/$name.Dockerfile)"
 			(cd "$REPO_ROOT" && nice -n 10 podman --root "$CACHE/podman/storage" \
 				--runroot "$RUNDIR/podman" --cgroup-manager=cgroupfs --events-backend=file \
 				build --pull=never --network=host --from "$base" \
-				-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
-				-v "$CACHE/build/pip.conf:/etc/pip.conf:ro" \
+				-v "$ca:$ca:ro" -v "$ca:$pip_ca:ro" \
 				-f "docker/$name.Dockerfile" -t "$tag" .) >&2
 		fi
 		pm save --format docker-archive -o "$tar.tmp" "$tag"
@@ -499,6 +502,12 @@ image() { # session-python | hub : built (cached), saved and loaded into the lab
 		ctr_ images import "$tar" >/dev/null
 		for old in $(ctr_ images ls -q | grep -E "^rsparkhub.local/$name:" | grep -vx "$tag"); do
 			ctr_ images rm "$old" >/dev/null 2>&1 || true
+		done
+		# and the by-digest names the kubelet's CRI gave the images no tag names now
+		local named
+		named=$(ctr_ images ls | awk 'NR>1 && $1 !~ /^sha256:/ {print $3}')
+		ctr_ images ls | awk 'NR>1 && $1 ~ /^sha256:/ {print $1, $3}' | while read -r ref digest; do
+			grep -qx "$digest" <<<"$named" || ctr_ images rm "$ref" >/dev/null 2>&1 || true
 		done
 	fi
 	echo "$tag"
