@@ -304,22 +304,29 @@ def measure(args: argparse.Namespace, hubs: dict[str, Any], deadline: Deadline) 
                                             args.lines, max_s)  # fmt: skip
                             r["load"] = os.getloadavg()
                             # a run that did not finish must not keep its kernel printing
-                            asyncio.run(
-                                stop_session(hub.url, tokens[name], wids[name][f"{lang}{rep}"])
+                            # (in a thread: Playwright's sync API owns this thread's loop)
+                            stopper = threading.Thread(
+                                target=asyncio.run,
+                                args=(
+                                    stop_session(hub.url, tokens[name], wids[name][f"{lang}{rep}"]),
+                                ),
                             )
+                            stopper.start()
+                            stopper.join(90)
                             print(f"  {name} {lang} #{rep + 1}: {r['seconds']} s, max frame "
                                   f"{r['max_frame_ms']:.0f} ms", flush=True)  # fmt: skip
                             result["browser"].setdefault(name, {}).setdefault(lang, []).append(r)
             finally:
                 browser.close()
-    for lang in langs:
-        mb = args.mb if lang == "python" else max(1, args.mb // 5)
-        for name, hub in hubs.items():
-            deadline.check(f"memory {name} {lang}")
-            r = asyncio.run(memory_run(hub.url, tokens[name], lang, mb))
-            r["load"] = os.getloadavg()
-            print(f"  {name} {lang} {mb} MB: {r['growth_mib']}", flush=True)
-            result["memory"].setdefault(name, {})[lang] = r
+    for rep in range(args.reps):
+        for lang in langs:
+            mb = args.mb if lang == "python" else max(1, args.mb // 5)
+            for name, hub in hubs.items():
+                deadline.check(f"memory {name} {lang}")
+                r = asyncio.run(memory_run(hub.url, tokens[name], lang, mb))
+                r["load"] = os.getloadavg()
+                print(f"  {name} {lang} {mb} MB #{rep + 1}: {r['growth_mib']}", flush=True)
+                result["memory"].setdefault(name, []).append(r)
     return result
 
 
@@ -395,7 +402,8 @@ def report(data: dict[str, Any]) -> str:
     if data["memory"]:
         rows = []
         for name in names:
-            for lang, r in data["memory"].get(name, {}).items():
+            for r in data["memory"].get(name, []):
+                lang = r["language"]
                 g = r["growth_mib"]
                 rows.append(
                     [
