@@ -14,6 +14,7 @@ import { encodePath } from "../core/api";
 const SYNC = 0;
 const AWARENESS = 1;
 const SAVE_TIMEOUT_MS = 60_000;
+const SYNC_WAIT_MS = 10_000;
 /** Our own close code: the hub's document is another history than this one (reopen). */
 export const RESET = 4409;
 
@@ -50,6 +51,7 @@ export class DocSocket {
   private nextId = 1;
   /** the hub document's history this doc belongs to (from the first version note) */
   private epoch: string | null = null;
+  private readonly syncWaiters = new Set<(ok: boolean) => void>();
   private readonly pending = new Map<number, { resolve(v: number): void; reject(e: Error): void }>();
 
   constructor(
@@ -65,11 +67,13 @@ export class DocSocket {
     this.connect();
   }
 
-  /** Ask the hub to make the text a file version now; resolves with the version. */
-  save(): Promise<number> {
+  /** Ask the hub to make the text a file version now; resolves with the version. Waits
+   * (up to SYNC_WAIT_MS) for a socket that is still connecting or syncing. */
+  async save(): Promise<number> {
+    if (this.status.state !== "synced") await this.synced(SYNC_WAIT_MS);
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || this.status.state !== "synced") {
-      return Promise.reject(new Error("Not connected to the hub: the file is saved once the connection is back."));
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      throw new Error("Not connected to the hub: the file is saved once the connection is back.");
     }
     const id = this.nextId++;
     return new Promise<number>((resolve, reject) => {
@@ -91,6 +95,21 @@ export class DocSocket {
     });
   }
 
+  private synced(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.syncWaiters.delete(done);
+        reject(new Error("Not connected to the hub: the file is saved once the connection is back."));
+      }, ms);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        if (ok) resolve();
+        else reject(new Error("The file was closed."));
+      };
+      this.syncWaiters.add(done);
+    });
+  }
+
   destroy(): void {
     this.destroyed = true;
     clearTimeout(this.timer);
@@ -99,10 +118,16 @@ export class DocSocket {
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], "local");
     this.ws?.close(1000, "closed");
     this.failPending("The file was closed.");
+    for (const w of this.syncWaiters) w(false);
+    this.syncWaiters.clear();
   }
 
   private setStatus(s: DocState): void {
     this.status = s;
+    if (s.state === "synced" || s.state === "closed") {
+      for (const w of this.syncWaiters) w(s.state === "synced");
+      this.syncWaiters.clear();
+    }
     this.onStatus(s);
   }
 
