@@ -246,3 +246,18 @@ async def test_rooms_unload_and_follow_the_files(tmp_path: Path) -> None:
     assert code is not None and code[0] == 4404
     assert not log_file.exists() and not collab.rooms
     assert listener.told == ["deleted a.R"]
+
+
+async def test_a_deleted_workspace_takes_its_documents(tmp_path: Path) -> None:
+    files = FakeFiles("x\n")
+    collab = OneFileCollab(tmp_path, files, QuietListener())
+    room = await collab.room("w1", "a.R")
+    alice = Peer("alice", True)
+    room.join(alice)
+    await room.receive(alice, wire.sync(wire.UPDATE, client_edit(room, "unsaved\n")))
+    await collab.workspace_deleted("w1")
+    code = closed_with(alice)
+    assert code is not None and code[0] == 4404
+    await room.leave(alice)  # the socket's end: nothing is saved into a deleted workspace
+    assert len(files.versions) == 1
+    assert not (tmp_path / "collab" / "w1").exists() and not collab.rooms

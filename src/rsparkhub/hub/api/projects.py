@@ -126,6 +126,7 @@ async def delete_project(
     await db.commit()
     for wid in workspace_ids:
         await hub.sessions.close_clients(wid, "The workspace was deleted.")
+        await hub.collab.workspace_deleted(wid)
     return {"ok": True}
 
 
@@ -234,6 +235,7 @@ async def delete_workspace(
     await db.delete(w)
     await db.commit()
     await hub.sessions.close_clients(workspace_id, "The workspace was deleted.")
+    await hub.collab.workspace_deleted(workspace_id)
     return {"ok": True}
 
 

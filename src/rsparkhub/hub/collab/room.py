@@ -113,6 +113,7 @@ class Room:
         self.peers: list[Peer] = []
         self.contributors: set[str] = set()
         self.saving: str | None = None  # the text being saved (its file_saved is ours)
+        self.gone = False  # the file or its workspace was deleted: nothing more to save
         self._lock = asyncio.Lock()  # applying updates: one at a time, in order
         self._save_lock = asyncio.Lock()  # version points and merges
         self._idle: asyncio.TimerHandle | None = None
@@ -167,7 +168,7 @@ class Room:
         if peer.awareness:  # their cursors go away everywhere
             gone = {c: (clock + 1, "null") for c, (clock, _) in peer.awareness.items()}
             self._broadcast(wire.awareness(wire.awareness_update(gone)), skip=peer)
-        if not any(p.can_write for p in self.peers):
+        if not self.gone and not any(p.can_write for p in self.peers):
             await self.save(None)  # the last editor left: what they wrote is a version
 
     def version_message(self) -> dict[str, object]:
@@ -235,6 +236,8 @@ class Room:
 
     def _idle_save(self) -> None:
         self._idle = None
+        if self.gone:
+            return
         task: asyncio.Task[object] = asyncio.create_task(self._save_logged())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

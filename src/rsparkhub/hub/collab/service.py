@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from fastapi import WebSocket
@@ -89,8 +90,20 @@ class Collab:
         await self.inner.file_deleted(workspace_id, path, origin)
         room = self.rooms.pop((workspace_id, path), None)
         if room is not None:
+            room.gone = True
             room.close_all(4404, f"file_deleted: '{path}' was deleted or renamed.")
         await asyncio.to_thread(self.log_file(workspace_id, path).unlink, missing_ok=True)
+
+    async def workspace_deleted(self, workspace_id: str) -> None:
+        """Its documents closed (4404) and forgotten, their logs removed."""
+        for key in [k for k in self.rooms if k[0] == workspace_id]:
+            room = self.rooms.pop(key)
+            room.gone = True
+            room.close_all(4404, "workspace_deleted: The workspace was deleted.")
+            timer = self._unload.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+        await asyncio.to_thread(shutil.rmtree, self.root / workspace_id, True)
 
     # ----------------------------------------------------------------- access
 
