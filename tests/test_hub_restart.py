@@ -110,6 +110,44 @@ async def test_stop_sessions_stops_them_cleanly_with_the_hub(tmp_path: Path) -> 
         hub.close()
 
 
+async def test_a_session_that_died_with_the_hub_leaves_no_disk(hub: HubProcess) -> None:
+    """A session's disk (a root hub's loop mount, sandbox/disk.py) outlives neither the
+    session nor a hub crash: a session that died while its hub was down is ended by the next
+    hub, its disk unmounted and deleted; a session that survived keeps its own."""
+    import contextlib
+    import os
+
+    import psutil
+
+    token = hub.make_user("ivy")
+    async with HubClient(hub.url, token) as c:
+        dead_ws = (await c.ensure_workspace("dies"))["id"]
+        kept_ws = (await c.ensure_workspace("survives"))["id"]
+        sids = {}
+        for wid in (dead_ws, kept_ws):
+            async with c.attach(wid) as s:
+                assert (await s.run("1", language="python")).ok
+                sids[wid] = s.session_id
+    disks = hub.data_dir / "session-disks"
+    images = {wid: disks / f"session-{sid}.img" for wid, sid in sids.items()}
+    mounts = {wid: hub.data_dir / "sessions" / sid for wid, sid in sids.items()}
+    assert all(p.is_file() for p in images.values()) and all(map(os.path.ismount, mounts.values()))
+    hub.stop(signal.SIGKILL)
+    for p in session_processes(hub.data_dir):  # the session of "dies" dies meanwhile
+        with contextlib.suppress(psutil.Error):
+            if sids[dead_ws] in " ".join(p.cmdline()):
+                p.kill()
+    hub.start()
+    async with HubClient(hub.url, token) as c:
+        info = await c.request("GET", f"/api/workspaces/{dead_ws}/session")
+        assert info["state"] == "dead", info
+        async with c.attach(kept_ws) as s:
+            assert s.session_id == sids[kept_ws]
+            assert (await s.run("2", language="python")).ok
+    assert not images[dead_ws].exists() and not os.path.ismount(mounts[dead_ws])
+    assert images[kept_ws].is_file() and os.path.ismount(mounts[kept_ws])
+
+
 def test_rsparkhub_run_rides_through_a_hub_restart(hub: HubProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import os
     import subprocess
