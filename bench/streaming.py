@@ -397,7 +397,7 @@ def report(data: dict[str, Any]) -> str:
             for i, lab in enumerate(labels):
                 rows.append([lab] + [c[i] for c in cols])
             title = "R" if lang == "r" else "Python"
-            parts.append(f"\n{title}: `{lines_code(lang, n)}`\n\n")
+            parts.append(f"\n\n{title}: `{lines_code(lang, n)}`\n\n")
             parts.append(table(heads, rows))
     if data["memory"]:
         rows = []

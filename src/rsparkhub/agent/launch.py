@@ -86,7 +86,12 @@ try:
             _wait_for(self, t)
 
     _write = _io.OutStream.write
-    def _drain(self):
+    def _drain(self, n):
+        # counted per write (cheap); the buffers are measured once that many chars came
+        self._rsh_written = getattr(self, "_rsh_written", 0) + n
+        if self._rsh_written < {KERNEL_BUFFER_BYTES}:
+            return
+        self._rsh_written = 0
         pt = self.pub_thread
         t = _io_thread_of(pt)
         if t is None:
@@ -99,11 +104,11 @@ try:
     def write(self, string):
         if not isinstance(string, str) or len(string) <= {KERNEL_BUFFER_BYTES}:
             n = _write(self, string)
-            _drain(self)
+            _drain(self, len(string) if isinstance(string, str) else 0)
             return n
         for i in range(0, len(string), {KERNEL_BUFFER_BYTES}):
             _write(self, string[i : i + {KERNEL_BUFFER_BYTES}])
-            _drain(self)
+            _drain(self, {KERNEL_BUFFER_BYTES})
         return len(string)
 
     # IPython 9 keeps a copy of everything a cell prints (history_manager.outputs, for
