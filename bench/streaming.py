@@ -361,7 +361,7 @@ def report(data: dict[str, Any]) -> str:
     n = data["lines"]
     if data["browser"]:
         parts.append(
-            f"**{n:,} printed lines into the web console** (Chromium {data.get('chromium', '')};"
+            f"**{n:,} printed lines into the web console** ({data.get('chromium', 'Chromium')};"
             f" seconds from Enter until each slice of {SLICE:,} lines is on screen, its rate in"
             " lines/s; end to end = Enter → the last line shown; frames = rAF intervals until"
             " then; long tasks from a PerformanceObserver)\n"
