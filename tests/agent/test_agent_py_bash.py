@@ -295,4 +295,7 @@ async def test_sigterm_stops_kernels_and_exits_zero(session, shared_hub: HubProc
     assert info["exit_code"] == 0 and info["state"] == "stopped", info
     gone, alive = psutil.wait_procs(kernels, timeout=5)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
-    assert (session_dir / "agent-kernels.pid").read_text().split() == []
+    # the agent emptied its record of kernels, or the session's disk went with the session
+    pids = session_dir / "agent-kernels.pid"
+    assert not os.path.ismount(session_dir)
+    assert not pids.exists() or pids.read_text().split() == []
