@@ -52,7 +52,8 @@ start() { # name command... : in the background, pid recorded, output in logs/na
 	local name=$1
 	shift
 	if alive "$name"; then return 0; fi
-	nohup "$@" >"$LOGS/$name.log" 2>&1 &
+	echo "=== $(date -u +%FT%TZ) $*" >>"$LOGS/$name.log"
+	nohup "$@" >>"$LOGS/$name.log" 2>&1 &
 	echo $! >"$PIDS/$name"
 	log "started $name (pid $!)"
 }

@@ -329,6 +329,15 @@ async def test_start_progress_stop_succeeded_and_adoption() -> None:
         assert owners == [("Pod", state["pod"], state["uid"])], owners
     # A new spawner adopts the running pod from its first list (as after a hub restart).
     async with spawner() as second:
+        seen: list[Any] = []  # what the watch reported, for the message of a failure
+        on_pod_event = second._cache.on_pod_event
+
+        def record(typ: str, obj: dict[str, Any]) -> None:
+            st = obj.get("status") or {}
+            seen.append((typ, st.get("phase"), st.get("containerStatuses"), st.get("reason")))
+            on_pod_event(typ, obj)
+
+        second._cache.on_pod_event = record  # type: ignore[method-assign]
         assert await second.poll(state)
         assert await second.reconcile({state["pod"].removeprefix("rsparkhub-session-")}) == {
             "pods": 0,
@@ -336,9 +345,9 @@ async def test_start_progress_stop_succeeded_and_adoption() -> None:
         }
         monitor = asyncio.create_task(second.wait(state))
         await asyncio.sleep(3)  # the agent has installed its SIGTERM handler
-        assert await second.stop(state, grace_s=20) == 0
+        stopped = await second.stop(state, grace_s=20)
         code, reason = await asyncio.wait_for(monitor, 60)
-        assert code == 0, reason
+        assert (stopped, code) == (0, 0), f"{reason}; the watch saw {json.dumps(seen)}"
     pod = await _read_or_none(admin_core().read_namespaced_pod, state["pod"])
     assert pod is None or pod.status.phase == "Succeeded", pod.status
     for _ in range(120):  # the garbage collector takes the Secret with the pod

@@ -48,6 +48,7 @@ from rsparkhub.hub.spawners.k8s_objects import (
     session_identity,
 )
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile, parse_quantity
+from rsparkhub.hub.spawners.k8s_status import PodView, end_of
 from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
 
 from conftest import HubProcess
@@ -487,6 +488,39 @@ FAILURES: dict[str, tuple[Scenario | str, dict[str, Any], int | None, list[str]]
     ),
     "maximum age": ("run", {"max_age_s": 1}, None, ["maximum age of 1 s"]),
 }
+
+
+def test_a_container_stopped_while_its_pod_is_deleted_ended_with_its_last_exit() -> None:
+    """Kubernetes 1.20's kubelet (scripts/k8s-lab.sh) reported a session pod stopped with a
+    grace period as phase Failed, its container *waiting* and the exit in ``lastState``:
+    the session read as "the session's pod failed:" with no exit code. (The stand-in never
+    reports that; this is the status the lab's kubelet sent, cut to the fields read.)"""
+    pod = build_session_pod(make_spec(), KubernetesProfile(name="default"), pod_config())
+    pod["metadata"]["uid"] = "uid-1"
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    pod["status"] = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {
+                "name": CONTAINER,
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+                "lastState": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                "ready": False,
+                "restartCount": 0,
+            }
+        ],
+    }
+    view = PodView.parse(pod)
+    assert view.ended and view.terminated == (0, "Completed", "", CONTAINER)
+    assert view.waiting is None
+    ended = end_of(view, 3600)
+    assert (ended.code, ended.reason) == (
+        0,
+        "the session's container exited normally (exit code 0)",
+    )
+    # While the pod still runs, an earlier exit in lastState is not its end.
+    pod["status"]["phase"] = "Running"
+    assert not PodView.parse(pod).ended
 
 
 def test_stop_gets_the_exit_code_when_wait_read_the_result_first() -> None:

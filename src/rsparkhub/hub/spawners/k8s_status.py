@@ -89,11 +89,19 @@ class PodView:
                     t.get("message") or "",
                     cs.get("name") or "",
                 )
+        phase = st.get("phase") or "Pending"
         for cs in st.get("containerStatuses") or ():
             if cs.get("name") != CONTAINER:
                 continue
             state = cs.get("state") or {}
             w, r, t = state.get("waiting"), state.get("running"), state.get("terminated")
+            if t is None and phase in TERMINAL:
+                # A kubelet (seen with 1.20) can report the container it stopped while
+                # deleting the pod as waiting, its exit in lastState (session pods never
+                # restart, so that is the one run's exit).
+                t = (cs.get("lastState") or {}).get("terminated")
+                if t is not None:
+                    w = None
             if w and waiting is None:
                 waiting = (w.get("reason") or "", w.get("message") or "", CONTAINER)
             running = r is not None
@@ -108,7 +116,7 @@ class PodView:
             name=meta.get("name") or "",
             uid=meta.get("uid") or "",
             session_id=ann.get(SESSION_ANNOTATION) or labels.get(SESSION_LABEL) or "",
-            phase=st.get("phase") or "Pending",
+            phase=phase,
             deleting=bool(meta.get("deletionTimestamp")),
             node=spec.get("nodeName"),
             reason=st.get("reason"),
