@@ -38,11 +38,13 @@ SELF = {
     ("GET", "/api/sessions"),
     ("GET", "/api/examples"),
     ("GET", "/api/profiles"),  # the session profiles bob himself may pick
+    ("GET", "/api/publications"),  # what bob may see: none of alice's (hers is for members)
 }
 
 ADMIN_ONLY_PREFIXES = ("/api/users", "/api/doctor")
 
 FILE_CONTENT = "alice's secret analysis\n"
+REPORT = "<!doctype html><p>alice's secret report</p>\n"
 
 
 class World:
@@ -69,12 +71,25 @@ class World:
         self.token_id = r.json()["id"]
         self.token_secret = r.json()["token"]
         self.plot_id = uuid.uuid4().hex  # no code runs here, so no real plot exists
+        r = self.alice.put(
+            f"/api/workspaces/{self.workspace_id}/text/report.html",
+            json={"content": REPORT, "base_version": 0},
+        )
+        assert r.status_code == 200, r.text
+        r = self.alice.post(
+            f"/api/workspaces/{self.workspace_id}/publications",
+            json={"kind": "document", "source": "report.html", "audience": "members"},
+        )
+        assert r.status_code == 201, r.text
+        self.publication_id = r.json()["id"]
 
         self.params: dict[str, str] = {
             "workspace_id": self.workspace_id,
             "project_id": self.project_id,
             "path": "secret.R",
             "plot_id": self.plot_id,
+            "publication_id": self.publication_id,
+            "token": "not-the-link-token",  # /api/pub/{id}?token= (optional: not sent)
             "token_id": self.token_id,
             "name": "alice",  # /api/users/{name}; also the import's workspace name
             "user_name": "bob",  # DELETE /api/workspaces/{id}/members/{user_name}
@@ -128,6 +143,10 @@ class World:
             ("POST", f"{ws}/views"): {"json": {"name": "df"}},
             ("POST", f"{ws}/session"): {"json": {"profile": "local"}},
             ("POST", f"{ws}/views/{{view_id}}/rows"): {"json": {"offset": 0, "limit": 10}},
+            ("POST", f"{ws}/publications"): {
+                "json": {"kind": "document", "source": "report.html", "audience": "link"}
+            },
+            ("PATCH", f"{ws}/publications/{{publication_id}}"): {"json": {"audience": "link"}},
         }
 
 
@@ -277,7 +296,15 @@ def _assert_alice_untouched(world: World) -> None:
     r = a.get(f"/api/workspaces/{ws}/text/secret.R")
     assert r.status_code == 200, r.text
     assert r.json() == {"path": "secret.R", "version": 1, "content": FILE_CONTENT}
-    assert [f["path"] for f in a.get(f"/api/workspaces/{ws}/files").json()] == ["secret.R"]
+    assert sorted(f["path"] for f in a.get(f"/api/workspaces/{ws}/files").json()) == [
+        "report.html",
+        "secret.R",
+    ]
+    # alice's publication is still hers, for members only, and nobody got a link to it.
+    [pub] = a.get(f"/api/workspaces/{ws}/publications").json()
+    assert pub["id"] == world.publication_id and pub["audience"] == "members"
+    assert pub["url"] == f"/api/pub/{world.publication_id}"
+    assert pub["published_by"] == "alice"
     assert [h["version"] for h in a.get(f"/api/workspaces/{ws}/history/secret.R").json()] == [1]
     assert a.get(f"/api/workspaces/{ws}/session").json() is None  # no session was started
     tokens = {t["name"]: t for t in a.get("/api/tokens").json()}
@@ -482,6 +509,7 @@ VIEWER_MAY = {
     ("GET", "/api/workspaces/{workspace_id}/session"),
     ("GET", "/api/workspaces/{workspace_id}/executions"),
     ("GET", "/api/workspaces/{workspace_id}/plots"),
+    ("GET", "/api/workspaces/{workspace_id}/publications"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}/render"),
     ("GET", "/api/workspaces/{workspace_id}/environment"),

@@ -28,6 +28,7 @@ from rsparkhub.hub.api import (
     files,
     introspection,
     projects,
+    publications,
     sessions,
     spark,
     users,
@@ -172,6 +173,7 @@ def create_app(settings: Settings) -> FastAPI:
         sessions,
         introspection,
         spark,
+        publications,
         apidocs,
     ):
         app.include_router(module.router)

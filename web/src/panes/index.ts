@@ -7,7 +7,12 @@
 //   PlotsPane: plots-pane, plot-image (data-rendered="true|false"), plot-prev, plot-next,
 //     plot-position ("n of N"), plot-thumb, plot-download-png, plot-download-svg,
 //     plot-download-pdf, plot-delete
-//   ViewerPane: viewer-pane, viewer-frame (iframe / img), viewer-popout, viewer-download
+//   ViewerPane: viewer-pane, viewer-frame (iframe / img), viewer-popout, viewer-download,
+//     publish-open (html documents; also in the Plots pane's toolbar)
+//   PublishDialog: publish-dialog, publish-audience (select), publish-submit,
+//     publish-audience-only, publish-close, publish-error, publish-current (data-audience),
+//     publish-link (input), publish-copy, publish-new-link, publications-list,
+//     publication-row (data-id, data-audience), publication-unpublish
 //   HelpPane: help-pane, help-search-input, help-search-result, help-page, help-back,
 //     help-forward, help-error, help-choices, help-choice (data-package), help-find-input,
 //     help-find-count, help-find-prev, help-find-next

@@ -195,3 +195,32 @@ class UserDatabase(Base):
     password_generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Publication(Base):
+    """A rendered document or a plot published at a stable URL (api/publications.py). The
+    published bytes are a snapshot (a blob), replaced by a republish of the same source."""
+
+    __tablename__ = "publications"
+    __table_args__ = (UniqueConstraint("workspace_id", "kind", "source"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # document | plot
+    source: Mapped[str] = mapped_column(String(1024))  # file path, or plot id
+    title: Mapped[str] = mapped_column(String(1024))
+    audience: Mapped[str] = mapped_column(String(16))  # members | hub | link
+    # the secret of a "link" publication; a new one at every audience change
+    link_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mime: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    file_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the document's source next to it (report.Rmd for report.html) and its version then
+    origin_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    origin_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_by: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -144,3 +144,21 @@ describe("PlotsPane", () => {
     expect(root.textContent).toContain("2 of 2");
   });
 });
+
+describe("PlotsPane publishing", () => {
+  it("publishes the current plot by its id", async () => {
+    const { ctx, calls } = fakeCtx((c: Call) => {
+      if (c.method === "GET" && c.path === "/api/workspaces/w1/plots") return list;
+      if (c.method === "BLOB") return new Blob(["png"]);
+      if (c.method === "GET" && c.path === "/api/workspaces/w1/publications") return [];
+      if (c.method === "POST" && c.path === "/api/workspaces/w1/publications") return { id: "x" };
+    });
+    await mount(<PlotsPane ctx={ctx} />, root);
+    await flush();
+    await click(root, '[data-testid="publish-open"]');
+    await flush();
+    await click(root, '[data-testid="publish-submit"]');
+    await flush();
+    expect(calls.find((c) => c.method === "POST")?.body).toEqual({ kind: "plot", source: "p2", audience: "members" });
+  });
+});

@@ -6,6 +6,7 @@ import { errorInfo, wsPath } from "../common/api";
 import { useElementSize } from "../common/useElementSize";
 import { useDoneWaiter } from "../common/doneWaiter";
 import { useEvents } from "../common/useEvents";
+import { PublishButton } from "../publish/PublishDialog";
 import {
   addPlot,
   current,
@@ -206,6 +207,7 @@ export function PlotsPane({ ctx, select }: { ctx: PaneContext; select?: PlotPick
         </button>
         <span class="rp-spacer" />
         {cur && <Downloads ctx={ctx} id={cur.id} mime={cur.mime} renderable={cur.renderable === true} size={rs} stored={stored(cur.id, true)} />}
+        {cur && <PublishButton ctx={ctx} kind="plot" source={cur.id} />}
         {cur && ctx.canWrite && (
           <button type="button" class="rp-btn" data-testid="plot-delete" onClick={del} title="Remove this plot from the history">
             Delete

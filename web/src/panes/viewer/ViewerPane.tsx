@@ -4,6 +4,7 @@ import { useState } from "preact/hooks";
 import type { PaneContext, AnyEvent } from "../../contract";
 import { encodeFilePath, wsPath } from "../common/api";
 import { useEvents } from "../common/useEvents";
+import { PublishButton } from "../publish/PublishDialog";
 import { fileKind, normalizePath, samePath } from "./fileKind";
 
 export function ViewerPane({ ctx, path }: { ctx: PaneContext; path: string | null | undefined }) {
@@ -71,6 +72,7 @@ export function ViewerPane({ ctx, path }: { ctx: PaneContext; path: string | nul
         <button type="button" class="rp-btn" onClick={() => setReloads((n) => n + 1)} title="Reload">
           ⟳
         </button>
+        {kind === "html" && <PublishButton ctx={ctx} kind="document" source={clean} />}
         <a class="rp-btn" href={download} download title="Download">
           ⤓
         </a>

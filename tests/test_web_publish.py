@@ -1,0 +1,118 @@
+"""Publishing from the IDE in Debian's Chromium: the owner publishes a document from the
+Viewer pane for anyone with the link; an anonymous visitor and another user of the hub open
+the link in browser contexts of their own, and the published page's script — trying
+``fetch('/api/me')`` with the visitor's cookie — gets nothing (opaque-origin sandbox).
+Changing the audience kills the old link; unpublishing from the workspace's list kills the
+URL. Every context fails the test on a request to a non-loopback host."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from test_web_ide import EVIL_HTML
+
+from browser import chromium
+from conftest import HubProcess
+from ide import ensure_workspace, file_item, log_in, page_of, upload
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+def _sandboxed_text(page: Page) -> str:
+    body = page.frame_locator("[data-testid=publication-frame]").locator("body[data-done='1']")
+    expect(body).to_be_attached()
+    return body.inner_text()
+
+
+def _assert_blocked(page: Page, *names: str) -> None:
+    text = _sandboxed_text(page)
+    assert "BLOCKED" in text and "LEAKED" not in text, text
+    assert "NOCOOKIE" in text and "NOPARENT" in text, text
+    for name in names:
+        assert name not in text, text
+
+
+def test_publish_from_viewer_open_as_others_and_revoke(
+    browser: Browser, shared_hub: HubProcess
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner, other = f"ann-{tag}", f"cat-{tag}"
+    api = shared_hub.client(shared_hub.make_user(owner))
+    shared_hub.make_user(other)
+    ws = ensure_workspace(api, "published")
+    upload(api, ws, "evil.html", EVIL_HTML)
+
+    with page_of(browser) as page:
+        log_in(page, shared_hub, owner)
+        page.goto(f"{shared_hub.url}/#/ws/{ws}")
+        expect(page.get_by_test_id("connection-status")).to_have_attribute(
+            "data-state", "open", timeout=30_000
+        )
+        file_item(page, "evil.html").click()
+        viewer = page.get_by_test_id("viewer-pane")
+        viewer.get_by_test_id("publish-open").click()
+        dialog = page.get_by_test_id("publish-dialog")
+        expect(dialog).to_be_visible()
+        dialog.get_by_test_id("publish-audience").select_option("link")
+        dialog.get_by_test_id("publish-submit").click()
+        expect(dialog.get_by_test_id("publish-current")).to_have_attribute("data-audience", "link")
+        expect(dialog).to_contain_text("evil.html version 1")
+        link = dialog.get_by_test_id("publish-link").input_value()
+        assert link.startswith(f"{shared_hub.url}/api/pub/") and "?token=" in link, link
+        expect(dialog.get_by_test_id("publication-row")).to_have_count(1)
+        # Republishing keeps the link.
+        dialog.get_by_test_id("publish-submit").click()
+        expect(dialog.get_by_test_id("publish-submit")).to_be_enabled()
+        assert dialog.get_by_test_id("publish-link").input_value() == link
+
+        # The owner's own browser: the published script cannot use the owner's cookie.
+        own = page.context.new_page()
+        own.goto(link)
+        expect(own.get_by_test_id("publication-meta")).to_contain_text("evil.html version 1")
+        _assert_blocked(own, owner, "is_admin")
+        own.close()
+
+        # Anyone with the link, without an account.
+        with page_of(browser) as anon:
+            r = anon.goto(link)
+            assert r is not None and r.status == 200
+            expect(anon.get_by_test_id("publication-meta")).to_contain_text("published")
+            _assert_blocked(anon)
+            # another user of the hub, logged in: top-level pages of the hub reach the API
+            # with the cookie, the published script does not
+            with page_of(browser) as cat:
+                log_in(cat, shared_hub, other)
+                me = cat.evaluate("fetch('/api/me', {credentials: 'include'}).then(r => r.text())")
+                assert other in me, me
+                cat.goto(link)
+                _assert_blocked(cat, other, "is_admin")
+
+                # The owner changes the audience to members: the old link is dead for both.
+                dialog.get_by_test_id("publish-audience").select_option("members")
+                dialog.get_by_test_id("publish-audience-only").click()
+                expect(dialog.get_by_test_id("publish-current")).to_have_attribute(
+                    "data-audience", "members"
+                )
+                r = anon.goto(link)  # members only now: the link alone opens nothing
+                assert r is not None and r.status == 401
+                expect(anon.locator("body")).not_to_contain_text("BLOCKED")
+                r = cat.goto(link)
+                assert r is not None and r.status == 404
+                members_url = dialog.get_by_test_id("publish-link").input_value()
+                assert "token" not in members_url
+                r = cat.goto(members_url)
+                assert r is not None and r.status == 404  # cat is not a member
+
+        # Unpublish from the workspace's list: the URL is gone, for the owner too.
+        dialog.get_by_test_id("publication-unpublish").click()
+        expect(dialog.get_by_test_id("publication-row")).to_have_count(0)
+        r = httpx.get(members_url, headers=dict(api.headers))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
