@@ -151,7 +151,9 @@ def as_user(uid: int) -> list[str]:
     its own where /root shows only those directories (the hub's code plays no part)."""
     repo = Path(__file__).resolve().parent.parent
     hidden = [p for p in (Path(sys.base_prefix).resolve(), repo) if str(p).startswith("/root/")]
-    script = "set -e\n"
+    # the directories made below must be reachable by uid whatever this process's umask
+    # (a hub built in-process, e.g. test_authz's create_app, sets the hub's umask 077)
+    script = "set -e\numask 022\n"
     if hidden:
         for i, p in enumerate(hidden):
             script += f'k{i}=$(mktemp -d); mount --bind "{p}" "$k{i}"\n'

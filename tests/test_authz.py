@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -355,7 +356,11 @@ def test_socket_list_is_complete(tmp_path: Any) -> None:
     from rsparkhub.config import Settings
     from rsparkhub.hub.app import create_app
 
-    app = create_app(Settings(data_dir=tmp_path))
+    umask = os.umask(0o022)  # create_app sets the hub's umask (077): not this process's
+    try:
+        app = create_app(Settings(data_dir=tmp_path))
+    finally:
+        os.umask(umask)
     paths = {
         r.path.replace("{path:path}", "{path}") for r in app.routes if isinstance(r, WebSocketRoute)
     }
