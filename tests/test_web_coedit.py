@@ -1,7 +1,8 @@
 """Co-editing end to end: two and three browser windows (Debian's Chromium, each its own
 context and user, offline-guarded) on one file of a real hub. Typing in one line at once
 converges, the others' cursors show with their names, a dropped socket's offline edits
-merge on reconnect, a hub killed mid-typing loses nothing it passed on, a file rewritten
+merge on reconnect, following a collaborator within a file and to the files they switch
+to, a hub killed mid-typing loses nothing it passed on, a file rewritten
 by code in the session (or saved over REST) merges into the text being edited, and a
 viewer can neither type nor push an update with a hand-made message.
 
@@ -355,6 +356,52 @@ def test_follow_a_collaborator(
     # alice's editor scrolled to bob's cursor: the end of the file is on her screen
     expect(editor_content(alice)).to_contain_text("# bob is here")
     assert scroller.evaluate("el => el.scrollTop") > 2000
+
+
+def test_follow_across_files(
+    pages: Callable[[str], Page], shared_hub: HubProcess, alice_api: httpx.Client, ws: str
+) -> None:
+    """Following bob opens the file bob switches to and scrolls with his cursor there;
+    choosing another file herself ends alice's following."""
+    upload(alice_api, ws, "start.R", "start <- 1\n")
+    upload(alice_api, ws, "far.R", "".join(f"y{i} <- {i}\n" for i in range(400)))
+    alice, bob = pages("alice"), pages("bob")
+    open_doc(alice, shared_hub, ws, "start.R")
+    open_doc(bob, shared_hub, ws, "start.R")
+    follow = alice.get_by_test_id("follow-select")
+    expect(follow.locator("option[value=bob]")).to_contain_text("start.R")
+    follow.select_option("bob")
+
+    # bob opens another file (alice has never opened it) and types at its end
+    bob.bring_to_front()
+    file_item(bob, "far.R").click()
+    expect(editor_tab(bob, "far.R")).to_have_attribute("data-sync", "synced")
+    editor_content(bob).focus()
+    bob.keyboard.press("Control+End")
+    bob.keyboard.insert_text("# bob went far")
+    expect(editor_tab(alice, "far.R")).to_have_attribute("aria-selected", "true")
+    expect(follow).to_have_attribute("data-following", "bob")
+    expect(editor_content(alice)).to_contain_text("# bob went far")
+    scroller = alice.locator("[data-testid=editor] .editor-view:not([hidden]) .cm-scroller")
+    eventually(lambda: scroller.evaluate("el => el.scrollTop") > 2000, what=lambda: "scrolled")
+
+    # bob goes back: so does alice, still following
+    editor_tab(bob, "start.R").click()
+    expect(editor_tab(alice, "start.R")).to_have_attribute("aria-selected", "true")
+    expect(follow).to_have_attribute("data-following", "bob")
+    editor_tab(bob, "far.R").click()
+    expect(editor_tab(alice, "far.R")).to_have_attribute("aria-selected", "true")
+
+    # alice picks a file herself: she stops following, and bob's next switch leaves her be
+    alice.bring_to_front()
+    editor_tab(alice, "start.R").click()
+    expect(follow).to_have_attribute("data-following", "")
+    editor_tab(bob, "start.R").click()
+    editor_tab(bob, "far.R").click()
+    expect(bob.get_by_test_id("follow-select").locator("option[value=alice]")).to_contain_text(
+        "start.R"
+    )
+    expect(editor_tab(alice, "start.R")).to_have_attribute("aria-selected", "true")
 
 
 def test_hub_killed_mid_typing_loses_nothing_it_passed_on(

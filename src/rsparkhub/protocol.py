@@ -161,6 +161,17 @@ class PingRequest(_Msg):
     id: RequestId
 
 
+class FocusRequest(_Msg):
+    """The file this client shows in its editor now (``None``: none). Any member may say
+    it, viewers too; it is not passed to the session. The hub answers every client of the
+    workspace with a ``presence`` message naming each user's file, which is what "Follow"
+    across files needs. A reconnected socket says it again (a new socket starts with none)."""
+
+    type: Literal["focus"] = "focus"
+    id: RequestId
+    path: RelPath | None = None
+
+
 ClientRequest = Annotated[
     ExecuteRequest
     | InterruptRequest
@@ -168,7 +179,8 @@ ClientRequest = Annotated[
     | CompleteRequest
     | IsCompleteRequest
     | RenderRequest
-    | PingRequest,
+    | PingRequest
+    | FocusRequest,
     Field(discriminator="type"),
 ]
 
@@ -428,8 +440,13 @@ class SessionStateMessage(_Msg):
 
 
 class PresenceMessage(_Msg):
+    """Who is attached to the workspace, and the file each of them shows in the editor
+    (``files``: user → path, from their latest ``focus``; users without a file are left
+    out). Sent to every client whenever either changes."""
+
     type: Literal["presence"] = "presence"
     users: list[str]
+    files: dict[str, str] = Field(default_factory=dict)
 
 
 # Everything the hub sends a client on the workspace socket: the event stream's envelopes

@@ -103,6 +103,8 @@ class Executor:
             self.spawn(self._guard(req.id, self._interrupt(req)), f"interrupt-{req.id}")
         elif isinstance(req, P.RestartRequest):
             self.spawn(self._guard(req.id, self._restart(req)), f"restart-{req.id}")
+        elif isinstance(req, P.FocusRequest):
+            pass  # presence, kept by the hub: never forwarded
         else:
             self.spawn(self._guard(req.id, self._complete(req)), f"complete-{req.id}")
 

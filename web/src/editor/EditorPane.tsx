@@ -1,6 +1,7 @@
 // The Editor pane: open files in tabs (each a shared document, OpenDoc), save (a version
 // point on the hub), run the line/selection in the console, source/run scripts, render
 // documents. Changes made elsewhere arrive through the document itself, never as a conflict.
+// Follow (follow.ts): scroll with a collaborator's cursor, and open the file they switch to.
 import { openSearchPanel } from "@codemirror/search";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ConfirmDialog } from "../app/Dialog";
@@ -18,6 +19,7 @@ import { chunkLanguage } from "./chunks";
 import { kernelCompletion } from "./completion";
 import { docSocketUrl } from "./docSocket";
 import { EditorTabs, tabId } from "./EditorTabs";
+import { followChoices, followStep, usePresence } from "./follow";
 import { OpenDoc } from "./OpenDoc";
 import { runTarget } from "./runLine";
 
@@ -52,12 +54,26 @@ export function EditorPane(props: Props) {
   const [active, setActive] = useState<string | null>(null);
   const [, setTick] = useState(0);
   const [closing, setClosing] = useState<OpenDoc | null>(null);
+  /** whom this window follows (their cursor, and the file they show) */
+  const [following, setFollowing] = useState<string | null>(null);
   const latest = useRef(props);
   latest.current = props;
   const activeRef = useRef(active);
   activeRef.current = active;
   const refresh = () => setTick((t) => t + 1);
   const find = (path: string) => docs.current.find((d) => d.path === path);
+  const presence = usePresence(props.stream, props.client, active);
+  const presenceRef = useRef(presence);
+  presenceRef.current = presence;
+  const followingRef = useRef(following);
+  followingRef.current = following;
+
+  /** This user chose a file themselves: following someone to another file ends. */
+  const choose = (path: string) => {
+    const leader = followingRef.current;
+    if (leader && presenceRef.current.files[leader] !== path) setFollowing(null);
+    setActive(path);
+  };
 
   /** The language a line of ``doc`` runs in (null: not runnable). */
   const languageAt = (doc: OpenDoc, pos: number): Language | null => {
@@ -185,8 +201,10 @@ export function EditorPane(props: Props) {
     for (const p of saved.paths) openDoc(p, false);
     if (saved.active && find(saved.active)) setActive(saved.active);
     const offCommands = props.commands.on((cmd) => {
-      if (cmd.type === "open") openDoc(cmd.path);
-      else if (cmd.type === "action") act(cmd.action);
+      if (cmd.type === "open") {
+        openDoc(cmd.path, false);
+        choose(cmd.path);
+      } else if (cmd.type === "action") act(cmd.action);
       else if (cmd.type === "source") sourcePath(cmd.path);
       else {
         // a renamed file is another document on the hub: open that one
@@ -244,17 +262,36 @@ export function EditorPane(props: Props) {
     };
   }, []);
 
+  // Following: go where the leader goes; their cursor scrolls the file they show.
+  useEffect(() => {
+    if (!following) {
+      for (const d of docs.current) d.follow(null);
+      return;
+    }
+    const step = followStep(following, presence, activeRef.current);
+    if (step.kind === "stop") {
+      setFollowing(null);
+      notify(step.why);
+      return;
+    }
+    if (step.kind === "open") openDoc(step.path);
+    const shown = step.kind === "open" ? step.path : activeRef.current;
+    for (const d of docs.current) d.follow(d.path === shown ? following : null);
+  }, [following, presence]);
+
   const current = active ? find(active) : undefined;
   useEffect(() => {
     current?.view.requestMeasure();
+    current?.scrollToFollowed();
   }, [current]);
 
   const requestClose = (doc: OpenDoc) => (unsent(doc) ? setClosing(doc) : close(doc));
   const script = current ? scriptLanguage(current.path) : null;
+  const choices = current ? followChoices(latest.current.user, presence, current.others) : [];
 
   return (
     <div class="pane-body editor-pane">
-      <EditorTabs docs={docs.current} active={active} onSelect={setActive} onClose={requestClose} />
+      <EditorTabs docs={docs.current} active={active} onSelect={choose} onClose={requestClose} />
       {current && (
         <div class="pane-toolbar" role="toolbar" aria-label="Editor">
           <button type="button" class="icon" data-testid={TID.saveButton} disabled={!canWrite} onClick={() => void saveDoc(current)} title={canWrite ? "Save (Ctrl+S)" : VIEWER_WHY}>
@@ -263,19 +300,21 @@ export function EditorPane(props: Props) {
           <button type="button" class="icon" onClick={() => openSearchPanel(current.view)} title="Find and replace (Ctrl+F)">
             Find
           </button>
-          {current.others.length > 0 && (
+          {choices.length > 0 && (
             <select
               class="follow"
               data-testid={TID.followSelect}
-              aria-label="Follow a collaborator's cursor"
-              title="Scroll with a collaborator's cursor"
-              value={current.following ?? ""}
-              onChange={(e) => current.follow((e.target as HTMLSelectElement).value || null)}
+              data-following={following ?? ""}
+              aria-label="Follow a collaborator"
+              title="Scroll with a collaborator's cursor and open the files they switch to"
+              value={following ?? ""}
+              onChange={(e) => setFollowing((e.target as HTMLSelectElement).value || null)}
             >
               <option value="">Follow…</option>
-              {current.others.map((n) => (
-                <option key={n} value={n}>
-                  Follow {n}
+              {choices.map((c) => (
+                <option key={c.name} value={c.name}>
+                  Follow {c.name}
+                  {c.path ? ` (${baseName(c.path)})` : ""}
                 </option>
               ))}
             </select>

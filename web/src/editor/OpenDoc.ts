@@ -53,7 +53,8 @@ export class OpenDoc {
   saving = false;
   /** the others with this file open (names, sorted) */
   others: string[] = [];
-  /** whose cursor this editor scrolls with (null: nobody) */
+  /** whose cursor this editor scrolls with (null: nobody); the Editor pane decides, also
+   * before that user's cursor has arrived (Follow across files opens the file first) */
   following: string | null = null;
   private savedVector: Map<number, number> | null = null;
 
@@ -122,29 +123,39 @@ export class OpenDoc {
 
   /** Scroll with ``name``'s cursor (null: stop). */
   follow(name: string | null): void {
+    if (name === this.following) return;
     this.following = name;
-    this.onAwareness();
+    this.scrollToFollowed();
     this.deps.onChange();
   }
 
-  private onAwareness(): void {
-    const others = new Map<string, { head?: unknown }>();
+  /** Bring the followed user's cursor into view (when it is known in this file). */
+  scrollToFollowed(): void {
+    if (!this.following) return;
+    let head: unknown;
     for (const [client, state] of this.awareness.getStates()) {
       const name = (state.user as { name?: string } | undefined)?.name;
-      if (client !== this.ydoc.clientID && name) others.set(name, (state.cursor as { head?: unknown } | undefined) ?? {});
+      if (client !== this.ydoc.clientID && name === this.following) head = (state.cursor as { head?: unknown } | undefined)?.head;
     }
-    const names = [...others.keys()].sort();
-    if (names.join("\n") !== this.others.join("\n")) {
-      this.others = names;
-      if (this.following && !others.has(this.following)) this.following = null;
-      this.deps.onChange();
-    }
-    const head = this.following ? others.get(this.following)?.head : undefined;
     if (!head) return;
     const pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(head), this.ydoc);
     if (pos && pos.index <= this.view.state.doc.length) {
       this.view.dispatch({ effects: EditorView.scrollIntoView(pos.index, { y: "center" }) });
     }
+  }
+
+  private onAwareness(): void {
+    const names = new Set<string>();
+    for (const [client, state] of this.awareness.getStates()) {
+      const name = (state.user as { name?: string } | undefined)?.name;
+      if (client !== this.ydoc.clientID && name) names.add(name);
+    }
+    const sorted = [...names].sort();
+    if (sorted.join("\n") !== this.others.join("\n")) {
+      this.others = sorted;
+      this.deps.onChange();
+    }
+    this.scrollToFollowed();
   }
 
   private updateDirty(): void {
@@ -156,6 +167,7 @@ export class OpenDoc {
   }
 
   private onStatus(s: DocState): void {
+    if (s.state === "synced") this.scrollToFollowed();
     if (s.state === "closed" && s.code === RESET) this.deps.onReset(this);
     else if (s.state === "closed") {
       this.deleted = s.code === 4404;

@@ -70,6 +70,18 @@ export interface PingRequest {
 }
 
 /**
+ * The file this client shows in its editor now (``None``: none). Any member may say
+ * it, viewers too; it is not passed to the session. The hub answers every client of the
+ * workspace with a ``presence`` message naming each user's file, which is what "Follow"
+ * across files needs. A reconnected socket says it again (a new socket starts with none).
+ */
+export interface FocusRequest {
+  type: "focus";
+  id: string;
+  path?: string | null;
+}
+
+/**
  * Text written to stdout or stderr, in the order produced.
  */
 export interface StreamEvent {
@@ -303,9 +315,15 @@ export interface SessionStateMessage {
   message?: string | null;
 }
 
+/**
+ * Who is attached to the workspace, and the file each of them shows in the editor
+ * (``files``: user → path, from their latest ``focus``; users without a file are left
+ * out). Sent to every client whenever either changes.
+ */
 export interface PresenceMessage {
   type: "presence";
   users: string[];
+  files?: Record<string, string>;
 }
 
 /**
@@ -325,7 +343,8 @@ export type ClientRequest =
   | CompleteRequest
   | IsCompleteRequest
   | RenderRequest
-  | PingRequest;
+  | PingRequest
+  | FocusRequest;
 
 export type Event =
   | StreamEvent

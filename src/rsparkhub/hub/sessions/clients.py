@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ log = logging.getLogger("rsparkhub.sessions")
 # lost access (no longer a member, disabled, the workspace deleted).
 RoleCheck = Callable[[], Awaitable[str | None]]
 
+_focus_order = itertools.count(1)  # which of a user's sockets said its file last
+
 
 @dataclass(eq=False)
 class ClientConn:
@@ -35,6 +38,12 @@ class ClientConn:
     token_id: str = ""  # the credential the socket was opened with (auth.Caller.token_id)
     closed: bool = False
     heard: set[tuple[str, str]] = field(default_factory=set)  # (session id, notice) told
+    focus: str | None = None  # the file its editor shows (a ``focus`` request)
+    focus_order: int = 0
+
+    def set_focus(self, path: str | None) -> None:
+        self.focus = path
+        self.focus_order = next(_focus_order)
 
     async def tell(self, session_id: str, state: str, notice: str) -> None:
         """A session's notice (``LiveSession.notices``), once per client."""
@@ -97,8 +106,18 @@ class Clients:
             await c.tell(session_id, state, notice)
 
     async def presence(self, workspace_id: str) -> None:
-        users = sorted({c.user for c in self.of(workspace_id)})
-        await self.broadcast(workspace_id, P.dump(P.PresenceMessage(users=users)))
+        """Tell every client who is attached and which file each shows: of a user with
+        several windows, the one that chose its file last."""
+        conns = self.of(workspace_id)
+        users = sorted({c.user for c in conns})
+        files: dict[str, str] = {}
+        for c in sorted(conns, key=lambda c: c.focus_order):
+            if c.focus is not None:
+                files[c.user] = c.focus
+            elif c.focus_order:  # that window closed its last file
+                files.pop(c.user, None)
+        msg = P.PresenceMessage(users=users, files=dict(sorted(files.items())))
+        await self.broadcast(workspace_id, P.dump(msg))
 
     async def access_changed(
         self, user: str, workspace_id: str | None = None, role: str | None = None

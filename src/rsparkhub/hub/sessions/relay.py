@@ -79,6 +79,10 @@ class ClientRelay:
                         )
                     )
                     continue
+                if isinstance(req, P.FocusRequest):  # any member; the session never sees it
+                    conn.set_focus(req.path)
+                    await self.clients.presence(workspace_id)
+                    continue
                 if live is None or not live.alive:
                     live = await self._attach(conn, 0, None)
                 try:
