@@ -87,7 +87,10 @@ def test_members_audience(team: Team) -> None:
     _error(team.anon.get(pub["url"]), 401, "unauthorized")
     _error(team.anon.get(pub["url"] + "/content"), 401, "unauthorized")
     assert pub["id"] not in team.c["outsider"].get("/api/publications").text
-    assert pub["id"] in team.c["viewer"].get("/api/publications").text
+    # each member's list says their role in the workspace and its name
+    for who in ("owner", "editor", "viewer"):
+        mine = {p["id"]: p for p in team.c[who].get("/api/publications").json()}[pub["id"]]
+        assert (mine["role"], mine["workspace_name"]) == (who, "reports"), (who, mine)
 
 
 def test_hub_audience(team: Team) -> None:
@@ -95,6 +98,8 @@ def test_hub_audience(team: Team) -> None:
     assert team.c["outsider"].get(pub["url"] + "/content").text == REPORT_V1
     seen = {p["id"]: p for p in team.c["outsider"].get("/api/publications").json()}
     assert seen[pub["id"]]["url"] == pub["url"]
+    # a non-member learns neither a role nor the workspace's name
+    assert (seen[pub["id"]]["role"], seen[pub["id"]]["workspace_name"]) == (None, None)
     _error(team.anon.get(pub["url"]), 401, "unauthorized")
 
 

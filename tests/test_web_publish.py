@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from test_web_ide import EVIL_HTML
 
 from browser import chromium
@@ -116,3 +116,81 @@ def test_publish_from_viewer_open_as_others_and_revoke(
         expect(dialog.get_by_test_id("publication-row")).to_have_count(0)
         r = httpx.get(members_url, headers=dict(api.headers))
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_shared_with_me_page(browser: Browser, shared_hub: HubProcess) -> None:
+    """The "Shared with me" page (#/shared) lists what each user may see, with link, audience,
+    rendered-at and the file versions; an editor of the workspace changes the audience,
+    makes a new link, republishes and unpublishes there; a user outside the workspace sees
+    only what was published for every user, without buttons."""
+    tag = uuid.uuid4().hex[:6]
+    owner, editor, outsider = f"ann-{tag}", f"ed-{tag}", f"cat-{tag}"
+    api = shared_hub.client(shared_hub.make_user(owner))
+    shared_hub.make_user(editor)
+    shared_hub.make_user(outsider)
+    ws = ensure_workspace(api, f"shared-{tag}")
+    api.put(f"/api/workspaces/{ws}/members", json={"user": editor, "role": "editor"})
+    upload(api, ws, "report.Rmd", "# report\n")
+    upload(api, ws, "report.html", "<!doctype html><p>report one</p>")
+    upload(api, ws, "notes.html", "<!doctype html><p>notes for all</p>")
+    pubs = f"/api/workspaces/{ws}/publications"
+    report = api.post(pubs, json={"kind": "document", "source": "report.html"}).json()
+    notes = api.post(
+        pubs, json={"kind": "document", "source": "notes.html", "audience": "hub"}
+    ).json()
+
+    def row(page: Page, pub: dict[str, str]) -> Locator:
+        return page.locator(f"[data-testid=shared-row][data-id='{pub['id']}']")
+
+    with page_of(browser) as cat:
+        log_in(cat, shared_hub, outsider)
+        cat.get_by_test_id("shared-link").click()
+        expect(cat.get_by_test_id("shared-page")).to_be_visible()
+        expect(row(cat, notes)).to_have_attribute("data-role", "")
+        expect(row(cat, notes)).to_contain_text("Every user of this hub")
+        expect(row(cat, report)).to_have_count(0)  # members only: not cat's
+        expect(row(cat, notes).get_by_test_id("shared-republish")).to_have_count(0)
+        expect(row(cat, notes).get_by_test_id("shared-audience")).to_have_count(0)
+
+    with page_of(browser) as page:
+        log_in(page, shared_hub, editor)
+        page.get_by_test_id("shared-link").click()
+        r = row(page, report)
+        expect(r).to_have_attribute("data-role", "editor")
+        expect(r).to_contain_text("report.html version 1 (source report.Rmd version 1)")
+        expect(r).to_contain_text(f"shared-{tag}")  # the workspace, for members
+        expect(r).to_contain_text(owner)
+        # the link opens the publication's page (a new tab)
+        with page.expect_popup() as popup:
+            r.get_by_test_id("shared-open").click()
+        opened = popup.value
+        expect(opened.get_by_test_id("publication-meta")).to_contain_text("report.html version 1")
+        expect(
+            opened.frame_locator("[data-testid=publication-frame]").locator("body")
+        ).to_contain_text("report one")
+        opened.close()
+
+        # Anyone with the link: the row's link now carries a token that works anonymously.
+        r.get_by_test_id("shared-audience").select_option("link")
+        expect(r).to_have_attribute("data-audience", "link")
+        first = r.get_by_test_id("shared-open").get_attribute("href") or ""
+        assert "?token=" in first, first
+        assert httpx.get(first).status_code == 200
+        r.get_by_test_id("shared-new-link").click()
+        expect(r.get_by_test_id("shared-open")).not_to_have_attribute("href", first)
+        second = r.get_by_test_id("shared-open").get_attribute("href") or ""
+        assert httpx.get(first).status_code == 404 and httpx.get(second).status_code == 200
+
+        # A new render, then Republish: same URL, the new version and content.
+        upload(api, ws, "report.html", "<!doctype html><p>report two</p>")
+        r.get_by_test_id("shared-republish").click()
+        expect(r).to_contain_text("report.html version 2 (source report.Rmd version 1)")
+        assert r.get_by_test_id("shared-open").get_attribute("href") == second
+        content = second.replace("?token=", "/content?token=")
+        assert "report two" in httpx.get(content).text
+
+        # Unpublish: the row goes, and so does the URL.
+        row(page, notes).get_by_test_id("shared-unpublish").click()
+        expect(row(page, notes)).to_have_count(0)
+        gone = api.get(f"/api/pub/{notes['id']}")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"

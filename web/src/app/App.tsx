@@ -9,6 +9,7 @@ import { LoginPage } from "./LoginPage";
 import type { Me } from "./model";
 import { Toasts } from "./notify";
 import { useRoute } from "./route";
+import { SharedPage } from "./SharedPage";
 import { WorkspacePage } from "./WorkspacePage";
 
 export function App() {
@@ -36,6 +37,7 @@ export function App() {
   else if (me.has_password === false) page = <ChoosePasswordPage api={api} me={me} onDone={setMe} onLogout={logout} />;
   else if (route.page === "workspace") page = <WorkspacePage key={route.id} api={api} me={me} workspaceId={route.id} />;
   else if (route.page === "admin" && me.is_admin) page = <AdminPage api={api} me={me} onLogout={logout} />;
+  else if (route.page === "shared") page = <SharedPage api={api} me={me} onLogout={logout} />;
   else page = <HomePage api={api} me={me} onLogout={logout} />;
 
   return (

@@ -23,6 +23,9 @@ export function TopBar({ api, me, onLogout, children }: Props) {
       </a>
       <nav class="topbar-nav" aria-label="Main">
         <a href="#/">Workspaces</a>
+        <a href="#/shared" data-testid={TID.sharedLink} title="Publications you can see: yours, your workspaces', and those for every user">
+          Shared with me
+        </a>
         {me.is_admin && <a href="#/admin">Admin</a>}
       </nav>
       <div class="topbar-fill">{children}</div>

@@ -1,18 +1,19 @@
-// Hash routes: #/ (home), #/admin, #/ws/<workspace id>.
+// Hash routes: #/ (home), #/admin, #/shared (publications you can see), #/ws/<workspace id>.
 import { useEffect, useState } from "preact/hooks";
 
-export type Route = { page: "home" } | { page: "admin" } | { page: "workspace"; id: string };
+export type Route = { page: "home" } | { page: "admin" } | { page: "shared" } | { page: "workspace"; id: string };
 
 export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#\/?/, "");
   const ws = /^ws\/([^/?#]+)/.exec(path);
   if (ws) return { page: "workspace", id: decodeURIComponent(ws[1]) };
   if (path === "admin") return { page: "admin" };
+  if (path === "shared") return { page: "shared" };
   return { page: "home" };
 }
 
 export const hrefFor = (r: Route): string =>
-  r.page === "workspace" ? `#/ws/${encodeURIComponent(r.id)}` : r.page === "admin" ? "#/admin" : "#/";
+  r.page === "workspace" ? `#/ws/${encodeURIComponent(r.id)}` : r.page === "home" ? "#/" : `#/${r.page}`;
 
 export function useRoute(): Route {
   const [route, setRoute] = useState(() => parseRoute(location.hash));

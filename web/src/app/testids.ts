@@ -27,6 +27,15 @@
 //   user-disable, user-admin, user-reset, user-sessions   a row's actions
 //   user-sessions-dialog, user-session-row     that user's sessions
 //
+// Shared with me (#/shared): the publications the user can see
+//   shared-link                                the top bar's link to the page
+//   shared-page                                the page
+//   shared-row                                 one per publication, data-id, data-kind,
+//                                              data-audience, data-role (owner|editor|viewer|"")
+//   shared-open                                the publication's link (new tab)
+//   shared-audience, shared-republish, shared-new-link, shared-unpublish
+//                                              an owner's or editor's actions on a row
+//
 // Sharing (workspace view)
 //   share-button, share-dialog                 who has access; owners add, change, remove
 //   member-row                                 one per person, data-user, data-role
@@ -99,6 +108,14 @@ export const TID = {
   userSessions: "user-sessions",
   userSessionsDialog: "user-sessions-dialog",
   userSessionRow: "user-session-row",
+  sharedLink: "shared-link",
+  sharedPage: "shared-page",
+  sharedRow: "shared-row",
+  sharedOpen: "shared-open",
+  sharedAudience: "shared-audience",
+  sharedRepublish: "shared-republish",
+  sharedNewLink: "shared-new-link",
+  sharedUnpublish: "shared-unpublish",
   shareButton: "share-button",
   shareDialog: "share-dialog",
   memberRow: "member-row",

@@ -192,16 +192,21 @@ async def list_publications(w: ReadableWorkspace, db: DbDep) -> list[dict[str, o
 
 @router.get("/api/publications", summary="The publications you can see, newest first")
 async def visible_publications(caller: CallerDep, db: DbDep) -> list[dict[str, object]]:
+    """Everything of the caller's workspaces and every ``hub`` publication. Each says the
+    caller's ``role`` in its workspace (owners and editors manage it: the web's "Shared
+    with me" page) and, to members only, the workspace's name."""
     rows = await db.execute(select(Publication).order_by(Publication.published_at.desc()))
-    roles: dict[str, str | None] = {}
+    seen: dict[str, tuple[str | None, str | None]] = {}  # workspace id → (role, name)
     out = []
     for p in rows.scalars():
-        if p.workspace_id not in roles:
+        if p.workspace_id not in seen:
             ws = await db.get(Workspace, p.workspace_id)
-            roles[p.workspace_id] = await user_role(db, caller.user, ws) if ws else None
-        member = roles[p.workspace_id] is not None
-        if member or p.audience == "hub":
-            out.append(publication_info(p, with_link=member))
+            role = await user_role(db, caller.user, ws) if ws else None
+            seen[p.workspace_id] = (role, ws.name if ws and role else None)
+        role, name = seen[p.workspace_id]
+        if role is not None or p.audience == "hub":
+            info = publication_info(p, with_link=role is not None)
+            out.append({**info, "role": role, "workspace_name": name})
     return out
 
 

@@ -3,7 +3,7 @@ import { act } from "preact/test-utils";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { click, fakeCtx, flush, mount, type Call } from "../testing/fakeCtx";
 import { PublishButton } from "./PublishDialog";
-import { splitUrl, versionLabel, type Publication } from "./publications";
+import { canManage, splitUrl, versionLabel, type Publication } from "./publications";
 
 let root: HTMLElement;
 beforeEach(() => {
@@ -41,6 +41,8 @@ describe("publications helpers", () => {
     expect(splitUrl("/api/pub/p1")).toEqual(["/api/pub/p1", {}]);
     expect(versionLabel(pub())).toBe("report.html version 3 (source report.Rmd version 2)");
     expect(versionLabel(pub({ kind: "plot" }))).toBe("plot");
+    expect([canManage(pub({ role: "owner" })), canManage(pub({ role: "editor" }))]).toEqual([true, true]);
+    expect([canManage(pub({ role: "viewer" })), canManage(pub({ role: null })), canManage(pub())]).toEqual([false, false, false]);
   });
 });
 

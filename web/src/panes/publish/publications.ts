@@ -22,7 +22,14 @@ export interface Publication {
   published_at: string | null;
   published_by: string;
   created_at: string | null;
+  /** GET /api/publications only: the caller's role in its workspace (null: not a member) */
+  role?: "owner" | "editor" | "viewer" | null;
+  /** GET /api/publications only: the workspace's name, for members */
+  workspace_name?: string | null;
 }
+
+/** Whether the caller may republish, re-audience or unpublish it (the hub's rule). */
+export const canManage = (p: Publication): boolean => p.role === "owner" || p.role === "editor";
 
 export const AUDIENCES: { value: Audience; label: string }[] = [
   { value: "members", label: "Workspace members" },
