@@ -3,7 +3,9 @@ Viewer pane for anyone with the link; an anonymous visitor and another user of t
 the link in browser contexts of their own, and the published page's script — trying
 ``fetch('/api/me')`` with the visitor's cookie — gets nothing (opaque-origin sandbox).
 Changing the audience kills the old link; unpublishing from the workspace's list kills the
-URL. Every context fails the test on a request to a non-loopback host."""
+URL. A plot drawn in R is published from the Plots pane the same way, and the "Shared
+with me" page lists and manages publications. Every context fails the test on a request to
+a non-loopback host."""
 
 from __future__ import annotations
 
@@ -17,7 +19,17 @@ from test_web_ide import EVIL_HTML
 
 from browser import chromium
 from conftest import HubProcess
-from ide import ensure_workspace, file_item, log_in, page_of, upload
+from ide import (
+    T_RUN,
+    T_SESSION,
+    console_idle,
+    console_run,
+    ensure_workspace,
+    file_item,
+    log_in,
+    page_of,
+    upload,
+)
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +206,69 @@ def test_shared_with_me_page(browser: Browser, shared_hub: HubProcess) -> None:
         expect(row(page, notes)).to_have_count(0)
         gone = api.get(f"/api/pub/{notes['id']}")
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+
+def test_publish_a_plot_from_the_plots_pane(browser: Browser, shared_hub: HubProcess) -> None:
+    """A plot drawn in a real R session, published from the Plots pane for every user of
+    the hub: another user opens the link in a context of their own and sees the image; a
+    visitor without a login is asked to log in (401); the plot's bytes come with the
+    Viewer's sandbox CSP, so opened on their own they are an opaque-origin document that
+    cannot call the API with the visitor's cookie."""
+    tag = uuid.uuid4().hex[:6]
+    owner, other = f"pia-{tag}", f"oli-{tag}"
+    api = shared_hub.client(shared_hub.make_user(owner))
+    shared_hub.make_user(other)
+    ws = ensure_workspace(api, f"plots-{tag}")
+
+    with page_of(browser) as page:
+        log_in(page, shared_hub, owner)
+        page.goto(f"{shared_hub.url}/#/ws/{ws}")
+        expect(page.get_by_test_id("session-status")).to_have_attribute(
+            "data-state", "running", timeout=T_SESSION
+        )
+        console_run(page, 'plot(1:10, main = "published")')
+        console_idle(page)
+        page.get_by_test_id("pane-tab-plots").click()
+        pane = page.get_by_test_id("plots-pane")
+        expect(pane.get_by_test_id("plot-position")).to_have_text("1 of 1", timeout=T_RUN)
+        pane.get_by_test_id("publish-open").click()
+        dialog = page.get_by_test_id("publish-dialog")
+        expect(dialog).to_contain_text("Publish this plot")
+        dialog.get_by_test_id("publish-audience").select_option("hub")
+        dialog.get_by_test_id("publish-submit").click()
+        expect(dialog.get_by_test_id("publish-current")).to_have_attribute("data-audience", "hub")
+        link = dialog.get_by_test_id("publish-link").input_value()
+        assert link.startswith(f"{shared_hub.url}/api/pub/") and "token" not in link, link
+        plot_id = api.get(f"/api/workspaces/{ws}/plots").json()[0]["id"]
+        pubs = api.get(f"/api/workspaces/{ws}/publications").json()
+        assert [(p["kind"], p["source"]) for p in pubs] == [("plot", plot_id)]
+
+    with page_of(browser) as oli:
+        log_in(oli, shared_hub, other)
+        assert other in oli.evaluate("fetch('/api/me').then(r => r.text())")
+        r = oli.goto(link)
+        assert r is not None and r.status == 200
+        expect(oli.get_by_test_id("publication-meta")).to_contain_text("Plotted")
+        expect(oli.get_by_test_id("publication-meta")).to_contain_text("every user of this hub")
+        img = oli.get_by_test_id("publication-plot")
+        oli.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=img.element_handle()
+        )
+        content_url = shared_hub.url + (img.get_attribute("src") or "")
+        # the bytes on their own: served like the Viewer's documents, in an opaque origin
+        r = oli.goto(content_url)
+        assert r is not None and r.status == 200
+        csp = r.headers["content-security-policy"]
+        assert "sandbox" in csp and "allow-same-origin" not in csp, csp
+        assert r.headers["content-type"] == "image/png" and r.body()[:4] == b"\x89PNG"
+        assert oli.evaluate("window.origin") == "null"
+        got = oli.evaluate(
+            "fetch('/api/me', {credentials: 'include'}).then(r => r.text(), e => 'BLOCKED')"
+        )
+        assert got == "BLOCKED", got
+
+    with page_of(browser) as anon:
+        r = anon.goto(link)
+        assert r is not None and r.status == 401
+        r = anon.goto(content_url)
+        assert r is not None and r.status == 401
