@@ -167,14 +167,21 @@ def as_user(uid: int) -> list[str]:
 
 def remove_sandboxes(data_dir: Path) -> None:
     """Remove what the sandboxes of the hub of data_dir left when its sessions were not
-    stopped through the hub: their cgroups, their bind-mount views under /run and their
-    disks (loop mounts)."""
+    stopped through the hub: their cgroups, their bind-mount views under /run, its users'
+    Spark servers' views of session directories (which keep a session's disk busy) and
+    the disks (loop mounts)."""
+    from rsparkhub.hub import spark_embedded_files
     from rsparkhub.hub.sandbox import Sandboxes, scope_for
     from rsparkhub.hub.sandbox.disk import SessionDisks
 
     sandboxes = Sandboxes(scope=scope_for(data_dir))
     for name in sandboxes.names():
         sandboxes.kill(name)
+    users = data_dir / "spark" / "users"
+    if users.is_dir() and os.geteuid() == 0:
+        for user_dir in users.iterdir():
+            with contextlib.suppress(OSError, subprocess.CalledProcessError):
+                spark_embedded_files.drop(user_dir.name)
     disks = SessionDisks(data_dir / "session-disks", 1)
     for name in disks.names():
         disks.detach(name)
@@ -270,6 +277,14 @@ def embedded_spark_hub(data_dir: Path, env: dict[str, str] | None = None) -> Ite
         hub.close()
         if left:
             pytest.fail(f"Spark Connect servers outlived the hub: {left}")
+        if disks := loop_devices_of(data_dir):
+            pytest.fail(f"session disks still attached after the hub's clean-up: {disks}")
+
+
+def loop_devices_of(data_dir: Path) -> list[str]:
+    """The loop devices whose backing file lies under data_dir (session disks)."""
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
+    return [line.split(":", 1)[0] for line in out.splitlines() if str(data_dir) in line]
 
 
 def spark_server_pids(hub: HubProcess, user_id: str | None = None) -> list[int]:
