@@ -10,6 +10,7 @@ import contextlib
 import datetime as _dt
 from typing import Any
 
+from rsparkhub.agent import pykernel_engine as engine
 from rsparkhub.agent.pykernel_common import CELL_MAX, CallError, _clip, _float_cell
 from rsparkhub.agent.pykernel_repr import _short
 from rsparkhub.agent.pykernel_table import (
@@ -22,7 +23,6 @@ from rsparkhub.agent.pykernel_table import (
     _label_str,
     _may_contain,
     _numbers_contain,
-    _stable_order,
     _Table,
 )
 
@@ -164,6 +164,9 @@ class _PandasTable(_Table):
         Columns with many repeated values match their distinct values only."""
         np = self.np
         n = len(s)
+        fast = self._engine_contains(s, fam, needle) if n >= ENGINE_MIN_ROWS else None
+        if fast is not None:
+            return fast & ~s.isna().to_numpy() if s.hasnans else fast
         if n > 50_000:
             probe = s.iloc[np.linspace(0, n - 1, 5_000).astype(np.intp)]
             try:
@@ -182,6 +185,26 @@ class _PandasTable(_Table):
                 m[ok] = hit[codes[ok]]
                 return m
         return self._contains(s, fam, needle) & ~s.isna().to_numpy()
+
+    def _engine_contains(self, s: Any, fam: str, needle: str) -> Any:
+        """``pykernel_engine``'s answer for a large column, or None when it has none."""
+        np = self.np
+        dt = s.dtype
+        if fam == "string":
+            return engine.arrow_text_contains(np, s, needle)
+        if not isinstance(dt, np.dtype):
+            return None
+        if dt.kind == "b":
+            arr = s.to_numpy()
+            in_true, in_false = needle in "true", needle in "false"
+            return (arr & in_true) | (~arr & in_false)
+        if dt.kind in "iu":
+            return engine.int_contains(np, s.to_numpy(), needle)
+        if dt.kind == "f":
+            return engine.decimal_contains(np, s.to_numpy(), needle)
+        if dt.kind == "M":
+            return engine.datetime_contains(np, s.to_numpy(), needle)
+        return None
 
     def _contains(self, s: Any, fam: str, needle: str) -> Any:
         np = self.np
@@ -234,6 +257,8 @@ class _PandasTable(_Table):
                 elif self.pd.api.types.is_float_dtype(dt):
                     arr = s.to_numpy(dtype="float64", na_value=0.0)
                     arr = np.where(np.isnan(arr), 0.0, arr)
+        if arr is None and fam == "string":
+            arr = engine.arrow_sort_codes(np, s)
         if arr is None:
             try:
                 codes, _ = self.pd.factorize(s, sort=True)
@@ -249,6 +274,7 @@ class _PandasTable(_Table):
         sort: list[tuple[int, bool]],
         filters: list[tuple[int, dict[str, Any]]],
         search: str | None,
+        need: int | None = None,
     ) -> Any:
         np = self.np
         names = self.names()
@@ -258,7 +284,9 @@ class _PandasTable(_Table):
             fam = self.family(dtypes[j])
             m = self._mask(self._take(self.col(j), idx), f, fam, names[j])
             idx = np.flatnonzero(m) if idx is None else idx[m]
-        if search:
+        if search and (self.nrow() if idx is None else len(idx)) >= ENGINE_MIN_ROWS:
+            idx = self._search_side_by_side(idx, search.lower())
+        elif search:
             needle = search.lower()
             n = self.nrow() if idx is None else len(idx)
             hit = np.zeros(n, dtype=bool)
@@ -285,8 +313,33 @@ class _PandasTable(_Table):
                 if na.any():
                     keys.append(na)
                 keys.append(arr)
-            idx = idx[_stable_order(np, keys)]
+            order, complete = engine.stable_prefix(np, keys, need)
+            if not complete:
+                return engine.Partial(idx[order], len(idx))
+            idx = idx[order]
         return idx
+
+    def _search_side_by_side(self, idx: Any, needle: str) -> Any:
+        """Rows (of ``idx``, or all) where a column's text contains ``needle``: every column
+        that may contain it matched over all those rows, two columns at a time."""
+        np = self.np
+        dtypes = self.df.dtypes.tolist()
+
+        def task(j: int, fam: str) -> Any:
+            return lambda: self._search_mask(self._take(self.col(j), idx), fam, needle)
+
+        tasks = []
+        for j, dt in enumerate(dtypes):
+            fam = self.family(dt)
+            if _may_contain(self._charset(dt, fam), needle):
+                # floats first: formatting them is the longest task, one per thread
+                tasks.append((getattr(dt, "kind", "") != "f", j, task(j, fam)))
+        tasks.sort(key=lambda t: (t[0], t[1]))
+        n = self.nrow() if idx is None else len(idx)
+        hit = np.zeros(n, dtype=bool)
+        for m in engine.run_side_by_side([t for _, _, t in tasks]):
+            hit |= m
+        return np.flatnonzero(hit) if idx is None else idx[hit]
 
     def page(self, index: Any, offset: int, limit: int) -> tuple[list[list[Any]], list[str]]:
         n = self.nrow() if index is None else len(index)
@@ -461,6 +514,7 @@ class _PolarsTable(_Table):
         sort: list[tuple[int, bool]],
         filters: list[tuple[int, dict[str, Any]]],
         search: str | None,
+        need: int | None = None,
     ) -> Any:
         pl = self.pl
         names = self.names()

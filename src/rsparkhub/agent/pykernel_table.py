@@ -96,7 +96,10 @@ class _Table:
         sort: list[tuple[int, bool]],
         filters: list[tuple[int, dict[str, Any]]],
         search: str | None,
+        need: int | None = None,
     ) -> Any:
+        """The row positions of the query (None: all rows in order), or an
+        ``pykernel_engine.Partial`` holding at least the first ``need`` of them."""
         raise NotImplementedError
 
     def page(self, index: Any, offset: int, limit: int) -> tuple[list[list[Any]], list[str]]:

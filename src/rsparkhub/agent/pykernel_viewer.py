@@ -11,6 +11,7 @@ from typing import Any
 
 from rsparkhub.agent import pykernel_env
 from rsparkhub.agent.pykernel_common import MAX_ROWS, CallError, _clip, _int_arg
+from rsparkhub.agent.pykernel_engine import Partial
 from rsparkhub.agent.pykernel_env import _path_text, _resolve
 from rsparkhub.agent.pykernel_frames import _PandasTable, _PolarsTable
 from rsparkhub.agent.pykernel_objects import _category, _type_name
@@ -41,6 +42,18 @@ def _to_table(obj: Any, source: str) -> _Table:
     if cat == "pl_series":
         name = obj.name or "value"
         return _PolarsTable(obj.to_frame(name=name))
+    if type(obj).__module__.startswith("pyarrow") and type(obj).__name__ in (
+        "Table",
+        "RecordBatch",
+    ):
+        try:
+            import polars
+
+            return _PolarsTable(polars.from_arrow(obj))  # zero copy: the same Arrow buffers
+        except ImportError:
+            raise CallError(
+                "not_tabular", "Viewing Arrow tables needs polars, which is not installed."
+            ) from None
     if cat == "pl_lazy":
         raise CallError(
             "not_tabular",
@@ -160,11 +173,21 @@ def view_rows(args: dict[str, Any], ns: dict[str, Any]) -> dict[str, Any]:
         len(names),
     )
     recomputed = key != view.cache_key
+    need = offset + limit
     if recomputed:
-        view.index = table.compute_index(sort, filters, search)
+        view.cache_key = None
+        view.index = table.compute_index(sort, filters, search, need)
         view.cache_key = key
-    total = table.nrow() if view.index is None else len(view.index)
-    rows, labels = table.page(view.index, offset, limit)
+    elif isinstance(view.index, Partial) and need > len(view.index.rows):
+        # a page below the sorted prefix: order a longer one (the same query)
+        view.index = table.compute_index(sort, filters, search, max(need, 4 * len(view.index.rows)))
+    index = view.index.rows if isinstance(view.index, Partial) else view.index
+    total = (
+        view.index.total
+        if isinstance(view.index, Partial)
+        else (table.nrow() if index is None else len(index))
+    )
+    rows, labels = table.page(index, offset, limit)
     return {
         "total": int(total),
         "offset": offset,
