@@ -6,8 +6,10 @@ whole path (sockets, the real Files service, Chromium) is tests/test_web_coedit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -136,6 +138,64 @@ async def test_a_file_changed_elsewhere_merges_with_unsaved_edits(tmp_path: Path
     assert files.versions[-1][0] == merged
 
 
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _race(tmp: Path, name_the_base: bool) -> tuple[Room, FakeFiles]:
+    """The session has v1 on disk and its code starts rewriting the file (it appends a
+    line); meanwhile alice types a line and a version point lands (v2, which the session
+    has not seen); then the code's write reaches the room (v3), naming what it overwrote
+    — or, as before the fix, not."""
+    files = FakeFiles("a <- 1\n")
+    room = make_room(tmp, files)
+    await room.load("a <- 1\n", 1)
+    alice = Peer("alice", True)
+    room.join(alice)
+    on_disk = "a <- 1\n"  # what the session's code read and overwrote
+    by_code = on_disk + "c <- 3\n"
+    await room.receive(alice, wire.sync(wire.UPDATE, client_edit(room, "b <- 2\n")))
+    assert await room.save(None) == 2  # the version point, landing mid-write
+    files.versions.append((by_code, "session"))  # the Files service commits the code's write
+    await room.merge_file(by_code, 3, sha(on_disk) if name_the_base else None)
+    return room, files
+
+
+async def test_code_rewriting_a_file_while_a_version_point_lands(tmp_path: Path) -> None:
+    room, files = await _race(tmp_path / "named", name_the_base=True)
+    merged = str(room.text)
+    # alice's line (in version 2) and the code's, both inserted after line 1: the CRDT
+    # orders two inserts at one place by its client ids
+    assert merged in ("a <- 1\nb <- 2\nc <- 3\n", "a <- 1\nc <- 3\nb <- 2\n"), merged
+    assert room.base.version == 3 and room.base_text == "a <- 1\nc <- 3\n"
+    assert await room.save(None) == 4 and files.versions[-1][0] == merged
+    # Merged against the last version point (the base before the fix, and still the
+    # fallback for a base the room no longer holds), alice's line is lost: the code's text
+    # lacks it, so the edits from version 2 to it delete it.
+    room, _ = await _race(tmp_path / "unnamed", name_the_base=False)
+    assert str(room.text) == "a <- 1\nc <- 3\n"
+
+
+async def test_the_session_names_the_base_through_collab(tmp_path: Path) -> None:
+    """Collab passes the base the Files service was told (``overwrote``) to the room."""
+    files, listener = FakeFiles("x\n"), QuietListener()
+    collab = OneFileCollab(tmp_path, files, listener)
+    room = await collab.room("w1", "a.R")
+    alice = Peer("alice", True)
+    room.join(alice)
+    await room.receive(alice, wire.sync(wire.UPDATE, client_edit(room, "typed\n")))
+    assert await room.save(None) == 2
+    files.versions.append(("x\nby code\n", "session"))
+    f = SimpleNamespace(path="a.R", version=3)
+    await collab.file_saved("w1", f, b"x\nby code\n", "session", overwrote=sha("x\n"))  # type: ignore[arg-type]
+    for _ in range(100):
+        if room.base.version == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert str(room.text) in ("x\ntyped\nby code\n", "x\nby code\ntyped\n"), str(room.text)
+    assert listener.told == ["saved a.R"]
+
+
 async def test_a_save_racing_another_save_merges_then_saves(tmp_path: Path) -> None:
     files = FakeFiles("a\n")
     room = make_room(tmp_path, files)
@@ -181,7 +241,9 @@ class QuietListener:
     def __init__(self) -> None:
         self.told: list[str] = []
 
-    async def file_saved(self, _ws: str, f: Any, _data: bytes, _origin: str) -> None:
+    async def file_saved(
+        self, _ws: str, f: Any, _data: bytes, _origin: str, *, overwrote: str | None
+    ) -> None:
         self.told.append(f"saved {f.path}")
 
     async def file_deleted(self, _ws: str, path: str, _origin: str) -> None:

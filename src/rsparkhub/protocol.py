@@ -495,6 +495,11 @@ class FileFromAgent(_Msg):
     path: RelPath
     content_b64: str
     sha256: str
+    # What the code overwrote: the sha256 of the content the agent last knew on disk for
+    # this path (the hub's last put or ack, or its own change still in flight); None for a
+    # new file. The hub merges the change into an open shared document against that
+    # content, not against whatever version point came in between.
+    base_sha256: str | None = None
 
 
 class FileDeletedByAgent(_Msg):

@@ -133,6 +133,48 @@ async def test_changes_stay_in_flight_until_acked(tmp_path: Path) -> None:
     assert [(m.type, m.fseq, m.path) for m in sent[4:]] == [("file_changed", 5, "b.txt")]
 
 
+async def test_a_change_names_the_content_it_overwrote(tmp_path: Path) -> None:
+    """``base_sha256``: what the tree held before code's write — the hub's last put or
+    ack, or the change still in flight; None for a new file (the hub merges an open
+    document against it)."""
+    write(tmp_path, "a.R", b"v1")
+    wd = Workdir(tmp_path)
+    files = FileSync(wd, Outbox("s"))
+    await files.baseline()
+    sent: list[FileMessage] = []
+
+    async def send(msg: FileMessage) -> bool:
+        sent.append(msg)
+        return True
+
+    def bases() -> list[str | None]:
+        return [m.base_sha256 for m in sent if isinstance(m, P.FileFromAgent)]
+
+    await files.connected(send)
+    write(tmp_path, "a.R", b"v2 by code")
+    await files.scan_and_send()
+    write(tmp_path, "a.R", b"v3 by code")  # again, while v2 is in flight
+    await files.scan_and_send()
+    assert bases() == [sha(b"v1"), sha(b"v2 by code")]
+    await files.acked(P.FileAck(fseq=1))
+    await files.acked(P.FileAck(fseq=2))
+    # a version point of the hub's lands on disk; code then overwrites that
+    v4 = b"v4 saved"
+    await files.put(P.FilePut(path="a.R", content_b64="djQgc2F2ZWQ=", sha256=sha(v4)))
+    write(tmp_path, "a.R", b"v5 by code")
+    write(tmp_path, "new.R", b"new")
+    await files.scan_and_send()
+    assert {m.path: m.base_sha256 for m in sent[2:]} == {"a.R": sha(v4), "new.R": None}
+    await files.acked(P.FileAck(fseq=3))
+    await files.acked(P.FileAck(fseq=4))
+    assert files.in_flight == 0
+    # a re-dial sends what code wrote while the link was down, against the last ack
+    files.disconnected()
+    write(tmp_path, "a.R", b"v6 by code")
+    await files.connected(send, manifest={"a.R": sha(b"v5 by code"), "new.R": sha(b"new")})
+    assert bases()[4:] == [sha(b"v5 by code")]
+
+
 async def test_a_refused_file_is_reported_once_and_kept(tmp_path: Path) -> None:
     wd = Workdir(tmp_path)
     outbox = Outbox("s")

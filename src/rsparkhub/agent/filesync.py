@@ -9,7 +9,9 @@ to emit ``FileRefusedEvent``; the link hands it a sender (``connected``) and tak
 Code → hub: ``scan_and_send`` (after each execution and every few seconds while idle)
 compares the tree with what the hub holds (``Workdir.known``) plus the changes in flight.
 Each change goes out as ``FileFromAgent``/``FileDeletedByAgent`` with the next ``fseq``
-(1, 2, 3 … per agent process) and stays in flight until its ``FileAck``: ok → committed as
+(1, 2, 3 … per agent process; a ``FileFromAgent`` names in ``base_sha256`` the content it
+overwrote — what the hub last put or acknowledged, or the change still in flight — so that
+the hub merges it into a shared document against what the code saw) and stays in flight until its ``FileAck``: ok → committed as
 known; refused → committed as known-but-refused (not sent again until code changes the
 file again) and a ``FileRefusedEvent`` goes into the outbox. A change in flight is not sent
 again unless code changes the file once more (then the newer content goes out under a new
@@ -229,7 +231,7 @@ class FileSync:
                     if change.path not in self._latest:
                         self.workdir.commit_change(change, refused=target.refused)  # touched
                     continue
-                if not await self._send_change(change.path, change):
+                if not await self._send_change(change.path, change, target):
                     return
             for path in deleted:
                 was = self.workdir.known.get(path)
@@ -239,7 +241,10 @@ class FileSync:
                 if not await self._send_change(path, None):
                     return
 
-    async def _send_change(self, path: str, change: Change | None) -> bool:
+    async def _send_change(
+        self, path: str, change: Change | None, overwrote: Known | None = None
+    ) -> bool:
+        """Send one change; ``overwrote``: what the tree held for ``path`` before it."""
         send = self._send
         if send is None:
             return False
@@ -254,6 +259,7 @@ class FileSync:
                 path=path,
                 content_b64=base64.b64encode(change.content).decode(),
                 sha256=change.sha256,
+                base_sha256=overwrote.sha256 if overwrote is not None else None,
             )
         self._inflight[flight.fseq] = flight
         self._latest[path] = flight
@@ -312,6 +318,6 @@ class FileSync:
                 return plan
         for path in plan.to_send:
             change = await asyncio.to_thread(self.workdir.read_change, path)
-            if not await self._send_change(path, change):
+            if not await self._send_change(path, change, self.workdir.known.get(path)):
                 break
         return plan

@@ -31,9 +31,13 @@ Origin = Literal["client", "session"]
 
 
 class FileListener(Protocol):
-    """Told about every committed change (the session manager's fan-out)."""
+    """Told about every committed change (the session manager's fan-out, wrapped by the
+    shared documents). ``overwrote``: the sha256 of the content the writer replaced, when
+    it says (code in the session names what it had on disk)."""
 
-    async def file_saved(self, workspace_id: str, f: File, data: bytes, origin: Origin) -> None: ...
+    async def file_saved(
+        self, workspace_id: str, f: File, data: bytes, origin: Origin, *, overwrote: str | None
+    ) -> None: ...
 
     async def file_deleted(self, workspace_id: str, path: str, origin: Origin) -> None: ...
 
@@ -94,12 +98,15 @@ class Files:
         *,
         require_base: bool = True,
         origin: Origin = "client",
+        overwrote: str | None = None,
     ) -> Saved:
         """Save ``data`` as the new version of a file.
 
         ``base_version`` is the version the writer edited (0 or None: the file must not exist
         yet). With ``require_base=False`` (files written by code in the session, uploads) the
-        save always wins, as the session's disk is what the code produced.
+        save always wins, as the session's disk is what the code produced; ``overwrote``
+        then names the content the code replaced (its sha256), which an open shared document
+        merges against.
         """
         path = clean_path(raw_path)
         limits = self.settings
@@ -169,7 +176,7 @@ class Files:
             )
         )
         await db.commit()
-        await self.listener.file_saved(workspace_id, existing, data, origin)
+        await self.listener.file_saved(workspace_id, existing, data, origin, overwrote=overwrote)
         return Saved(existing, True)
 
     async def delete(

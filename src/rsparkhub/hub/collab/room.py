@@ -6,7 +6,10 @@ to the log and only then passed to the other editors: what another window shows,
 has on disk. ``base`` is the file version the doc last matched and the doc's state then; a
 file changed outside the editor (a REST save, code in the session) is merged as the edits
 from the base's text to the new text, made on a copy of the base state, so the CRDT joins
-them with what is being typed. Saving (explicit, idle, last editor leaving) goes through
+them with what is being typed. Code in the session names the content it overwrote
+(``overwrote``, its sha256): when a version point landed while the code was writing, the
+change is made on that older base instead (the room keeps its last few bases), so the
+version point's edits stay. Saving (explicit, idle, last editor leaving) goes through
 ``Saver`` (the Files service) and records the editors who changed the text since the last
 version. Peers (sockets) are served by service.py; this module never touches the database."""
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import secrets
@@ -36,6 +40,9 @@ Saver = Callable[[str, str, str, str, int], Awaitable[int]]
 Loader = Callable[[str, str], Awaitable[tuple[str, int]]]
 
 QUEUE_LIMIT = 2000  # frames waiting for a slow socket before it is dropped (it resyncs)
+# Bases kept (by the sha256 of their text) to merge a session's write against the content
+# it overwrote; a session's disk lags the version points by one or two at most.
+RECENT_BASES = 4
 
 
 @dataclass(eq=False)
@@ -110,6 +117,7 @@ class Room:
         self.base = Base(0, b"", "")
         self.base_text = ""
         self.base_sv = ""
+        self.recent_bases: dict[str, bytes] = {}  # sha256 of a base's text → its state
         self.peers: list[Peer] = []
         self.contributors: set[str] = set()
         self.saving: str | None = None  # the text being saved (its file_saved is ours)
@@ -151,6 +159,11 @@ class Room:
         self.base = Base(version, state, self.base.epoch)
         self.base_text = text
         self.base_sv = base64.b64encode(vector).decode()
+        key = hashlib.sha256(text.encode()).hexdigest()
+        self.recent_bases.pop(key, None)
+        self.recent_bases[key] = state
+        while len(self.recent_bases) > RECENT_BASES:
+            del self.recent_bases[next(iter(self.recent_bases))]
 
     # ----------------------------------------------------------------- peers
 
@@ -288,13 +301,17 @@ class Room:
             self._broadcast(json.dumps(self.version_message()))
             return version
 
-    async def merge_file(self, text: str, version: int) -> None:
+    async def merge_file(self, text: str, version: int, overwrote: str | None = None) -> None:
         """The file was changed outside the editor (now ``text`` as ``version``): its changes
-        since the base join the document as one transaction of minimal edits."""
+        since the base join the document as one transaction of minimal edits. ``overwrote``
+        (a sha256): the content the writer replaced — code in the session names what it had
+        on disk. When that is an earlier base (a version point landed meanwhile), the edits
+        are made from there, so the version point's edits are not undone; an unknown one
+        (not one of the last bases) falls back to the current base."""
         async with self._save_lock:
             if version <= self.base.version:
                 return  # our own save, or one this room has seen
-            fork = _doc(self.base.state)
+            fork = _doc(self.recent_bases.get(overwrote or "", self.base.state))
             fork_text = fork.get("content", type=Text)
             before = fork.get_state()
             old = str(fork_text)

@@ -78,13 +78,16 @@ class Collab:
             saved = await self.files.save(db, workspace_id, path, text.encode(), author, base)
         return saved.file.version
 
-    async def file_saved(self, workspace_id: str, f: File, data: bytes, origin: Origin) -> None:
-        await self.inner.file_saved(workspace_id, f, data, origin)
+    async def file_saved(
+        self, workspace_id: str, f: File, data: bytes, origin: Origin, *, overwrote: str | None
+    ) -> None:
+        await self.inner.file_saved(workspace_id, f, data, origin, overwrote=overwrote)
         room = self.rooms.get((workspace_id, f.path))
         if room is None or (room.saving is not None and data == room.saving.encode()):
             return  # nobody edits it (a room loads the file when it opens), or our own save
         # Not awaited: the save that told us may be the room's own (holding its save lock).
-        self._spawn(room.merge_file(data.decode("utf-8", errors="replace"), f.version))
+        text = data.decode("utf-8", errors="replace")
+        self._spawn(room.merge_file(text, f.version, overwrote))
 
     async def file_deleted(self, workspace_id: str, path: str, origin: Origin) -> None:
         await self.inner.file_deleted(workspace_id, path, origin)

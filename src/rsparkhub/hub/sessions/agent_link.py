@@ -253,6 +253,7 @@ class AgentLink:
                     None,
                     require_base=False,
                     origin="session",
+                    overwrote=msg.base_sha256,
                 )
                 return P.FileAck(fseq=msg.fseq)
         except ApiError as exc:

@@ -22,7 +22,9 @@ class FileFanout:
         self.registry = registry
         self.clients = clients
 
-    async def file_saved(self, workspace_id: str, f: File, data: bytes, origin: Origin) -> None:
+    async def file_saved(
+        self, workspace_id: str, f: File, data: bytes, origin: Origin, *, overwrote: str | None
+    ) -> None:
         if origin == "client":
             put = P.FilePut(
                 path=f.path, content_b64=base64.b64encode(data).decode(), sha256=f.sha256
