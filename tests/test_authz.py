@@ -90,6 +90,8 @@ class World:
             "path": "secret.R",
             "plot_id": self.plot_id,
             "publication_id": self.publication_id,
+            "run_id": uuid.uuid4().hex,  # no code runs here, so no run record exists
+            "before": uuid.uuid4().hex,  # GET …/runs?before= (optional: not sent)
             "token": "not-the-link-token",  # /api/pub/{id}?token= (optional: not sent)
             "token_id": self.token_id,
             "name": "alice",  # /api/users/{name}; also the import's workspace name
@@ -515,6 +517,10 @@ VIEWER_MAY = {
     ("GET", "/api/workspaces/{workspace_id}/executions"),
     ("GET", "/api/workspaces/{workspace_id}/plots"),
     ("GET", "/api/workspaces/{workspace_id}/publications"),
+    ("GET", "/api/workspaces/{workspace_id}/runs"),  # run records: read-only for everyone
+    ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}"),
+    ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}/environment"),
+    ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}/transcript"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}/render"),
     ("GET", "/api/workspaces/{workspace_id}/environment"),

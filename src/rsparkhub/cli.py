@@ -24,7 +24,12 @@ app = typer.Typer(
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Run records: what each Run, Source and Render ran with and produced.",
+    no_args_is_help=True,
+)
 app.add_typer(user_app, name="user")
+app.add_typer(runs_app, name="runs")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 
@@ -426,6 +431,55 @@ def render(
         ),
     )
     raise typer.Exit(code)
+
+
+RunsWorkspace = typer.Option(
+    None, "--workspace", help="Workspace name (default: the current folder's name)."
+)
+RunsProject = typer.Option("default", "--project", help="Project holding the workspace.")
+UrlOpt = typer.Option(None, "--url", envvar="RSPARKHUB_URL", help="Hub URL.")
+TokenOpt = typer.Option(None, "--token", envvar="RSPARKHUB_TOKEN", help="API token.")
+
+
+@runs_app.command("list")
+def runs_list(
+    workspace: str = RunsWorkspace,
+    project: str = RunsProject,
+    file: str = typer.Option(None, "--file", help="Only records that ran or wrote this file."),
+    limit: int = typer.Option(50, "--limit", min=1, max=500),
+    as_json: bool = typer.Option(False, "--json", help="The records as JSON."),
+    url: str = UrlOpt,
+    token: str = TokenOpt,
+) -> None:
+    """List a workspace's run records, newest first."""
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client.runs import list_runs
+
+    name = workspace or Path.cwd().name
+    raise typer.Exit(
+        _client_call(url, lambda: list_runs(url, token, name, project, file, limit, as_json))
+    )
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., help="A run id (or the start of one, as listed)."),
+    workspace: str = RunsWorkspace,
+    project: str = RunsProject,
+    as_json: bool = typer.Option(False, "--json", help="The record as JSON."),
+    url: str = UrlOpt,
+    token: str = TokenOpt,
+) -> None:
+    """Show one run record: command, file versions, environment, status, inputs, outputs."""
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client.runs import show_run
+
+    name = workspace or Path.cwd().name
+    raise typer.Exit(
+        _client_call(url, lambda: show_run(url, token, name, project, run_id, as_json))
+    )
 
 
 def _client_call(url: str, make: Any) -> int:

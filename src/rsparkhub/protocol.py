@@ -33,8 +33,10 @@ from pydantic import (
 
 from rsparkhub.filetypes import LANGUAGES, Language, is_document, language_for_path
 from rsparkhub.paths import PathError, clean_path
+from rsparkhub.runs_protocol import EnvironmentEvent
 
-__all__ = ["LANGUAGES", "Language", "language_for_path"]  # re-exported: one table, filetypes
+# re-exported: one extension table (filetypes), the run records' event (runs_protocol)
+__all__ = ["LANGUAGES", "EnvironmentEvent", "Language", "language_for_path"]
 
 PROTOCOL_VERSION = 1
 
@@ -371,7 +373,8 @@ Event = Annotated[
     | ViewReleasedEvent
     | HelpEvent
     | DocumentEvent
-    | FileRefusedEvent,
+    | FileRefusedEvent
+    | EnvironmentEvent,
     Field(discriminator="type"),
 ]
 

@@ -16,7 +16,8 @@ The parts, one job each:
 * ``execution.Executor`` — client requests (executions one at a time in FIFO order,
   renders, completions, interrupts, restarts, pings);
 * ``introspect.Introspector`` — calls about the session's state (``CallMessage``);
-* ``rimage.RImage`` — the saved R image.
+* ``rimage.RImage`` — the saved R image;
+* ``environment.EnvironmentAnnouncer`` — the environment snapshot each run record names.
 
 This module routes the hub's messages to them; it holds no request or file logic itself.
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rsparkhub import protocol as P
+from rsparkhub.agent.environment import EnvironmentAnnouncer, EnvironmentProbe
 from rsparkhub.agent.execution import Executor
 from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import CallError, Introspector
@@ -87,6 +89,8 @@ class Agent:
         )
         self.introspector = Introspector(self.kernels, self.kernels.runtime_dir, self.emit)
         self.executor = Executor(self.emit, self.kernels, self.introspector, self.files)
+        probe = EnvironmentProbe(self.kernels.languages, self.kernels.kernel_env, self.workdir_path)
+        self.environment = EnvironmentAnnouncer(probe, self.outbox.emit)
         self.settings: dict[str, Any] = {}
         self.image = RImage(
             emit=self.emit,
@@ -125,6 +129,7 @@ class Agent:
         self.kernels.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.kernels.write_pid_file()
         await self.files.baseline()
+        self.environment.warm()
         link = self._vital(self._link(), "link")
         worker = self._vital(self.executor.worker(), "exec-worker")
         scanner = self._vital(self._idle_scanner(), "idle-scanner")
@@ -132,6 +137,7 @@ class Agent:
         worker.cancel()
         scanner.cancel()
         self.executor.cancel_all()
+        self.environment.cancel_all()
         for task in self._calls:
             task.cancel()
         if self._exit_code == EXIT_OK and self.image.enabled:
@@ -185,7 +191,9 @@ class Agent:
     # ================================================================== events
 
     def emit(self, event: Any) -> int:
-        return self.outbox.emit(event)
+        seq = self.outbox.emit(event)
+        self.environment.seen(event)  # a recorded run names its environment next
+        return seq
 
     def _on_kernel_status(self, language: str, state: str, message: str | None) -> None:
         self.emit(P.StatusEvent(language=language, state=state, message=message))  # type: ignore[arg-type]

@@ -132,6 +132,33 @@ class HubClient:
             "POST", f"/api/projects/{p['id']}/workspaces", json={"name": name}
         )
 
+    async def find_workspace(self, name: str, project: str = "default") -> dict[str, Any]:
+        """The caller's workspace ``name`` in ``project`` (``HubError`` 404 if missing)."""
+        for p in await self.request("GET", "/api/projects"):
+            if p["name"] == project:
+                for w in await self.request("GET", f"/api/projects/{p['id']}/workspaces"):
+                    if w["name"] == name:
+                        return w
+        raise HubError(404, "not_found", f"You have no workspace {name!r} in project {project!r}.")
+
+    async def runs(
+        self, workspace_id: str, path: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Run records of the workspace (or of one file: ran it or wrote it), newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if path is not None:
+            params["path"] = path
+        return await self.request("GET", f"/api/workspaces/{workspace_id}/runs", params=params)
+
+    async def run_record(self, workspace_id: str, run_id: str) -> dict[str, Any]:
+        """One run record with its outputs and inputs (every file's version when it ran)."""
+        return await self.request("GET", f"/api/workspaces/{workspace_id}/runs/{run_id}")
+
+    async def run_environment(self, workspace_id: str, run_id: str) -> dict[str, Any]:
+        """The environment a run ran with: OS, R/Python versions, every package version."""
+        path = f"/api/workspaces/{workspace_id}/runs/{run_id}/environment"
+        return await self.request("GET", path)
+
     async def upload(self, workspace_id: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
         """Upload files (path → bytes); existing files get a new version."""
         out: list[dict[str, Any]] = []

@@ -29,6 +29,7 @@ from rsparkhub.hub.api import (
     introspection,
     projects,
     publications,
+    runs,
     sessions,
     spark,
     users,
@@ -174,6 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
         introspection,
         spark,
         publications,
+        runs,
         apidocs,
     ):
         app.include_router(module.router)

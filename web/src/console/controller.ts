@@ -193,6 +193,7 @@ export class ConsoleController {
       case "reply":
       case "env":
       case "view_released":
+      case "environment": // a run record's environment: the History pane
         return; // for other parts of the page
       default:
         ev satisfies never; // a new event type: decide whether the console shows it

@@ -260,6 +260,19 @@ export interface FileRefusedEvent {
 }
 
 /**
+ * What a ``run``/``source``/``render`` request runs with: ``environment_id`` names the
+ * session's environment snapshot. The agent sends ``content`` (the snapshot) the first time
+ * an id occurs in its stream; the hub stores it, takes it out and keeps only the id, like a
+ * plot's image — clients never see ``content``.
+ */
+export interface EnvironmentEvent {
+  type: "environment";
+  request_id: string;
+  environment_id: string;
+  content?: Record<string, unknown> | null;
+}
+
+/**
  * A session event with its place in the session's stream.
  */
 export interface EventEnvelope {
@@ -360,7 +373,8 @@ export type Event =
   | ViewReleasedEvent
   | HelpEvent
   | DocumentEvent
-  | FileRefusedEvent;
+  | FileRefusedEvent
+  | EnvironmentEvent;
 
 export type HubMessage =
   | EventEnvelope

@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -223,4 +224,75 @@ class Publication(Base):
     rendered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_by: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    """A run record (``hub/runs/``): one Run, Source or Render of a workspace file, what it
+    ran with (file versions, environment, profile) and how it ended."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("session_id", "request_id"),
+        Index("ix_runs_workspace_path", "workspace_id", "path"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    session_id: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str] = mapped_column(String(128))
+    user: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # run | source | render
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    command: Mapped[str] = mapped_column(Text)
+    file_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    file_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # every workspace file (path, version, sha256) when it started: a JSON blob
+    inputs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    input_count: Mapped[int] = mapped_column(Integer, default=0)
+    environment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    spawner: Mapped[str] = mapped_column(String(32))
+    profile: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    image: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | error | aborted | failed
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    transcript_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    transcript_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    transcript_complete: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RunOutput(Base):
+    """What a run produced: a plot, a file it wrote (with the version) or deleted, a
+    rendered document."""
+
+    __tablename__ = "run_outputs"
+    __table_args__ = (Index("ix_run_outputs_workspace_path", "workspace_id", "path"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # plot | file | deleted | document
+    path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    plot_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mime: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RunEnvironment(Base):
+    """An environment snapshot, by id: the sha256 of its canonical JSON, which is also its
+    blob in the blob store (``runs_protocol``). ``summary`` is what listings show."""
+
+    __tablename__ = "run_environments"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -6,7 +6,8 @@
 * ``Lifecycle`` (lifecycle.py) — start, stop, end, adopt after a hub restart, cull idle;
 * ``AgentLink`` (agent_link.py) — the agent's socket: events, files from code, calls;
 * ``ClientRelay`` (relay.py) — the clients' sockets: replay, live tail, requests;
-* ``Recorder`` (recorder.py) — events, plot images and execution records made durable;
+* ``Recorder`` (recorder.py) — events, plot images and execution records made durable,
+  every event shown to the run records (``hub/runs``) on the way;
 * ``Clients`` (clients.py) and ``Registry`` (live.py) — who is connected, which session
   is whose; ``CredentialWatch`` (credentials.py) closes sockets whose token is revoked; ``FileFanout`` (fanout.py) tells sessions and clients about file changes.
 
@@ -32,6 +33,7 @@ from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.files import Files
 from rsparkhub.hub.identities import Identities
+from rsparkhub.hub.runs import RunRecords
 from rsparkhub.hub.sessions.agent_link import AgentLink
 from rsparkhub.hub.sessions.clients import Clients, RoleCheck
 from rsparkhub.hub.sessions.credentials import CredentialWatch
@@ -75,7 +77,8 @@ class Sessions:
         self.spawner = spawner
         self.registry = registry
         self.clients = clients
-        self.recorder = Recorder(db, blobs)
+        self.runs = RunRecords(db, blobs, spawner.name)
+        self.recorder = Recorder(db, blobs, self.runs)
         self.lifecycle = Lifecycle(
             settings, db, spawner, registry, clients, self.recorder, userdb, spark, identities
         )
@@ -89,6 +92,9 @@ class Sessions:
         self.recorder.start()
         self.credentials.start()
         await self.lifecycle.startup()
+        await self.runs.startup(
+            {live.id for live in self.registry.current_sessions() if live.alive}
+        )
 
     async def shutdown(self) -> None:
         """Hub shutdown: sessions keep running (the next hub adopts them), or are stopped

@@ -239,12 +239,13 @@ class AgentLink:
                     except ApiError as exc:
                         if exc.status != 404:  # already gone is what was asked
                             raise
+                    await self.recorder.runs.file_written(live, msg.path, None, deleted=True)
                     return P.FileAck(fseq=msg.fseq)
                 try:
                     data = base64.b64decode(msg.content_b64, validate=True)
                 except (binascii.Error, ValueError):
                     raise ApiError(400, "invalid_file", "The file's content was garbled.") from None
-                await self.files.save(
+                saved = await self.files.save(
                     db,
                     live.workspace_id,
                     msg.path,
@@ -255,6 +256,7 @@ class AgentLink:
                     origin="session",
                     overwrote=msg.base_sha256,
                 )
+                await self.recorder.runs.file_written(live, saved.file.path, saved.file)
                 return P.FileAck(fseq=msg.fseq)
         except ApiError as exc:
             log.warning("session %s: refused %s: %s", live.id, msg.path, exc.message)

@@ -1,6 +1,6 @@
 """What a session produces, made durable: events into the session's event log, plot
 images into the blob store and the ``plots`` table, finished executions into the
-``executions`` table.
+``executions`` table; every event is shown to the run records (``hub/runs``) first.
 
 The log append is a buffered write (the agent's ack waits for its fsync). A batch that
 carries plots stores their images and rows *before* its events reach the log: clients read
@@ -20,6 +20,7 @@ from rsparkhub import protocol as P
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import Execution, Plot
+from rsparkhub.hub.runs import RunRecords
 from rsparkhub.hub.sessions.live import LiveSession
 
 log = logging.getLogger("rsparkhub.sessions")
@@ -36,9 +37,10 @@ class _PlotImage:
 
 
 class Recorder:
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, runs: RunRecords) -> None:
         self.db = db
         self.blobs = blobs
+        self.runs = runs
         self._finished: list[Execution] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -65,6 +67,7 @@ class Recorder:
                 log.warning("session %s skipped from seq %d to %d", live.id, expected, env.seq)
                 break
             ev = env.event
+            await self.runs.on_event(live, ev)  # may take content out (an environment)
             if isinstance(ev, P.PlotEvent):
                 image = self._plot(live, ev)
                 if image is not None:
@@ -87,6 +90,7 @@ class Recorder:
 
     async def hub_event(self, live: LiveSession, event: P.Event) -> None:
         """An event the hub writes on the session's behalf (only once its agent is gone)."""
+        await self.runs.on_event(live, event)
         seq = live.log.last_seq + 1
         await live.log.append(
             [(seq, P.dump(P.EventEnvelope(session_id=live.id, seq=seq, event=event)))]

@@ -1,0 +1,110 @@
+"""``rsparkhub runs``: a workspace's run records as a table, one record in full."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rsparkhub.client import HubClient
+
+
+def _outputs(run: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for o in run["outputs"]:
+        counts[o["kind"]] = counts.get(o["kind"], 0) + 1
+    return ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in counts.items()) or "-"
+
+
+def _duration(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms / 1000:.1f}s"
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    rows = [("RUN", "STARTED", "USER", "COMMAND", "VERSION", "STATUS", "TIME", "OUTPUTS")]
+    for r in runs:
+        rows.append(
+            (
+                r["id"][:12],
+                (r["started_at"] or "")[:19].replace("T", " "),
+                r["user"],
+                r["command"],
+                f"v{r['file_version']}" if r["file_version"] else "-",
+                r["status"],
+                _duration(r["duration_ms"]),
+                _outputs(r),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def details(run: dict[str, Any]) -> str:
+    env = run["environment"]
+    langs = env.get("languages") or {}
+    lines = [
+        f"run        {run['id']}",
+        f"command    {run['command']}  ({run['language']}, by {run['user']})",
+        f"file       {run['path']} v{run['file_version']}  sha256 {run['file_sha256']}",
+        f"started    {run['started_at']}",
+        f"finished   {run['finished_at'] or '-'}  ({_duration(run['duration_ms'])})",
+        f"status     {run['status']}"
+        + (f"  {run['error_code']}: {run['message']}" if run["error_code"] else ""),
+        f"session    {run['session_id']}  spawner {env['spawner']}  profile "
+        f"{env['profile'] or '-'}  image {env['image'] or '-'}",
+        f"os         {env.get('os') or '-'}",
+    ]
+    for lang, info in langs.items():
+        lines.append(f"{lang:<10} {info['version']}  ({info['packages']} packages)")
+    lines.append(f"environment {env['id'] or '-'}")
+    t = run["transcript"]
+    lines.append(f"transcript {t['sha256'] or '-'}  ({t['bytes']} bytes)")
+    lines.append(f"inputs     {run['input_count']} files  (manifest {run['inputs_sha256']})")
+    for f in run.get("inputs", []):
+        lines.append(f"  {f['path']} v{f['version']}  {f['sha256'][:12]}")
+    lines.append(f"outputs    {_outputs(run)}")
+    for o in run["outputs"]:
+        what = o["path"] or o["plot_id"]
+        version = f" v{o['version']}" if o["version"] else ""
+        lines.append(f"  {o['kind']:<8} {what}{version}  {o['mime'] or ''}".rstrip())
+    return "\n".join(lines)
+
+
+async def _workspace_id(hub: HubClient, workspace: str, project: str) -> str:
+    return str((await hub.find_workspace(workspace, project))["id"])
+
+
+async def list_runs(
+    url: str,
+    token: str,
+    workspace: str,
+    project: str,
+    path: str | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    async with HubClient(url, token) as hub:
+        runs = await hub.runs(await _workspace_id(hub, workspace, project), path, limit)
+    sys.stdout.write(json.dumps(runs, indent=2) if as_json else table(runs))
+    sys.stdout.write("\n")
+    return 0
+
+
+async def show_run(
+    url: str, token: str, workspace: str, project: str, run_id: str, as_json: bool
+) -> int:
+    async with HubClient(url, token) as hub:
+        wid = await _workspace_id(hub, workspace, project)
+        if len(run_id) < 32:  # a prefix, as the table shows it
+            matches = [
+                r["id"] for r in await hub.runs(wid, limit=500) if r["id"].startswith(run_id)
+            ]
+            if len(matches) == 1:
+                run_id = matches[0]
+        run = await hub.run_record(wid, run_id)
+    sys.stdout.write(json.dumps(run, indent=2) if as_json else details(run))
+    sys.stdout.write("\n")
+    return 0

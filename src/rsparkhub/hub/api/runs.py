@@ -1,0 +1,59 @@
+"""Run records over HTTP: a workspace's (or one file's) records, one record with its inputs
+and outputs, its environment snapshot and its console transcript. Every member reads them
+(viewers too); nobody writes them here — they are written by the session machinery
+(``hub/runs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+
+from rsparkhub.hub.api.deps import DbDep, HubDep, ReadableWorkspace
+from rsparkhub.hub.paths import clean_path
+from rsparkhub.hub.runs import queries
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/runs",
+    summary="Run records of the workspace (or, with path, of one file), newest first",
+)
+async def list_runs(
+    w: ReadableWorkspace,
+    db: DbDep,
+    path: str | None = Query(None, description="Only records that ran or wrote this file."),
+    limit: int = Query(50, ge=1, le=500),
+    before: str | None = Query(None, description="A record id: only records older than it."),
+) -> list[dict[str, Any]]:
+    return await queries.list_runs(
+        db, w.id, clean_path(path) if path is not None else None, limit, before
+    )
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/runs/{run_id}",
+    summary="One run record: command, file versions, environment, status, outputs, inputs",
+)
+async def show_run(w: ReadableWorkspace, run_id: str, hub: HubDep, db: DbDep) -> dict[str, Any]:
+    return await queries.show_run(db, hub.blobs, w.id, run_id)
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/runs/{run_id}/environment",
+    summary="The environment a run ran with: OS, R/Python versions, every package version",
+)
+async def run_environment(
+    w: ReadableWorkspace, run_id: str, hub: HubDep, db: DbDep
+) -> dict[str, Any]:
+    return await queries.environment_of(db, hub.blobs, w.id, run_id)
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/runs/{run_id}/transcript",
+    summary="A run's console transcript (text/plain)",
+)
+async def run_transcript(w: ReadableWorkspace, run_id: str, hub: HubDep, db: DbDep) -> Response:
+    data = await queries.transcript_of(db, hub.blobs, w.id, run_id)
+    return Response(data, media_type="text/plain; charset=utf-8")

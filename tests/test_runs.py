@@ -1,0 +1,230 @@
+"""Run records end to end: a real hub, real sandboxed sessions, real R and Python.
+
+Run, Source, Render and ``rsparkhub run`` each leave a record naming the file's version,
+every workspace file's version, the environment (R/Python versions and every package
+version, read from the session's own interpreters), the exit status, the plots and the
+files the code wrote (with their versions) and the rendered document; the records are
+listed per workspace and per file over the API and by ``rsparkhub runs``, and survive a
+hub restart."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from rsparkhub.client import HubClient
+
+from conftest import RSPARKHUB, HubProcess
+
+R_SCRIPT = """\
+x <- read.csv("data.csv")
+print(summary(x$v))
+plot(x$v, main = "values")
+write.csv(data.frame(v2 = x$v * 2), "doubled.csv", row.names = FALSE)
+cat("done\\n")
+"""
+
+PY_SCRIPT = """\
+import matplotlib.pyplot as plt
+print("rows", sum(1 for _ in open("data.csv")) - 1)
+plt.plot([1, 2, 3])
+plt.show()
+open("py-out.txt", "w").write("written by python\\n")
+1 / 0
+"""
+
+REPORT = """\
+---
+title: "A report"
+output: html_document
+---
+
+```{r}
+x <- read.csv("data.csv")
+mean(x$v)
+```
+"""
+
+DATA = "v\n1\n2\n3\n4\n"
+
+
+def _wait_done(c: Any, wid: str, request_id: str) -> dict[str, Any]:
+    """The record of a request once it is no longer running (records are written as the
+    events pass; the environment event may follow ``done``)."""
+    deadline = time.monotonic() + 30
+    while True:
+        runs = c.get(f"/api/workspaces/{wid}/runs").json()
+        run = next((r for r in runs if r["request_id"] == request_id), None)
+        if run and run["status"] != "running" and run["environment"]["id"]:
+            return c.get(f"/api/workspaces/{wid}/runs/{run['id']}").json()
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+
+
+def _by_kind(run: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [o for o in run["outputs"] if o["kind"] == kind]
+
+
+async def test_run_source_render_leave_records_that_survive_a_restart(hub: HubProcess) -> None:
+    token = hub.make_user("rita")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        ws = await h.ensure_workspace("records")
+        wid = ws["id"]
+        await h.upload(wid, {"data.csv": DATA.encode(), "fit.R": R_SCRIPT.encode()})
+        await h.save_text(wid, "fit.R", R_SCRIPT + "# v2\n", 1)  # version 2 runs
+        await h.upload(wid, {"plot.py": PY_SCRIPT.encode(), "report.Rmd": REPORT.encode()})
+        async with h.attach(wid) as s:
+            r_run = await s.run(path="fit.R", mode="run")
+            assert r_run.ok, r_run.events
+            py = await s.run(path="plot.py", mode="source")
+            assert py.done is not None and py.done.status == "error"
+            events = [ev async for ev in s.render("report.Rmd")]
+            assert events[-1].status == "ok"  # type: ignore[union-attr]
+
+    # Run (R): file version, inputs, environment, plot, file written, transcript
+    run = _wait_done(c, wid, r_run.request_id)
+    assert run["kind"] == "run" and run["command"] == "run fit.R" and run["user"] == "rita"
+    assert run["language"] == "r" and run["file_version"] == 2 and run["status"] == "ok"
+    fit_sha = hashlib.sha256((R_SCRIPT + "# v2\n").encode()).hexdigest()
+    assert run["file_sha256"] == fit_sha
+    inputs = {f["path"]: f["version"] for f in run["inputs"]}
+    assert inputs == {"data.csv": 1, "fit.R": 2, "plot.py": 1, "report.Rmd": 1}
+    assert run["environment"]["spawner"] == "local" and run["environment"]["profile"] == "local"
+    r_env = run["environment"]["languages"]["r"]
+    assert r_env["version"].startswith("4.") and r_env["packages"] > 20
+    [plot] = _by_kind(run, "plot")
+    assert plot["mime"] == "image/png" and plot["size"] > 0
+    assert c.get(plot["url"]).content[:4] == b"\x89PNG"
+    [written] = _by_kind(run, "file")
+    assert written["path"] == "doubled.csv" and written["version"] == 1
+    assert c.get(written["url"]).text.splitlines()[:2] == ['"v2"', "2"]
+    transcript = c.get(f"/api/workspaces/{wid}/runs/{run['id']}/transcript")
+    assert transcript.status_code == 200 and "done\n" in transcript.text
+    assert run["transcript"]["sha256"] == hashlib.sha256(transcript.content).hexdigest()
+    assert run["duration_ms"] > 0 and run["finished_at"] >= run["started_at"]
+
+    # the full environment: every package with its version, from the session's own R
+    env = c.get(f"/api/workspaces/{wid}/runs/{run['id']}/environment").json()
+    assert env["id"] == run["environment"]["id"]
+    r_pkgs = {p["name"]: p["version"] for p in env["languages"]["r"]["packages"]}
+    assert r_pkgs["IRkernel"] and r_pkgs["stats"].startswith("4.")
+    assert len(r_pkgs) == r_env["packages"]
+    py_pkgs = {p["name"].lower(): p["version"] for p in env["languages"]["python"]["packages"]}
+    import ipykernel
+
+    assert py_pkgs["ipykernel"] == ipykernel.__version__
+    assert env["os"]["name"]
+
+    # Source (Python) that fails: status error, its plot and the file it wrote first
+    src = _wait_done(c, wid, py.request_id)
+    assert src["kind"] == "source" and src["status"] == "error" and src["language"] == "python"
+    assert len(_by_kind(src, "plot")) == 1
+    assert [(o["path"], o["version"]) for o in _by_kind(src, "file")] == [("py-out.txt", 1)]
+    assert src["environment"]["id"] == run["environment"]["id"]  # one snapshot per session
+    assert "ZeroDivisionError" in c.get(f"/api/workspaces/{wid}/runs/{src['id']}/transcript").text
+
+    # Render: the document written, with its version
+    render = next(r for r in c.get(f"/api/workspaces/{wid}/runs").json() if r["kind"] == "render")
+    render = _wait_done(c, wid, render["request_id"])
+    assert render["command"] == "render report.Rmd" and render["status"] == "ok"
+    [doc] = _by_kind(render, "document")
+    assert doc["path"] == "report.html" and doc["version"] == 1
+    assert doc["detail"]["engine"] == "rmarkdown"
+    assert c.get(doc["url"]).text.lstrip().lower().startswith("<!doctype html")
+
+    # per workspace (newest first) and per file (ran it, or wrote it)
+    listed = c.get(f"/api/workspaces/{wid}/runs").json()
+    assert [r["kind"] for r in listed] == ["render", "source", "run"]
+    assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?path=fit.R").json()] == [run["id"]]
+    assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?path=doubled.csv").json()] == [
+        run["id"]
+    ]
+    assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?path=report.html").json()] == [
+        render["id"]
+    ]
+    older = c.get(f"/api/workspaces/{wid}/runs?before={listed[0]['id']}").json()
+    assert [r["id"] for r in older] == [listed[1]["id"], listed[2]["id"]]
+    missing = c.get(f"/api/workspaces/{wid}/runs/{'0' * 32}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "run_not_found"
+    assert "rsparkhub runs" in missing.json()["error"]["message"]
+
+    # a hub restart keeps them all, outputs and environment included
+    hub.restart()
+    after = c.get(f"/api/workspaces/{wid}/runs").json()
+    assert after == listed
+    assert c.get(f"/api/workspaces/{wid}/runs/{run['id']}").json() == run
+
+
+def test_rsparkhub_run_is_recorded_and_listed_by_rsparkhub_runs(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    token = hub.make_user("carl")
+    folder = tmp_path / "cli-runs"
+    folder.mkdir()
+    (folder / "data.csv").write_text(DATA)
+    (folder / "fit.R").write_text(R_SCRIPT)
+    env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": token}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RSPARKHUB, *args], capture_output=True, text=True, env=env, cwd=folder, timeout=180
+        )
+
+    ran = cli("run", "fit.R", "--with", ".")
+    assert ran.returncode == 0, ran.stderr
+
+    listed = cli("runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [run] = json.loads(listed.stdout)
+    assert run["command"] == "run fit.R" and run["user"] == "carl"
+    assert run["file_version"] == 1
+    c = hub.client(token)
+    run = _wait_done(c, run["workspace_id"], run["request_id"])
+    assert run["status"] == "ok"
+    assert [o["kind"] for o in run["outputs"]] == ["plot", "file"]
+
+    table = cli("runs", "list")  # the workspace is the folder's name, as for `run`
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split() == [
+        "RUN",
+        "STARTED",
+        "USER",
+        "COMMAND",
+        "VERSION",
+        "STATUS",
+        "TIME",
+        "OUTPUTS",
+    ]
+    assert row.startswith(run["id"][:12]) and "run fit.R" in row and " ok " in row
+    assert "1 plot, 1 file" in row
+
+    shown = cli("runs", "show", run["id"][:12])
+    assert shown.returncode == 0, shown.stderr
+    assert f"run        {run['id']}" in shown.stdout
+    assert "fit.R v1" in shown.stdout and "doubled.csv v1" in shown.stdout
+    assert "r          4." in shown.stdout
+
+    by_file = cli("runs", "list", "--file", "doubled.csv", "--json")
+    assert [r["id"] for r in json.loads(by_file.stdout)] == [run["id"]]
+
+    nothing = cli("runs", "list", "--workspace", "no-such-workspace")
+    assert nothing.returncode == 2 and "no workspace 'no-such-workspace'" in nothing.stderr
+
+
+def test_viewers_read_records_and_others_get_404(hub: HubProcess) -> None:
+    owner, viewer, stranger = (hub.make_user(n) for n in ("olga", "vic", "sam"))
+    o = hub.client(owner)
+    pid = o.post("/api/projects", json={"name": "p"}).json()["id"]
+    wid = o.post(f"/api/projects/{pid}/workspaces", json={"name": "w"}).json()["id"]
+    o.put(f"/api/workspaces/{wid}/members", json={"user": "vic", "role": "viewer"})
+    assert hub.client(viewer).get(f"/api/workspaces/{wid}/runs").json() == []
+    r = hub.client(stranger).get(f"/api/workspaces/{wid}/runs")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
