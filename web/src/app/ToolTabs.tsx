@@ -1,4 +1,4 @@
-// The right-hand tab group (Environment, Plots, Viewer, Help, Data): role=tablist with
+// The right-hand tab group (Environment, Plots, Viewer, Help, Data, History): role=tablist with
 // arrow-key navigation. Every panel stays mounted (panes keep their state and their
 // subscriptions); only the active one is shown.
 import type { ComponentChildren } from "preact";
@@ -10,6 +10,7 @@ export const TOOL_TABS: Array<{ key: ToolTab; label: string }> = [
   { key: "viewer", label: "Viewer" },
   { key: "help", label: "Help" },
   { key: "data", label: "Data" },
+  { key: "history", label: "History" },
 ];
 
 interface Props {

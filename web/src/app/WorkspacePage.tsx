@@ -1,5 +1,5 @@
 // The workspace view (#/ws/<id>): Files | Editor over Console | tools (Environment, Plots,
-// Viewer, Help, Data), resizable; the session stream shared by all of them. The top bar
+// Viewer, Help, Data, History), resizable; the session stream shared by all of them. The top bar
 // has the Spark UI link, the session's profile (and picker), connection and presence.
 // F1 / Ctrl+Shift+P open the command palette (workspaceCommands.ts).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
@@ -13,7 +13,7 @@ import { EditorPane, type EditorCommand } from "../editor/EditorPane";
 import { CommandPalette } from "./CommandPalette";
 import { ConfirmDialog } from "./Dialog";
 import { FilesPane } from "../files/FilesPane";
-import { DataViewerPane, EnvironmentPane, HelpPane, PlotsPane, ViewerPane } from "../panes/index";
+import { DataViewerPane, EnvironmentPane, HelpPane, HistoryPane, PlotsPane, ViewerPane } from "../panes/index";
 import { ConnectionIndicator, othersAttached, Presence } from "./indicators";
 import { clampSizes, LIMITS, loadSizes, saveSizes, type PaneSizes } from "./layout";
 import { VIEWER_WHY, type Me, type Member, type Workspace } from "./model";
@@ -317,6 +317,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
               viewer: <ViewerPane key={viewer.n} ctx={ctx} path={viewer.path} />,
               help: <HelpPane ctx={ctx} request={help} />,
               data: <DataViewerPane ctx={ctx} request={dataView} />,
+              history: <HistoryPane ctx={ctx} />,
             }}
           />
         </section>

@@ -155,6 +155,6 @@ export const TID = {
   themeToggle: "theme-toggle",
 } as const;
 
-export type ToolTab = "environment" | "plots" | "viewer" | "help" | "data";
+export type ToolTab = "environment" | "plots" | "viewer" | "help" | "data" | "history";
 
 export const paneTabId = (tab: ToolTab): string => `pane-tab-${tab}`;

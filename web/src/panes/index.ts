@@ -21,10 +21,15 @@
 //     data-filter-column, data-filter-op, data-filter-value, data-filter-value2 (between),
 //     data-filter-apply, data-filter-chip, data-filter-remove, data-search, data-total
 //     (data-value = rows after filters), data-released, data-reload, data-error
+//   HistoryPane: history-pane, history-file (select), history-reload, history-error,
+//     history-run (data-id, data-status), history-run-toggle, history-status,
+//     history-command, history-details, history-environment, history-transcript,
+//     history-output (data-kind), history-plot, history-output-link, history-open-document
 import "./panes.css";
 
 export { DataViewerPane } from "./data/DataViewerPane";
 export { EnvironmentPane } from "./env/EnvironmentPane";
 export { HelpPane } from "./help/HelpPane";
+export { HistoryPane } from "./history/HistoryPane";
 export { PlotsPane } from "./plots/PlotsPane";
 export { ViewerPane } from "./viewer/ViewerPane";

@@ -1,0 +1,105 @@
+import { render } from "preact";
+import { act } from "preact/test-utils";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { fakeCtx, flush, mount } from "../testing/fakeCtx";
+import { HistoryPane } from "./HistoryPane";
+import { describeEnvironment, formatDuration, summarizeOutputs, type RunRecord } from "./runs";
+
+let root: HTMLElement;
+beforeEach(() => {
+  root = document.createElement("div");
+  document.body.appendChild(root);
+});
+afterEach(() => {
+  render(null, root);
+  root.remove();
+});
+
+function record(over: Partial<RunRecord> = {}): RunRecord {
+  return {
+    id: "a".repeat(32),
+    session_id: "s1",
+    request_id: "r1",
+    user: "alice",
+    kind: "run",
+    language: "r",
+    path: "fit.R",
+    command: "run fit.R",
+    file_version: 2,
+    file_sha256: "f".repeat(64),
+    input_count: 3,
+    environment: {
+      id: "e".repeat(64),
+      spawner: "local",
+      profile: "local",
+      image: null,
+      os: "Debian GNU/Linux 12 (bookworm)",
+      languages: { r: { version: "4.2.2", packages: 100 } },
+    },
+    status: "ok",
+    error_code: null,
+    message: null,
+    started_at: "2026-12-06T15:00:00+00:00",
+    finished_at: "2026-12-06T15:00:01+00:00",
+    duration_ms: 1234,
+    transcript: { sha256: "c".repeat(64), bytes: 42, complete: true },
+    outputs: [
+      { kind: "plot", path: null, version: null, plot_id: "p1", mime: "image/png", sha256: null, size: 10, url: "/api/workspaces/w1/plots/p1" },
+      { kind: "file", path: "out.csv", version: 1, plot_id: null, mime: null, sha256: "d".repeat(64), size: 5, url: "/api/workspaces/w1/files/out.csv?version=1" },
+    ],
+    ...over,
+  };
+}
+
+const q = (id: string) => root.querySelectorAll(`[data-testid="${id}"]`);
+
+describe("HistoryPane", () => {
+  it("lists the records with their outputs and opens one", async () => {
+    const { ctx } = fakeCtx((call) => (call.path === "/api/workspaces/w1/runs" ? [record()] : undefined));
+    await mount(<HistoryPane ctx={ctx} />, root);
+    await flush();
+    expect(q("history-run")).toHaveLength(1);
+    expect(q("history-command")[0]!.textContent).toBe("run fit.R v2");
+    expect(root.textContent).toContain("1 plot, 1 file");
+    await act(() => (q("history-run-toggle")[0] as HTMLButtonElement).click());
+    expect(q("history-environment")[0]!.textContent).toContain("R 4.2.2 (100 packages)");
+    expect((q("history-plot")[0] as HTMLImageElement).src).toBe("http://hub.test/api/workspaces/w1/plots/p1");
+    expect((q("history-output-link")[0] as HTMLAnchorElement).textContent).toBe("out.csv v1");
+    expect((q("history-transcript")[0] as HTMLAnchorElement).href).toBe(
+      `http://hub.test/api/workspaces/w1/runs/${"a".repeat(32)}/transcript`,
+    );
+  });
+
+  it("narrows to one file and reloads when a run ends", async () => {
+    let n = 0;
+    const { ctx, bus, calls } = fakeCtx((call) => {
+      if (call.path !== "/api/workspaces/w1/runs") return undefined;
+      n++;
+      return call.query?.path === "out.csv" ? [record()] : [record(), record({ id: "b".repeat(32), path: "other.R", outputs: [] })];
+    });
+    await mount(<HistoryPane ctx={ctx} />, root);
+    await flush();
+    const select = q("history-file")[0] as HTMLSelectElement;
+    expect([...select.options].map((o) => o.value)).toEqual(["", "fit.R", "other.R", "out.csv"]);
+    select.value = "out.csv";
+    await act(() => {
+      select.dispatchEvent(new Event("change"));
+    });
+    await flush();
+    expect(calls.at(-1)!.query).toEqual({ path: "out.csv", limit: 100 });
+    expect(q("history-run")).toHaveLength(1);
+    const before = n;
+    await act(() => bus.emit({ type: "done", request_id: "r9", status: "ok" }));
+    await act(() => new Promise((r) => setTimeout(r, 500)));
+    await flush();
+    expect(n).toBe(before + 1);
+  });
+
+  it("words", () => {
+    expect(formatDuration(null)).toBe("…");
+    expect(formatDuration(340)).toBe("340 ms");
+    expect(formatDuration(125000)).toBe("2 min 5 s");
+    expect(summarizeOutputs([])).toBe("no outputs");
+    expect(describeEnvironment({ id: null, spawner: "local", profile: null, image: null })).toBe("not recorded");
+  });
+});
