@@ -403,6 +403,13 @@ def test_follow_across_files(
     )
     expect(editor_tab(alice, "start.R")).to_have_attribute("aria-selected", "true")
 
+    # following bob again, until he leaves the workspace (a grace of 8 s for a reconnect)
+    follow.select_option("bob")
+    expect(editor_tab(alice, "far.R")).to_have_attribute("aria-selected", "true")
+    bob.goto("about:blank")
+    expect(alice.locator(".toasts")).to_contain_text("bob left the workspace", timeout=20_000)
+    expect(follow).to_have_count(0)  # nobody else is here to follow
+
 
 def test_hub_killed_mid_typing_loses_nothing_it_passed_on(
     pages: Callable[[str], Page], shared_hub: HubProcess, alice_api: httpx.Client, ws: str

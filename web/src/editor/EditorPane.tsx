@@ -23,6 +23,9 @@ import { followChoices, followStep, usePresence } from "./follow";
 import { OpenDoc } from "./OpenDoc";
 import { runTarget } from "./runLine";
 
+/** How long a followed collaborator may be gone (reconnecting) before following ends. */
+const FOLLOW_GRACE_MS = 8000;
+
 /** What the active file's keys do, also from the command palette. */
 export type EditorAction = "save" | "runLine" | "runFile" | "source" | "find";
 
@@ -270,9 +273,12 @@ export function EditorPane(props: Props) {
     }
     const step = followStep(following, presence, activeRef.current);
     if (step.kind === "stop") {
-      setFollowing(null);
-      notify(step.why);
-      return;
+      // a dropped socket (a hub restart too) is back within seconds: give up only after
+      const t = setTimeout(() => {
+        setFollowing(null);
+        notify(step.why);
+      }, FOLLOW_GRACE_MS);
+      return () => clearTimeout(t);
     }
     if (step.kind === "open") openDoc(step.path);
     const shown = step.kind === "open" ? step.path : activeRef.current;
@@ -287,7 +293,7 @@ export function EditorPane(props: Props) {
 
   const requestClose = (doc: OpenDoc) => (unsent(doc) ? setClosing(doc) : close(doc));
   const script = current ? scriptLanguage(current.path) : null;
-  const choices = current ? followChoices(latest.current.user, presence, current.others) : [];
+  const choices = current ? followChoices(latest.current.user, presence, following ? [...current.others, following] : current.others) : [];
 
   return (
     <div class="pane-body editor-pane">
