@@ -14,12 +14,15 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rsparkhub.client import HubClient
 
-from conftest import RSPARKHUB, HubProcess
+from conftest import RSPARKHUB, HubProcess, _hub
 
 R_SCRIPT = """\
 x <- read.csv("data.csv")
@@ -228,3 +231,38 @@ def test_viewers_read_records_and_others_get_404(hub: HubProcess) -> None:
     assert hub.client(viewer).get(f"/api/workspaces/{wid}/runs").json() == []
     r = hub.client(stranger).get(f"/api/workspaces/{wid}/runs")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+@pytest.fixture
+def pg_hub(tmp_path: Path, pg_database: str) -> Iterator[HubProcess]:
+    """A hub whose database is a real PostgreSQL server the tests started."""
+    yield from _hub(tmp_path / "data", {"RSPARKHUB_DATABASE_URL": pg_database})
+
+
+async def test_records_on_postgresql_survive_a_restart(pg_hub: HubProcess) -> None:
+    token = pg_hub.make_user("paula")
+    c = pg_hub.client(token)
+    script = 'open("out.txt", "w").write("hi\\n")\nprint("ok")\n'
+    async with HubClient(pg_hub.url, token) as h:
+        wid = (await h.ensure_workspace("pg"))["id"]
+        await h.upload(wid, {"w.py": script.encode()})
+        async with h.attach(wid) as s:
+            first = await s.run(path="w.py", mode="run")
+            second = await s.run(path="w.py", mode="source")
+    assert first.ok and second.ok
+    one = _wait_done(c, wid, first.request_id)
+    two = _wait_done(c, wid, second.request_id)
+    assert [(o["kind"], o["path"], o["version"]) for o in one["outputs"]] == [
+        ("file", "out.txt", 1)
+    ]
+    assert two["outputs"] == []  # the same bytes again: nothing new was written
+    assert one["environment"]["id"] == two["environment"]["id"]
+    assert one["environment"]["languages"]["python"]["packages"] > 10
+    listed = c.get(f"/api/workspaces/{wid}/runs").json()
+    assert [r["id"] for r in listed] == [two["id"], one["id"]]
+    assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?before={two['id']}").json()] == [
+        one["id"]
+    ]
+    pg_hub.restart()
+    assert c.get(f"/api/workspaces/{wid}/runs").json() == listed
+    assert c.get(f"/api/workspaces/{wid}/runs/{one['id']}").json() == one

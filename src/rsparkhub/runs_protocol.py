@@ -41,15 +41,22 @@ def environment_id(snapshot: dict[str, Any]) -> str:
 
 
 def summary(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """A few fields for listings: OS, and per language its version and package count."""
-    langs = snapshot.get("languages") or {}
+    """A few fields for listings: OS, and per language its version and package count
+    (whatever the snapshot's shape: it comes from the session)."""
+
+    def obj(value: object) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    def listed(value: object) -> list[Any]:
+        return value if isinstance(value, list) else []
+
     return {
-        "os": (snapshot.get("os") or {}).get("name"),
+        "os": obj(snapshot.get("os")).get("name"),
         "languages": {
-            lang: {
-                "version": (info or {}).get("version"),
-                "packages": len((info or {}).get("packages") or []),
+            str(lang): {
+                "version": obj(info).get("version"),
+                "packages": len(listed(obj(info).get("packages"))),
             }
-            for lang, info in sorted(langs.items())
+            for lang, info in sorted(obj(snapshot.get("languages")).items())
         },
     }

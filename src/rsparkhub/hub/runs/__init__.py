@@ -191,17 +191,18 @@ class RunRecords:
             )
 
     async def _environment(self, live: LiveSession, ev: EnvironmentEvent) -> None:
+        # Taken out first: whatever happens below, the log and the clients keep only the id.
+        content, ev.content = ev.content, None
         env_id = ev.environment_id
-        if ev.content is not None:
-            data = canonical(ev.content)
-            env_id = environment_id(ev.content)  # the hub's own hash is what counts
+        if content is not None:
+            data = canonical(content)
+            env_id = environment_id(content)  # the hub's own hash is what counts
             ev.environment_id = env_id
             async with self.db.session() as db:
                 if await db.get(RunEnvironment, env_id) is None:
                     await self.blobs.put(data)
-                    db.add(RunEnvironment(id=env_id, summary=summary(ev.content), size=len(data)))
+                    db.add(RunEnvironment(id=env_id, summary=summary(content), size=len(data)))
                     await db.commit()
-            ev.content = None  # the log and the clients keep only the id
         async with self.db.session() as db:
             await db.execute(
                 update(Run)
