@@ -2,8 +2,18 @@
 trivial-execute latency of the hub before isolation and of the working tree, side by side,
 measured in one run.
 
-"Before" is the last commit before isolation (``BEFORE``: sessions in bubblewrap as the
-hub's uid with ``--ro-bind / /``, the host's network, no cgroup). It is checked out as a
+"Before" is one of two baselines (``--baseline``):
+
+* ``none`` (the default): the working tree itself with ``sandbox = 'none'`` and
+  ``session_disk_mb = 0`` — sessions as plain child processes of the hub, its uid, the
+  host's network, no cgroup, no seccomp, no disk. Both sides run the same code, so the
+  difference is the isolation alone (setpriv, pasta, bubblewrap with seccomp, the cgroup,
+  the session disk).
+* ``commit``: the last commit before isolation (``BEFORE``: sessions in bubblewrap as the
+  hub's uid with ``--ro-bind / /``, the host's network, no cgroup). Since #14's flow control
+  patched the kernels' start-up, that commit's Python kernel starts with other arguments,
+  and the run stops (the probe below): use it only with a commit whose kernels match.
+  It is checked out as a
 temporary git worktree and run with a throwaway venv whose only entry in site-packages is a
 .pth file listing that worktree's ``src`` and then this venv's site-packages: every
 dependency is the same, only ``rsparkhub`` is the old one, and the old spawner's
@@ -31,7 +41,8 @@ Measured per hub, the two hubs' runs interleaved one by one (before, after, afte
 The whole is repeated (``--repeat``, fresh hubs each time); the tables pool the repeats and
 show the spread between them.
 
-Usage: .venv/bin/python bench/isolation.py [--n 5] [--exec-n 200] [--repeat 2] [--quick]
+Usage: .venv/bin/python bench/isolation.py [--baseline none|commit] [--n 5] [--exec-n 200]
+           [--repeat 2] [--quick]
            [--json OUT] [--record] [--note TEXT]
        .venv/bin/python bench/isolation.py --from-json OUT [--record] [--note TEXT]
 """
@@ -85,6 +96,8 @@ BEFORE = "2573c30"  # the last commit before isolation (issue 20)
 SIDES = ("before", "after")
 LANGS = ("python", "r")
 GOAL = 1.10  # "Isolation may cost at most ~10%"
+# the baseline "none": this tree without any isolation
+NO_ISOLATION = {"RSPARKHUB_SANDBOX": "none", "RSPARKHUB_SESSION_DISK_MB": "0"}
 SETTLE_S = 2.0
 WARMUP = 20
 STEP_TIMEOUT = 30.0
@@ -101,6 +114,8 @@ class Env:
     python: str
     src: Path
     commit: str
+    hub_env: dict[str, str] | None = None  # the hub's settings (the baseline "none")
+    same_tree: bool = False  # both sides run this tree: their token paths do not differ
 
 
 def _git(*args: str, timeout: float = 120) -> str:
@@ -283,7 +298,7 @@ async def probe(side: Side) -> dict[str, Any]:
         problems.append(
             "the agent's network namespace is " + ("" if isolated else "not ") + "the hub's"
         )
-    if (seen["token"] == "environment") == isolated:
+    if (seen["token"] == "environment") == isolated and not side.env.same_tree:
         problems.append(f"the agent got its token through the {seen['token']}")
     if isolated and "pasta" not in seen["processes"]:
         problems.append(f"no pasta among the session's processes {seen['processes']}")
@@ -320,7 +335,7 @@ async def one_repeat(
 ) -> dict[str, Any]:
     """Two fresh hubs, every measurement; on failure the end of each hub's log is shown
     (the hubs' temp dirs are removed on the way out)."""
-    with running_hub(python=before.python) as hb, running_hub() as ha:
+    with running_hub(before.hub_env, python=before.python) as hb, running_hub() as ha:
         sides = [Side("before", hb, before), Side("after", ha, after)]
         try:
             return await _measure(sides, n, exec_n, deadline, loads)
@@ -419,7 +434,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": [],
         "others_at_start": busiest_others(),
     }
-    with before_env(args.before) as before:
+    with contextlib.ExitStack() as stack:
+        if args.baseline == "none":
+            before = Env(sys.executable, after.src, "none", dict(NO_ISOLATION), same_tree=True)
+        else:
+            before = stack.enter_context(before_env(args.before))
+        data["baseline"] = args.baseline
         data["before_commit"] = before.commit
         for r in range(args.repeat):
             deadline.check(f"repeat {r + 1}")
@@ -553,8 +573,13 @@ def report(data: dict[str, Any]) -> str:
             ]
         )
     n_first = len(pooled[next(iter(pooled))]["before"])
+    before = (
+        "this working tree with `sandbox = 'none'` and `session_disk_mb = 0` (no isolation)"
+        if data.get("baseline") == "none"
+        else f"commit {data['before_commit']} (no isolation)"
+    )
     text = (
-        f"Before = commit {data['before_commit']} (no isolation), after = the working tree. "
+        f"Before = {before}, after = the working tree as configured by default. "
         f"{len(reps)} repeat(s) on fresh hubs, pooled: {n_first} first results per language "
         f"and side, one idle session per side and repeat, {data['exec_n']} executions per "
         f"language and side (after {data['warmup']} warm-up) per repeat; the two hubs' runs "
@@ -674,6 +699,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5, help="first results per language and side")
     ap.add_argument("--exec-n", type=int, default=200, help="executions per language and side")
     ap.add_argument("--repeat", type=int, default=2, help="whole runs, fresh hubs each")
+    ap.add_argument("--baseline", choices=("none", "commit"), default="none",
+                    help="none: this tree without isolation; commit: --before")  # fmt: skip
     ap.add_argument("--before", default=BEFORE, help="the commit before isolation")
     ap.add_argument("--quick", action="store_true", help="--n 2 --exec-n 40 --repeat 1")
     ap.add_argument("--budget", type=float, default=1800, help="seconds")
@@ -699,7 +726,11 @@ def main() -> None:
     text = report(data)
     print(text)
     facts = machine_facts()
-    facts["before"] = f"{data['before_commit']} (worktree, its own venv)"
+    facts["before"] = (
+        "working tree, sandbox = 'none', session_disk_mb = 0"
+        if args.baseline == "none"
+        else f"{data['before_commit']} (worktree, its own venv)"
+    )
     facts["after"] = "working tree" + (
         " (uncommitted changes)" if _git("status", "--porcelain", "--", "src") else ""
     )
