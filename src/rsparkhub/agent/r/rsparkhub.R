@@ -1002,8 +1002,8 @@ m_env_clear <- function(args) {
 }
 
 # ----------------------------------------------------------------------------------------
-# data viewer: viewer.R, next to this file, sourced into the same environment (the loaders
-# sys.source() this file only: its own path is sys.source()'s `file`)
+# data viewer: viewer.R and viewer_engine.R, next to this file, sourced into the same
+# environment (the loaders sys.source() this file only: its own path is sys.source()'s `file`)
 
 (function(target) {
     here <- NULL
@@ -1014,7 +1014,8 @@ m_env_clear <- function(args) {
         }
     }
     if (is.null(here)) stop("rsparkhub.R must be loaded with sys.source()")
-    sys.source(file.path(dirname(here), "viewer.R"), envir = target, keep.source = FALSE)
+    for (f in c("viewer.R", "viewer_engine.R"))
+        sys.source(file.path(dirname(here), f), envir = target, keep.source = FALSE)
 })(environment())
 
 # ----------------------------------------------------------------------------------------

@@ -329,6 +329,11 @@ filter_mask <- function(v, j, col, f) {
                 filter_value(v, j, need("min"), "'min'")
             hi <- if (kind == "other") as.character(unlist(need("max")))[1L] else
                 filter_value(v, j, need("max"), "'max'")
+            if (kind %in% c("num", "date", "time") && is.numeric(unclass(data)) &&
+                !inherits(data, "integer64") && has_dt()) {
+                r <- data.table::between(unclass(data), unclass(lo), unclass(hi))
+                return(r & !is.na(r))
+            }
             cmp(data, lo, `>=`) & cmp(data, hi, `<=`)
         },
         is_missing = is.na(col_na(col)),
@@ -340,7 +345,9 @@ filter_mask <- function(v, j, col, f) {
             vals <- vals[!vapply(vals, is.null, NA)]
             parsed <- if (kind %in% c("other")) as.character(unlist(vals)) else
                 do.call(c, lapply(vals, function(x) filter_value(v, j, x, "Each value")))
-            m <- if (length(parsed)) data %in% parsed & !is.na(col_na(col)) else
+            within <- if (is.character(data) && is.character(parsed) && has_dt())
+                data.table::`%chin%` else `%in%`
+            m <- if (length(parsed)) within(data, parsed) & !is.na(col_na(col)) else
                 logical(length(data))
             if (has_null) m <- m | is.na(col_na(col))
             m
@@ -390,13 +397,18 @@ text_contains <- function(col, kind, s) {
     allowed <- switch(kind, num = "^[0-9.e+ainf-]+$", date = "^[0-9-]+$",
                       time = "^[0-9t:+.z-]+$", NULL)
     if (!is.null(allowed) && !grepl(allowed, s)) return(logical(n))
+    if (n >= ENGINE_MIN_ROWS) {
+        fast <- switch(kind, num = num_contains(col, s), date = date_contains(col, s), NULL)
+        if (!is.null(fast)) return(fast)
+    }
     if (is.atomic(col) && is.null(dim(col)) && n > 1000L &&
         anyDuplicated(.subset(col, sample_positions(n, 1000L))) > 0L) {
         u <- unique(col)
         if (length(u) <= n / 2) {
             txt <- cell_text(u, kind)
             uh <- !is.na(txt) & grepl(s, lower(txt), fixed = TRUE)
-            return(uh[match(col, u)])
+            return(uh[if (is.character(col) && has_dt()) data.table::chmatch(col, u) else
+                      match(col, u)])
         }
     }
     txt <- cell_text(col, kind)

@@ -1,0 +1,135 @@
+"""The R data viewer's engine (``src/rsparkhub/agent/r/viewer_engine.R``, data.table in
+``viewer.R``) on frames above ``ENGINE_MIN_ROWS``: searches through digit windows and range
+tables, ``between`` / ``in`` / ``contains`` filters and sorts, on a data.frame, a tibble and
+a data.table. Each answer is compared with what plain R computes in the same script: the
+text every cell shows (``as.character``, ``format(, "%Y-%m-%d")``, factor labels, integers
+for whole numbers) matched with ``grepl(fixed = TRUE)``, ``which()`` of comparisons and
+``order(method = "radix", na.last = TRUE)``. Loaded as the agent loads it (``sys.source()``
+of ``rsparkhub.R`` into an attached ``tools:rsparkhub``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+R_FILE = Path(__file__).resolve().parents[2] / "src" / "rsparkhub" / "agent" / "r" / "rsparkhub.R"
+
+pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
+
+NEEDLES = ["00042", "42", "-4", "-", "0", "0.5", "-0", "inf", "2000-0", "APPLE", "é", "e+",
+           "1", "qqq", "NA", "true"]  # fmt: skip
+
+SCRIPT = r"""
+local({ e <- attach(NULL, name = "tools:rsparkhub")
+        sys.source(R_FILE, envir = e, keep.source = FALSE) })
+set.seed(3); n <- 120000L
+df <- data.frame(
+  i = sample(c(-2000000:2000000, NA), n, TRUE), k = sample.int(1000L, n, TRUE),
+  wd = as.double(sample(-500:500, n, TRUE)), big = sample(c(1e5, 3e9, 12, -7), n, TRUE),
+  dec = round(runif(n, -1000, 1000), 2), x = runif(n),
+  d = as.Date("1999-12-20") + sample.int(4000L, n, TRUE),
+  s = sample(c("Apple pie", "banana", "\u00c9CLAIR", NA), n, TRUE),
+  u = sprintf("id%06d", seq_len(n)),
+  f = factor(sample(c("lo", "mid", "hi", NA), n, TRUE)),
+  l = sample(c(TRUE, FALSE, NA), n, TRUE), stringsAsFactors = FALSE)
+df$dec[1:5] <- c(NA, Inf, -Inf, NaN, 0.5); df$wd[1:3] <- c(Inf, NA, NaN); df$d[7:9] <- NA
+txt_of <- function(col) {
+  if (is.factor(col)) return(as.character(col))
+  if (inherits(col, "Date")) return(format(col, "%Y-%m-%d"))
+  if (is.logical(col)) return(ifelse(col, "true", "false"))
+  if (is.double(col) && all(!is.finite(col) | (col == trunc(col) & abs(col) < 2^31))) {
+    t <- suppressWarnings(as.character(as.integer(col)))
+    t[col %in% Inf] <- "Inf"; t[col %in% -Inf] <- "-Inf"
+    return(t)
+  }
+  as.character(col)
+}
+texts <- lapply(df, txt_of)
+found <- function(s) {
+  s <- tolower(s)
+  which(Reduce(`|`, Map(function(col, t) !is.na(col) & !is.na(t) &
+                          grepl(s, tolower(t), fixed = TRUE), df, texts)))
+}
+frames <- list(df = df, tb = tibble::as_tibble(df), dt = data.table::as.data.table(df))
+copies <- lapply(frames, function(x)
+  if (data.table::is.data.table(x)) data.table::copy(x) else unserialize(serialize(x, NULL)))
+for (nm in names(frames)) assign(nm, frames[[nm]], envir = globalenv())
+out <- tempfile()
+call1 <- function(m, a) {
+  .rsparkhub$call(m, jsonlite::toJSON(a, auto_unbox = TRUE, null = "null", digits = NA), out)
+  jsonlite::fromJSON(out, simplifyVector = FALSE)
+}
+res <- list()
+for (nm in names(frames)) {
+  vid <- call1("view_open", list(name = nm))$result$view_id
+  ask <- function(...) {
+    r <- call1("view_rows", c(list(view_id = vid, limit = 1000L), list(...)))
+    if (!isTRUE(r$ok)) return(r$error)
+    list(total = r$result$total, rows = as.integer(unlist(r$result$row_labels)))
+  }
+  want <- function(idx) list(total = length(idx), rows = head(as.integer(idx), 1000L))
+  for (s in if (nm == "df") NEEDLES else c("42", "an", "2000-0")) res[[paste(nm, "search", s)]] <- list(ask(search = s), want(found(s)))
+  for (col in c("s", "u", "dec", "i")) for (s in c("an", "00", "4"))
+    res[[paste(nm, "contains", col, s)]] <- list(
+      ask(filters = list(list(column = col, op = "contains", value = s))),
+      want(which(!is.na(df[[col]]) & grepl(s, tolower(texts[[col]]), fixed = TRUE))))
+  res[[paste(nm, "between x")]] <- list(
+    ask(filters = list(list(column = "x", op = "between", min = 0.25, max = 0.5))),
+    want(which(df$x >= 0.25 & df$x <= 0.5)))
+  res[[paste(nm, "between d")]] <- list(
+    ask(filters = list(list(column = "d", op = "between", min = "2001-01-01", max = "2002-06-30"))),
+    want(which(df$d >= as.Date("2001-01-01") & df$d <= as.Date("2002-06-30"))))
+  res[[paste(nm, "between dec with NA")]] <- list(
+    ask(filters = list(list(column = "dec", op = "between", min = -10, max = 10))),
+    want(which(df$dec >= -10 & df$dec <= 10)))
+  res[[paste(nm, "in s")]] <- list(
+    ask(filters = list(list(column = "s", op = "in", values = list("banana", NULL)))),
+    want(which(df$s %in% "banana" | is.na(df$s))))
+  res[[paste(nm, "sort f desc, dec")]] <- list(
+    ask(sort = list(list(column = "f", descending = TRUE), list(column = "dec"))),
+    want(order(df$f, df$dec, decreasing = c(TRUE, FALSE), method = "radix", na.last = TRUE)))
+  res[[paste(nm, "sort s, i desc")]] <- list(
+    ask(sort = list(list(column = "s"), list(column = "i", descending = TRUE))),
+    want(order(df$s, df$i, decreasing = c(FALSE, TRUE), method = "radix", na.last = TRUE)))
+  res[[paste(nm, "filter + search + sort")]] <- list(
+    ask(filters = list(list(column = "k", op = "lt", value = 500)), search = "an",
+        sort = list(list(column = "d", descending = TRUE))),
+    want((function(i) i[order(df$d[i], decreasing = TRUE, method = "radix", na.last = TRUE)])(
+      intersect(which(df$k < 500), found("an")))))
+}
+unchanged <- vapply(names(frames), function(nm) {
+  x <- get(nm, envir = globalenv())
+  identical(x, copies[[nm]]) && is.null(attr(x, "index")) && is.null(attr(x, "sorted"))
+}, NA)
+cat("RESULT ", jsonlite::toJSON(list(res = res, unchanged = as.list(unchanged)),
+    auto_unbox = TRUE, null = "null", digits = NA), "\n", sep = "")
+"""
+
+
+@pytest.mark.slow
+def test_engine_answers_are_what_r_computes() -> None:
+    code = SCRIPT.replace("R_FILE", json.dumps(str(R_FILE))).replace(
+        "NEEDLES", "c(" + ", ".join(json.dumps(s) for s in NEEDLES) + ")"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "engine.R"
+        script.write_text(code, encoding="utf-8")
+        proc = subprocess.run(
+            ["Rscript", "--vanilla", str(script)], capture_output=True, text=True, timeout=600
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    doc: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    assert doc["unchanged"] == {"df": True, "tb": True, "dt": True}
+    assert len(doc["res"]) == len(NEEDLES) + 2 * 3 + 3 * (12 + 7)
+    for key, (got, want) in doc["res"].items():
+        assert isinstance(got, dict) and "total" in got, (key, got)
+        assert got["total"] == want["total"], key
+        assert (got["rows"] or []) == (want["rows"] or []), key
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]
