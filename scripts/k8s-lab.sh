@@ -3,9 +3,12 @@
 #
 #   scripts/k8s-lab.sh up       # etcd, kube-apiserver, controller-manager, scheduler,
 #                               # containerd (its own instance) and a kubelet; prints the env
-#   scripts/k8s-lab.sh images   # session-python (and the pause image) built and loaded
+#   scripts/k8s-lab.sh images [name...]  # session-python (default), session-r-debian, hub:
+#                               # built from docker/<name>.Dockerfile and loaded
 #   scripts/k8s-lab.sh env      # the variables tests/test_k8s_cluster.py reads
 #   scripts/k8s-lab.sh status   # what runs, node and pods
+#   scripts/k8s-lab.sh restart kube-apiserver   # stopped and started again (tests use it)
+#   scripts/k8s-lab.sh compact  # etcd's history compacted to its current revision
 #   scripts/k8s-lab.sh down     # stops exactly what `up` started, removes what it added
 #
 # Idempotent: `up` on a running lab and `down` on a stopped one do nothing. Runs as root
@@ -212,6 +215,49 @@ snapshot() {
 	(ls /sys/fs/cgroup/memory 2>/dev/null || true) >"$R/before.cgroups"
 }
 
+# Admission: the 1.20 defaults (NamespaceLifecycle, LimitRanger, ServiceAccount,
+# DefaultStorageClass, ResourceQuota, the webhooks ...) plus NodeRestriction.
+apiserver() {
+	local B=$BIN
+	start kube-apiserver "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+		--bind-address=127.0.0.1 --advertise-address="$GATEWAY" --secure-port=6443 \
+		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+		--client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
+		--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+		--service-cluster-ip-range=10.0.0.0/24 \
+		--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+		--service-account-issuer=https://kubernetes.default.svc --allow-privileged=false \
+		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+		--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority="" --kubelet-preferred-address-types=InternalIP \
+		--profiling=false
+	wait_for kube-apiserver 90 kc get --raw /readyz
+}
+
+# `restart kube-apiserver`: stopped (it closes its watches) and started again, ready. The
+# tests use it to check that the hub's watches resume (tests/test_k8s_cluster.py).
+restart() {
+	[ "$(id -u)" = 0 ] || die "run as root"
+	[ "${1:-}" = kube-apiserver ] || die "usage: $0 restart kube-apiserver"
+	alive etcd || die "the lab is not up (scripts/k8s-lab.sh up)"
+	stop kube-apiserver
+	apiserver
+	log "kube-apiserver restarted"
+}
+
+# `compact`: etcd's history compacted up to its current revision, so a watch or list from
+# an older resourceVersion that reaches etcd gets 410 Gone (resourceVersion too old).
+compact() {
+	alive etcd || die "the lab is not up (scripts/k8s-lab.sh up)"
+	local rev
+	rev=$(curl -sf -X POST -d '{"key":"AA=="}' http://127.0.0.1:2379/v3/kv/range |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
+	curl -sf -X POST -d "{\"revision\": \"$rev\", \"physical\": true}" \
+		http://127.0.0.1:2379/v3/kv/compaction >/dev/null || die "etcd did not compact to $rev"
+	log "etcd compacted to revision $rev"
+	echo "$rev"
+}
+
 # ------------------------------------------------------------------------------------- up
 up() {
 	[ "$(id -u)" = 0 ] || die "run as root (the kubelet needs it)"
@@ -228,21 +274,7 @@ up() {
 		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 		--initial-cluster lab=http://127.0.0.1:2380 --listen-metrics-urls ""
 	wait_for etcd 30 curl -sf http://127.0.0.1:2379/health
-	# Admission: the 1.20 defaults (NamespaceLifecycle, LimitRanger, ServiceAccount,
-	# DefaultStorageClass, ResourceQuota, the webhooks ...) plus NodeRestriction.
-	start kube-apiserver "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
-		--bind-address=127.0.0.1 --advertise-address="$GATEWAY" --secure-port=6443 \
-		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-		--client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
-		--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-		--service-cluster-ip-range=10.0.0.0/24 \
-		--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-		--service-account-issuer=https://kubernetes.default.svc --allow-privileged=false \
-		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
-		--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
-		--kubelet-certificate-authority="" --kubelet-preferred-address-types=InternalIP \
-		--profiling=false
-	wait_for kube-apiserver 90 kc get --raw /readyz
+	apiserver
 	start kube-controller-manager "$B/kube-controller-manager" \
 		--kubeconfig="$R/admin.kubeconfig" --bind-address=127.0.0.1 --secure-port=10257 \
 		--port=0 --service-account-private-key-file="$PKI/sa.key" \
@@ -457,7 +489,7 @@ source_key() { # a Dockerfile's image key: the Dockerfile, the build context, th
 	) | sha256sum | cut -c1-12
 }
 
-image() { # session-python | hub : built (cached), saved and loaded into the lab's containerd
+image() { # session-python | session-r-debian | hub : built (cached), saved and loaded into the lab's containerd
 	local name=$1 base key tag tar old
 	base=$(base_image)
 	key=$(source_key "$name" "$base")
@@ -521,7 +553,8 @@ images() {
 	command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install -y debootstrap)"
 	mkdir -p "$RUNDIR" "$CACHE/images"
 	for n in "${names[@]}"; do
-		image "$n" >"$CACHE/images/$n.current"
+		image "$n" >"$CACHE/images/$n.current.tmp"
+		mv "$CACHE/images/$n.current.tmp" "$CACHE/images/$n.current"
 		log "$n: $(cat "$CACHE/images/$n.current")"
 	done
 }
@@ -532,6 +565,9 @@ env_() {
 	[ -s "$CACHE/images/session-python.current" ] && img=$(cat "$CACHE/images/session-python.current")
 	echo "export KUBECONFIG=$R/admin.kubeconfig"
 	echo "export RSPARKHUB_K8S_IMAGE=$img"
+	img=""
+	[ -s "$CACHE/images/session-r-debian.current" ] && img=$(cat "$CACHE/images/session-r-debian.current")
+	echo "export RSPARKHUB_K8S_R_IMAGE=$img"
 	echo "export RSPARKHUB_K8S_HUB_HOST=$GATEWAY"
 	echo "export RSPARKHUB_K8S_NAMESPACE=$NS_TEST"
 	echo "export RSPARKHUB_K8S_LAB=$LAB"
@@ -556,8 +592,13 @@ images)
 	;;
 env) env_ ;;
 status) status ;;
+restart)
+	shift
+	restart "$@"
+	;;
+compact) compact ;;
 *)
-	sed -n '2,21p' "$0"
+	sed -n '2,24p' "$0"
 	exit 2
 	;;
 esac

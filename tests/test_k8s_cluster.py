@@ -35,6 +35,16 @@ removed afterwards.
   host.minikube.internal): the hub listens on that address when it is one of this
   machine's (else on 0.0.0.0), the agent in the pod connects, a session runs ``1+1``, the
   hub restarts and adopts it, stop ends it Succeeded with exit code 0.
+* Watches across an API server restart and a 410 Gone (on the lab cluster only: it needs
+  ``scripts/k8s-lab.sh restart kube-apiserver`` and ``compact``): a pod deleted behind the
+  hub's back ends once, the others keep running, the cache holds exactly the server's pods
+  and stop still works.
+* Every overlay of deploy/kustomize through a server-side dry run (admission and the
+  server's own schema).
+
+A stopped pod ends Succeeded with exit code 0, except that the kubelet can remove the
+stopped container before reporting its exit (kubernetes/kubernetes#104107): the hub then
+says the exit code is unknown, which the tests accept (``stopped_cleanly``).
 
 scripts/test-k8s.sh runs all of it on a cluster that scripts/k8s-lab.sh brings up here.
 """
@@ -66,6 +76,7 @@ from rsparkhub.hub.spawners.k8s_objects import (
     build_user_pvc,
 )
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile
+from rsparkhub.hub.spawners.k8s_status import EXIT_LOST
 from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner, load_client_configuration
 
 from conftest import HubProcess
@@ -85,6 +96,14 @@ pytestmark = pytest.mark.skipif(
     reason="no real cluster: set KUBECONFIG to one and RSPARKHUB_K8S_IMAGE to a session "
     "image it can pull (docs/kubernetes.md shows kind, k3d and minikube)",
 )
+
+
+def stopped_cleanly(stopped: int | None, code: int | None, reason: str | None) -> bool:
+    """A stopped session's end as it should be: its agent exited 0 on SIGTERM — or the
+    kubelet removed the container before reporting its exit (kubernetes/kubernetes#104107,
+    seen here on about every second stop under load), and the hub says the exit code is
+    unknown. Never a kill, an error or a wrong exit code."""
+    return (stopped, code) == (0, 0) or (stopped, code, reason) == (None, None, EXIT_LOST)
 
 
 def spec(**kw: Any) -> SessionSpec:
@@ -270,7 +289,7 @@ async def spawner(**kw: Any) -> AsyncIterator[KubernetesSpawner]:
     sp = KubernetesSpawner(
         namespace=NS,
         pod_config=pc,
-        configuration=hub_configuration(),
+        configuration=kw.pop("configuration", None) or hub_configuration(),
         credentials="kubeconfig",
         **kw,
     )
@@ -347,7 +366,7 @@ async def test_start_progress_stop_succeeded_and_adoption() -> None:
         await asyncio.sleep(3)  # the agent has installed its SIGTERM handler
         stopped = await second.stop(state, grace_s=20)
         code, reason = await asyncio.wait_for(monitor, 60)
-        assert (stopped, code) == (0, 0), f"{reason}; the watch saw {json.dumps(seen)}"
+        assert stopped_cleanly(stopped, code, reason), f"{reason}; the watch saw {json.dumps(seen)}"
     pod = await _read_or_none(admin_core().read_namespaced_pod, state["pod"])
     assert pod is None or pod.status.phase == "Succeeded", pod.status
     for _ in range(120):  # the garbage collector takes the Secret with the pod
@@ -432,7 +451,8 @@ async def test_a_session_through_a_real_hub(tmp_path: Path) -> None:
                 assert s.session_id == sid
                 assert (await s.run("print('adopted')", language="python")).stdout == "adopted\n"
             stopped = await c.stop_session(wid)
-            assert stopped["state"] == "stopped" and stopped["exit_code"] == 0, stopped
+            assert stopped["state"] == "stopped", stopped
+            assert stopped_cleanly(stopped["exit_code"], stopped["exit_code"], stopped["reason"])
     finally:
         hub.close()
 
@@ -580,3 +600,227 @@ async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
             assert not left, f"not garbage-collected with the session pod: {left}"
         finally:
             await sk.delete_driver(sp.core, NS, s.session_id, grace_s=0)
+
+
+# ------------------------------------------------------------------ watches vs. the server
+LAB = os.environ.get("RSPARKHUB_K8S_LAB", "")
+lab_only = pytest.mark.skipif(
+    not LAB,
+    reason="restarting the API server needs the lab cluster (scripts/k8s-lab.sh env sets "
+    "RSPARKHUB_K8S_LAB)",
+)
+
+
+async def _lab(*args: str) -> str:
+    """scripts/k8s-lab.sh with ``args`` (restart kube-apiserver, compact)."""
+    proc = await asyncio.create_subprocess_exec(
+        str(ROOT / "scripts" / "k8s-lab.sh"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, f"k8s-lab.sh {' '.join(args)}: {err.decode()[-2000:]}"
+    return out.decode()
+
+
+async def _running(sp: KubernetesSpawner, *states: dict[str, Any]) -> None:
+    """Until the watch has seen every pod of ``states`` running."""
+    for _ in range(600):
+        views = [sp._cache.pods.get(st["pod"]) for st in states]
+        if all(v is not None and v.running for v in views):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"not running: {views}")
+
+
+async def _server_pods() -> set[str]:
+    body = await asyncio.to_thread(
+        admin_core().list_namespaced_pod, NS, label_selector=SESSION_SELECTOR
+    )
+    return {p.metadata.name for p in body.items if not p.metadata.deletion_timestamp}
+
+
+async def _delete_and_wait(name: str) -> None:
+    """As the cluster's admin (someone other than the hub): the pod deleted, and gone."""
+    from kubernetes.client.exceptions import ApiException
+
+    core = admin_core()
+    try:
+        await asyncio.to_thread(core.delete_namespaced_pod, name, NS, grace_period_seconds=0)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    for _ in range(120):
+        if await _read_or_none(core.read_namespaced_pod, name) is None:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"pod {name} was not deleted")
+
+
+async def _check_resumed(
+    sp: KubernetesSpawner, kept: dict[str, Any], lost: dict[str, Any], stats: str
+) -> None:
+    """After the interruption: the pod deleted behind the hub's back ends once, the other
+    still runs, the cache holds exactly the server's pods, and stop ends the kept one
+    Succeeded (exit 0) — so events after the interruption reach the hub."""
+    code, reason = await asyncio.wait_for(sp.wait(lost), 120)
+    assert code is None and "deleted outside the hub" in reason, (code, reason, stats)
+    assert lost["pod"] not in sp._cache.gone  # read once, then forgotten
+    assert await sp.poll(kept), stats
+    for _ in range(60):  # the last events of the deleted pod may still be on their way
+        if set(sp._cache.pods) == await _server_pods():
+            break
+        await asyncio.sleep(0.5)
+    assert set(sp._cache.pods) == await _server_pods(), (set(sp._cache.pods), stats)
+    seen: list[Any] = []  # what the watch reported of the kept pod, for a failure's message
+    on_pod_event = sp._cache.on_pod_event
+
+    def record(typ: str, obj: dict[str, Any]) -> None:
+        if (obj.get("metadata") or {}).get("name") == kept["pod"]:
+            st = obj.get("status") or {}
+            seen.append((typ, st.get("phase"), st.get("containerStatuses")))
+        on_pod_event(typ, obj)
+
+    sp._watchers[0].on_event = record  # the pods' watch (its callback, bound at start)
+    monitor = asyncio.create_task(sp.wait(kept))
+    stopped = await sp.stop(kept, grace_s=20)
+    code, reason = await asyncio.wait_for(monitor, 60)
+    assert stopped_cleanly(stopped, code, reason), (
+        f"{reason}; {stats}; the watch saw {json.dumps(seen)}"
+    )
+
+
+@lab_only
+async def test_watches_resume_after_an_api_server_restart() -> None:
+    """The real kube-apiserver is stopped (closing every watch) and started again; a pod
+    is deleted right after it is back, while the hub's watches reconnect."""
+    async with spawner() as sp:
+        kept, lost = await sp.start(spec()), await sp.start(spec())
+        await _running(sp, kept, lost)
+        await asyncio.sleep(3)  # the agents have installed their SIGTERM handlers
+        await _lab("restart", "kube-apiserver")
+        await _delete_and_wait(lost["pod"])
+        await _check_resumed(sp, kept, lost, json.dumps(sp.describe()["watches"]))
+        pods = sp.describe()["watches"]["pods"]
+        assert pods["reconnects"] + pods["gone"] + pods["errors"] >= 1, pods
+        assert pods["connected"], pods
+
+
+class CutProxy:
+    """A TCP forwarder between the hub and the real API server that the test can cut and
+    restore: a network partition between hub and API server, which no real part here
+    produces on demand. While it is cut, connections are closed and new ones refused."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_w}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                w.transport.abort()
+                self._writers.discard(w)
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+
+@lab_only
+async def test_watches_resume_after_410_gone() -> None:
+    """The hub is cut off from the real API server; meanwhile a pod is deleted, etcd's
+    history is compacted and the API server restarted (its watch cache starts anew), so
+    the hub's resourceVersion is too old everywhere: its watch gets 410 Gone from the real
+    server when it is back, lists again and finds the deleted pod gone."""
+    from urllib.parse import urlsplit
+
+    cfg = hub_configuration()
+    api = urlsplit(cfg.host)
+    proxy = CutProxy(api.hostname or "127.0.0.1", api.port or 443)
+    await proxy.open()
+    cfg.host = f"https://127.0.0.1:{proxy.port}"  # the API server's certificate names it
+    async with spawner(configuration=cfg) as sp:
+        kept, lost = await sp.start(spec()), await sp.start(spec())
+        await _running(sp, kept, lost)
+        await asyncio.sleep(3)
+        old_rv = sp._watchers[0].rv
+        await proxy.cut()
+        await _delete_and_wait(lost["pod"])
+        await _lab("compact")
+        await _lab("restart", "kube-apiserver")
+        await proxy.open()
+        for _ in range(120):  # the watcher's back-off is at most 10 s
+            pods = sp.describe()["watches"]["pods"]
+            if pods["gone"] and pods["connected"]:
+                break
+            await asyncio.sleep(0.5)
+        stats = json.dumps(sp.describe()["watches"])
+        assert pods["gone"] >= 1 and pods["connected"], stats
+        assert sp._watchers[0].rv != old_rv, stats
+        await _check_resumed(sp, kept, lost, stats)
+        await proxy.cut()
+
+
+# ------------------------------------------------------------------ the manifests
+def _render_overlay(overlay: str, dest: Path) -> str:
+    """deploy/kustomize/overlays/<overlay> rendered by ``kubectl kustomize`` from a copy in
+    ``dest``, with its example secrets.env and the test namespace in place of
+    ``rsparkhub`` (the namespace object follows)."""
+    import re
+
+    shutil.copytree(ROOT / "deploy" / "kustomize", dest / "kustomize")
+    odir = dest / "kustomize" / "overlays" / overlay
+    shutil.copy(odir / "secrets.env.example", odir / "secrets.env")
+    kfile = odir / "kustomization.yaml"
+    kfile.write_text(re.sub(r"(?m)^namespace: rsparkhub$", f"namespace: {NS}", kfile.read_text()))
+    return subprocess.run(
+        ["kubectl", "kustomize", str(odir)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is not installed")
+@pytest.mark.parametrize("overlay", ["small", "production"])
+def test_overlays_pass_a_server_side_dry_run(overlay: str, tmp_path: Path) -> None:
+    """Every object of the overlay through the real API server's admission and validation
+    (``kubectl apply --dry-run=server``, kubectl validating the fields against the
+    server's own OpenAPI schema): nothing is stored."""
+    rendered = _render_overlay(overlay, tmp_path)
+    proc = subprocess.run(
+        ["kubectl", "apply", "--dry-run=server", "--validate=strict", "-f", "-"],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    kinds = [ln for ln in proc.stdout.splitlines() if "(server dry run)" in ln]
+    assert any(ln.startswith("deployment.apps/rsparkhub-hub ") for ln in kinds), proc.stdout
+    assert len(kinds) == rendered.count("\nkind: ") + rendered.startswith("kind: "), proc.stdout

@@ -205,6 +205,17 @@ def start_stage(view: PodView, warning: str | None) -> str:
     return "starting (pulling the image, preparing volumes)"
 
 
+# A kubelet removes the stopped container of a pod being deleted, and can do so before it
+# reports how the container exited; it then reports it terminated with this reason and exit
+# code 137, which is not a kill (kubernetes/kubernetes#104107; 1.20 on this lab, once in
+# two stops under load). The exit status is lost: say so rather than "killed".
+STATUS_UNKNOWN = "ContainerStatusUnknown"
+EXIT_LOST = (
+    "the session's pod was deleted, and Kubernetes removed its container before reporting "
+    "how it exited (kubelet status ContainerStatusUnknown): the exit code is unknown"
+)
+
+
 def end_of(view: PodView, max_age_s: int) -> Ended:
     """How a pod that ended (``view.ended``) ended."""
     if view.reason == "DeadlineExceeded":
@@ -216,6 +227,8 @@ def end_of(view: PodView, max_age_s: int) -> Ended:
         return Ended(None, f"the session's pod was evicted: {view.message or 'no reason given'}")
     if view.terminated is not None:
         code, reason, message, container = view.terminated
+        if reason == STATUS_UNKNOWN and view.deleting:
+            return Ended(None, EXIT_LOST)
         return Ended(code, describe_exit(code, reason, message, container))
     if view.phase == "Succeeded":
         return Ended(0, "the session's pod succeeded")
@@ -231,6 +244,10 @@ def deleted_pod_result(
     learnt it; ``by_hub``: the hub deleted it itself)."""
     if view.phase in TERMINAL or view.ended:
         return end_of(view, max_age_s)
+    if by_hub and view.running:
+        # The kubelet deleted the pod before it reported the container's end (the same
+        # race as STATUS_UNKNOWN): a stopped session whose exit status is unknown.
+        return Ended(None, EXIT_LOST, False)
     if by_hub:
         return Ended(
             None, f"the pod was deleted by the hub while {start_stage(view, warning)}", False
