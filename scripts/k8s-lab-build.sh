@@ -11,7 +11,8 @@ LAB=${LAB:-/opt/k8s-lab}
 SRC=$LAB/src/k8s
 mkdir -p "$LAB/src" "$LAB/bin" "$LAB/logs"
 if [ ! -d "$SRC" ]; then
-  # needs a deb-src line for bookworm main, dpkg-dev and rsync (make generated_files)
+  # needs deb-src entries for Debian (scripts/k8s-lab.sh adds them: ensure_deb_src),
+  # dpkg-dev and rsync (make generated_files)
   (cd "$LAB/src" && apt-get source --download-only kubernetes &&
    dpkg-source -x kubernetes_*.dsc k8s)
 fi

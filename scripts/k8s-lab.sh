@@ -9,6 +9,8 @@
 #   scripts/k8s-lab.sh status   # what runs, node and pods
 #   scripts/k8s-lab.sh restart kube-apiserver   # stopped and started again (tests use it)
 #   scripts/k8s-lab.sh compact  # etcd's history compacted to its current revision
+#   scripts/k8s-lab.sh deb-src  # deb-src entries for Debian's archive, when missing (`up`
+#                               # adds them itself before it builds the binaries)
 #   scripts/k8s-lab.sh down     # stops exactly what `up` started, removes what it added
 #
 # Idempotent: `up` on a running lab and `down` on a stopped one do nothing. Runs as root
@@ -79,12 +81,78 @@ binaries() {
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
 		log "building ${missing[*]} from Debian's kubernetes source (minutes)"
+		[ -d "$LAB/src/k8s" ] || ensure_deb_src
 		LAB=$LAB nice -n 10 "$REPO_ROOT/scripts/k8s-lab-build.sh" "${missing[@]}"
 	fi
 	for b in etcd containerd containerd-shim-runc-v2 runc openssl iptables ip kubectl; do
 		command -v "$b" >/dev/null || die "$b is not installed (apt-get install -y etcd-server containerd runc containernetworking-plugins openssl iptables iproute2; kubectl: see docs/kubernetes.md)"
 	done
 	[ -x /usr/lib/cni/bridge ] || die "no CNI plugins in /usr/lib/cni (apt-get install -y containernetworking-plugins)"
+}
+
+# `apt-get source` (scripts/k8s-lab-build.sh) needs deb-src entries for Debian's archive,
+# which a fresh Debian install does not have: add them once, mirroring the machine's own
+# Debian `deb` entries (same URIs, suites, components and keyring), in a file of our own.
+DEB_SRC_FILE=/etc/apt/sources.list.d/rsparkhub-k8s-lab-src.sources
+ensure_deb_src() {
+	local entries
+	entries=$(
+		python3 - <<'PY'
+import glob, os, re
+
+def debian(uri):
+    return re.search(r"/debian(-security)?/?$", uri) is not None
+
+have, out = False, []
+for f in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+    if not os.path.isfile(f):
+        continue
+    for line in open(f, encoding="utf-8"):
+        w = line.split("#", 1)[0].split()
+        if len(w) < 3:
+            continue
+        opts = w[1] if w[1].startswith("[") else ""
+        rest = w[2:] if opts else w[1:]
+        if not debian(rest[0]):
+            continue
+        if w[0] == "deb-src":
+            have = True
+        elif w[0] == "deb":
+            keyring = re.search(r"signed-by=([^\s\]]+)", opts)
+            out.append(
+                "Types: deb-src\nURIs: %s\nSuites: %s\nComponents: %s\n%s"
+                % (rest[0], rest[1], " ".join(rest[2:]) or "main",
+                   "Signed-By: %s\n" % keyring.group(1) if keyring else "")
+            )
+for f in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for para in open(f, encoding="utf-8").read().split("\n\n"):
+        fields = {}
+        for line in para.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            k, v = line.split(":", 1)
+            fields[k.strip().lower()] = v.strip()
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        if not any(debian(u) for u in fields.get("uris", "").split()):
+            continue
+        types = fields.get("types", "").split()
+        if "deb-src" in types:
+            have = True
+        elif "deb" in types:
+            keep = ("URIs", "Suites", "Components", "Signed-By")
+            out.append("Types: deb-src\n" + "".join(
+                "%s: %s\n" % (k, fields[k.lower()]) for k in keep if k.lower() in fields
+            ))
+if not have:
+    print("\n".join(out))
+PY
+	) || die "could not read apt's sources"
+	[ -n "$entries" ] || return 0 # deb-src entries exist (or no Debian archive is configured)
+	log "adding deb-src entries for Debian's archive ($DEB_SRC_FILE) and updating apt's lists"
+	printf '# Added by rsparkhub scripts/k8s-lab.sh for `apt-get source kubernetes`.\n%s\n' \
+		"$entries" >"$DEB_SRC_FILE"
+	apt-get update -qq || die "apt-get update failed after adding $DEB_SRC_FILE"
 }
 
 # ---------------------------------------------------------------------- PKI and kubeconfigs
@@ -597,8 +665,9 @@ restart)
 	restart "$@"
 	;;
 compact) compact ;;
+deb-src) ensure_deb_src ;;
 *)
-	sed -n '2,24p' "$0"
+	sed -n '2,26p' "$0"
 	exit 2
 	;;
 esac
