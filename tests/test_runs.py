@@ -93,6 +93,7 @@ async def test_run_source_render_leave_records_that_survive_a_restart(hub: HubPr
     # Run (R): file version, inputs, environment, plot, file written, transcript
     run = _wait_done(c, wid, r_run.request_id)
     assert run["kind"] == "run" and run["command"] == "run fit.R" and run["user"] == "rita"
+    assert run["via"] == "api"  # the Python client with an API token
     assert run["language"] == "r" and run["file_version"] == 2 and run["status"] == "ok"
     fit_sha = hashlib.sha256((R_SCRIPT + "# v2\n").encode()).hexdigest()
     assert run["file_sha256"] == fit_sha
@@ -186,7 +187,8 @@ def test_rsparkhub_run_is_recorded_and_listed_by_rsparkhub_runs(
     listed = cli("runs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     [run] = json.loads(listed.stdout)
-    assert run["command"] == "run fit.R" and run["user"] == "carl"
+    assert run["command"] == "rsparkhub run fit.R" and run["user"] == "carl"
+    assert run["via"] == "cli"
     assert run["file_version"] == 1
     c = hub.client(token)
     run = _wait_done(c, run["workspace_id"], run["request_id"])
@@ -206,7 +208,7 @@ def test_rsparkhub_run_is_recorded_and_listed_by_rsparkhub_runs(
         "TIME",
         "OUTPUTS",
     ]
-    assert row.startswith(run["id"][:12]) and "run fit.R" in row and " ok " in row
+    assert row.startswith(run["id"][:12]) and "rsparkhub run fit.R" in row and " ok " in row
     assert "1 plot, 1 file" in row
 
     shown = cli("runs", "show", run["id"][:12])

@@ -62,6 +62,8 @@ def test_history_lists_a_run_with_its_outputs(page: Page, shared_hub: HubProcess
     expect(newest).to_have_attribute("data-status", "ok", timeout=T_UI)
     expect(newest).to_contain_text("1 plot, 1 file")
     expect(runs.nth(1).get_by_test_id("history-command")).to_have_text("run other.R v1")
+    expect(newest).to_contain_text("hana · ")
+    expect(newest).to_contain_text(" · IDE")  # asked for by a browser
 
     newest.get_by_test_id("history-run-toggle").click()
     details = newest.get_by_test_id("history-details")

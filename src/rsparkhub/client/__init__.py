@@ -28,6 +28,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from rsparkhub import __version__
 from rsparkhub import protocol as P
 
 __all__ = ["HubClient", "HubError", "Attachment", "ExecutionResult"]
@@ -84,11 +85,18 @@ class ExecutionResult:
 class HubClient:
     """REST calls and session attachment for one hub and one API token."""
 
-    def __init__(self, url: str, token: str, timeout: float = 60) -> None:
+    def __init__(
+        self, url: str, token: str, timeout: float = 60, agent: str = "rsparkhub-client"
+    ) -> None:
+        """``agent`` names the program in the User-Agent (run records say where a run was
+        asked for: ``rsparkhub-cli`` is the ``rsparkhub`` command's)."""
         self.url = url.rstrip("/")
         self.token = token
+        self.user_agent = f"{agent}/{__version__}"
         self.http = httpx.AsyncClient(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": self.user_agent},
+            timeout=timeout,
         )
 
     async def __aenter__(self) -> HubClient:
@@ -384,6 +392,7 @@ class HubClient:
             return await connect(
                 f"{ws_url}/api/workspaces/{workspace_id}/ws{query}",
                 additional_headers={"Authorization": f"Bearer {self.token}"},
+                user_agent_header=self.user_agent,
                 max_size=P.MAX_FRAME_BYTES,
             )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
+CLI_AGENT = "rsparkhub-cli"  # the User-Agent's program: run records say "rsparkhub run …"
 SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules", ".Rproj.user"}
 
 
@@ -58,7 +59,7 @@ async def render_file(
 ) -> int:
     """Render ``file`` through the hub; the result goes to ``output`` (default: next to
     ``file`` under the name the renderer chose). Returns the exit code."""
-    async with HubClient(url, token) as hub:
+    async with HubClient(url, token, agent=CLI_AGENT) as hub:
         ws, name = await _upload(hub, file, workspace, project, with_dir)
         wid = str(ws["id"])
         sys.stderr.write(f"rendering {name} in workspace {workspace!r} …\n")
@@ -103,7 +104,7 @@ async def run_file(
     plots_dir: Path | None,
     with_dir: Path | None,
 ) -> int:
-    async with HubClient(url, token) as hub:
+    async with HubClient(url, token, agent=CLI_AGENT) as hub:
         ws, name = await _upload(hub, file, workspace, project, with_dir)
         if plots_dir is not None:
             plots_dir.mkdir(parents=True, exist_ok=True)

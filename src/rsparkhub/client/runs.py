@@ -47,7 +47,8 @@ def details(run: dict[str, Any]) -> str:
     langs = env.get("languages") or {}
     lines = [
         f"run        {run['id']}",
-        f"command    {run['command']}  ({run['language']}, by {run['user']})",
+        f"command    {run['command']}  ({run['language']}, by {run['user']}"
+        + (f" via {run['via']})" if run.get("via") else ")"),
         f"file       {run['path']} v{run['file_version']}  sha256 {run['file_sha256']}",
         f"started    {run['started_at']}",
         f"finished   {run['finished_at'] or '-'}  ({_duration(run['duration_ms'])})",

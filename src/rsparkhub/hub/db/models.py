@@ -247,6 +247,8 @@ class Run(Base):
     language: Mapped[str | None] = mapped_column(String(16), nullable=True)
     path: Mapped[str] = mapped_column(String(1024))
     command: Mapped[str] = mapped_column(Text)
+    # where it was asked for: ide (a browser), cli (``rsparkhub run``/``render``), api
+    via: Mapped[str | None] = mapped_column(String(16), nullable=True)
     file_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     file_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # every workspace file (path, version, sha256) when it started: a JSON blob

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -46,6 +47,7 @@ log = logging.getLogger("rsparkhub.runs")
 
 RECORDED_MODES = ("run", "source", "render")
 MAX_TRANSCRIPT_BYTES = 16 << 20  # longer transcripts are hashed, not kept
+MAX_WAITING = 10_000  # requests asked for and not started yet, remembered for their ``via``
 
 
 @dataclass
@@ -81,7 +83,12 @@ def transcript_text(ev: P.Event) -> str:
     return ""
 
 
-def command_of(ev: P.InputEvent) -> str:
+def command_of(ev: P.InputEvent, via: str | None) -> str:
+    """``run fit.R``; what was typed for a run asked for by ``rsparkhub run``/``render``."""
+    if via == "cli":
+        if ev.mode == "render":
+            return f"rsparkhub render {ev.path}"
+        return f"rsparkhub run {ev.path}" + (" --mode source" if ev.mode == "source" else "")
     return f"{ev.mode} {ev.path}"
 
 
@@ -91,6 +98,13 @@ class RunRecords:
         self.blobs = blobs
         self.spawner = spawner
         self._active: dict[tuple[str, str], _Active] = {}  # (session id, request id)
+        self._via: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def requested(self, session_id: str, request_id: str, via: str) -> None:
+        """A client asked for a recorded request (the relay): ``via`` is ide, cli or api."""
+        self._via[(session_id, request_id)] = via
+        while len(self._via) > MAX_WAITING:
+            self._via.popitem(last=False)
 
     # ------------------------------------------------------------------ hub start
 
@@ -152,6 +166,7 @@ class RunRecords:
             await self._finish(active, ev)
 
     async def _start(self, live: LiveSession, ev: P.InputEvent) -> None:
+        via = self._via.pop((live.id, ev.request_id), None)
         async with self.db.session() as db:
             files = (
                 await db.execute(
@@ -172,7 +187,8 @@ class RunRecords:
                 kind=ev.mode,
                 language=ev.language,
                 path=ev.path or "",
-                command=command_of(ev),
+                command=command_of(ev, via),
+                via=via,
                 file_version=own["version"] if own else None,
                 file_sha256=own["sha256"] if own else None,
                 inputs_sha256=inputs,

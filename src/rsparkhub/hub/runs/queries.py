@@ -57,6 +57,7 @@ def run_info(run: Run, env: RunEnvironment | None, outputs: list[dict[str, Any]]
         "language": run.language,
         "path": run.path,
         "command": run.command,
+        "via": run.via,
         "file_version": run.file_version,
         "file_sha256": run.file_sha256,
         "inputs_sha256": run.inputs_sha256,

@@ -83,7 +83,7 @@ class Sessions:
             settings, db, spawner, registry, clients, self.recorder, userdb, spark, identities
         )
         self.agents = AgentLink(db, blobs, registry, self.recorder, self.lifecycle, files)
-        self.relay = ClientRelay(db, registry, clients, self.lifecycle)
+        self.relay = ClientRelay(db, registry, clients, self.lifecycle, self.runs)
         self.credentials = CredentialWatch(db, clients, settings.credential_check_s)
 
     # ------------------------------------------------------------------ process

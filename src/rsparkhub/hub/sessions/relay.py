@@ -21,6 +21,7 @@ from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import Execution, File
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import LogReader
+from rsparkhub.hub.runs import RECORDED_MODES, RunRecords
 from rsparkhub.hub.sessions.clients import ClientConn, Clients, RoleCheck, close_reason
 from rsparkhub.hub.sessions.lifecycle import Lifecycle
 from rsparkhub.hub.sessions.live import GONE, LiveSession, Registry
@@ -33,12 +34,18 @@ REPLAY_BYTES = 64 << 20  # an ended session's tail, replayed to a client in one 
 
 class ClientRelay:
     def __init__(
-        self, db: Database, registry: Registry, clients: Clients, lifecycle: Lifecycle
+        self,
+        db: Database,
+        registry: Registry,
+        clients: Clients,
+        lifecycle: Lifecycle,
+        runs: RunRecords,
     ) -> None:
         self.db = db
         self.registry = registry
         self.clients = clients
         self.lifecycle = lifecycle
+        self.runs = runs
 
     async def serve(
         self,
@@ -194,14 +201,17 @@ class ClientRelay:
             if problem is not None:
                 await conn.send_text(P.dump(refuse(*problem)))
                 return
+            mode = req.mode if isinstance(req, P.ExecuteRequest) else "render"
             live.running[req.id] = Execution(
                 session_id=live.id,
                 request_id=req.id,
                 user=conn.user,
                 language=req.lang,
-                mode=req.mode if isinstance(req, P.ExecuteRequest) else "render",
+                mode=mode,
                 path=req.path,
             )
+            if mode in RECORDED_MODES:
+                self.runs.requested(live.id, req.id, asked_via(conn.ws))
         live.touch()
         try:
             await live.send_agent(P.dump(P.ForwardedRequest(user=conn.user, request=req)))
@@ -228,6 +238,15 @@ class ClientRelay:
         if exists is None:
             return "file_not_found", f"There is no file '{req.path}' in this workspace."
         return None
+
+
+def asked_via(ws: WebSocket) -> str:
+    """Where a client's requests come from, for run records (what the client says, not a
+    security boundary): ``cli`` for ``rsparkhub run``/``render`` (their User-Agent), ``ide``
+    for a browser's login cookie, ``api`` for any other holder of an API token."""
+    if ws.headers.get("user-agent", "").startswith("rsparkhub-cli/"):
+        return "cli"
+    return "api" if "authorization" in ws.headers else "ide"
 
 
 def _int(value: str | None, default: int) -> int:

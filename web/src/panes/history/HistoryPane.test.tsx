@@ -25,6 +25,7 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     language: "r",
     path: "fit.R",
     command: "run fit.R",
+    via: "ide",
     file_version: 2,
     file_sha256: "f".repeat(64),
     input_count: 3,
@@ -61,6 +62,8 @@ describe("HistoryPane", () => {
     expect(q("history-run")).toHaveLength(1);
     expect(q("history-command")[0]!.textContent).toBe("run fit.R v2");
     expect(root.textContent).toContain("1 plot, 1 file");
+    expect(root.textContent).toContain("alice · ");
+    expect(root.textContent).toContain(" · IDE");
     await act(() => (q("history-run-toggle")[0] as HTMLButtonElement).click());
     expect(q("history-environment")[0]!.textContent).toContain("R 4.2.2 (100 packages)");
     expect((q("history-plot")[0] as HTMLImageElement).src).toBe("http://hub.test/api/workspaces/w1/plots/p1");

@@ -8,7 +8,7 @@ import type { AnyEvent, PaneContext } from "../../contract";
 import { errorInfo, wsPath } from "../common/api";
 import { useEvents } from "../common/useEvents";
 import "./history.css";
-import { describeEnvironment, formatDuration, formatTime, summarizeOutputs, type RunOutput, type RunRecord } from "./runs";
+import { describeEnvironment, formatDuration, formatTime, summarizeOutputs, VIA_NAMES, type RunOutput, type RunRecord } from "./runs";
 
 const RELOAD_DELAY_MS = 400;
 const LIMIT = 100;
@@ -118,6 +118,7 @@ function RunRow({ ctx, run, open, toggle }: { ctx: PaneContext; run: RunRecord; 
       </button>
       <div class="rp-muted rp-small rp-history-meta">
         {run.user} · {formatTime(run.started_at)}
+        {run.via ? ` · ${VIA_NAMES[run.via] ?? run.via}` : ""}
       </div>
       {open && <RunDetails ctx={ctx} run={run} />}
     </li>

@@ -31,6 +31,8 @@ export interface RunRecord {
   language: string | null;
   path: string;
   command: string;
+  /** where it was asked for: ide (a browser), cli (`rsparkhub run`/`render`), api */
+  via: "ide" | "cli" | "api" | null;
   file_version: number | null;
   file_sha256: string | null;
   input_count: number;
@@ -44,6 +46,8 @@ export interface RunRecord {
   transcript: { sha256: string | null; bytes: number; complete: boolean };
   outputs: RunOutput[];
 }
+
+export const VIA_NAMES: Record<string, string> = { ide: "IDE", cli: "rsparkhub command", api: "API" };
 
 const LANGUAGE_NAMES: Record<string, string> = { r: "R", python: "Python", bash: "bash" };
 
