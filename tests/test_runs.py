@@ -9,6 +9,7 @@ hub restart."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
 from conftest import RSPARKHUB, HubProcess, _hub
@@ -268,3 +270,32 @@ async def test_records_on_postgresql_survive_a_restart(pg_hub: HubProcess) -> No
     pg_hub.restart()
     assert c.get(f"/api/workspaces/{wid}/runs").json() == listed
     assert c.get(f"/api/workspaces/{wid}/runs/{one['id']}").json() == one
+
+
+async def test_a_run_cut_short_by_a_stop_is_closed(hub: HubProcess) -> None:
+    """The session stops while a run is running: its record ends (not ``running``
+    forever), with the code and sentence of the ``done`` that ended it."""
+    token = hub.make_user("stan")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("cut"))["id"]
+        await h.upload(
+            wid, {"slow.py": b"import time\nprint('start', flush=True)\ntime.sleep(120)\n"}
+        )
+        async with h.attach(wid) as s:
+            await s.send(P.ExecuteRequest(id="slow", path="slow.py", mode="run"))
+            async for msg in s.messages(timeout=60):
+                ev = msg.get("event", {})
+                if ev.get("type") == "stream" and "start" in ev.get("text", ""):
+                    break
+            await h.stop_session(wid)
+    deadline = time.monotonic() + 30
+    while True:
+        [run] = c.get(f"/api/workspaces/{wid}/runs").json()
+        if run["status"] != "running":
+            break
+        assert time.monotonic() < deadline, run
+        await asyncio.sleep(0.2)
+    assert run["status"] in ("failed", "aborted"), run
+    assert run["error_code"] and run["message"] and run["finished_at"]
+    assert run["environment"]["languages"]["python"]["version"]
