@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -299,3 +300,43 @@ async def test_a_run_cut_short_by_a_stop_is_closed(hub: HubProcess) -> None:
     assert run["status"] in ("failed", "aborted"), run
     assert run["error_code"] and run["message"] and run["finished_at"]
     assert run["environment"]["languages"]["python"]["version"]
+
+
+async def test_a_run_goes_on_being_recorded_across_a_hub_crash(hub: HubProcess) -> None:
+    """The hub is killed while a run prints; the restarted hub adopts the session and the
+    record: the plot and the file the run makes afterwards are its outputs, its status is
+    the run's, and its transcript is said to be incomplete (the hub lost its first part)."""
+    token = hub.make_user("kim")
+    c = hub.client(token)
+    code = (
+        "import time\nimport matplotlib.pyplot as plt\nprint('before', flush=True)\n"
+        "time.sleep(6)\nplt.plot([1, 2])\nplt.show()\nopen('after.txt', 'w').write('x')\n"
+    )
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("crash"))["id"]
+        await h.upload(wid, {"slow.py": code.encode()})
+        async with h.attach(wid) as s:
+            await s.send(P.ExecuteRequest(id="slow", path="slow.py", mode="run"))
+            async for msg in s.messages(timeout=60):
+                ev = msg.get("event", {})
+                if ev.get("type") == "stream" and "before" in ev.get("text", ""):
+                    break
+            hub.stop(signal.SIGKILL)
+    hub.start()
+    deadline = time.monotonic() + 60
+    while True:
+        [run] = c.get(f"/api/workspaces/{wid}/runs").json()
+        if run["status"] != "running":
+            break
+        assert time.monotonic() < deadline, run
+        await asyncio.sleep(0.3)
+    assert run["status"] == "ok", run
+    assert [(o["kind"], o["path"]) for o in run["outputs"]] == [
+        ("plot", None),
+        ("file", "after.txt"),
+    ]
+    assert run["transcript"] == {
+        "sha256": None,
+        "bytes": run["transcript"]["bytes"],
+        "complete": False,
+    }
