@@ -33,6 +33,7 @@ from ide import (
     T_RUN,
     T_SESSION,
     console_idle,
+    console_out,
     console_run,
     editor_content,
     editor_tab,
@@ -334,6 +335,42 @@ def test_file_rewritten_by_code_merges(
     eventually(lambda: doc_text(alice) == expected, what=lambda: doc_text(alice))
     eventually(lambda: hub_text(alice_api, ws, "merge.R") == expected, what=lambda: "idle version")
     assert alice.get_by_test_id("conflict-dialog").count() == 0
+
+
+def test_a_version_point_while_code_rewrites_the_file(
+    pages: Callable[[str], Page], shared_hub: HubProcess, alice_api: httpx.Client, ws: str
+) -> None:
+    """The race of a session's write with a version point, forced: code rewrites the file
+    at once and keeps running (so no scan sends it yet); meanwhile alice types and saves, a
+    version point the session gets before the code's write has left it. The session keeps
+    the code's write (the put does not overwrite it), the hub merges it against what the
+    code overwrote (not the version point), and both edits stay."""
+    upload(alice_api, ws, "race.R", "a <- 1\n")
+    alice = pages("alice")
+    open_doc(alice, shared_hub, ws, "race.R")
+    expect(alice.get_by_test_id("session-status")).to_have_attribute(
+        "data-state", "running", timeout=T_SESSION
+    )
+    console_run(alice, 'writeLines(c(readLines("race.R"), "c <- 3"), "race.R"); Sys.sleep(6)')
+    time.sleep(2)  # the code has written; it sleeps on, unscanned
+    end_of_line(alice, 1)
+    alice.keyboard.insert_text("  # mine")
+    alice.keyboard.press("Control+s")
+    expect(editor_tab(alice, "race.R")).to_have_attribute("data-dirty", "false")
+    console_idle(alice, T_RUN)
+    expected = "a <- 1  # mine\nc <- 3\n"
+    eventually(
+        lambda: doc_text(alice) == expected,
+        what=lambda: f"{doc_text(alice)!r}, hub {hub_text(alice_api, ws, 'race.R')!r}",
+    )
+    eventually(
+        lambda: hub_text(alice_api, ws, "race.R") == expected,
+        what=lambda: hub_text(alice_api, ws, "race.R"),
+    )
+    # and the session's copy is the same again
+    console_run(alice, 'cat(readLines("race.R"), sep = "|")')
+    console_idle(alice, T_RUN)
+    expect(console_out(alice)).to_contain_text("a <- 1  # mine|c <- 3")
 
 
 def test_follow_a_collaborator(

@@ -175,6 +175,44 @@ async def test_a_change_names_the_content_it_overwrote(tmp_path: Path) -> None:
     assert bases()[4:] == [sha(b"v5 by code")]
 
 
+async def test_a_hub_put_does_not_overwrite_an_unsent_write_of_code(tmp_path: Path) -> None:
+    """A version point reaches the session while code (a long execution, not scanned yet)
+    has rewritten the file: the put does not overwrite it; code's change goes to the hub
+    against the content it overwrote, and the hub's merge comes back as a later put."""
+    write(tmp_path, "a.R", b"v1")
+    wd = Workdir(tmp_path)
+    files = FileSync(wd, Outbox("s"))
+    await files.baseline()
+    sent: list[FileMessage] = []
+
+    async def send(msg: FileMessage) -> bool:
+        sent.append(msg)
+        return True
+
+    await files.connected(send)
+    write(tmp_path, "a.R", b"v1 + code")  # no scan yet
+    v2 = b"v1 + typed"
+    await files.put(P.FilePut(path="a.R", content_b64="djEgKyB0eXBlZA==", sha256=sha(v2)))
+    assert (tmp_path / "a.R").read_bytes() == b"v1 + code"  # not overwritten
+    [msg] = sent
+    assert isinstance(msg, P.FileFromAgent) and msg.sha256 == sha(b"v1 + code")
+    assert msg.base_sha256 == sha(b"v1")
+    await files.scan_and_send()
+    assert len(sent) == 1  # in flight: not sent twice
+    await files.acked(P.FileAck(fseq=1))
+    assert wd.known["a.R"].sha256 == sha(b"v1 + code")
+    # the hub's merge of both arrives: the tree holds what the hub sent, so it goes in
+    merged = b"v1 + typed + code"
+    await files.put(
+        P.FilePut(path="a.R", content_b64="djEgKyB0eXBlZCArIGNvZGU=", sha256=sha(merged))
+    )
+    assert (tmp_path / "a.R").read_bytes() == merged and len(sent) == 1
+    # a file code deleted (unsent) comes back with the hub's put: a save outlives it
+    (tmp_path / "a.R").unlink()
+    await files.put(P.FilePut(path="a.R", content_b64="djI=", sha256=sha(b"v2")))
+    assert (tmp_path / "a.R").read_bytes() == b"v2" and len(sent) == 1
+
+
 async def test_a_refused_file_is_reported_once_and_kept(tmp_path: Path) -> None:
     wd = Workdir(tmp_path)
     outbox = Outbox("s")

@@ -18,7 +18,11 @@ again unless code changes the file once more (then the newer content goes out un
 fseq). When the link drops, whatever is in flight becomes unsent again.
 
 Hub → workdir: ``put``/``delete`` apply ``FilePut``/``FileDelete`` at once; a change of the
-same path still in flight is superseded (its ack no longer commits it).
+same path still in flight is superseded (its ack no longer commits it). A file that code
+changed and no scan has sent yet (a long execution is scanned only at its end) is not
+overwritten by a ``FilePut``: its change is sent instead (against what it overwrote), as a
+re-dial would — the hub merges it into an open document, else code's version wins and the
+hub's stays in the file's history — and the hub's result comes back as a later put.
 
 Re-dial: ``connected(send, manifest)`` applies ``plan_resync`` (a pure function, see there)
 before anything else is sent.
@@ -37,7 +41,7 @@ from typing import Any
 
 from rsparkhub import protocol as P
 from rsparkhub.agent.outbox import Outbox
-from rsparkhub.agent.workdir import Change, Known, Workdir
+from rsparkhub.agent.workdir import Change, Known, PathOutsideWorkdir, Workdir
 
 log = logging.getLogger("rsparkhub.agent.files")
 
@@ -187,8 +191,30 @@ class FileSync:
             log.warning("file_put %s: invalid base64", msg.path)
             return
         async with self.lock:
+            if await self._sent_unsent_change(msg.path, msg.sha256):
+                return
             self._supersede(msg.path)
             await self._apply(self.workdir.put, msg.path, content, msg.sha256)
+
+    async def _sent_unsent_change(self, path: str, incoming: str) -> bool:
+        """Code changed ``path`` since the hub last had it (``known`` or the change in
+        flight) and no scan sent it: send it now and keep it (True) rather than write the
+        hub's content (``incoming``, a sha256) over it."""
+        if self._send is None:
+            return False
+        flight = self._latest.get(path)
+        expected = flight.expected if flight is not None else self.workdir.known.get(path)
+        try:
+            self.workdir.resolve(path)  # put refuses what leaves the tree; so does this
+        except PathOutsideWorkdir:
+            return False
+        change = await asyncio.to_thread(self.workdir.read_change, path)
+        if change is None or change.sha256 == incoming:
+            return False  # gone (a save outlives a deletion by code), too big, or the same
+        if expected is not None and change.sha256 == expected.sha256:
+            return False  # untouched by code since: the hub's content goes in
+        log.info("file_put %s: code changed it meanwhile; its change is sent instead", path)
+        return await self._send_change(path, change, expected)
 
     async def delete(self, msg: P.FileDelete) -> None:
         async with self.lock:
