@@ -47,7 +47,8 @@
 //   files-pane                   the Files pane
 //   file-item                    one per file, with data-path=<workspace path>
 //   editor                       the Editor pane
-//   follow-select                the editor's "Follow <name>" (scroll with their cursor)
+//   follow-select                the editor's "Follow <name> (<their file>)": scroll with their
+//                                cursor, open the files they switch to; data-following=<name>|""
 //   editor-tab                   one per open file, with data-path, data-dirty=true|false (edits in no version yet) and data-sync=connecting|synced|offline|closed
 //   save-button, run-button, source-button, render-button   the editor's toolbar
 //   console                      the Console pane
