@@ -33,6 +33,7 @@ df <- data.frame(
   i = sample(c(-2000000:2000000, NA), n, TRUE), k = sample.int(1000L, n, TRUE),
   wd = as.double(sample(-500:500, n, TRUE)), big = sample(c(1e5, 3e9, 12, -7), n, TRUE),
   dec = round(runif(n, -1000, 1000), 2), x = runif(n),
+  y = rnorm(n) * 10^sample(-6:16, n, TRUE),
   d = as.Date("1999-12-20") + sample.int(4000L, n, TRUE),
   s = sample(c("Apple pie", "banana", "\u00c9CLAIR", NA), n, TRUE),
   u = sprintf("id%06d", seq_len(n)),

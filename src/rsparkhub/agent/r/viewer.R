@@ -164,8 +164,22 @@ num_text <- function(col) {
             out[col %in% -Inf] <- "-Inf"
             return(out)
         }
+        return(double_text(col))
     }
     as.character(col)
+}
+
+# as.character() of doubles, ~2x faster: C's "%.15g" is the same text for non-whole values
+# with 1e-3 <= |x| < 1e15 except where R keeps fewer digits (its 15-digit text would end in
+# 1 or 9 — the last digit within R's tolerance); those and all others go to as.character().
+double_text <- function(x) {
+    if (length(x) < 1000L) return(as.character(x))
+    out <- sprintf("%.15g", x)
+    ax <- abs(x)
+    plain <- is.finite(x) & x != trunc(x) & ax >= 1e-3 & ax < 1e15
+    redo <- !plain | endsWith(out, "1") | endsWith(out, "9")
+    if (any(redo)) out[redo] <- as.character(x[redo])
+    out
 }
 
 col_na <- function(col) {

@@ -84,7 +84,7 @@ decimal_contains <- function(x, s) {
     if (!all(m / sc == x | !is.finite(x), na.rm = TRUE)) return(NULL)
     r <- suppressWarnings(range(m, finite = TRUE))
     if (!all(is.finite(r)) || r[2L] - r[1L] >= TABLE_MAX || max(abs(r)) >= 2^52) return(NULL)
-    txt <- as.character((r[1L] + seq.int(0, r[2L] - r[1L])) / sc)  # the same doubles as x
+    txt <- double_text((r[1L] + seq.int(0, r[2L] - r[1L])) / sc)  # the same doubles as x
     th <- grepl(s, lower(txt), fixed = TRUE)
     no_na(infinite_hits(x, th[m - r[1L] + 1], s))
 }
