@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from introspection import PY_VIEW, R_VIEW  # noqa: E402
 
-BASELINE = "2f059bd"  # the last commit before the engine (numpy/pandas, base R)
+BASELINE = "6fb6e05"  # before pykernel_engine / viewer_engine.R (pandas+numpy+polars, base R)
 GOAL_S = 1.0
 GOAL_FIRST_S = 0.1
 TITLE = "5b. Data viewer engine, 10,000,000 × 10 (`bench/viewer_10m.py`)"
@@ -388,7 +388,8 @@ def main() -> None:
     text = (
         f"{facts_md}\n\nCells: median of {args.reps} `view_rows` calls, kernel-side (JSON written to a file "
         f"included), over {args.runs} runs: overall median (run 1 / run 2 …). **before** = `{args.baseline}` "
-        "(numpy/pandas sorts and masks, base R), **after** = this tree.\n\n"
+        "(pandas/numpy sorts and masks, numbers searched as text formatted by polars; base R), "
+        "**after** = this tree (`pykernel_engine.py`, `r/viewer_engine.R` + data.table).\n\n"
         f"{table_md}\n\n**Goals**\n\n"
         + "\n".join(goals)
         + "\n"
