@@ -185,6 +185,32 @@ async def test_python_and_bash_environment(shared_hub: HubProcess, alice: str) -
             assert r.stdout.strip() == "[]"
 
 
+async def test_r_diff_comes_before_done_also_when_the_code_fails(
+    shared_hub: HubProcess, alice: str
+) -> None:
+    """R's diff rides in the execution's own reply too (r/reply.R gives IRkernel user
+    expressions); a failing execution is diffed by a separate request."""
+    async with HubClient(shared_hub.url, alice) as c:
+        wid = await _workspace(c)
+        async with c.attach(wid) as s:
+            r = await _run_ok(s, "a <- 1\nb <- list(a)")
+            [ev] = _env_events(r)
+            assert sorted(v["name"] for v in ev.assigned) == ["a", "b"]
+            r = await s.run("cc <- 3\nrm(a)\nstop('boom')", language="r")
+            assert not r.ok
+            [ev] = _env_events(r)
+            assert [v["name"] for v in ev.assigned] == ["cc"] and ev.removed == ["a"]
+            r = await _run_ok(s, "cc")  # nothing changed: no env event
+            assert _env_events(r) == []
+            assert set(_by_name(await c.environment(wid, "r"))) == {"b", "cc"}
+            r = await _run_ok(
+                s,
+                "cat(length(Sys.glob(file.path(Sys.getenv('JUPYTER_RUNTIME_DIR'), "
+                "'call-*.json'))))",
+            )
+            assert r.stdout.strip() == "0"
+
+
 async def test_python_diff_comes_before_done_also_when_the_code_fails(
     shared_hub: HubProcess, alice: str
 ) -> None:

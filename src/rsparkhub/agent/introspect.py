@@ -302,12 +302,12 @@ class Introspector:
             log.warning("environment refresh of %s failed: %s", language, exc.message)
 
     def diff_expressions(self, language: str) -> tuple[dict[str, str], Path] | None:
-        """For Python: the environment diff as a ``user_expressions`` entry of the
-        execution's own request, so that it costs no second round trip to the kernel
-        (ipykernel evaluates it after the code, only when the code succeeded; IRkernel
-        ignores user expressions, so R keeps its separate call). With the answer file,
-        for ``diff_from_reply``."""
-        if language != "python":
+        """The environment diff as a ``user_expressions`` entry of the execution's own
+        request, so that it costs no second round trip to the kernel: ipykernel evaluates
+        it after the code, only when the code succeeded, and so does IRkernel with r/reply.R
+        (without it IRkernel answers no user expressions, and ``refresh`` asks
+        separately). With the answer file, for ``diff_from_reply``."""
+        if language not in ("python", "r"):
             return None
         code, out = self._call_code(language, "env_diff", {"hidden": False})
         return {_DIFF_EXPRESSION: code}, out

@@ -214,7 +214,12 @@ R_SOURCE_INIT = (
     f"sys.source({r_string(str(R_SOURCE_MODE))}, envir = e, keep.source = FALSE) }})\n"
 )
 
-R_INIT = R_OPTIONS_INIT + R_STREAM_INIT + R_SOURCE_INIT + "invisible(NULL)\n"
+# User expressions in IRkernel's execute replies (r/reply.R), so that an execution's
+# environment diff rides in its own request as for Python (introspect.diff_expressions).
+R_REPLY = Path(__file__).parent / "r" / "reply.R"
+R_REPLY_INIT = f"sys.source({r_string(str(R_REPLY))}, envir = new.env(), keep.source = FALSE)\n"
+
+R_INIT = R_OPTIONS_INIT + R_STREAM_INIT + R_SOURCE_INIT + R_REPLY_INIT + "invisible(NULL)\n"
 
 PY_HELPER_SRC = r'''
 import ast as _ast
