@@ -92,11 +92,24 @@ async def test_run_source_render_leave_records_that_survive_a_restart(hub: HubPr
             assert py.done is not None and py.done.status == "error"
             events = [ev async for ev in s.render("report.Rmd")]
             assert events[-1].status == "ok"  # type: ignore[union-attr]
+            events = [
+                ev async for ev in s.render("report.Rmd", in_session=True, output="out/r.html")
+            ]
+            assert events[-1].status == "ok"  # type: ignore[union-attr]
+            in_session = events[-1].request_id  # type: ignore[union-attr]
 
     # Run (R): file version, inputs, environment, plot, file written, transcript
     run = _wait_done(c, wid, r_run.request_id)
     assert run["kind"] == "run" and run["command"] == "run fit.R" and run["user"] == "rita"
     assert run["via"] == "api"  # the Python client with an API token
+    # the request itself, to send again
+    assert run["request"] == {
+        "type": "execute",
+        "code": None,
+        "path": "fit.R",
+        "language": "r",
+        "mode": "run",
+    }
     assert run["language"] == "r" and run["file_version"] == 2 and run["status"] == "ok"
     fit_sha = hashlib.sha256((R_SCRIPT + "# v2\n").encode()).hexdigest()
     assert run["file_sha256"] == fit_sha
@@ -137,17 +150,31 @@ async def test_run_source_render_leave_records_that_survive_a_restart(hub: HubPr
     assert "ZeroDivisionError" in c.get(f"/api/workspaces/{wid}/runs/{src['id']}/transcript").text
 
     # Render: the document written, with its version
-    render = next(r for r in c.get(f"/api/workspaces/{wid}/runs").json() if r["kind"] == "render")
+    render = c.get(f"/api/workspaces/{wid}/runs").json()[1]
     render = _wait_done(c, wid, render["request_id"])
     assert render["command"] == "render report.Rmd" and render["status"] == "ok"
+    assert render["request"] == {
+        "type": "render",
+        "path": "report.Rmd",
+        "output": None,
+        "in_session": False,
+    }
     [doc] = _by_kind(render, "document")
     assert doc["path"] == "report.html" and doc["version"] == 1
     assert doc["detail"]["engine"] == "rmarkdown"
     assert c.get(doc["url"]).text.lstrip().lower().startswith("<!doctype html")
 
+    # rendered in the session's R, to another file
+    again = _wait_done(c, wid, in_session)
+    assert again["command"] == "render report.Rmd --in-session -o out/r.html"
+    assert [(o["kind"], o["path"]) for o in again["outputs"]] == [
+        ("file", "out/r.html"),
+        ("document", "out/r.html"),
+    ]
+
     # per workspace (newest first) and per file (ran it, or wrote it)
     listed = c.get(f"/api/workspaces/{wid}/runs").json()
-    assert [r["kind"] for r in listed] == ["render", "source", "run"]
+    assert [r["kind"] for r in listed] == ["render", "render", "source", "run"]
     assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?path=fit.R").json()] == [run["id"]]
     assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?path=doubled.csv").json()] == [
         run["id"]
@@ -155,8 +182,8 @@ async def test_run_source_render_leave_records_that_survive_a_restart(hub: HubPr
     assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs?path=report.html").json()] == [
         render["id"]
     ]
-    older = c.get(f"/api/workspaces/{wid}/runs?before={listed[0]['id']}").json()
-    assert [r["id"] for r in older] == [listed[1]["id"], listed[2]["id"]]
+    older = c.get(f"/api/workspaces/{wid}/runs?before={listed[1]['id']}").json()
+    assert [r["id"] for r in older] == [listed[2]["id"], listed[3]["id"]]
     missing = c.get(f"/api/workspaces/{wid}/runs/{'0' * 32}")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "run_not_found"

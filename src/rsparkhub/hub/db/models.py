@@ -249,6 +249,8 @@ class Run(Base):
     command: Mapped[str] = mapped_column(Text)
     # where it was asked for: ide (a browser), cli (``rsparkhub run``/``render``), api
     via: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the client request it answers, without its id (what a re-run sends again)
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     file_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     file_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # every workspace file (path, version, sha256) when it started: a JSON blob

@@ -30,7 +30,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
@@ -83,13 +83,18 @@ def transcript_text(ev: P.Event) -> str:
     return ""
 
 
-def command_of(ev: P.InputEvent, via: str | None) -> str:
-    """``run fit.R``; what was typed for a run asked for by ``rsparkhub run``/``render``."""
+def command_of(ev: P.InputEvent, via: str | None, request: dict[str, Any]) -> str:
+    """``run fit.R``, ``render report.Rmd --in-session``; what was typed for a run asked for
+    by ``rsparkhub run``/``render``."""
+    flags = ""
+    if ev.mode == "render":
+        flags += " --in-session" if request.get("in_session") else ""
+        flags += f" -o {request['output']}" if request.get("output") else ""
     if via == "cli":
         if ev.mode == "render":
-            return f"rsparkhub render {ev.path}"
+            return f"rsparkhub render {ev.path}{flags}"
         return f"rsparkhub run {ev.path}" + (" --mode source" if ev.mode == "source" else "")
-    return f"{ev.mode} {ev.path}"
+    return f"{ev.mode} {ev.path}{flags}"
 
 
 class RunRecords:
@@ -98,13 +103,14 @@ class RunRecords:
         self.blobs = blobs
         self.spawner = spawner
         self._active: dict[tuple[str, str], _Active] = {}  # (session id, request id)
-        self._via: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # requests asked for, not started yet: (via, the request without its id)
+        self._asked: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
 
-    def requested(self, session_id: str, request_id: str, via: str) -> None:
+    def requested(self, session_id: str, req: P.ExecuteRequest | P.RenderRequest, via: str) -> None:
         """A client asked for a recorded request (the relay): ``via`` is ide, cli or api."""
-        self._via[(session_id, request_id)] = via
-        while len(self._via) > MAX_WAITING:
-            self._via.popitem(last=False)
+        self._asked[(session_id, req.id)] = (via, req.model_dump(exclude={"id"}))
+        while len(self._asked) > MAX_WAITING:
+            self._asked.popitem(last=False)
 
     # ------------------------------------------------------------------ hub start
 
@@ -166,7 +172,13 @@ class RunRecords:
             await self._finish(active, ev)
 
     async def _start(self, live: LiveSession, ev: P.InputEvent) -> None:
-        via = self._via.pop((live.id, ev.request_id), None)
+        via, request = self._asked.pop((live.id, ev.request_id), (None, None))
+        if request is None:  # asked for before a hub restart: what the input event says
+            request = (
+                {"type": "render", "path": ev.path}
+                if ev.mode == "render"
+                else {"type": "execute", "path": ev.path, "mode": ev.mode, "language": ev.language}
+            )
         async with self.db.session() as db:
             files = (
                 await db.execute(
@@ -187,8 +199,9 @@ class RunRecords:
                 kind=ev.mode,
                 language=ev.language,
                 path=ev.path or "",
-                command=command_of(ev, via),
+                command=command_of(ev, via, request),
                 via=via,
+                request=request,
                 file_version=own["version"] if own else None,
                 file_sha256=own["sha256"] if own else None,
                 inputs_sha256=inputs,

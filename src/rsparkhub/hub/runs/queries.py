@@ -58,6 +58,7 @@ def run_info(run: Run, env: RunEnvironment | None, outputs: list[dict[str, Any]]
         "path": run.path,
         "command": run.command,
         "via": run.via,
+        "request": run.request,
         "file_version": run.file_version,
         "file_sha256": run.file_sha256,
         "inputs_sha256": run.inputs_sha256,
