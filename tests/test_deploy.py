@@ -715,7 +715,12 @@ def test_session_network_policy(version: str) -> None:
 
 
 # ---------------------------------------------------------------------------- images
-DOCKERFILES = ("hub.Dockerfile", "session-r.Dockerfile", "session-python.Dockerfile")
+DOCKERFILES = (
+    "hub.Dockerfile",
+    "session-r.Dockerfile",
+    "session-r-debian.Dockerfile",
+    "session-python.Dockerfile",
+)
 
 
 def test_dockerfiles_pass_hadolint() -> None:

@@ -41,6 +41,8 @@ removed afterwards.
   and stop still works.
 * Every overlay of deploy/kustomize through a server-side dry run (admission and the
   server's own schema).
+* With ``RSPARKHUB_K8S_R_IMAGE`` (docker/session-r-debian.Dockerfile) and a hub host: R code
+  runs in an R session pod through a real hub.
 
 A stopped pod ends Succeeded with exit code 0, except that the kubelet can remove the
 stopped container before reporting its exit (kubernetes/kubernetes#104107): the hub then
@@ -450,6 +452,58 @@ async def test_a_session_through_a_real_hub(tmp_path: Path) -> None:
             async with c.attach(wid) as s:
                 assert s.session_id == sid
                 assert (await s.run("print('adopted')", language="python")).stdout == "adopted\n"
+            stopped = await c.stop_session(wid)
+            assert stopped["state"] == "stopped", stopped
+            assert stopped_cleanly(stopped["exit_code"], stopped["exit_code"], stopped["reason"])
+    finally:
+        hub.close()
+
+
+R_IMAGE = os.environ.get("RSPARKHUB_K8S_R_IMAGE", "")
+
+
+@pytest.mark.skipif(
+    not (HUB_HOST and R_IMAGE),
+    reason="set RSPARKHUB_K8S_R_IMAGE to an R session image the cluster can pull "
+    "(docker/session-r-debian.Dockerfile: scripts/k8s-lab.sh images session-r-debian) and "
+    "RSPARKHUB_K8S_HUB_HOST to run R in a session pod",
+)
+async def test_an_r_session_pod_runs_r_code(tmp_path: Path) -> None:
+    """The R session image in a session pod, through a real hub: IRkernel runs R code,
+    ggplot2 and DBI load, reticulate reaches the image's Python, and stop ends it."""
+    bind = HUB_HOST if _is_local_address(HUB_HOST) else "0.0.0.0"
+    hub = HubProcess(
+        tmp_path / "data",
+        {
+            "RSPARKHUB_HOST": bind,
+            "RSPARKHUB_SPAWNER": "kubernetes",
+            "RSPARKHUB_KUBERNETES_CREDENTIALS": "kubeconfig",
+            "KUBECONFIG": str(HUB_KUBECONFIG["path"]),
+            "RSPARKHUB_KUBERNETES_NAMESPACE": NS,
+            "RSPARKHUB_KUBERNETES_IMAGE": R_IMAGE,
+            "RSPARKHUB_KUBERNETES_SERVICE_ACCOUNT": SESSION_SA,
+            "RSPARKHUB_SESSION_LANGUAGES": "r,python",
+        },
+    )
+    hub.env["RSPARKHUB_KUBERNETES_HUB_URL"] = f"ws://{HUB_HOST}:{hub.port}/agent/ws"
+    if bind != "0.0.0.0":
+        hub.url = f"http://{bind}:{hub.port}"
+    hub.start()
+    try:
+        token = hub.make_user("rita")
+        async with HubClient(hub.url, token, timeout=300) as c:
+            wid = (await c.ensure_workspace("cluster-r"))["id"]
+            async with c.attach(wid) as s:
+                r = await s.run("1+1", language="r", timeout=600)
+                assert r.ok and r.results[0].data["text/plain"] == "[1] 2", r
+                r = await s.run(
+                    'for (p in c("ggplot2", "DBI", "RPostgreSQL", "rmarkdown")) '
+                    "library(p, character.only = TRUE); "
+                    'cat(R.version$major, reticulate::py_eval("6 * 7"), "\\n")',
+                    language="r",
+                    timeout=300,
+                )
+                assert r.ok and r.stdout.split() == ["4", "42"], "\n".join(map(repr, r.events))
             stopped = await c.stop_session(wid)
             assert stopped["state"] == "stopped", stopped
             assert stopped_cleanly(stopped["exit_code"], stopped["exit_code"], stopped["reason"])
