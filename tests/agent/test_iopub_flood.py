@@ -224,3 +224,30 @@ async def test_ipykernel_iopub_waits_instead_of_dropping(pykernel: Kernel) -> No
     )
     assert reply["status"] == "ok"
     assert "".join(out).strip() == str(IOPUB_HWM)
+
+
+async def test_a_flush_per_line_is_coalesced_and_keeps_order(pykernel: Kernel) -> None:
+    """``print(..., flush=True)`` in a loop: every line arrives, in order, before ``idle``,
+    in far fewer messages than flushes (a flush waits for the iopub thread at most once
+    per FLUSH_GAP_S); a flush after a pause is still sent at once."""
+    n = 20_000
+    msgs: list[dict[str, Any]] = []
+    code = f"for i in range({n}):\n    print(f'{{i:09d}}', flush=True)\nprint('end', flush=True)\n"
+    reply = await asyncio.wait_for(pykernel.execute(code, msgs.append), 120)
+    assert reply["status"] == "ok"
+    streams = [m["content"]["text"] for m in msgs if m["msg_type"] == "stream"]
+    assert "".join(streams) == "".join(f"{i:09d}\n" for i in range(n)) + "end\n"
+    assert msgs[-1]["content"] == {"execution_state": "idle"}
+    assert len(streams) <= n // 5, len(streams)
+
+    # a lone flush before a long pause goes out during the pause, not at its end
+    arrived: dict[str, float] = {}
+
+    def seen(m: dict[str, Any]) -> None:
+        if m["msg_type"] == "stream" or m["content"].get("execution_state") == "idle":
+            arrived.setdefault(m["msg_type"], time.monotonic())
+
+    code = "import time\nprint('a', flush=True)\ntime.sleep(2)\n"
+    reply = await asyncio.wait_for(pykernel.execute(code, seen), 30)
+    assert reply["status"] == "ok" and set(arrived) == {"stream", "status"}
+    assert arrived["status"] - arrived["stream"] > 1.0  # sent before the 2 s sleep ended

@@ -13,6 +13,10 @@ Output must be neither lost nor held in memory without bound, so for ipykernel-b
 * messages other threads hand ipykernel's iopub thread (bash_kernel's output, display data)
   wait while more than ``IOPUB_QUEUE_MSGS`` are queued there;
 * IPython 9's copy of every cell's printed text (``history_manager.outputs``) is not kept;
+* a ``flush()`` waits for the iopub thread at most once per ``FLUSH_GAP_S``: one called
+  sooner hands the iopub thread one flush (unless one is already waiting there) and
+  returns, so a loop that flushes every line costs no thread round trip per line, while
+  iopub's order (the text before anything sent after the flush, ``idle`` included) holds;
 * the agent's SUB socket takes at most ``IOPUB_HWM`` messages (``RCVHWM``).
 
 So when the agent stops reading iopub (its outbox is full: the hub has not acknowledged
@@ -46,6 +50,7 @@ KERNEL_NAMES: dict[str, str] = {"r": "ir", "python": "python3", "bash": "bash"}
 IOPUB_HWM = 16
 IOPUB_QUEUE_MSGS = 64
 KERNEL_BUFFER_BYTES = 256 * 1024
+FLUSH_GAP_S = 0.01
 
 _IPYKERNEL_LAUNCHER = f"""\
 import sys
@@ -85,6 +90,24 @@ try:
         if t is not None and len(self._events) > {IOPUB_QUEUE_MSGS}:
             _wait_for(self, t)
 
+    import time
+    _flush_sync = _io.OutStream.flush
+    def flush(self):
+        pt = self.pub_thread
+        if _io_thread_of(pt) is None:
+            return _flush_sync(self)
+        if time.monotonic() - self.__dict__.get("_rsh_synced", -1.0) >= {FLUSH_GAP_S}:
+            _flush_sync(self)
+            self._rsh_synced = time.monotonic()
+            return
+        if self.__dict__.get("_rsh_queued"):
+            return  # the flush waiting on the iopub thread will send this text too
+        self._rsh_queued = True
+        def queued():
+            self._rsh_queued = False
+            self._flush()
+        pt.schedule(queued)
+
     _write = _io.OutStream.write
     def _drain(self, n):
         # counted per write (cheap); the buffers are measured once that many chars came
@@ -121,6 +144,7 @@ try:
     app.IPKernelApp._bind_socket = _bind_socket
     _io.IOPubThread.send_multipart = send_multipart
     _io.OutStream.write = write
+    _io.OutStream.flush = flush
 except Exception:
     pass
 """
