@@ -69,6 +69,14 @@ def test_history_lists_a_run_with_its_outputs(page: Page, shared_hub: HubProcess
     details = newest.get_by_test_id("history-details")
     expect(details.get_by_test_id("history-environment")).to_contain_text("R 4.", timeout=T_UI)
     expect(details.get_by_test_id("history-environment")).to_contain_text("packages")
+    inputs = details.get_by_test_id("history-inputs")
+    inputs.locator("summary").click()
+    expect(inputs.get_by_test_id("history-input")).to_have_count(2)  # the files when it ran
+    expect(inputs.get_by_test_id("history-input").first).to_contain_text("draw.R v1")
+    packages = page.request.get(
+        details.get_by_test_id("history-packages").get_attribute("href") or ""
+    ).json()
+    assert any(p["name"] == "IRkernel" for p in packages["languages"]["r"]["packages"])
     plot = details.get_by_test_id("history-plot")
     expect(plot).to_be_visible()
     page.wait_for_function(

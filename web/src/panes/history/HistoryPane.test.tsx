@@ -56,7 +56,12 @@ const q = (id: string) => root.querySelectorAll(`[data-testid="${id}"]`);
 
 describe("HistoryPane", () => {
   it("lists the records with their outputs and opens one", async () => {
-    const { ctx } = fakeCtx((call) => (call.path === "/api/workspaces/w1/runs" ? [record()] : undefined));
+    const { ctx } = fakeCtx((call) => {
+      if (call.path === "/api/workspaces/w1/runs") return [record()];
+      if (call.path === `/api/workspaces/w1/runs/${"a".repeat(32)}`)
+        return { ...record(), inputs: [{ path: "fit.R", version: 2, sha256: "f".repeat(64), size: 9 }] };
+      return undefined;
+    });
     await mount(<HistoryPane ctx={ctx} />, root);
     await flush();
     expect(q("history-run")).toHaveLength(1);
@@ -65,6 +70,11 @@ describe("HistoryPane", () => {
     expect(root.textContent).toContain("alice · ");
     expect(root.textContent).toContain(" · IDE");
     await act(() => (q("history-run-toggle")[0] as HTMLButtonElement).click());
+    await flush();
+    expect(q("history-input")[0]!.textContent).toBe(`fit.R v2 ${"f".repeat(12)}`);
+    expect((q("history-packages")[0] as HTMLAnchorElement).href).toBe(
+      `http://hub.test/api/workspaces/w1/runs/${"a".repeat(32)}/environment`,
+    );
     expect(q("history-environment")[0]!.textContent).toContain("R 4.2.2 (100 packages)");
     expect((q("history-plot")[0] as HTMLImageElement).src).toBe("http://hub.test/api/workspaces/w1/plots/p1");
     expect((q("history-output-link")[0] as HTMLAnchorElement).textContent).toBe("out.csv v1");

@@ -8,7 +8,16 @@ import type { AnyEvent, PaneContext } from "../../contract";
 import { errorInfo, wsPath } from "../common/api";
 import { useEvents } from "../common/useEvents";
 import "./history.css";
-import { describeEnvironment, formatDuration, formatTime, summarizeOutputs, VIA_NAMES, type RunOutput, type RunRecord } from "./runs";
+import {
+  describeEnvironment,
+  formatDuration,
+  formatTime,
+  summarizeOutputs,
+  VIA_NAMES,
+  type RunInput,
+  type RunOutput,
+  type RunRecord,
+} from "./runs";
 
 const RELOAD_DELAY_MS = 400;
 const LIMIT = 100;
@@ -127,6 +136,18 @@ function RunRow({ ctx, run, open, toggle }: { ctx: PaneContext; run: RunRecord; 
 
 function RunDetails({ ctx, run }: { ctx: PaneContext; run: RunRecord }) {
   const transcript = ctx.api.url(`${wsPath(ctx, "runs", run.id)}/transcript`);
+  const environment = ctx.api.url(`${wsPath(ctx, "runs", run.id)}/environment`);
+  const [inputs, setInputs] = useState<RunInput[] | null>(null);
+  useEffect(() => {
+    let live = true;
+    ctx.api.get<{ inputs: RunInput[] }>(wsPath(ctx, "runs", run.id)).then(
+      (r) => live && setInputs(Array.isArray(r.inputs) ? r.inputs : []),
+      () => live && setInputs([]),
+    );
+    return () => {
+      live = false;
+    };
+  }, [run.id]);
   return (
     <div class="rp-history-details" data-testid="history-details">
       {run.error_code && (
@@ -140,7 +161,17 @@ function RunDetails({ ctx, run }: { ctx: PaneContext; run: RunRecord }) {
           {run.path} v{run.file_version ?? "?"} ({run.language}) with {run.input_count} workspace files
         </dd>
         <dt>Environment</dt>
-        <dd data-testid="history-environment">{describeEnvironment(run.environment)}</dd>
+        <dd>
+          <span data-testid="history-environment">{describeEnvironment(run.environment)}</span>
+          {run.environment.id && (
+            <>
+              {" "}
+              <a class="rp-link" href={environment} target="_blank" rel="noopener" data-testid="history-packages">
+                every package
+              </a>
+            </>
+          )}
+        </dd>
         <dt>Transcript</dt>
         <dd>
           {run.transcript.sha256 ? (
@@ -152,6 +183,18 @@ function RunDetails({ ctx, run }: { ctx: PaneContext; run: RunRecord }) {
           )}
         </dd>
       </dl>
+      {inputs && inputs.length > 0 && (
+        <details class="rp-history-inputs" data-testid="history-inputs">
+          <summary>Workspace files when it started ({inputs.length})</summary>
+          <ul>
+            {inputs.map((f) => (
+              <li key={f.path} class="rp-mono" data-testid="history-input">
+                {f.path} v{f.version} <span class="rp-muted">{f.sha256.slice(0, 12)}</span>
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
       <ul class="rp-history-outputs">
         {run.outputs.map((o, i) => (
           <OutputItem key={i} ctx={ctx} output={o} />

@@ -49,6 +49,14 @@ export interface RunRecord {
 
 export const VIA_NAMES: Record<string, string> = { ide: "IDE", cli: "rsparkhub command", api: "API" };
 
+/** One workspace file when the run started (``GET …/runs/{id}``'s ``inputs``). */
+export interface RunInput {
+  path: string;
+  version: number;
+  sha256: string;
+  size: number;
+}
+
 const LANGUAGE_NAMES: Record<string, string> = { r: "R", python: "Python", bash: "bash" };
 
 /** "1.2 s", "340 ms", "2 min 5 s"; running: "…". */
