@@ -102,6 +102,10 @@ describe("HistoryPane", () => {
     expect(calls.at(-1)!.query).toEqual({ path: "out.csv", limit: 100 });
     expect(q("history-run")).toHaveLength(1);
     const before = n;
+    await act(() => bus.emit({ type: "done", request_id: "console-line", status: "ok" })); // not a record
+    await act(() => new Promise((r) => setTimeout(r, 500)));
+    expect(n).toBe(before);
+    await act(() => bus.emit({ type: "input", request_id: "r9", user: "u", mode: "run", path: "fit.R" }));
     await act(() => bus.emit({ type: "done", request_id: "r9", status: "ok" }));
     await act(() => new Promise((r) => setTimeout(r, 500)));
     await flush();

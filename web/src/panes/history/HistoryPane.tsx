@@ -30,6 +30,8 @@ export function HistoryPane({ ctx }: { ctx: PaneContext }) {
   const [path, setPath] = useState<string>("");
   const [reloads, setReloads] = useState(0);
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  /** request ids of records (seen starting, or listed): a console line's `done` is not one */
+  const recorded = useRef(new Set<string>());
 
   useEffect(() => {
     let live = true;
@@ -38,6 +40,7 @@ export function HistoryPane({ ctx }: { ctx: PaneContext }) {
       (r) => {
         if (!live) return;
         setRuns(r);
+        for (const run of r) recorded.current.add(run.request_id);
         setError("");
         if (!path) setFiles(filesOf(r));
       },
@@ -52,8 +55,9 @@ export function HistoryPane({ ctx }: { ctx: PaneContext }) {
 
   // A record starts with its `input`, ends with `done`; its environment may come after.
   useEvents(ctx.events, (ev: AnyEvent) => {
-    const recorded = (ev.type === "input" && ev.mode !== "console") || ev.type === "done" || ev.type === "environment";
-    if (!recorded) return;
+    if (ev.type === "input" && ev.mode !== "console") recorded.current.add(ev.request_id);
+    else if (ev.type === "done" && recorded.current.has(ev.request_id)) recorded.current.delete(ev.request_id);
+    else if (ev.type !== "environment") return;
     if (timer.current) clearTimeout(timer.current);
     timer.current = setTimeout(() => setReloads((n) => n + 1), RELOAD_DELAY_MS);
   });
