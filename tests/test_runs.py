@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -246,6 +247,11 @@ def test_rsparkhub_run_is_recorded_and_listed_by_rsparkhub_runs(
     assert f"run        {run['id']}" in shown.stdout
     assert "fit.R v1" in shown.stdout and "doubled.csv v1" in shown.stdout
     assert "r          4." in shown.stdout
+
+    with_packages = cli("runs", "show", run["id"], "--packages")
+    assert with_packages.returncode == 0, with_packages.stderr
+    assert re.search(r"^r +IRkernel +\d", with_packages.stdout, re.M)
+    assert re.search(r"^python +ipykernel +\d", with_packages.stdout, re.M)
 
     by_file = cli("runs", "list", "--file", "doubled.csv", "--json")
     assert [r["id"] for r in json.loads(by_file.stdout)] == [run["id"]]

@@ -468,6 +468,9 @@ def runs_show(
     workspace: str = RunsWorkspace,
     project: str = RunsProject,
     as_json: bool = typer.Option(False, "--json", help="The record as JSON."),
+    with_packages: bool = typer.Option(
+        False, "--packages", help="Also every package of its environment, with its version."
+    ),
     url: str = UrlOpt,
     token: str = TokenOpt,
 ) -> None:
@@ -478,7 +481,9 @@ def runs_show(
 
     name = workspace or Path.cwd().name
     raise typer.Exit(
-        _client_call(url, lambda: show_run(url, token, name, project, run_id, as_json))
+        _client_call(
+            url, lambda: show_run(url, token, name, project, run_id, as_json, with_packages)
+        )
     )
 
 

@@ -74,6 +74,15 @@ def details(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def packages(env: dict[str, Any]) -> str:
+    """Every package of an environment snapshot, one per line: language, name, version."""
+    lines = []
+    for lang, info in sorted((env.get("languages") or {}).items()):
+        for p in info.get("packages") or []:
+            lines.append(f"{lang:<7} {p['name']:<32} {p['version']}")
+    return "\n".join(lines)
+
+
 async def _workspace_id(hub: HubClient, workspace: str, project: str) -> str:
     return str((await hub.find_workspace(workspace, project))["id"])
 
@@ -95,7 +104,13 @@ async def list_runs(
 
 
 async def show_run(
-    url: str, token: str, workspace: str, project: str, run_id: str, as_json: bool
+    url: str,
+    token: str,
+    workspace: str,
+    project: str,
+    run_id: str,
+    as_json: bool,
+    with_packages: bool = False,
 ) -> int:
     async with HubClient(url, token) as hub:
         wid = await _workspace_id(hub, workspace, project)
@@ -106,6 +121,10 @@ async def show_run(
             if len(matches) == 1:
                 run_id = matches[0]
         run = await hub.run_record(wid, run_id)
-    sys.stdout.write(json.dumps(run, indent=2) if as_json else details(run))
+        env = await hub.run_environment(wid, run["id"]) if with_packages else None
+    if as_json:
+        sys.stdout.write(json.dumps({**run, "packages": env} if env else run, indent=2))
+    else:
+        sys.stdout.write(details(run) + (f"\npackages\n{packages(env)}" if env else ""))
     sys.stdout.write("\n")
     return 0
