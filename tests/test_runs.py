@@ -373,3 +373,27 @@ async def test_a_run_goes_on_being_recorded_across_a_hub_crash(hub: HubProcess) 
         "bytes": run["transcript"]["bytes"],
         "complete": False,
     }
+
+
+@pytest.fixture
+def python_only_hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub whose sessions offer Python only (``session_languages``)."""
+    yield from _hub(tmp_path / "data", {"RSPARKHUB_SESSION_LANGUAGES": "python"})
+
+
+async def test_a_run_that_cannot_start_is_recorded_as_failed(python_only_hub: HubProcess) -> None:
+    """An R file in a session without R: the run never starts, and its record says why."""
+    hub = python_only_hub
+    token = hub.make_user("nora")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("no-r"))["id"]
+        await h.upload(wid, {"fit.R": R_SCRIPT.encode()})
+        async with h.attach(wid) as s:
+            result = await s.run(path="fit.R", mode="source")
+    assert result.done is not None and result.done.error_code == "language_unavailable"
+    [run] = c.get(f"/api/workspaces/{wid}/runs").json()
+    assert run["status"] == "failed" and run["error_code"] == "language_unavailable"
+    assert run["command"] == "source fit.R" and run["language"] == "r" and run["user"] == "nora"
+    assert run["file_version"] == 1 and run["via"] == "api"
+    assert "No r kernel" in run["message"]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from rsparkhub import protocol as P
+from rsparkhub.filetypes import language_for_path
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import File, Run, RunEnvironment, RunOutput
@@ -103,12 +104,14 @@ class RunRecords:
         self.blobs = blobs
         self.spawner = spawner
         self._active: dict[tuple[str, str], _Active] = {}  # (session id, request id)
-        # requests asked for, not started yet: (via, the request without its id)
-        self._asked: OrderedDict[tuple[str, str], tuple[str, dict[str, Any]]] = OrderedDict()
+        # requests asked for, not started yet: (via, the request without its id, the user)
+        self._asked: OrderedDict[tuple[str, str], tuple[str, dict[str, Any], str]] = OrderedDict()
 
-    def requested(self, session_id: str, req: P.ExecuteRequest | P.RenderRequest, via: str) -> None:
+    def requested(
+        self, session_id: str, req: P.ExecuteRequest | P.RenderRequest, via: str, user: str
+    ) -> None:
         """A client asked for a recorded request (the relay): ``via`` is ide, cli or api."""
-        self._asked[(session_id, req.id)] = (via, req.model_dump(exclude={"id"}))
+        self._asked[(session_id, req.id)] = (via, req.model_dump(exclude={"id"}), user)
         while len(self._asked) > MAX_WAITING:
             self._asked.popitem(last=False)
 
@@ -150,6 +153,8 @@ class RunRecords:
             await self._environment(live, ev)
             return
         active = self._active.get((live.id, rid)) if rid else None
+        if active is None and isinstance(ev, P.DoneEvent):
+            active = await self._never_started(live, ev)
         if active is None:
             return
         text = transcript_text(ev)
@@ -171,8 +176,30 @@ class RunRecords:
         elif isinstance(ev, P.DoneEvent):
             await self._finish(active, ev)
 
+    async def _never_started(self, live: LiveSession, done: P.DoneEvent) -> _Active | None:
+        """A recorded request that ended without starting (no kernel for its language, the
+        session stopped first): recorded too, from the request, so that it can end."""
+        asked = self._asked.get((live.id, done.request_id))
+        if asked is None:
+            return None
+        _via, request, user = asked
+        path = str(request.get("path") or "")
+        render = request.get("type") == "render"
+        language = request.get("language") or language_for_path(path) or "r"
+        await self._start(
+            live,
+            P.InputEvent(
+                request_id=done.request_id,
+                user=user,
+                language=language,
+                mode="render" if render else request.get("mode", "run"),
+                path=path,
+            ),
+        )
+        return self._active.get((live.id, done.request_id))
+
     async def _start(self, live: LiveSession, ev: P.InputEvent) -> None:
-        via, request = self._asked.pop((live.id, ev.request_id), (None, None))
+        via, request, _user = self._asked.pop((live.id, ev.request_id), (None, None, None))
         if request is None:  # asked for before a hub restart: what the input event says
             request = (
                 {"type": "render", "path": ev.path}

@@ -211,7 +211,7 @@ class ClientRelay:
                 path=req.path,
             )
             if mode in RECORDED_MODES:
-                self.runs.requested(live.id, req, asked_via(conn.ws))
+                self.runs.requested(live.id, req, asked_via(conn.ws), conn.user)
         live.touch()
         try:
             await live.send_agent(P.dump(P.ForwardedRequest(user=conn.user, request=req)))
