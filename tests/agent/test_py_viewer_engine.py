@@ -63,6 +63,9 @@ def big_frame(n: int = N, seed: int = 5) -> pd.DataFrame:
             "s": pd.Series(words[rng.integers(0, 6, n)], dtype="str"),
             "o": pd.Series(words[rng.integers(0, 6, n)], dtype=object),
             "id": pd.Series([f"ID{k:06d}" for k in range(n)], dtype="str"),
+            "uni": pd.Series(  # distinct text: matched in place, not on distinct values
+                [None if k % 11 == 0 else f"{words[k % 4]}-{k}" for k in range(n)], dtype="str"
+            ),
             "cat": pd.Categorical.from_codes(rng.integers(-1, 3, n), ["lo", "Mid", "hi"]),
             "flag": rng.random(n) < 0.3,
         }
@@ -320,6 +323,6 @@ def test_the_engine_paths_are_taken(
     assert engine.decimal_contains(np, df["f"].to_numpy(), "5") is None
     assert engine.datetime_contains(np, df["day"].to_numpy(), "5") is not None
     assert engine.datetime_contains(np, df["ts"].to_numpy(), "5") is None
-    assert engine.arrow_text_contains(np, df["s"], "a") is not None
+    assert engine.arrow_text_contains(np, df["uni"], "a") is not None
     assert engine.arrow_text_contains(np, df["o"], "a") is None
     assert engine.arrow_sort_codes(np, df["s"]) is not None

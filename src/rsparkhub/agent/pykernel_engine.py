@@ -6,8 +6,8 @@ value, and sorts that order only the rows a page needs.
 * Floats that are decimals with few places (prices, rounded measures, whole numbers) and
   datetimes at midnight: the distinct values of their range are formatted once (a table of
   at most ``TABLE_MAX`` entries) and the rows look their answer up.
-* Arrow-backed text (pandas' ``str`` dtype, Arrow frames): polars matches it in place
-  (zero copy), without lower-casing when the needle has no letters.
+* Arrow-backed text (pandas' ``str`` dtype) that does not repeat: polars matches it in
+  place (zero copy), with a case-insensitive regex when the needle has letters.
 * Columns of one search are matched side by side on two threads (numpy and polars release
   the GIL).
 * Sorts: the rows a page needs are found by partitioning the leading key (``O(n)``), and
@@ -210,9 +210,12 @@ def arrow_text_contains(np: Any, s: Any, needle: str) -> Any:
         return None
     if col.dtype != pl.String:
         return None
-    if needle != needle.upper() or needle != needle.lower():
-        col = col.str.to_lowercase()
-    hit = col.str.contains(needle, literal=True).fill_null(False).to_numpy()
+    if needle != needle.upper():  # letters: a case-insensitive regex, no lower-cased copy
+        import re
+
+        hit = col.str.contains("(?i)" + re.escape(needle)).fill_null(False).to_numpy()
+    else:
+        hit = col.str.contains(needle, literal=True).fill_null(False).to_numpy()
     return hit if hit.flags.writeable else hit.copy()
 
 

@@ -164,7 +164,8 @@ class _PandasTable(_Table):
         Columns with many repeated values match their distinct values only."""
         np = self.np
         n = len(s)
-        fast = self._engine_contains(s, fam, needle) if n >= ENGINE_MIN_ROWS else None
+        big = n >= ENGINE_MIN_ROWS
+        fast = self._engine_contains(s, fam, needle) if big and fam != "string" else None
         if fast is not None:
             return fast & ~s.isna().to_numpy() if s.hasnans else fast
         if n > 50_000:
@@ -184,14 +185,15 @@ class _PandasTable(_Table):
                 ok = codes >= 0
                 m[ok] = hit[codes[ok]]
                 return m
+        fast = engine.arrow_text_contains(self.np, s, needle) if big and fam == "string" else None
+        if fast is not None:  # text that does not repeat: matched in place
+            return fast
         return self._contains(s, fam, needle) & ~s.isna().to_numpy()
 
     def _engine_contains(self, s: Any, fam: str, needle: str) -> Any:
         """``pykernel_engine``'s answer for a large column, or None when it has none."""
         np = self.np
         dt = s.dtype
-        if fam == "string":
-            return engine.arrow_text_contains(np, s, needle)
         if not isinstance(dt, np.dtype):
             return None
         if dt.kind == "b":
