@@ -67,6 +67,7 @@ def big_frame(n: int = N, seed: int = 5) -> pd.DataFrame:
                 [None if k % 11 == 0 else f"{words[k % 4]}-{k}" for k in range(n)], dtype="str"
             ),
             "cat": pd.Categorical.from_codes(rng.integers(-1, 3, n), ["lo", "Mid", "hi"]),
+            "icat": pd.Categorical(rng.integers(0, 60, n) * 7),  # categories that are numbers
             "flag": rng.random(n) < 0.3,
         }
     )

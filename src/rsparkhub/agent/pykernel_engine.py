@@ -122,10 +122,8 @@ def _table_lookup(np: Any, codes: Any, valid: Any, table_hit: Any) -> Any:
     return out
 
 
-def decimal_contains(np: Any, arr: Any, needle: str) -> Any:
-    """For a float column whose finite values are decimals with at most 3 places in a range
-    of at most ``TABLE_MAX`` steps: which values' ``repr`` contains ``needle``, through a table
-    of the range's values; None for other columns (the caller formats every value)."""
+def decimal_places(np: Any, arr: Any) -> int | None:
+    """The decimal places (0-3) a sample of the float64 column ``arr`` fits, or None."""
     n = len(arr)
     if n < ENGINE_MIN_ROWS or arr.dtype != np.float64:
         return None
@@ -133,11 +131,46 @@ def decimal_contains(np: Any, arr: Any, needle: str) -> Any:
     probe = probe[np.isfinite(probe)]
     for places in (0, 1, 2, 3):
         scale = 10.0**places
-        scaled = np.rint(probe * scale)
-        if len(probe) and np.array_equal(scaled / scale, probe):
-            break
-    else:
+        if len(probe) and np.array_equal(np.rint(probe * scale) / scale, probe):
+            return places
+    return None
+
+
+def floats_contain(np: Any, arrays: list[Any], needle: str) -> list[Any] | None:
+    """For float columns (1-D numpy arrays): which values' ``repr`` contains ``needle``,
+    NaN never; formatted by polars in one query (its threads, the GIL released), values
+    whose polars text differs from ``repr`` (magnitudes below 1e-4, non-finite) by ``repr``.
+    None when polars is missing."""
+    pl = _engine()
+    if pl is None:
         return None
+    cols = [a.astype(np.float64) if a.dtype != np.float64 else a for a in arrays]
+    frame = pl.DataFrame({f"c{i}": a for i, a in enumerate(cols)})
+    found = frame.select(
+        pl.col(name).cast(pl.String).str.contains(needle, literal=True).fill_null(False)
+        for name in frame.columns
+    )
+    out = []
+    for i, arr in enumerate(cols):
+        hit = found.get_column(f"c{i}").to_numpy()
+        if not hit.flags.writeable:
+            hit = hit.copy()
+        with np.errstate(invalid="ignore"):
+            odd = np.flatnonzero(~(np.isfinite(arr) & ((arr == 0) | (np.abs(arr) >= 1e-4))))
+        if len(odd):
+            hit[odd] = [v == v and needle in repr(v) for v in arr[odd].tolist()]
+        out.append(hit)
+    return out
+
+
+def decimal_contains(np: Any, arr: Any, needle: str) -> Any:
+    """For a float column whose finite values are decimals with at most 3 places in a range
+    of at most ``TABLE_MAX`` steps: which values' ``repr`` contains ``needle``, through a table
+    of the range's values; None for other columns (the caller formats every value)."""
+    places = decimal_places(np, arr)
+    if places is None:
+        return None
+    scale = 10.0**places
     with np.errstate(invalid="ignore", over="ignore"):
         finite = np.isfinite(arr)
         m = np.rint(np.where(finite, arr, 0.0) * scale)
@@ -246,6 +279,29 @@ def arrow_sort_codes(np: Any, s: Any) -> Any:
     if len(rank) == 0:
         return np.zeros(len(s), dtype=np.int64)
     return rank[codes]
+
+
+def search_columns(
+    np: Any,
+    n: int,
+    floats: list[Any],
+    tasks: list[Callable[[], Any]],
+    needle: str,
+    fallback: Callable[[Any], Any],
+) -> Any:
+    """Rows where one column matches: the float Series ``floats`` formatted together by
+    :func:`floats_contain` (``fallback(series)`` without polars), first, side by side with
+    ``tasks`` (each gives a column's mask)."""
+
+    def formatted() -> list[Any]:
+        hits = floats_contain(np, [s.to_numpy() for s in floats], needle)
+        return hits if hits is not None else [fallback(s) for s in floats]
+
+    hit = np.zeros(n, dtype=bool)
+    for m in run_side_by_side(([formatted] if floats else []) + tasks):
+        for part in m if isinstance(m, list) else [m]:
+            hit |= part
+    return hit
 
 
 def run_side_by_side(tasks: list[Callable[[], Any]]) -> list[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 from typing import Any
 
 from rsparkhub.agent import pykernel_engine as engine
@@ -165,6 +166,18 @@ class _PandasTable(_Table):
         np = self.np
         n = len(s)
         big = n >= ENGINE_MIN_ROWS
+        if fam == "category":  # the labels once, looked up by code
+            codes = np.asarray(s.cat.codes)
+            labels = self._contains(self.pd.Series(s.cat.categories), "category", needle)
+            m = np.zeros(n, dtype=bool)
+            ok = codes >= 0
+            m[ok] = np.asarray(labels, dtype=bool)[codes[ok]]
+            return m
+        if big and fam == "string" and needle == needle.upper():
+            # no letters: a literal match in place beats hashing the distinct values
+            fast = engine.arrow_text_contains(np, s, needle)
+            if fast is not None:
+                return fast
         fast = self._engine_contains(s, fam, needle) if big and fam != "string" else None
         if fast is not None:
             return fast & ~s.isna().to_numpy() if s.hasnans else fast
@@ -323,24 +336,26 @@ class _PandasTable(_Table):
 
     def _search_side_by_side(self, idx: Any, needle: str) -> Any:
         """Rows (of ``idx``, or all) where a column's text contains ``needle``: every column
-        that may contain it matched over all those rows, two columns at a time."""
+        that may contain it matched over all those rows, side by side."""
         np = self.np
-        dtypes = self.df.dtypes.tolist()
-
-        def task(j: int, fam: str) -> Any:
-            return lambda: self._search_mask(self._take(self.col(j), idx), fam, needle)
-
-        tasks = []
-        for j, dt in enumerate(dtypes):
+        floats: list[Any] = []  # formatted as text: one polars query
+        tasks: list[Any] = []
+        for j, dt in enumerate(self.df.dtypes.tolist()):
             fam = self.family(dt)
-            if _may_contain(self._charset(dt, fam), needle):
-                # floats first: formatting them is the longest task, one per thread
-                tasks.append((getattr(dt, "kind", "") != "f", j, task(j, fam)))
-        tasks.sort(key=lambda t: (t[0], t[1]))
+            if not _may_contain(self._charset(dt, fam), needle):
+                continue
+            s = self._take(self.col(j), idx)
+            if (
+                isinstance(dt, np.dtype)
+                and dt.kind == "f"
+                and engine.decimal_places(np, s.to_numpy()) is None
+            ):
+                floats.append(s)
+            else:
+                tasks.append(functools.partial(self._search_mask, s, fam, needle))
         n = self.nrow() if idx is None else len(idx)
-        hit = np.zeros(n, dtype=bool)
-        for m in engine.run_side_by_side([t for _, _, t in tasks]):
-            hit |= m
+        fallback = functools.partial(self._search_mask, fam="number", needle=needle)
+        hit = engine.search_columns(np, n, floats, tasks, needle, fallback)
         return np.flatnonzero(hit) if idx is None else idx[hit]
 
     def page(self, index: Any, offset: int, limit: int) -> tuple[list[list[Any]], list[str]]:
