@@ -65,7 +65,12 @@ from rsparkhub.hub.spawners.k8s_objects import (
     session_identity,
 )
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile, parse_quantity
-from rsparkhub.hub.spawners.k8s_status import PodView, describe_exit, progress_line
+from rsparkhub.hub.spawners.k8s_status import (
+    STATUS_UNKNOWN,
+    PodView,
+    describe_exit,
+    progress_line,
+)
 from rsparkhub.hub.spawners.k8s_watch import Watcher
 
 if TYPE_CHECKING:
@@ -474,7 +479,8 @@ class KubernetesSpawner:
             except TimeoutError:
                 pass
         if view is not None and view.terminated is not None:
-            return view.terminated[0]
+            # 137 with ContainerStatusUnknown is the kubelet's placeholder, not an exit
+            return None if view.terminated[1] == STATUS_UNKNOWN else view.terminated[0]
         gone = self._cache.gone.get(name)
         return gone.code if gone else None
 
