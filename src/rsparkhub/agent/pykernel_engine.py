@@ -9,7 +9,7 @@ value, and sorts that order only the rows a page needs.
 * Arrow-backed text (pandas' ``str`` dtype) that does not repeat: polars matches it in
   place (zero copy), with a case-insensitive regex when the needle has letters.
 * Columns of one search are matched side by side on two threads (numpy and polars release
-  the GIL).
+  the GIL); floats that need their text are formatted together in one polars query.
 * Sorts: the rows a page needs are found by partitioning the leading key (``O(n)``), and
   only those are sorted (:func:`stable_prefix`); a page further down extends the prefix.
 
