@@ -127,7 +127,8 @@ async def _python_state(s: Any) -> dict[str, Any]:
 
 
 async def test_viewer_socket_requests_run_no_code(shared_hub: HubProcess, shared: Shared) -> None:
-    """Every request type of the protocol, sent by a viewer: only ``ping`` is answered;
+    """Every request type of the protocol, sent by a viewer: only ``ping`` and ``focus``
+    (which reaches no session) are answered;
     execute, render, completion and is_complete are refused with ``viewer_cannot_run_code``
     (they would reach a kernel), interrupt and restart with ``forbidden``."""
     wid = shared.workspace_id
@@ -166,7 +167,10 @@ async def test_viewer_socket_requests_run_no_code(shared_hub: HubProcess, shared
                 (P.InterruptRequest(id="v-int"), "control"),
                 (P.RestartRequest(id="v-restart", language="python"), "control"),
             ]
-            kinds = {type(req).model_fields["type"].default for req, _ in refused} | {"ping"}
+            # answered for viewers: ping, and focus (which file they show; the session
+            # never sees it: tests/test_presence.py sends it as a viewer)
+            kinds = {type(req).model_fields["type"].default for req, _ in refused}
+            kinds |= {"ping", "focus"}
             every = {m.model_fields["type"].default for m in get_args(get_args(P.ClientRequest)[0])}
             assert kinds == every, f"classify the new request types {every - kinds} here"
             for req, what in refused:
