@@ -29,8 +29,17 @@ async def ir() -> AsyncIterator[Any]:
 
 
 async def _execute(kc: Any, code: str, exprs: dict[str, str]) -> dict[str, Any]:
+    """The reply, once the kernel is idle again: after an error IRkernel aborts whatever
+    reaches it before its idle (as the agent, the next request waits for idle)."""
     reply = await kc.execute(code, user_expressions=exprs, reply=True, timeout=60)
-    return dict(reply["content"])
+    while True:
+        msg = await kc.get_iopub_msg(timeout=30)
+        if (
+            msg["parent_header"].get("msg_id") == reply["parent_header"]["msg_id"]
+            and msg["msg_type"] == "status"
+            and msg["content"]["execution_state"] == "idle"
+        ):
+            return dict(reply["content"])
 
 
 async def test_expressions_are_evaluated_after_the_code(ir: Any) -> None:
