@@ -64,10 +64,14 @@ MIB = 1024 * 1024
 X90 = "x" * 90
 
 
+FLUSH = {"each": False}  # --flush: Python flushes every line (print(..., flush=True))
+
+
 def lines_code(language: str, n: int) -> str:
     if language == "r":
         return f'for (i in 0:{n - 1}) cat(sprintf("%08d %s\\n", i, strrep("x", 90)))'
-    return f"for i in range({n}): print(f'{{i:08d}} ' + 'x' * 90)"
+    flush = ", flush=True" if FLUSH["each"] else ""
+    return f"for i in range({n}): print(f'{{i:08d}} ' + 'x' * 90{flush})"
 
 
 # ----------------------------------------------------------------------------- 1: browser
@@ -445,7 +449,9 @@ def main() -> None:
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--budget", type=float, default=1200, help="seconds")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--flush", action="store_true", help="Python flushes every line")
     args = ap.parse_args()
+    FLUSH["each"] = args.flush
     data = main_run(args)
     publish(data, report(data), args.json)
 
