@@ -487,6 +487,51 @@ def runs_show(
     )
 
 
+@app.command()
+def rerun(
+    run_id: str = typer.Argument(..., help="A run id (or the start of one, as listed)."),
+    workspace: str = RunsWorkspace,
+    project: str = RunsProject,
+    ignore: list[str] = typer.Option(
+        [], "--ignore", help="A regular expression to mask in text before comparing (repeat)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="The report as JSON."),
+    url: str = UrlOpt,
+    token: str = TokenOpt,
+) -> None:
+    """Re-run a record in a fresh session with its recorded file versions and print the
+    diff. Exit code: 0 reproduced, 1 not reproduced, 2 error."""
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client.runs import rerun as rerun_record
+
+    name = workspace or Path.cwd().name
+    raise typer.Exit(
+        _client_call(url, lambda: rerun_record(url, token, name, project, run_id, ignore, as_json))
+    )
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(None, help="A run id (default: the workspace's last runs)."),
+    workspace: str = RunsWorkspace,
+    project: str = RunsProject,
+    output: str = typer.Option(None, "-o", "--output", help="The zip to write."),
+    url: str = UrlOpt,
+    token: str = TokenOpt,
+) -> None:
+    """Export a run (or the workspace's last runs) as a bundle that re-runs without the hub:
+    files at their recorded versions, environment files, a Dockerfile and rerun.py."""
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    from rsparkhub.client.runs import export as export_bundle
+
+    name = workspace or Path.cwd().name
+    raise typer.Exit(
+        _client_call(url, lambda: export_bundle(url, token, name, project, run_id, output))
+    )
+
+
 def _client_call(url: str, make: Any) -> int:
     """Run a client coroutine; hub errors and lost connections exit 2 with a sentence."""
     import httpx

@@ -167,6 +167,23 @@ class HubClient:
         path = f"/api/workspaces/{workspace_id}/runs/{run_id}/environment"
         return await self.request("GET", path)
 
+    async def rerun(
+        self, workspace_id: str, run_id: str, ignore: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Re-run a record in a fresh session with its recorded file versions and compare:
+        ``reproduced``, ``differences`` (each with its cause), the re-run's record id."""
+        path = f"/api/workspaces/{workspace_id}/runs/{run_id}/rerun"
+        body = {"ignore": ignore or []}
+        return await self.request("POST", path, json=body, timeout=3900)
+
+    async def export(self, workspace_id: str, run_id: str | None = None) -> bytes:
+        """The export bundle (a zip) of one run, or of the workspace's last runs."""
+        params = {"run": run_id} if run_id else {}
+        data = await self.request(
+            "GET", f"/api/workspaces/{workspace_id}/export", params=params, timeout=600
+        )
+        return bytes(data)
+
     async def upload(self, workspace_id: str, files: dict[str, bytes]) -> list[dict[str, Any]]:
         """Upload files (path → bytes); existing files get a new version."""
         out: list[dict[str, Any]] = []

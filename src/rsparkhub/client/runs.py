@@ -103,6 +103,58 @@ async def list_runs(
     return 0
 
 
+async def _full_id(hub: HubClient, wid: str, run_id: str) -> str:
+    """A run id from the start of one, as the table shows it."""
+    if len(run_id) < 32:
+        matches = [r["id"] for r in await hub.runs(wid, limit=500) if r["id"].startswith(run_id)]
+        if len(matches) == 1:
+            return str(matches[0])
+    return run_id
+
+
+async def rerun(
+    url: str,
+    token: str,
+    workspace: str,
+    project: str,
+    run_id: str,
+    ignore: list[str],
+    as_json: bool,
+) -> int:
+    """``rsparkhub rerun``: 0 reproduced, 1 not reproduced (errors exit 2 in the caller)."""
+    async with HubClient(url, token, agent="rsparkhub-cli") as hub:
+        wid = await _workspace_id(hub, workspace, project)
+        report = await hub.rerun(wid, await _full_id(hub, wid, run_id), ignore)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        from rsparkhub.reprodiff import report_text
+
+        sys.stdout.write(
+            f"re-ran {report['command']} ({report['run_id'][:12]}) as {report['rerun_id'][:12]} "
+            f"in workspace '{report['workspace']}' (project reruns)\n"
+        )
+        sys.stdout.write(report_text(report) + "\n")
+        for note in report.get("notes", []):
+            sys.stdout.write(f"  note: {note}\n")
+    return 0 if report["reproduced"] else 1
+
+
+async def export(
+    url: str, token: str, workspace: str, project: str, run_id: str | None, output: str | None
+) -> int:
+    """``rsparkhub export``: write the bundle zip."""
+    async with HubClient(url, token, agent="rsparkhub-cli") as hub:
+        wid = await _workspace_id(hub, workspace, project)
+        full = await _full_id(hub, wid, run_id) if run_id else None
+        data = await hub.export(wid, full)
+    name = output or f"{workspace}-{full[:12] if full else 'runs'}.zip"
+    with open(name, "wb") as f:
+        f.write(data)
+    sys.stdout.write(f"wrote {name} ({len(data)} bytes): unzip it and run python3 rerun.py\n")
+    return 0
+
+
 async def show_run(
     url: str,
     token: str,
@@ -114,13 +166,7 @@ async def show_run(
 ) -> int:
     async with HubClient(url, token) as hub:
         wid = await _workspace_id(hub, workspace, project)
-        if len(run_id) < 32:  # a prefix, as the table shows it
-            matches = [
-                r["id"] for r in await hub.runs(wid, limit=500) if r["id"].startswith(run_id)
-            ]
-            if len(matches) == 1:
-                run_id = matches[0]
-        run = await hub.run_record(wid, run_id)
+        run = await hub.run_record(wid, await _full_id(hub, wid, run_id))
         env = await hub.run_environment(wid, run["id"]) if with_packages else None
     if as_json:
         sys.stdout.write(json.dumps({**run, "packages": env} if env else run, indent=2))

@@ -1,17 +1,18 @@
 """Run records over HTTP: a workspace's (or one file's) records, one record with its inputs
 and outputs, its environment snapshot and its console transcript. Every member reads them
-(viewers too); nobody writes them here — they are written by the session machinery
-(``hub/runs``)."""
+(viewers too); they are written by the session machinery (``hub/runs``). A re-run
+(``hub/runs/rerun.py``) runs code, so it needs an editor or the owner."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from rsparkhub.hub.api.deps import DbDep, HubDep, ReadableWorkspace
+from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep, ReadableWorkspace, WritableWorkspace
 from rsparkhub.hub.paths import clean_path
-from rsparkhub.hub.runs import queries
+from rsparkhub.hub.runs import queries, rerun
 
 router = APIRouter(tags=["runs"])
 
@@ -57,3 +58,28 @@ async def run_environment(
 async def run_transcript(w: ReadableWorkspace, run_id: str, hub: HubDep, db: DbDep) -> Response:
     data = await queries.transcript_of(db, hub.blobs, w.id, run_id)
     return Response(data, media_type="text/plain; charset=utf-8")
+
+
+class RerunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions masked in text before comparing, added to "
+        "reprodiff.DEFAULT_IGNORE (timestamps, addresses, durations).",
+    )
+
+
+@router.post(
+    "/api/workspaces/{workspace_id}/runs/{run_id}/rerun",
+    summary="Re-run a record in a fresh session with its recorded file versions; the diff",
+)
+async def rerun_run(
+    w: WritableWorkspace,
+    run_id: str,
+    caller: CallerDep,
+    hub: HubDep,
+    db: DbDep,
+    body: RerunBody | None = None,
+) -> dict[str, Any]:
+    ignore = rerun.check_patterns(body.ignore if body else [])
+    return await rerun.rerun(hub, db, caller, w, run_id, ignore)

@@ -269,6 +269,9 @@ class Run(Base):
     transcript_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     transcript_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     transcript_complete: Mapped[bool] = mapped_column(Boolean, default=True)
+    # a re-run (``hub/runs/rerun.py``): the record it re-ran, and reprodiff's report
+    rerun_of: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    rerun_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class RunOutput(Base):

@@ -82,6 +82,8 @@ def run_info(run: Run, env: RunEnvironment | None, outputs: list[dict[str, Any]]
             "complete": run.transcript_complete,
         },
         "outputs": outputs,
+        "rerun_of": run.rerun_of,
+        "rerun": run.rerun_report,
     }
 
 

@@ -197,27 +197,41 @@ class ClientRelay:
             await conn.send_text(P.dump(refuse(code, text)))
             return
         if isinstance(req, P.ExecuteRequest | P.RenderRequest):
-            problem = await self._check_run(live, req)
+            problem = await self.submit(live, conn.user, req, asked_via(conn.ws))
             if problem is not None:
                 await conn.send_text(P.dump(refuse(*problem)))
-                return
-            mode = req.mode if isinstance(req, P.ExecuteRequest) else "render"
-            live.running[req.id] = Execution(
-                session_id=live.id,
-                request_id=req.id,
-                user=conn.user,
-                language=req.lang,
-                mode=mode,
-                path=req.path,
-            )
-            if mode in RECORDED_MODES:
-                self.runs.requested(live.id, req, asked_via(conn.ws), conn.user)
+            return
+        live.touch()
+        await live.send_agent(P.dump(P.ForwardedRequest(user=conn.user, request=req)))
+
+    async def submit(
+        self, live: LiveSession, user: str, req: P.ExecuteRequest | P.RenderRequest, via: str
+    ) -> tuple[str, str] | None:
+        """Pass a request that runs something to ``live``'s agent, with the hub's part:
+        the checks, the running execution and the run record's ``via``. Returns why the hub
+        cannot take it (code, sentence), or None once it is sent. A client's requests and
+        a re-run (``hub/runs/rerun.py``, ``via`` rerun) both come through here."""
+        problem = await self._check_run(live, req)
+        if problem is not None:
+            return problem
+        mode = req.mode if isinstance(req, P.ExecuteRequest) else "render"
+        live.running[req.id] = Execution(
+            session_id=live.id,
+            request_id=req.id,
+            user=user,
+            language=req.lang,
+            mode=mode,
+            path=req.path,
+        )
+        if mode in RECORDED_MODES:
+            self.runs.requested(live.id, req, via, user)
         live.touch()
         try:
-            await live.send_agent(P.dump(P.ForwardedRequest(user=conn.user, request=req)))
+            await live.send_agent(P.dump(P.ForwardedRequest(user=user, request=req)))
         except ApiError:
             live.running.pop(req.id, None)
             raise
+        return None
 
     async def _check_run(
         self, live: LiveSession, req: P.ExecuteRequest | P.RenderRequest

@@ -1,0 +1,131 @@
+"""Re-running run records on a real hub with real R and Python sessions.
+
+A re-run materialises the record's file versions into a new workspace of the caller's
+(project ``reruns``), sends the recorded request to a fresh session, records it (linked to
+the original) and compares: ``rsparkhub rerun`` exits 0 when it reproduced, 1 when not,
+with the cause; what the workspace holds now does not matter; viewers may not re-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from test_runs import DATA, R_SCRIPT, _wait_done
+
+from rsparkhub.client import HubClient
+
+from conftest import RSPARKHUB, HubProcess
+
+RANDOM_PY = """\
+import random
+values = [random.random() for _ in range(3)]
+print("values", values)
+with open("rand.csv", "w") as f:
+    f.write("i,value\\n" + "".join(f"{i},{v}\\n" for i, v in enumerate(values)))
+"""
+
+
+def _causes(report: dict[str, Any]) -> list[str]:
+    return [d["cause"] for d in report["differences"] if d["blocking"]]
+
+
+async def test_rerun_reproduces_uses_recorded_versions_and_names_causes(hub: HubProcess) -> None:
+    token = hub.make_user("rae")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("repro"))["id"]
+        await h.upload(
+            wid,
+            {"data.csv": DATA.encode(), "fit.R": R_SCRIPT.encode(), "rand.py": RANDOM_PY.encode()},
+        )
+        async with h.attach(wid) as s:
+            fit = await s.run(path="fit.R", mode="run")
+            rand = await s.run(path="rand.py", mode="source")
+        assert fit.ok and rand.ok, (fit.events, rand.events)
+        # the workspace moves on: a different data file now
+        await h.upload(wid, {"data.csv": b"v\n100\n200\n"})
+        await h.stop_session(wid)
+    fit_run = _wait_done(c, wid, fit.request_id)
+    rand_run = _wait_done(c, wid, rand.request_id)
+
+    env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": token}
+
+    def rerun(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RSPARKHUB, "rerun", *args, "--workspace", "repro"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    # 1. the recorded versions are used: it reproduces (transcript, plot, doubled.csv)
+    done = rerun(fit_run["id"][:12])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "REPRODUCED (compared 3 inputs, 1 transcript, 1 plots, 1 files)" in done.stdout
+    assert "re-ran run fit.R" in done.stdout
+    listed = c.get("/api/workspaces").json()
+    [copy] = [w for w in listed if w["project"] == "reruns"]
+    assert copy["name"].startswith(f"repro rerun {fit_run['id'][:12]} ")
+    files = {f["path"]: f for f in c.get(f"/api/workspaces/{copy['id']}/files").json()}
+    assert c.get(f"/api/workspaces/{copy['id']}/text/data.csv").json()["content"] == DATA
+    assert set(files) == {"data.csv", "fit.R", "rand.py", "doubled.csv"}
+    [again] = c.get(f"/api/workspaces/{copy['id']}/runs").json()
+    assert again["rerun_of"] == fit_run["id"] and again["via"] == "rerun"
+    assert again["rerun"]["reproduced"] is True and again["status"] == "ok"
+    assert c.get(f"/api/workspaces/{copy['id']}/session").json()["state"] in ("stopped", "stopping")
+
+    # 2. random numbers without a seed: not reproduced, and why
+    r = c.post(f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun", json={}, timeout=300)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["reproduced"] is False and report["verdict"] == "not reproduced"
+    causes = _causes(report)
+    assert causes[0].startswith("the console output differs (2 line(s))"), causes
+    assert causes[1].startswith("file rand.csv differs (sha256 "), causes
+    csv_details = next(d for d in report["differences"] if d["subject"] == "rand.csv")["details"]
+    assert csv_details[0] == "3 cell(s) changed in 3 rows"
+    # an ignore pattern of the caller's masks the numbers, in the console and in text files
+    masked = c.post(
+        f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun",
+        json={"ignore": [r"0\.\d+"]},
+        timeout=300,
+    ).json()
+    assert masked["reproduced"] is True and _causes(masked) == []
+    bad = c.post(f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun", json={"ignore": ["("]})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_ignore"
+
+    # 3. the recorded data file's bytes were altered: the cause is named, exit 1
+    data_sha = next(f["sha256"] for f in fit_run["inputs"] if f["path"] == "data.csv")
+    blob = hub.data_dir / "blobs" / data_sha[:2] / data_sha[2:]
+    os.chmod(blob, 0o644)
+    blob.write_text("v\n1\n2\n3\n5\n")
+    tampered = rerun(fit_run["id"], "--json")
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    report = json.loads(tampered.stdout)
+    causes = _causes(report)
+    assert causes[0] == "input file data.csv changed", causes
+    assert "the console output differs" in causes[1]
+    assert any(c.startswith("file doubled.csv differs") for c in causes), causes
+    text = rerun(fit_run["id"])
+    assert text.returncode == 1 and "NOT REPRODUCED" in text.stdout
+    assert "✗ input file data.csv changed" in text.stdout
+
+    # 4. errors exit 2 with a sentence
+    missing = rerun("0" * 32)
+    assert missing.returncode == 2 and "no run record" in missing.stderr.lower()
+
+
+def test_viewers_cannot_rerun(hub: HubProcess, tmp_path: Path) -> None:
+    owner, viewer = hub.make_user("ora"), hub.make_user("vin")
+    o = hub.client(owner)
+    pid = o.post("/api/projects", json={"name": "p"}).json()["id"]
+    wid = o.post(f"/api/projects/{pid}/workspaces", json={"name": "w"}).json()["id"]
+    o.put(f"/api/workspaces/{wid}/members", json={"user": "vin", "role": "viewer"})
+    r = hub.client(viewer).post(f"/api/workspaces/{wid}/runs/{'0' * 32}/rerun", json={})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert "viewer" in r.json()["error"]["message"]
+    assert hub.client(viewer).get("/api/workspaces").json()[0]["role"] == "viewer"
