@@ -148,6 +148,27 @@ class Settings(BaseSettings):
         True, description="fsync the session output log before acknowledging to the agent."
     )
 
+    # --- workspace environments (hub/environments/, docs/environments.md)
+    environments: bool = Field(
+        True,
+        description="Build the packages a workspace declares (requirements.txt, DESCRIPTION "
+        "…) into shared, read-only environments when a session starts (local spawner).",
+    )
+    environment_build_uid: int = Field(
+        65534,
+        ge=1,
+        description="Host uid (and gid) environment builds run under on a root hub; never "
+        "a user's (outside session_uid_min..max).",
+    )
+    environment_build_timeout_s: float = Field(
+        900, gt=0, description="Longest an environment build may take before it is stopped."
+    )
+    r_repos: str | None = Field(
+        None,
+        description="A CRAN or Posit Package Manager mirror URL R packages a workspace "
+        "declares are installed from when this machine does not have them (repos=).",
+    )
+
     # --- Kubernetes spawner (spawner = "kubernetes"; see docs/configuration.md)
     kubernetes_namespace: str = Field(
         default_factory=lambda: _in_cluster_namespace() or "default",
@@ -307,6 +328,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 "spark = 'kubernetes' needs spawner = 'kubernetes' (Spark drivers run next "
                 "to the session pods in the hub's namespace)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _build_uid_is_no_users(self) -> Settings:
+        if self.session_uid_min <= self.environment_build_uid <= self.session_uid_max:
+            raise ValueError(
+                "environment_build_uid must lie outside session_uid_min..session_uid_max: "
+                "a user whose uid it is could write into environments while they are built"
+            )
+        if self.r_repos is not None and not self.r_repos.startswith(
+            ("https://", "http://", "file://")
+        ):
+            raise ValueError(
+                "r_repos must be an http(s):// or file:// URL of a CRAN-like repository"
             )
         return self
 

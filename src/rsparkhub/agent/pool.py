@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rsparkhub.agent.kernels import Kernel, KernelError, died_message
 from rsparkhub.agent.launch import available_languages
+from rsparkhub.agent.packages import kernel_vars
 from rsparkhub.protocol import LANGUAGES, Language
 
 log = logging.getLogger("rsparkhub.agent.kernels")
@@ -64,6 +65,7 @@ class KernelPool:
         # R's Spark interface (r/spark.R) runs pyspark through reticulate: the session's Python
         env.setdefault("RETICULATE_PYTHON", sys.executable)
         env["RSPARKHUB_RSPARK_R"] = str(Path(__file__).parent / "r" / "spark.R")
+        env.update(kernel_vars(env))  # the workspace's overlay and declared environment
         return env
 
     def write_pid_file(self) -> None:

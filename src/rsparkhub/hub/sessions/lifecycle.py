@@ -23,6 +23,7 @@ from rsparkhub.hub.auth import hash_token, new_secret
 from rsparkhub.hub.db.engine import Database, aware
 from rsparkhub.hub.db.models import Project, Usage, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
+from rsparkhub.hub.environments import Environments
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog
 from rsparkhub.hub.identities import Identities
@@ -59,6 +60,15 @@ class Lifecycle:
         self.userdb = userdb
         self.spark = spark
         self.identities = identities
+        # Declared environments are built by a local hub in its sandboxes (the local
+        # spawner's); other spawners get none (docs/environments.md, Kubernetes).
+        self.environments = Environments(
+            settings,
+            db,
+            recorder.blobs,
+            getattr(spawner, "sandboxes", None),
+            getattr(spawner, "limits", None),
+        )
         self._start_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cull_task: asyncio.Task[None] | None = None
@@ -230,7 +240,12 @@ class Lifecycle:
         database = await self.userdb.session_database(owner_id)
         # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
         spark_env = await self.spark.session_env(spark_owner(live))
-        env = {**database.env, **spark_env}
+        # The workspace's declared environments (built now if no session built them
+        # before) and its overlay; progress and failures go to the session's clients.
+        prepared = await self.environments.prepare(workspace_id, progress)
+        for built in prepared.built:
+            log.info("built environment %s for workspace %s", built, workspace_id)
+        env = {**database.env, **spark_env, **prepared.env}
         identity = await self.identities.for_user(owner_id)
         spec = SessionSpec(
             session_id=sid,
@@ -249,6 +264,8 @@ class Lifecycle:
             reach=loopback_ports(env),
             profile=profile,
             progress=progress,
+            ro_binds=prepared.ro_binds,
+            binds=prepared.binds,
         )
         try:
             live.spawner_state = await self.spawner.start(spec)
@@ -268,7 +285,8 @@ class Lifecycle:
             await db.commit()
         await self._announce(live, f"starting a session ({self.spawner.name} spawner)")
         # A service the session goes without is said to its users, not only in the log.
-        for missing in (database.missing, await spark_missing(self.spark, spark_env)):
+        notices = [database.missing, await spark_missing(self.spark, spark_env)]
+        for missing in (*notices, *prepared.notices):
             if missing is not None:
                 live.notices.append(missing)  # also told to clients that attach later
                 await self.clients.tell(live.workspace_id, live.id, live.state, missing)

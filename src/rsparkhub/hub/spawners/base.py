@@ -35,6 +35,10 @@ class SessionSpec:
     # Start-up progress for the session's clients ("pulling image …"); a spawner may call
     # it while the session starts. Spawners that start at once (local) ignore it.
     progress: Callable[[str], Awaitable[None]] | None = field(default=None, repr=False)
+    # Directories of the host the session sees at the same path: its workspace's declared
+    # environments (read-only) and package overlay (writable); hub/environments/.
+    ro_binds: list[tuple[Path, str]] = field(default_factory=list)
+    binds: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def workdir(self) -> Path:

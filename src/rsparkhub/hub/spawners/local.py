@@ -162,8 +162,8 @@ class LocalSpawner:
             argv=self._agent_argv(spec, r),
             env=self._env(spec),
             chdir=str(spec.workdir),
-            binds=[(spec.session_dir, str(spec.session_dir))],
-            ro_binds=self.sandboxes.runtime_binds() + hub_dir,
+            binds=[(spec.session_dir, str(spec.session_dir)), *spec.binds],
+            ro_binds=self.sandboxes.runtime_binds() + hub_dir + spec.ro_binds,
             masked=[str(self.settings.data_dir.resolve())],
             network=Network(
                 # The hub's port only when the agent cannot use the hub's unix socket.

@@ -1,0 +1,282 @@
+"""Workspace environments: declared packages built once into immutable, content-addressed
+directories shared by every session with the same declaration, plus a per-workspace
+overlay for what a session installs while exploring (docs/environments.md).
+
+``Environments.prepare`` runs when a session starts (``Lifecycle._start``): it reads the
+workspace's declaration files, resolves them, takes each environment from the cache or has
+``build.Builder`` build it (progress to the session's clients), and returns what the
+spawner mounts and the variables the agent gives its kernels. It never fails a session:
+a declaration that cannot be built becomes a notice saying why, and the session starts
+with the base packages.
+
+Variables (read by ``agent/packages.py``): ``RSPARKHUB_ENV_PYTHON`` (a ``site`` directory
+put on the kernels' ``PYTHONPATH``), ``RSPARKHUB_ENV_R`` (a library put on ``R_LIBS``),
+``RSPARKHUB_OVERLAY`` (the workspace's overlay: ``python/`` and ``r/``, first on both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsparkhub.config import Settings
+from rsparkhub.hub.blobs import BlobStore
+from rsparkhub.hub.db.engine import Database
+from rsparkhub.hub.environments import declarations as D
+from rsparkhub.hub.environments.build import Builder, BuildResult, uv_binary
+from rsparkhub.hub.files import list_files
+from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes
+
+log = logging.getLogger("rsparkhub.environments")
+Progress = Callable[[str], Awaitable[None]]
+
+_R_BASE_PROBE = (
+    "ip <- installed.packages(lib.loc = .Library.site); ip <- rbind(ip, installed.packages(lib.loc = .Library)); "
+    'cat(R.version$major, ".", R.version$minor, "\\n", sep = ""); '
+    'cat(paste(ip[, "Package"], ip[, "Version"], sep = "\\t"), sep = "\\n")'
+)
+
+
+@dataclass
+class Prepared:
+    """What a session gets: variables for its agent, directories to mount, notices."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    ro_binds: list[tuple[Path, str]] = field(default_factory=list)
+    binds: list[tuple[Path, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)  # "python/<key>" of builds made now
+
+
+def overlay_dir(data_dir: Path, workspace_id: str) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", workspace_id):
+        raise ValueError(f"not a workspace id: {workspace_id!r}")
+    return data_dir / "overlays" / workspace_id
+
+
+class Environments:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        blobs: BlobStore,
+        sandboxes: Sandboxes | None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        root_hub = sandboxes is not None and sandboxes.mode.name == "root"
+        build_uid = settings.environment_build_uid
+        identity = (
+            Identity(build_uid, build_uid) if root_hub else Identity(os.getuid(), os.getgid())
+        )
+        self.builder = Builder(
+            settings.data_dir / "environments",
+            sandboxes if sandboxes is not None and sandboxes.bwrap else None,
+            identity,
+            limits or Limits(),
+            [str(settings.data_dir.resolve())],
+            settings.environment_build_timeout_s,
+        )
+        self._python: tuple[str, str] | None = None  # (executable, "CPython 3.x.y")
+        self._r: tuple[str, dict[str, str]] | None = None  # (R version, base packages)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.environments and self.builder.sandboxes is not None
+
+    async def prepare(self, workspace_id: str, progress: Progress) -> Prepared:
+        out = Prepared()
+        if not self.enabled:
+            return out
+        overlay = overlay_dir(self.settings.data_dir, workspace_id)
+        await asyncio.to_thread(_make_overlay, overlay)
+        out.binds.append((overlay, str(overlay)))
+        out.env["RSPARKHUB_OVERLAY"] = str(overlay)
+        files = await self._declaration_files(workspace_id)
+        for lang, step in (("Python", self._prepare_python), ("R", self._prepare_r)):
+            try:
+                await step(files, out, progress)
+            except D.DeclarationError as exc:
+                out.notices.append(f"No {lang} environment in this session: {exc}")
+            except Exception as exc:  # a session starts anyway, and says why
+                log.exception("preparing the %s environment of %s failed", lang, workspace_id)
+                out.notices.append(f"No {lang} environment in this session: {exc}")
+        return out
+
+    async def _declaration_files(self, workspace_id: str) -> dict[str, bytes]:
+        wanted = (*D.PYTHON_FILES, *D.R_FILES)
+        async with self.db.session() as db:
+            rows = [
+                (f.path, f.sha256)
+                for f in await list_files(db, workspace_id)
+                if f.path in wanted or D.tarball_name(f.path) is not None
+            ]
+        return {path: await self.blobs.get(sha) for path, sha in rows}
+
+    # ------------------------------------------------------------------ Python
+    async def _prepare_python(
+        self, files: dict[str, bytes], out: Prepared, progress: Progress
+    ) -> None:
+        decl = D.python_declaration(files)
+        if decl is None or not decl.requirements:
+            return
+        exe, version = await self._python_interpreter()
+        key = decl.key(version)
+
+        def argv(staging: Path) -> list[str]:
+            (staging / "input" / "requirements.txt").write_text(decl.text())
+            return [
+                uv_binary(), "pip", "install", "--target", str(staging / "out" / "site"),
+                "--python", exe, "-r", str(staging / "input" / "requirements.txt"),
+            ]  # fmt: skip
+
+        if not self.builder.path("python", key).is_dir():
+            await progress(f"environment (python): building {decl.source} ({key[:12]})")
+        result = await self.builder.ensure(
+            "python", key, {}, argv, True, progress,
+            {"declaration": decl.source, "requirements": list(decl.requirements),
+             "interpreter": version},
+        )  # fmt: skip
+        self._use(result, "python", key, decl.source, out)
+        if result.path is not None:
+            out.env["RSPARKHUB_ENV_PYTHON"] = str(result.path / "site")
+
+    async def _python_interpreter(self) -> tuple[str, str]:
+        if self._python is None:
+            exe = await asyncio.to_thread(_kernel_python)
+            proc = await asyncio.create_subprocess_exec(
+                exe, "-c", "import platform;print(platform.python_implementation(),"
+                " platform.python_version())",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, _ = await proc.communicate()
+            self._python = (exe, stdout.decode().strip())
+        return self._python
+
+    # ------------------------------------------------------------------ R
+    async def _prepare_r(self, files: dict[str, bytes], out: Prepared, progress: Progress) -> None:
+        decl = D.r_declaration(files)
+        if decl is None or not decl.packages:
+            return
+        r_version, base = await self._r_base()
+        repos = self.settings.r_repos
+        plan = D.plan_r(decl, base, list(files), repos)
+        if plan.missing:
+            names = ", ".join(plan.missing)
+            raise D.DeclarationError(
+                f"{decl.source} declares {names}, which this machine cannot install: "
+                f"{'it is' if len(plan.missing) == 1 else 'they are'} not in the base library "
+                f"(Debian r-cran-* packages), there is no {D.TARBALL_DIR}/<name>_<version>.tar.gz "
+                "in the workspace, and no CRAN/PPM mirror is configured (an administrator "
+                "can set r_repos, RSPARKHUB_R_REPOS)."
+            )
+        if not plan.needs_build:
+            await progress(f"environment (r): {', '.join(decl.packages)} from the base library")
+            return
+        key = plan.key(files, r_version, repos)
+        inputs = {p: files[p] for p in plan.tarballs.values()}
+
+        def argv(staging: Path) -> list[str]:
+            script = _r_build_script(
+                staging / "out" / "library",
+                [str(staging / "input" / p) for p in plan.tarballs.values()],
+                plan.from_repos,
+                repos,
+            )
+            (staging / "input" / "build.R").write_text(script)
+            return ["Rscript", "--vanilla", str(staging / "input" / "build.R")]
+
+        if not self.builder.path("r", key).is_dir():
+            await progress(f"environment (r): building {decl.source} ({key[:12]})")
+        result = await self.builder.ensure(
+            "r", key, inputs, argv, bool(plan.from_repos), progress,
+            {"declaration": decl.source, "tarballs": plan.tarballs,
+             "from_repos": plan.from_repos, "base": plan.base, "r": r_version},
+        )  # fmt: skip
+        self._use(result, "r", key, decl.source, out)
+        if result.path is not None:
+            out.env["RSPARKHUB_ENV_R"] = str(result.path / "library")
+
+    async def _r_base(self) -> tuple[str, dict[str, str]]:
+        if self._r is None:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+            proc = await asyncio.create_subprocess_exec(
+                "Rscript", "--vanilla", "-e", _R_BASE_PROBE,
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"R could not list its packages: {stderr.decode()[-300:]}")
+            lines = stdout.decode().splitlines()
+            base = dict(line.split("\t", 1) for line in lines[1:] if "\t" in line)
+            self._r = (lines[0].strip(), base)
+        return self._r
+
+    # ------------------------------------------------------------------ shared
+    def _use(self, result: BuildResult, kind: str, key: str, source: str, out: Prepared) -> None:
+        if result.path is None:
+            out.notices.append(
+                f"No {'Python' if kind == 'python' else 'R'} environment in this session: "
+                f"building {source} failed. The build's last lines:\n{result.error}"
+            )
+            return
+        out.ro_binds.append((result.path, str(result.path)))
+        if result.built:
+            out.built.append(f"{kind}/{key}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"environments": self.enabled, "r_repos": self.settings.r_repos}
+
+
+def _kernel_python() -> str:
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        return str(KernelSpecManager().get_kernel_spec("python3").argv[0])
+    except Exception:  # noqa: BLE001 - no kernelspec: the hub's own Python
+        return sys.executable
+
+
+def _make_overlay(overlay: Path) -> None:
+    for d in (overlay / "python", overlay / "r"):
+        d.mkdir(parents=True, exist_ok=True)
+
+
+def _r_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _r_build_script(lib: Path, tarballs: list[str], names: list[str], repos: str | None) -> str:
+    def vec(xs: list[str]) -> str:
+        return "c(" + ", ".join(_r_string(x) for x in xs) + ")"
+
+    return f"""
+options(warn = 1)
+lib <- {_r_string(str(lib))}
+dir.create(lib, recursive = TRUE, showWarnings = FALSE)
+.libPaths(c(lib, .libPaths()))
+for (t in {vec(tarballs)}) {{
+    message("installing ", basename(t))
+    install.packages(t, lib = lib, repos = NULL, type = "source")
+}}
+wanted <- {vec(names)}
+if (length(wanted)) install.packages(wanted, lib = lib, repos = {_r_string(repos or "")})
+expected <- sub("_.*$", "", basename({vec(tarballs)}))
+got <- rownames(installed.packages(lib.loc = lib))
+missing <- setdiff(c(expected, wanted), got)
+if (length(missing)) {{
+    message("not installed: ", paste(missing, collapse = ", "))
+    quit(status = 1)
+}}
+message("installed: ", paste(got, collapse = ", "))
+"""

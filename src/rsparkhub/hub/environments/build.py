@@ -1,0 +1,243 @@
+"""Building one environment: in a sandbox, under an identity that is no user's, into a
+staging directory that is sealed read-only and moved into place.
+
+Owns the ``DATA_DIR/environments`` tree: ``python/<key>/site`` (``uv pip install --target``)
+and ``r/<key>/library`` (``install.packages`` of workspace tarballs or a mirror's packages),
+``.staging/`` while a build runs. Must not: decide *what* to build (``declarations.py``)
+nor when (``__init__``).
+
+Why this way (docs/environments.md, "Security"): a build runs package code (an sdist's
+``setup.py``, ``R CMD INSTALL``), and the result is shared by every session and user with
+the same declaration. So the build runs through the same launcher as sessions (no
+capabilities, seccomp, own namespaces, a cgroup) but under ``environment_build_uid`` on a
+root hub — a uid outside the users' range, so no user's session can write its staging
+directory — seeing only its staging directory (the declaration is copied in), Python, the
+package and ``/usr``. When it ends its sandbox is killed (nothing it started lives on),
+then the hub seals the output (owned by the hub's uid, every write bit off, symlinks left
+untouched) and renames it into place: from then on nobody writes it, and sessions get it
+through a read-only bind mount. An unprivileged hub has one uid for everything: there the
+read-only mount and the cleared write bits are what keep sessions out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec
+
+Progress = Callable[[str], Awaitable[None]]
+LOG_TAIL_LINES = 30
+PROGRESS_GAP_S = 0.25
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path | None  # the sealed environment, None when the build failed
+    built: bool  # False: it was in the cache
+    error: str | None = None
+
+
+def uv_binary() -> str:
+    """uv from this Python's own environment (a dependency of rsparkhub), else PATH."""
+    own = Path(sys.executable).parent / "uv"
+    return str(own) if own.exists() else (shutil.which("uv") or "uv")
+
+
+class Builder:
+    def __init__(
+        self,
+        root: Path,
+        sandboxes: Sandboxes | None,
+        identity: Identity,
+        limits: Limits,
+        masked: list[str],
+        timeout_s: float,
+    ) -> None:
+        self.root = root
+        self.sandboxes = sandboxes
+        self.identity = identity
+        self.limits = limits
+        self.masked = masked
+        self.timeout_s = timeout_s
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    async def ensure(
+        self,
+        kind: str,
+        key: str,
+        inputs: dict[str, bytes],
+        argv: Callable[[Path], list[str]],
+        outbound: bool,
+        progress: Progress,
+        describe: dict[str, object],
+    ) -> BuildResult:
+        """The environment ``kind/key``: from the cache, else built once (concurrent
+        sessions with the same key wait for the one build)."""
+        final = self.path(kind, key)
+        lock = self._locks.setdefault(f"{kind}/{key}", asyncio.Lock())
+        async with lock:
+            if await asyncio.to_thread(final.is_dir):
+                return BuildResult(final, built=False)
+            staging = self.root / ".staging" / f"{kind}-{key[:16]}-{secrets.token_hex(4)}"
+            try:
+                await asyncio.to_thread(_make_staging, staging, inputs)
+                ok, tail = await self._run(kind, key, staging, argv(staging), outbound, progress)
+                if not ok:
+                    return BuildResult(None, built=True, error=tail)
+                meta = {**describe, "key": key, "built_at": time.time(), "log_tail": tail}
+                await asyncio.to_thread(_seal_and_place, staging / "out", final, meta)
+                return BuildResult(final, built=True)
+            finally:
+                await asyncio.to_thread(_remove, staging)
+
+    async def _run(
+        self,
+        kind: str,
+        key: str,
+        staging: Path,
+        argv: list[str],
+        outbound: bool,
+        progress: Progress,
+    ) -> tuple[bool, str]:
+        name = f"envbuild-{kind}-{key[:16]}"
+        r, w = os.pipe()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(staging / "home"),
+            "TMPDIR": str(staging / "tmp"),
+            "UV_CACHE_DIR": str(staging / "cache"),  # per build: no cache shared between builds
+            "UV_LINK_MODE": "copy",
+            "UV_NO_PROGRESS": "1",
+            "UV_SYSTEM_CERTS": "1",  # the machine's CA store (a proxy's CA included)
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        spec = SandboxSpec(
+            name=name,
+            identity=self.identity,
+            argv=argv,
+            env=env,
+            chdir=str(staging),
+            binds=[(staging, str(staging))],
+            ro_binds=self.sandboxes.runtime_binds() if self.sandboxes else [],
+            masked=self.masked,
+            network=Network(outbound=outbound),
+            limits=self.limits,
+            stdout=w,
+        )
+        tail: list[str] = []
+        try:
+            if self.sandboxes is None:
+                raise OSError("no sandbox to build in")
+            proc = await self.sandboxes.spawn(spec)
+        except (OSError, ValueError) as exc:
+            os.close(r)
+            return False, f"the build could not start: {exc}"
+        finally:
+            os.close(w)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(r, "rb", 0)
+        )
+        last = 0.0
+
+        async def pump() -> None:
+            nonlocal last
+            while line := await reader.readline():
+                text = line.decode(errors="replace").rstrip()
+                if not text:
+                    continue
+                tail.append(text)
+                del tail[:-LOG_TAIL_LINES]
+                now = loop.time()
+                if now - last >= PROGRESS_GAP_S:
+                    last = now
+                    await progress(f"environment ({kind}): {text[:300]}")
+
+        try:
+            await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), self.timeout_s)
+        except TimeoutError:
+            tail.append(f"the build took longer than {self.timeout_s:.0f} s and was stopped")
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        finally:
+            transport.close()
+            if self.sandboxes is not None:
+                await asyncio.to_thread(self.sandboxes.kill, name)
+        if tail:
+            await progress(f"environment ({kind}): {tail[-1][:300]}")
+        return proc.returncode == 0, "\n".join(tail)
+
+
+def _make_staging(staging: Path, inputs: dict[str, bytes]) -> None:
+    for d in ("out", "home", "tmp", "cache", "input"):
+        (staging / d).mkdir(parents=True, exist_ok=True)
+    for rel, data in inputs.items():
+        dest = staging / "input" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+
+def _seal(top: Path) -> None:
+    """Every file and directory under ``top`` owned by the hub's uid (a root hub) and
+    read-only for everyone (``top`` itself: its owner only); symlinks are not followed."""
+    uid, gid = os.geteuid(), os.getegid()
+    for root, dirs, files in os.walk(top, topdown=False):
+        for n in (*files, *dirs):
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            if uid == 0:
+                os.lchown(p, uid, gid)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            execute = 0o555 if st.st_mode & 0o111 or stat.S_ISDIR(st.st_mode) else 0o444
+            os.chmod(p, execute)
+    if uid == 0:
+        os.chown(top, uid, gid)
+
+
+def _seal_and_place(out: Path, final: Path, meta: dict[str, object]) -> None:
+    (out / "environment.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    _seal(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(final.parent, 0o755)
+    try:
+        # moving a directory to another parent needs it writable (its ".."): the top is
+        # sealed once in place (the build's sandbox is gone; only the hub's uid is here)
+        os.rename(out, final)
+    except OSError:
+        if not final.is_dir():  # another hub placed the same key first: keep theirs
+            raise
+        return
+    os.chmod(final, 0o555)
+
+
+def _remove(path: Path) -> None:
+    """rmtree, also of sealed (read-only) directories."""
+    if not path.exists():
+        return
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            p = os.path.join(root, d)
+            if not os.path.islink(p):
+                with contextlib.suppress(OSError):
+                    os.chmod(p, 0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,224 @@
+"""What a workspace declares about its packages, normalised, and the cache keys built on it.
+
+Owns: reading ``requirements.txt`` / ``pyproject.toml`` ([project].dependencies) for Python
+and ``DESCRIPTION`` (Depends, Imports, LinkingTo) / ``renv.lock`` for R; resolving the R
+names against what this machine can install (the base library, tarballs in the
+workspace's ``packages/``, a configured mirror); the content-addressed keys. Pure
+functions: no file system, no processes (``build.py`` builds, ``__init__`` decides when).
+
+A key is the sha256 of a canonical JSON of everything that decides what a build produces:
+the normalised declaration (comments, blank lines and order do not matter), the
+interpreter's version and the platform — so the same declaration on the same machine is
+built once, for every session and every user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+PYTHON_FILES = ("requirements.txt", "pyproject.toml")
+R_FILES = ("DESCRIPTION", "renv.lock")
+TARBALL_DIR = "packages"
+# R's own packages, always there, never installed from elsewhere
+R_BASE = frozenset(
+    "R base compiler datasets graphics grDevices grid methods parallel splines stats stats4 "
+    "tcltk tools utils".split()
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+_R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]*$")
+
+
+class DeclarationError(ValueError):
+    """A declaration file that cannot be used; the message names the file and the line."""
+
+
+def key_of(doc: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def machine() -> str:
+    return f"{platform.system()}-{platform.machine()}-{'-'.join(platform.libc_ver())}".lower()
+
+
+# ---------------------------------------------------------------------------- Python
+@dataclass(frozen=True)
+class PythonDeclaration:
+    source: str  # the file it came from
+    requirements: tuple[str, ...]  # normalised, sorted
+
+    def text(self) -> str:
+        return "".join(f"{r}\n" for r in self.requirements)
+
+    def key(self, interpreter: str) -> str:
+        return key_of(
+            {
+                "kind": "python",
+                "requirements": list(self.requirements),
+                "interpreter": interpreter,
+                "machine": machine(),
+            }
+        )
+
+
+def _requirement(line: str, where: str) -> str:
+    """One requirement, whitespace removed and the project name lower-cased."""
+    req = line.strip()
+    if req.startswith("-") or "://" in req or req.startswith((".", "/")):
+        raise DeclarationError(
+            f"{where}: '{req}' is not a plain requirement (options, URLs and local paths "
+            "are not supported in a declared environment; name a package and its version, "
+            "e.g. six==1.16.0)."
+        )
+    m = _NAME.match(req)
+    if m is None:
+        raise DeclarationError(f"{where}: '{req}' does not start with a package name.")
+    name = re.sub(r"[-_.]+", "-", m.group(0)).lower()
+    return name + re.sub(r"\s+", "", req[m.end() :])
+
+
+def parse_requirements(text: str, source: str = "requirements.txt") -> PythonDeclaration:
+    reqs = set()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        reqs.add(_requirement(line, f"{source} line {n}"))
+    return PythonDeclaration(source, tuple(sorted(reqs)))
+
+
+def parse_pyproject(text: str) -> PythonDeclaration | None:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DeclarationError(f"pyproject.toml is not valid TOML: {exc}") from exc
+    deps = doc.get("project", {}).get("dependencies")
+    if deps is None:
+        return None
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise DeclarationError("pyproject.toml: [project].dependencies must be a list of strings.")
+    reqs = {_requirement(d, "pyproject.toml [project].dependencies") for d in deps}
+    return PythonDeclaration("pyproject.toml", tuple(sorted(reqs)))
+
+
+def python_declaration(files: dict[str, bytes]) -> PythonDeclaration | None:
+    """requirements.txt if the workspace has one, else pyproject.toml's dependencies."""
+    if "requirements.txt" in files:
+        return parse_requirements(files["requirements.txt"].decode("utf-8", "replace"))
+    if "pyproject.toml" in files:
+        return parse_pyproject(files["pyproject.toml"].decode("utf-8", "replace"))
+    return None
+
+
+# ---------------------------------------------------------------------------- R
+@dataclass(frozen=True)
+class RDeclaration:
+    source: str
+    packages: tuple[str, ...]  # sorted names, R's own packages left out
+
+
+def _dcf_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    last = None
+    for line in text.splitlines():
+        if line[:1].isspace() and last is not None:
+            fields[last] += " " + line.strip()
+        elif ":" in line:
+            last, _, value = line.partition(":")
+            last = last.strip()
+            fields[last] = value.strip()
+    return fields
+
+
+def parse_description(text: str) -> RDeclaration:
+    fields = _dcf_fields(text)
+    names = set()
+    for f in ("Depends", "Imports", "LinkingTo"):
+        for item in fields.get(f, "").split(","):
+            name = item.split("(", 1)[0].strip()
+            if not name:
+                continue
+            if not _R_NAME.match(name):
+                raise DeclarationError(f"DESCRIPTION {f}: '{name}' is not an R package name.")
+            names.add(name)
+    return RDeclaration("DESCRIPTION", tuple(sorted(names - R_BASE)))
+
+
+def parse_renv_lock(text: str) -> RDeclaration:
+    try:
+        doc = json.loads(text)
+        names = set(doc.get("Packages", {}))
+    except (ValueError, AttributeError) as exc:
+        raise DeclarationError(f"renv.lock is not a renv lock file: {exc}") from exc
+    bad = [n for n in names if not _R_NAME.match(str(n))]
+    if bad:
+        raise DeclarationError(f"renv.lock: '{bad[0]}' is not an R package name.")
+    return RDeclaration("renv.lock", tuple(sorted(names - R_BASE)))
+
+
+def r_declaration(files: dict[str, bytes]) -> RDeclaration | None:
+    """DESCRIPTION if the workspace has one, else renv.lock (package names; versions are
+    what this machine has)."""
+    if "DESCRIPTION" in files:
+        return parse_description(files["DESCRIPTION"].decode("utf-8", "replace"))
+    if "renv.lock" in files:
+        return parse_renv_lock(files["renv.lock"].decode("utf-8", "replace"))
+    return None
+
+
+@dataclass
+class RPlan:
+    """Where each declared R package comes from."""
+
+    base: dict[str, str] = field(default_factory=dict)  # name -> version in the base library
+    tarballs: dict[str, str] = field(default_factory=dict)  # name -> workspace path
+    from_repos: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def needs_build(self) -> bool:
+        return bool(self.tarballs or self.from_repos)
+
+    def key(self, files: dict[str, bytes], r_version: str, repos: str | None) -> str:
+        return key_of(
+            {
+                "kind": "r",
+                "base": self.base,
+                "tarballs": {
+                    n: hashlib.sha256(files[p]).hexdigest() for n, p in self.tarballs.items()
+                },
+                "repos": sorted(self.from_repos),
+                "mirror": repos if self.from_repos else None,
+                "r": r_version,
+                "machine": machine(),
+            }
+        )
+
+
+def tarball_name(path: str) -> str | None:
+    """``packages/foo_1.0.tar.gz`` → ``foo``."""
+    m = re.fullmatch(rf"{TARBALL_DIR}/([A-Za-z][A-Za-z0-9.]*)_[^/]+\.tar\.gz", path)
+    return m.group(1) if m else None
+
+
+def plan_r(decl: RDeclaration, base: dict[str, str], paths: list[str], repos: str | None) -> RPlan:
+    tarballs: dict[str, str] = {}
+    for p in sorted(paths):
+        name = tarball_name(p)
+        if name is not None:
+            tarballs[name] = p  # the last in sort order (highest version, usually) wins
+    plan = RPlan()
+    for name in decl.packages:
+        if name in tarballs:  # a tarball in the workspace is what the author asked for
+            plan.tarballs[name] = tarballs[name]
+        elif name in base:
+            plan.base[name] = base[name]
+        elif repos:
+            plan.from_repos.append(name)
+        else:
+            plan.missing.append(name)
+    return plan

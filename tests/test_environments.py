@@ -1,0 +1,246 @@
+"""Workspace environments with real sessions, real uv downloads from PyPI and real R
+(docs/environments.md): a declared requirements.txt is built once and shared, two
+declarations get two environments, installs in a session go to the workspace's overlay
+and survive a restart, nobody's session writes into a shared environment, and R's
+DESCRIPTION resolves against the base library and workspace tarballs, with a clear error
+for what this machine cannot install."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from rsparkhub.client import HubClient
+
+from conftest import HubProcess
+
+UNPRIVILEGED_UID = 190000
+
+
+def _start(kind: str) -> HubProcess:
+    env = {"RSPARKHUB_SESSION_MEMORY_MB": "1536"}
+    if kind == "root":
+        hub = HubProcess(Path(tempfile.mkdtemp(prefix="rsh-env-")) / "data", env)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="rsh-env-laptop-"))
+        os.chmod(base, 0o755)
+        os.chown(base, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
+        hub = HubProcess(base / "data", env, run_as=UNPRIVILEGED_UID)
+    return hub.start()
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[HubProcess]:
+    h = _start("root")
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture(scope="module")
+def alice(hub: HubProcess) -> str:
+    return hub.make_user("alice")
+
+
+@contextlib.asynccontextmanager
+async def workspace(
+    hub: HubProcess, token: str, name: str, files: dict[str, str]
+) -> AsyncIterator[tuple[HubClient, str]]:
+    async with HubClient(hub.url, token) as c:
+        wid = (await c.ensure_workspace(name))["id"]
+        for path, text in files.items():
+            await c.save_text(wid, path, text, 0)
+        try:
+            yield c, wid
+        finally:
+            with contextlib.suppress(Exception):
+                await c.stop_session(wid)
+
+
+async def notices(att: object, seconds: float = 1.5) -> list[str]:
+    """The session's start messages a client was told: while it waited for the session
+    (before the welcome) and when it attached."""
+    out = [m["message"] for m in att.side if m.get("type") == "session_state" and m.get("message")]  # type: ignore[attr-defined]
+    with contextlib.suppress(TimeoutError):
+        async for msg in att.messages(timeout=seconds):  # type: ignore[attr-defined]
+            if msg.get("type") == "session_state" and msg.get("message"):
+                out.append(msg["message"])
+    return out
+
+
+def env_dirs(hub: HubProcess, kind: str) -> list[Path]:
+    root = hub.data_dir / "environments" / kind
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+async def py(att: object, code: str) -> str:
+    r = await att.run(code, language="python")  # type: ignore[attr-defined]
+    return str(r.stdout) + str(r.stderr)
+
+
+async def test_requirements_are_built_once_and_shared(hub: HubProcess, alice: str) -> None:
+    async with workspace(
+        hub, alice, "six-old", {"requirements.txt": "six==1.16.0  # pinned\n"}
+    ) as (c, wid):
+        async with c.attach(wid) as s:
+            out = await py(s, "import six, sys; print(six.__version__, six.__file__)")
+        assert out.startswith("1.16.0 "), out
+        [built] = env_dirs(hub, "python")
+        assert f"{built}/site/six.py" in out
+        ino = built.stat().st_ino
+        assert built.stat().st_uid == 0 and not built.stat().st_mode & 0o222
+    log_before = hub.log_path.read_text().count("built environment python/")
+    assert log_before == 1
+    # the same declaration (other order, comments) in another workspace: no second build
+    async with workspace(
+        hub, alice, "six-again", {"requirements.txt": "# same\nsix == 1.16.0\n"}
+    ) as (c, wid):
+        async with c.attach(wid) as s:
+            out = await py(s, "import six; print(six.__version__, six.__file__)")
+    assert out.startswith("1.16.0 "), out
+    assert env_dirs(hub, "python") == [built] and built.stat().st_ino == ino
+    assert hub.log_path.read_text().count("built environment python/") == 1
+    # another version of the same package: its own environment, each sees its own
+    async with workspace(hub, alice, "six-new", {"requirements.txt": "six==1.17.0\n"}) as (c, wid):
+        async with c.attach(wid) as s:
+            out = await py(s, "import six; print(six.__version__)")
+    assert out.strip() == "1.17.0"
+    assert len(env_dirs(hub, "python")) == 2
+    async with workspace(hub, alice, "six-old", {}) as (c, wid):
+        async with c.attach(wid) as s:
+            assert (await py(s, "import six; print(six.__version__)")).strip() == "1.16.0"
+
+
+async def test_a_failed_build_says_why(hub: HubProcess, alice: str) -> None:
+    files = {"requirements.txt": "six==0.0.0.404\n"}
+    async with workspace(hub, alice, "broken", files) as (c, wid):
+        async with c.attach(wid) as s:
+            told = await notices(s)
+            out = await py(s, "import importlib.util; print(importlib.util.find_spec('six'))")
+    failed = [m for m in told if m.startswith("No Python environment in this session")]
+    assert failed and "six==0.0.0.404" in failed[0] and "requirements.txt" in failed[0], told
+    assert out.strip() == "None"  # the session started anyway, with the base packages
+
+
+async def test_overlay_installs_survive_a_restart_and_stay_in_their_workspace(
+    hub: HubProcess, alice: str, tmp_path: Path
+) -> None:
+    tarball = make_tarball(tmp_path)
+    async with workspace(hub, alice, "explore", {}) as (c, wid):
+        await c.upload(wid, {"tinypkg_0.1.0.tar.gz": tarball})
+        async with c.attach(wid) as s:
+            out = await py(
+                s, "%pip install --quiet tomli==2.0.1\nimport tomli; print('tomli', tomli.__file__)"
+            )
+            assert "tomli " in out and "/overlays/" in out, out
+            r = await s.run(
+                'install.packages("tinypkg_0.1.0.tar.gz", repos = NULL, type = "source")\n'
+                'cat(find.package("tinypkg"))',
+                language="r",
+            )
+            assert "/overlays/" in r.stdout, r.stdout + r.stderr
+        await c.stop_session(wid)
+        async with c.attach(wid) as s:
+            out = await py(s, "import tomli; print(tomli.__file__)")
+            assert "/overlays/" in out, out
+            r = await s.run('cat(tinypkg::hello(), find.package("tinypkg"))', language="r")
+            assert r.stdout.startswith("hello from tinypkg") and "/overlays/" in r.stdout
+        # the workspace's files (and so the hub's file versions) hold none of it
+        assert [f["path"] for f in await c.list_files(wid)] == ["tinypkg_0.1.0.tar.gz"]
+    async with workspace(hub, alice, "elsewhere", {}) as (c, wid):
+        async with c.attach(wid) as s:
+            out = await py(s, "import importlib.util; print(importlib.util.find_spec('tomli'))")
+            r = await s.run('cat(nzchar(system.file(package = "tinypkg")))', language="r")
+    assert out.strip() == "None", out
+    assert r.stdout == "FALSE"
+
+
+@pytest.mark.parametrize("kind", ["root", "unprivileged"])
+async def test_a_session_cannot_write_into_a_shared_environment(kind: str) -> None:
+    h = _start(kind)
+    try:
+        token = h.make_user("mallory")
+        async with workspace(h, token, "w", {"requirements.txt": "six==1.16.0\n"}) as (c, wid):
+            async with c.attach(wid) as s:
+                out = await py(
+                    s,
+                    "import six, os, pathlib\n"
+                    "p = pathlib.Path(six.__file__)\n"
+                    "for attempt in (lambda: p.write_text('x=1'), lambda: p.unlink(),\n"
+                    "                lambda: os.chmod(p, 0o666), lambda: (p.parent / 'evil.py').write_text('')):\n"
+                    "    try:\n        attempt(); print('WROTE')\n"
+                    "    except OSError as e:\n        print('refused', e.errno)\n",
+                )
+                assert "WROTE" not in out and out.count("refused") == 4, out
+                # pip in the session goes to the overlay, never into the environment
+                out = await py(
+                    s,
+                    "%pip install --quiet six==1.17.0\nimport importlib, six; print(six.__file__)",
+                )
+        [env] = env_dirs(h, "python")
+        assert (env / "site" / "six.py").read_text().startswith("# Copyright")
+        assert not (env / "site" / "evil.py").exists()
+    finally:
+        h.close()
+
+
+R_PKG_DESCRIPTION = """Package: tinypkg
+Version: 0.1.0
+Title: A Tiny Package
+Description: Says hello.
+License: MIT
+Author: Test
+Maintainer: Test <t@example.org>
+"""
+
+
+def make_tarball(tmp: Path) -> bytes:
+    src = tmp / "tinypkg"
+    (src / "R").mkdir(parents=True)
+    (src / "DESCRIPTION").write_text(R_PKG_DESCRIPTION)
+    (src / "NAMESPACE").write_text("export(hello)\n")
+    (src / "R" / "hello.R").write_text('hello <- function() "hello from tinypkg"\n')
+    subprocess.run(
+        ["R", "CMD", "build", "--no-build-vignettes", str(src)],
+        cwd=tmp,
+        check=True,
+        capture_output=True,
+    )
+    return (tmp / "tinypkg_0.1.0.tar.gz").read_bytes()
+
+
+async def test_r_description_resolves_base_tarballs_and_names_what_is_missing(
+    hub: HubProcess, alice: str, tmp_path: Path
+) -> None:
+    tarball = make_tarball(tmp_path)
+    desc = "Package: analysis\nVersion: 1.0\nImports: jsonlite (>= 1.0), tinypkg,\n    stats\n"
+    async with HubClient(hub.url, alice) as c:
+        wid = (await c.ensure_workspace("r-env"))["id"]
+        await c.save_text(wid, "DESCRIPTION", desc, 0)
+        await c.upload(wid, {"packages/tinypkg_0.1.0.tar.gz": tarball})
+        async with c.attach(wid) as s:
+            r = await s.run(
+                'cat(tinypkg::hello(), find.package("tinypkg"), find.package("jsonlite"), sep = "\\n")',
+                language="r",
+            )
+        lines = r.stdout.splitlines()
+        assert lines[0] == "hello from tinypkg", r.stdout + r.stderr
+        [env] = env_dirs(hub, "r")
+        assert lines[1] == f"{env}/library/tinypkg"
+        assert lines[2].startswith("/usr/lib/R/"), lines  # the Debian package, not rebuilt
+        await c.stop_session(wid)
+        await c.save_text(
+            wid, "DESCRIPTION", desc.replace("tinypkg,", "tinypkg, notonthismachine,"), 1
+        )
+        async with c.attach(wid) as s:
+            told = await notices(s)
+        await c.stop_session(wid)
+    [missing] = [m for m in told if m.startswith("No R environment in this session")]
+    assert "notonthismachine" in missing and "r_repos" in missing and "tinypkg" not in missing
