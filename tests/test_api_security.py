@@ -188,6 +188,36 @@ async def test_viewer_socket_requests_run_no_code(shared_hub: HubProcess, shared
         assert (await _run(s, "cat(kept)", "r")).strip() == "41"
 
 
+async def test_packages_for_a_viewer_start_no_interpreter(
+    shared_hub: HubProcess, shared: Shared
+) -> None:
+    """The Packages pane's list (``GET …/packages``) for a viewer is the session's last
+    snapshot: taking a new one starts R, which runs the workspace's ``.Rprofile`` (code an
+    editor wrote), so a viewer's request never does, even when the snapshot is stale."""
+    with shared_hub.client(shared.alice) as c:
+        r = c.post(f"/api/projects/{shared.project_id}/workspaces", json={"name": "pkgs"})
+        wid = r.json()["id"]
+        profile = 'cat("run\\n", file = "rprofile_runs", append = TRUE)\n'
+        c.put(f"/api/workspaces/{wid}/text/.Rprofile", json={"content": profile, "base_version": 0})
+        r = c.put(f"/api/workspaces/{wid}/members", json={"user": "bob", "role": "viewer"})
+        assert r.status_code == 200, r.text
+    async with HubClient(shared_hub.url, shared.alice) as a, a.attach(wid) as s:
+        runs = "print(open('rprofile_runs').read().count('run'))"
+        listed = await a.request("GET", f"/api/workspaces/{wid}/packages")
+        assert any(p["name"] == "jsonlite" and p["source"] == "base" for p in listed["r"])
+        before = int(await _run(s, runs, "python"))
+        # a library directory changes: the snapshot is stale now
+        await _run(
+            s, "import os; open(os.environ['RSPARKHUB_OVERLAY'] + '/python/x', 'w')", "python"
+        )
+        async with HubClient(shared_hub.url, shared.bob) as b:
+            for _ in range(2):
+                assert await b.request("GET", f"/api/workspaces/{wid}/packages") == listed
+        assert int(await _run(s, runs, "python")) == before
+        await a.request("GET", f"/api/workspaces/{wid}/packages")  # the owner's takes one
+        assert int(await _run(s, runs, "python")) == before + 1
+
+
 async def test_bash_completion_never_expands(shared_hub: HubProcess, shared: Shared) -> None:
     """The owner's own completions: bash_kernel pastes the word into ``compgen`` unquoted,
     so a word with an expansion gets no completions instead of running; plain words and

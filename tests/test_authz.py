@@ -524,6 +524,8 @@ VIEWER_MAY = {
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}/render"),
     ("GET", "/api/workspaces/{workspace_id}/environment"),
+    # the last package snapshot (a new one, which starts R, only for writers)
+    ("GET", "/api/workspaces/{workspace_id}/packages"),
     ("POST", "/api/workspaces/{workspace_id}/environment/children"),
     ("POST", "/api/workspaces/{workspace_id}/views"),  # by name only: see below
     ("POST", "/api/workspaces/{workspace_id}/views/{view_id}/rows"),

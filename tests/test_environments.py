@@ -80,6 +80,12 @@ def env_dirs(hub: HubProcess, kind: str) -> list[Path]:
     return sorted(root.iterdir()) if root.is_dir() else []
 
 
+def source_of(listed: dict[str, list[dict[str, str]]], lang: str, name: str) -> tuple[str, str]:
+    """(version, source) of one package in the Packages pane's list."""
+    [p] = [p for p in listed[lang] if p["name"].lower() == name]
+    return p["version"], p["source"]
+
+
 async def py(att: object, code: str) -> str:
     r = await att.run(code, language="python")  # type: ignore[attr-defined]
     return str(r.stdout) + str(r.stderr)
@@ -111,7 +117,9 @@ async def test_requirements_are_built_once_and_shared(hub: HubProcess, alice: st
     async with workspace(hub, alice, "six-new", {"requirements.txt": "six==1.17.0\n"}) as (c, wid):
         async with c.attach(wid) as s:
             out = await py(s, "import six; print(six.__version__)")
+        listed = await c.request("GET", f"/api/workspaces/{wid}/packages")
     assert out.strip() == "1.17.0"
+    assert source_of(listed, "python", "six") == ("1.17.0", "environment")
     assert len(env_dirs(hub, "python")) == 2
     async with workspace(hub, alice, "six-old", {}) as (c, wid):
         async with c.attach(wid) as s:
@@ -152,6 +160,10 @@ async def test_overlay_installs_survive_a_restart_and_stay_in_their_workspace(
             assert "/overlays/" in out, out
             r = await s.run('cat(tinypkg::hello(), find.package("tinypkg"))', language="r")
             assert r.stdout.startswith("hello from tinypkg") and "/overlays/" in r.stdout
+            listed = await c.request("GET", f"/api/workspaces/{wid}/packages")
+            assert source_of(listed, "python", "tomli") == ("2.0.1", "overlay")
+            assert source_of(listed, "r", "tinypkg") == ("0.1.0", "overlay")
+            assert source_of(listed, "python", "pandas")[1] == "base"
         # the workspace's files (and so the hub's file versions) hold none of it
         assert [f["path"] for f in await c.list_files(wid)] == ["tinypkg_0.1.0.tar.gz"]
     async with workspace(hub, alice, "elsewhere", {}) as (c, wid):
@@ -230,6 +242,9 @@ async def test_r_description_resolves_base_tarballs_and_names_what_is_missing(
                 'cat(tinypkg::hello(), find.package("tinypkg"), find.package("jsonlite"), sep = "\\n")',
                 language="r",
             )
+            listed = await c.request("GET", f"/api/workspaces/{wid}/packages")
+        assert source_of(listed, "r", "tinypkg") == ("0.1.0", "environment")
+        assert source_of(listed, "r", "jsonlite")[1] == "base"
         lines = r.stdout.splitlines()
         assert lines[0] == "hello from tinypkg", r.stdout + r.stderr
         [env] = env_dirs(hub, "r")

@@ -601,6 +601,7 @@ CallMethod = Literal[
     "help_html",
     "help_search",
     "plot_render",
+    "packages",  # every R and Python package with its source (agent/packages.py)
 ]
 
 

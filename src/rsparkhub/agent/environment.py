@@ -112,6 +112,10 @@ class EnvironmentProbe:
         self._dirs: list[str] = []
         self._stamp: tuple[int, ...] = ()
 
+    def cached(self) -> dict[str, Any] | None:
+        """The last snapshot taken, without looking whether it is still current."""
+        return self._snapshot
+
     async def current(self) -> tuple[str, dict[str, Any]]:
         """The snapshot's id and content, taken again only if a library directory changed."""
         async with self._lock:

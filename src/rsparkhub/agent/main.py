@@ -43,6 +43,7 @@ from rsparkhub.agent.introspect import CallError, Introspector
 from rsparkhub.agent.kernels import Kernel
 from rsparkhub.agent.link import HubLink
 from rsparkhub.agent.outbox import DEFAULT_MAX_UNACKED_BYTES, Outbox
+from rsparkhub.agent.packages import packages
 from rsparkhub.agent.pool import KernelPool
 from rsparkhub.agent.rimage import RImage
 from rsparkhub.agent.workdir import PathOutsideWorkdir, Workdir
@@ -232,12 +233,30 @@ class Agent:
         except PathOutsideWorkdir as exc:
             log.warning("refused: %s", exc)
 
+    async def _packages(self, may_run_code: bool) -> dict[str, Any]:
+        """The Packages pane's list, from the environment snapshot run records use. Taking
+        a new snapshot starts R and Python (R reads the workspace's ``.Rprofile``), so a
+        viewer gets the last one taken (at session start, or for a run) instead."""
+        probe = self.environment.probe
+        snapshot = probe.cached()
+        if may_run_code or snapshot is None:
+            if not may_run_code and snapshot is None:
+                raise CallError(
+                    "not_ready",
+                    "The session has not listed its packages yet; try again in a moment.",
+                )
+            _id, snapshot = await probe.current()
+        return packages(snapshot, os.environ)
+
     async def _answer_call(self, msg: P.CallMessage) -> None:
         content: bytes | None = None
         try:
-            result, content = await self.introspector.call(
-                msg.language, msg.method, msg.params, may_run_code=msg.may_run_code
-            )
+            if msg.method == "packages":
+                result = await self._packages(msg.may_run_code)
+            else:
+                result, content = await self.introspector.call(
+                    msg.language, msg.method, msg.params, may_run_code=msg.may_run_code
+                )
             reply = P.CallResult(call_id=msg.call_id, ok=True, result=result)
         except CallError as exc:
             reply = P.CallResult(

@@ -70,7 +70,11 @@ def _dist_names(site: str | None) -> set[str]:
         entries = os.listdir(site)
     except OSError:
         return set()
-    return {_norm(e.rsplit("-", 1)[0]) for e in entries if e.endswith((".dist-info", ".egg-info"))}
+    return {
+        _norm(e.rsplit(".", 1)[0].rsplit("-", 1)[0])  # six-1.16.0.dist-info -> six
+        for e in entries
+        if e.endswith((".dist-info", ".egg-info"))
+    }
 
 
 def packages(snapshot: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

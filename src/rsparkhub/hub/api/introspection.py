@@ -56,6 +56,7 @@ AGENT_ERROR_STATUS = {
     "plot_failed": 422,  # e.g. too small for the plot's margins
     "viewer_cannot_run_code": 403,
     "kernel_busy": 409,
+    "not_ready": 409,
     "busy": 409,
     "plot_not_renderable": 409,
     "kernel_restarted": 409,
@@ -119,6 +120,19 @@ async def list_environment(
     w, may_run_code = await _workspace(db, caller, workspace_id, "read")
     res = await _call(hub, w.id, language, "env_list", {"hidden": hidden}, may_run_code)
     return {"language": language, **res.result}
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/packages",
+    summary="The session's R and Python packages: name, version and source "
+    "(base, environment, overlay)",
+)
+async def list_packages(
+    workspace_id: str, caller: CallerDep, hub: HubDep, db: DbDep
+) -> dict[str, Any]:
+    w, may_run_code = await _workspace(db, caller, workspace_id, "read")
+    res = await _call(hub, w.id, "python", "packages", {}, may_run_code)
+    return res.result
 
 
 class ChildrenBody(_Body):
