@@ -92,6 +92,7 @@ class World:
             "publication_id": self.publication_id,
             "run_id": uuid.uuid4().hex,  # no code runs here, so no run record exists
             "before": uuid.uuid4().hex,  # GET …/runs?before= (optional: not sent)
+            "run": uuid.uuid4().hex,  # GET …/export?run= (optional: not sent)
             "token": "not-the-link-token",  # /api/pub/{id}?token= (optional: not sent)
             "token_id": self.token_id,
             "name": "alice",  # /api/users/{name}; also the import's workspace name
@@ -150,6 +151,7 @@ class World:
                 "json": {"kind": "document", "source": "report.html", "audience": "link"}
             },
             ("PATCH", f"{ws}/publications/{{publication_id}}"): {"json": {"audience": "link"}},
+            ("POST", f"{ws}/runs/{{run_id}}/rerun"): {"json": {"ignore": []}},
         }
 
 
@@ -521,6 +523,8 @@ VIEWER_MAY = {
     ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}"),
     ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}/environment"),
     ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}/transcript"),
+    # a bundle of files and records a viewer can read anyway (a re-run runs code: refused)
+    ("GET", "/api/workspaces/{workspace_id}/export"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}/render"),
     ("GET", "/api/workspaces/{workspace_id}/environment"),

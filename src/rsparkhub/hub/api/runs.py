@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rsparkhub.hub.api.deps import CallerDep, DbDep, HubDep, ReadableWorkspace, WritableWorkspace
+from rsparkhub.hub.api.headers import attachment
 from rsparkhub.hub.paths import clean_path
-from rsparkhub.hub.runs import queries, rerun
+from rsparkhub.hub.runs import export, queries, rerun
 
 router = APIRouter(tags=["runs"])
 
@@ -83,3 +84,21 @@ async def rerun_run(
 ) -> dict[str, Any]:
     ignore = rerun.check_patterns(body.ignore if body else [])
     return await rerun.rerun(hub, db, caller, w, run_id, ignore)
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/export",
+    summary="A bundle (zip) that re-runs one record, or the last run of each file, without the hub",
+    response_class=Response,
+)
+async def export_runs(
+    w: ReadableWorkspace,
+    hub: HubDep,
+    db: DbDep,
+    run: str | None = Query(None, description="A run id; without it, the last run of each file."),
+) -> Response:
+    data = await export.export_bundle(db, hub.blobs, w, run)
+    name = f"{w.name}-{run[:12] if run else 'runs'}.zip"
+    return Response(
+        data, media_type="application/zip", headers={"Content-Disposition": attachment(name)}
+    )

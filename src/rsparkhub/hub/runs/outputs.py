@@ -26,6 +26,7 @@ class RecordedOutputs:
     files: dict[str, bytes | None] = field(default_factory=dict)  # None: bytes not kept
     file_sha256: dict[str, str | None] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)  # path, version, sha256, size
+    documents: list[dict[str, Any]] = field(default_factory=list)  # path, engine, format
     environment: dict[str, Any] | None = None
 
     def for_diff(self) -> reprodiff.Outputs:
@@ -65,6 +66,8 @@ async def recorded_outputs(db: AsyncSession, blobs: BlobStore, run: Run) -> Reco
         elif o.kind in ("file", "document") and o.path:
             out.files[o.path] = await _blob(blobs, o.sha256)
             out.file_sha256[o.path] = o.sha256
+            if o.kind == "document":
+                out.documents.append({"path": o.path, **(o.detail or {})})
         elif o.kind == "deleted" and o.path:
             out.files.pop(o.path, None)
             out.file_sha256.pop(o.path, None)

@@ -1,0 +1,147 @@
+"""Export bundles on a real hub: records of real R and Python runs (and an R Markdown
+render) export as a zip that re-runs in a clean directory with the machine's plain
+``/usr/bin/python3`` and ``Rscript`` — no hub, no rsparkhub on the path — and says which
+input changed when one did."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from test_runs import DATA, R_SCRIPT, REPORT, _wait_done
+
+from rsparkhub.client import HubClient
+
+from conftest import HubProcess
+
+ANALYSIS = """\
+import csv
+rows = list(csv.DictReader(open("data.csv")))
+values = [float(r["v"]) for r in rows]
+print("n", len(values), "mean", sum(values) / len(values))
+with open("summary.csv", "w") as f:
+    f.write("n,mean\\n%d,%s\\n" % (len(values), sum(values) / len(values)))
+"""
+
+PLOTS = """\
+import numpy as np
+import matplotlib.pyplot as plt
+from analysis_helpers import nothing  # a workspace module: not a requirement
+plt.plot(np.arange(3))
+"""
+
+PLAIN_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+
+
+def _rerun(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/usr/bin/python3", "rerun.py"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=PLAIN_ENV,
+        timeout=300,
+    )
+
+
+def _unzip(data: bytes, dest: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        zf.extractall(dest)
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path: Path) -> None:
+    token = hub.make_user("erin")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("bundle"))["id"]
+        await h.upload(
+            wid,
+            {
+                "data.csv": DATA.encode(),
+                "fit.R": R_SCRIPT.encode(),
+                "analysis.py": ANALYSIS.encode(),
+                "plots.py": PLOTS.encode(),
+                "analysis_helpers.py": b"nothing = None\n",
+                "report.Rmd": REPORT.encode(),
+            },
+        )
+        async with h.attach(wid) as s:
+            fit = await s.run(path="fit.R", mode="run")
+            py = await s.run(path="analysis.py", mode="run")
+            events = [ev async for ev in s.render("report.Rmd")]
+        assert fit.ok and py.ok and events[-1].status == "ok"  # type: ignore[union-attr]
+        await h.stop_session(wid)
+    fit_run = _wait_done(c, wid, fit.request_id)
+    _wait_done(c, wid, py.request_id)
+    env = c.get(f"/api/workspaces/{wid}/runs/{fit_run['id']}/environment").json()
+    recorded = {p["name"].lower(): p["version"] for p in env["languages"]["python"]["packages"]}
+
+    # the whole workspace: the last run of each file
+    r = c.get(f"/api/workspaces/{wid}/export")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/zip"
+    assert 'filename="bundle-runs.zip"' in r.headers["content-disposition"]
+    whole = tmp_path / "whole"
+    files = _unzip(r.content, whole)
+    spec: dict[str, Any] = json.loads(files["runs.json"])
+    assert [s["command"] for s in spec["runs"]] == [
+        "run fit.R",
+        "run analysis.py",
+        "render report.Rmd",
+    ]
+    assert [s["plain_command"][0] for s in spec["runs"]] == ["Rscript", "python3", "Rscript"]
+    assert "rmarkdown::render" in spec["runs"][2]["plain_command"][2]
+    assert spec["runs"][0]["expected"]["compare_transcript"] is True
+    assert spec["runs"][2]["expected"]["files"]["report.html"]["compare"] is False
+    assert files["data.csv"] == DATA.encode() and files["fit.R"] == R_SCRIPT.encode()
+    short = fit_run["id"][:12]
+    assert f"expected/{short}/plots/1.png" in files
+    assert files[f"expected/{short}/files/doubled.csv"].startswith(b'"v2"')
+    assert b"done\n" in files[f"expected/{short}/transcript.txt"]
+    # requirements: what plots.py imports, at the recorded versions; not the kernel's tooling
+    reqs = files["requirements.txt"].decode().splitlines()[1:]
+    assert reqs == [
+        f"matplotlib=={recorded['matplotlib']}",
+        f"numpy=={recorded['numpy']}",
+    ]
+    apt = files["apt.txt"].decode().split()
+    assert apt[0] == "r-base-core" and "pandoc" in apt
+    assert "r-cran-rmarkdown" in apt and "r-cran-knitr" in apt
+    assert b'"rmarkdown" = "' in files["install.R"]
+    assert files["runtime.txt"].decode().startswith("r-4.")
+    assert files["Dockerfile"].startswith(b"# Rebuilds") and b"FROM debian:bookworm" in files[
+        "Dockerfile"
+    ]
+    assert "python3 rerun.py" in files["README.md"].decode()
+
+    done = _rerun(whole)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("REPRODUCED") == 3 and "all reproduced" in done.stdout
+    # fit.R's record: six inputs checked, the printed output and doubled.csv compared
+    assert "REPRODUCED (compared 6 inputs, 1 transcript, 0 plots, 1 files)" in done.stdout
+    assert not (whole / "Rplots.pdf").exists()  # ran in a clean directory, not the bundle
+
+    # a data file changed in the bundle: not reproduced, and why
+    (whole / "data.csv").write_text("v\n1\n2\n3\n5\n")
+    changed = _rerun(whole)
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "✗ input file data.csv changed" in changed.stdout
+    assert "file doubled.csv differs" in changed.stdout
+    assert "NOT all reproduced" in changed.stdout
+
+    # one run only
+    one = c.get(f"/api/workspaces/{wid}/export", params={"run": fit_run["id"]})
+    assert one.status_code == 200
+    single = tmp_path / "single"
+    spec = json.loads(_unzip(one.content, single)["runs.json"])
+    assert [s["id"] for s in spec["runs"]] == [fit_run["id"]]
+    again = _rerun(single)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    missing = c.get(f"/api/workspaces/{wid}/export", params={"run": "0" * 32})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "run_not_found"
