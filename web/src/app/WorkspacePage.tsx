@@ -189,6 +189,15 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
         <button type="button" data-testid={TID.shareButton} onClick={() => setSharing(true)} title="Who has access; owners share the workspace">
           Share
         </button>
+        <a
+          class="button"
+          href={api.url(`/api/workspaces/${workspaceId}/export`)}
+          download
+          data-testid={TID.exportRuns}
+          title="A zip of the last run of each file: its files at the recorded versions, environment files and rerun.py, to re-run without the hub (docs/reproducibility.md)"
+        >
+          Export runs
+        </a>
         <ConnectionIndicator status={view.connection} />
         <Presence users={view.users} me={me.name} />
         <ThemeToggle />

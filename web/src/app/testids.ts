@@ -118,6 +118,7 @@ export const TID = {
   sharedNewLink: "shared-new-link",
   sharedUnpublish: "shared-unpublish",
   shareButton: "share-button",
+  exportRuns: "export-runs",
   shareDialog: "share-dialog",
   memberRow: "member-row",
   memberRole: "member-role",

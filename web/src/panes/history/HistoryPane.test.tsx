@@ -112,6 +112,48 @@ describe("HistoryPane", () => {
     expect(n).toBe(before + 1);
   });
 
+  it("re-runs a record and shows the verdict with its causes; viewers only export", async () => {
+    const id = "a".repeat(32);
+    const report = {
+      reproduced: false,
+      verdict: "not reproduced",
+      compared: { inputs: 3, transcript: 1 },
+      differences: [
+        { kind: "input", subject: "data.csv", cause: "input file data.csv changed", details: ["sha256 aaa → bbb"], blocking: true },
+        { kind: "environment", subject: "x", cause: "Python package six 1.16.0 → 1.15.0", details: [], blocking: false },
+      ],
+      workspace: "w rerun aaaa",
+    };
+    const { ctx, calls } = fakeCtx((call) => {
+      if (call.path === "/api/workspaces/w1/runs") return [record()];
+      if (call.path === `/api/workspaces/w1/runs/${id}`) return { ...record(), inputs: [] };
+      if (call.method === "POST" && call.path === `/api/workspaces/w1/runs/${id}/rerun`) return report;
+      return undefined;
+    });
+    await mount(<HistoryPane ctx={ctx} />, root);
+    await flush();
+    await act(() => (q("history-run-toggle")[0] as HTMLButtonElement).click());
+    await flush();
+    expect((q("history-export")[0] as HTMLAnchorElement).href).toBe(`http://hub.test/api/workspaces/w1/export?run=${id}`);
+    await act(() => (q("history-rerun")[0] as HTMLButtonElement).click());
+    await flush();
+    expect(calls.at(-1)!.body).toEqual({ ignore: [] });
+    expect(q("history-verdict-badge")[0]!.textContent).toBe("not reproduced");
+    expect([...q("history-difference")].map((d) => d.textContent)).toEqual(["input file data.csv changedsha256 aaa → bbb"]);
+    expect(root.textContent).toContain("Environment differences (1)");
+
+    render(null, root);
+    const viewer = fakeCtx((call) => (call.path === "/api/workspaces/w1/runs" ? [record()] : { ...record(), inputs: [] }), {
+      canWrite: false,
+    });
+    await mount(<HistoryPane ctx={viewer.ctx} />, root);
+    await flush();
+    await act(() => (q("history-run-toggle")[0] as HTMLButtonElement).click());
+    await flush();
+    expect(q("history-rerun")).toHaveLength(0);
+    expect(q("history-export")).toHaveLength(1);
+  });
+
   it("words", () => {
     expect(formatDuration(null)).toBe("…");
     expect(formatDuration(340)).toBe("340 ms");

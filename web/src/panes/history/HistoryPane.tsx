@@ -8,6 +8,7 @@ import type { AnyEvent, PaneContext } from "../../contract";
 import { errorInfo, wsPath } from "../common/api";
 import { useEvents } from "../common/useEvents";
 import "./history.css";
+import { RerunControls } from "./Rerun";
 import {
   describeEnvironment,
   formatDuration,
@@ -204,6 +205,7 @@ function RunDetails({ ctx, run }: { ctx: PaneContext; run: RunRecord }) {
           <OutputItem key={i} ctx={ctx} output={o} />
         ))}
       </ul>
+      <RerunControls ctx={ctx} run={run} />
     </div>
   );
 }

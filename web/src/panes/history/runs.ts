@@ -32,7 +32,7 @@ export interface RunRecord {
   path: string;
   command: string;
   /** where it was asked for: ide (a browser), cli (`rsparkhub run`/`render`), api */
-  via: "ide" | "cli" | "api" | null;
+  via: "ide" | "cli" | "api" | "rerun" | null;
   file_version: number | null;
   file_sha256: string | null;
   input_count: number;
@@ -45,9 +45,34 @@ export interface RunRecord {
   duration_ms: number | null;
   transcript: { sha256: string | null; bytes: number; complete: boolean };
   outputs: RunOutput[];
+  /** a re-run's record: the record it re-ran, and the comparison with it */
+  rerun_of?: string | null;
+  rerun?: RerunReport | null;
 }
 
-export const VIA_NAMES: Record<string, string> = { ide: "IDE", cli: "rsparkhub command", api: "API" };
+/** One difference reprodiff found (src/rsparkhub/reprodiff.py); non-blocking: reported only. */
+export interface RerunDifference {
+  kind: "input" | "status" | "transcript" | "plot" | "file" | "environment";
+  subject: string;
+  cause: string;
+  details: string[];
+  blocking: boolean;
+}
+
+/** POST …/runs/{id}/rerun's answer (and a re-run record's ``rerun``). */
+export interface RerunReport {
+  reproduced: boolean;
+  verdict: string;
+  compared: Record<string, number>;
+  differences: RerunDifference[];
+  notes?: string[];
+  run_id?: string;
+  rerun_id?: string;
+  workspace_id?: string;
+  workspace?: string;
+}
+
+export const VIA_NAMES: Record<string, string> = { ide: "IDE", cli: "rsparkhub command", api: "API", rerun: "re-run" };
 
 /** One workspace file when the run started (``GET …/runs/{id}``'s ``inputs``). */
 export interface RunInput {
