@@ -99,3 +99,37 @@ def test_history_lists_a_run_with_its_outputs(page: Page, shared_hub: HubProcess
     expect(runs.first.get_by_test_id("history-command")).to_have_text("run draw.R v1")
     pane.get_by_test_id("history-file").select_option("")
     expect(runs).to_have_count(2, timeout=T_UI)
+
+
+def test_rerun_and_export_from_the_history_pane(page: Page, shared_hub: HubProcess) -> None:
+    """Re-run the record from the History pane: a fresh session runs it again with its
+    recorded files, and the pane shows the verdict; Export (one run) and Export runs (the
+    workspace, in the top bar) download bundles."""
+    import io
+    import json
+    import zipfile
+
+    pane = page.get_by_test_id("history-pane")
+    newest = pane.get_by_test_id("history-run").first
+    expect(newest.get_by_test_id("history-command")).to_have_text("run draw.R v1")
+    if not newest.get_by_test_id("history-details").is_visible():
+        newest.get_by_test_id("history-run-toggle").click()
+    details = newest.get_by_test_id("history-details")
+    details.get_by_test_id("history-rerun").click()
+    expect(details.get_by_test_id("history-rerun")).to_have_text("Re-running…")
+    badge = details.get_by_test_id("history-verdict-badge")
+    expect(badge).to_have_text("reproduced", timeout=T_RUN * 3)
+    expect(details.get_by_test_id("history-verdict")).to_contain_text("1 plots, 1 files")
+    expect(details.get_by_test_id("history-difference")).to_have_count(0)
+
+    bundle = page.request.get(details.get_by_test_id("history-export").get_attribute("href") or "")
+    assert bundle.ok and bundle.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(bundle.body())) as zf:
+        spec = json.loads(zf.read("runs.json"))
+        assert [r["command"] for r in spec["runs"]] == ["run draw.R"]
+        assert zf.read("draw.R").decode() == SCRIPT
+    whole = page.request.get(page.get_by_test_id("export-runs").get_attribute("href") or "")
+    assert whole.ok
+    with zipfile.ZipFile(io.BytesIO(whole.body())) as zf:
+        commands = [r["command"] for r in json.loads(zf.read("runs.json"))["runs"]]
+        assert commands == ["run other.R", "run draw.R"]
