@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     for run in spec["runs"]:
         if only and not run["id"].startswith(only):
             continue
+        if not run.get("plain_command"):
+            print(f"{run['command']}  ({run['id'][:12]}): not re-run ({run.get('not_rerun')})")
+            continue
         print(f"{run['command']}  ({run['id'][:12]}): {' '.join(run['plain_command'])}")
         report = run_one(run, settings, keep)
         for line in report.text().splitlines():

@@ -254,6 +254,7 @@ async def _run_spec(
         "path": run.path,
         "request": run.request,
         "plain_command": argv,
+        **({} if argv else {"not_rerun": why}),
         "status": run.status,
         "started_at": run.started_at.isoformat(),
         "inputs": rec.inputs,
