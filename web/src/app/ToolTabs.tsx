@@ -11,6 +11,7 @@ export const TOOL_TABS: Array<{ key: ToolTab; label: string }> = [
   { key: "help", label: "Help" },
   { key: "data", label: "Data" },
   { key: "history", label: "History" },
+  { key: "packages", label: "Packages" },
 ];
 
 interface Props {

@@ -13,7 +13,15 @@ import { EditorPane, type EditorCommand } from "../editor/EditorPane";
 import { CommandPalette } from "./CommandPalette";
 import { ConfirmDialog } from "./Dialog";
 import { FilesPane } from "../files/FilesPane";
-import { DataViewerPane, EnvironmentPane, HelpPane, HistoryPane, PlotsPane, ViewerPane } from "../panes/index";
+import {
+  DataViewerPane,
+  EnvironmentPane,
+  HelpPane,
+  HistoryPane,
+  PackagesPane,
+  PlotsPane,
+  ViewerPane,
+} from "../panes/index";
 import { ConnectionIndicator, othersAttached, Presence } from "./indicators";
 import { clampSizes, LIMITS, loadSizes, saveSizes, type PaneSizes } from "./layout";
 import { VIEWER_WHY, type Me, type Member, type Workspace } from "./model";
@@ -327,6 +335,7 @@ export function WorkspacePage({ api, me, workspaceId }: Props) {
               help: <HelpPane ctx={ctx} request={help} />,
               data: <DataViewerPane ctx={ctx} request={dataView} />,
               history: <HistoryPane ctx={ctx} />,
+              packages: <PackagesPane ctx={ctx} />,
             }}
           />
         </section>

@@ -157,6 +157,6 @@ export const TID = {
   themeToggle: "theme-toggle",
 } as const;
 
-export type ToolTab = "environment" | "plots" | "viewer" | "help" | "data" | "history";
+export type ToolTab = "environment" | "plots" | "viewer" | "help" | "data" | "history" | "packages";
 
 export const paneTabId = (tab: ToolTab): string => `pane-tab-${tab}`;

@@ -145,6 +145,10 @@ describe("ConsoleController", () => {
     }
     expect(lines()).toEqual([`info:${db}`, `info:${spark}`]);
     expect(isServiceNotice("No Spark driver of 'bob' is running right now")).toBe(false);
+    // a declared environment's build progress and failure stay in the console too
+    expect(isServiceNotice("environment (python):  + six==1.16.0")).toBe(true);
+    expect(isServiceNotice("No R environment in this session: DESCRIPTION declares x …")).toBe(true);
+    expect(isServiceNotice("environment variables were read")).toBe(false);
   });
 
   it("shows a render's log as plain text, its failure as an error", () => {

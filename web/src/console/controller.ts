@@ -25,9 +25,15 @@ const PROMPTS: Record<Language, [string, string]> = {
 };
 
 /** A start message of the hub (session_state) that stays in the console: a service the
- * session goes without (hub/userdb.py, hub/sessions/lifecycle.py spark_missing). */
+ * session goes without (hub/userdb.py, hub/sessions/lifecycle.py spark_missing), a
+ * declared environment it goes without, and the progress of building one
+ * (hub/environments/). */
 export function isServiceNotice(message: string | null | undefined): message is string {
-  return typeof message === "string" && /^No (PostgreSQL database|Spark) in this session\b/.test(message);
+  return (
+    typeof message === "string" &&
+    (/^No (PostgreSQL database|Spark|Python environment|R environment) in this session\b/.test(message) ||
+      /^environment \((python|r)\): /.test(message))
+  );
 }
 
 /** Code as a console shows it typed: a prompt on the first line, continuation after. */

@@ -25,11 +25,15 @@
 //     history-run (data-id, data-status), history-run-toggle, history-status,
 //     history-command, history-details, history-environment, history-transcript,
 //     history-output (data-kind), history-plot, history-output-link, history-open-document
+//   PackagesPane: packages-pane, packages-language (select python/r), packages-source
+//     (select), packages-filter, packages-reload, packages-error, packages-row (data-name,
+//     data-source = base|environment|overlay), packages-add (overlay rows, writers only)
 import "./panes.css";
 
 export { DataViewerPane } from "./data/DataViewerPane";
 export { EnvironmentPane } from "./env/EnvironmentPane";
 export { HelpPane } from "./help/HelpPane";
 export { HistoryPane } from "./history/HistoryPane";
+export { PackagesPane } from "./packages/PackagesPane";
 export { PlotsPane } from "./plots/PlotsPane";
 export { ViewerPane } from "./viewer/ViewerPane";
