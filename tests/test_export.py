@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from test_runs import DATA, R_SCRIPT, REPORT, _wait_done
 
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess
+from conftest import RSPARKHUB, HubProcess
 
 ANALYSIS = """\
 import csv
@@ -45,6 +46,18 @@ def _rerun(folder: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         env=PLAIN_ENV,
         timeout=300,
+    )
+
+
+def _cli(hub: HubProcess, token: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": token}
+    return subprocess.run(
+        [RSPARKHUB, *args, "-o", "fit.zip"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -114,9 +127,10 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
     assert "r-cran-rmarkdown" in apt and "r-cran-knitr" in apt
     assert b'"rmarkdown" = "' in files["install.R"]
     assert files["runtime.txt"].decode().startswith("r-4.")
-    assert files["Dockerfile"].startswith(b"# Rebuilds") and b"FROM debian:bookworm" in files[
-        "Dockerfile"
-    ]
+    assert (
+        files["Dockerfile"].startswith(b"# Rebuilds")
+        and b"FROM debian:bookworm" in files["Dockerfile"]
+    )
     assert "python3 rerun.py" in files["README.md"].decode()
 
     done = _rerun(whole)
@@ -145,3 +159,10 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
 
     missing = c.get(f"/api/workspaces/{wid}/export", params={"run": "0" * 32})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "run_not_found"
+
+    # the command line: `rsparkhub export RUN` writes the same bundle
+    cli = _cli(hub, token, tmp_path, "export", fit_run["id"][:12], "--workspace", "bundle")
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("wrote fit.zip (") and "python3 rerun.py" in cli.stdout
+    with zipfile.ZipFile(tmp_path / "fit.zip") as zf:
+        assert [r["id"] for r in json.loads(zf.read("runs.json"))["runs"]] == [fit_run["id"]]
