@@ -98,11 +98,19 @@ async def test_rerun_reproduces_uses_recorded_versions_and_names_causes(hub: Hub
     bad = c.post(f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun", json={"ignore": ["("]})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_ignore"
 
-    # 3. the recorded data file's bytes were altered: the cause is named, exit 1
+    # 3. the recorded data file's bytes were altered, and the recorded environment said
+    # another ipykernel: the data file is the cause (exit 1), the package is reported
     data_sha = next(f["sha256"] for f in fit_run["inputs"] if f["path"] == "data.csv")
     blob = hub.data_dir / "blobs" / data_sha[:2] / data_sha[2:]
     os.chmod(blob, 0o644)
     blob.write_text("v\n1\n2\n3\n5\n")
+    env_id = fit_run["environment"]["id"]
+    env_blob = hub.data_dir / "blobs" / env_id[:2] / env_id[2:]
+    snapshot = json.loads(env_blob.read_bytes())
+    [ipk] = [p for p in snapshot["languages"]["python"]["packages"] if p["name"] == "ipykernel"]
+    real, ipk["version"] = ipk["version"], "0.0.1"
+    os.chmod(env_blob, 0o644)
+    env_blob.write_text(json.dumps(snapshot))
     tampered = rerun(fit_run["id"], "--json")
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     report = json.loads(tampered.stdout)
@@ -110,9 +118,12 @@ async def test_rerun_reproduces_uses_recorded_versions_and_names_causes(hub: Hub
     assert causes[0] == "input file data.csv changed", causes
     assert "the console output differs" in causes[1]
     assert any(c.startswith("file doubled.csv differs") for c in causes), causes
+    reported = [d["cause"] for d in report["differences"] if not d["blocking"]]
+    assert reported == [f"Python package ipykernel 0.0.1 → {real}"], reported
     text = rerun(fit_run["id"])
     assert text.returncode == 1 and "NOT REPRODUCED" in text.stdout
     assert "✗ input file data.csv changed" in text.stdout
+    assert f"· Python package ipykernel 0.0.1 → {real}" in text.stdout
 
     # 4. errors exit 2 with a sentence
     missing = rerun("0" * 32)

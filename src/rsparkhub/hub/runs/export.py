@@ -44,6 +44,7 @@ from rsparkhub.hub.runs.outputs import RecordedOutputs, recorded_outputs
 from rsparkhub.hub.runs.queries import get_run
 
 MAX_RUNS = 20  # a workspace export: the last run of at most this many files
+MAX_SCANNED = 2000  # … among this many newest records
 # the bundle's own names: a workspace file called so goes under inputs/<run>/ instead
 RESERVED = ("runs.json", "rerun.py", "reprodiff.py", "expected/", "inputs/")
 R_BASE = {
@@ -155,6 +156,7 @@ async def _select(db: AsyncSession, workspace_id: str, run_id: str | None) -> li
             select(Run)
             .where(Run.workspace_id == workspace_id, Run.status != "running")
             .order_by(Run.started_at.desc())
+            .limit(MAX_SCANNED)
         )
     ).scalars()
     latest: dict[str, Run] = {}
