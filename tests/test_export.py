@@ -139,6 +139,8 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
     # fit.R's record: six inputs checked, the printed output and doubled.csv compared
     assert "REPRODUCED (compared 6 inputs, 1 transcript, 0 plots, 1 files)" in done.stdout
     assert not (whole / "Rplots.pdf").exists()  # ran in a clean directory, not the bundle
+    assert not (whole / "__pycache__").exists()
+    assert "· Bash" not in done.stdout  # only the languages this machine was asked about
 
     # a data file changed in the bundle: not reproduced, and why
     (whole / "data.csv").write_text("v\n1\n2\n3\n5\n")

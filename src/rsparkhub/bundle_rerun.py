@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ left in the bundle
 
 import reprodiff  # noqa: E402  (the copy next to this file)
 
@@ -134,6 +136,10 @@ def run_one(run: dict[str, Any], settings: reprodiff.Settings, keep: bool) -> re
         inputs=actual_inputs,
         environment=_versions() if run.get("environment") else None,
     )
+    if expected.environment and actual.environment:  # the languages this machine was asked
+        have = actual.environment["languages"]
+        langs = expected.environment.get("languages") or {}
+        expected.environment = {"languages": {k: v for k, v in langs.items() if k in have}}
     report = reprodiff.compare(expected, actual, settings)
     if keep:
         print(f"  (kept {work})")
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         if not run.get("plain_command"):
             print(f"{run['command']}  ({run['id'][:12]}): not re-run ({run.get('not_rerun')})")
             continue
-        print(f"{run['command']}  ({run['id'][:12]}): {' '.join(run['plain_command'])}")
+        print(f"{run['command']}  ({run['id'][:12]}): {shlex.join(run['plain_command'])}")
         report = run_one(run, settings, keep)
         for line in report.text().splitlines():
             print("  " + line)

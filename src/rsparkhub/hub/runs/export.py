@@ -26,6 +26,7 @@ import asyncio
 import io
 import json
 import re
+import shlex
 import sys
 import zipfile
 from datetime import UTC, datetime
@@ -352,7 +353,7 @@ def _readme(ws: Workspace, specs: list[dict[str, Any]], uses_r: bool) -> str:
         "|---|---|---|---|",
     ]
     for s in specs:
-        plain = " ".join(s["plain_command"]) if s["plain_command"] else "(not re-run)"
+        plain = shlex.join(s["plain_command"]) if s["plain_command"] else "(not re-run)"
         what = ["status", "inputs", "files"]
         if s["expected"]["compare_transcript"]:
             what.insert(2, "printed output")
