@@ -108,6 +108,8 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
         "render report.Rmd",
     ]
     assert [s["plain_command"][0] for s in spec["runs"]] == ["Rscript", "python3", "Rscript"]
+    assert spec["runs"][0]["plain_command"][2].startswith('png("rsparkhub-plot-%03d.png", width')
+    assert [s["expected"]["compare_plots"] for s in spec["runs"]] == [True, False, False]
     assert "rmarkdown::render" in spec["runs"][2]["plain_command"][2]
     assert spec["runs"][0]["expected"]["compare_transcript"] is True
     assert spec["runs"][2]["expected"]["files"]["report.html"]["compare"] is False
@@ -136,8 +138,9 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
     done = _rerun(whole)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("REPRODUCED") == 3 and "all reproduced" in done.stdout
-    # fit.R's record: six inputs checked, the printed output and doubled.csv compared
-    assert "REPRODUCED (compared 6 inputs, 1 transcript, 0 plots, 1 files)" in done.stdout
+    # fit.R's record: six inputs checked, the printed output, its plot (by pixels, drawn
+    # again as the session's R drew it) and doubled.csv compared
+    assert "REPRODUCED (compared 6 inputs, 1 transcript, 1 plots, 1 files)" in done.stdout
     assert not (whole / "Rplots.pdf").exists()  # ran in a clean directory, not the bundle
     assert not (whole / "__pycache__").exists()
     assert "· Bash" not in done.stdout  # only the languages this machine was asked about
@@ -148,6 +151,7 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert "✗ input file data.csv changed" in changed.stdout
     assert "file doubled.csv differs" in changed.stdout
+    assert "✗ plot 1 differs in " in changed.stdout
     assert "NOT all reproduced" in changed.stdout
 
     # one run only

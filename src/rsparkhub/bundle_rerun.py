@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ sys.dont_write_bytecode = True  # no __pycache__ left in the bundle
 import reprodiff  # noqa: E402  (the copy next to this file)
 
 SKIP_WRITTEN = ("Rplots.pdf", "__pycache__/", ".Rhistory", ".RData")
+PLOT_FILE = re.compile(r"^rsparkhub-plot-\d+\.png$")  # an R run's plots (export.r_with_plots)
 TIMEOUT_S = 3600
 
 
@@ -106,11 +108,18 @@ def run_one(run: dict[str, Any], settings: reprodiff.Settings, keep: bool) -> re
         )
     except OSError as exc:
         raise SystemExit(f"cannot run {run['plain_command'][0]}: {exc}") from None
-    written: dict[str, bytes | None] = {}
-    for path, digest in _snapshot(work).items():
-        if before.get(path) != digest and not any(s in path for s in SKIP_WRITTEN):
-            written[path] = (work / path).read_bytes()
     exp = run["expected"]
+    written: dict[str, bytes | None] = {}
+    plots: list[reprodiff.Plot] = []
+    for path, digest in sorted(_snapshot(work).items()):
+        if PLOT_FILE.match(path) and exp.get("compare_plots"):
+            plots.append(reprodiff.Plot("image/png", (work / path).read_bytes()))
+        elif before.get(path) != digest and not any(s in path for s in SKIP_WRITTEN):
+            written[path] = (work / path).read_bytes()
+    expected_plots = [
+        reprodiff.Plot(p["mime"], (HERE / p["file"]).read_bytes())
+        for p in (exp["plots"] if exp.get("compare_plots") else [])
+    ]
     expected_files: dict[str, bytes | None] = {}
     for path, info in exp["files"].items():
         if info.get("compare", True) and info.get("file"):
@@ -125,6 +134,7 @@ def run_one(run: dict[str, Any], settings: reprodiff.Settings, keep: bool) -> re
     expected = reprodiff.Outputs(
         status=run["status"],
         transcript=transcript,
+        plots=expected_plots,
         files=expected_files,
         inputs={f["path"]: f["sha256"] for f in run["inputs"]},
         environment=run.get("environment"),
@@ -132,6 +142,7 @@ def run_one(run: dict[str, Any], settings: reprodiff.Settings, keep: bool) -> re
     actual = reprodiff.Outputs(
         status="ok" if proc.returncode == 0 else "error",
         transcript=proc.stdout.decode("utf-8", "replace") if transcript is not None else None,
+        plots=plots,
         files=written,
         inputs=actual_inputs,
         environment=_versions() if run.get("environment") else None,

@@ -46,6 +46,8 @@ from rsparkhub.hub.runs.queries import get_run
 
 MAX_RUNS = 20  # a workspace export: the last run of at most this many files
 MAX_SCANNED = 2000  # … among this many newest records
+PLOT_FILES = "rsparkhub-plot-%03d.png"  # what rerun.py collects as an R run's plots
+R_PLOT_RES = 120  # IRkernel's repr.plot.res: the resolution of the session's R plots
 # the bundle's own names: a workspace file called so goes under inputs/<run>/ instead
 RESERVED = ("runs.json", "rerun.py", "reprodiff.py", "expected/", "inputs/")
 R_BASE = {
@@ -63,9 +65,32 @@ R_USES = re.compile(
 )
 
 
-def plain_command(run: Run, engine: str | None) -> tuple[list[str] | None, bool, str]:
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's width and height, from its header."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def r_with_plots(path: str, size: tuple[int, int]) -> list[str]:
+    """``Rscript`` running ``path`` as the hub's run mode does (``source(…, echo = FALSE,
+    print.eval = TRUE)``, which prints what ``Rscript FILE`` prints) with its plots drawn
+    as IRkernel draws them: cairo PNGs at the recorded size and 120 dpi (IRkernel's
+    ``repr.plot.res``), one file per page, so rerun.py can compare them by pixels."""
+    w, h = size
+    code = (
+        f'png("{PLOT_FILES}", width = {w}, height = {h}, res = {R_PLOT_RES}, type = "cairo"); '
+        f"source({json.dumps(path)}, echo = FALSE, print.eval = TRUE)"
+    )
+    return ["Rscript", "-e", code]
+
+
+def plain_command(
+    run: Run, engine: str | None, plot_size: tuple[int, int] | None = None
+) -> tuple[list[str] | None, bool, str]:
     """How a record maps to a plain command: (argv or None, whether its printed output is
-    comparable with the hub's transcript, why not)."""
+    comparable with the hub's transcript, why not). An R run with PNG plots of
+    ``plot_size`` draws them as the session did (``r_with_plots``)."""
     path = run.path
     if run.kind == "render":
         if engine == "rmarkdown":
@@ -83,6 +108,8 @@ def plain_command(run: Run, engine: str | None) -> tuple[list[str] | None, bool,
     )
     if argv is None:
         return None, False, f"no plain command for language {run.language}"
+    if run.language == "r" and plot_size is not None:
+        argv = r_with_plots(path, plot_size)
     if run.kind == "source":
         # the hub's source mode echoes each expression with a prompt, as an interactive
         # session does; a plain interpreter prints only the output
@@ -226,9 +253,19 @@ async def _run_spec(
         if top.get(path) != sha and blobs.exists(sha):
             entries[f"inputs/{short}/{path}"] = await blobs.get(sha)
     engine = next((d.get("engine") for d in rec.documents if d.get("engine")), None)
-    argv, comparable, why = plain_command(run, engine)
+    first_png = next((p.data for p in rec.plots if p.mime == "image/png"), None)
+    size = png_size(first_png) if first_png else None
+    argv, comparable, why = plain_command(run, engine, size)
     base = f"expected/{short}"
-    expected: dict[str, Any] = {"files": {}, "plots": [], "compare_transcript": False}
+    expected: dict[str, Any] = {
+        "files": {},
+        "plots": [],
+        "compare_transcript": False,
+        # R draws on the session's device again (r_with_plots); other plots are kept only
+        "compare_plots": bool(
+            argv and argv[:2] == ["Rscript", "-e"] and size and run.kind != "render"
+        ),
+    }
     if rec.transcript is not None:
         entries[f"{base}/transcript.txt"] = rec.transcript.encode()
         expected["transcript"] = f"{base}/transcript.txt"
@@ -357,11 +394,13 @@ def _readme(ws: Workspace, specs: list[dict[str, Any]], uses_r: bool) -> str:
         what = ["status", "inputs", "files"]
         if s["expected"]["compare_transcript"]:
             what.insert(2, "printed output")
+        if s["expected"]["compare_plots"]:
+            what.append("plots")
         lines.append(f"| {s['id'][:12]} | `{s['command']}` | `{plain}` | {', '.join(what)} |")
     lines += [
         "",
-        "Not compared here: plots (kept in `expected/<run>/plots/` to look at: a plain "
-        "interpreter draws on other devices than the hub's session), rendered documents "
+        "Not compared here: plots other than R's (kept in `expected/<run>/plots/` to look at: "
+        "a plain python3 draws on no display), rendered documents "
         "(written, not compared byte for byte), and the printed output of source-mode runs "
         "and of runs that failed (the hub echoes code and formats tracebacks differently). "
         "Package versions are pinned in requirements.txt/install.R; rerun.py reports "
