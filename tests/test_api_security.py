@@ -696,3 +696,38 @@ def test_login_link_goes_to_the_operators_terminal(tmp_path: Path) -> None:
     text = seen.decode(errors="replace")
     assert re.search(rf"http://127\.0\.0\.1:{port}/login/rso_\S+", text), text
     assert not (data / "first-login-link").exists()
+
+
+async def test_a_viewer_cannot_rerun_a_record_but_may_export_it(shared_hub: HubProcess) -> None:
+    """A re-run runs the recorded code in a fresh session: bob, a viewer, is refused (403,
+    nothing runs, no re-run workspace appears anywhere); the export, which holds only what
+    a viewer reads anyway, is his to download."""
+    alice, bob = _user(shared_hub, "alice"), _user(shared_hub, "bob")
+    async with HubClient(shared_hub.url, alice) as a:
+        p = await a.request("POST", "/api/projects", json={"name": f"rr-{uuid.uuid4().hex[:6]}"})
+        w = await a.request("POST", f"/api/projects/{p['id']}/workspaces", json={"name": "rr"})
+        wid = w["id"]
+        await a.upload(wid, {"note.py": b"open('ran.txt', 'a').write('x')\nprint('ran')\n"})
+        await a.request(
+            "PUT", f"/api/workspaces/{wid}/members", json={"user": "bob", "role": "viewer"}
+        )
+        async with a.attach(wid) as s:
+            assert (await s.run(path="note.py", mode="run")).ok
+        await a.stop_session(wid)
+        deadline = time.monotonic() + 30
+        while (runs := await a.runs(wid))[0]["status"] == "running":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        [run] = runs
+    with shared_hub.client(bob) as b:
+        r = b.post(f"/api/workspaces/{wid}/runs/{run['id']}/rerun", json={})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+        assert not [w for w in b.get("/api/workspaces").json() if w["project"] == "reruns"]
+        bundle = b.get(f"/api/workspaces/{wid}/export", params={"run": run["id"]})
+        assert bundle.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(bundle.content)) as zf:
+            assert zf.read("note.py").startswith(b"open('ran.txt'")
+    with shared_hub.client(alice) as c:
+        assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs").json()] == [run["id"]]
+        assert c.get(f"/api/workspaces/{wid}/text/ran.txt").json()["content"] == "x"
+        assert c.get(f"/api/workspaces/{wid}/session").json()["state"] in ("stopped", "stopping")
