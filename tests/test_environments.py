@@ -7,9 +7,11 @@ for what this machine cannot install."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -114,11 +116,16 @@ async def test_requirements_are_built_once_and_shared(hub: HubProcess, alice: st
     assert env_dirs(hub, "python") == [built] and built.stat().st_ino == ino
     assert hub.log_path.read_text().count("built environment python/") == 1
     # another version of the same package: its own environment, each sees its own
-    async with workspace(hub, alice, "six-new", {"requirements.txt": "six==1.17.0\n"}) as (c, wid):
+    # (attrs: the base has 26.x; the pinned version shadows it)
+    files = {"requirements.txt": "six==1.17.0\nattrs==23.1.0\n"}
+    async with workspace(hub, alice, "six-new", files) as (c, wid):
         async with c.attach(wid) as s:
-            out = await py(s, "import six; print(six.__version__)")
+            out = await py(
+                s,
+                "import six, attrs, importlib.metadata as m; print(six.__version__, m.version('attrs'))",
+            )
         listed = await c.request("GET", f"/api/workspaces/{wid}/packages")
-    assert out.strip() == "1.17.0"
+    assert out.split() == ["1.17.0", "23.1.0"], out  # (attrs: m.version finds the first)
     assert source_of(listed, "python", "six") == ("1.17.0", "environment")
     assert len(env_dirs(hub, "python")) == 2
     async with workspace(hub, alice, "six-old", {}) as (c, wid):
@@ -172,6 +179,29 @@ async def test_overlay_installs_survive_a_restart_and_stay_in_their_workspace(
             r = await s.run('cat(nzchar(system.file(package = "tinypkg")))', language="r")
     assert out.strip() == "None", out
     assert r.stdout == "FALSE"
+
+
+PYPROJECT = '[project]\nname = "analysis"\nversion = "0.1.0"\ndependencies = ["six==1.16.0"]\n'
+
+
+async def test_a_uv_lock_decides_the_versions(hub: HubProcess, alice: str, tmp_path: Path) -> None:
+    """pyproject.toml with its uv.lock: the lock's versions (and hashes), not a new
+    resolution of pyproject's looser dependency."""
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    uv = str(Path(sys.executable).parent / "uv")
+    env = {**os.environ, "UV_SYSTEM_CERTS": "1"}
+    lock = await asyncio.create_subprocess_exec(uv, "lock", "--project", str(tmp_path), env=env)
+    assert await lock.wait() == 0
+    files = {
+        "pyproject.toml": PYPROJECT.replace("six==1.16.0", "six"),  # today: 1.17.0
+        "uv.lock": (tmp_path / "uv.lock").read_text(),
+    }
+    async with workspace(hub, alice, "locked", files) as (c, wid):
+        async with c.attach(wid) as s:
+            out = await py(s, "import six; print(six.__version__, six.__file__)")
+    assert out.startswith("1.16.0 /"), out
+    env_dir = Path(out.split()[1]).parent.parent
+    assert '"declaration": "uv.lock"' in (env_dir / "environment.json").read_text()
 
 
 @pytest.mark.parametrize("kind", ["root", "unprivileged"])

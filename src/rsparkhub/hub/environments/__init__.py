@@ -131,17 +131,28 @@ class Environments:
         exe, version = await self._python_interpreter()
         key = decl.key(version)
 
-        def argv(staging: Path) -> list[str]:
-            (staging / "input" / "requirements.txt").write_text(decl.text())
-            return [
-                uv_binary(), "pip", "install", "--target", str(staging / "out" / "site"),
-                "--python", exe, "-r", str(staging / "input" / "requirements.txt"),
+        site = ["--target", "{out}/site", "--python", exe]
+        if decl.lock is None:
+            inputs = {"requirements.txt": decl.text().encode()}
+            command = [uv_binary(), "pip", "install", *site, "-r", "{input}/requirements.txt"]
+        else:  # the lock's versions and hashes, exported by uv itself (it runs no code)
+            inputs = {p: files[p] for p in ("pyproject.toml", "uv.lock")}
+            command = [
+                "/bin/sh", "-ec",
+                '"$0" export --frozen --no-dev --no-emit-project --format requirements-txt '
+                '--project "$1" -o "$1/requirements.txt"; shift; exec "$@"',
+                uv_binary(), "{input}", uv_binary(), "pip", "install", *site,
+                "-r", "{input}/requirements.txt",
             ]  # fmt: skip
+
+        def argv(staging: Path) -> list[str]:
+            where = {"out": str(staging / "out"), "input": str(staging / "input")}
+            return [a.format(**where) for a in command]
 
         if not self.builder.path("python", key).is_dir():
             await progress(f"environment (python): building {decl.source} ({key[:12]})")
         result = await self.builder.ensure(
-            "python", key, {}, argv, True, progress,
+            "python", key, inputs, argv, True, progress,
             {"declaration": decl.source, "requirements": list(decl.requirements),
              "interpreter": version},
         )  # fmt: skip
@@ -183,15 +194,11 @@ class Environments:
             return
         key = plan.key(files, r_version, repos)
         inputs = {p: files[p] for p in plan.tarballs.values()}
+        # paths relative to the staging directory, where the build runs
+        tarballs = [f"input/{p}" for p in plan.tarballs.values()]
+        inputs["build.R"] = _r_build_script(tarballs, plan.from_repos, repos).encode()
 
         def argv(staging: Path) -> list[str]:
-            script = _r_build_script(
-                staging / "out" / "library",
-                [str(staging / "input" / p) for p in plan.tarballs.values()],
-                plan.from_repos,
-                repos,
-            )
-            (staging / "input" / "build.R").write_text(script)
             return ["Rscript", "--vanilla", str(staging / "input" / "build.R")]
 
         if not self.builder.path("r", key).is_dir():
@@ -256,14 +263,17 @@ def _r_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _r_build_script(lib: Path, tarballs: list[str], names: list[str], repos: str | None) -> str:
+def _r_build_script(tarballs: list[str], names: list[str], repos: str | None) -> str:
+    """install.packages of the tarballs, then of ``names`` from ``repos``, into
+    ``out/library`` (run in the staging directory); fails unless all are there."""
+
     def vec(xs: list[str]) -> str:
         return "c(" + ", ".join(_r_string(x) for x in xs) + ")"
 
     return f"""
 options(warn = 1)
-lib <- {_r_string(str(lib))}
-dir.create(lib, recursive = TRUE, showWarnings = FALSE)
+dir.create("out/library", recursive = TRUE, showWarnings = FALSE)
+lib <- normalizePath("out/library")
 .libPaths(c(lib, .libPaths()))
 for (t in {vec(tarballs)}) {{
     message("installing ", basename(t))

@@ -21,7 +21,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-PYTHON_FILES = ("requirements.txt", "pyproject.toml")
+PYTHON_FILES = ("requirements.txt", "pyproject.toml", "uv.lock")
 R_FILES = ("DESCRIPTION", "renv.lock")
 TARBALL_DIR = "packages"
 # R's own packages, always there, never installed from elsewhere
@@ -50,19 +50,22 @@ def machine() -> str:
 class PythonDeclaration:
     source: str  # the file it came from
     requirements: tuple[str, ...]  # normalised, sorted
+    # uv.lock: the sha256 of pyproject.toml and uv.lock (the lock decides, byte for byte)
+    lock: str | None = None
 
     def text(self) -> str:
         return "".join(f"{r}\n" for r in self.requirements)
 
     def key(self, interpreter: str) -> str:
-        return key_of(
-            {
-                "kind": "python",
-                "requirements": list(self.requirements),
-                "interpreter": interpreter,
-                "machine": machine(),
-            }
-        )
+        doc: dict[str, object] = {
+            "kind": "python",
+            "requirements": list(self.requirements),
+            "interpreter": interpreter,
+            "machine": machine(),
+        }
+        if self.lock is not None:
+            doc["lock"] = self.lock
+        return key_of(doc)
 
 
 def _requirement(line: str, where: str) -> str:
@@ -106,12 +109,21 @@ def parse_pyproject(text: str) -> PythonDeclaration | None:
 
 
 def python_declaration(files: dict[str, bytes]) -> PythonDeclaration | None:
-    """requirements.txt if the workspace has one, else pyproject.toml's dependencies."""
+    """requirements.txt if the workspace has one, else pyproject.toml with its uv.lock
+    (the lock's exact versions and hashes), else pyproject.toml's dependencies."""
     if "requirements.txt" in files:
         return parse_requirements(files["requirements.txt"].decode("utf-8", "replace"))
-    if "pyproject.toml" in files:
-        return parse_pyproject(files["pyproject.toml"].decode("utf-8", "replace"))
-    return None
+    if "pyproject.toml" not in files:
+        return None
+    decl = parse_pyproject(files["pyproject.toml"].decode("utf-8", "replace"))
+    if decl is None or "uv.lock" not in files:
+        return decl
+    try:
+        tomllib.loads(files["uv.lock"].decode("utf-8", "replace"))
+    except tomllib.TOMLDecodeError as exc:
+        raise DeclarationError(f"uv.lock is not valid TOML: {exc}") from exc
+    lock = hashlib.sha256(files["pyproject.toml"] + b"\0" + files["uv.lock"]).hexdigest()
+    return PythonDeclaration("uv.lock", decl.requirements, lock)
 
 
 # ---------------------------------------------------------------------------- R
