@@ -23,7 +23,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rsparkhub.config import Settings
 from rsparkhub.hub.blobs import BlobStore
@@ -238,9 +237,6 @@ class Environments:
         out.ro_binds.append((result.path, str(result.path)))
         if result.built:
             out.built.append(f"{kind}/{key}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"environments": self.enabled, "r_repos": self.settings.r_repos}
 
 
 def _kernel_python() -> str:
