@@ -133,6 +133,22 @@ async def test_requirements_are_built_once_and_shared(hub: HubProcess, alice: st
             assert (await py(s, "import six; print(six.__version__)")).strip() == "1.16.0"
 
 
+async def test_sessions_starting_together_share_one_build(hub: HubProcess, alice: str) -> None:
+    files = {"requirements.txt": "tomli==2.0.1\nsix==1.16.0\n"}
+    builds = hub.log_path.read_text().count("built environment python/")
+    async with (
+        workspace(hub, alice, "together-1", files) as (c1, w1),
+        workspace(hub, alice, "together-2", files) as (c2, w2),
+    ):
+        await asyncio.gather(c1.start_session(w1), c2.start_session(w2))
+        for c, w in ((c1, w1), (c2, w2)):
+            async with c.attach(w) as s:
+                assert (
+                    await py(s, "import tomli, six; print(six.__version__)")
+                ).strip() == "1.16.0"
+    assert hub.log_path.read_text().count("built environment python/") == builds + 1
+
+
 async def test_a_failed_build_says_why(hub: HubProcess, alice: str) -> None:
     files = {"requirements.txt": "six==0.0.0.404\n"}
     async with workspace(hub, alice, "broken", files) as (c, wid):

@@ -148,6 +148,7 @@ describe("ConsoleController", () => {
     // a declared environment's build progress and failure stay in the console too
     expect(isServiceNotice("environment (python):  + six==1.16.0")).toBe(true);
     expect(isServiceNotice("No R environment in this session: DESCRIPTION declares x …")).toBe(true);
+    expect(isServiceNotice("No package overlay in this session (pip install …): …")).toBe(true);
     expect(isServiceNotice("environment variables were read")).toBe(false);
   });
 

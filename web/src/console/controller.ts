@@ -31,7 +31,7 @@ const PROMPTS: Record<Language, [string, string]> = {
 export function isServiceNotice(message: string | null | undefined): message is string {
   return (
     typeof message === "string" &&
-    (/^No (PostgreSQL database|Spark|Python environment|R environment) in this session\b/.test(message) ||
+    (/^No (PostgreSQL database|Spark|Python environment|R environment|package overlay) in this session\b/.test(message) ||
       /^environment \((python|r)\): /.test(message))
   );
 }

@@ -96,9 +96,16 @@ class Environments:
         if not self.enabled:
             return out
         overlay = overlay_dir(self.settings.data_dir, workspace_id)
-        await asyncio.to_thread(_make_overlay, overlay)
-        out.binds.append((overlay, str(overlay)))
-        out.env["RSPARKHUB_OVERLAY"] = str(overlay)
+        try:
+            await asyncio.to_thread(_make_overlay, overlay)
+            out.binds.append((overlay, str(overlay)))
+            out.env["RSPARKHUB_OVERLAY"] = str(overlay)
+        except OSError as exc:  # e.g. session code replaced python/ with a dangling link
+            out.notices.append(
+                "No package overlay in this session (pip install and install.packages have "
+                f"nowhere to install): {exc}. Removing the workspace's overlay directory "
+                f"({overlay}) on the hub gives the next session a fresh one."
+            )
         files = await self._declaration_files(workspace_id)
         for lang, step in (("Python", self._prepare_python), ("R", self._prepare_r)):
             try:
@@ -251,8 +258,13 @@ def _kernel_python() -> str:
 
 
 def _make_overlay(overlay: Path) -> None:
+    """The overlay and its two libraries. Its contents are the session's: only missing
+    directories are made (never through a link the session put there)."""
+    overlay.mkdir(parents=True, exist_ok=True)
     for d in (overlay / "python", overlay / "r"):
-        d.mkdir(parents=True, exist_ok=True)
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            raise OSError(f"{d.name}/ in the overlay is not a directory")
+        d.mkdir(exist_ok=True)
 
 
 def _r_string(s: str) -> str:
