@@ -35,11 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rsparkhub import protocol as P
 from rsparkhub import reprodiff
 from rsparkhub.hub.auth import Caller
+from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import Project, Run, Workspace
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.runs.outputs import recorded_outputs
@@ -51,6 +53,7 @@ log = logging.getLogger("rsparkhub.runs")
 RERUN_PROJECT = "reruns"
 RERUN_TIMEOUT_S = 3600.0  # the recorded request, once the session took it
 MAX_IGNORE = 20  # extra ignore patterns a caller may add
+MAX_PATTERN = 200  # characters in one
 
 
 def check_patterns(patterns: list[str]) -> list[str]:
@@ -58,6 +61,10 @@ def check_patterns(patterns: list[str]) -> list[str]:
     if len(patterns) > MAX_IGNORE:
         raise ApiError(400, "invalid_ignore", f"At most {MAX_IGNORE} ignore patterns.")
     for p in patterns:
+        if len(p) > MAX_PATTERN:
+            raise ApiError(
+                400, "invalid_ignore", f"An ignore pattern is limited to {MAX_PATTERN} characters."
+            )
         try:
             re.compile(p)
         except re.error as exc:
@@ -69,19 +76,29 @@ def check_patterns(patterns: list[str]) -> list[str]:
     return patterns
 
 
-async def _rerun_workspace(db: AsyncSession, caller: Caller, ws: Workspace, run: Run) -> Workspace:
-    project = (
-        await db.execute(
-            select(Project).where(Project.owner_id == caller.user.id, Project.name == RERUN_PROJECT)
-        )
-    ).scalar_one_or_none()
-    if project is None:
-        project = Project(owner_id=caller.user.id, name=RERUN_PROJECT)
-        db.add(project)
-        await db.flush()
+async def _rerun_project(database: Database, user_id: str) -> str:
+    """The id of the caller's project ``reruns``, made on first use (two re-runs at once:
+    one makes it). In a session of its own: a rollback here expires nothing of the route's."""
+    mine = select(Project.id).where(Project.owner_id == user_id, Project.name == RERUN_PROJECT)
+    async with database.session() as db:
+        found = (await db.execute(mine)).scalar_one_or_none()
+        if found is not None:
+            return str(found)
+        db.add(Project(owner_id=user_id, name=RERUN_PROJECT))
+        try:
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+        return str((await db.execute(mine)).scalar_one())
+
+
+async def _rerun_workspace(
+    hub: Hub, db: AsyncSession, caller: Caller, ws: Workspace, run: Run
+) -> Workspace:
+    project_id = await _rerun_project(hub.db, caller.user.id)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H%M%S")
     name = f"{ws.name[:60]} rerun {run.id[:12]} {stamp} {uuid.uuid4().hex[:4]}"
-    new = Workspace(project_id=project.id, name=name)
+    new = Workspace(project_id=project_id, name=name)
     db.add(new)
     await db.commit()
     return new
@@ -152,7 +169,7 @@ async def rerun(
             )
         contents.append((str(f["path"]), await hub.blobs.get(sha)))
 
-    target = await _rerun_workspace(db, caller, ws, original)
+    target = await _rerun_workspace(hub, db, caller, ws, original)
     for path, data in contents:
         await hub.files.save(db, target.id, path, data, caller.name, None)
     request_id = f"rerun-{uuid.uuid4().hex[:16]}"
