@@ -82,3 +82,22 @@ def test_packages_pane_shows_sources_and_declares_overlay_packages(
                 break
             page.wait_for_timeout(100)
         assert "Imports: tinypkg" in text, text
+
+        # the declaration changes; "Restart to rebuild" restarts the session, which builds it
+        pane.get_by_test_id("packages-source").select_option("")
+        pane.get_by_test_id("packages-language").select_option("python")
+        env_line = pane.get_by_test_id("packages-environment")
+        expect(env_line).to_contain_text("Python environment: requirements.txt · ")
+        before = env_line.inner_text()
+        api.put(
+            f"/api/workspaces/{ws}/text/requirements.txt",
+            json={"content": "six==1.17.0\n", "base_version": 1},
+        ).raise_for_status()
+        page.once("dialog", lambda d: d.accept())
+        pane.get_by_test_id("packages-rebuild").click()
+        expect(six).to_contain_text("1.17.0", timeout=T_RUN)
+        expect(six).to_have_attribute("data-source", "environment")
+        expect(env_line).not_to_have_text(before)
+        # the overlay survived the restart
+        pane.get_by_test_id("packages-language").select_option("r")
+        expect(tiny).to_have_attribute("data-source", "overlay", timeout=T_UI)

@@ -246,7 +246,7 @@ class Agent:
                     "The session has not listed its packages yet; try again in a moment.",
                 )
             _id, snapshot = await probe.current()
-        return packages(snapshot, os.environ)
+        return await asyncio.to_thread(packages, snapshot, dict(os.environ))  # reads dirs
 
     async def _answer_call(self, msg: P.CallMessage) -> None:
         content: bytes | None = None

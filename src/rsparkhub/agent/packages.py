@@ -17,6 +17,7 @@ agent uses cannot break the agent. ``pip install`` (``PIP_TARGET``) and
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -77,8 +78,24 @@ def _dist_names(site: str | None) -> set[str]:
     }
 
 
+def declared(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Which declaration each language's environment was built from (the
+    ``environment.json`` the hub wrote next to it), per language that has one."""
+    out: dict[str, Any] = {}
+    for lang, var in (("python", ENV_PYTHON), ("r", ENV_R)):
+        if not environ.get(var):
+            continue
+        try:
+            meta = json.loads((Path(environ[var]).parent / "environment.json").read_text())
+        except (OSError, ValueError):
+            continue
+        out[lang] = {"declaration": meta.get("declaration"), "key": meta.get("key")}
+    return out
+
+
 def packages(snapshot: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Every package of the snapshot, per language, with its source."""
+    """Every package of the snapshot, per language, with its source; ``environments``:
+    what each language's declared environment was built from."""
     overlay = environ.get(OVERLAY)
     py_overlay = _dist_names(str(Path(overlay) / "python") if overlay else None)
     py_env = _dist_names(environ.get(ENV_PYTHON))
@@ -90,7 +107,7 @@ def packages(snapshot: dict[str, Any], environ: Mapping[str, str]) -> dict[str, 
         )
         if d
     }
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"environments": declared(environ)}
     langs = snapshot.get("languages", {})
     if "python" in langs and "packages" in langs["python"]:
         rows = []

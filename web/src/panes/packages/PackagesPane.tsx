@@ -4,6 +4,8 @@
 // sessions with pip / install.packages). An overlay package can be added to the declaration
 // ("Add to requirements.txt" / "Add to DESCRIPTION"), so the declaration stays the truth;
 // the next session builds it into the environment. The list reloads after each execution.
+// "Restart to rebuild" restarts the session, which builds the declaration as it is now
+// (or takes it from the cache) — the kernels' state is lost, so it asks first.
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { AnyEvent, PaneContext } from "../../contract";
 import { encodeFilePath, errorInfo, wsPath } from "../common/api";
@@ -18,7 +20,11 @@ interface Pkg {
   source: Source;
 }
 type Lang = "python" | "r";
-type Listing = Partial<Record<Lang, Pkg[]>>;
+interface Built {
+  declaration: string | null;
+  key: string | null;
+}
+type Listing = Partial<Record<Lang, Pkg[]>> & { environments?: Partial<Record<Lang, Built>> };
 
 const RELOAD_DELAY_MS = 600;
 const DECLARATION: Record<Lang, string> = { python: "requirements.txt", r: "DESCRIPTION" };
@@ -82,6 +88,18 @@ export function PackagesPane({ ctx }: { ctx: PaneContext }) {
     }
   };
 
+  const rebuild = async () => {
+    if (!window.confirm("Restart the session to build the workspace's declared environment as it is now? Variables in the session are lost.")) return;
+    const path = wsPath(ctx, "session");
+    try {
+      await ctx.api.del(path);
+      await ctx.api.post(path, {});
+    } catch (e) {
+      ctx.notify(`The session could not restart: ${errorInfo(e).message}`, "error");
+    }
+  };
+
+  const built = listing?.environments?.[lang];
   const rows = (listing?.[lang] ?? []).filter(
     (p) => (!source || p.source === source) && p.name.toLowerCase().includes(filter.toLowerCase()),
   );
@@ -126,6 +144,18 @@ export function PackagesPane({ ctx }: { ctx: PaneContext }) {
           Reload
         </button>
       </div>
+      {listing !== null && (
+        <p class="rp-packages-env" data-testid="packages-environment">
+          {built
+            ? `${lang === "r" ? "R" : "Python"} environment: ${built.declaration ?? "?"} · ${(built.key ?? "").slice(0, 12)}`
+            : `No declared ${lang === "r" ? "R" : "Python"} environment (${DECLARATION[lang]} declares one).`}{" "}
+          {ctx.canWrite && (
+            <button type="button" data-testid="packages-rebuild" onClick={() => void rebuild()}>
+              Restart to rebuild
+            </button>
+          )}
+        </p>
+      )}
       {error && (
         <p class="rp-error" data-testid="packages-error" role="alert">
           {error}
