@@ -165,6 +165,7 @@ async def test_overlay_installs_survive_a_restart_and_stay_in_their_workspace(
 ) -> None:
     tarball = make_tarball(tmp_path)
     async with workspace(hub, alice, "explore", {}) as (c, wid):
+        explore = wid
         await c.upload(wid, {"tinypkg_0.1.0.tar.gz": tarball})
         async with c.attach(wid) as s:
             out = await py(
@@ -195,6 +196,12 @@ async def test_overlay_installs_survive_a_restart_and_stay_in_their_workspace(
             r = await s.run('cat(nzchar(system.file(package = "tinypkg")))', language="r")
     assert out.strip() == "None", out
     assert r.stdout == "FALSE"
+    # a deleted workspace's overlay goes with it
+    overlay = hub.data_dir / "overlays" / explore
+    assert overlay.is_dir()
+    async with HubClient(hub.url, alice) as c:
+        await c.request("DELETE", f"/api/workspaces/{explore}")
+    assert not overlay.exists()
 
 
 PYPROJECT = '[project]\nname = "analysis"\nversion = "0.1.0"\ndependencies = ["six==1.16.0"]\n'

@@ -127,6 +127,7 @@ async def delete_project(
     for wid in workspace_ids:
         await hub.sessions.close_clients(wid, "The workspace was deleted.")
         await hub.collab.workspace_deleted(wid)
+        await hub.sessions.workspace_deleted(wid)
     return {"ok": True}
 
 
@@ -236,6 +237,7 @@ async def delete_workspace(
     await db.commit()
     await hub.sessions.close_clients(workspace_id, "The workspace was deleted.")
     await hub.collab.workspace_deleted(workspace_id)
+    await hub.sessions.workspace_deleted(workspace_id)
     return {"ok": True}
 
 

@@ -28,7 +28,7 @@ from rsparkhub.config import Settings
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.environments import declarations as D
-from rsparkhub.hub.environments.build import Builder, BuildResult, uv_binary
+from rsparkhub.hub.environments.build import Builder, BuildResult, remove_tree, uv_binary
 from rsparkhub.hub.files import list_files
 from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes
 
@@ -116,6 +116,10 @@ class Environments:
                 log.exception("preparing the %s environment of %s failed", lang, workspace_id)
                 out.notices.append(f"No {lang} environment in this session: {exc}")
         return out
+
+    async def remove_overlay(self, workspace_id: str) -> None:
+        """Delete the workspace's overlay (the workspace was deleted)."""
+        await asyncio.to_thread(remove_tree, overlay_dir(self.settings.data_dir, workspace_id))
 
     async def _declaration_files(self, workspace_id: str) -> dict[str, bytes]:
         wanted = (*D.PYTHON_FILES, *D.R_FILES)

@@ -102,7 +102,7 @@ class Builder:
                 await asyncio.to_thread(_seal_and_place, staging / "out", final, meta)
                 return BuildResult(final, built=True)
             finally:
-                await asyncio.to_thread(_remove, staging)
+                await asyncio.to_thread(remove_tree, staging)
 
     async def _run(
         self,
@@ -228,16 +228,17 @@ def _seal_and_place(out: Path, final: Path, meta: dict[str, object]) -> None:
     os.chmod(final, 0o555)
 
 
-def _remove(path: Path) -> None:
-    """rmtree, also of sealed (read-only) directories."""
-    if not path.exists():
+def remove_tree(path: Path) -> None:
+    """rmtree, also of sealed (read-only) directories; links are removed, not followed."""
+    if not path.exists() and not path.is_symlink():
         return
-    for root, dirs, _files in os.walk(path):
-        for d in dirs:
-            p = os.path.join(root, d)
-            if not os.path.islink(p):
-                with contextlib.suppress(OSError):
-                    os.chmod(p, 0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
+    if os.geteuid() != 0:  # root needs no write bits; others make directories writable
+        for root, dirs, _files in os.walk(path):
+            for d in dirs:
+                p = os.path.join(root, d)
+                if not os.path.islink(p):
+                    with contextlib.suppress(OSError):
+                        os.chmod(p, 0o700)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
     shutil.rmtree(path, ignore_errors=True)

@@ -151,6 +151,10 @@ class Sessions:
     async def stop(self, live: LiveSession, reason: str = "stopped on request") -> None:
         await self.lifecycle.stop(live, reason)
 
+    async def workspace_deleted(self, workspace_id: str) -> None:
+        """A deleted workspace's package overlay goes with it (its sessions are stopped)."""
+        await self.lifecycle.environments.remove_overlay(workspace_id)
+
     async def call(
         self,
         workspace_id: str,
