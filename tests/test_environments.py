@@ -232,6 +232,12 @@ async def test_a_session_cannot_write_into_a_shared_environment(kind: str) -> No
     h = _start(kind)
     try:
         token = h.make_user("mallory")
+        # what a hub that stopped mid-build left is swept before the first build
+        stale = h.data_dir / "environments" / ".staging" / "python-stale"
+        (stale / "out").mkdir(parents=True)
+        if kind == "unprivileged":
+            for p in (stale.parent.parent, stale.parent, stale, stale / "out"):
+                os.chown(p, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
         async with workspace(h, token, "w", {"requirements.txt": "six==1.16.0\n"}) as (c, wid):
             async with c.attach(wid) as s:
                 out = await py(
@@ -249,6 +255,7 @@ async def test_a_session_cannot_write_into_a_shared_environment(kind: str) -> No
                     s,
                     "%pip install --quiet six==1.17.0\nimport importlib, six; print(six.__file__)",
                 )
+        assert not stale.exists()
         [env] = env_dirs(h, "python")
         assert (env / "site" / "six.py").read_text().startswith("# Copyright")
         assert not (env / "site" / "evil.py").exists()

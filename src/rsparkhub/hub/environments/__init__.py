@@ -86,6 +86,7 @@ class Environments:
         )
         self._python: tuple[str, str] | None = None  # (executable, "CPython 3.x.y")
         self._r: tuple[str, dict[str, str]] | None = None  # (R version, base packages)
+        self._swept: asyncio.Future[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +96,9 @@ class Environments:
         out = Prepared()
         if not self.enabled:
             return out
+        if self._swept is None:  # what a hub that stopped mid-build left, before any build
+            self._swept = asyncio.ensure_future(asyncio.to_thread(self.builder.sweep))
+        await self._swept
         overlay = overlay_dir(self.settings.data_dir, workspace_id)
         try:
             await asyncio.to_thread(_make_overlay, overlay)

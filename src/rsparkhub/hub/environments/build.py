@@ -75,6 +75,15 @@ class Builder:
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
+    def sweep(self) -> None:
+        """Kill the build sandboxes and remove the staging directories an earlier hub
+        process left (it stopped while building): nothing of them is ever used."""
+        if self.sandboxes is not None:
+            for name in self.sandboxes.names():
+                if name.startswith("envbuild-"):
+                    self.sandboxes.kill(name)
+        remove_tree(self.root / ".staging")
+
     async def ensure(
         self,
         kind: str,
