@@ -319,3 +319,35 @@ async def test_r_description_resolves_base_tarballs_and_names_what_is_missing(
         await c.stop_session(wid)
     [missing] = [m for m in told if m.startswith("No R environment in this session")]
     assert "notonthismachine" in missing and "r_repos" in missing and "tinypkg" not in missing
+
+
+async def test_r_packages_come_from_the_configured_mirror(tmp_path: Path) -> None:
+    """``r_repos``: a declared package neither in the base library nor a workspace tarball
+    is installed from the mirror — here a CRAN-like repository on this machine's disk
+    (file://), which the build sees read-only (CRAN itself is not reachable here)."""
+    contrib = tmp_path / "cran" / "src" / "contrib"
+    contrib.mkdir(parents=True)
+    (contrib / "tinypkg_0.1.0.tar.gz").write_bytes(make_tarball(tmp_path))
+    r = await asyncio.create_subprocess_exec(
+        "Rscript", "-e", f'tools::write_PACKAGES("{contrib}", type = "source")'
+    )
+    assert await r.wait() == 0
+    h = HubProcess(
+        Path(tempfile.mkdtemp(prefix="rsh-env-mirror-")) / "data",
+        {"RSPARKHUB_R_REPOS": f"file://{tmp_path / 'cran'}"},
+    ).start()
+    try:
+        token = h.make_user("maria")
+        async with workspace(h, token, "mirrored", {"DESCRIPTION": "Imports: tinypkg\n"}) as (
+            c,
+            wid,
+        ):
+            async with c.attach(wid) as s:
+                out = await s.run('cat(tinypkg::hello(), find.package("tinypkg"))', language="r")
+                told = await notices(s)
+        assert env_dirs(h, "r"), "\n".join(told)  # else the notices say why
+        [env] = env_dirs(h, "r")
+        assert out.stdout == f"hello from tinypkg {env}/library/tinypkg", out.stdout + out.stderr
+        assert '"from_repos": [\n  "tinypkg"\n ]' in (env / "environment.json").read_text()
+    finally:
+        h.close()

@@ -217,10 +217,14 @@ class Environments:
 
         if not self.builder.path("r", key).is_dir():
             await progress(f"environment (r): building {decl.source} ({key[:12]})")
+        # a mirror on this machine's disk (file://): the build sees it, read-only
+        local = repos[len("file://") :] if repos and repos.startswith("file://") else None
+        shown = (Path(local),) if plan.from_repos and local else ()
         result = await self.builder.ensure(
-            "r", key, inputs, argv, bool(plan.from_repos), progress,
+            "r", key, inputs, argv, bool(plan.from_repos) and not local, progress,
             {"declaration": decl.source, "tarballs": plan.tarballs,
              "from_repos": plan.from_repos, "base": plan.base, "r": r_version},
+            shown,
         )  # fmt: skip
         self._use(result, "r", key, decl.source, out)
         if result.path is not None:
@@ -283,8 +287,8 @@ def _r_build_script(tarballs: list[str], names: list[str], repos: str | None) ->
     """install.packages of the tarballs, then of ``names`` from ``repos``, into
     ``out/library`` (run in the staging directory); fails unless all are there."""
 
-    def vec(xs: list[str]) -> str:
-        return "c(" + ", ".join(_r_string(x) for x in xs) + ")"
+    def vec(xs: list[str]) -> str:  # (an empty c() is NULL, which basename() refuses)
+        return "c(" + ", ".join(_r_string(x) for x in xs) + ")" if xs else "character(0)"
 
     return f"""
 options(warn = 1)

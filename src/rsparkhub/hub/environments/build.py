@@ -93,9 +93,11 @@ class Builder:
         outbound: bool,
         progress: Progress,
         describe: dict[str, object],
+        shown: tuple[Path, ...] = (),
     ) -> BuildResult:
         """The environment ``kind/key``: from the cache, else built once (concurrent
-        sessions with the same key wait for the one build)."""
+        sessions with the same key wait for the one build). ``shown``: host directories
+        the build also sees, read-only (a mirror on disk)."""
         final = self.path(kind, key)
         lock = self._locks.setdefault(f"{kind}/{key}", asyncio.Lock())
         async with lock:
@@ -104,7 +106,9 @@ class Builder:
             staging = self.root / ".staging" / f"{kind}-{key[:16]}-{secrets.token_hex(4)}"
             try:
                 await asyncio.to_thread(_make_staging, staging, inputs)
-                ok, tail = await self._run(kind, key, staging, argv(staging), outbound, progress)
+                ok, tail = await self._run(
+                    kind, key, staging, argv(staging), outbound, progress, shown
+                )
                 if not ok:
                     return BuildResult(None, built=True, error=tail)
                 meta = {**describe, "key": key, "built_at": time.time(), "log_tail": tail}
@@ -121,6 +125,7 @@ class Builder:
         argv: list[str],
         outbound: bool,
         progress: Progress,
+        shown: tuple[Path, ...] = (),
     ) -> tuple[bool, str]:
         name = f"envbuild-{kind}-{key[:16]}"
         r, w = os.pipe()
@@ -142,7 +147,8 @@ class Builder:
             env=env,
             chdir=str(staging),
             binds=[(staging, str(staging))],
-            ro_binds=self.sandboxes.runtime_binds() if self.sandboxes else [],
+            ro_binds=(self.sandboxes.runtime_binds() if self.sandboxes else [])
+            + [(p, str(p)) for p in shown],
             masked=self.masked,
             network=Network(outbound=outbound),
             limits=self.limits,
