@@ -2,9 +2,10 @@
 # A real Kubernetes 1.20 cluster on this machine, for tests/test_k8s_cluster.py.
 #
 #   scripts/k8s-lab.sh up       # etcd, kube-apiserver, controller-manager, scheduler,
-#                               # containerd (its own instance) and a kubelet; prints the env
-#   scripts/k8s-lab.sh images [name...]  # session-python (default), session-r-debian, hub:
-#                               # built from docker/<name>.Dockerfile and loaded
+#                               # containerd (its own instance), a kubelet, kube-proxy
+#                               # (iptables) and the lab's DNS (dnsmasq fed from Services)
+#   scripts/k8s-lab.sh images [name...]  # session-python (default), session-r-debian, hub,
+#                               # postgres-debian: built from docker/<name>.Dockerfile, loaded
 #   scripts/k8s-lab.sh env      # the variables tests/test_k8s_cluster.py reads
 #   scripts/k8s-lab.sh status   # what runs, node and pods
 #   scripts/k8s-lab.sh restart kube-apiserver   # stopped and started again (tests use it)
@@ -15,11 +16,12 @@
 #
 # Idempotent: `up` on a running lab and `down` on a stopped one do nothing. Runs as root
 # (a kubelet needs it). Everything listens on 127.0.0.1 or on the pods' bridge (10.244.0.1,
-# the node's address); no cloud provider, no credential provider, no registry.
+# the node's address: the API server, the kubelet, the DNS); no cloud provider, no
+# credential provider, no registry.
 #
 # Where things live (RSPARKHUB_K8S_LAB, default /opt/k8s-lab):
-#   bin/                  kube-apiserver, kube-controller-manager, kube-scheduler, kubelet
-#                         (built by scripts/k8s-lab-build.sh from Debian's source if missing)
+#   bin/                  kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+#                         kube-proxy (built by scripts/k8s-lab-build.sh from Debian's source if missing)
 #   lab/                  this script's cluster: pki/ (0700), kubeconfigs (0600), etcd data,
 #                         containerd root, kubelet root, CNI config, pids, logs/
 #   cache/                podman store and saved images, keyed on Dockerfile + source hash
@@ -39,9 +41,14 @@ SOCK=$RUNDIR/containerd.sock
 BRIDGE=rshlab0
 SUBNET=10.244.0.0/24
 GATEWAY=10.244.0.1 # the bridge's address on the host: the node IP, the hub binds here
+# Service addresses (kube-proxy): the pods' only route beyond their bridge, through the
+# node (no default route: a pod reaches nothing outside the lab)
+SERVICE_CIDR=10.0.0.0/24
 NODE=lab-node
 NS_TEST=${RSPARKHUB_K8S_NAMESPACE:-rsparkhub-test}
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy dns dns-sync)
+DNS_DIR=$RUNDIR/dns # the lab DNS's hosts file, one line per Service (dns_sync)
+CLUSTER_DOMAIN=cluster.local
 
 log() { printf '[k8s-lab] %s\n' "$*" >&2; }
 die() {
@@ -76,7 +83,7 @@ wait_for() { # what seconds command...
 # ------------------------------------------------------------------------------- binaries
 binaries() {
 	local missing=()
-	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
 		[ -x "$BIN/$b" ] || missing+=("$b")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
@@ -84,8 +91,8 @@ binaries() {
 		[ -d "$LAB/src/k8s" ] || ensure_deb_src
 		LAB=$LAB nice -n 10 "$REPO_ROOT/scripts/k8s-lab-build.sh" "${missing[@]}"
 	fi
-	for b in etcd containerd containerd-shim-runc-v2 runc openssl iptables ip kubectl; do
-		command -v "$b" >/dev/null || die "$b is not installed (apt-get install -y etcd-server containerd runc containernetworking-plugins openssl iptables iproute2; kubectl: see docs/kubernetes.md)"
+	for b in etcd containerd containerd-shim-runc-v2 runc openssl iptables ip kubectl dnsmasq; do
+		command -v "$b" >/dev/null || die "$b is not installed (apt-get install -y etcd-server containerd runc containernetworking-plugins openssl iptables iproute2 dnsmasq-base; kubectl: see docs/kubernetes.md)"
 	done
 	[ -x /usr/lib/cni/bridge ] || die "no CNI plugins in /usr/lib/cni (apt-get install -y containernetworking-plugins)"
 }
@@ -193,7 +200,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: lab
-  cluster: {server: "https://127.0.0.1:6443", certificate-authority: $PKI/ca.crt}
+  cluster: {server: "https://$GATEWAY:6443", certificate-authority: $PKI/ca.crt}
 users:
 - name: u
   user: {token: "$2"}
@@ -208,6 +215,21 @@ EOF
 	kubeconfig "$R/kubelet.kubeconfig" "$t_kubelet"
 )
 
+# kube-proxy's identity (system:kube-proxy, bound to system:node-proxier by the server's
+# default RBAC), added to a lab made before kube-proxy was; and the kubeconfigs of a lab
+# made when the API server listened on 127.0.0.1 pointed at its address on the bridge.
+pki_kube_proxy() (
+	umask 077
+	if ! grep -q ',system:kube-proxy,' "$PKI/tokens.csv"; then
+		echo "$(openssl rand -hex 24),system:kube-proxy,kube-proxy" >>"$PKI/tokens.csv"
+	fi
+	local t
+	t=$(awk -F, '$2=="system:kube-proxy"{print $1}' "$PKI/tokens.csv")
+	sed -e "s/^  user: {token: .*/  user: {token: \"$t\"}/" "$R/admin.kubeconfig" >"$R/kube-proxy.kubeconfig"
+	sed -i "s#https://127.0.0.1:6443#https://$GATEWAY:6443#" "$R/admin.kubeconfig" \
+		"$R/kubelet.kubeconfig" "$R/kube-proxy.kubeconfig"
+)
+
 # ------------------------------------------------------------------------- the pod network
 network() {
 	mkdir -p "$R/cni/net.d" "$R/cni/ipam"
@@ -220,11 +242,13 @@ network() {
       "type": "bridge",
       "bridge": "$BRIDGE",
       "isGateway": true,
+      "hairpinMode": true,
       "ipMasq": false,
       "ipam": {
         "type": "host-local",
         "dataDir": "$R/cni/ipam",
-        "ranges": [[{"subnet": "$SUBNET", "gateway": "$GATEWAY"}]]
+        "ranges": [[{"subnet": "$SUBNET", "gateway": "$GATEWAY"}]],
+        "routes": [{"dst": "$SERVICE_CIDR"}]
       }
     }
   ]
@@ -281,6 +305,8 @@ snapshot() {
 	done >"$R/before.iptables"
 	(ip netns list 2>/dev/null | awk '{print $1}') >"$R/before.netns"
 	(ls /sys/fs/cgroup/memory 2>/dev/null || true) >"$R/before.cgroups"
+	# kube-proxy sets it to 1 (for NodePorts on localhost); `down` puts it back
+	cat /proc/sys/net/ipv4/conf/all/route_localnet >"$R/before.route_localnet"
 }
 
 # Admission: the 1.20 defaults (NamespaceLifecycle, LimitRanger, ServiceAccount,
@@ -288,11 +314,11 @@ snapshot() {
 apiserver() {
 	local B=$BIN
 	start kube-apiserver "$B/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
-		--bind-address=127.0.0.1 --advertise-address="$GATEWAY" --secure-port=6443 \
+		--bind-address="$GATEWAY" --advertise-address="$GATEWAY" --secure-port=6443 \
 		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
 		--client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
 		--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
-		--service-cluster-ip-range=10.0.0.0/24 \
+		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
 		--service-account-issuer=https://kubernetes.default.svc --allow-privileged=false \
 		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
@@ -326,6 +352,39 @@ compact() {
 	echo "$rev"
 }
 
+# ------------------------------------------------------------------------------------ DNS
+# The lab's cluster DNS: a stand-in for CoreDNS, which Debian does not ship. dnsmasq
+# (Debian's dnsmasq-base) answers on the bridge's address from a hosts file that
+# dns_sync writes from the Services (<name>.<namespace>.svc.cluster.local -> ClusterIP,
+# rewritten on every change a watch reports); it forwards nothing (--no-resolv) and
+# answers NXDOMAIN for other names under cluster.local. No headless Services, no pod
+# records, no SRV: what the manifests here need (the hub's and PostgreSQL's Services).
+dns() {
+	mkdir -p "$DNS_DIR"
+	touch "$DNS_DIR/services"
+	start dns dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+		--hostsdir="$DNS_DIR" --listen-address="$GATEWAY" --bind-interfaces --port=53 \
+		--local="/$CLUSTER_DOMAIN/" --domain-needed --user=root \
+		--pid-file="$RUNDIR/dnsmasq.pid" --log-facility=-
+	# its own process group, so that `stop dns-sync` ends the watch it runs too
+	start dns-sync setsid "$0" dns-sync
+}
+
+dns_sync() {
+	trap 'trap - TERM; kill -- -$$ 2>/dev/null; exit 0' TERM
+	while :; do
+		kc get svc -A -w -o name 2>/dev/null | while read -r _; do dns_hosts; done
+		sleep 1 # the API server restarted: watch again
+	done
+}
+
+dns_hosts() {
+	local f=$DNS_DIR/services tmp=$RUNDIR/dns-services.tmp # (dnsmasq reads all of DNS_DIR)
+	kc get svc -A -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}.svc.'"$CLUSTER_DOMAIN"'{"\n"}{end}' 2>/dev/null |
+		grep -E '^[0-9]' >"$tmp" || true
+	if cmp -s "$tmp" "$f"; then rm -f "$tmp"; else mv "$tmp" "$f"; fi
+}
+
 # ------------------------------------------------------------------------------------- up
 up() {
 	[ "$(id -u)" = 0 ] || die "run as root (the kubelet needs it)"
@@ -333,6 +392,7 @@ up() {
 	umask 022
 	mkdir -p "$R" "$LOGS" "$PIDS"
 	pki
+	pki_kube_proxy
 	snapshot
 	network
 	containerd_config
@@ -352,6 +412,15 @@ up() {
 	start kube-scheduler "$B/kube-scheduler" --kubeconfig="$R/admin.kubeconfig" \
 		--bind-address=127.0.0.1 --secure-port=10259 --port=0 --leader-elect=false \
 		--profiling=false
+	# Service addresses (10.0.0.0/24): kube-proxy in iptables mode, built from the same
+	# source. It sets no conntrack limits here (the *-max-per-core/min/timeouts at 0).
+	start kube-proxy "$B/kube-proxy" --kubeconfig="$R/kube-proxy.kubeconfig" \
+		--hostname-override="$NODE" --proxy-mode=iptables --cluster-cidr="$SUBNET" \
+		--bind-address=127.0.0.1 --healthz-bind-address=127.0.0.1:10256 \
+		--metrics-bind-address=127.0.0.1:10249 --conntrack-max-per-core=0 --conntrack-min=0 \
+		--conntrack-tcp-timeout-established=0 --conntrack-tcp-timeout-close-wait=0 \
+		--profiling=false
+	dns
 	start containerd containerd --config "$R/containerd.toml"
 	wait_for containerd 30 test -S "$SOCK"
 	load_pause
@@ -365,7 +434,8 @@ up() {
 		--authorization-mode=AlwaysAllow \
 		'--eviction-hard=memory.available<100Mi,nodefs.available<2%,imagefs.available<2%' \
 		--image-gc-high-threshold=99 --image-gc-low-threshold=98 --serialize-image-pulls=false \
-		--max-pods=60 --enable-controller-attach-detach=true
+		--max-pods=60 --enable-controller-attach-detach=true \
+		--cluster-dns="$GATEWAY" --cluster-domain="$CLUSTER_DOMAIN"
 	wait_for "node $NODE" 90 node_ready
 	# The default ServiceAccount of the test namespace exists (the controller-manager makes
 	# it and its token) before a test asks for it.
@@ -432,7 +502,7 @@ down() {
 		for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
 		for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
 	fi
-	for n in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$n"; done
+	for n in dns-sync dns kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$n"; done
 	set +e +o pipefail # the rest is best effort: an empty grep is not an error
 	# Mounts the kubelet and containerd made (secrets' tmpfs, rootfs overlays, netns).
 	if [ -d "$R" ]; then
@@ -459,6 +529,10 @@ down() {
 				done
 		done
 		rm -f "$R/before.iptables" "$R/before.netns"
+	fi
+	if [ -s "$R/before.route_localnet" ]; then
+		cat "$R/before.route_localnet" >/proc/sys/net/ipv4/conf/all/route_localnet
+		rm -f "$R/before.route_localnet"
 	fi
 	if [ -f "$R/added-bridge" ]; then
 		ip link del "$BRIDGE" 2>/dev/null || true
@@ -550,6 +624,7 @@ source_key() { # a Dockerfile's image key: the Dockerfile, the build context, th
 	(
 		cd "$REPO_ROOT"
 		cat "docker/$1.Dockerfile"
+		for f in docker/"$1"-*; do [ -f "$f" ] && sha256sum "$f"; done # its own files
 		echo "$2"
 		git ls-files -co --exclude-standard pyproject.toml README.md src |
 			grep -vE '(__pycache__|\.pyc$|\.egg-info|/\.source-hash$)' | sort |
@@ -557,7 +632,7 @@ source_key() { # a Dockerfile's image key: the Dockerfile, the build context, th
 	) | sha256sum | cut -c1-12
 }
 
-image() { # session-python | session-r-debian | hub : built (cached), saved and loaded into the lab's containerd
+image() { # session-python | session-r-debian | hub | postgres-debian : built (cached), saved and loaded into the lab's containerd
 	local name=$1 base key tag tar old
 	base=$(base_image)
 	key=$(source_key "$name" "$base")
@@ -636,6 +711,11 @@ env_() {
 	img=""
 	[ -s "$CACHE/images/session-r-debian.current" ] && img=$(cat "$CACHE/images/session-r-debian.current")
 	echo "export RSPARKHUB_K8S_R_IMAGE=$img"
+	for n in hub postgres-debian; do # the images of the overlay test (docs/kubernetes.md)
+		img=""
+		[ -s "$CACHE/images/$n.current" ] && img=$(cat "$CACHE/images/$n.current")
+		echo "export RSPARKHUB_K8S_$(echo "${n%-debian}" | tr a-z A-Z)_IMAGE=$img"
+	done
 	echo "export RSPARKHUB_K8S_HUB_HOST=$GATEWAY"
 	echo "export RSPARKHUB_K8S_NAMESPACE=$NS_TEST"
 	echo "export RSPARKHUB_K8S_LAB=$LAB"
@@ -666,8 +746,9 @@ restart)
 	;;
 compact) compact ;;
 deb-src) ensure_deb_src ;;
+dns-sync) dns_sync ;;
 *)
-	sed -n '2,26p' "$0"
+	sed -n '2,29p' "$0"
 	exit 2
 	;;
 esac

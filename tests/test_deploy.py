@@ -720,6 +720,7 @@ DOCKERFILES = (
     "session-r.Dockerfile",
     "session-r-debian.Dockerfile",
     "session-python.Dockerfile",
+    "postgres-debian.Dockerfile",
 )
 
 

@@ -6,7 +6,8 @@ secrets and logs are created 0600/0700 (umask 077). DATA_DIR itself is 0700 — 
 ``postgres`` account from a cluster an older hub set up in ``DATA_DIR/postgres``, which that
 account must traverse to (``hub/postgres.py`` keeps a root hub's new cluster outside
 DATA_DIR). Sandboxes never see DATA_DIR: each gets only its own directory, bound by fd.
-A data directory left readable by an older hub is made private once, at start.
+A data directory left readable by an older hub is made private once, at start. A
+DATA_DIR the hub does not own (a Kubernetes volume's root) keeps the mode its owner gave it.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ _FOREIGN = ("postgres", "sessions", "spark")
 def make_private(data_dir: Path, traversable: bool = False) -> None:
     os.umask(0o077)
     data_dir.mkdir(parents=True, exist_ok=True)
-    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    st = data_dir.stat()
+    mode = stat.S_IMODE(st.st_mode)
     want = 0o711 if traversable else 0o700
     if mode & 0o066:  # an older hub left it readable: tighten what the hub owns
         _tighten(data_dir)
-    if mode != want:
+    # A volume's root that the hub does not own (Kubernetes: root's, group fsGroup) keeps
+    # its mode — only its owner may change it; what the hub creates in it is private.
+    if mode != want and st.st_uid == os.geteuid():
         data_dir.chmod(want)
 
 
