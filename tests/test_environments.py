@@ -112,8 +112,10 @@ async def test_requirements_are_built_once_and_shared(hub: HubProcess, alice: st
     ) as (c, wid):
         async with c.attach(wid) as s:
             out = await py(s, "import six; print(six.__version__, six.__file__)")
+            told = await notices(s, 0.1)
     assert out.startswith("1.16.0 "), out
     assert env_dirs(hub, "python") == [built] and built.stat().st_ino == ino
+    assert f"environment (python): requirements.txt → {built.name[:12]} (from the cache)" in told
     assert hub.log_path.read_text().count("built environment python/") == 1
     # another version of the same package: its own environment, each sees its own
     # (attrs: the base has 26.x; the pinned version shadows it)

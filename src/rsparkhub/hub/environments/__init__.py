@@ -170,7 +170,7 @@ class Environments:
             {"declaration": decl.source, "requirements": list(decl.requirements),
              "interpreter": version},
         )  # fmt: skip
-        self._use(result, "python", key, decl.source, out)
+        await self._use(result, "python", key, decl.source, out, progress)
         if result.path is not None:
             out.env["RSPARKHUB_ENV_PYTHON"] = str(result.path / "site")
 
@@ -226,7 +226,7 @@ class Environments:
              "from_repos": plan.from_repos, "base": plan.base, "r": r_version},
             shown,
         )  # fmt: skip
-        self._use(result, "r", key, decl.source, out)
+        await self._use(result, "r", key, decl.source, out, progress)
         if result.path is not None:
             out.env["RSPARKHUB_ENV_R"] = str(result.path / "library")
 
@@ -246,7 +246,15 @@ class Environments:
         return self._r
 
     # ------------------------------------------------------------------ shared
-    def _use(self, result: BuildResult, kind: str, key: str, source: str, out: Prepared) -> None:
+    async def _use(
+        self,
+        result: BuildResult,
+        kind: str,
+        key: str,
+        source: str,
+        out: Prepared,
+        progress: Progress,
+    ) -> None:
         if result.path is None:
             out.notices.append(
                 f"No {'Python' if kind == 'python' else 'R'} environment in this session: "
@@ -256,6 +264,8 @@ class Environments:
         out.ro_binds.append((result.path, str(result.path)))
         if result.built:
             out.built.append(f"{kind}/{key}")
+        how = "built" if result.built else "from the cache"
+        await progress(f"environment ({kind}): {source} → {key[:12]} ({how})")
 
 
 def _kernel_python() -> str:
