@@ -163,7 +163,7 @@ class Environments:
             where = {"out": str(staging / "out"), "input": str(staging / "input")}
             return [a.format(**where) for a in command]
 
-        if not self.builder.path("python", key).is_dir():
+        if not await asyncio.to_thread(self.builder.path("python", key).is_dir):
             await progress(f"environment (python): building {decl.source} ({key[:12]})")
         result = await self.builder.ensure(
             "python", key, inputs, argv, True, progress,
@@ -215,7 +215,7 @@ class Environments:
         def argv(staging: Path) -> list[str]:
             return ["Rscript", "--vanilla", str(staging / "input" / "build.R")]
 
-        if not self.builder.path("r", key).is_dir():
+        if not await asyncio.to_thread(self.builder.path("r", key).is_dir):
             await progress(f"environment (r): building {decl.source} ({key[:12]})")
         # a mirror on this machine's disk (file://): the build sees it, read-only
         local = repos[len("file://") :] if repos and repos.startswith("file://") else None
