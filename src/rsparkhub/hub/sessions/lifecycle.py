@@ -401,12 +401,16 @@ class Lifecycle:
                 update(SessionRow).where(SessionRow.id == live.id).values(state="stopping")
             )
             await db.commit()
-        if live.agent is not None:
-            await live.send_agent(P.dump(P.StopMessage(reason=reason)))
-            try:
+        # Graceful first: the agent stops its kernels, flushes its outbox and exits 0, and
+        # the spawner's wait() sees it end (a pod Succeeded with exit code 0). Only on
+        # timeout does the spawner end it (a Kubernetes pod deleted: the 1.20 kubelet can
+        # lose the exit code then, kubernetes#104107). An agent that is re-dialling (it
+        # has connected before) gets the message queued for its return.
+        if live.agent is not None or live.ready.is_set():
+            # (a full queue or the timeout: the spawner ends it below)
+            with contextlib.suppress(ApiError, TimeoutError):
+                await live.send_agent(P.dump(P.StopMessage(reason=reason)))
                 await asyncio.wait_for(live.ended.wait(), grace_s)
-            except TimeoutError:
-                pass
         if not live.ended.is_set():
             await self.spawner.stop(live.spawner_state, grace_s=5)
             await asyncio.wait_for(live.ended.wait(), 10)
