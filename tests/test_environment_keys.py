@@ -65,3 +65,13 @@ def test_r_packages_resolve_tarball_then_base_then_mirror() -> None:
     files = {p: p.encode() for p in paths}
     assert plan.key(files, "4.2", None) != mirrored.key(files, "4.2", "https://cran.example.org")
     assert D.tarball_name("packages/sub/x_1.tar.gz") is None
+
+
+def test_renv_lock_versions_that_differ_from_the_machine_are_named() -> None:
+    lock = (
+        '{"Packages": {"jsonlite": {"Package": "jsonlite", "Version": "0.0.1"},'
+        ' "cli": {"Version": "3.6.0"}, "stats": {"Version": "4.2.2"}}}'
+    )
+    decl = D.parse_renv_lock(lock)
+    plan = D.plan_r(decl, {"jsonlite": "1.8.4", "cli": "3.6.0"}, [], None)
+    assert decl.version_differences(plan) == ["jsonlite 0.0.1 → 1.8.4"]

@@ -321,6 +321,14 @@ async def test_r_description_resolves_base_tarballs_and_names_what_is_missing(
         await c.stop_session(wid)
     [missing] = [m for m in told if m.startswith("No R environment in this session")]
     assert "notonthismachine" in missing and "r_repos" in missing and "tinypkg" not in missing
+    # a renv.lock's versions are the machine's; a difference is said, not hidden
+    lock = '{"Packages": {"jsonlite": {"Package": "jsonlite", "Version": "0.0.1"}}}'
+    async with workspace(hub, alice, "renv", {"renv.lock": lock}) as (c, wid):
+        async with c.attach(wid) as s:
+            told = await notices(s)
+            r = await s.run('cat(as.character(packageVersion("jsonlite")))', language="r")
+    [differ] = [m for m in told if "versions differ" in m]
+    assert f"jsonlite 0.0.1 → {r.stdout}" in differ, (differ, r.stdout)
 
 
 async def test_r_packages_come_from_the_configured_mirror(tmp_path: Path) -> None:

@@ -203,6 +203,12 @@ class Environments:
                 "in the workspace, and no CRAN/PPM mirror is configured (an administrator "
                 "can set r_repos, RSPARKHUB_R_REPOS)."
             )
+        differ = decl.version_differences(plan)
+        if differ:  # said, not enforced: the machine has one version of each
+            out.notices.append(
+                f"environment (r): {decl.source}'s versions differ from this machine's, "
+                f"which the session uses: {', '.join(differ)}."
+            )
         if not plan.needs_build:
             await progress(f"environment (r): {', '.join(decl.packages)} from the base library")
             return

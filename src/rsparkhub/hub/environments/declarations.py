@@ -131,6 +131,17 @@ def python_declaration(files: dict[str, bytes]) -> PythonDeclaration | None:
 class RDeclaration:
     source: str
     packages: tuple[str, ...]  # sorted names, R's own packages left out
+    # the versions a renv.lock records (not enforced: see ``version_differences``)
+    versions: tuple[tuple[str, str], ...] = ()
+
+    def version_differences(self, plan: RPlan) -> list[str]:
+        """``glue 1.6.2 → 1.6.1`` for each package whose recorded version is not the one
+        the base library gives this session."""
+        return [
+            f"{name} {want} → {plan.base[name]}"
+            for name, want in self.versions
+            if name in plan.base and plan.base[name] != want
+        ]
 
 
 def _dcf_fields(text: str) -> dict[str, str]:
@@ -169,7 +180,15 @@ def parse_renv_lock(text: str) -> RDeclaration:
     bad = [n for n in names if not _R_NAME.match(str(n))]
     if bad:
         raise DeclarationError(f"renv.lock: '{bad[0]}' is not an R package name.")
-    return RDeclaration("renv.lock", tuple(sorted(names - R_BASE)))
+    packages = doc["Packages"]
+    versions = tuple(
+        sorted(
+            (str(n), str(v["Version"]))
+            for n, v in packages.items()
+            if isinstance(v, dict) and isinstance(v.get("Version"), str) and n not in R_BASE
+        )
+    )
+    return RDeclaration("renv.lock", tuple(sorted(names - R_BASE)), versions)
 
 
 def r_declaration(files: dict[str, bytes]) -> RDeclaration | None:
