@@ -5,10 +5,10 @@
 #
 # brings up the lab cluster (scripts/k8s-lab.sh up), builds and loads the session images,
 # the hub's and PostgreSQL's (scripts/k8s-lab.sh images session-python session-r-debian
-# hub postgres-debian; cached, see docs/kubernetes.md), runs tests/test_k8s_cluster.py against it with the variables of
-# `scripts/k8s-lab.sh env` set, and takes the lab down again, whatever the tests said.
-# RSPARKHUB_K8S_KEEP=1 leaves the lab up (then `scripts/k8s-lab.sh down`). The exit
-# status is pytest's.
+# hub postgres-debian; cached, see docs/kubernetes.md), runs tests/test_k8s_cluster.py
+# against it with the variables of `scripts/k8s-lab.sh env` set, and takes the lab down
+# again, whatever the tests said. RSPARKHUB_K8S_KEEP=1 leaves the lab up (then
+# `scripts/k8s-lab.sh down`). The exit status is pytest's.
 set -euo pipefail
 
 REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
