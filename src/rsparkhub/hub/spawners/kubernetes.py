@@ -21,7 +21,9 @@ How it works:
   than ``kubernetes_start_failure_grace_s``, an image that cannot be pulled (at once), the
   maximum age reached, eviction, or a pod deleted outside the hub. Start failures and
   finished pods are deleted once their result is read.
-* ``stop`` deletes the pod with a grace period (SIGTERM, then SIGKILL after it).
+* ``stop`` deletes the pod with a grace period (SIGTERM, then SIGKILL after it): the hub's
+  fallback. A stop through the hub first asks the agent over its link (sessions/lifecycle),
+  and the pod ends Succeeded by itself, its exit code read before the pod is deleted.
 * After a hub restart ``poll`` answers from the first list (adoption); ``reconcile``
   deletes session pods and Secrets whose session the hub does not know.
 
