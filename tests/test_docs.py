@@ -34,3 +34,18 @@ def test_every_protocol_message_is_documented() -> None:
         for model in get_args(get_args(union)[0]):
             kind = model.model_fields["type"].default
             assert f"`{kind}`" in text, kind
+
+
+def test_protocol_reexports_every_event_model() -> None:
+    """The session events live in protocol_events.py; callers take them from protocol.py."""
+    from rsparkhub import protocol as P
+    from rsparkhub import protocol_events
+
+    defined = [
+        name
+        for name, value in vars(protocol_events).items()
+        if getattr(value, "__module__", None) == protocol_events.__name__
+    ]
+    assert "StreamEvent" in defined and "EventEnvelope" in defined
+    for name in [*defined, "Event", "MAX_INPUT_ECHO"]:
+        assert getattr(P, name) is getattr(protocol_events, name) and name in P.__all__, name
