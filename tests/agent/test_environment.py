@@ -38,6 +38,8 @@ async def test_snapshot_once_and_again_when_packages_change(tmp_path: Path) -> N
     py = snap["languages"]["python"]
     assert py["version"] == platform.python_version()
     assert str(site) in py["paths"]
+    # each package's library directory, as R's (a re-run names overlay packages by it)
+    assert all(p["library"] in py["paths"] for p in py["packages"]), py["packages"][:3]
     names = {p["name"].lower(): p["version"] for p in py["packages"]}
     assert "ipykernel" in names and "rsparkhub-fake" not in names
     r = snap["languages"]["r"]

@@ -44,7 +44,8 @@ seen = {}
 for d in m.distributions():
     name = d.metadata["Name"]
     if name and name.lower() not in seen:  # the first on sys.path wins, as import does
-        seen[name.lower()] = {"name": name, "version": d.version}
+        seen[name.lower()] = {"name": name, "version": d.version,
+                              "library": os.path.normpath(str(d.locate_file("")))}
 print(json.dumps({
     "version": platform.python_version(),
     "implementation": platform.python_implementation(),

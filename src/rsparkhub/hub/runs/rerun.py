@@ -18,9 +18,12 @@ original workspace would overwrite its current files with old versions (every me
 see them change) and the re-run's writes would become new versions there; and a re-run
 runs code as the caller, so it runs in a workspace the caller owns.
 
-The environment is the session's (this hub's image and libraries): until workspaces
-declare environments (another part of issue #13) environment differences are reported,
-never a reason for "not reproduced" on their own.
+The environment: the recorded files include the workspace's declaration
+(``requirements.txt``, ``DESCRIPTION`` …), so the re-run's session gets the same declared
+environment (the same key; hub/environments/). The original workspace's overlay (what was
+``pip install``-ed in its sessions) is not carried: ``rerun_env`` names both sides' keys and
+the overlay packages in the report. Environment differences are reported, never a reason
+for "not reproduced" on their own; an output they change is.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from rsparkhub.hub.auth import Caller
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import Project, Run, Workspace
 from rsparkhub.hub.errors import ApiError
+from rsparkhub.hub.runs import rerun_env
 from rsparkhub.hub.runs.outputs import recorded_outputs
 from rsparkhub.hub.runs.queries import get_run
 from rsparkhub.hub.state import Hub
@@ -198,6 +202,8 @@ async def rerun(
             f"re-run with {after_run.profile} (image {after_run.image})"
         )
     report["notes"] = notes
+    # which declared environment each side had; packages from the original's overlay
+    rerun_env.explain(report, before.environment, after.environment)
     result = {
         "run_id": original.id,
         "rerun_id": after_run.id,
