@@ -219,6 +219,26 @@ def test_run_without_credentials_fails_clearly(tmp_path: Path, given: str) -> No
     assert "hello" not in p.stdout
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["render", "doc.Rmd"],
+        ["runs", "list"],
+        ["runs", "show", "abc"],
+        ["rerun", "abc"],
+        ["export"],
+    ],
+)
+def test_every_hub_command_without_credentials_fails_clearly(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "doc.Rmd").write_text("# hello\n")
+    args = [str(tmp_path / a) if a == "doc.Rmd" else a for a in command]
+    p = cli(*args, env=clean_env(RSPARKHUB_URL="http://127.0.0.1:9"))
+    assert p.returncode == 2
+    failed(p, "--url", "--token")
+
+
 def test_run_with_a_revoked_token_fails_clearly(shared_hub: HubProcess, tmp_path: Path) -> None:
     script = tmp_path / "hello.py"
     script.write_text("print('hello')\n")

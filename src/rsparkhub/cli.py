@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy import select
@@ -52,7 +52,7 @@ def _settings(data_dir: Path | None, config: Path | None, **kw: Any) -> Settings
         raise
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -371,13 +371,12 @@ def run(
         _fail("--mode must be run or source")
     if language not in (None, "r", "python", "bash"):
         _fail("--language must be r, python or bash")
-    if not url or not token:
-        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     from rsparkhub.client.run import run_file
 
-    code = _client_call(
+    _hub_command(
         url,
-        lambda: run_file(
+        token,
+        lambda url, token: run_file(
             url,
             token,
             file,
@@ -389,7 +388,6 @@ def run(
             with_dir,
         ),
     )
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -413,13 +411,12 @@ def render(
 ) -> None:
     """Render a document (R Markdown, Markdown/Quarto, notebook) in a workspace session and
     write the result locally, printing the render log as it comes."""
-    if not url or not token:
-        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     from rsparkhub.client.run import render_file
 
-    code = _client_call(
+    _hub_command(
         url,
-        lambda: render_file(
+        token,
+        lambda url, token: render_file(
             url,
             token,
             file,
@@ -430,7 +427,6 @@ def render(
             with_dir,
         ),
     )
-    raise typer.Exit(code)
 
 
 RunsWorkspace = typer.Option(
@@ -452,13 +448,11 @@ def runs_list(
     token: str = TokenOpt,
 ) -> None:
     """List a workspace's run records, newest first."""
-    if not url or not token:
-        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     from rsparkhub.client.runs import list_runs
 
     name = workspace or Path.cwd().name
-    raise typer.Exit(
-        _client_call(url, lambda: list_runs(url, token, name, project, file, limit, as_json))
+    _hub_command(
+        url, token, lambda url, token: list_runs(url, token, name, project, file, limit, as_json)
     )
 
 
@@ -475,15 +469,13 @@ def runs_show(
     token: str = TokenOpt,
 ) -> None:
     """Show one run record: command, file versions, environment, status, inputs, outputs."""
-    if not url or not token:
-        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     from rsparkhub.client.runs import show_run
 
     name = workspace or Path.cwd().name
-    raise typer.Exit(
-        _client_call(
-            url, lambda: show_run(url, token, name, project, run_id, as_json, with_packages)
-        )
+    _hub_command(
+        url,
+        token,
+        lambda url, token: show_run(url, token, name, project, run_id, as_json, with_packages),
     )
 
 
@@ -501,13 +493,13 @@ def rerun(
 ) -> None:
     """Re-run a record in a fresh session with its recorded file versions and print the
     diff. Exit code: 0 reproduced, 1 not reproduced, 2 error."""
-    if not url or not token:
-        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     from rsparkhub.client.runs import rerun as rerun_record
 
     name = workspace or Path.cwd().name
-    raise typer.Exit(
-        _client_call(url, lambda: rerun_record(url, token, name, project, run_id, ignore, as_json))
+    _hub_command(
+        url,
+        token,
+        lambda url, token: rerun_record(url, token, name, project, run_id, ignore, as_json),
     )
 
 
@@ -522,14 +514,22 @@ def export(
 ) -> None:
     """Export a run (or the workspace's last runs) as a bundle that re-runs without the hub:
     files at their recorded versions, environment files, a Dockerfile and rerun.py."""
-    if not url or not token:
-        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
     from rsparkhub.client.runs import export as export_bundle
 
     name = workspace or Path.cwd().name
-    raise typer.Exit(
-        _client_call(url, lambda: export_bundle(url, token, name, project, run_id, output))
+    _hub_command(
+        url, token, lambda url, token: export_bundle(url, token, name, project, run_id, output)
     )
+
+
+def _hub_command(
+    url: str | None, token: str | None, call: Callable[[str, str], Awaitable[int]]
+) -> NoReturn:
+    """The end of every command that talks to a hub: refuse a missing --url/--token, run
+    ``call(url, token)`` and exit with its code (hub errors and lost connections exit 2)."""
+    if not url or not token:
+        _fail("give the hub with --url/RSPARKHUB_URL and --token/RSPARKHUB_TOKEN")
+    raise typer.Exit(_client_call(url, lambda: call(url, token)))
 
 
 def _client_call(url: str, make: Any) -> int:
