@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     kubernetes_user_volume_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
         "ReadWriteOnce", description="Access mode of the user volumes (ReadWriteMany: any node)."
     )
+    kubernetes_environments_claim: str | None = Field(
+        None,
+        description="PersistentVolumeClaim mounted in the hub's pod at DATA_DIR/environments: "
+        "the hub builds workspace environments there and session pods mount each read-only "
+        "(subPath). None = Kubernetes sessions get no declared environments.",
+    )
     kubernetes_max_session_age_s: int = Field(
         86400, ge=0, description="activeDeadlineSeconds of session pods (0 = no limit)."
     )

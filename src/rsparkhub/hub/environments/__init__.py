@@ -30,7 +30,7 @@ from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.environments import declarations as D
 from rsparkhub.hub.environments.build import Builder, BuildResult, remove_tree, uv_binary
 from rsparkhub.hub.files import list_files
-from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes
+from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes, scope_for
 
 log = logging.getLogger("rsparkhub.environments")
 Progress = Callable[[str], Awaitable[None]]
@@ -51,6 +51,19 @@ class Prepared:
     binds: list[tuple[Path, str]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     built: list[str] = field(default_factory=list)  # "python/<key>" of builds made now
+
+
+def build_sandboxes(settings: Settings, spawner: object) -> Sandboxes | None:
+    """The sandboxes builds run in: the local spawner's; on Kubernetes, with
+    ``kubernetes_environments_claim`` set, the hub pod's own bubblewrap (the hub builds as a
+    local hub does, onto that volume; session pods mount it: spawners/k8s_environments.py).
+    None: no environments."""
+    own = getattr(spawner, "sandboxes", None)
+    if isinstance(own, Sandboxes):
+        return own
+    if settings.spawner == "kubernetes" and settings.kubernetes_environments_claim:
+        return Sandboxes(enabled=True, scope=scope_for(settings.data_dir))
+    return None
 
 
 def overlay_dir(data_dir: Path, workspace_id: str) -> Path:

@@ -23,7 +23,7 @@ from rsparkhub.hub.auth import hash_token, new_secret
 from rsparkhub.hub.db.engine import Database, aware
 from rsparkhub.hub.db.models import Project, Usage, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
-from rsparkhub.hub.environments import Environments
+from rsparkhub.hub.environments import Environments, build_sandboxes
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog
 from rsparkhub.hub.identities import Identities
@@ -60,13 +60,13 @@ class Lifecycle:
         self.userdb = userdb
         self.spark = spark
         self.identities = identities
-        # Declared environments are built by a local hub in its sandboxes (the local
-        # spawner's); other spawners get none (docs/environments.md, Kubernetes).
+        # Declared environments are built by the hub in its sandboxes (the local
+        # spawner's, or on Kubernetes the hub pod's own; docs/environments.md).
         self.environments = Environments(
             settings,
             db,
             recorder.blobs,
-            getattr(spawner, "sandboxes", None),
+            build_sandboxes(settings, spawner),
             getattr(spawner, "limits", None),
         )
         self._start_locks: dict[str, asyncio.Lock] = {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rsparkhub.hub.spawners.base import SessionSpec
+from rsparkhub.hub.spawners.k8s_environments import environment_mounts
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile
 
 APP_LABEL = "app.kubernetes.io/name"
@@ -80,6 +81,10 @@ class PodConfig:
     default_uid: int = RUN_AS  # kubernetes_session_uid: for a SessionSpec without a uid
     disk_mb: int = 0  # session_disk_mb: sizeLimit of the session's and home's emptyDirs
     tmp_mb: int = 0  # session_tmp_mb: sizeLimit of /tmp's
+    # kubernetes_environments_claim: the PVC the hub builds environments on, mounted in
+    # the hub at environments_root (DATA_DIR/environments); k8s_environments
+    environments_claim: str | None = None
+    environments_root: str = ""
 
 
 def _sized(mb: int) -> dict[str, str]:
@@ -237,7 +242,9 @@ def agent_command(spec: SessionSpec, hub_url: str) -> list[str]:
     return cmd
 
 
-def _env(spec: SessionSpec, profile: KubernetesProfile, cfg: PodConfig) -> list[dict[str, Any]]:
+def _env(
+    spec: SessionSpec, profile: KubernetesProfile, cfg: PodConfig, drop: set[str]
+) -> list[dict[str, Any]]:
     name = pod_name(spec.session_id)
     entries: dict[str, dict[str, Any]] = {}
 
@@ -254,7 +261,7 @@ def _env(spec: SessionSpec, profile: KubernetesProfile, cfg: PodConfig) -> list[
     # Lowest precedence first: the profile's variables, then the hub's (database, Spark).
     for k, v in sorted(profile.env.items()):
         plain(k, v)
-    plain_env, secret_env = split_env(spec.env)
+    plain_env, secret_env = split_env({k: v for k, v in spec.env.items() if k not in drop})
     for k, v in sorted(plain_env.items()):
         plain(k, v)
     for k in sorted(secret_env):
@@ -283,6 +290,9 @@ def build_session_pod(
         raise ValueError(f"profile '{profile.name}' has no image and kubernetes_image is unset")
     name = pod_name(spec.session_id)
     uid, gid = session_identity(spec, cfg.default_uid)
+    envs = environment_mounts(
+        spec, cfg.environments_claim, cfg.environments_root, cfg.user_volume, USER_LIB_DIR
+    )
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "home", "mountPath": HOME},
@@ -299,7 +309,7 @@ def build_session_pod(
         "imagePullPolicy": "IfNotPresent",
         "command": agent_command(spec, cfg.hub_url),
         "workingDir": SESSION_DIR,
-        "env": _env(spec, profile, cfg),
+        "env": _env(spec, profile, cfg, envs.drop_env),
         "resources": _resources(profile),
         "securityContext": container_security_context(uid, gid),
         "volumeMounts": mounts,
@@ -334,7 +344,7 @@ def build_session_pod(
                 "name": "prepare-user-lib",
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["mkdir", "-p", R_LIBS_USER, PYTHONUSERBASE],
+                "command": ["mkdir", "-p", R_LIBS_USER, PYTHONUSERBASE, *envs.user_dirs],
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
@@ -361,6 +371,10 @@ def build_session_pod(
                     ]
                 }
             }
+    # declared environments (read-only) and the workspace's overlay; after user-lib's own
+    # mount, which the overlay's subPath mount shares a volume with
+    mounts += envs.mounts
+    volumes += envs.volumes
     if cfg.max_age_s > 0:
         pod_spec["activeDeadlineSeconds"] = int(cfg.max_age_s)
     if profile.node_selector:

@@ -167,6 +167,8 @@ class KubernetesSpawner:
             default_uid=settings.kubernetes_session_uid,
             disk_mb=settings.session_disk_mb,
             tmp_mb=settings.session_tmp_mb,
+            environments_claim=settings.kubernetes_environments_claim,
+            environments_root=str(settings.data_dir / "environments"),
         )
         kw: dict[str, Any] = {
             "namespace": settings.kubernetes_namespace,
