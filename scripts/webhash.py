@@ -19,11 +19,19 @@ STAMP = ROOT / "src" / "rsparkhub" / "web" / "dist" / ".source-hash"
 FILES = ("package.json", "package-lock.json", "index.html", "vite.config.ts", "tsconfig.json")
 
 
+TEST_HELPERS = WEB / "src" / "testing"  # helpers for tests only: the build never reads them
+
+
 def sources() -> list[Path]:
-    """What the build reads: the config files and web/src (tests excluded)."""
+    """What the build reads: the config files and web/src (tests and their helpers excluded)."""
     out = [WEB / name for name in FILES if (WEB / name).is_file()]
     for p in sorted((WEB / "src").rglob("*")):
-        if p.is_file() and ".test." not in p.name and "/dev/" not in p.as_posix():
+        if (
+            p.is_file()
+            and ".test." not in p.name
+            and "/dev/" not in p.as_posix()
+            and not p.is_relative_to(TEST_HELPERS)
+        ):
             out.append(p)
     return out
 

@@ -1,7 +1,8 @@
 import { render } from "preact";
-import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { SessionProfile, SparkInfo } from "../contract";
 import { apiError, click, fakeCtx, flush, mount, setValue, type Call } from "../panes/testing/fakeCtx";
+import { rootPerTest } from "../testing/root";
 import { profileLabel, profileResources, sparkUiHref } from "./profiles";
 import { SessionProfilePicker } from "./SessionProfilePicker";
 import { SparkLink } from "./SparkLink";
@@ -32,14 +33,7 @@ beforeAll(() => {
 });
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 
 const SESSION = "/api/workspaces/w1/session";
 const q = (sel: string) => root.querySelector(sel) as HTMLElement | null;

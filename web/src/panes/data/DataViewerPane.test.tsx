@@ -1,20 +1,14 @@
 import { render } from "preact";
 import { act } from "preact/test-utils";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { apiError, type Call, click, fakeCtx, flush, mount, setValue } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { type FakeTable, queryRows, TableError } from "../testing/fakeTable";
 import { DataViewerPane } from "./DataViewerPane";
 import { MAX_SCROLL_HEIGHT } from "./virtual";
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 
 const cars: FakeTable = {
   columns: [

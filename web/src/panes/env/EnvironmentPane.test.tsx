@@ -1,7 +1,7 @@
-import { render } from "preact";
 import { act } from "preact/test-utils";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { apiError, type Call, fakeCtx, flush, mount, click, setValue } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { EnvironmentPane } from "./EnvironmentPane";
 import type { VarSummary } from "./types";
 
@@ -22,14 +22,7 @@ function v(name: string, extra: Partial<VarSummary> = {}): VarSummary {
 }
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 
 const names = () => [...root.querySelectorAll('[data-testid="env-row"]')].map((r) => r.getAttribute("data-name"));
 

@@ -1,17 +1,10 @@
-import { render } from "preact";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { apiError, type Call, click, fakeCtx, flush, mount, setValue } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { HelpPane } from "./HelpPane";
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 
 const pages: Record<string, string> = {
   mean:

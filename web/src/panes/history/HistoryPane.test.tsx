@@ -1,19 +1,13 @@
 import { render } from "preact";
 import { act } from "preact/test-utils";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { fakeCtx, flush, mount } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { HistoryPane } from "./HistoryPane";
 import { describeEnvironment, formatDuration, summarizeOutputs, type RunRecord } from "./runs";
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 
 function record(over: Partial<RunRecord> = {}): RunRecord {
   return {

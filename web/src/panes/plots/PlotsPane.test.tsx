@@ -1,13 +1,11 @@
-import { render } from "preact";
 import { act } from "preact/test-utils";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { apiError, type Call, click, fakeCtx, flush, mount } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { PlotsPane } from "./PlotsPane";
 
 let root: HTMLElement;
 beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
   Object.defineProperty(HTMLElement.prototype, "clientWidth", { configurable: true, get: () => 400 });
   Object.defineProperty(HTMLElement.prototype, "clientHeight", { configurable: true, get: () => 300 });
   let n = 0;
@@ -15,11 +13,11 @@ beforeEach(() => {
   URL.revokeObjectURL = vi.fn();
 });
 afterEach(() => {
-  render(null, root);
-  root.remove();
   delete (HTMLElement.prototype as { clientWidth?: number }).clientWidth;
   delete (HTMLElement.prototype as { clientHeight?: number }).clientHeight;
 });
+// after the hooks above, so that (hooks being undone as a stack) the root goes first
+rootPerTest((el) => (root = el));
 
 const list = [
   { id: "p1", mime: "image/png", width: 504, height: 504 },

@@ -1,19 +1,12 @@
-import { render } from "preact";
 import { act } from "preact/test-utils";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { click, fakeCtx, flush, mount, type Call } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { PublishButton } from "./PublishDialog";
 import { canManage, splitUrl, versionLabel, type Publication } from "./publications";
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 
 const pub = (over: Partial<Publication> = {}): Publication => ({
   id: "p1",

@@ -1,18 +1,11 @@
-import { render } from "preact";
 import { act } from "preact/test-utils";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { fakeCtx, mount } from "../testing/fakeCtx";
+import { rootPerTest } from "../../testing/root";
 import { ViewerPane } from "./ViewerPane";
 
 let root: HTMLElement;
-beforeEach(() => {
-  root = document.createElement("div");
-  document.body.appendChild(root);
-});
-afterEach(() => {
-  render(null, root);
-  root.remove();
-});
+rootPerTest((el) => (root = el));
 const frame = () => root.querySelector('[data-testid="viewer-frame"]') as HTMLElement;
 
 describe("ViewerPane", () => {
