@@ -162,6 +162,35 @@ async def test_a_failed_build_says_why(hub: HubProcess, alice: str) -> None:
     assert out.strip() == "None"  # the session started anyway, with the base packages
 
 
+async def test_a_failed_build_is_not_retried_at_every_start_until_a_rebuild(
+    hub: HubProcess, alice: str
+) -> None:
+    files = {"requirements.txt": "six==0.0.0.405\n"}
+
+    async def start(c: HubClient, wid: str) -> list[str]:
+        async with c.attach(wid) as s:
+            told = [m for m in await notices(s) if m.startswith("No Python environment")]
+        await c.stop_session(wid)
+        return told
+
+    async with workspace(hub, alice, "broken-again", files) as (c, wid):
+        first = await start(c, wid)
+        second = await start(c, wid)  # remembered: no build, and says so
+        bad = await c.http.post(f"/api/workspaces/{wid}/session", json={"rebuild": "yes"})
+        # Restart to rebuild (the Packages pane): tried again at once, failing afresh
+        await c.request("POST", f"/api/workspaces/{wid}/session", json={"rebuild": True})
+        third = await start(c, wid)
+    assert len(first) == 1 and "building requirements.txt failed. The build's last" in first[0]
+    assert (
+        len(second) == 1 and "building requirements.txt failed 0 min ago and is not " in (second[0])
+    ), second
+    assert "Restart to rebuild in the Packages pane to retry now" in second[0]
+    assert "six==0.0.0.405" in second[0]  # the remembered build's last lines
+    assert len(third) == 1 and "building requirements.txt failed. The build's last" in third[0]
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["error"]["code"], bad.text
+
+
 async def test_overlay_installs_survive_a_restart_and_stay_in_their_workspace(
     hub: HubProcess, alice: str, tmp_path: Path
 ) -> None:

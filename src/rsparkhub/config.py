@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     environment_build_timeout_s: float = Field(
         900, gt=0, description="Longest an environment build may take before it is stopped."
     )
+    environment_failed_retry_s: float = Field(
+        600,
+        ge=0,
+        description="After a build failed, sessions with the same declaration start without "
+        "retrying it for this long (0 = retry at every start); Restart to rebuild retries now.",
+    )
     r_repos: str | None = Field(
         None,
         description="A CRAN or Posit Package Manager mirror URL R packages a workspace "

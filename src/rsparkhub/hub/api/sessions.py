@@ -4,7 +4,7 @@ history; health and doctor."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 
 from rsparkhub.hub.api.deps import (
@@ -64,10 +64,13 @@ async def get_session(w: ReadableWorkspace, hub: HubDep, db: DbDep) -> dict[str,
 
 
 class StartSession(BaseModel):
-    """Optional body of a session start: the profile to run with (``GET /api/profiles``)."""
+    """Optional body of a session start: the profile to run with (``GET /api/profiles``);
+    ``rebuild``: retry a declared environment whose build failed recently (the Packages
+    pane's **Restart to rebuild**; hub/environments/)."""
 
     model_config = ConfigDict(extra="forbid")
     profile: str | None = Field(default=None, min_length=1, max_length=63)
+    rebuild: StrictBool = False
 
 
 @router.get("/api/profiles", summary="Session profiles the caller may start sessions with")
@@ -103,6 +106,8 @@ async def start_session(
     # A start can take a while (a pod to create): hold no database connection meanwhile,
     # or concurrent starts exhaust the pool.
     await db.rollback()
+    if body is not None and body.rebuild:
+        hub.sessions.lifecycle.environments.rebuild_next(wid)
     live = await hub.sessions.ensure_session(wid, profile=profile)
     row = await db.get(SessionRow, live.id)
     assert row is not None

@@ -58,8 +58,8 @@ def build_sandboxes(settings: Settings, spawner: object) -> Sandboxes | None:
     ``kubernetes_environments_claim`` set, the hub pod's own bubblewrap (the hub builds as a
     local hub does, onto that volume; session pods mount it: spawners/k8s_environments.py).
     None: no environments."""
-    own = getattr(spawner, "sandboxes", None)
-    if isinstance(own, Sandboxes):
+    own: Sandboxes | None = getattr(spawner, "sandboxes", None)
+    if own is not None:
         return own
     if settings.spawner == "kubernetes" and settings.kubernetes_environments_claim:
         return Sandboxes(enabled=True, scope=scope_for(settings.data_dir))
@@ -96,7 +96,9 @@ class Environments:
             limits or Limits(),
             [str(settings.data_dir.resolve())],
             settings.environment_build_timeout_s,
+            settings.environment_failed_retry_s,
         )
+        self._rebuild: set[str] = set()  # workspaces whose next start retries failed builds
         self._python: tuple[str, str] | None = None  # (executable, "CPython 3.x.y")
         self._r: tuple[str, dict[str, str]] | None = None  # (R version, base packages)
         self._swept: asyncio.Future[None] | None = None
@@ -105,10 +107,17 @@ class Environments:
     def enabled(self) -> bool:
         return self.settings.environments and self.builder.sandboxes is not None
 
+    def rebuild_next(self, workspace_id: str) -> None:
+        """The workspace's next session start retries a build that failed recently
+        (**Restart to rebuild**)."""
+        self._rebuild.add(workspace_id)
+
     async def prepare(self, workspace_id: str, progress: Progress) -> Prepared:
         out = Prepared()
         if not self.enabled:
             return out
+        force = workspace_id in self._rebuild
+        self._rebuild.discard(workspace_id)
         if self._swept is None:  # what a hub that stopped mid-build left, before any build
             self._swept = asyncio.ensure_future(asyncio.to_thread(self.builder.sweep))
         await self._swept
@@ -126,7 +135,7 @@ class Environments:
         files = await self._declaration_files(workspace_id)
         for lang, step in (("Python", self._prepare_python), ("R", self._prepare_r)):
             try:
-                await step(files, out, progress)
+                await step(files, out, progress, force)
             except D.DeclarationError as exc:
                 out.notices.append(f"No {lang} environment in this session: {exc}")
             except Exception as exc:  # a session starts anyway, and says why
@@ -150,7 +159,7 @@ class Environments:
 
     # ------------------------------------------------------------------ Python
     async def _prepare_python(
-        self, files: dict[str, bytes], out: Prepared, progress: Progress
+        self, files: dict[str, bytes], out: Prepared, progress: Progress, force: bool
     ) -> None:
         decl = D.python_declaration(files)
         if decl is None or not decl.requirements:
@@ -176,12 +185,15 @@ class Environments:
             where = {"out": str(staging / "out"), "input": str(staging / "input")}
             return [a.format(**where) for a in command]
 
-        if not await asyncio.to_thread(self.builder.path("python", key).is_dir):
+        if self.builder.failed_ago("python", key, force) is None and not await asyncio.to_thread(
+            self.builder.path("python", key).is_dir
+        ):
             await progress(f"environment (python): building {decl.source} ({key[:12]})")
         result = await self.builder.ensure(
             "python", key, inputs, argv, True, progress,
             {"declaration": decl.source, "requirements": list(decl.requirements),
              "interpreter": version},
+            force=force,
         )  # fmt: skip
         await self._use(result, "python", key, decl.source, out, progress)
         if result.path is not None:
@@ -200,7 +212,9 @@ class Environments:
         return self._python
 
     # ------------------------------------------------------------------ R
-    async def _prepare_r(self, files: dict[str, bytes], out: Prepared, progress: Progress) -> None:
+    async def _prepare_r(
+        self, files: dict[str, bytes], out: Prepared, progress: Progress, force: bool
+    ) -> None:
         decl = D.r_declaration(files)
         if decl is None or not decl.packages:
             return
@@ -234,7 +248,9 @@ class Environments:
         def argv(staging: Path) -> list[str]:
             return ["Rscript", "--vanilla", str(staging / "input" / "build.R")]
 
-        if not await asyncio.to_thread(self.builder.path("r", key).is_dir):
+        if self.builder.failed_ago("r", key, force) is None and not await asyncio.to_thread(
+            self.builder.path("r", key).is_dir
+        ):
             await progress(f"environment (r): building {decl.source} ({key[:12]})")
         # a mirror on this machine's disk (file://): the build sees it, read-only
         local = repos[len("file://") :] if repos and repos.startswith("file://") else None
@@ -244,6 +260,7 @@ class Environments:
             {"declaration": decl.source, "tarballs": plan.tarballs,
              "from_repos": plan.from_repos, "base": plan.base, "r": r_version},
             shown,
+            force,
         )  # fmt: skip
         await self._use(result, "r", key, decl.source, out, progress)
         if result.path is not None:
@@ -274,6 +291,16 @@ class Environments:
         out: Prepared,
         progress: Progress,
     ) -> None:
+        if result.path is None and result.failed_ago_s is not None:
+            out.notices.append(
+                f"No {'Python' if kind == 'python' else 'R'} environment in this session: "
+                f"building {source} failed {result.failed_ago_s / 60:.0f} min ago and is not "
+                f"retried for {self.settings.environment_failed_retry_s / 60:.0f} min after a "
+                "failure (environment_failed_retry_s); change the declaration, or Restart to "
+                f"rebuild in the Packages pane to retry now. The build's last lines:\n"
+                f"{result.error}"
+            )
+            return
         if result.path is None:
             out.notices.append(
                 f"No {'Python' if kind == 'python' else 'R'} environment in this session: "

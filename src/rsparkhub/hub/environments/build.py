@@ -46,6 +46,7 @@ class BuildResult:
     path: Path | None  # the sealed environment, None when the build failed
     built: bool  # False: it was in the cache
     error: str | None = None
+    failed_ago_s: float | None = None  # not tried now: it failed this long ago
 
 
 def uv_binary() -> str:
@@ -63,8 +64,13 @@ class Builder:
         limits: Limits,
         masked: list[str],
         timeout_s: float,
+        failed_retry_s: float = 0,
     ) -> None:
         self.root = root
+        self.failed_retry_s = failed_retry_s
+        # "kind/key" -> (when it failed, its last lines): not retried for failed_retry_s,
+        # so a broken declaration does not cost a build at every session start
+        self._failed: dict[str, tuple[float, str | None]] = {}
         self.sandboxes = sandboxes
         self.identity = identity
         self.limits = limits
@@ -74,6 +80,15 @@ class Builder:
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
+
+    def failed_ago(self, kind: str, key: str, force: bool = False) -> float | None:
+        """Seconds since ``kind/key``'s build failed, while that is less than
+        ``failed_retry_s`` (and not ``force``): it is not tried again. Else None."""
+        failed = self._failed.get(f"{kind}/{key}")
+        if failed is None or force:
+            return None
+        ago = time.monotonic() - failed[0]
+        return ago if ago < self.failed_retry_s else None
 
     def sweep(self) -> None:
         """Kill the build sandboxes and remove the staging directories an earlier hub
@@ -94,15 +109,21 @@ class Builder:
         progress: Progress,
         describe: dict[str, object],
         shown: tuple[Path, ...] = (),
+        force: bool = False,
     ) -> BuildResult:
         """The environment ``kind/key``: from the cache, else built once (concurrent
         sessions with the same key wait for the one build). ``shown``: host directories
-        the build also sees, read-only (a mirror on disk)."""
+        the build also sees, read-only (a mirror on disk). A key whose build failed less
+        than ``failed_retry_s`` ago is not tried again unless ``force``."""
         final = self.path(kind, key)
         lock = self._locks.setdefault(f"{kind}/{key}", asyncio.Lock())
         async with lock:
             if await asyncio.to_thread(final.is_dir):
                 return BuildResult(final, built=False)
+            ago = self.failed_ago(kind, key, force)
+            if ago is not None:
+                error = self._failed[f"{kind}/{key}"][1]
+                return BuildResult(None, built=False, error=error, failed_ago_s=ago)
             staging = self.root / ".staging" / f"{kind}-{key[:16]}-{secrets.token_hex(4)}"
             try:
                 await asyncio.to_thread(_make_staging, staging, inputs)
@@ -110,7 +131,9 @@ class Builder:
                     kind, key, staging, argv(staging), outbound, progress, shown
                 )
                 if not ok:
+                    self._failed[f"{kind}/{key}"] = (time.monotonic(), tail)
                     return BuildResult(None, built=True, error=tail)
+                self._failed.pop(f"{kind}/{key}", None)
                 meta = {**describe, "key": key, "built_at": time.time(), "log_tail": tail}
                 await asyncio.to_thread(_seal_and_place, staging / "out", final, meta)
                 return BuildResult(final, built=True)

@@ -93,7 +93,7 @@ export function PackagesPane({ ctx }: { ctx: PaneContext }) {
     const path = wsPath(ctx, "session");
     try {
       await ctx.api.del(path);
-      await ctx.api.post(path, {});
+      await ctx.api.post(path, { rebuild: true });
     } catch (e) {
       ctx.notify(`The session could not restart: ${errorInfo(e).message}`, "error");
     }
