@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -33,6 +35,33 @@ def write(root: Path, rel: str, content: bytes) -> None:
 
 def sha(content: bytes) -> str:
     return sha256_bytes(content)
+
+
+class LinkedSync(NamedTuple):
+    """A ``FileSync`` on a real directory, baselined and connected to ``send``, a sender
+    that keeps in ``sent`` what would go over the socket (it stands for the hub link)."""
+
+    wd: Workdir
+    outbox: Outbox
+    files: FileSync
+    sent: list[FileMessage]
+    send: Callable[[FileMessage], Awaitable[bool]]
+
+
+async def linked_sync(root: Path) -> LinkedSync:
+    """What the tests below start from (files written before it are the hub's baseline)."""
+    wd = Workdir(root)
+    outbox = Outbox("s")
+    files = FileSync(wd, outbox)
+    await files.baseline()
+    sent: list[FileMessage] = []
+
+    async def send(msg: FileMessage) -> bool:
+        sent.append(msg)
+        return True
+
+    await files.connected(send)
+    return LinkedSync(wd, outbox, files, sent, send)
 
 
 def test_plan_resync_decides_per_path(tmp_path: Path) -> None:
@@ -81,17 +110,7 @@ def test_plan_resync_decides_per_path(tmp_path: Path) -> None:
 
 
 async def test_changes_stay_in_flight_until_acked(tmp_path: Path) -> None:
-    wd = Workdir(tmp_path)
-    outbox = Outbox("s")
-    files = FileSync(wd, outbox)
-    await files.baseline()
-    sent: list[FileMessage] = []
-
-    async def send(msg: FileMessage) -> bool:
-        sent.append(msg)
-        return True
-
-    await files.connected(send)
+    wd, outbox, files, sent, send = await linked_sync(tmp_path)
     write(tmp_path, "a.csv", b"1")
     await files.scan_and_send()
     assert [(m.type, m.fseq, m.path) for m in sent] == [("file_changed", 1, "a.csv")]
@@ -138,19 +157,11 @@ async def test_a_change_names_the_content_it_overwrote(tmp_path: Path) -> None:
     ack, or the change still in flight; None for a new file (the hub merges an open
     document against it)."""
     write(tmp_path, "a.R", b"v1")
-    wd = Workdir(tmp_path)
-    files = FileSync(wd, Outbox("s"))
-    await files.baseline()
-    sent: list[FileMessage] = []
-
-    async def send(msg: FileMessage) -> bool:
-        sent.append(msg)
-        return True
+    _, _, files, sent, send = await linked_sync(tmp_path)
 
     def bases() -> list[str | None]:
         return [m.base_sha256 for m in sent if isinstance(m, P.FileFromAgent)]
 
-    await files.connected(send)
     write(tmp_path, "a.R", b"v2 by code")
     await files.scan_and_send()
     write(tmp_path, "a.R", b"v3 by code")  # again, while v2 is in flight
@@ -180,16 +191,7 @@ async def test_a_hub_put_does_not_overwrite_an_unsent_write_of_code(tmp_path: Pa
     has rewritten the file: the put does not overwrite it; code's change goes to the hub
     against the content it overwrote, and the hub's merge comes back as a later put."""
     write(tmp_path, "a.R", b"v1")
-    wd = Workdir(tmp_path)
-    files = FileSync(wd, Outbox("s"))
-    await files.baseline()
-    sent: list[FileMessage] = []
-
-    async def send(msg: FileMessage) -> bool:
-        sent.append(msg)
-        return True
-
-    await files.connected(send)
+    wd, _, files, sent, _ = await linked_sync(tmp_path)
     write(tmp_path, "a.R", b"v1 + code")  # no scan yet
     v2 = b"v1 + typed"
     await files.put(P.FilePut(path="a.R", content_b64="djEgKyB0eXBlZA==", sha256=sha(v2)))
@@ -214,17 +216,7 @@ async def test_a_hub_put_does_not_overwrite_an_unsent_write_of_code(tmp_path: Pa
 
 
 async def test_a_refused_file_is_reported_once_and_kept(tmp_path: Path) -> None:
-    wd = Workdir(tmp_path)
-    outbox = Outbox("s")
-    files = FileSync(wd, outbox)
-    await files.baseline()
-    sent: list[FileMessage] = []
-
-    async def send(msg: FileMessage) -> bool:
-        sent.append(msg)
-        return True
-
-    await files.connected(send)
+    wd, outbox, files, sent, send = await linked_sync(tmp_path)
     write(tmp_path, "huge.bin", b"data")
     await files.scan_and_send()
     msg = "The workspace is full."
@@ -254,16 +246,7 @@ async def test_a_refused_file_is_reported_once_and_kept(tmp_path: Path) -> None:
 async def test_a_hub_write_supersedes_a_change_in_flight(tmp_path: Path) -> None:
     """The hub's own later write wins: the ack of the older change of code must not make
     the agent believe the hub holds code's content (it would echo the hub's file back)."""
-    wd = Workdir(tmp_path)
-    files = FileSync(wd, Outbox("s"))
-    await files.baseline()
-    sent: list[FileMessage] = []
-
-    async def send(msg: FileMessage) -> bool:
-        sent.append(msg)
-        return True
-
-    await files.connected(send)
+    wd, _, files, sent, _ = await linked_sync(tmp_path)
     write(tmp_path, "x.R", b"by code")
     await files.scan_and_send()
     hub = b"saved by a user"
