@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,26 @@ def _hub(tmp: Path, env: dict[str, str] | None = None) -> Iterator[HubProcess]:
 def hub(tmp_path: Path) -> Iterator[HubProcess]:
     """A fresh hub (SQLite) for one test."""
     yield from _hub(tmp_path / "data")
+
+
+StartHub = Callable[[dict[str, str]], HubProcess]
+
+
+@pytest.fixture
+def hub_with(tmp_path: Path) -> Iterator[StartHub]:
+    """A fresh hub (SQLite) for one test, started with these settings (``RSPARKHUB_*``
+    variables): ``hub = hub_with({"RSPARKHUB_MAX_UPLOAD_BYTES": "5000"})``; closed after it."""
+    started: list[HubProcess] = []
+
+    def start(env: dict[str, str]) -> HubProcess:
+        started.append(HubProcess(tmp_path / "data", env).start())
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for hub in started:
+            hub.close()
 
 
 @pytest.fixture(scope="module")

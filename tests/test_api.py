@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import PASSWORD, HubProcess
+from conftest import PASSWORD, HubProcess, StartHub
 
 # --------------------------------------------------------------------------- helpers
 
@@ -962,55 +962,43 @@ def test_unicode_paths_have_one_spelling(fred: tuple[httpx.Client, str]) -> None
     )
 
 
-def test_oversized_request_bodies_are_refused_before_parsing(tmp_path: Path) -> None:
-    hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_MAX_UPLOAD_BYTES": "5000"}).start()
-    try:
-        c = hub.client(hub.make_user("uma"))
-        _, wid = new_workspace(c)
-        body = {"content": "z" * 6000, "base_version": 0}
-        e = err(c.put(f"/api/workspaces/{wid}/text/a.txt", json=body), 413, "request_too_large")
-        assert "5000" in e["message"]
-        assert c.get(f"/api/workspaces/{wid}/files").json() == []
-        ok = c.put(
-            f"/api/workspaces/{wid}/text/a.txt", json={"content": "small", "base_version": 0}
-        )
-        assert ok.status_code == 200, ok.text
-    finally:
-        hub.close()
+def test_oversized_request_bodies_are_refused_before_parsing(hub_with: StartHub) -> None:
+    hub = hub_with({"RSPARKHUB_MAX_UPLOAD_BYTES": "5000"})
+    c = hub.client(hub.make_user("uma"))
+    _, wid = new_workspace(c)
+    body = {"content": "z" * 6000, "base_version": 0}
+    e = err(c.put(f"/api/workspaces/{wid}/text/a.txt", json=body), 413, "request_too_large")
+    assert "5000" in e["message"]
+    assert c.get(f"/api/workspaces/{wid}/files").json() == []
+    ok = c.put(f"/api/workspaces/{wid}/text/a.txt", json={"content": "small", "base_version": 0})
+    assert ok.status_code == 200, ok.text
 
 
-def test_limits_are_published_and_said_in_mb(tmp_path: Path) -> None:
+def test_limits_are_published_and_said_in_mb(hub_with: StartHub) -> None:
     """The IDE checks an upload against the limits before sending it (so it needs them),
     and every limit message names sizes in MB."""
-    hub = HubProcess(
-        tmp_path / "d",
-        env={
+    hub = hub_with(
+        {
             "RSPARKHUB_MAX_FILE_BYTES": str(1024 * 1024),
             "RSPARKHUB_MAX_WORKSPACE_BYTES": str(3 * 1024 * 1024),
-        },
-    ).start()
-    try:
-        c = hub.client(hub.make_user("ulla"))
-        _pid, wid = new_workspace(c)
-        c.put(f"/api/workspaces/{wid}/files/a.bin", content=b"z" * 1000, params={"base_version": 0})
-        limits = c.get(f"/api/workspaces/{wid}/limits").json()
-        assert limits["max_file_bytes"] == 1024 * 1024
-        assert limits["max_workspace_bytes"] == 3 * 1024 * 1024
-        assert limits["used_bytes"] == 1000
-        assert limits["max_upload_bytes"] > 0
-        r = c.post(
-            f"/api/workspaces/{wid}/upload",
-            files=[("files", ("big.bin", b"z" * (1024 * 1024 + 1)))],
-        )
-        assert (
-            err(r, 413, "file_too_large")["message"]
-            == "'big.bin' is larger than the limit of 1 MB."
-        )
-        r = c.put(
-            f"/api/workspaces/{wid}/files/b.bin",
-            content=b"z" * 2_000_000,
-            params={"base_version": 0},
-        )
-        assert "1 MB" in err(r, 413, "file_too_large")["message"]
-    finally:
-        hub.close()
+        }
+    )
+    c = hub.client(hub.make_user("ulla"))
+    _pid, wid = new_workspace(c)
+    c.put(f"/api/workspaces/{wid}/files/a.bin", content=b"z" * 1000, params={"base_version": 0})
+    limits = c.get(f"/api/workspaces/{wid}/limits").json()
+    assert limits["max_file_bytes"] == 1024 * 1024
+    assert limits["max_workspace_bytes"] == 3 * 1024 * 1024
+    assert limits["used_bytes"] == 1000
+    assert limits["max_upload_bytes"] > 0
+    r = c.post(
+        f"/api/workspaces/{wid}/upload",
+        files=[("files", ("big.bin", b"z" * (1024 * 1024 + 1)))],
+    )
+    assert err(r, 413, "file_too_large")["message"] == "'big.bin' is larger than the limit of 1 MB."
+    r = c.put(
+        f"/api/workspaces/{wid}/files/b.bin",
+        content=b"z" * 2_000_000,
+        params={"base_version": 0},
+    )
+    assert "1 MB" in err(r, 413, "file_too_large")["message"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 from typing import Any
 
 import websockets
@@ -17,7 +16,7 @@ import websockets
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess
+from conftest import HubProcess, StartHub
 from eventually import eventually
 
 N_FILES = 60
@@ -83,43 +82,40 @@ async def test_hub_killed_while_code_writes_files(hub: HubProcess) -> None:
             assert f["version"] == 1, f
 
 
-async def test_a_refused_file_from_code_is_announced(tmp_path: Path) -> None:
-    hub = HubProcess(tmp_path / "data", env={"RSPARKHUB_MAX_WORKSPACE_BYTES": "100000"}).start()
-    try:
-        token = hub.make_user("hal")
-        async with HubClient(hub.url, token) as c:
-            wid = (await c.ensure_workspace("small"))["id"]
-            async with c.attach(wid) as s:
-                r = await s.run(
-                    "open('big.bin', 'wb').write(b'x' * 200_000)\n"
-                    "open('small.txt', 'w').write('fits\\n')",
-                    language="python",
-                )
-                assert r.ok, r.events
+async def test_a_refused_file_from_code_is_announced(hub_with: StartHub) -> None:
+    hub = hub_with({"RSPARKHUB_MAX_WORKSPACE_BYTES": "100000"})
+    token = hub.make_user("hal")
+    async with HubClient(hub.url, token) as c:
+        wid = (await c.ensure_workspace("small"))["id"]
+        async with c.attach(wid) as s:
+            r = await s.run(
+                "open('big.bin', 'wb').write(b'x' * 200_000)\n"
+                "open('small.txt', 'w').write('fits\\n')",
+                language="python",
+            )
+            assert r.ok, r.events
 
-                async def refused() -> list[dict[str, Any]]:
-                    return [
-                        m["event"]
-                        for m in s.side
-                        if m.get("type") == "event" and m["event"]["type"] == "file_refused"
-                    ]
+            async def refused() -> list[dict[str, Any]]:
+                return [
+                    m["event"]
+                    for m in s.side
+                    if m.get("type") == "event" and m["event"]["type"] == "file_refused"
+                ]
 
-                async def more() -> list[dict[str, Any]]:
-                    with_ping = await s.request(P.PingRequest(id=f"p{len(s.side)}"))
-                    assert with_ping.ok
-                    return await refused()
+            async def more() -> list[dict[str, Any]]:
+                with_ping = await s.request(P.PingRequest(id=f"p{len(s.side)}"))
+                assert with_ping.ok
+                return await refused()
 
-                events = await eventually(more, timeout=20, interval=0.5, what="file_refused")
-                assert events[0]["path"] == "big.bin", events
-                assert events[0]["error_code"] == "workspace_full", events
-                assert "limit" in events[0]["message"], events
+            events = await eventually(more, timeout=20, interval=0.5, what="file_refused")
+            assert events[0]["path"] == "big.bin", events
+            assert events[0]["error_code"] == "workspace_full", events
+            assert "limit" in events[0]["message"], events
 
-                async def small_saved() -> bool:
-                    return [f["path"] for f in await c.list_files(wid)] == ["small.txt"]
+            async def small_saved() -> bool:
+                return [f["path"] for f in await c.list_files(wid)] == ["small.txt"]
 
-                await eventually(small_saved, timeout=20, what="small.txt saved, big.bin not")
-                # The copy in the working directory is untouched.
-                r = await s.run("import os; print(os.path.getsize('big.bin'))", language="python")
-                assert r.stdout == "200000\n"
-    finally:
-        hub.close()
+            await eventually(small_saved, timeout=20, what="small.txt saved, big.bin not")
+            # The copy in the working directory is untouched.
+            r = await s.run("import os; print(os.path.getsize('big.bin'))", language="python")
+            assert r.stdout == "200000\n"

@@ -19,7 +19,7 @@ import pytest
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess
+from conftest import HubProcess, StartHub
 from eventually import eventually
 
 
@@ -226,19 +226,16 @@ async def test_bad_requests_get_clear_errors(shared_hub: HubProcess, alice: str)
         assert (await s.run("1 + 1", language="r")).ok
 
 
-async def test_language_not_installed_fails_clearly(tmp_path: Path) -> None:
-    hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_SESSION_LANGUAGES": "r,python"}).start()
-    try:
-        token = hub.make_user("carol")
-        wid = await _workspace(hub, token)
-        async with HubClient(hub.url, token) as c, c.attach(wid) as s:
-            r = await s.run("echo hi", language="bash")
-            assert r.done is not None and r.done.status == "failed"
-            assert r.done.error_code == "language_unavailable"
-            assert "bash" in (r.done.message or "")
-            assert (await s.run("1 + 1", language="r")).ok
-    finally:
-        hub.close()
+async def test_language_not_installed_fails_clearly(hub_with: StartHub) -> None:
+    hub = hub_with({"RSPARKHUB_SESSION_LANGUAGES": "r,python"})
+    token = hub.make_user("carol")
+    wid = await _workspace(hub, token)
+    async with HubClient(hub.url, token) as c, c.attach(wid) as s:
+        r = await s.run("echo hi", language="bash")
+        assert r.done is not None and r.done.status == "failed"
+        assert r.done.error_code == "language_unavailable"
+        assert "bash" in (r.done.message or "")
+        assert (await s.run("1 + 1", language="r")).ok
 
 
 async def test_stop_exits_zero_and_next_attach_starts_fresh(
@@ -379,63 +376,55 @@ async def test_clients_are_told_the_session_state(shared_hub: HubProcess, alice:
         assert seen == ["stopping", "stopped"]
 
 
-async def test_resource_limits(tmp_path: Path) -> None:
+async def test_resource_limits(hub_with: StartHub) -> None:
     """The session's memory limit (its cgroup on this root hub) kills the kernel that goes
     past it and the console says why; the session stays usable. See test_isolation.py for
     the same against an unprivileged hub (rlimits)."""
     env = {"RSPARKHUB_SESSION_MEMORY_MB": "2048", "RSPARKHUB_SESSION_CPU_SECONDS": "8"}
-    hub = HubProcess(tmp_path / "d", env=env).start()
-    try:
-        token = hub.make_user("gus")
-        wid = await _workspace(hub, token)
-        async with HubClient(hub.url, token) as c, c.attach(wid) as s:
-            r = await s.run("b = b'x' * (3 * 1024**3)", language="python")
-            assert r.done is not None and r.done.status in ("error", "failed"), r.done
-            assert r.done.error_code == "kernel_died", r.done
-            assert "ran out of memory" in (r.done.message or ""), r.done
-            assert (await s.run("print('still here')", language="python")).stdout == "still here\n"
-            # A runaway loop is stopped by the CPU-time limit (SIGXCPU kills the kernel).
-            r = await s.run("while True: pass", language="python", timeout=60)
-            assert r.done is not None and r.done.status in ("error", "failed", "aborted")
-            assert r.done.error_code in ("kernel_died", "kernel_restarted"), r.done
-    finally:
-        hub.close()
+    hub = hub_with(env)
+    token = hub.make_user("gus")
+    wid = await _workspace(hub, token)
+    async with HubClient(hub.url, token) as c, c.attach(wid) as s:
+        r = await s.run("b = b'x' * (3 * 1024**3)", language="python")
+        assert r.done is not None and r.done.status in ("error", "failed"), r.done
+        assert r.done.error_code == "kernel_died", r.done
+        assert "ran out of memory" in (r.done.message or ""), r.done
+        assert (await s.run("print('still here')", language="python")).stdout == "still here\n"
+        # A runaway loop is stopped by the CPU-time limit (SIGXCPU kills the kernel).
+        r = await s.run("while True: pass", language="python", timeout=60)
+        assert r.done is not None and r.done.status in ("error", "failed", "aborted")
+        assert r.done.error_code in ("kernel_died", "kernel_restarted"), r.done
 
 
-async def test_session_that_cannot_start_is_reported(tmp_path: Path) -> None:
+async def test_session_that_cannot_start_is_reported(hub_with: StartHub) -> None:
     # 40 MB of memory is too little for the Python interpreter of the agent.
-    hub = HubProcess(tmp_path / "d", env={"RSPARKHUB_SESSION_MEMORY_MB": "40"}).start()
-    try:
-        token = hub.make_user("hal")
-        wid = await _workspace(hub, token)
-        async with HubClient(hub.url, token) as c:
-            async with c.attach(wid, reconnect_s=0) as s:
-                await s.send(P.ExecuteRequest(id="x", code="1", language="r"))
-                dead = done = None
-                async for msg in s.messages(timeout=30):
-                    ev = msg.get("event", {})
-                    if ev.get("type") == "session":
-                        dead = ev
-                    if ev.get("type") == "done":
-                        done = ev
-                    if dead and done:
-                        break
-            assert (
-                dead is not None and dead["state"] == "dead" and dead["exit_code"] not in (0, None)
-            )
-            # 40 MB is below what the agent needs: its cgroup's OOM kill is named as such.
-            assert "ran out of memory" in dead["message"], dead["message"]
-            assert (
-                done is not None
-                and done["status"] == "failed"
-                and done["error_code"] == "session_ended"
-            )
-            info = await c.request("GET", f"/api/workspaces/{wid}/session")
-            assert info["state"] == "dead" and info["reason"] == dead["message"]
-        with hub.client(token) as http:
-            assert http.get("/api/me").status_code == 200
-    finally:
-        hub.close()
+    hub = hub_with({"RSPARKHUB_SESSION_MEMORY_MB": "40"})
+    token = hub.make_user("hal")
+    wid = await _workspace(hub, token)
+    async with HubClient(hub.url, token) as c:
+        async with c.attach(wid, reconnect_s=0) as s:
+            await s.send(P.ExecuteRequest(id="x", code="1", language="r"))
+            dead = done = None
+            async for msg in s.messages(timeout=30):
+                ev = msg.get("event", {})
+                if ev.get("type") == "session":
+                    dead = ev
+                if ev.get("type") == "done":
+                    done = ev
+                if dead and done:
+                    break
+        assert dead is not None and dead["state"] == "dead" and dead["exit_code"] not in (0, None)
+        # 40 MB is below what the agent needs: its cgroup's OOM kill is named as such.
+        assert "ran out of memory" in dead["message"], dead["message"]
+        assert (
+            done is not None
+            and done["status"] == "failed"
+            and done["error_code"] == "session_ended"
+        )
+        info = await c.request("GET", f"/api/workspaces/{wid}/session")
+        assert info["state"] == "dead" and info["reason"] == dead["message"]
+    with hub.client(token) as http:
+        assert http.get("/api/me").status_code == 200
 
 
 async def test_viewer_can_watch_but_not_run(shared_hub: HubProcess, alice: str) -> None:
