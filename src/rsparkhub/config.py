@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         description="After a build failed, sessions with the same declaration start without "
         "retrying it for this long (0 = retry at every start); Restart to rebuild retries now.",
     )
+    environment_gc_after_days: float = Field(
+        0,
+        ge=0,
+        description="Remove an environment no session was given for this many days and "
+        "no running session mounts (checked at a session start, at most hourly); 0 = never.",
+    )
     r_repos: str | None = Field(
         None,
         description="A CRAN or Posit Package Manager mirror URL R packages a workspace "

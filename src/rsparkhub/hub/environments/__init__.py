@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from rsparkhub.config import Settings
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.environments import declarations as D
+from rsparkhub.hub.environments import gc
 from rsparkhub.hub.environments.build import Builder, BuildResult, remove_tree, uv_binary
 from rsparkhub.hub.files import list_files
 from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes, scope_for
@@ -51,6 +53,7 @@ class Prepared:
     binds: list[tuple[Path, str]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     built: list[str] = field(default_factory=list)  # "python/<key>" of builds made now
+    used: list[str] = field(default_factory=list)  # "python/<key>" of all it is given
 
 
 def build_sandboxes(settings: Settings, spawner: object) -> Sandboxes | None:
@@ -99,6 +102,8 @@ class Environments:
             settings.environment_failed_retry_s,
         )
         self._rebuild: set[str] = set()  # workspaces whose next start retries failed builds
+        self._gc_at = 0.0  # monotonic time of the last garbage collection
+        self._gc_task: asyncio.Task[list[str]] | None = None
         self._python: tuple[str, str] | None = None  # (executable, "CPython 3.x.y")
         self._r: tuple[str, dict[str, str]] | None = None  # (R version, base packages)
         self._swept: asyncio.Future[None] | None = None
@@ -121,6 +126,7 @@ class Environments:
         if self._swept is None:  # what a hub that stopped mid-build left, before any build
             self._swept = asyncio.ensure_future(asyncio.to_thread(self.builder.sweep))
         await self._swept
+        self._maybe_collect()
         overlay = overlay_dir(self.settings.data_dir, workspace_id)
         try:
             await asyncio.to_thread(_make_overlay, overlay)
@@ -142,6 +148,26 @@ class Environments:
                 log.exception("preparing the %s environment of %s failed", lang, workspace_id)
                 out.notices.append(f"No {lang} environment in this session: {exc}")
         return out
+
+    def _maybe_collect(self) -> None:
+        """Start a garbage collection of unused environments (gc.py) in the background when
+        ``environment_gc_after_days`` is set and the last one is an hour (or that period,
+        if shorter) ago."""
+        keep_s = self.settings.environment_gc_after_days * 86400
+        now = time.monotonic()
+        if keep_s <= 0 or now - self._gc_at < min(3600.0, keep_s):
+            return
+        if self._gc_task is not None and not self._gc_task.done():
+            return
+        self._gc_at = now
+        self._gc_task = asyncio.ensure_future(self._collect(keep_s))
+
+    async def _collect(self, keep_s: float) -> list[str]:
+        try:
+            return await gc.collect(self.builder, self.db, keep_s)
+        except Exception:  # a failed collection must not fail anything else
+            log.exception("removing unused environments failed")
+            return []
 
     async def remove_overlay(self, workspace_id: str) -> None:
         """Delete the workspace's overlay (the workspace was deleted)."""
@@ -308,6 +334,7 @@ class Environments:
             )
             return
         out.ro_binds.append((result.path, str(result.path)))
+        out.used.append(f"{kind}/{key}")
         if result.built:
             out.built.append(f"{kind}/{key}")
         how = "built" if result.built else "from the cache"

@@ -38,6 +38,7 @@ from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxS
 
 Progress = Callable[[str], Awaitable[None]]
 LOG_TAIL_LINES = 30
+USED = ".used"  # <kind>-<key>: its mtime is when a session was last given it (gc.py)
 PROGRESS_GAP_S = 0.25
 
 
@@ -78,6 +79,10 @@ class Builder:
         self.timeout_s = timeout_s
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def lock(self, kind: str, key: str) -> asyncio.Lock:
+        """Held while ``kind/key`` is looked up, built or removed (gc.py)."""
+        return self._locks.setdefault(f"{kind}/{key}", asyncio.Lock())
+
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
@@ -89,6 +94,12 @@ class Builder:
             return None
         ago = time.monotonic() - failed[0]
         return ago if ago < self.failed_retry_s else None
+
+    def _mark_used(self, kind: str, key: str) -> None:
+        mark = self.root / USED / f"{kind}-{key}"
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+        os.utime(mark)
 
     def sweep(self) -> None:
         """Kill the build sandboxes and remove the staging directories an earlier hub
@@ -116,9 +127,9 @@ class Builder:
         the build also sees, read-only (a mirror on disk). A key whose build failed less
         than ``failed_retry_s`` ago is not tried again unless ``force``."""
         final = self.path(kind, key)
-        lock = self._locks.setdefault(f"{kind}/{key}", asyncio.Lock())
-        async with lock:
+        async with self.lock(kind, key):
             if await asyncio.to_thread(final.is_dir):
+                await asyncio.to_thread(self._mark_used, kind, key)
                 return BuildResult(final, built=False)
             ago = self.failed_ago(kind, key, force)
             if ago is not None:
@@ -136,6 +147,7 @@ class Builder:
                 self._failed.pop(f"{kind}/{key}", None)
                 meta = {**describe, "key": key, "built_at": time.time(), "log_tail": tail}
                 await asyncio.to_thread(_seal_and_place, staging / "out", final, meta)
+                await asyncio.to_thread(self._mark_used, kind, key)
                 return BuildResult(final, built=True)
             finally:
                 await asyncio.to_thread(remove_tree, staging)

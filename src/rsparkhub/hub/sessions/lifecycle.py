@@ -271,6 +271,8 @@ class Lifecycle:
             live.spawner_state = await self.spawner.start(spec)
             if profile is not None:
                 live.spawner_state.setdefault("profile", profile)
+            # what it mounts, so no garbage collection removes it while it runs
+            live.spawner_state["environments"] = prepared.used
         except SpawnError as exc:
             await self._finish(live, None, f"the session could not start: {exc}", dead=True)
             raise ApiError(
