@@ -731,3 +731,32 @@ async def test_a_viewer_cannot_rerun_a_record_but_may_export_it(shared_hub: HubP
         assert [r["id"] for r in c.get(f"/api/workspaces/{wid}/runs").json()] == [run["id"]]
         assert c.get(f"/api/workspaces/{wid}/text/ran.txt").json()["content"] == "x"
         assert c.get(f"/api/workspaces/{wid}/session").json()["state"] in ("stopped", "stopping")
+
+
+def test_environments_are_for_administrators_and_the_collection_is_checked(
+    shared_hub: HubProcess,
+) -> None:
+    """Listing and collecting the hub's built environments (hub/api/environments.py):
+    anyone else gets 403 admin_only before the body is looked at; an admin's body must be
+    exactly ``{"older_than_days": <0…36500>}``."""
+    bob = _user(shared_hub, "bob")
+    admin = shared_hub.make_user(f"env-admin-{uuid.uuid4().hex[:6]}", admin=True)
+    with shared_hub.client(bob) as b:
+        for r in (
+            b.get("/api/environments"),
+            b.post("/api/environments/gc", json={"older_than_days": 0}),
+            b.post("/api/environments/gc", json={"older_than_days": "everything"}),
+        ):
+            assert r.status_code == 403 and r.json()["error"]["code"] == "admin_only", r.text
+    with shared_hub.client(admin) as a:
+        for body in (
+            {},
+            {"older_than_days": -1},
+            {"older_than_days": 1e9},
+            {"older_than_days": 1, "path": "/"},
+        ):
+            r = a.post("/api/environments/gc", json=body)
+            assert r.status_code == 422 and r.json()["error"]["code"], (body, r.text)
+            assert r.json()["error"]["message"], r.text
+        assert a.post("/api/environments/gc", json={"older_than_days": 1}).json() == {"removed": []}
+        assert isinstance(a.get("/api/environments").json(), list)

@@ -42,7 +42,7 @@ SELF = {
     ("GET", "/api/publications"),  # what bob may see: none of alice's (hers is for members)
 }
 
-ADMIN_ONLY_PREFIXES = ("/api/users", "/api/doctor")
+ADMIN_ONLY_PREFIXES = ("/api/users", "/api/doctor", "/api/environments")
 
 FILE_CONTENT = "alice's secret analysis\n"
 REPORT = "<!doctype html><p>alice's secret report</p>\n"
@@ -152,6 +152,7 @@ class World:
             },
             ("PATCH", f"{ws}/publications/{{publication_id}}"): {"json": {"audience": "link"}},
             ("POST", f"{ws}/runs/{{run_id}}/rerun"): {"json": {"ignore": []}},
+            ("POST", "/api/environments/gc"): {"json": {"older_than_days": 30}},
         }
 
 

@@ -6,6 +6,9 @@ long — but never one a running session mounts, however long ago it was given."
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ from test_environments import env_dirs, py, workspace
 
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess, _hub
+from conftest import RSPARKHUB, HubProcess, _hub
 
 KEEP_S = 3.0
 
@@ -63,3 +66,45 @@ async def test_unused_environments_go_and_mounted_ones_stay(hub: HubProcess) -> 
     assert f"removed environment python/{unused.name}: unused for" in log
     assert f"removed environment python/{mounted.name}" not in log
     assert Path(mounted).is_dir()
+
+
+async def test_admins_list_and_collect_from_the_cli(hub: HubProcess) -> None:
+    admin = hub.make_user("ada", admin=True)
+    user = hub.make_user("ursula")
+    env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": admin}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RSPARKHUB, "environments", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    files = {"requirements.txt": "six==1.16.0\n"}
+    async with workspace(hub, user, "listed", files) as (c, wid):
+        async with c.attach(wid) as s:
+            assert (await py(s, "import six; print(six.__version__)")).strip() == "1.16.0"
+            listed = await asyncio.to_thread(cli, "list", "--json")
+            assert listed.returncode == 0, listed.stderr
+            [e] = json.loads(listed.stdout)
+            assert (e["kind"], e["declaration"], e["mounted"]) == (
+                "python",
+                "requirements.txt",
+                True,
+            )
+            assert e["bytes"] > 0 and e["last_used"] > e["built_at"] - 1
+            table = await asyncio.to_thread(cli, "list")
+            assert e["key"][:12] in table.stdout and " yes" in table.stdout
+            # mounted: never removed, however old
+            kept = await asyncio.to_thread(cli, "gc", "--older-than-days", "0")
+            assert kept.returncode == 0 and "0 environment(s) removed" in kept.stdout
+        await c.stop_session(wid)
+    gone = await asyncio.to_thread(cli, "gc", "--older-than-days", "0")
+    assert gone.returncode == 0, gone.stderr
+    assert f"removed python/{e['key']}" in gone.stdout and "1 environment(s)" in gone.stdout
+    assert json.loads((await asyncio.to_thread(cli, "list", "--json")).stdout) == []
+    # admins only, and the body is checked
+    c = hub.client(user)
+    r = c.get("/api/environments")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_only"
+    a = hub.client(admin)
+    bad = a.post("/api/environments/gc", json={"older_than_days": -1})
+    assert bad.status_code == 422 and bad.json()["error"]["code"], bad.text

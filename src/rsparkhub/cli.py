@@ -522,6 +522,38 @@ def export(
     )
 
 
+environments_app = typer.Typer(
+    help="The hub's built workspace environments (administrators).", no_args_is_help=True
+)
+app.add_typer(environments_app, name="environments")
+
+
+@environments_app.command("list")
+def environments_list(
+    as_json: bool = typer.Option(False, "--json", help="As JSON."),
+    url: str = UrlOpt,
+    token: str = TokenOpt,
+) -> None:
+    """Every built environment: declaration, size, when built and last used, mounted."""
+    from rsparkhub.client.environments import list_environments
+
+    _hub_command(url, token, lambda url, token: list_environments(url, token, as_json))
+
+
+@environments_app.command("gc")
+def environments_gc(
+    older_than_days: float = typer.Option(
+        ..., "--older-than-days", min=0, help="Remove those no session was given for this long."
+    ),
+    url: str = UrlOpt,
+    token: str = TokenOpt,
+) -> None:
+    """Remove environments unused for a while; never one a session mounts."""
+    from rsparkhub.client.environments import collect
+
+    _hub_command(url, token, lambda url, token: collect(url, token, older_than_days))
+
+
 def _hub_command(
     url: str | None, token: str | None, call: Callable[[str, str], Awaitable[int]]
 ) -> NoReturn:

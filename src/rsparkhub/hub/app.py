@@ -25,6 +25,7 @@ from rsparkhub.hub.api import (
     apidocs,
     auth_routes,
     databases,
+    environments,
     files,
     introspection,
     projects,
@@ -176,6 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
         spark,
         publications,
         runs,
+        environments,
         apidocs,
     ):
         app.include_router(module.router)

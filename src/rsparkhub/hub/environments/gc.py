@@ -18,10 +18,13 @@ same key builds it again. Must not: touch ``.staging`` (the builder's) or overla
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -72,6 +75,44 @@ async def mounted(db: Database) -> set[str]:
             )
         ).scalars()
         return {str(e) for st in states for e in ((st or {}).get("environments") or [])}
+
+
+def _listing(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for kind in KINDS:
+        try:
+            keys = sorted(os.listdir(root / kind))
+        except OSError:
+            continue
+        for key in keys:
+            try:
+                meta = json.loads((root / kind / key / "environment.json").read_text())
+            except (OSError, ValueError):
+                meta = {}
+            size = 0
+            for d, _dirs, files in os.walk(root / kind / key):
+                for f in files:
+                    with contextlib.suppress(OSError):
+                        size += os.lstat(os.path.join(d, f)).st_size
+            out.append(
+                {
+                    "kind": kind,
+                    "key": key,
+                    "declaration": meta.get("declaration"),
+                    "built_at": meta.get("built_at"),
+                    "last_used": last_used(root, kind, key),
+                    "bytes": size,
+                }
+            )
+    return out
+
+
+async def listing(root: Path, db: Database) -> list[dict[str, Any]]:
+    """Every built environment: kind, key, declaration, built_at and last_used (Unix
+    times), bytes, and whether a session that has not ended mounts it."""
+    rows = await asyncio.to_thread(_listing, root)
+    in_use = await mounted(db)
+    return [{**r, "mounted": f"{r['kind']}/{r['key']}" in in_use} for r in rows]
 
 
 async def collect(builder: Builder, db: Database, keep_s: float) -> list[str]:
