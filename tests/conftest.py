@@ -185,6 +185,11 @@ def remove_sandboxes(data_dir: Path) -> None:
     disks = SessionDisks(data_dir / "session-disks", 1)
     for name in disks.names():
         disks.detach(name)
+    overlays = data_dir / "overlays"  # workspaces' overlay disks stay mounted across sessions
+    if overlays.is_dir():
+        for overlay in overlays.iterdir():
+            if os.path.ismount(overlay):
+                subprocess.run(["umount", "-l", str(overlay)], check=False, capture_output=True)
 
 
 def session_processes(data_dir: Path) -> list[Any]:

@@ -64,6 +64,7 @@ def world(request: pytest.FixtureRequest, loopback_service: int) -> Iterator[Wor
         "RSPARKHUB_SESSION_MEMORY_MB": "1536",
         "RSPARKHUB_SESSION_MAX_PROCESSES": "256",
         "RSPARKHUB_SESSION_DISK_MB": str(DISK_MB),
+        "RSPARKHUB_OVERLAY_DISK_MB": str(DISK_MB),
     }
     if kind == "root":
         assert os.geteuid() == 0, "CI runs the suite as root: the root-hub checks need it"
@@ -413,7 +414,8 @@ for p in pids:
 async def test_a_session_cannot_fill_the_hubs_disk(world: World) -> None:
     """A root hub gives each session a disk of its own (session_disk_mb): writing past it
     fails in the session with 'No space left on device' while another user's session keeps
-    writing; stopping the session unmounts and deletes the disk. An unprivileged hub cannot
+    writing; stopping the session unmounts and deletes the disk. The workspace's package
+    overlay is capped the same way (overlay_disk_mb) and its disk stays for the next session. An unprivileged hub cannot
     mount: doctor says the cap is missing (test_doctor_reports_the_isolation_in_effect)."""
     if world.kind != "root":
         assert "session disk: no cap" in world.hub.cli("doctor")
@@ -442,10 +444,22 @@ async def test_a_session_cannot_fill_the_hubs_disk(world: World) -> None:
                         bs, "dd if=/dev/zero of=$HOME/ok bs=1M count=20 2>&1 | tail -1", "bash"
                     )
                     assert "copied" in out, out
+            # the workspace's package overlay (pip install, install.packages) has a disk of
+            # its own too, which outlives the session
+            out = await run(
+                s,
+                "dd if=/dev/zero of=$PIP_TARGET/big bs=1M count=400 2>&1 | grep -o 'No space "
+                "left' | head -1; df -m $PIP_TARGET | tail -1 | awk '{print $2}'",
+                "bash",
+            )
+            assert out.startswith("No space left"), out
+            assert int(out.split()[-1]) <= DISK_MB, out
             workdir = (await run(s, "cat(getwd())", "r")).strip()
+            overlay = (await run(s, "echo $PIP_TARGET", "bash")).strip()
             await c.stop_session(wid)
     assert not image.exists()
     assert not os.path.ismount(Path(workdir).parent)
+    assert os.path.ismount(Path(overlay).parent), "the overlay's disk went with the session"
 
 
 async def test_a_killed_agent_leaves_no_kernel_behind(world: World) -> None:

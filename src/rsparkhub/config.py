@@ -131,6 +131,13 @@ class Settings(BaseSettings):
         "system of its own, so a write past it fails with 'No space left on device' (a root "
         "hub; 0 = no cap).",
     )
+    overlay_disk_mb: int = Field(
+        4096,
+        ge=0,
+        description="Disk space of a workspace's package overlay (what pip install and "
+        "install.packages put there): a file system of its own that outlives sessions, so a "
+        "write past it fails with 'No space left on device' (a root hub; 0 = no cap).",
+    )
     session_network: Literal["internet", "hub-only"] = Field(
         "internet",
         description="Outbound network of sessions: internet, or only the hub and their services.",

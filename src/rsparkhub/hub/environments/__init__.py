@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import re
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from rsparkhub.hub.environments import declarations as D
 from rsparkhub.hub.environments import gc
 from rsparkhub.hub.environments.build import Builder, BuildResult, remove_tree, uv_binary
 from rsparkhub.hub.files import list_files
-from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes, scope_for
+from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes, disk, scope_for
 
 log = logging.getLogger("rsparkhub.environments")
 Progress = Callable[[str], Awaitable[None]]
@@ -73,6 +74,14 @@ def overlay_dir(data_dir: Path, workspace_id: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", workspace_id):
         raise ValueError(f"not a workspace id: {workspace_id!r}")
     return data_dir / "overlays" / workspace_id
+
+
+def overlay_image(data_dir: Path, workspace_id: str) -> Path:
+    """The overlay's own disk (``overlay_disk_mb``; sandbox/disk.py), next to the session
+    disks and never inside anything a session sees."""
+    return (
+        data_dir / "session-disks" / "overlays" / f"{overlay_dir(data_dir, workspace_id).name}.img"
+    )
 
 
 class Environments:
@@ -129,10 +138,19 @@ class Environments:
         self._maybe_collect()
         overlay = overlay_dir(self.settings.data_dir, workspace_id)
         try:
+            # its own capped file system (a root hub), so what a session installs or writes
+            # there cannot fill the hub's disk; mounted once, kept for the next sessions
+            await asyncio.to_thread(
+                disk.mount_persistent,
+                overlay_image(self.settings.data_dir, workspace_id),
+                overlay,
+                self.settings.overlay_disk_mb,
+            )
             await asyncio.to_thread(_make_overlay, overlay)
             out.binds.append((overlay, str(overlay)))
             out.env["RSPARKHUB_OVERLAY"] = str(overlay)
-        except OSError as exc:  # e.g. session code replaced python/ with a dangling link
+        except (OSError, subprocess.CalledProcessError) as exc:  # e.g. session code replaced
+            # python/ with a dangling link; or the overlay's disk could not be mounted
             out.notices.append(
                 "No package overlay in this session (pip install and install.packages have "
                 f"nowhere to install): {exc}. Removing the workspace's overlay directory "
@@ -171,7 +189,10 @@ class Environments:
 
     async def remove_overlay(self, workspace_id: str) -> None:
         """Delete the workspace's overlay (the workspace was deleted)."""
-        await asyncio.to_thread(remove_tree, overlay_dir(self.settings.data_dir, workspace_id))
+        overlay = overlay_dir(self.settings.data_dir, workspace_id)
+        image = overlay_image(self.settings.data_dir, workspace_id)
+        await asyncio.to_thread(disk.remove_persistent, image, overlay)
+        await asyncio.to_thread(remove_tree, overlay)
 
     async def _declaration_files(self, workspace_id: str) -> dict[str, bytes]:
         wanted = (*D.PYTHON_FILES, *D.R_FILES)

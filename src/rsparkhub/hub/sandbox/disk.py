@@ -12,6 +12,11 @@ directory a sandbox writes, ``launcher._own``). It takes about
 
 Stopping a session unmounts and deletes its disk; a hub restart keeps the disks of the
 sessions it adopts and removes the rest (``reclaim``).
+
+A workspace's package overlay (hub/environments/) outlives its sessions, so its disk is
+*persistent* (``mount_persistent``): one image per workspace, made once, mounted on the
+overlay's directory when a session starts and left mounted (a later session, or the session
+a restarted hub adopts, finds it mounted); it goes with the workspace (``remove_persistent``).
 """
 
 from __future__ import annotations
@@ -103,6 +108,39 @@ class SessionDisks:
         if not self.images.is_dir():
             return []
         return [p.stem for p in self.images.glob("*.img")]
+
+
+def mount_persistent(image: Path, directory: Path, size_mb: int) -> bool:
+    """Mount ``image`` (made, ``size_mb``, the first time) on ``directory``, unless mounted
+    already. False (nothing done) when disks are not available here or ``size_mb`` is 0.
+    Raises OSError or CalledProcessError when making or mounting it fails."""
+    if size_mb <= 0 or supported() is not None:
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(directory):
+        return True
+    image.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not image.exists():
+        partial = image.with_suffix(".new")
+        with open(partial, "wb") as f:
+            f.truncate(size_mb * 1024 * 1024)
+        try:
+            _run(MKFS, "-q", "-F", "-m", "0", "-O", "^has_journal", str(partial))
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.rename(image)
+    _run("mount", "-o", "loop,nosuid,nodev,noatime", str(image), str(directory))
+    with contextlib.suppress(OSError):
+        (directory / "lost+found").rmdir()
+    return True
+
+
+def remove_persistent(image: Path, directory: Path) -> None:
+    """Unmount (lazily) a persistent disk and delete its image."""
+    if os.path.ismount(directory):
+        _run("umount", "-l", str(directory))
+    image.unlink(missing_ok=True)
 
 
 def _run(*argv: str) -> None:
