@@ -9,7 +9,7 @@
 #
 #   docker build -f docker/postgres-debian.Dockerfile -t registry.example.com/rsparkhub/postgres:15 .
 
-FROM debian:bookworm-slim
+FROM debian:12.8-slim
 # uid 999 as in the official image; no "main" cluster made by the package's scripts
 RUN groupadd --system --gid 999 postgres \
     && useradd --system --uid 999 --gid 999 --home-dir /var/lib/postgresql \
