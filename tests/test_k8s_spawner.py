@@ -708,7 +708,14 @@ async def test_no_per_session_polling(standin: StandIn) -> None:
                 assert await sp.poll(s)
                 sp.memory(s)
             await asyncio.sleep(0.05)
-        assert dict(standin.calls) == before  # steady state: no API request at all
+        # steady state: no API request per session; the spawner's metrics loop may list the
+        # memory of all pods at once (every 5 s until it has pods) inside this second
+        metrics = ("list", "pods.metrics.k8s.io")
+        after = dict(standin.calls)
+        assert after.get(metrics, 0) - before.get(metrics, 0) <= 1
+        after.pop(metrics, None)
+        before.pop(metrics, None)
+        assert after == before
         assert standin.count("get") == 0
         assert standin.count("watch", "pods") == 1 and standin.count("list", "pods") == 1
         await asyncio.gather(*(sp.stop(s, 5) for s in states))
