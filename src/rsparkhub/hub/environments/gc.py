@@ -47,15 +47,19 @@ def last_used(root: Path, kind: str, key: str) -> float:
     return 0.0
 
 
-def _candidates(root: Path, older_than: float) -> list[tuple[str, str]]:
+def _built(root: Path) -> list[tuple[str, str]]:
+    """``(kind, key)`` of every environment on disk."""
     out = []
     for kind in KINDS:
         try:
-            keys = sorted(os.listdir(root / kind))
+            out += [(kind, k) for k in sorted(os.listdir(root / kind))]
         except OSError:
             continue
-        out += [(kind, k) for k in keys if last_used(root, kind, k) < older_than]
     return out
+
+
+def _candidates(root: Path, older_than: float) -> list[tuple[str, str]]:
+    return [(kind, k) for kind, k in _built(root) if last_used(root, kind, k) < older_than]
 
 
 def _remove(root: Path, kind: str, key: str, older_than: float) -> bool:
@@ -79,31 +83,26 @@ async def mounted(db: Database) -> set[str]:
 
 def _listing(root: Path) -> list[dict[str, Any]]:
     out = []
-    for kind in KINDS:
+    for kind, key in _built(root):
         try:
-            keys = sorted(os.listdir(root / kind))
-        except OSError:
-            continue
-        for key in keys:
-            try:
-                meta = json.loads((root / kind / key / "environment.json").read_text())
-            except (OSError, ValueError):
-                meta = {}
-            size = 0
-            for d, _dirs, files in os.walk(root / kind / key):
-                for f in files:
-                    with contextlib.suppress(OSError):
-                        size += os.lstat(os.path.join(d, f)).st_size
-            out.append(
-                {
-                    "kind": kind,
-                    "key": key,
-                    "declaration": meta.get("declaration"),
-                    "built_at": meta.get("built_at"),
-                    "last_used": last_used(root, kind, key),
-                    "bytes": size,
-                }
-            )
+            meta = json.loads((root / kind / key / "environment.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        size = 0
+        for d, _dirs, files in os.walk(root / kind / key):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    size += os.lstat(os.path.join(d, f)).st_size
+        out.append(
+            {
+                "kind": kind,
+                "key": key,
+                "declaration": meta.get("declaration"),
+                "built_at": meta.get("built_at"),
+                "last_used": last_used(root, kind, key),
+                "bytes": size,
+            }
+        )
     return out
 
 
