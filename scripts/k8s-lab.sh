@@ -12,6 +12,9 @@
 #   scripts/k8s-lab.sh compact  # etcd's history compacted to its current revision
 #   scripts/k8s-lab.sh deb-src  # deb-src entries for Debian's archive, when missing (`up`
 #                               # adds them itself before it builds the binaries)
+#   scripts/k8s-lab.sh hollow N # N kubemark hollow nodes (pods go Running without
+#                               # containers; label and NoSchedule taint rsparkhub.dev/hollow)
+#   scripts/k8s-lab.sh hollow-down  # stops them and deletes their Node objects (`down` too)
 #   scripts/k8s-lab.sh down     # stops exactly what `up` started, removes what it added
 #
 # Idempotent: `up` on a running lab and `down` on a stopped one do nothing. Runs as root
@@ -480,9 +483,59 @@ EOF
 	ctr_ images import "$tar" >/dev/null
 }
 
+# ---------------------------------------------------------------------------- hollow nodes
+# `hollow N`: N kubemark hollow kubelets (hollow-node-0 …), one process each, for load on
+# the real control plane (bench/k8s_scale.py --cluster lab). The scheduler places pods on
+# them and they report them Running with no container (kubemark's fake runtime); each
+# takes at most 110 pods (a constant in 1.20's kubemark) and has 1 CPU and 3.75 GiB
+# (its fake cAdvisor). They carry the label and the NoSchedule taint
+# rsparkhub.dev/hollow=true, so that only pods that select and tolerate them land there.
+# Their servers listen on 127.0.0.1 (scripts/k8s-lab-build.sh patches kubemark's
+# hard-coded 0.0.0.0) on ports HOLLOW_PORT0+i; no read-only port. They use the admin
+# kubeconfig (the lab's token file has no node identities for them: adding some needs an
+# API server restart). Root dirs and logs: lab/hollow/<name>, logs/<name>.log.
+HOLLOW_KEY=rsparkhub.dev/hollow
+HOLLOW_PORT0=10300
+HOLLOW_MAX=40
+hollow() {
+	[ "$(id -u)" = 0 ] || die "run as root"
+	local n=${1:-}
+	[[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le $HOLLOW_MAX ] ||
+		die "usage: $0 hollow N (1..$HOLLOW_MAX)"
+	alive kube-apiserver || die "the lab is not up (scripts/k8s-lab.sh up)"
+	if [ ! -x "$BIN/kubemark" ]; then
+		log "building kubemark from Debian's kubernetes source"
+		LAB=$LAB nice -n 10 "$REPO_ROOT/scripts/k8s-lab-build.sh" kubemark
+	fi
+	local i name
+	for ((i = 0; i < n; i++)); do
+		name=hollow-node-$i
+		mkdir -p "$R/hollow/$name"
+		# kubemark makes its root dir with ioutil.TempDir: under TMPDIR, i.e. here
+		start "$name" env TMPDIR="$R/hollow/$name" nice -n 5 "$BIN/kubemark" --morph=kubelet 			--name="$name" --kubeconfig="$R/admin.kubeconfig" 			--kubelet-port=$((HOLLOW_PORT0 + i)) --kubelet-read-only-port=0 			--node-labels="$HOLLOW_KEY=true" --register-with-taints="$HOLLOW_KEY=true:NoSchedule"
+	done
+	for ((i = 0; i < n; i++)); do
+		wait_for "hollow-node-$i" 120 sh -c "kubectl --kubeconfig '$R/admin.kubeconfig' get node hollow-node-$i -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+	done
+	log "$n hollow nodes ready: $(kc get nodes -l "$HOLLOW_KEY=true" --no-headers 2>/dev/null | wc -l) registered"
+}
+
+hollow_down() {
+	local f name
+	for f in "$PIDS"/hollow-node-*; do
+		[ -e "$f" ] || continue
+		stop "$(basename "$f")"
+	done
+	if alive kube-apiserver; then
+		kc delete nodes -l "$HOLLOW_KEY=true" --wait=false >/dev/null 2>&1 || true
+	fi
+	rm -rf "$R/hollow"
+}
+
 # ----------------------------------------------------------------------------------- down
 down() {
 	[ "$(id -u)" = 0 ] || die "run as root"
+	hollow_down
 	if alive kube-apiserver && alive kubelet; then
 		# Pods first, through the API: the kubelet stops their containers and CNI DEL
 		# removes their veths, addresses and rules.
@@ -745,10 +798,15 @@ restart)
 	restart "$@"
 	;;
 compact) compact ;;
+hollow)
+	shift
+	hollow "$@"
+	;;
+hollow-down) hollow_down ;;
 deb-src) ensure_deb_src ;;
 dns-sync) dns_sync ;;
 *)
-	sed -n '2,29p' "$0"
+	sed -n '2,32p' "$0"
 	exit 2
 	;;
 esac
