@@ -1,7 +1,8 @@
 #!/bin/bash
 # Copied from /work/shared/k8s-lab/build.sh (the k8s-lab notes shared by the team; see its
 # README.md) so that scripts/k8s-lab.sh can build the lab binaries on a fresh machine.
-# Changed here: the version stamp's -X paths (see below).
+# Changed here: the version stamp's -X paths (see below); kubemark's hollow kubelet bound
+# to 127.0.0.1 (see below).
 # Build the Kubernetes 1.20.2 binaries this lab needs from Debian bookworm's
 # kubernetes source package (vendored Go modules; no network access needed
 # beyond the Debian mirror). Uses Debian's golang-go (1.19).
@@ -34,6 +35,11 @@ LD="-s -w"
 for p in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
   LD="$LD -X $p.gitVersion=$V -X $p.gitMajor=1 -X $p.gitMinor=20 -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 done
+# kubemark's hollow kubelet binds its server to 0.0.0.0 (hard-coded in 1.20, no flag): the
+# lab's hollow nodes (scripts/k8s-lab.sh hollow) bind 127.0.0.1 only.
+sed -i 's|c.Address = "0.0.0.0" /\* bind address \*/|c.Address = "127.0.0.1" /* bind address (rsparkhub lab: loopback only) */|' \
+  "$SRC/pkg/kubemark/hollow_kubelet.go"
+grep -q 'c.Address = "127.0.0.1"' "$SRC/pkg/kubemark/hollow_kubelet.go"
 for c in $CMDS; do
   case $c in kubemark) pkg=./cmd/kubemark ;; *) pkg=./cmd/$c ;; esac
   [ -d "$pkg" ] || pkg=./test/kubemark   # not used in 1.20, kept for safety
