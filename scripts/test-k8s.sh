@@ -14,7 +14,7 @@ set -euo pipefail
 REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 LAB_SH=scripts/k8s-lab.sh
-[ -x .venv/bin/python ] || scripts/install.sh
+scripts/install.sh  # idempotent: the venv, and the pinned kustomize the tests render with
 
 t0=$(date +%s)
 phase() { echo "[test-k8s] $1 after $(($(date +%s) - t0)) s" >&2; }

@@ -1,8 +1,8 @@
 """Deployment on Kubernetes: the Kustomize manifests, the Dockerfiles and the per-session
 Spark driver objects (``rsparkhub.hub.spark_k8s``).
 
-Everything runs offline: ``kubectl kustomize`` renders the base and both overlays (from a
-copy of ``deploy/`` with the operator's secrets files made from the shipped examples), every
+Everything runs offline: ``kustomize build`` (pinned, tests/kustomize.py) renders the base
+and both overlays (from a copy of ``deploy/`` with the operator's secrets files made from the shipped examples), every
 rendered object and every built Spark object is validated against the Kubernetes OpenAPI
 schema (``kubernetes-validate``, strict), the NetworkPolicies are evaluated by a small
 model of NetworkPolicy semantics, the hub's configuration is loaded by the real
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import kustomize
 import pytest
 import yaml
 
@@ -44,34 +45,22 @@ DEPLOY = ROOT / "deploy" / "kustomize"
 DOCKER = ROOT / "docker"
 K8S_VERSIONS = ("1.29.0", "1.37.0")  # the oldest we document, and the newest with schemas
 NAMESPACE = "rsparkhub"
-KUBECTL = shutil.which("kubectl")
 HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed"
-)
 TARGETS = ("base", "overlays/small", "overlays/production")
 
 
 # ---------------------------------------------------------------------------- rendering
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """``kubectl kustomize`` of each target, from a copy of deploy/ in which every
+    """``kustomize build`` of each target, from a copy of deploy/ in which every
     ``*.env.example`` became the file an operator creates from it."""
-    if KUBECTL is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
     work = tmp_path_factory.mktemp("deploy") / "kustomize"
     shutil.copytree(DEPLOY, work, ignore=shutil.ignore_patterns("secrets.env"))
     for example in work.rglob("*.env.example"):
         example.with_name(example.name.removesuffix(".example")).write_text(example.read_text())
     out: dict[str, list[dict[str, Any]]] = {}
     for target in TARGETS:
-        proc = subprocess.run(
-            [KUBECTL, "kustomize", str(work / target)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, f"kubectl kustomize {target}:\n{proc.stderr}"
+        proc = kustomize.build(work / target)
         out[target] = [d for d in yaml.safe_load_all(proc.stdout) if d]
     return out
 
@@ -97,21 +86,13 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 def test_repo_tree_needs_the_operators_secrets_file() -> None:
     """The shipped overlays do not render until the operator made secrets.env: no default
     password can slip into a cluster."""
-    if KUBECTL is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
     for overlay in ("small", "production"):
         if (DEPLOY / "overlays" / overlay / "secrets.env").exists():
             continue  # an operator's checkout: nothing to prove here
-        proc = subprocess.run(
-            [KUBECTL, "kustomize", str(DEPLOY / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = kustomize.build(DEPLOY / "overlays" / overlay, check=False)
         assert proc.returncode != 0 and "secrets.env" in proc.stderr, proc.stderr
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_rendered_object_validates(
@@ -132,7 +113,6 @@ def test_every_rendered_object_validates(
 
 
 # ---------------------------------------------------------------------------- the hub
-@needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 def test_hub_deployment(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
     docs = rendered[target]
@@ -185,7 +165,6 @@ def test_hub_deployment(rendered: dict[str, list[dict[str, Any]]], target: str) 
         assert refs["secretRef"] == one(docs, "Secret", "rsparkhub-hub-secrets")["metadata"]["name"]
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_pod_meets_the_restricted_pod_security_standard(
     rendered: dict[str, list[dict[str, Any]]], target: str
@@ -221,7 +200,6 @@ def assert_restricted(name: str, spec: dict[str, Any]) -> None:
         assert seccomp.get("type") == "RuntimeDefault", where
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 def test_ingress_keeps_websockets_open(
     rendered: dict[str, list[dict[str, Any]]], target: str
@@ -268,7 +246,6 @@ def hub_environment(docs: list[dict[str, Any]]) -> dict[str, str]:
     return env
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_rsparkhub_variable_is_a_real_setting(
     rendered: dict[str, list[dict[str, Any]]], target: str
@@ -287,7 +264,6 @@ def test_every_rsparkhub_variable_is_a_real_setting(
         assert n.removeprefix("RSPARKHUB_").lower() in Settings.model_fields, n
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", ["overlays/small", "overlays/production"])
 def test_the_overlays_configure_a_valid_hub(
     rendered: dict[str, list[dict[str, Any]]], target: str, monkeypatch: pytest.MonkeyPatch
@@ -360,7 +336,6 @@ def test_secrets_come_only_from_gitignored_files_with_examples() -> None:
     assert generated == 2  # small and production
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", ["overlays/small", "overlays/production"])
 def test_no_credentials_in_plain_env_values(
     rendered: dict[str, list[dict[str, Any]]], target: str
@@ -401,7 +376,6 @@ def rules_by_resource(role: dict[str, Any]) -> dict[str, set[str]]:
     return out
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 def test_rbac_is_least_privilege_and_namespaced(
     rendered: dict[str, list[dict[str, Any]]], target: str
@@ -570,7 +544,6 @@ def session_policies(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     ]
 
 
-@needs_kubectl
 @pytest.mark.parametrize("target", ["overlays/small", "overlays/production"])
 def test_network_policies(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
     static = objects(rendered[target], "NetworkPolicy")
@@ -660,7 +633,6 @@ def test_network_policies(rendered: dict[str, list[dict[str, Any]]], target: str
         assert not allowed(pols, POSTGRES, INTERNET, 443)
 
 
-@needs_kubectl
 def test_spark_objects_are_the_ones_the_network_policies_select(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:

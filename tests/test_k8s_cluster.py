@@ -15,8 +15,8 @@ removed afterwards.
   exits at once (a crash, with its last log line).
 * Adoption by a new spawner (as after a hub restart) and orphan clean-up.
 * The spawner (and the real hub) talk to the API server as the ``rsparkhub-hub``
-  ServiceAccount with the Role from deploy/kustomize (rendered by ``kubectl kustomize``
-  when kubectl is installed, else read from deploy/kustomize/base/rbac.yaml) and a token
+  ServiceAccount with the Role from deploy/kustomize (rendered by the pinned ``kustomize
+  build`` of tests/kustomize.py) and a token
   from the TokenRequest API, so a verb missing from the Role fails a test; session pods
   run as the ``rsparkhub-session`` ServiceAccount from the same file. Only the test's own
   set-up, checks and clean-up use the cluster-admin credentials of ``KUBECONFIG``.
@@ -76,6 +76,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import kustomize
 import pytest
 
 from rsparkhub.client import HubClient
@@ -206,17 +207,7 @@ def rbac_objects() -> list[dict[str, Any]]:
     Spark drivers, as deploy/kustomize renders them, bound in the test namespace."""
     import yaml
 
-    kubectl = shutil.which("kubectl")
-    if kubectl:
-        text = subprocess.run(
-            [kubectl, "kustomize", str(ROOT / "deploy" / "kustomize" / "base")],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    else:
-        text = (ROOT / "deploy" / "kustomize" / "base" / "rbac.yaml").read_text()
+    text = kustomize.build(ROOT / "deploy" / "kustomize" / "base").stdout
     wanted = {
         ("ServiceAccount", HUB_SA),
         ("ServiceAccount", SESSION_SA),
@@ -927,7 +918,7 @@ async def test_watches_resume_after_410_gone() -> None:
 
 # ------------------------------------------------------------------ the manifests
 def _render_overlay(overlay: str, dest: Path) -> str:
-    """deploy/kustomize/overlays/<overlay> rendered by ``kubectl kustomize`` from a copy in
+    """deploy/kustomize/overlays/<overlay> rendered by ``kustomize build`` from a copy in
     ``dest``, with its example secrets.env and the test namespace in place of
     ``rsparkhub`` (the namespace object follows)."""
     import re
@@ -937,12 +928,18 @@ def _render_overlay(overlay: str, dest: Path) -> str:
     shutil.copy(odir / "secrets.env.example", odir / "secrets.env")
     kfile = odir / "kustomization.yaml"
     kfile.write_text(re.sub(r"(?m)^namespace: rsparkhub$", f"namespace: {NS}", kfile.read_text()))
-    return subprocess.run(
-        ["kubectl", "kustomize", str(odir)], capture_output=True, text=True, check=True
-    ).stdout
+    return kustomize.build(odir).stdout
 
 
-@pytest.mark.skipif(not shutil.which("kubectl"), reason="kubectl is not installed")
+def _validate_flag() -> str:
+    """kubectl 1.25 and newer validate on the server (``strict``: unknown or duplicate
+    fields are errors); older ones, Debian's 1.20 among them, validate on the client
+    against the server's OpenAPI schema (``true``)."""
+    out = _kubectl("version", "--client", "-o", "json")
+    minor = int("".join(c for c in json.loads(out)["clientVersion"]["minor"] if c.isdigit()))
+    return "--validate=strict" if minor >= 25 else "--validate=true"
+
+
 @pytest.mark.parametrize("overlay", ["small", "production"])
 def test_overlays_pass_a_server_side_dry_run(overlay: str, tmp_path: Path) -> None:
     """Every object of the overlay through the real API server's admission and validation
@@ -950,7 +947,7 @@ def test_overlays_pass_a_server_side_dry_run(overlay: str, tmp_path: Path) -> No
     server's own OpenAPI schema): nothing is stored."""
     rendered = _render_overlay(overlay, tmp_path)
     proc = subprocess.run(
-        ["kubectl", "apply", "--dry-run=server", "--validate=strict", "-f", "-"],
+        ["kubectl", "apply", "--dry-run=server", _validate_flag(), "-f", "-"],
         input=rendered,
         capture_output=True,
         text=True,
@@ -1019,7 +1016,7 @@ def _render_lab_overlay(dest: Path) -> str:
         f"      - RSPARKHUB_KUBERNETES_IMAGE={R_OR_PYTHON_IMAGE}\n"
         f"      - 'RSPARKHUB_KUBERNETES_PROFILES={json.dumps(profiles)}'\n"
     )
-    return _kubectl("kustomize", str(lab))
+    return kustomize.build(lab).stdout
 
 
 def _lab_volumes(run: str) -> list[dict[str, Any]]:
@@ -1056,8 +1053,8 @@ def _lab_volumes(run: str) -> list[dict[str, Any]]:
 
 @lab_only
 @pytest.mark.skipif(
-    not (HUB_IMAGE and POSTGRES_IMAGE and shutil.which("kubectl")),
-    reason="needs kubectl and the hub and PostgreSQL images (scripts/k8s-lab.sh images hub "
+    not (HUB_IMAGE and POSTGRES_IMAGE),
+    reason="needs the hub and PostgreSQL images (scripts/k8s-lab.sh images hub "
     "postgres-debian; scripts/test-k8s.sh builds them)",
 )
 @pytest.mark.timeout(1200)
