@@ -2,7 +2,7 @@
 # Copied from /work/shared/k8s-lab/build.sh (the k8s-lab notes shared by the team; see its
 # README.md) so that scripts/k8s-lab.sh can build the lab binaries on a fresh machine.
 # Changed here: the version stamp's -X paths (see below); kubemark's hollow kubelet bound
-# to 127.0.0.1 (see below).
+# to 127.0.0.1, its fake runtime's socket and root dir under TMPDIR (see below).
 # Build the Kubernetes 1.20.2 binaries this lab needs from Debian bookworm's
 # kubernetes source package (vendored Go modules; no network access needed
 # beyond the Debian mirror). Uses Debian's golang-go (1.19).
@@ -40,6 +40,21 @@ done
 sed -i 's|c.Address = "0.0.0.0" /\* bind address \*/|c.Address = "127.0.0.1" /* bind address (rsparkhub lab: loopback only) */|' \
   "$SRC/pkg/kubemark/hollow_kubelet.go"
 grep -q 'c.Address = "127.0.0.1"' "$SRC/pkg/kubemark/hollow_kubelet.go"
+# and its fake container runtime listens on a fixed /tmp/kubelet_remote.sock (each hollow
+# node has its own /tmp in a kubemark cluster): under TMPDIR here, so that several hollow
+# nodes on one machine each talk to their own.
+EP=$SRC/pkg/kubelet/cri/remote/fake/endpoint.go
+if ! grep -q 'os.TempDir()' "$EP"; then
+  sed -i -e 's|^package fake$|package fake\n\nimport "os"|' \
+    -e 's|return defaultUnixEndpoint, nil|return "unix://" + os.TempDir() + "/kubelet_remote.sock", nil|' "$EP"
+fi
+grep -q 'os.TempDir()' "$EP"
+# its root dir too (test/utils' MakeTempDirOrDie: /tmp, not TMPDIR)
+TD=$SRC/test/utils/tmpdir.go
+if ! grep -q 'os.TempDir()' "$TD"; then
+  sed -i -e 's|^\t"io/ioutil"$|\t"io/ioutil"\n\t"os"|' -e 's|baseDir = "/tmp"|baseDir = os.TempDir()|' "$TD"
+fi
+grep -q 'os.TempDir()' "$TD"
 for c in $CMDS; do
   case $c in kubemark) pkg=./cmd/kubemark ;; *) pkg=./cmd/$c ;; esac
   [ -d "$pkg" ] || pkg=./test/kubemark   # not used in 1.20, kept for safety
