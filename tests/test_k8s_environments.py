@@ -7,13 +7,14 @@ what cannot be mounted loses its variable, so the kernels never get a missing pa
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from test_k8s_spawner import PROFILES, _env, make_spec, pod_config, validate
 
 from rsparkhub.config import Settings
-from rsparkhub.hub.environments import build_sandboxes
+from rsparkhub.hub.environments import Environments, Prepared, build_sandboxes
 from rsparkhub.hub.sandbox import Sandboxes
 from rsparkhub.hub.spawners.k8s_objects import USER_LIB_DIR, build_session_pod
 
@@ -118,3 +119,22 @@ def test_a_kubernetes_hub_builds_only_with_the_claim_set(tmp_path: Path) -> None
     assert build_sandboxes(Settings(**base), object()) is None
     with_claim = Settings(**base, kubernetes_environments_claim="envs")
     assert isinstance(build_sandboxes(with_claim, object()), Sandboxes)
+
+
+def test_a_kubernetes_hub_makes_no_overlay_of_its_own(tmp_path: Path) -> None:
+    """The pod's overlay is on the user's volume: the hub only names the path (even a
+    root hub pod mounts no overlay disk and makes no directory in its data volume)."""
+    settings = Settings(
+        data_dir=tmp_path,
+        spawner="kubernetes",
+        kubernetes_hub_url="ws://h/agent/ws",
+        kubernetes_image="rsparkhub-session:test",
+        kubernetes_environments_claim="envs",
+    )
+    envs = Environments(settings, cast(Any, None), cast(Any, None), build_sandboxes(settings, 0))
+    out = Prepared()
+    asyncio.run(envs._prepare_overlay("w0rkspace", out))
+    overlay = tmp_path / "overlays" / "w0rkspace"
+    assert out.binds == [(overlay, str(overlay))] and not out.notices
+    assert out.env["RSPARKHUB_OVERLAY"] == str(overlay)
+    assert not (tmp_path / "overlays").exists() and not (tmp_path / "session-disks").exists()

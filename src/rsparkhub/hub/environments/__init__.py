@@ -136,7 +136,26 @@ class Environments:
             self._swept = asyncio.ensure_future(asyncio.to_thread(self.builder.sweep))
         await self._swept
         self._maybe_collect()
+        await self._prepare_overlay(workspace_id, out)
+        files = await self._declaration_files(workspace_id)
+        for lang, step in (("Python", self._prepare_python), ("R", self._prepare_r)):
+            try:
+                await step(files, out, progress, force)
+            except D.DeclarationError as exc:
+                out.notices.append(f"No {lang} environment in this session: {exc}")
+            except Exception as exc:  # a session starts anyway, and says why
+                log.exception("preparing the %s environment of %s failed", lang, workspace_id)
+                out.notices.append(f"No {lang} environment in this session: {exc}")
+        return out
+
+    async def _prepare_overlay(self, workspace_id: str, out: Prepared) -> None:
         overlay = overlay_dir(self.settings.data_dir, workspace_id)
+        if self.settings.spawner == "kubernetes":
+            # the session pod's overlay is a subPath of the user's volume, made by its init
+            # container (spawners/k8s_environments.py): nothing of it lives on the hub
+            out.binds.append((overlay, str(overlay)))
+            out.env["RSPARKHUB_OVERLAY"] = str(overlay)
+            return
         try:
             # its own capped file system (a root hub), so what a session installs or writes
             # there cannot fill the hub's disk; mounted once, kept for the next sessions
@@ -156,16 +175,6 @@ class Environments:
                 f"nowhere to install): {exc}. Removing the workspace's overlay directory "
                 f"({overlay}) on the hub gives the next session a fresh one."
             )
-        files = await self._declaration_files(workspace_id)
-        for lang, step in (("Python", self._prepare_python), ("R", self._prepare_r)):
-            try:
-                await step(files, out, progress, force)
-            except D.DeclarationError as exc:
-                out.notices.append(f"No {lang} environment in this session: {exc}")
-            except Exception as exc:  # a session starts anyway, and says why
-                log.exception("preparing the %s environment of %s failed", lang, workspace_id)
-                out.notices.append(f"No {lang} environment in this session: {exc}")
-        return out
 
     def _maybe_collect(self) -> None:
         """Start a garbage collection of unused environments (gc.py) in the background when
