@@ -20,8 +20,24 @@ Measured, at N sessions (default 100, then 1,000):
   answers (adoption done: one list, every session re-attached), until every session is
   ``running`` again (agents re-dialled), until the orphans are deleted; API requests made.
 
-Usage: .venv/bin/python bench/k8s_scale.py [--sizes 100,1000] [--window 60] [--orphans 50]
-       [--quick] [--json OUT] [--record]   (--record writes its section of bench/RESULTS.md)
+``--cluster lab``: the same against the real control plane of scripts/k8s-lab.sh (etcd,
+kube-apiserver, controller-manager, scheduler, all Kubernetes 1.20) with kubemark hollow
+nodes (``scripts/k8s-lab.sh hollow N``: kubelets whose fake runtime takes pods to Running
+with no container). The hub talks to the API server as the ``rsparkhub-hub``
+ServiceAccount with the Role of deploy/kustomize (a TokenRequest token, as
+tests/test_k8s_cluster.py does); its one profile selects and tolerates the hollow nodes
+(label and NoSchedule taint ``rsparkhub.dev/hollow=true``) and requests 5m CPU / 16Mi
+(a hollow node has 1 CPU, 3.75 GiB and at most 110 pods). API requests come from the API
+server's own ``apiserver_request_total`` (/metrics), which has no user or user-agent
+label in 1.20: the hub's share is the delta between a window with the hub running and a
+window of the same length with the hub stopped (same pods, same hollow nodes), per
+verb and resource. The hub restarts at every size (that window is its downtime), with
+the orphans at the last. Default sizes 200,1000; the section is §8b of RESULTS.md, with
+the stand-in's figures of §8 side by side.
+
+Usage: .venv/bin/python bench/k8s_scale.py [--cluster standin|lab] [--sizes 100,1000]
+       [--window 60] [--orphans 50] [--quick] [--json OUT] [--record]
+       (--record writes its section of bench/RESULTS.md)
 """
 
 from __future__ import annotations
@@ -30,8 +46,11 @@ import argparse
 import asyncio
 import base64
 import json
+import math
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +70,7 @@ from k8s_standin import StandIn  # noqa: E402
 
 from rsparkhub.hub.spawners.base import SessionSpec  # noqa: E402
 from rsparkhub.hub.spawners.k8s_objects import (  # noqa: E402
+    SESSION_SELECTOR,
     PodConfig,
     build_session_pod,
     build_session_secret,
@@ -58,26 +78,332 @@ from rsparkhub.hub.spawners.k8s_objects import (  # noqa: E402
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile  # noqa: E402
 
 TITLE = "8. Kubernetes spawner at 1,000 pods (`bench/k8s_scale.py`)"
+TITLE_LAB = (
+    "8b. Kubernetes spawner on the real control plane with hollow nodes "
+    "(`bench/k8s_scale.py --cluster lab`)"
+)
 NS = "rsparkhub-scale"
 USERS = 10
 CONCURRENCY = 16
+ROOT = Path(__file__).resolve().parent.parent
+LAB = Path(os.environ.get("RSPARKHUB_K8S_LAB", "/opt/k8s-lab"))
+HOLLOW_KEY = "rsparkhub.dev/hollow"  # scripts/k8s-lab.sh hollow: label and taint
+HOLLOW_PODS = 110  # kubemark 1.20's maxPods (a constant)
+HUB_SA, SESSION_SA = "rsparkhub-hub", "rsparkhub-session"
+# The bench's one profile on the lab: only hollow nodes, requests that fit 110 per node.
+HOLLOW_PROFILE = {
+    "name": "hollow",
+    "default": True,
+    "cpu_request": "5m",
+    "memory_request": "16Mi",
+    "node_selector": {HOLLOW_KEY: "true"},
+    "tolerations": [
+        {"key": HOLLOW_KEY, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    ],
+}
+
+
+def hub_role() -> set[str]:
+    """``verb resource[.group]`` for every verb the hub's Role (deploy/kustomize) grants:
+    only these requests can be the hub's in the API server's counters."""
+    import yaml
+
+    text = (ROOT / "deploy" / "kustomize" / "base" / "rbac.yaml").read_text()
+    out = set()
+    for obj in yaml.safe_load_all(text):
+        if obj and obj["kind"] == "Role" and obj["metadata"]["name"] == HUB_SA:
+            for rule in obj["rules"]:
+                for g in rule.get("apiGroups") or [""]:
+                    for res in rule["resources"]:
+                        for verb in rule["verbs"]:
+                            out.add(f"{verb} {res}" + (f".{g}" if g else ""))
+    return out
+
+
+class StandInBackend:
+    """The stand-in API server (tests/k8s_standin.py) in this process."""
+
+    name = "standin"
+
+    def __init__(self) -> None:
+        self.standin = StandIn(step_s=0.05, validate=None, history=50_000, bookmark_s=5.0).start()
+        self.standin.set_scenario("run")
+        self.profile = KubernetesProfile(name="default")
+
+    def hub_env(self, tmp: Path) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.standin.kubeconfig(tmp / "kubeconfig", NS)),
+            "RSPARKHUB_KUBERNETES_IMAGE": "registry.example/rsparkhub/session:bench",
+        }
+
+    async def tokens(self, sids: list[str]) -> dict[str, str]:
+        out = {}
+        for sid in sids:
+            secret = self.standin.get("secrets", NS, f"rsparkhub-session-{sid}")
+            assert secret is not None, sid
+            out[sid] = base64.b64decode(secret["data"]["token"]).decode()
+        return out
+
+    async def running_pods(self) -> int:
+        return sum(p["status"]["phase"] == "Running" for p in self.standin.list("pods", NS))
+
+    async def create(self, secret: dict[str, Any], pod: dict[str, Any]) -> None:
+        self.standin.create("secrets", NS, secret)
+        self.standin.create("pods", NS, pod)
+
+    async def phases(self) -> dict[str, str]:
+        return {
+            p["metadata"]["name"]: p.get("status", {}).get("phase", "")
+            for p in self.standin.list("pods", NS)
+        }
+
+    async def calls(self) -> Counter[str]:
+        return calls_of(self.standin)
+
+    async def watchers(self) -> Counter[str]:
+        return Counter()
+
+    def single_gets(self) -> int:
+        return int(self.standin.count("get", "pods"))
+
+    async def cleanup(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.standin.close()
+
+
+class LabBackend:
+    """The real control plane of scripts/k8s-lab.sh, as its admin (set-up, checks, the
+    apiserver's /metrics); the hub gets its own ServiceAccount's token."""
+
+    name = "lab"
+
+    def __init__(self, n_max: int) -> None:
+        import yaml
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+
+        self.admin_kubeconfig = LAB / "lab" / "admin.kubeconfig"
+        if not self.admin_kubeconfig.exists():
+            raise SystemExit("no lab: scripts/k8s-lab.sh up (then hollow N)")
+        cfg = k8s.Configuration()
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.admin_kubeconfig), client_configuration=cfg
+        )
+        self.api = k8s.ApiClient(cfg)
+        self.core = k8s.CoreV1Api(self.api)
+        self.rbac = k8s.RbacAuthorizationV1Api(self.api)
+        doc = yaml.safe_load(self.admin_kubeconfig.read_text())
+        self.server = doc["clusters"][0]["cluster"]["server"]
+        self.ca = doc["clusters"][0]["cluster"]["certificate-authority"]
+        self.admin_token = doc["users"][0]["user"]["token"]
+        self.profile = KubernetesProfile(**HOLLOW_PROFILE)
+        self.hollow_nodes = self._hollow_nodes(n_max)
+        self._namespace()
+        self.role = hub_role()
+
+    def _ready_hollow(self) -> list[str]:
+        nodes = self.core.list_node(label_selector=f"{HOLLOW_KEY}=true").items
+        return [
+            n.metadata.name
+            for n in nodes
+            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or ())
+        ]
+
+    def _hollow_nodes(self, n_max: int) -> int:
+        need = math.ceil(n_max * 1.1 / HOLLOW_PODS)  # + room for the orphans
+        have = len(self._ready_hollow())
+        if have < need:
+            print(f"{have} hollow nodes ready, {need} needed: scripts/k8s-lab.sh hollow {need}")
+            subprocess.run(
+                [str(ROOT / "scripts" / "k8s-lab.sh"), "hollow", str(need)], check=True, timeout=600
+            )
+            have = len(self._ready_hollow())
+        return have
+
+    def _namespace(self) -> None:
+        import yaml
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.read_namespace(NS)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.core.create_namespace(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+            )
+        calls = {
+            "ServiceAccount": (
+                self.core.create_namespaced_service_account,
+                self.core.replace_namespaced_service_account,
+            ),
+            "Role": (self.rbac.create_namespaced_role, self.rbac.replace_namespaced_role),
+            "RoleBinding": (
+                self.rbac.create_namespaced_role_binding,
+                self.rbac.replace_namespaced_role_binding,
+            ),
+        }
+        text = (ROOT / "deploy" / "kustomize" / "base" / "rbac.yaml").read_text()
+        wanted = {
+            ("ServiceAccount", HUB_SA),
+            ("ServiceAccount", SESSION_SA),
+            ("Role", HUB_SA),
+            ("RoleBinding", HUB_SA),
+        }
+        for obj in yaml.safe_load_all(text):
+            if not obj or (obj["kind"], obj["metadata"]["name"]) not in wanted:
+                continue
+            obj["metadata"]["namespace"] = NS
+            for subject in obj.get("subjects") or ():
+                subject["namespace"] = NS
+            create, replace = calls[obj["kind"]]
+            try:
+                create(NS, obj)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                replace(obj["metadata"]["name"], NS, obj)
+
+    def hub_env(self, tmp: Path) -> dict[str, str]:
+        import yaml
+
+        token = self.core.create_namespaced_service_account_token(
+            HUB_SA,
+            NS,
+            {"apiVersion": "authentication.k8s.io/v1", "spec": {"expirationSeconds": 7200}},
+        ).status.token
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "lab",
+                    "cluster": {"server": self.server, "certificate-authority": self.ca},
+                }
+            ],
+            "users": [{"name": HUB_SA, "user": {"token": token}}],
+            "contexts": [
+                {"name": "hub", "context": {"cluster": "lab", "user": HUB_SA, "namespace": NS}}
+            ],
+            "current-context": "hub",
+        }
+        path = tmp / "kubeconfig"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(doc))
+        return {
+            "KUBECONFIG": str(path),
+            "RSPARKHUB_KUBERNETES_IMAGE": "rsparkhub.local/session-python:hollow",
+            "RSPARKHUB_KUBERNETES_SERVICE_ACCOUNT": SESSION_SA,
+            "RSPARKHUB_KUBERNETES_PROFILES": json.dumps([HOLLOW_PROFILE]),
+        }
+
+    async def tokens(self, sids: list[str]) -> dict[str, str]:
+        items = (
+            await asyncio.to_thread(
+                self.core.list_namespaced_secret, NS, label_selector=SESSION_SELECTOR
+            )
+        ).items
+        by_name = {s.metadata.name: s for s in items}
+        out = {}
+        for sid in sids:
+            secret = by_name[f"rsparkhub-session-{sid}"]
+            out[sid] = base64.b64decode(secret.data["token"]).decode()
+        return out
+
+    async def phases(self) -> dict[str, str]:
+        pods = (
+            await asyncio.to_thread(
+                self.core.list_namespaced_pod,
+                NS,
+                label_selector=SESSION_SELECTOR,
+                resource_version="0",  # from the watch cache
+            )
+        ).items
+        return {p.metadata.name: p.status.phase or "" for p in pods}
+
+    async def running_pods(self) -> int:
+        return sum(ph == "Running" for ph in (await self.phases()).values())
+
+    async def create(self, secret: dict[str, Any], pod: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.core.create_namespaced_secret, NS, secret)
+        await asyncio.to_thread(self.core.create_namespaced_pod, NS, pod)
+
+    async def calls(self) -> Counter[str]:
+        """apiserver_request_total, summed over codes and scopes, by verb and resource
+        (resource requests only: the /metrics scrapes themselves are not counted)."""
+        async with httpx.AsyncClient(verify=self.ca, timeout=30) as c:
+            r = await c.get(
+                f"{self.server}/metrics", headers={"Authorization": f"Bearer {self.admin_token}"}
+            )
+            r.raise_for_status()
+        out: Counter[str] = Counter()
+        for line in r.text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+            if not labels.get("resource"):
+                continue
+            res = labels["resource"]
+            if labels.get("subresource"):
+                res += "/" + labels["subresource"]
+            if labels.get("group"):
+                res += "." + labels["group"]
+            out[f"{labels['verb'].lower()} {res}"] += int(float(line.rsplit(" ", 1)[1]))
+        return out
+
+    async def watchers(self) -> Counter[str]:
+        """Open watches by resource (apiserver_longrunning_gauge, verb WATCH)."""
+        async with httpx.AsyncClient(verify=self.ca, timeout=30) as c:
+            r = await c.get(
+                f"{self.server}/metrics", headers={"Authorization": f"Bearer {self.admin_token}"}
+            )
+            r.raise_for_status()
+        out: Counter[str] = Counter()
+        for line in r.text.splitlines():
+            if not line.startswith("apiserver_longrunning_gauge{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+            if labels.get("verb") != "WATCH":
+                continue
+            res = labels["resource"] + ("." + labels["group"] if labels.get("group") else "")
+            out[res] += int(float(line.rsplit(" ", 1)[1]))
+        return out
+
+    def single_gets(self) -> None:
+        return None  # not told apart from the kubelets' in the API server's counters
+
+    async def cleanup(self) -> None:
+        """Every pod and secret of the bench's namespace deleted (grace 0), bounded."""
+        await asyncio.to_thread(
+            self.core.delete_collection_namespaced_pod,
+            NS,
+            label_selector=SESSION_SELECTOR,
+            grace_period_seconds=0,
+        )
+        await asyncio.to_thread(
+            self.core.delete_collection_namespaced_secret, NS, label_selector=SESSION_SELECTOR
+        )
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 300 and await self.phases():
+            await asyncio.sleep(2)
+
+    def close(self) -> None:
+        self.api.close()
 
 
 class Fleet:
     """Socket-only agents, one per session: hello → welcome → idle; re-dial on close."""
 
-    def __init__(self, port: int, standin: StandIn, deadline: float) -> None:
+    def __init__(self, port: int, deadline: float) -> None:
         self.url = f"ws://127.0.0.1:{port}/agent/ws"
-        self.standin = standin
         self.deadline = deadline
         self.connected: dict[str, bool] = {}
         self.dials = 0
         self.tasks: list[asyncio.Task[None]] = []
 
-    def add(self, session_id: str) -> None:
-        secret = self.standin.get("secrets", NS, f"rsparkhub-session-{session_id}")
-        assert secret is not None, session_id
-        token = base64.b64decode(secret["data"]["token"]).decode()
+    def add(self, session_id: str, token: str) -> None:
         self.connected[session_id] = False
         self.tasks.append(asyncio.create_task(self._run(session_id, token)))
 
@@ -142,19 +468,24 @@ async def running_sessions(admin: httpx.AsyncClient) -> list[dict[str, Any]]:
     return [s for s in r.json() if s["state"] == "running"]
 
 
-async def steady(hub: HubProcess, standin: StandIn, window: float) -> dict[str, Any]:
+Backend = StandInBackend | LabBackend
+
+
+async def steady(hub: HubProcess, backend: Backend, window: float) -> dict[str, Any]:
     """Hub RSS/CPU and API requests per minute over ``window`` seconds of idling."""
     assert hub.proc is not None
     proc = psutil.Process(hub.proc.pid)
-    c0, cpu0, t0 = calls_of(standin), proc.cpu_times(), time.monotonic()
+    c0, cpu0, t0 = await backend.calls(), proc.cpu_times(), time.monotonic()
     rss: list[int] = []
     while time.monotonic() - t0 < window:
         rss.append(proc.memory_info().rss)
         await asyncio.sleep(1.0)
-    c1, cpu1, t1 = calls_of(standin), proc.cpu_times(), time.monotonic()
+    c1, cpu1, t1 = await backend.calls(), proc.cpu_times(), time.monotonic()
     minutes = (t1 - t0) / 60
     per_verb = {k: v / minutes for k, v in diff(c1, c0).items()}
+    watchers = await backend.watchers()
     return {
+        "watchers": dict(watchers),
         "window_s": t1 - t0,
         "rss_max": max(rss),
         "rss_last": rss[-1],
@@ -165,29 +496,65 @@ async def steady(hub: HubProcess, standin: StandIn, window: float) -> dict[str, 
     }
 
 
+async def baseline(backend: Backend, window: float) -> dict[str, Any]:
+    """API requests per minute over ``window`` seconds with the hub stopped (lab)."""
+    c0, t0 = await backend.calls(), time.monotonic()
+    await asyncio.sleep(window)
+    c1, t1 = await backend.calls(), time.monotonic()
+    per_verb = {k: v / ((t1 - t0) / 60) for k, v in diff(c1, c0).items()}
+    return {
+        "watchers": dict(await backend.watchers()),
+        "window_s": t1 - t0,
+        "calls_per_min": per_verb,
+        "calls_per_min_total": sum(per_verb.values()),
+    }
+
+
+def hub_share(
+    s: dict[str, Any], b: dict[str, Any], role: set[str] | None = None
+) -> dict[str, float]:
+    """Per verb and resource: the hub-running rate minus the hub-stopped rate (only the
+    entries that differ by at least 0.05/min either way; with ``role``, only the requests
+    the hub's Role allows)."""
+    keys = set(s["calls_per_min"]) | set(b["calls_per_min"])
+    if role is not None:
+        keys = {k for k in keys if k in role}
+    out = {k: s["calls_per_min"].get(k, 0.0) - b["calls_per_min"].get(k, 0.0) for k in keys}
+    return {k: v for k, v in sorted(out.items()) if abs(v) >= 0.05}
+
+
+def watch_share(s: dict[str, Any], b: dict[str, Any]) -> dict[str, int]:
+    """Open watches with the hub running minus with it stopped, by resource."""
+    keys = set(s.get("watchers", {})) | set(b.get("watchers", {}))
+    out = {k: s["watchers"].get(k, 0) - b["watchers"].get(k, 0) for k in keys}
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     budget_end = time.monotonic() + args.budget
     tmp = Path(tempfile.mkdtemp(prefix="rsparkhub-k8s-bench-"))
-    standin = StandIn(step_s=0.05, validate=None, history=50_000, bookmark_s=5.0).start()
-    standin.set_scenario("run")
+    lab = args.cluster == "lab"
+    backend: Backend = LabBackend(max(args.sizes) + args.orphans) if lab else StandInBackend()
     hub = HubProcess(
         tmp / "data",
         {
             "RSPARKHUB_SPAWNER": "kubernetes",
             "RSPARKHUB_KUBERNETES_CREDENTIALS": "kubeconfig",
-            "KUBECONFIG": str(standin.kubeconfig(tmp / "kubeconfig", NS)),
             "RSPARKHUB_KUBERNETES_NAMESPACE": NS,
-            "RSPARKHUB_KUBERNETES_IMAGE": "registry.example/rsparkhub/session:bench",
             "RSPARKHUB_KUBERNETES_START_TIMEOUT_S": "86400",
             "RSPARKHUB_IDLE_TIMEOUT_S": "0",
             "RSPARKHUB_SESSION_LANGUAGES": "python",
             "RSPARKHUB_EVENT_FSYNC": "false",
+            **backend.hub_env(tmp),
         },
     )
     hub.env["RSPARKHUB_KUBERNETES_HUB_URL"] = f"ws://127.0.0.1:{hub.port}/agent/ws"
     _hub._LIVE.append((hub, tmp))  # killed at exit whatever happens
     fleet: Fleet | None = None
-    out: dict[str, Any] = {"sizes": [], "notes": []}
+    out: dict[str, Any] = {"cluster": backend.name, "sizes": [], "notes": []}
+    if isinstance(backend, LabBackend):
+        out["hollow_nodes"] = backend.hollow_nodes
+    poll = 1.0 if lab else 0.2  # a list of every pod each time on the real server
     try:
         t0 = time.monotonic()
         hub.start()
@@ -226,9 +593,86 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for wid in await asyncio.gather(*(make(j) for j in range(count))):
                 workspaces.append((i, wid))
         print(f"{len(workspaces)} workspaces in {time.monotonic() - t0:.1f} s", flush=True)
-        fleet = Fleet(hub.port, standin, budget_end)
+        fleet = Fleet(hub.port, budget_end)
         started = 0
-        for n in sorted(args.sizes):
+        orphans: list[str] = []
+
+        async def restart(n: int, n_orphans: int) -> dict[str, Any]:
+            """Graceful restart with n sessions running (and n_orphans orphaned pods); on
+            the lab, the downtime is the hub-stopped baseline window."""
+            assert fleet is not None
+            for _ in range(n_orphans):
+                spec = SessionSpec(
+                    session_id=uuid.uuid4().hex,
+                    workspace_id="orphan",
+                    user="ghost",
+                    token="rsa_x",
+                    hub_agent_url="x",
+                    session_dir=Path("/x"),
+                    log_path=Path("/x/log"),
+                )
+                cfg = PodConfig(
+                    namespace=NS, image="registry.example/x:1", hub_url="ws://x/agent/ws"
+                )
+                pod = build_session_pod(spec, backend.profile, cfg)
+                await backend.create(build_session_secret(spec, NS), pod)
+                orphans.append(pod["metadata"]["name"])
+
+            async def orphans_running() -> bool:
+                ph = await backend.phases()
+                return all(ph.get(o) == "Running" for o in orphans)
+
+            await until("orphans running", orphans_running, 120, every=poll)
+            c0 = await backend.calls()
+            hub.stop()
+            base = None
+            if lab:
+                await asyncio.sleep(5)  # the hub's closed watches are counted
+                base = await baseline(backend, args.window)
+                print(
+                    f"  baseline (hub stopped): {base['calls_per_min_total']:.1f} API calls/min",
+                    flush=True,
+                )
+                c0 = await backend.calls()
+            t0 = time.monotonic()
+            await asyncio.to_thread(hub.start)  # returns once /api/health answers: adoption done
+            t_ready = time.monotonic() - t0
+            c_ready = await backend.calls()
+
+            async def everyone_back() -> bool:
+                return (
+                    len(await running_sessions(admin)) >= n
+                    and fleet is not None
+                    and fleet.up() >= n
+                )
+
+            t_back = await until("sessions running again", everyone_back, 600, every=0.5)
+
+            async def orphans_gone() -> bool:
+                ph = await backend.phases()
+                return not any(o in ph for o in orphans)
+
+            t_orphans = await until("orphans deleted", orphans_gone, 120, every=poll)
+            c_back = await backend.calls()
+            print(
+                f"  restart at {n}: answering after {t_ready:.1f} s, all running after "
+                f"{t_ready + t_back:.1f} s",
+                flush=True,
+            )
+            orphans.clear()
+            return {
+                "n": n,
+                "orphans": n_orphans,
+                "ready_s": t_ready,
+                "all_running_s": t_ready + t_back,
+                "orphans_deleted_s": t_ready + t_orphans,
+                "calls_until_ready": diff(c_ready, c0),
+                "calls_until_running": diff(c_back, c0),
+                "baseline": base,
+            }
+
+        sizes = sorted(args.sizes)
+        for n in sizes:
             # ---- start sessions up to n
             start_sem = asyncio.Semaphore(CONCURRENCY)
 
@@ -243,11 +687,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             t_post = time.monotonic() - t0
 
             async def all_pods_running(n: int = n) -> bool:
-                return sum(p["status"]["phase"] == "Running" for p in standin.list("pods", NS)) >= n
+                return await backend.running_pods() >= n
 
-            t_pods = time.monotonic() - t0 + await until("pods running", all_pods_running, 600)
-            for sid in sids:
-                fleet.add(sid)
+            t_pods = (
+                time.monotonic()
+                - t0
+                + await until("pods running", all_pods_running, 600, every=poll)
+            )
+            for sid, token in (await backend.tokens(list(sids))).items():
+                fleet.add(sid, token)
 
             async def all_sessions_running(n: int = n) -> bool:
                 return len(await running_sessions(admin)) >= n
@@ -260,77 +708,40 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
             await asyncio.sleep(5)  # let the start burst settle
-            s = await steady(hub, standin, args.window)
+            s = await steady(hub, backend, args.window)
             print(
                 f"  steady: RSS {mib(s['rss_last'])}, CPU {s['cpu_pct']:.1f} %, {s['calls_per_min_total']:.1f} API calls/min",
                 flush=True,
             )
-            out["sizes"].append(
-                {
-                    "n": n,
-                    "new": len(sids),
-                    "post_s": t_post,
-                    "pods_running_s": t_pods,
-                    "sessions_running_s": t_all,
-                    **s,
-                }
-            )
-        # ---- restart with orphans
-        n = started
-        orphans = []
-        for _ in range(args.orphans):
-            spec = SessionSpec(
-                session_id=uuid.uuid4().hex,
-                workspace_id="orphan",
-                user="ghost",
-                token="rsa_x",
-                hub_agent_url="x",
-                session_dir=Path("/x"),
-                log_path=Path("/x/log"),
-            )
-            cfg = PodConfig(namespace=NS, image="registry.example/x:1", hub_url="ws://x/agent/ws")
-            standin.create("secrets", NS, build_session_secret(spec, NS))
-            pod = build_session_pod(spec, KubernetesProfile(name="default"), cfg)
-            standin.create("pods", NS, pod)
-            orphans.append(pod["metadata"]["name"])
-
-        async def orphans_running() -> bool:
-            return all(
-                (standin.get("pods", NS, o) or {}).get("status", {}).get("phase") == "Running"
-                for o in orphans
-            )
-
-        await until("orphans running", orphans_running, 60)
-        c0 = calls_of(standin)
-        hub.stop()
-        t0 = time.monotonic()
-        await asyncio.to_thread(hub.start)  # returns once /api/health answers: adoption done
-        t_ready = time.monotonic() - t0
-        c_ready = calls_of(standin)
-
-        async def everyone_back() -> bool:
-            return len(await running_sessions(admin)) >= n and fleet is not None and fleet.up() >= n
-
-        t_back = await until("sessions running again", everyone_back, 600, every=0.5)
-
-        async def orphans_gone() -> bool:
-            return not any(standin.get("pods", NS, o) for o in orphans)
-
-        t_orphans = await until("orphans deleted", orphans_gone, 120)
-        c_back = calls_of(standin)
-        await asyncio.sleep(5)
-        after = await steady(hub, standin, max(20.0, args.window / 2))
-        out["restart"] = {
-            "n": n,
-            "orphans": len(orphans),
-            "ready_s": t_ready,
-            "all_running_s": t_ready + t_back,
-            "orphans_deleted_s": t_ready + t_orphans,
-            "calls_until_ready": diff(c_ready, c0),
-            "calls_until_running": diff(c_back, c0),
-            "after": after,
-        }
-        out["standin_gets"] = standin.count("get", "pods")
+            row = {
+                "n": n,
+                "new": len(sids),
+                "post_s": t_post,
+                "pods_running_s": t_pods,
+                "sessions_running_s": t_all,
+                **s,
+            }
+            if lab:  # a restart at every size: its downtime is the baseline window
+                last = n == sizes[-1]
+                r = await restart(n, args.orphans if last else 0)
+                row["baseline"] = r["baseline"]
+                row["hub_share"] = hub_share(s, r["baseline"])
+                assert isinstance(backend, LabBackend)
+                row["hub_share_role"] = hub_share(s, r["baseline"], backend.role)
+                row["hub_watches"] = watch_share(s, r["baseline"])
+                row["restart"] = r
+                if last:
+                    await asyncio.sleep(5)
+                    r["after"] = await steady(hub, backend, max(20.0, args.window / 2))
+                    out["restart"] = r
+            out["sizes"].append(row)
+        if not lab:
+            # ---- restart with orphans
+            r = await restart(started, args.orphans)
+            await asyncio.sleep(5)
+            r["after"] = await steady(hub, backend, max(20.0, args.window / 2))
+            out["restart"] = r
+        out["standin_gets"] = backend.single_gets()
         out["dials"] = fleet.dials
         for c in (*clients, admin):
             await c.aclose()
@@ -350,8 +761,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if (hub, tmp) in _hub._LIVE:
                 _hub._LIVE.remove((hub, tmp))
             _hub._kill_tree_of(hub.data_dir)
-            standin.close()
-            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                await backend.cleanup()
+            finally:
+                backend.close()
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _calls(per: dict[str, float] | dict[str, int]) -> str:
@@ -463,9 +877,282 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def standin_figures() -> dict[str, Any]:
+    """The stand-in's figures as recorded in §8 of bench/RESULTS.md: its start/steady
+    rows by session count and its restart measures."""
+    text = _hub.RESULTS.read_text() if _hub.RESULTS.exists() else ""
+    m = re.search(r"^## " + re.escape(TITLE) + r".*?(?=^## |\Z)", text, re.S | re.M)
+    rows: dict[int, dict[str, str]] = {}
+    restart: dict[str, str] = {}
+    if not m:
+        return {"rows": rows, "restart": restart}
+    header: list[str] = []
+    for line in m.group(0).splitlines():
+        if not line.startswith("|") or line.startswith("|--"):
+            header = [] if not line.startswith("|") else header
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not header:
+            header = cells
+            continue
+        if header[0] == "sessions" and cells[0].isdigit():
+            rows[int(cells[0])] = dict(zip(header, cells, strict=False))
+        elif header[0] == "measure":
+            restart[cells[0]] = cells[1]
+    return {"rows": rows, "restart": restart}
+
+
+def _num(text: str) -> float | None:
+    m = re.match(r"\s*([0-9.]+)", text or "")
+    return float(m.group(1)) if m else None
+
+
+def _ratio(lab: float | None, standin: float | None) -> str:
+    if lab is None or standin is None or standin == 0:
+        return "—"
+    return f"{lab / standin:.2f}x"
+
+
+def report_lab(data: dict[str, Any]) -> str:
+    """One run on the lab: start, steady state with the hub running and stopped, restarts."""
+    rows = []
+    for s in data["sizes"]:
+        b = s["baseline"]
+        rows.append(
+            [
+                s["n"],
+                f"{s['new'] / s['post_s']:.0f}/s",
+                f"{s['pods_running_s']:.1f} s",
+                f"{s['sessions_running_s']:.1f} s",
+                mib(s["rss_last"]),
+                f"{s['cpu_pct']:.1f} %",
+                f"{s['calls_per_min_total']:.1f}",
+                f"{b['calls_per_min_total']:.1f}",
+                f"{s['calls_per_min_total'] - b['calls_per_min_total']:+.1f}",
+                f"{sum(s['hub_share_role'].values()):+.1f}"
+                + (f" ({_calls(s['hub_share_role'])})" if s["hub_share_role"] else ""),
+                ", ".join(f"{k} {v:+d}" for k, v in s["hub_watches"].items()) or "none",
+                s["threads"],
+            ]
+        )
+    parts = [
+        table(
+            [
+                "sessions",
+                "start rate (POST)",
+                "all pods running",
+                "all sessions running",
+                "hub RSS",
+                "hub CPU",
+                "API req/min, hub running",
+                "hub stopped",
+                "difference",
+                "difference, requests the hub's Role allows (by verb)",
+                "watches open, running − stopped",
+                "hub threads",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    rrows = []
+    for s in data["sizes"]:
+        r = s["restart"]
+        rrows.append(
+            [
+                s["n"],
+                r["orphans"],
+                f"{r['ready_s']:.1f} s",
+                f"{r['all_running_s']:.1f} s",
+                f"{r['orphans_deleted_s']:.1f} s" if r["orphans"] else "—",
+                f"{sum(r['calls_until_ready'].values())}",
+            ]
+        )
+    parts += [
+        table(
+            [
+                "sessions",
+                "orphans",
+                "new hub answering (adopted)",
+                "every session running again",
+                "every orphan gone",
+                "API requests until answering (all clients)",
+            ],
+            rrows,
+        ),
+    ]
+    r = data.get("restart")
+    if r and r.get("after"):
+        a = r["after"]
+        parts += [
+            "",
+            f"After the restart at {r['n']}: hub RSS {mib(a['rss_last'])}, CPU "
+            f"{a['cpu_pct']:.1f} %, API requests/min (all clients) "
+            f"{a['calls_per_min_total']:.1f}; requests until answering (all clients): "
+            f"{_calls(r['calls_until_ready'])}.",
+        ]
+    return "\n".join(parts)
+
+
+def _spread(vals: list[float], unit: str, fmt: str = "{:.1f}") -> str:
+    if len(vals) < 2:
+        return fmt.format(vals[0]) + unit
+    lo, hi = min(vals), max(vals)
+    return f"{fmt.format(lo)}–{fmt.format(hi)}{unit}"
+
+
+def report_lab_runs(runs: list[dict[str, Any]]) -> str:
+    """The lab section: what ran, each run, the spread, and the stand-in side by side."""
+    d0 = runs[0]
+    parts = [
+        "The same benchmark as §8, but against the real control plane of scripts/k8s-lab.sh "
+        "(etcd 3.4, kube-apiserver, kube-controller-manager and kube-scheduler of Kubernetes "
+        f"1.20.2, built from Debian's source) with {d0.get('hollow_nodes', '?')} kubemark "
+        "hollow nodes (`scripts/k8s-lab.sh hollow N`: hollow kubelets whose fake runtime "
+        "takes a pod to Running without a container, 110 pods each). A real hub "
+        "(`rsparkhub serve`, SQLite, `spawner = kubernetes`) talks to the API server as the "
+        "`rsparkhub-hub` ServiceAccount with the Role of deploy/kustomize; its one profile "
+        "selects and tolerates the hollow nodes and requests 5m CPU / 16Mi. The real "
+        "scheduler places the pods; the hollow kubelets report them Running and post their "
+        "events. As in §8, one socket-only agent per pod (this process) connects to the hub "
+        f"with the pod's token; {USERS} users, {CONCURRENCY} concurrent starts.",
+        "",
+        "API requests per minute come from the API server's own `apiserver_request_total` "
+        "(its /metrics; resource requests only). In 1.20 that counter has no user or "
+        'user-agent label, so the hub\'s requests are not counted apart: "hub running" is '
+        "every client's (hollow kubelets, controller-manager, scheduler, the hub), \"hub "
+        'stopped" the same over an equal window right after a graceful stop (same pods, '
+        "same hollow nodes), and the difference is the hub's share, noisy by the other "
+        "clients' variation (a watch is counted when it ends). The difference restricted to "
+        "the verbs and resources the hub's Role grants leaves out most of the others' "
+        "traffic (node status, leases, pod status); the open watches come from "
+        "`apiserver_longrunning_gauge` at the end of each window. That stopped window is also "
+        "the downtime of a restart at every size; the last has the orphaned pods.",
+    ]
+    for i, d in enumerate(runs, 1):
+        parts += [
+            "",
+            f"**Run {i}** (load average {d.get('load', ['?', '?'])[0]} → "
+            f"{d.get('load', ['?', '?'])[1]}):",
+            "",
+            report_lab(d),
+        ]
+    # the spread and the stand-in side by side
+    st = standin_figures()
+    sizes = [s["n"] for s in d0["sizes"]]
+    rows = []
+    for n in sizes:
+        per = [next(s for s in d["sizes"] if s["n"] == n) for d in runs]
+        sr = st["rows"].get(n, {})
+        rss = [s["rss_last"] / 2**20 for s in per]
+        cpu = [s["cpu_pct"] for s in per]
+        pods = [s["pods_running_s"] for s in per]
+        allr = [s["sessions_running_s"] for s in per]
+        share = [sum(s["hub_share_role"].values()) for s in per]
+        ready = [s["restart"]["ready_s"] for s in per]
+        back = [s["restart"]["all_running_s"] for s in per]
+        med = sorted(rss)[len(rss) // 2]
+        rows += [
+            [
+                n,
+                "hub RSS (steady)",
+                _spread(rss, " MiB"),
+                sr.get("hub RSS", "—"),
+                _ratio(med, _num(sr.get("hub RSS", ""))),
+            ],
+            [
+                n,
+                "hub CPU (steady, % of a core)",
+                _spread(cpu, " %"),
+                sr.get("hub CPU", "—"),
+                _ratio(sorted(cpu)[len(cpu) // 2], _num(sr.get("hub CPU", ""))),
+            ],
+            [
+                n,
+                "all pods running",
+                _spread(pods, " s"),
+                sr.get("all pods running", "—"),
+                _ratio(sorted(pods)[len(pods) // 2], _num(sr.get("all pods running", ""))),
+            ],
+            [
+                n,
+                "all sessions running",
+                _spread(allr, " s"),
+                sr.get("all sessions running", "—"),
+                _ratio(sorted(allr)[len(allr) // 2], _num(sr.get("all sessions running", ""))),
+            ],
+            [
+                n,
+                "hub's API requests/min (lab: running − stopped, Role's requests)",
+                _spread(share, ""),
+                sr.get("API calls/min", "—"),
+                "—",
+            ],
+            [
+                n,
+                "restart: new hub answering (adopted)",
+                _spread(ready, " s"),
+                st["restart"].get(
+                    "new hub answering (every session adopted, orphans' deletion requested)", "—"
+                )
+                if n == 1000
+                else "—",
+                _ratio(
+                    sorted(ready)[len(ready) // 2],
+                    _num(
+                        st["restart"].get(
+                            "new hub answering (every session adopted, orphans' deletion requested)",
+                            "",
+                        )
+                    ),
+                )
+                if n == 1000
+                else "—",
+            ],
+            [
+                n,
+                "restart: every session running again",
+                _spread(back, " s"),
+                st["restart"].get("every session running again (agents re-dialled)", "—")
+                if n == 1000
+                else "—",
+                _ratio(
+                    sorted(back)[len(back) // 2],
+                    _num(st["restart"].get("every session running again (agents re-dialled)", "")),
+                )
+                if n == 1000
+                else "—",
+            ],
+        ]
+    parts += [
+        "",
+        f"Spread over the {len(runs)} runs (min–max) and the stand-in's figures of §8 for "
+        "the same session count (§8 has 100 and 1,000; its restart is at 1,000; ratio: "
+        "lab median / stand-in):",
+        "",
+        table(["sessions", "measure", "lab (runs)", "stand-in (§8)", "ratio"], rows),
+    ]
+    return "\n".join(parts)
+
+
+def lab_facts(facts: dict[str, str], data: dict[str, Any]) -> dict[str, str]:
+    facts = dict(facts)
+    facts["cluster"] = (
+        f"scripts/k8s-lab.sh: Kubernetes 1.20.2 control plane + {data.get('hollow_nodes')} "
+        "kubemark hollow nodes (and the lab's one real kubelet, not used)"
+    )
+    return facts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="100,1000", help="session counts, ascending")
+    ap.add_argument(
+        "--cluster",
+        choices=["standin", "lab"],
+        default="standin",
+        help="the stand-in API server (default) or scripts/k8s-lab.sh's with hollow nodes",
+    )
+    ap.add_argument("--sizes", default=None, help="session counts, ascending")
     ap.add_argument("--window", type=float, default=60, help="steady-state seconds per size")
     ap.add_argument("--orphans", type=int, default=50)
     ap.add_argument("--budget", type=float, default=1500, help="seconds")
@@ -473,20 +1160,37 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--record", action="store_true", help="write the section of RESULTS.md")
     ap.add_argument(
-        "--from-json", type=Path, help="no run: report (and with --record, record) a --json run"
+        "--from-json",
+        type=Path,
+        action="append",
+        help="no run: report (and with --record, record) --json runs; lab runs may be "
+        "given several times (each run reported, with the spread)",
     )
     args = ap.parse_args()
     if args.from_json:
-        saved = json.loads(args.from_json.read_text())
-        text = report(saved["data"])
+        saved_runs = [json.loads(p.read_text()) for p in args.from_json]
+        first = saved_runs[0]
+        if first["data"].get("cluster") == "lab":
+            for sv in saved_runs:
+                sv["data"]["load"] = sv["run"]["load"]
+            text = report_lab_runs([sv["data"] for sv in saved_runs])
+            title, script = TITLE_LAB, "bench/k8s_scale.py --cluster lab"
+            facts = lab_facts(first["facts"], first["data"])
+        else:
+            text = report(first["data"])
+            title, script, facts = TITLE, "bench/k8s_scale.py", first["facts"]
         print(text)
         if args.record:
-            run = saved["run"]
-            record_section(
-                TITLE, "bench/k8s_scale.py", text, saved["facts"], run["wall_s"], tuple(run["load"])
-            )
+            run = first["run"]
+            wall = sum(sv["run"]["wall_s"] for sv in saved_runs)
+            load = (run["load"][0], saved_runs[-1]["run"]["load"][1])
+            if len(saved_runs) > 1:
+                facts = dict(facts)
+                facts["runs"] = f"{len(saved_runs)} (wall time is their sum)"
+            record_section(title, script, text, facts, wall, load)
         return
-    args.sizes = [int(x) for x in str(args.sizes).split(",")]
+    lab = args.cluster == "lab"
+    args.sizes = [int(x) for x in str(args.sizes or ("200,1000" if lab else "100,1000")).split(",")]
     if args.quick:
         args.sizes, args.window, args.orphans = [100, 200], 15.0, 10
     load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -494,16 +1198,27 @@ def main() -> None:
     data = asyncio.run(main_async(args))
     wall = time.monotonic() - t
     load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = report(data)
+    if lab:
+        data["load"] = [load0, load1]
+        text = report_lab_runs([data])
+    else:
+        text = report(data)
     print(text)
     facts = machine_facts()
     facts["mode"] = "quick" if args.quick else "full"
+    if lab:
+        facts = lab_facts(facts, data)
     if args.json:
         run = {"wall_s": wall, "load": [load0, load1]}
         saved = {"data": data, "report": text, "facts": facts, "run": run}
         args.json.write_text(json.dumps(saved, indent=1))
     if args.record:
-        record_section(TITLE, "bench/k8s_scale.py", text, facts, wall, (load0, load1))
+        title, script = (
+            (TITLE_LAB, "bench/k8s_scale.py --cluster lab")
+            if lab
+            else (TITLE, "bench/k8s_scale.py")
+        )
+        record_section(title, script, text, facts, wall, (load0, load1))
 
 
 if __name__ == "__main__":
