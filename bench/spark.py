@@ -417,13 +417,18 @@ async def no_archive_case(hub: HubProcess) -> dict[str, Any]:
 async def ensure_archive(hub: HubProcess, budget: Deadline) -> float | None:
     """Make the benchmark's class-data archive if missing: a first server, then wait for
     the hub's training run; its duration (None when it existed)."""
-    if list(ARCHIVES.glob("spark-*.jsa")):
+    from rsparkhub.config import Settings
+    from rsparkhub.hub.spark_embedded_archive import ClassArchive
+
+    # this install's archive (its key: Java, pyspark, Python, class layout), not any older one
+    archive = ARCHIVES / f"spark-{await ClassArchive(Settings(), ARCHIVES).key()}.jsa"
+    if archive.is_file():
         return None
     token = hub.make_user("trainer")
     t0 = time.monotonic()
     async with HubClient(hub.url, token) as client:
         await first_result(client, PY_FIRST, "python")
-    while not list(ARCHIVES.glob("spark-*.jsa")):
+    while not archive.is_file():
         budget.check("waiting for the class-data archive")
         await asyncio.sleep(1)
     return time.monotonic() - t0

@@ -66,7 +66,9 @@ class ClassArchive:
             return []
         return [(self.path.parent, str(self.path.parent))]
 
-    async def _key(self) -> str:
+    async def key(self) -> str:
+        """What the archive's file name carries: a new Java, pyspark or Python makes a new
+        archive."""
         java = await java_version() or "?"
         home = spark_home()
         text = "\n".join([java, pyspark_version(home), str(home.resolve()), sys.version])
@@ -76,7 +78,7 @@ class ClassArchive:
         """The archive of this Java and pyspark, if it was made already."""
         if self.path is None and self._target is None:
             try:
-                key = await self._key()
+                key = await self.key()
             except (SparkUnavailable, OSError):
                 return None
             self._target = self.directory / f"spark-{key}.jsa"
