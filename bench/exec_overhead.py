@@ -14,7 +14,11 @@ to the path is measured against the previous implementation side by side. The sa
 shows a session only this venv's interpreter and package, not the before venv's, so with
 ``--before`` both hubs run with ``RSPARKHUB_SANDBOX=none`` (the report says so).
 
-Usage: .venv/bin/python bench/exec_overhead.py [--n 200] [--before REV] [--json OUT]
+``--files N`` first writes N small files (100 per directory, under ``data/``) into each
+hub's workspace from its session — a workspace of many files, where the agent's look for
+files an execution wrote is part of every execution's cost.
+
+Usage: .venv/bin/python bench/exec_overhead.py [--n 200] [--before REV] [--files N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ CASES = [
     ("python", "x = 1", "x = 1"),
 ]
 WARMUP = 20
+_MAKE_FILES = """\
+import os
+for _i in range({n}):
+    os.makedirs(f"data/d{{_i // 100}}", exist_ok=True)
+    with open(f"data/d{{_i // 100}}/f{{_i}}.csv", "w") as _f:
+        _f.write("x\\n1\\n")
+"""
 GOAL = 1.2  # issue 14
 STEP_TIMEOUT = 30.0
 
@@ -98,9 +109,11 @@ class Direct:
         await self.km.shutdown_kernel(now=True)
 
 
-async def main_async(n: int, budget: float, before: str | None = None) -> dict[str, Any]:
+async def main_async(
+    n: int, budget: float, before: str | None = None, files: int = 0
+) -> dict[str, Any]:
     deadline = Deadline(budget)
-    results: dict[str, Any] = {"n": n, "cases": [], "before": None}
+    results: dict[str, Any] = {"n": n, "cases": [], "before": None, "files": files}
     with contextlib.ExitStack() as stack:
         # The sandbox shows a session only this venv's Python and package: the before
         # venv's path entries are not in it, so with --before both hubs run without it.
@@ -137,6 +150,9 @@ async def _measure(
                 att_b = await stack.enter_async_context(
                     client_b.attach(await new_workspace(client_b, "overhead"))
                 )
+            for a in [att] + ([att_b] if att_b is not None else []):
+                if results["files"]:
+                    await run_ok(a, _MAKE_FILES.format(n=results["files"]), "python", timeout=600)
             for lang, d in direct.items():
                 await d.start()
                 await run_ok(att, "1", lang)  # starts the session's kernel
@@ -240,6 +256,7 @@ def report(data: dict[str, Any]) -> str:
     )
     return (
         f"Sequential trivial executions, N={data['n']} per path and case (after {WARMUP} warm-up each"
+        + (f"; {data['files']} files in each hub's workspace" if data.get("files") else "")
         + ("; both hubs without the sandbox" if data.get("sandbox") == "none" else "")
         + ")\n\n"
         + table(
@@ -272,9 +289,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--budget", type=float, default=600, help="seconds")
     ap.add_argument("--before", help="also measure a hub running this git revision")
+    ap.add_argument("--files", type=int, default=0, help="files in each workspace first")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    data = asyncio.run(main_async(args.n, args.budget, args.before))
+    data = asyncio.run(main_async(args.n, args.budget, args.before, args.files))
     publish(data, report(data), args.json)
 
 

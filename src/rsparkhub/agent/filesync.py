@@ -41,7 +41,8 @@ from typing import Any
 
 from rsparkhub import protocol as P
 from rsparkhub.agent.outbox import Outbox
-from rsparkhub.agent.workdir import Change, Known, PathOutsideWorkdir, Workdir
+from rsparkhub.agent.watch import Watch
+from rsparkhub.agent.workdir import Change, Known, PathOutsideWorkdir, Workdir, walks_into
 
 log = logging.getLogger("rsparkhub.agent.files")
 
@@ -131,9 +132,12 @@ class _InFlight:
 class FileSync:
     """See the module docstring."""
 
-    def __init__(self, workdir: Workdir, outbox: Outbox) -> None:
+    def __init__(self, workdir: Workdir, outbox: Outbox, watch: Watch | None = None) -> None:
         self.workdir = workdir
         self.outbox = outbox
+        # after an execution the tree is walked only if inotify saw something (watch.py)
+        self.watch = watch if watch is not None else Watch(workdir.root, walks_into)
+        self._clean = False  # the last walk sent everything and nothing else changed since
         self.lock = asyncio.Lock()
         self._send: Sender | None = None
         self._next_fseq = 1
@@ -151,6 +155,7 @@ class FileSync:
         brought together with the hub (``plan_resync``) before any scan sends anything."""
         async with self.lock:
             self._send = send
+            self._clean = False
             if manifest is None:
                 return None
             return await self._resync(manifest)
@@ -159,6 +164,7 @@ class FileSync:
         """The link is gone: every change in flight is unsent again (the next scan or the
         resync sends it; the hub may have committed it, which the manifest will say)."""
         self._send = None
+        self._clean = False  # what was in flight is unsent again
         self._inflight.clear()
         self._latest.clear()
         self._settled.set()
@@ -224,6 +230,7 @@ class FileSync:
     async def _apply(self, fn: Callable[..., None], path: str, *args: Any) -> None:
         """A write of the hub's into the tree; a failing disk is logged, not fatal (the
         next re-dial's resync asks for the file again)."""
+        self._clean = False
         try:
             await asyncio.to_thread(fn, path, *args)
         except OSError as exc:
@@ -243,6 +250,10 @@ class FileSync:
         if self._send is None:
             return  # not now: the resync after the re-dial covers it
         async with self.lock:
+            quiet = self.watch.quiet()  # reads the events even when walking anyway
+            if quiet and self._clean:
+                return
+            self._clean = False
             expected = dict(self.workdir.known)
             for path, flight in self._latest.items():
                 exp = flight.expected
@@ -251,6 +262,7 @@ class FileSync:
                 else:
                     expected[path] = exp
             changes, deleted = await asyncio.to_thread(self.workdir.scan, expected)
+            self.watch.walked()
             for change in changes:
                 target = expected.get(change.path)
                 if target is not None and target.sha256 == change.sha256:
@@ -266,6 +278,7 @@ class FileSync:
                     continue
                 if not await self._send_change(path, None):
                     return
+            self._clean = True
 
     async def _send_change(
         self, path: str, change: Change | None, overwrote: Known | None = None

@@ -27,6 +27,11 @@ TMP_PREFIX = ".rsparkhub-tmp-"
 SKIP_DIRS = {"__pycache__"}
 
 
+def walks_into(name: str) -> bool:
+    """Whether the tree's walk (and so sync) enters a directory of this name."""
+    return not name.startswith(".") and name not in SKIP_DIRS
+
+
 @dataclass(frozen=True)
 class Known:
     sha256: str
@@ -111,7 +116,7 @@ class Workdir:
     def _walk(self) -> dict[str, os.stat_result]:
         found: dict[str, os.stat_result] = {}
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS]
+            dirnames[:] = [d for d in dirnames if walks_into(d)]
             for name in filenames:
                 if name.startswith(TMP_PREFIX):
                     continue
