@@ -524,6 +524,7 @@ VIEWER_MAY = {
     ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}"),
     ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}/environment"),
     ("GET", "/api/workspaces/{workspace_id}/runs/{run_id}/transcript"),
+    ("GET", "/api/workspaces/{workspace_id}/rerun"),  # a re-run workspace shared with a viewer
     # a bundle of files and records a viewer can read anyway (a re-run runs code: refused)
     ("GET", "/api/workspaces/{workspace_id}/export"),
     ("GET", "/api/workspaces/{workspace_id}/plots/{plot_id}"),

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from test_runs import DATA, R_SCRIPT, _wait_done
 
 from rsparkhub.client import HubClient
@@ -26,6 +28,27 @@ print("values", values)
 with open("rand.csv", "w") as f:
     f.write("i,value\\n" + "".join(f"{i},{v}\\n" for i, v in enumerate(values)))
 """
+
+
+def rerun_report(
+    c: httpx.Client, wid: str, run_id: str, body: dict[str, Any] | None = None, limit: float = 600
+) -> dict[str, Any]:
+    """POST …/rerun (202: the re-run's new workspace, ``running``), then its ``status_url``
+    until the report (``done``) or a failure; bounded by ``limit`` seconds."""
+    r = c.post(f"/api/workspaces/{wid}/runs/{run_id}/rerun", json=body or {})
+    assert r.status_code == 202, r.text
+    started = r.json()
+    assert started["state"] == "running" and started["run_id"] == run_id, started
+    assert started["status_url"] == f"/api/workspaces/{started['workspace_id']}/rerun"
+    deadline = time.monotonic() + limit
+    while True:
+        state = c.get(started["status_url"]).json()
+        if state["state"] != "running":
+            assert state["state"] == "done", state
+            assert state["workspace_id"] == started["workspace_id"], state
+            return dict(state)
+        assert time.monotonic() < deadline, f"no report within {limit} s: {state}"
+        time.sleep(0.5)
 
 
 def _causes(report: dict[str, Any]) -> list[str]:
@@ -79,9 +102,7 @@ async def test_rerun_reproduces_uses_recorded_versions_and_names_causes(hub: Hub
     assert c.get(f"/api/workspaces/{copy['id']}/session").json()["state"] in ("stopped", "stopping")
 
     # 2. random numbers without a seed: not reproduced, and why
-    r = c.post(f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun", json={}, timeout=300)
-    assert r.status_code == 200, r.text
-    report = r.json()
+    report = rerun_report(c, wid, rand_run["id"])
     assert report["reproduced"] is False and report["verdict"] == "not reproduced"
     causes = _causes(report)
     assert causes[0].startswith("the console output differs (2 line(s))"), causes
@@ -89,14 +110,18 @@ async def test_rerun_reproduces_uses_recorded_versions_and_names_causes(hub: Hub
     csv_details = next(d for d in report["differences"] if d["subject"] == "rand.csv")["details"]
     assert csv_details[0] == "3 cell(s) changed in 3 rows"
     # an ignore pattern of the caller's masks the numbers, in the console and in text files
-    masked = c.post(
-        f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun",
-        json={"ignore": [r"0\.\d+"]},
-        timeout=300,
-    ).json()
+    masked = rerun_report(c, wid, rand_run["id"], {"ignore": [r"0\.\d+"]})
     assert masked["reproduced"] is True and _causes(masked) == []
     bad = c.post(f"/api/workspaces/{wid}/runs/{rand_run['id']}/rerun", json={"ignore": ["("]})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_ignore"
+    # the status of a workspace that had no re-run: 404 with a code; a non-member: refused
+    none = c.get(f"/api/workspaces/{wid}/rerun")
+    assert none.status_code == 404 and none.json()["error"]["code"] == "no_rerun", none.text
+    outsider = hub.client(hub.make_user("otto")).get(
+        f"/api/workspaces/{masked['workspace_id']}/rerun"
+    )
+    assert outsider.status_code in (403, 404), outsider.text
+    assert "reproduced" not in outsider.text
 
     # 3. the recorded data file's bytes were altered, and the recorded environment said
     # another ipykernel: the data file is the cause (exit 1), the package is reported

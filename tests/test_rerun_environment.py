@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_rerun import rerun_report
 from test_runs import _wait_done
 
 from rsparkhub.client import HubClient
@@ -64,9 +65,7 @@ def test_the_overlay_is_not_carried_and_is_named_as_the_cause(hub: HubProcess) -
     token = hub.make_user("olive")
     c = hub.client(token)
     wid, run = _record(hub, token, "overlaid", {"v.py": SCRIPT}, pip=True)
-    r = c.post(f"/api/workspaces/{wid}/runs/{run['id']}/rerun", json={}, timeout=600)
-    assert r.status_code == 200, r.text
-    report = r.json()
+    report = rerun_report(c, wid, run["id"])
     assert report["reproduced"] is False and report["verdict"] == "not reproduced"
     [console] = [d for d in report["differences"] if d["kind"] == "transcript"]
     assert console["blocking"] and f"-idna {OLD}" in "\n".join(console["details"])
@@ -90,9 +89,7 @@ def test_a_declared_version_reruns_reproduced_with_the_same_key(hub: HubProcess)
     files = {"requirements.txt": f"idna=={OLD}\n".encode(), "v.py": SCRIPT}
     wid, run = _record(hub, token, "declared", files, pip=False)
     [built] = sorted((Path(hub.data_dir) / "environments" / "python").iterdir())
-    r = c.post(f"/api/workspaces/{wid}/runs/{run['id']}/rerun", json={}, timeout=600)
-    assert r.status_code == 200, r.text
-    report = r.json()
+    report = rerun_report(c, wid, run["id"])
     assert report["reproduced"] is True, report["differences"]
     assert [d for d in report["differences"] if d["kind"] == "environment"] == []
     keys = report["environment"]

@@ -168,13 +168,35 @@ class HubClient:
         return await self.request("GET", path)
 
     async def rerun(
-        self, workspace_id: str, run_id: str, ignore: list[str] | None = None
+        self,
+        workspace_id: str,
+        run_id: str,
+        ignore: list[str] | None = None,
+        timeout: float = 3900.0,
+        poll_s: float = 0.5,
     ) -> dict[str, Any]:
         """Re-run a record in a fresh session with its recorded file versions and compare:
-        ``reproduced``, ``differences`` (each with its cause), the re-run's record id."""
+        ``reproduced``, ``differences`` (each with its cause), the re-run's record id. The
+        hub answers at once (202) and works on; this polls its ``status_url`` until the
+        report is there (``HubError`` with the hub's code when the re-run failed)."""
         path = f"/api/workspaces/{workspace_id}/runs/{run_id}/rerun"
-        body = {"ignore": ignore or []}
-        return await self.request("POST", path, json=body, timeout=3900)
+        started = await self.request("POST", path, json={"ignore": ignore or []})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = await self.request("GET", started["status_url"])
+            if state["state"] == "done":
+                return dict(state)
+            if state["state"] == "failed":
+                err = state["error"]
+                raise HubError(409, err["code"], err["message"], state)
+            if loop.time() > deadline:
+                raise HubError(
+                    0,
+                    "rerun_timeout",
+                    f"no report within {timeout:.0f} s; see {started['status_url']}",
+                )
+            await asyncio.sleep(poll_s)
 
     async def export(self, workspace_id: str, run_id: str | None = None) -> bytes:
         """The export bundle (a zip) of one run, or of the workspace's last runs."""

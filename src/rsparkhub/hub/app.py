@@ -148,6 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
             if warmup is not None:
                 warmup.cancel()
             await hub.collab.close()
+            await hub.reruns.close()
             await hub.sessions.shutdown()
             await hub.userdb.close()
             await hub.spark.close()

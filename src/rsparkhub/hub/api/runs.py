@@ -1,7 +1,8 @@
 """Run records over HTTP: a workspace's (or one file's) records, one record with its inputs
 and outputs, its environment snapshot and its console transcript. Every member reads them
 (viewers too); they are written by the session machinery (``hub/runs``). A re-run
-(``hub/runs/rerun.py``) runs code, so it needs an editor or the owner."""
+(``hub/runs/rerun.py``) runs code, so it needs an editor or the owner; its progress and
+report are read in its own new workspace (the caller's) by that workspace's members."""
 
 from __future__ import annotations
 
@@ -72,7 +73,12 @@ class RerunBody(BaseModel):
 
 @router.post(
     "/api/workspaces/{workspace_id}/runs/{run_id}/rerun",
-    summary="Re-run a record in a fresh session with its recorded file versions; the diff",
+    summary="Start re-running a record in a fresh session with its recorded file versions",
+    description="Answers 202 once the re-run's new workspace (project `reruns`) holds the "
+    "recorded files: `{state: running, workspace_id, status_url}`. The session, the run and "
+    "the comparison continue on the hub; poll `status_url` "
+    "(`GET /api/workspaces/{new workspace}/rerun`) for the report.",
+    status_code=202,
 )
 async def rerun_run(
     w: WritableWorkspace,
@@ -84,6 +90,14 @@ async def rerun_run(
 ) -> dict[str, Any]:
     ignore = rerun.check_patterns(body.ignore if body else [])
     return await rerun.rerun(hub, db, caller, w, run_id, ignore)
+
+
+@router.get(
+    "/api/workspaces/{workspace_id}/rerun",
+    summary="The re-run made in this workspace: running, done (with the report) or failed",
+)
+async def rerun_status(w: ReadableWorkspace, hub: HubDep, db: DbDep) -> dict[str, Any]:
+    return await rerun.status(hub, db, w)
 
 
 @router.get(

@@ -13,6 +13,13 @@ compares the two records with ``reprodiff`` and stores the report on the new rec
 (``rerun_of``, ``rerun_report``; migration 0010). The new workspace stays, so its files,
 outputs and record can be inspected (delete it like any workspace).
 
+The request answers **202** as soon as the new workspace holds its files: the session, the
+run (up to ``RERUN_TIMEOUT_S``) and the comparison continue in a task of the hub's
+(:class:`Reruns`), and ``GET /api/workspaces/{new workspace}/rerun`` says ``running``, then
+gives the report (``done``) or why it failed (``failed``). No HTTP request is held open for
+the length of someone's analysis (proxies close those), and a client that went away can ask
+again. A hub restarted meanwhile forgets a running re-run: the workspace keeps what it did.
+
 Why a workspace of the caller's, not the original one: running the old files in the
 original workspace would overwrite its current files with old versions (every member would
 see them change) and the re-run's writes would become new versions there; and a re-run
@@ -34,8 +41,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -48,9 +57,11 @@ from rsparkhub.hub.db.engine import Database
 from rsparkhub.hub.db.models import Project, Run, Workspace
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.runs import rerun_env
-from rsparkhub.hub.runs.outputs import recorded_outputs
+from rsparkhub.hub.runs.outputs import RecordedOutputs, recorded_outputs
 from rsparkhub.hub.runs.queries import get_run
-from rsparkhub.hub.state import Hub
+
+if TYPE_CHECKING:
+    from rsparkhub.hub.state import Hub
 
 log = logging.getLogger("rsparkhub.runs")
 
@@ -145,11 +156,59 @@ async def _wait_for_record(hub: Hub, session_id: str, request_id: str) -> Run:
         await asyncio.sleep(0.25)
 
 
+@dataclass
+class _Job:
+    """A re-run in progress (or failed) in its workspace: what ``status`` says of it."""
+
+    workspace_id: str
+    workspace: str
+    run_id: str
+    task: asyncio.Task[None] | None = None
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class Reruns:
+    """The hub's re-runs still running, and those that failed, by their new workspace.
+    Finished ones are read from their record (``rerun_report``); a failure is kept for
+    ``status`` until the hub stops (it is also in the hub's log)."""
+
+    jobs: dict[str, _Job] = field(default_factory=dict)
+
+    def start(self, job: _Job, work: Coroutine[Any, Any, None]) -> None:
+        self.jobs[job.workspace_id] = job
+        job.task = asyncio.create_task(self._run(job, work), name=f"rerun-{job.workspace_id}")
+
+    async def _run(self, job: _Job, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+            self.jobs.pop(job.workspace_id, None)
+        except ApiError as exc:
+            job.error = {"code": exc.code, "message": exc.message}
+        except Exception as exc:  # noqa: BLE001 - reported to whoever asks, and logged
+            log.exception("the re-run in workspace %s failed", job.workspace_id)
+            job.error = {
+                "code": "rerun_failed",
+                "message": f"The re-run failed on the hub ({type(exc).__name__}); its "
+                "workspace keeps what it did so far, and the hub's log says more.",
+            }
+        finally:
+            job.task = None
+
+    async def close(self) -> None:
+        """Hub shutdown: running re-runs end (their sessions are stopped with the hub's)."""
+        tasks = [j.task for j in self.jobs.values() if j.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def rerun(
     hub: Hub, db: AsyncSession, caller: Caller, ws: Workspace, run_id: str, ignore: list[str]
 ) -> dict[str, Any]:
-    """Re-run ``run_id`` of ``ws`` and compare; the report. The caller is an editor or the
-    owner of ``ws`` (the route's ``WritableWorkspace``: a re-run runs code, viewers get 403)."""
+    """Start re-running ``run_id`` of ``ws``: its new workspace, with the recorded files;
+    the rest runs in a task (``_finish``). The caller is an editor or the owner of ``ws``
+    (the route's ``WritableWorkspace``: a re-run runs code, viewers get 403)."""
     original = await get_run(db, ws.id, run_id)
     if original.status == "running":
         raise ApiError(409, "run_running", "This run is still running; re-run it once it ended.")
@@ -176,17 +235,49 @@ async def rerun(
     target = await _rerun_workspace(hub, db, caller, ws, original)
     for path, data in contents:
         await hub.files.save(db, target.id, path, data, caller.name, None)
-    request_id = f"rerun-{uuid.uuid4().hex[:16]}"
-    req = _request_of(original, request_id)
-    live = await hub.sessions.ensure_session(target.id)
+    original_info = {
+        "run_id": original.id,
+        "command": original.command,
+        "profile": original.profile,
+        "image": original.image,
+    }
+    req = _request_of(original, f"rerun-{uuid.uuid4().hex[:16]}")
+    job = _Job(target.id, target.name, original.id)
+    hub.reruns.start(job, _finish(hub, caller.name, job, original_info, req, before, ignore))
+    return _running(job)
+
+
+def _running(job: _Job) -> dict[str, Any]:
+    return {
+        "state": "running",
+        "run_id": job.run_id,
+        "workspace_id": job.workspace_id,
+        "workspace": job.workspace,
+        "status_url": f"/api/workspaces/{job.workspace_id}/rerun",
+    }
+
+
+async def _finish(
+    hub: Hub,
+    user: str,
+    job: _Job,
+    original: dict[str, Any],
+    req: P.ExecuteRequest | P.RenderRequest,
+    before: RecordedOutputs,
+    ignore: list[str],
+) -> None:
+    """The re-run itself: a fresh session, the recorded request, the comparison; the report
+    stored on the new record."""
+    live = await hub.sessions.ensure_session(job.workspace_id)
     try:
-        problem = await hub.sessions.relay.submit(live, caller.name, req, "rerun")
+        problem = await hub.sessions.relay.submit(live, user, req, "rerun")
         if problem is not None:
             raise ApiError(409, problem[0], problem[1])
-        after_run = await _wait_for_record(hub, live.id, request_id)
+        after_run = await _wait_for_record(hub, live.id, req.id)
     finally:
         await hub.sessions.stop(live, "the re-run finished")
-    after = await recorded_outputs(db, hub.blobs, after_run)
+    async with hub.db.session() as db:
+        after = await recorded_outputs(db, hub.blobs, after_run)
     settings = reprodiff.Settings(ignore=[*reprodiff.DEFAULT_IGNORE, *ignore])
     # decoding PNGs in Python takes a while: off the event loop
     compared = await asyncio.to_thread(
@@ -196,26 +287,52 @@ async def rerun(
     notes = []
     if before.transcript is None:
         notes.append("the original transcript was not kept, so it was not compared")
-    if (original.profile, original.image) != (after_run.profile, after_run.image):
+    if (original["profile"], original["image"]) != (after_run.profile, after_run.image):
         notes.append(
-            f"the original ran with profile {original.profile} (image {original.image}), the "
-            f"re-run with {after_run.profile} (image {after_run.image})"
+            f"the original ran with profile {original['profile']} (image {original['image']}), "
+            f"the re-run with {after_run.profile} (image {after_run.image})"
         )
     report["notes"] = notes
     # which declared environment each side had; packages from the original's overlay
     rerun_env.explain(report, before.environment, after.environment)
     result = {
-        "run_id": original.id,
+        "run_id": original["run_id"],
         "rerun_id": after_run.id,
-        "workspace_id": target.id,
-        "workspace": target.name,
-        "command": original.command,
+        "workspace_id": job.workspace_id,
+        "workspace": job.workspace,
+        "command": original["command"],
         "status": after_run.status,
         **report,
     }
-    row = await db.get(Run, after_run.id)
-    if row is not None:
-        row.rerun_of = original.id
-        row.rerun_report = result
-        await db.commit()
-    return result
+    async with hub.db.session() as db:
+        row = await db.get(Run, after_run.id)
+        if row is not None:
+            row.rerun_of = original["run_id"]
+            row.rerun_report = result
+            await db.commit()
+
+
+async def status(hub: Hub, db: AsyncSession, ws: Workspace) -> dict[str, Any]:
+    """``GET /api/workspaces/{id}/rerun``: the re-run made in workspace ``ws``."""
+    job = hub.reruns.jobs.get(ws.id)
+    if job is not None and job.error is not None:
+        return {"state": "failed", "run_id": job.run_id, "workspace_id": ws.id,
+                "workspace": ws.name, "error": job.error}  # fmt: skip
+    report = (
+        await db.execute(
+            select(Run.rerun_report)
+            .where(Run.workspace_id == ws.id, Run.rerun_of.is_not(None))
+            .order_by(Run.started_at.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if report is not None:
+        return {"state": "done", **report}
+    if job is not None:
+        return _running(job)
+    raise ApiError(
+        404,
+        "no_rerun",
+        "No re-run is running or finished in this workspace (a hub restarted during a re-run "
+        "forgets it; the workspace keeps its files and any record). Re-run the record again.",
+    )

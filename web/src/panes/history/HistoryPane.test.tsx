@@ -121,7 +121,9 @@ describe("HistoryPane", () => {
     const { ctx, calls } = fakeCtx((call) => {
       if (call.path === "/api/workspaces/w1/runs") return [record()];
       if (call.path === `/api/workspaces/w1/runs/${id}`) return { ...record(), inputs: [] };
-      if (call.method === "POST" && call.path === `/api/workspaces/w1/runs/${id}/rerun`) return report;
+      if (call.method === "POST" && call.path === `/api/workspaces/w1/runs/${id}/rerun`)
+        return { state: "running", run_id: id, workspace_id: "w2", workspace: "w rerun aaaa", status_url: "/api/workspaces/w2/rerun" };
+      if (call.path === "/api/workspaces/w2/rerun") return { state: "done", ...report };
       return undefined;
     });
     await mount(<HistoryPane ctx={ctx} />, root);
@@ -132,6 +134,10 @@ describe("HistoryPane", () => {
     await act(() => (q("history-rerun")[0] as HTMLButtonElement).click());
     await flush();
     expect(calls.at(-1)!.body).toEqual({ ignore: [] });
+    expect(q("history-rerun")[0]!.textContent).toBe("Re-running…"); // the hub works on: poll
+    await act(() => new Promise((r) => setTimeout(r, 1100))); // one poll (POLL_MS)
+    await flush();
+    expect(calls.at(-1)!.path).toBe("/api/workspaces/w2/rerun");
     expect(q("history-verdict-badge")[0]!.textContent).toBe("not reproduced");
     expect([...q("history-difference")].map((d) => d.textContent)).toEqual(["input file data.csv changedsha256 aaa → bbb"]);
     expect(root.textContent).toContain("Environment differences (1)");

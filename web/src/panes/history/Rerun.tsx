@@ -1,28 +1,44 @@
 // Re-run and Export of one run record, in the History pane's details: Re-run (editors and
 // the owner: it runs code) asks the hub to run the record again in a fresh session with its
-// recorded file versions (POST …/runs/{id}/rerun, docs/reproducibility.md) and shows the
+// recorded file versions (POST …/runs/{id}/rerun answers 202 at once, docs/reproducibility.md),
+// polls the re-run's status (GET /api/workspaces/{new workspace}/rerun) and shows the
 // verdict and each difference with its cause; Export downloads the bundle that re-runs it
 // without the hub (GET …/export?run=).
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { PaneContext } from "../../contract";
 import { errorInfo, wsPath } from "../common/api";
-import type { RerunReport, RunRecord } from "./runs";
+import type { RerunReport, RerunStatus, RunRecord } from "./runs";
+
+const POLL_MS = 1000;
 
 export function RerunControls({ ctx, run }: { ctx: PaneContext; run: RunRecord }) {
   const [busy, setBusy] = useState(false);
   const [report, setReport] = useState<RerunReport | null>(run.rerun ?? null);
   const [error, setError] = useState("");
+  const alive = useRef(true);
+  useEffect(
+    () => () => {
+      alive.current = false; // the pane went away: stop polling
+    },
+    [],
+  );
   const exportUrl = ctx.api.url(wsPath(ctx, "export"), { run: run.id });
 
   async function rerun() {
     setBusy(true);
     setError("");
     try {
-      setReport(await ctx.api.post<RerunReport>(`${wsPath(ctx, "runs", run.id)}/rerun`, { ignore: [] }));
+      let state = await ctx.api.post<RerunStatus>(`${wsPath(ctx, "runs", run.id)}/rerun`, { ignore: [] });
+      while (state.state === "running" && alive.current) {
+        await new Promise((r) => setTimeout(r, POLL_MS));
+        state = await ctx.api.get<RerunStatus>(state.status_url);
+      }
+      if (state.state === "done") setReport(state);
+      else if (state.state === "failed") setError(state.error.message);
     } catch (e) {
       setError(errorInfo(e).message);
     } finally {
-      setBusy(false);
+      if (alive.current) setBusy(false);
     }
   }
 

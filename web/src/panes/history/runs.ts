@@ -59,7 +59,7 @@ export interface RerunDifference {
   blocking: boolean;
 }
 
-/** POST …/runs/{id}/rerun's answer (and a re-run record's ``rerun``). */
+/** A finished re-run's report (GET …/rerun when done, and a re-run record's ``rerun``). */
 export interface RerunReport {
   reproduced: boolean;
   verdict: string;
@@ -71,6 +71,12 @@ export interface RerunReport {
   workspace_id?: string;
   workspace?: string;
 }
+
+/** A re-run's progress: POST …/runs/{id}/rerun (202) and GET /api/workspaces/{new}/rerun. */
+export type RerunStatus =
+  | { state: "running"; run_id: string; workspace_id: string; workspace: string; status_url: string }
+  | ({ state: "done" } & RerunReport)
+  | { state: "failed"; run_id: string; workspace_id: string; workspace: string; error: { code: string; message: string } };
 
 export const VIA_NAMES: Record<string, string> = { ide: "IDE", cli: "rsparkhub command", api: "API", rerun: "re-run" };
 
