@@ -100,6 +100,19 @@ def test_a_lost_queue_and_a_long_quiet_spell_mean_walk(tmp_path: Path) -> None:
     short.close()
 
 
+def test_a_missing_or_replaced_root_means_walk(tmp_path: Path) -> None:
+    assert not Watch(tmp_path / "not-yet", walks_into).active  # nothing to watch: walk
+    root = tmp_path / "work"
+    root.mkdir()
+    w = _watch(root)
+    root.rename(tmp_path / "old")  # the tree's directory replaced by another one
+    root.mkdir()
+    assert _changed(w)
+    (root / "f.txt").write_text("in the new directory")
+    assert _changed(w) or not w.active, "the new root is watched, or the walk is kept"
+    w.close()
+
+
 def test_filesync_walks_only_after_a_change(tmp_path: Path) -> None:
     async def go() -> None:
         write(tmp_path, "big/0.csv", b"0")

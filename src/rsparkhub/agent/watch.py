@@ -80,7 +80,7 @@ class Watch:
             self._add_watch = libc.inotify_add_watch
         except (OSError, AttributeError) as exc:
             log.info("no inotify (%s): the working directory is walked after each execution", exc)
-        self._watch_tree(str(root))
+        self._rewatch()
 
     @property
     def active(self) -> bool:
@@ -130,10 +130,15 @@ class Watch:
                     changed = True
                     continue
                 if mask & IN_IGNORED:
-                    self._dirs.pop(wd, None)  # its directory is gone
+                    if self._dirs.pop(wd, None) == str(self.root):
+                        self._rewatch()  # the root itself went (and may be back)
+                        changed = True
                     continue
                 changed = True
                 parent = self._dirs.get(wd)
+                if parent == str(self.root) and mask & (IN_MOVE_SELF | IN_DELETE_SELF):
+                    self._rewatch()  # the root moved away or went: watch what is there now
+                    continue
                 if parent is not None and mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
                     sub = os.fsdecode(name)
                     if self.keep(sub):
@@ -142,6 +147,9 @@ class Watch:
     def _rewatch(self) -> None:
         self._dirs.clear()
         self._watch_tree(str(self.root))
+        if self._fd is not None and str(self.root) not in self._dirs.values():
+            log.warning("cannot watch %s: it is walked after each execution", self.root)
+            self._broken = True
 
     def _watch_tree(self, top: str) -> None:
         """Watch ``top`` and every directory under it that the walk visits."""
