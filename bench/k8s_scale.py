@@ -50,6 +50,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -308,8 +309,9 @@ class LabBackend:
         by_name = {s.metadata.name: s for s in items}
         out = {}
         for sid in sids:
-            secret = by_name[f"rsparkhub-session-{sid}"]
-            out[sid] = base64.b64decode(secret.data["token"]).decode()
+            secret = by_name.get(f"rsparkhub-session-{sid}")
+            if secret is not None:  # else the session failed and the hub deleted it
+                out[sid] = base64.b64decode(secret.data["token"]).decode()
         return out
 
     async def phases(self) -> dict[str, str]:
@@ -468,6 +470,25 @@ async def running_sessions(admin: httpx.AsyncClient) -> list[dict[str, Any]]:
     return [s for s in r.json() if s["state"] == "running"]
 
 
+async def ended(admin: httpx.AsyncClient, sids: list[str]) -> set[str]:
+    """Of these sessions, those no longer starting, running or stopping (a failed start:
+    the hub reports it dead, with its cause, and deletes the pod)."""
+    r = await admin.get("/api/sessions")
+    r.raise_for_status()
+    live = {s["id"] for s in r.json()}
+    return {sid for sid in sids if sid not in live}
+
+
+def dead_causes(hub: HubProcess, sids: set[str]) -> dict[str, str]:
+    """The cause the hub logged for each of these dead sessions."""
+    out = {}
+    for line in hub.log_path.read_text(errors="replace").splitlines():
+        m = re.search(r"session ([0-9a-f]{32}) dead: (.*)", line)
+        if m and m.group(1) in sids:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
 Backend = StandInBackend | LabBackend
 
 
@@ -595,6 +616,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{len(workspaces)} workspaces in {time.monotonic() - t0:.1f} s", flush=True)
         fleet = Fleet(hub.port, budget_end)
         started = 0
+        all_sids: list[str] = []
+        failed: set[str] = set()  # sessions whose start failed (reported dead by the hub)
         orphans: list[str] = []
 
         async def restart(n: int, n_orphans: int) -> dict[str, Any]:
@@ -641,9 +664,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
             async def everyone_back() -> bool:
                 return (
-                    len(await running_sessions(admin)) >= n
+                    len(await running_sessions(admin)) >= n - len(failed)
                     and fleet is not None
-                    and fleet.up() >= n
+                    and fleet.up() >= n - len(failed)
                 )
 
             t_back = await until("sessions running again", everyone_back, 600, every=0.5)
@@ -686,8 +709,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             sids = await asyncio.gather(*(start(i, w) for i, w in workspaces[started:n]))
             t_post = time.monotonic() - t0
 
+            all_sids.extend(sids)
+
             async def all_pods_running(n: int = n) -> bool:
-                return await backend.running_pods() >= n
+                failed.update(await ended(admin, all_sids))
+                return await backend.running_pods() >= n - len(failed)
 
             t_pods = (
                 time.monotonic()
@@ -695,10 +721,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 + await until("pods running", all_pods_running, 600, every=poll)
             )
             for sid, token in (await backend.tokens(list(sids))).items():
-                fleet.add(sid, token)
+                if sid not in failed:
+                    fleet.add(sid, token)
 
             async def all_sessions_running(n: int = n) -> bool:
-                return len(await running_sessions(admin)) >= n
+                failed.update(await ended(admin, all_sids))
+                return len(await running_sessions(admin)) >= n - len(failed)
 
             await until("sessions running", all_sessions_running, 600, every=1.0)
             t_all = time.monotonic() - t0
@@ -715,6 +743,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
             row = {
                 "n": n,
+                "failed": len(failed),
+                "failed_causes": sorted(set(dead_causes(hub, failed).values())),
                 "new": len(sids),
                 "post_s": t_post,
                 "pods_running_s": t_pods,
@@ -921,6 +951,7 @@ def report_lab(data: dict[str, Any]) -> str:
         rows.append(
             [
                 s["n"],
+                s.get("failed", 0),
                 f"{s['new'] / s['post_s']:.0f}/s",
                 f"{s['pods_running_s']:.1f} s",
                 f"{s['sessions_running_s']:.1f} s",
@@ -939,6 +970,7 @@ def report_lab(data: dict[str, Any]) -> str:
         table(
             [
                 "sessions",
+                "failed starts (total)",
                 "start rate (POST)",
                 "all pods running",
                 "all sessions running",
@@ -955,6 +987,13 @@ def report_lab(data: dict[str, Any]) -> str:
         ),
         "",
     ]
+    causes = sorted({c for s in data["sizes"] for c in s.get("failed_causes", ())})
+    if causes:
+        parts += [
+            "Failed starts (counted in the sessions; the hub reported each dead with its "
+            "cause and deleted the pod; the rest ran): " + "; ".join(causes),
+            "",
+        ]
     rrows = []
     for s in data["sizes"]:
         r = s["restart"]
@@ -998,7 +1037,8 @@ def _spread(vals: list[float], unit: str, fmt: str = "{:.1f}") -> str:
     if len(vals) < 2:
         return fmt.format(vals[0]) + unit
     lo, hi = min(vals), max(vals)
-    return f"{fmt.format(lo)}–{fmt.format(hi)}{unit}"
+    sep = " to " if lo < 0 else "–"
+    return f"{fmt.format(lo)}{sep}{fmt.format(hi)}{unit}"
 
 
 def report_lab_runs(runs: list[dict[str, Any]]) -> str:
@@ -1051,7 +1091,7 @@ def report_lab_runs(runs: list[dict[str, Any]]) -> str:
         share = [sum(s["hub_share_role"].values()) for s in per]
         ready = [s["restart"]["ready_s"] for s in per]
         back = [s["restart"]["all_running_s"] for s in per]
-        med = sorted(rss)[len(rss) // 2]
+        med = statistics.median(rss)
         rows += [
             [
                 n,
@@ -1065,21 +1105,21 @@ def report_lab_runs(runs: list[dict[str, Any]]) -> str:
                 "hub CPU (steady, % of a core)",
                 _spread(cpu, " %"),
                 sr.get("hub CPU", "—"),
-                _ratio(sorted(cpu)[len(cpu) // 2], _num(sr.get("hub CPU", ""))),
+                _ratio(statistics.median(cpu), _num(sr.get("hub CPU", ""))),
             ],
             [
                 n,
                 "all pods running",
                 _spread(pods, " s"),
                 sr.get("all pods running", "—"),
-                _ratio(sorted(pods)[len(pods) // 2], _num(sr.get("all pods running", ""))),
+                _ratio(statistics.median(pods), _num(sr.get("all pods running", ""))),
             ],
             [
                 n,
                 "all sessions running",
                 _spread(allr, " s"),
                 sr.get("all sessions running", "—"),
-                _ratio(sorted(allr)[len(allr) // 2], _num(sr.get("all sessions running", ""))),
+                _ratio(statistics.median(allr), _num(sr.get("all sessions running", ""))),
             ],
             [
                 n,
@@ -1098,7 +1138,7 @@ def report_lab_runs(runs: list[dict[str, Any]]) -> str:
                 if n == 1000
                 else "—",
                 _ratio(
-                    sorted(ready)[len(ready) // 2],
+                    statistics.median(ready),
                     _num(
                         st["restart"].get(
                             "new hub answering (every session adopted, orphans' deletion requested)",
@@ -1117,7 +1157,7 @@ def report_lab_runs(runs: list[dict[str, Any]]) -> str:
                 if n == 1000
                 else "—",
                 _ratio(
-                    sorted(back)[len(back) // 2],
+                    statistics.median(back),
                     _num(st["restart"].get("every session running again (agents re-dialled)", "")),
                 )
                 if n == 1000
