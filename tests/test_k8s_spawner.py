@@ -48,7 +48,7 @@ from rsparkhub.hub.spawners.k8s_objects import (
     session_identity,
 )
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile, parse_quantity
-from rsparkhub.hub.spawners.k8s_status import PodView, end_of
+from rsparkhub.hub.spawners.k8s_status import PodView, end_of, failed_start
 from rsparkhub.hub.spawners.kubernetes import KubernetesSpawner
 
 from conftest import HubProcess
@@ -521,6 +521,33 @@ def test_a_container_stopped_while_its_pod_is_deleted_ended_with_its_last_exit()
     # While the pod still runs, an earlier exit in lastState is not its end.
     pod["status"]["phase"] = "Running"
     assert not PodView.parse(pod).ended
+
+
+def test_a_kubelet_catching_up_with_its_secret_cache_is_no_failed_start() -> None:
+    """A loaded kubelet reports ``CreateContainerConfigError: failed to sync secret cache``
+    and retries (seen with kubemark hollow nodes at 1,000 pods, bench §8b): the start waits;
+    a configuration that is wrong for good still fails it at once, with the reason."""
+    pod: dict[str, Any] = {"metadata": {"name": "p", "uid": "u"}, "spec": {}}
+
+    def waiting(message: str) -> PodView:
+        pod["status"] = {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": CONTAINER,
+                    "state": {
+                        "waiting": {"reason": "CreateContainerConfigError", "message": message}
+                    },
+                }
+            ],
+        }
+        return PodView.parse(pod)
+
+    lag = "failed to sync secret cache: timed out waiting for the condition"
+    assert failed_start(waiting(lag), 60) is None
+    wrong = "couldn't find key token in Secret rsparkhub/s-1"
+    ended = failed_start(waiting(wrong), 60)
+    assert ended is not None and wrong in ended.reason and "could not be created" in ended.reason
 
 
 def test_a_container_the_kubelet_lost_while_deleting_its_pod_is_no_kill() -> None:

@@ -27,6 +27,10 @@ PULL_FAILURES = frozenset(
 CREATE_FAILURES = frozenset(
     {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 )
+# Create failures the kubelet meets while its caches catch up (a loaded node: "failed to
+# sync secret cache: timed out waiting for the condition"); it retries them, and so does
+# the start (bounded by the start timeout), instead of failing the session.
+TRANSIENT_CREATE = ("failed to sync secret cache", "failed to sync configmap cache")
 TERMINAL = ("Succeeded", "Failed")
 _PROGRESS_LABELS = {
     "Scheduled": "Scheduled",
@@ -271,7 +275,7 @@ def failed_start(view: PodView, grace_s: float) -> Ended | None:
                 None,
                 f"the session image could not be pulled ({reason}): {message}".rstrip(": "),
             )
-        if reason in CREATE_FAILURES:
+        if reason in CREATE_FAILURES and not any(t in message for t in TRANSIENT_CREATE):
             return Ended(
                 None,
                 f"the session's container '{container}' could not be created ({reason}): "
