@@ -135,8 +135,9 @@ class FileSync:
     def __init__(self, workdir: Workdir, outbox: Outbox, watch: Watch | None = None) -> None:
         self.workdir = workdir
         self.outbox = outbox
-        # after an execution the tree is walked only if inotify saw something (watch.py)
-        self.watch = watch if watch is not None else Watch(workdir.root, walks_into)
+        # after an execution the tree is walked only if inotify saw something (watch.py);
+        # made at the first look, in a thread (it walks the tree to watch its directories)
+        self._watch = watch
         self._clean = False  # the last walk sent everything and nothing else changed since
         self.lock = asyncio.Lock()
         self._send: Sender | None = None
@@ -250,7 +251,9 @@ class FileSync:
         if self._send is None:
             return  # not now: the resync after the re-dial covers it
         async with self.lock:
-            quiet = self.watch.quiet()  # reads the events even when walking anyway
+            # reads the events even when walking anyway; in a thread: directories that
+            # appeared (or all, after an overflow) are walked to be watched
+            quiet = await asyncio.to_thread(self._quiet)
             if quiet and self._clean:
                 return
             self._clean = False
@@ -262,7 +265,8 @@ class FileSync:
                 else:
                     expected[path] = exp
             changes, deleted = await asyncio.to_thread(self.workdir.scan, expected)
-            self.watch.walked()
+            if self._watch is not None:
+                self._watch.walked()
             for change in changes:
                 target = expected.get(change.path)
                 if target is not None and target.sha256 == change.sha256:
@@ -279,6 +283,11 @@ class FileSync:
                 if not await self._send_change(path, None):
                     return
             self._clean = True
+
+    def _quiet(self) -> bool:
+        if self._watch is None:
+            self._watch = Watch(self.workdir.root, walks_into)
+        return self._watch.quiet()
 
     async def _send_change(
         self, path: str, change: Change | None, overwrote: Known | None = None
