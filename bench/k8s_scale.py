@@ -332,19 +332,27 @@ class LabBackend:
         await asyncio.to_thread(self.core.create_namespaced_secret, NS, secret)
         await asyncio.to_thread(self.core.create_namespaced_pod, NS, pod)
 
-    async def calls(self) -> Counter[str]:
-        """apiserver_request_total, summed over codes and scopes, by verb and resource
-        (resource requests only: the /metrics scrapes themselves are not counted)."""
+    async def _samples(self, metric: str) -> list[tuple[dict[str, str], float]]:
+        """The samples of one metric on the API server's /metrics: (labels, value)."""
         async with httpx.AsyncClient(verify=self.ca, timeout=30) as c:
             r = await c.get(
                 f"{self.server}/metrics", headers={"Authorization": f"Bearer {self.admin_token}"}
             )
             r.raise_for_status()
+        return [
+            (
+                dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")])),
+                float(line.rsplit(" ", 1)[1]),
+            )
+            for line in r.text.splitlines()
+            if line.startswith(metric + "{")
+        ]
+
+    async def calls(self) -> Counter[str]:
+        """apiserver_request_total, summed over codes and scopes, by verb and resource
+        (resource requests only: the /metrics scrapes themselves are not counted)."""
         out: Counter[str] = Counter()
-        for line in r.text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+        for labels, value in await self._samples("apiserver_request_total"):
             if not labels.get("resource"):
                 continue
             res = labels["resource"]
@@ -352,25 +360,17 @@ class LabBackend:
                 res += "/" + labels["subresource"]
             if labels.get("group"):
                 res += "." + labels["group"]
-            out[f"{labels['verb'].lower()} {res}"] += int(float(line.rsplit(" ", 1)[1]))
+            out[f"{labels['verb'].lower()} {res}"] += int(value)
         return out
 
     async def watchers(self) -> Counter[str]:
         """Open watches by resource (apiserver_longrunning_gauge, verb WATCH)."""
-        async with httpx.AsyncClient(verify=self.ca, timeout=30) as c:
-            r = await c.get(
-                f"{self.server}/metrics", headers={"Authorization": f"Bearer {self.admin_token}"}
-            )
-            r.raise_for_status()
         out: Counter[str] = Counter()
-        for line in r.text.splitlines():
-            if not line.startswith("apiserver_longrunning_gauge{"):
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+        for labels, value in await self._samples("apiserver_longrunning_gauge"):
             if labels.get("verb") != "WATCH":
                 continue
             res = labels["resource"] + ("." + labels["group"] if labels.get("group") else "")
-            out[res] += int(float(line.rsplit(" ", 1)[1]))
+            out[res] += int(value)
         return out
 
     def single_gets(self) -> None:
