@@ -576,13 +576,27 @@ def _has_default_route(text: str) -> bool:
     return any(line.split()[1] == "00000000" for line in text.splitlines()[1:] if line.split())
 
 
+def _ipv6_default_routes(text: str) -> list[str]:
+    """Default routes (::/0) of /proc/net/ipv6_route through a device other than lo (lo
+    holds the kernel's own unreachable ::/0). Link-local and multicast routes the kernel
+    adds to any interface that is up lead nowhere beyond the namespace."""
+    return [
+        line
+        for line in text.splitlines()
+        if len(f := line.split()) == 10 and f[0] == "0" * 32 and f[1] == "00" and f[9] != "lo"
+    ]
+
+
 async def test_outbound_network_follows_the_policy(world: World, tmp_path: Path) -> None:
-    """internet (the default): a route out. hub-only: only lo — nothing but the forwards."""
+    """internet (the default): a route out, over IPv4 only (``session_ipv6`` is off: pasta
+    -4). hub-only: only lo — nothing but the forwards."""
     async with HubClient(world.hub.url, world.alice) as c:
         wid = (await c.ensure_workspace("attack"))["id"]
         async with c.attach(wid) as s:
             routes = await run(s, "cat /proc/net/route", "bash")
+            routes6 = await run(s, "cat /proc/net/ipv6_route; echo END", "bash")
     assert _has_default_route(routes), routes
+    assert routes6.strip().endswith("END") and not _ipv6_default_routes(routes6), routes6
     if world.kind != "root":
         return
     closed = HubProcess(tmp_path / "data", {"RSPARKHUB_SESSION_NETWORK": "hub-only"}).start()

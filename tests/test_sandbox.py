@@ -91,6 +91,23 @@ def test_doctor_reports_sandbox(shared_hub: HubProcess) -> None:
     assert "sandbox=bubblewrap" in out
 
 
+def test_pasta_gets_ipv6_only_when_the_setting_asks(tmp_path: Path) -> None:
+    """``session_ipv6`` off (the default) starts pasta with -4; on, without it."""
+    from rsparkhub.config import Settings
+    from rsparkhub.hub.sandbox import Identity, SandboxSpec, sandboxes_for
+
+    spec = SandboxSpec(
+        name="t", identity=Identity(200123, 200123), argv=["true"], env={}, chdir="/"
+    )
+    fds = {"seccomp": 10, "passwd": 11, "group": 12}
+    for ipv6 in (False, True):
+        sbx = sandboxes_for(Settings(data_dir=tmp_path, session_ipv6=ipv6), enabled=True)
+        assert sbx.mode.network == "pasta", "pasta (Debian passt) is part of the install"
+        cmd = sbx.command(spec, fds)
+        pasta = cmd[: cmd.index("--")]
+        assert ("-4" in pasta) is (not ipv6), pasta
+
+
 def test_python_under_a_masked_path_is_bound_back(tmp_path: Path) -> None:
     """A checkout or venv under /tmp (or the data dir) must stay visible in the sandbox:
     its read-only bind comes after the mask that hides the data dir."""

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         "internet",
         description="Outbound network of sessions: internet, or only the hub and their services.",
     )
+    session_ipv6: bool = Field(
+        False,
+        description="IPv6 in sandboxes' network namespaces (pasta). Off: sessions, builds and "
+        "Spark servers go out over IPv4 only, as on Docker's default network; on costs about "
+        "10 MiB more per sandbox (pasta's IPv6 buffers).",
+    )
     session_uid_min: int = Field(
         200000, ge=1000, description="Lowest host uid given to a user's sessions (root hub)."
     )

@@ -53,7 +53,7 @@ from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.login_limits import LoginLimiter
 from rsparkhub.hub.paths import clean_path
 from rsparkhub.hub.postgres import postgres_traverses_data_dir
-from rsparkhub.hub.sandbox import Sandboxes, scope_for
+from rsparkhub.hub.sandbox import Sandboxes, sandboxes_for
 from rsparkhub.hub.security_headers import SecurityHeaders
 from rsparkhub.hub.sessions import Clients, FileFanout, Registry, Sessions
 from rsparkhub.hub.sessions.lifecycle import spark_owner
@@ -80,7 +80,7 @@ def build_hub(settings: Settings) -> Hub:
     # DATA_DIR is 0711 only while a root hub's PostgreSQL cluster (run by the postgres
     # account) is one an older hub set up inside it; a new one lives outside (postgres.py).
     make_private(settings.data_dir, traversable=postgres_traverses_data_dir(settings))
-    sandboxes = Sandboxes(enabled=settings.sandbox != "none", scope=scope_for(settings.data_dir))
+    sandboxes = sandboxes_for(settings)
     spawner = build_spawner(settings, sandboxes)
     db = Database(settings.db_url)
     blobs = BlobStore(settings.data_dir / "blobs")

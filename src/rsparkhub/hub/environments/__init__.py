@@ -33,7 +33,7 @@ from rsparkhub.hub.environments import declarations as D
 from rsparkhub.hub.environments import gc
 from rsparkhub.hub.environments.build import Builder, BuildResult, remove_tree, uv_binary
 from rsparkhub.hub.files import list_files
-from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes, disk, scope_for
+from rsparkhub.hub.sandbox import Identity, Limits, Sandboxes, disk, sandboxes_for
 
 log = logging.getLogger("rsparkhub.environments")
 Progress = Callable[[str], Awaitable[None]]
@@ -66,7 +66,7 @@ def build_sandboxes(settings: Settings, spawner: object) -> Sandboxes | None:
     if own is not None:
         return own
     if settings.spawner == "kubernetes" and settings.kubernetes_environments_claim:
-        return Sandboxes(enabled=True, scope=scope_for(settings.data_dir))
+        return sandboxes_for(settings, enabled=True)
     return None
 
 

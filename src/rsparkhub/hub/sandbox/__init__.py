@@ -8,7 +8,17 @@ from rsparkhub.hub.sandbox.launcher import (
     Network,
     Sandboxes,
     SandboxSpec,
+    sandboxes_for,
     scope_for,
 )
 
-__all__ = ["Identity", "Limits", "Mode", "Network", "SandboxSpec", "Sandboxes", "scope_for"]
+__all__ = [
+    "Identity",
+    "Limits",
+    "Mode",
+    "Network",
+    "SandboxSpec",
+    "Sandboxes",
+    "sandboxes_for",
+    "scope_for",
+]

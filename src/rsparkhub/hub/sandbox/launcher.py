@@ -11,7 +11,7 @@ Must not: decide which ports or directories a caller needs (the caller names the
 keep state beyond the cgroup names it was given.
 
     setpriv --reuid U --regid G --clear-groups --inh-caps=-all      (root hub only)
-      pasta --no-map-gw [--config-net] -t FROM_HOST -T TO_HOST -u none -U none
+      pasta --no-map-gw [-4] [--config-net] -t FROM_HOST -T TO_HOST -u none -U none
         bwrap --unshare-user --uid U --disable-userns --unshare-pid … --cap-drop ALL
               --seccomp FD --ro-bind /usr … --proc /proc --tmpfs /tmp … -- ARGV
 
@@ -32,12 +32,15 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsparkhub.hub.sandbox import cgroups as cg
 from rsparkhub.hub.sandbox import seccomp
 from rsparkhub.hub.sandbox.cgroups import Limits
 from rsparkhub.hub.sandbox.mounts import is_mount, mount, umount
+
+if TYPE_CHECKING:
+    from rsparkhub.config import Settings
 
 # /etc entries a session may need (loader, certificates, R, Java, fonts, time zones, DNS).
 # Everything else of /etc (shadow, ssh keys, the hub's config) stays out.
@@ -129,6 +132,7 @@ class Sandboxes:
         enabled: bool = True,
         scope: str = "",
         cgroup_manager: cg.NoCgroups | None = None,
+        ipv6: bool = False,
     ) -> None:
         # Several hubs may share a machine (and its cgroupfs): every name is scoped by
         # the hub (``scope_for(data_dir)``), so one hub never touches another's sandboxes.
@@ -137,6 +141,8 @@ class Sandboxes:
         self.pasta = shutil.which("pasta") if enabled else None
         self.setpriv = shutil.which("setpriv")
         self.root = os.geteuid() == 0
+        # Without IPv6 (``-4``) pasta leaves its IPv6 buffers untouched: ~10 MiB less each.
+        self.ipv6 = ipv6
         if self.bwrap and self.root:
             ensure_tun_mode()
         self.cgroups = (cgroup_manager or cg.detect()) if self.bwrap else cg.NoCgroups()
@@ -190,6 +196,8 @@ class Sandboxes:
         if self.mode.network == "pasta":
             net = spec.network
             out += [self.pasta or "pasta", "-q", "--no-map-gw", "-u", "none", "-U", "none"]
+            if not self.ipv6:
+                out.append("-4")
             # One -t per port, bound to loopback: a bare port would listen on every
             # address of the host, i.e. on the network.
             for port in net.from_host:
@@ -393,6 +401,15 @@ class Sandboxes:
 
     def oom_kills(self, name: str) -> int | None:
         return self.cgroups.oom_kills(self._n(name))
+
+
+def sandboxes_for(settings: Settings, enabled: bool | None = None) -> Sandboxes:
+    """This hub's sandboxes as its settings ask (``enabled`` overrides ``sandbox``)."""
+    return Sandboxes(
+        enabled=settings.sandbox != "none" if enabled is None else enabled,
+        scope=scope_for(settings.data_dir),
+        ipv6=settings.session_ipv6,
+    )
 
 
 def scope_for(data_dir: Path) -> str:

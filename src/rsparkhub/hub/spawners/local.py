@@ -22,7 +22,14 @@ import psutil
 
 from rsparkhub.config import Settings
 from rsparkhub.hub.listeners import SANDBOX_DIR, SOCKET_NAME, agent_socket_path
-from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec, scope_for
+from rsparkhub.hub.sandbox import (
+    Identity,
+    Limits,
+    Network,
+    Sandboxes,
+    SandboxSpec,
+    sandboxes_for,
+)
 from rsparkhub.hub.sandbox.disk import SessionDisks
 from rsparkhub.hub.spawners.base import SessionSpec, SpawnError
 
@@ -34,9 +41,7 @@ class LocalSpawner:
 
     def __init__(self, settings: Settings, sandboxes: Sandboxes | None = None) -> None:
         self.settings = settings
-        self.sandboxes = sandboxes or Sandboxes(
-            enabled=settings.sandbox != "none", scope=scope_for(settings.data_dir)
-        )
+        self.sandboxes = sandboxes or sandboxes_for(settings)
         if settings.sandbox == "bwrap" and not self.sandboxes.bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
         self._children: dict[int, asyncio.subprocess.Process] = {}
