@@ -42,6 +42,16 @@ log = logging.getLogger("rsparkhub.spark")
 SERVER_MODULE = "rsparkhub.agent.spark"  # the server's own program (agent/spark.py)
 START_TIMEOUT_S = 180.0  # JVM and SparkContext up (a first start also makes the metastore)
 OPEN_TIMEOUT_S = 180.0
+# HotSpot compiles a method with C2 after 5,000 calls by default: a starting driver spends
+# a core on C2 for code it runs a few times only (start, session, first query). Ten times
+# those thresholds cut a cold first result by ~1 s and left hot loops as fast (they reach
+# C2 by their back-edge counts, unchanged): bench/RESULTS.md, section Spark. C1-only
+# (TieredStopAtLevel=1) started faster still but ran a 200M-row aggregate 28x slower.
+JIT_OPTS = (
+    "-XX:Tier4InvocationThreshold=50000",
+    "-XX:Tier4MinInvocationThreshold=20000",
+    "-XX:Tier4CompileThreshold=60000",
+)
 MAX_LOG_BYTES = 8 << 20  # server.log is rotated past this (one old copy kept)
 MAX_LINE = 64 << 10
 
@@ -127,6 +137,7 @@ def server_confs(
         f"-Dderby.system.home={data}",
         f"-Djava.io.tmpdir={data / 'tmp'}",
         f"-Duser.home={data / 'home'}",
+        *JIT_OPTS,
     ]
     if archive is not None:
         java_opts += [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off",
