@@ -9,6 +9,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,68 @@ async def test_exported_bundle_reruns_without_the_hub(hub: HubProcess, tmp_path:
     assert cli.stdout.startswith("wrote fit.zip (") and "python3 rerun.py" in cli.stdout
     with zipfile.ZipFile(tmp_path / "fit.zip") as zf:
         assert [r["id"] for r in json.loads(zf.read("runs.json"))["runs"]] == [fit_run["id"]]
+
+
+FIGURES = """\
+import matplotlib.pyplot as plt
+plt.plot([1, 3, 2])
+plt.title("first")
+plt.show()
+fig, ax = plt.subplots(figsize=(4, 3))
+ax.bar(["a", "b"], [2, 5])
+print("drew two")
+"""
+
+
+async def test_python_figures_are_drawn_again_and_compared(hub: HubProcess, tmp_path: Path) -> None:
+    """A Python run's matplotlib figures (the session's inline backend: one at plt.show(),
+    one at the end) are drawn again by the bundle's command and compared by pixels. The
+    python3 on PATH is one with matplotlib — this venv's, at the versions the record has,
+    which requirements.txt pins — since the machine's own has none."""
+    token = hub.make_user("pia")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("figures"))["id"]
+        await h.upload(wid, {"figs.py": FIGURES.encode()})
+        async with h.attach(wid) as s:
+            res = await s.run(path="figs.py", mode="run")
+        assert res.ok, res
+        await h.stop_session(wid)
+    run = _wait_done(c, wid, res.request_id)
+    r = c.get(f"/api/workspaces/{wid}/export", params={"run": run["id"]})
+    assert r.status_code == 200, r.text
+    folder = tmp_path / "figures"
+    files = _unzip(r.content, folder)
+    spec = json.loads(files["runs.json"])["runs"][0]
+    assert spec["plain_command"][:2] == ["python3", "-c"], spec["plain_command"]
+    assert spec["plain_command"][-1] == "figs.py"
+    assert spec["expected"]["compare_plots"] is True
+    assert len(spec["expected"]["plots"]) == 2
+    assert "`python3 figs.py`, its figures saved as PNGs" in files["README.md"].decode()
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bin_dir / "python3").chmod(0o755)
+    env = {**PLAIN_ENV, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def rerun() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/usr/bin/python3", "rerun.py"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    done = rerun()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 plots" in done.stdout and "all reproduced" in done.stdout, done.stdout
+
+    # a taller bar: the second figure differs, the first does not
+    (folder / "figs.py").write_text(FIGURES.replace("[2, 5]", "[2, 6]"))
+    changed = rerun()
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "✗ plot 2 differs in " in changed.stdout, changed.stdout
+    assert "plot 1 differs" not in changed.stdout

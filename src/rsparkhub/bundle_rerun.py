@@ -37,7 +37,8 @@ sys.dont_write_bytecode = True  # no __pycache__ left in the bundle
 import reprodiff  # noqa: E402  (the copy next to this file)
 
 SKIP_WRITTEN = ("Rplots.pdf", "__pycache__/", ".Rhistory", ".RData")
-PLOT_FILE = re.compile(r"^rsparkhub-plot-\d+\.png$")  # an R run's plots (export.r_with_plots)
+# a run's plots (hub/runs/export.py: r_with_plots, py_with_plots)
+PLOT_FILE = re.compile(r"^rsparkhub-plot-\d+\.png$")
 TIMEOUT_S = 3600
 
 

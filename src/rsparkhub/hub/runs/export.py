@@ -85,12 +85,48 @@ def r_with_plots(path: str, size: tuple[int, int]) -> list[str]:
     return ["Rscript", "-e", code]
 
 
+# A Python run's figures as the session's inline backend (matplotlib_inline) showed them:
+# at each plt.show() and at the end, every open figure as a PNG at the figure's own dpi,
+# its face and edge colours and a tight bounding box (IPython's print_figure), then closed.
+PY_PLOTS = """\
+import os, runpy, sys
+path = sys.argv[1]
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(path))
+os.environ.setdefault("MPLBACKEND", "Agg")
+try:
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+n = [0]
+def show(*args, **kwargs):
+    for num in plt.get_fignums():
+        fig = plt.figure(num)
+        n[0] += 1
+        fig.savefig("rsparkhub-plot-%03d.png" % n[0], format="png", dpi=fig.dpi,
+                    facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor(),
+                    bbox_inches="tight")
+        plt.close(fig)
+if plt is not None:
+    plt.show = show
+runpy.run_path(path, run_name="__main__")
+if plt is not None:
+    show()
+"""
+
+
+def py_with_plots(path: str) -> list[str]:
+    """``python3`` running ``path`` as ``python3 FILE`` does, its figures written as the
+    session's inline backend drew them (``PY_PLOTS``), so rerun.py can compare them."""
+    return ["python3", "-c", PY_PLOTS, path]
+
+
 def plain_command(
     run: Run, engine: str | None, plot_size: tuple[int, int] | None = None
 ) -> tuple[list[str] | None, bool, str]:
     """How a record maps to a plain command: (argv or None, whether its printed output is
-    comparable with the hub's transcript, why not). An R run with PNG plots of
-    ``plot_size`` draws them as the session did (``r_with_plots``)."""
+    comparable with the hub's transcript, why not). A run with PNG plots (``plot_size``
+    the first one's) draws them as the session did: ``r_with_plots``, ``py_with_plots``."""
     path = run.path
     if run.kind == "render":
         if engine == "rmarkdown":
@@ -110,6 +146,8 @@ def plain_command(
         return None, False, f"no plain command for language {run.language}"
     if run.language == "r" and plot_size is not None:
         argv = r_with_plots(path, plot_size)
+    if run.language == "python" and plot_size is not None:
+        argv = py_with_plots(path)
     if run.kind == "source":
         # the hub's source mode echoes each expression with a prompt, as an interactive
         # session does; a plain interpreter prints only the output
@@ -261,9 +299,13 @@ async def _run_spec(
         "files": {},
         "plots": [],
         "compare_transcript": False,
-        # R draws on the session's device again (r_with_plots); other plots are kept only
+        # R and matplotlib draw as in the session again (r_with_plots, py_with_plots);
+        # other plots (SVG, a render's) are kept only
         "compare_plots": bool(
-            argv and argv[:2] == ["Rscript", "-e"] and size and run.kind != "render"
+            argv
+            and argv[:2] in (["Rscript", "-e"], ["python3", "-c"])
+            and size
+            and run.kind != "render"
         ),
     }
     if rec.transcript is not None:
@@ -390,17 +432,23 @@ def _readme(ws: Workspace, specs: list[dict[str, Any]], uses_r: bool) -> str:
         "|---|---|---|---|",
     ]
     for s in specs:
-        plain = shlex.join(s["plain_command"]) if s["plain_command"] else "(not re-run)"
+        argv = s["plain_command"]
+        plain = f"`{shlex.join(argv)}`" if argv else "(not re-run)"
+        if argv and argv[:2] == ["python3", "-c"]:  # PY_PLOTS: many lines, not for a table
+            plain = f"`python3 {shlex.quote(argv[-1])}`, its figures saved as PNGs"
         what = ["status", "inputs", "files"]
         if s["expected"]["compare_transcript"]:
             what.insert(2, "printed output")
         if s["expected"]["compare_plots"]:
             what.append("plots")
-        lines.append(f"| {s['id'][:12]} | `{s['command']}` | `{plain}` | {', '.join(what)} |")
+        lines.append(f"| {s['id'][:12]} | `{s['command']}` | {plain} | {', '.join(what)} |")
     lines += [
         "",
-        "Not compared here: plots other than R's (kept in `expected/<run>/plots/` to look at: "
-        "a plain python3 draws on no display), rendered documents "
+        "Plots are compared pixel by pixel when the session drew them as PNGs: R's on a cairo "
+        "PNG device of the recorded size, matplotlib's figures saved at each `plt.show()` and "
+        "at the end as the session's inline backend showed them (runs.json has the exact "
+        "command). Not compared here: other plots (SVG, a render's; kept in "
+        "`expected/<run>/plots/` to look at), rendered documents "
         "(written, not compared byte for byte), and the printed output of source-mode runs "
         "and of runs that failed (the hub echoes code and formats tracebacks differently). "
         "Package versions are pinned in requirements.txt/install.R; rerun.py reports "
