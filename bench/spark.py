@@ -530,7 +530,9 @@ def report(data: dict[str, Any]) -> str:
         "its start (compare the no-archive row). The first query then waits for the "
         "client's next reconnection (session kernels retry a refused connection at most "
         "every 250 ms, and cap gRPC's own reconnect backoff the same way), "
-        "runs in a JVM that has run nothing yet, and pays the per-message latency below on "
+        "runs in a JVM that has run nothing yet (its JIT compiles with C2 only after ten "
+        "times HotSpot's call thresholds, and the catalog opens 5 s after the port, so that "
+        "neither takes a core from that query), and pays the per-message latency below on "
         "each of the client's first calls. A Spark workspace starts the server with the "
         "session, so the kernel's start and pyspark's import overlap it; a new user's first "
         "server also creates their Derby metastore and database before it opens."
@@ -542,9 +544,11 @@ def report(data: dict[str, Any]) -> str:
         "plain loopback). The difference is the network namespace of the user's server: "
         "pasta (passt 2023-03) forwards the port from the host's loopback. Measured outside "
         "the benchmark, a query from the host straight to a user's server (one pasta hop) "
-        "costs about as much as from a session (two hops), so it is that forward — most "
-        "likely small writes on its spliced sockets waiting for delayed ACKs, the ~40 ms "
-        "effect that moved the agents' link to a unix socket."
+        "costs about as much as from a session (two hops), so it is that forward. Not "
+        "(only) delayed ACKs: a toy exchange of small writes through one pasta forward "
+        "stalls 40 ms in ~30 % of round trips, and quickack on the host's loopback route "
+        "removes that, but with it Spark's median here stayed 110 ms (an experiment, "
+        "2026-12-07; the namespaces' own routes were left as they are)."
     )
     if "spark_r_rspark" in med:
         notes.append(
