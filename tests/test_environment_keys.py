@@ -75,3 +75,32 @@ def test_renv_lock_versions_that_differ_from_the_machine_are_named() -> None:
     decl = D.parse_renv_lock(lock)
     plan = D.plan_r(decl, {"jsonlite": "1.8.4", "cli": "3.6.0"}, [], None)
     assert decl.version_differences(plan) == ["jsonlite 0.0.1 → 1.8.4"]
+
+
+def test_description_version_constraints_choose_and_refuse() -> None:
+    """``name (op version)``: a tarball that meets it wins, then the base library if its
+    version does; a version that is here but does not meet it is named (never silently
+    used); with a mirror, the package comes from there."""
+    desc = (
+        "Depends: R (>= 4.1)\nImports: jsonlite (>= 1.8.0), tinypkg (< 0.2),\n"
+        "    glue (>= 9.0), cli (== 3.6.0)\n"
+    )
+    decl = D.parse_description(desc)
+    assert [str(c) for c in decl.constraints] == [
+        "R (>= 4.1)", "cli (== 3.6.0)", "glue (>= 9.0)", "jsonlite (>= 1.8.0)", "tinypkg (< 0.2)",
+    ]  # fmt: skip
+    r = decl.constraint("R")
+    assert r is not None and r.allows("4.2.2") and not r.allows("4.0.5")
+    paths = ["packages/tinypkg_0.10.0.tar.gz", "packages/tinypkg_0.1.9.tar.gz"]
+    base = {"jsonlite": "1.8.4", "glue": "1.6.2", "cli": "3.6.0", "tinypkg": "0.0.1"}
+    plan = D.plan_r(decl, base, paths, None)
+    # 0.10.0 > 0.1.9 (numbers, not text), but only 0.1.9 meets "< 0.2"
+    assert plan.tarballs == {"tinypkg": "packages/tinypkg_0.1.9.tar.gz"}
+    assert plan.base == {"jsonlite": "1.8.4", "cli": "3.6.0"}
+    assert plan.unmet == ["glue (>= 9.0): the base library has 1.6.2"] and not plan.missing
+    mirrored = D.plan_r(decl, base, paths, "https://cran.example.org")
+    assert mirrored.from_repos == ["glue"] and not mirrored.unmet
+    assert D.satisfies("1.0-2", ">", "1.0.1") and not D.satisfies("1.10", "<", "1.9")
+    for bad in ("Imports: dplyr (~> 1.0)\n", "Imports: dplyr (>= )\n", "Imports: dplyr (>= 1.0\n"):
+        with pytest.raises(D.DeclarationError, match="not a version constraint"):
+            D.parse_description(bad)

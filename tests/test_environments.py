@@ -358,6 +358,14 @@ async def test_r_description_resolves_base_tarballs_and_names_what_is_missing(
             r = await s.run('cat(as.character(packageVersion("jsonlite")))', language="r")
     [differ] = [m for m in told if "versions differ" in m]
     assert f"jsonlite 0.0.1 → {r.stdout}" in differ, (differ, r.stdout)
+    # a DESCRIPTION's version constraint the machine cannot meet: refused, with what it has
+    too_new = {"DESCRIPTION": "Imports: jsonlite (>= 99.0)\n"}
+    async with workspace(hub, alice, "too-new", too_new) as (c, wid):
+        async with c.attach(wid) as s:
+            told = await notices(s)
+    [unmet] = [m for m in told if m.startswith("No R environment in this session")]
+    assert f"jsonlite (>= 99.0): the base library has {r.stdout}" in unmet, unmet
+    assert "tar.gz" in unmet and "r_repos" in unmet
 
 
 async def test_r_packages_come_from_the_configured_mirror(tmp_path: Path) -> None:

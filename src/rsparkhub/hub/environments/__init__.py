@@ -277,6 +277,17 @@ class Environments:
         r_version, base = await self._r_base()
         repos = self.settings.r_repos
         plan = D.plan_r(decl, base, list(files), repos)
+        r_needs = decl.constraint("R")
+        if r_needs is not None and not r_needs.allows(r_version):
+            plan.unmet.append(f"{r_needs}: this machine has R {r_version}")
+        if plan.unmet:
+            raise D.DeclarationError(
+                f"{decl.source} asks for versions this machine cannot give: "
+                f"{'; '.join(plan.unmet)}. Put a package's source tarball of a version that "
+                f"meets it in {D.TARBALL_DIR}/ (R CMD build names it <name>_<version>.tar.gz), "
+                "ask an administrator for a CRAN/PPM mirror (r_repos, RSPARKHUB_R_REPOS), or "
+                "relax the constraint."
+            )
         if plan.missing:
             names = ", ".join(plan.missing)
             raise D.DeclarationError(

@@ -127,12 +127,48 @@ def python_declaration(files: dict[str, bytes]) -> PythonDeclaration | None:
 
 
 # ---------------------------------------------------------------------------- R
+_CONSTRAINT = re.compile(r"^(>=|<=|==|>|<)\s*([0-9]+(?:[.-][0-9]+)*)$")
+
+
+def r_version_tuple(version: str) -> tuple[int, ...]:
+    """R's ``package_version`` order: numbers split at ``.`` and ``-``."""
+    return tuple(int(x) for x in re.findall(r"[0-9]+", version))
+
+
+def satisfies(version: str, op: str, wanted: str) -> bool:
+    have, want = r_version_tuple(version), r_version_tuple(wanted)
+    return {
+        ">=": have >= want, ">": have > want, "==": have == want,
+        "<=": have <= want, "<": have < want,
+    }[op]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``name (op version)`` of a DESCRIPTION field, R's own ``R (>= 4.1)`` included."""
+
+    name: str
+    op: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.op} {self.version})"
+
+    def allows(self, version: str) -> bool:
+        return satisfies(version, self.op, self.version)
+
+
 @dataclass(frozen=True)
 class RDeclaration:
     source: str
     packages: tuple[str, ...]  # sorted names, R's own packages left out
     # the versions a renv.lock records (not enforced: see ``version_differences``)
     versions: tuple[tuple[str, str], ...] = ()
+    # DESCRIPTION's version constraints (enforced: ``plan_r``, and R's own by the caller)
+    constraints: tuple[Constraint, ...] = ()
+
+    def constraint(self, name: str) -> Constraint | None:
+        return next((c for c in self.constraints if c.name == name), None)
 
     def version_differences(self, plan: RPlan) -> list[str]:
         """``glue 1.6.2 → 1.6.1`` for each package whose recorded version is not the one
@@ -160,15 +196,30 @@ def _dcf_fields(text: str) -> dict[str, str]:
 def parse_description(text: str) -> RDeclaration:
     fields = _dcf_fields(text)
     names = set()
+    constraints: dict[tuple[str, str, str], Constraint] = {}
     for f in ("Depends", "Imports", "LinkingTo"):
         for item in fields.get(f, "").split(","):
-            name = item.split("(", 1)[0].strip()
+            name, _, rest = item.partition("(")
+            name = name.strip()
             if not name:
                 continue
             if not _R_NAME.match(name):
                 raise DeclarationError(f"DESCRIPTION {f}: '{name}' is not an R package name.")
             names.add(name)
-    return RDeclaration("DESCRIPTION", tuple(sorted(names - R_BASE)))
+            if rest:
+                m = _CONSTRAINT.match(rest.rstrip().removesuffix(")").strip())
+                if not rest.rstrip().endswith(")") or m is None:
+                    raise DeclarationError(
+                        f"DESCRIPTION {f}: '{item.strip()}' is not a version constraint R "
+                        "understands, such as 'dplyr (>= 1.1.0)'."
+                    )
+                c = Constraint(name, m.group(1), m.group(2))
+                constraints[(c.name, c.op, c.version)] = c
+    return RDeclaration(
+        "DESCRIPTION",
+        tuple(sorted(names - R_BASE)),
+        constraints=tuple(constraints[k] for k in sorted(constraints)),
+    )
 
 
 def parse_renv_lock(text: str) -> RDeclaration:
@@ -209,6 +260,8 @@ class RPlan:
     tarballs: dict[str, str] = field(default_factory=dict)  # name -> workspace path
     from_repos: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # constraints nothing here meets: "dplyr (>= 9.0): the base library has 1.1.0"
+    unmet: list[str] = field(default_factory=list)
 
     @property
     def needs_build(self) -> bool:
@@ -236,20 +289,35 @@ def tarball_name(path: str) -> str | None:
     return m.group(1) if m else None
 
 
+def tarball_version(path: str) -> str:
+    """``packages/foo_1.0-2.tar.gz`` → ``1.0-2`` (R CMD build names them so)."""
+    return path.rsplit("_", 1)[-1].removesuffix(".tar.gz")
+
+
 def plan_r(decl: RDeclaration, base: dict[str, str], paths: list[str], repos: str | None) -> RPlan:
-    tarballs: dict[str, str] = {}
-    for p in sorted(paths):
+    """Where each package comes from: a workspace tarball (the highest version that meets
+    the DESCRIPTION's constraint), else the base library if its version meets it, else the
+    mirror (its current version, which the build does not check against the constraint),
+    else nowhere: ``unmet`` when a version is here but not the one asked for."""
+    tarballs: dict[str, list[str]] = {}
+    for p in sorted(paths, key=lambda p: r_version_tuple(tarball_version(p))):
         name = tarball_name(p)
         if name is not None:
-            tarballs[name] = p  # the last in sort order (highest version, usually) wins
+            tarballs.setdefault(name, []).append(p)
     plan = RPlan()
     for name in decl.packages:
-        if name in tarballs:  # a tarball in the workspace is what the author asked for
-            plan.tarballs[name] = tarballs[name]
-        elif name in base:
+        c = decl.constraint(name)
+        ok = [p for p in tarballs.get(name, []) if c is None or c.allows(tarball_version(p))]
+        if ok:  # a tarball in the workspace is what the author asked for
+            plan.tarballs[name] = ok[-1]
+        elif name in base and (c is None or c.allows(base[name])):
             plan.base[name] = base[name]
         elif repos:
             plan.from_repos.append(name)
+        elif c is not None and (name in base or name in tarballs):
+            have = [f"the base library has {base[name]}"] if name in base else []
+            have += [f"the workspace has {p}" for p in tarballs.get(name, [])]
+            plan.unmet.append(f"{c}: {', '.join(have)}")
         else:
             plan.missing.append(name)
     return plan
