@@ -39,13 +39,13 @@ plt.plot(np.arange(3))
 PLAIN_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
 
 
-def _rerun(folder: Path) -> subprocess.CompletedProcess[str]:
+def _rerun(folder: Path, env: dict[str, str] = PLAIN_ENV) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["/usr/bin/python3", "rerun.py"],
         cwd=folder,
         capture_output=True,
         text=True,
-        env=PLAIN_ENV,
+        env=env,
         timeout=300,
     )
 
@@ -218,23 +218,13 @@ async def test_python_figures_are_drawn_again_and_compared(hub: HubProcess, tmp_
     (bin_dir / "python3").chmod(0o755)
     env = {**PLAIN_ENV, "PATH": f"{bin_dir}:/usr/bin:/bin"}
 
-    def rerun() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["/usr/bin/python3", "rerun.py"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-
-    done = rerun()
+    done = _rerun(folder, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 plots" in done.stdout and "all reproduced" in done.stdout, done.stdout
 
     # a taller bar: the second figure differs, the first does not
     (folder / "figs.py").write_text(FIGURES.replace("[2, 5]", "[2, 6]"))
-    changed = rerun()
+    changed = _rerun(folder, env)
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert "✗ plot 2 differs in " in changed.stdout, changed.stdout
     assert "plot 1 differs" not in changed.stdout

@@ -276,10 +276,7 @@ class Environments:
             return
         r_version, base = await self._r_base()
         repos = self.settings.r_repos
-        plan = D.plan_r(decl, base, list(files), repos)
-        r_needs = decl.constraint("R")
-        if r_needs is not None and not r_needs.allows(r_version):
-            plan.unmet.append(f"{r_needs}: this machine has R {r_version}")
+        plan = D.plan_r(decl, base, list(files), repos, r_version)
         if plan.unmet:
             raise D.DeclarationError(
                 f"{decl.source} asks for versions this machine cannot give: "

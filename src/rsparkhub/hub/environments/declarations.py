@@ -294,17 +294,29 @@ def tarball_version(path: str) -> str:
     return path.rsplit("_", 1)[-1].removesuffix(".tar.gz")
 
 
-def plan_r(decl: RDeclaration, base: dict[str, str], paths: list[str], repos: str | None) -> RPlan:
+def plan_r(
+    decl: RDeclaration,
+    base: dict[str, str],
+    paths: list[str],
+    repos: str | None,
+    r_version: str | None = None,
+) -> RPlan:
     """Where each package comes from: a workspace tarball (the highest version that meets
     the DESCRIPTION's constraint), else the base library if its version meets it, else the
     mirror (its current version, which the build does not check against the constraint),
-    else nowhere: ``unmet`` when a version is here but not the one asked for."""
+    else nowhere: ``unmet`` when a version is here but not the one asked for (R's own
+    against ``r_version``, the sessions' R)."""
     tarballs: dict[str, list[str]] = {}
-    for p in sorted(paths, key=lambda p: r_version_tuple(tarball_version(p))):
+    for p in paths:
         name = tarball_name(p)
         if name is not None:
             tarballs.setdefault(name, []).append(p)
+    for found in tarballs.values():
+        found.sort(key=lambda p: r_version_tuple(tarball_version(p)))
     plan = RPlan()
+    r_needs = decl.constraint("R")
+    if r_needs is not None and r_version is not None and not r_needs.allows(r_version):
+        plan.unmet.append(f"{r_needs}: this machine has R {r_version}")
     for name in decl.packages:
         c = decl.constraint(name)
         ok = [p for p in tarballs.get(name, []) if c is None or c.allows(tarball_version(p))]
