@@ -33,6 +33,7 @@ from rsparkhub.hub.sandbox import Identity, Limits, Network, SandboxSpec
 from rsparkhub.hub.spark import SparkUnavailable
 from rsparkhub.hub.supervised import RotatingLog, free_port
 from rsparkhub.hub.userdb import role_name
+from rsparkhub.pipe_reader import PipeReader
 
 if TYPE_CHECKING:
     from rsparkhub.hub.sandbox import Sandboxes
@@ -367,35 +368,30 @@ async def read_output(
     """The server's output: its own messages (``@rsparkhub:<nonce> {json}``) are
     dispatched, everything else goes to the hub's copy of its log. Ends with the pipe."""
     prefix = f"@rsparkhub:{nonce} ".encode()
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE * 2)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
-    out = RotatingLog(log_path, MAX_LOG_BYTES)
-    try:
-        pending = b""
-        while True:
-            chunk = await reader.read(MAX_LINE)
-            if not chunk:
-                break
-            pending += chunk
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            if len(pending) > MAX_LINE:  # a line with no end: to the log as it is
-                lines.append(pending)
-                pending = b""
-            text: list[bytes] = []
-            for line in lines:
-                if line.startswith(prefix):
-                    dispatch(srv, line[len(prefix) :], started, opened)
-                elif line:
-                    text.append(line)
-            if text:
-                await asyncio.to_thread(out.write, b"\n".join(text) + b"\n")
-    finally:
-        transport.close()
-        await asyncio.to_thread(out.close)
+    with PipeReader(fd, limit=MAX_LINE * 2) as reader:
+        out = RotatingLog(log_path, MAX_LOG_BYTES)
+        try:
+            pending = b""
+            while True:
+                chunk = await reader.read(MAX_LINE)
+                if not chunk:
+                    break
+                pending += chunk
+                lines = pending.split(b"\n")
+                pending = lines.pop()
+                if len(pending) > MAX_LINE:  # a line with no end: to the log as it is
+                    lines.append(pending)
+                    pending = b""
+                text: list[bytes] = []
+                for line in lines:
+                    if line.startswith(prefix):
+                        dispatch(srv, line[len(prefix) :], started, opened)
+                    elif line:
+                        text.append(line)
+                if text:
+                    await asyncio.to_thread(out.write, b"\n".join(text) + b"\n")
+        finally:
+            await asyncio.to_thread(out.close)
 
 
 def dispatch(

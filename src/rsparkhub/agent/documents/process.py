@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsparkhub.pipe_reader import PipeReader
+
 log = logging.getLogger("rsparkhub.agent.documents")
 
 LOG_LIMIT = 2_000_000  # characters of log kept (the end of it)
@@ -75,7 +77,8 @@ async def run(argv: list[str], *, cwd: Path, env: dict[str, str], out: RenderLog
     come; the group is killed when this returns or is cancelled.
 
     The output pipe is not asyncio's: asyncio's ``Process.wait`` waits until its pipes close,
-    which a background grandchild holding them open would delay until it exits.
+    which a background grandchild holding them open would delay until it exits. It is read
+    with ``PipeReader``, which closes it once under any event loop.
     """
     rfd, wfd = os.pipe()
     try:
@@ -93,11 +96,8 @@ async def run(argv: list[str], *, cwd: Path, env: dict[str, str], out: RenderLog
         raise
     finally:
         os.close(wfd)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(loop=loop)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(rfd, "rb", 0)
-    )
+    pipe = PipeReader(rfd)
+    reader = pipe.stream
 
     async def pump() -> None:
         while data := await reader.read(65536):
@@ -119,7 +119,7 @@ async def run(argv: list[str], *, cwd: Path, env: dict[str, str], out: RenderLog
         with contextlib.suppress(TimeoutError, Exception):
             await asyncio.wait_for(asyncio.shield(pumping), KILL_GRACE_S)
         pumping.cancel()
-        transport.close()
+        pipe.close()
 
 
 def python3_interpreter() -> str:

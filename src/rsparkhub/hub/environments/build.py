@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsparkhub.hub.sandbox import Identity, Limits, Network, Sandboxes, SandboxSpec
+from rsparkhub.pipe_reader import PipeReader
 
 Progress = Callable[[str], Awaitable[None]]
 LOG_TAIL_LINES = 30
@@ -200,10 +201,8 @@ class Builder:
         finally:
             os.close(w)
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(r, "rb", 0)
-        )
+        pipe = PipeReader(r, limit=1 << 20)
+        reader = pipe.stream
         last = 0.0
 
         async def pump() -> None:
@@ -227,7 +226,7 @@ class Builder:
                 proc.kill()
             await proc.wait()
         finally:
-            transport.close()
+            pipe.close()
             if self.sandboxes is not None:
                 await asyncio.to_thread(self.sandboxes.kill, name)
         if tail:
