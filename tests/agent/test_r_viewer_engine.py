@@ -134,3 +134,63 @@ def test_engine_answers_are_what_r_computes() -> None:
         assert got["total"] == want["total"], key
         assert (got["rows"] or []) == (want["rows"] or []), key
     assert "Warning" not in proc.stderr, proc.stderr[-2000:]
+
+
+DIGITS_SCRIPT = r"""
+# no byte-compiling: compiled code calls base's as.character() even where the stand-in below
+# shadows it
+invisible(compiler::enableJIT(0))
+local({ e <- attach(NULL, name = "tools:rsparkhub")
+        sys.source(R_FILE, envir = e, keep.source = FALSE) })
+e <- get(".rsparkhub", envir = as.environment("tools:rsparkhub"))
+e$DIGITS_CHUNK <- 4096L  # many chunks, and chunk edges inside the tricky values
+set.seed(11)
+x <- c(runif(30000), -runif(5000), rnorm(30000) * 10^sample(-6:16, 30000, TRUE),
+       round(runif(5000, -1e4, 1e4), 3) + 1e-9, 1/3, 2/3, 0.1, 0.3, 0.30000000000000004,
+       5.1, 2.6, 500.1, 12500.1, 123456.7, 0.001, 0.0012345, 0.00099999999999999,
+       99999.999999999999, 0.99999999999999994, 1e15 - 0.5, 1e15 - 0.0625, 999999999999999.9,
+       1234567890123.45, 12345678901234.5, 12440864890419.986328, NA, NaN, Inf, -Inf, 0, -0,
+       1e5, 3e9, -7, 5e-324, 1e300, -1e-20)
+x <- sample(x)
+text <- as.character(x)
+res <- list()
+for (s in c("0", "1", "9", "00", "10", "42", "00042", "123", "999", "0001", "3333",
+            "12345678", "30000000")) {
+  got <- e$digits_contains(x, s)
+  want <- !is.na(x) & grepl(s, text, fixed = TRUE)
+  res[[s]] <- list(wrong = sum(got != want), found = sum(want))
+}
+refused <- vapply(c("4.2", "-4", "e+", "123456789", "inf"), function(s)
+  is.null(e$digits_contains(x, s)), NA)
+# an R whose as.character() writes numbers otherwise (a stand-in: no other R is installed)
+e$as.character <- function(x, ...) paste0(base::as.character(x, ...), "5")
+other_r <- is.null(e$digits_contains(x, "42"))
+rm("as.character", envir = e)
+cat("RESULT ", jsonlite::toJSON(list(res = res, refused = as.list(refused), other_r = other_r),
+    auto_unbox = TRUE), "\n", sep = "")
+"""
+
+
+def test_digits_of_doubles_are_the_digits_r_writes() -> None:
+    """``digits_contains`` (a search of digits in doubles that are not whole) finds exactly
+    the rows whose ``as.character()`` text contains the digits, on random doubles of every
+    magnitude, values next to a tie or to 1e15 and those R writes in scientific notation,
+    across chunk edges; it declines what is not digits, and an R that formats numbers
+    otherwise (a stand-in ``as.character`` — the fault cannot be produced with the one R
+    installed) falls back to the plain way."""
+    code = DIGITS_SCRIPT.replace("R_FILE", json.dumps(str(R_FILE)))
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "digits.R"
+        script.write_text(code, encoding="utf-8")
+        proc = subprocess.run(
+            ["Rscript", "--vanilla", str(script)], capture_output=True, text=True, timeout=300
+        )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    doc: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    for s, r in doc["res"].items():
+        assert r["wrong"] == 0, (s, r)
+    assert all(doc["res"][s]["found"] > 0 for s in ("0", "42", "00042", "999")), doc["res"]
+    assert doc["refused"] == {s: True for s in ("4.2", "-4", "e+", "123456789", "inf")}
+    assert doc["other_r"] is True
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]
