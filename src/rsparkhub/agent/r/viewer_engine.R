@@ -61,12 +61,13 @@ digit_windows <- function(x, s, top) {
             hit <- hit | (a >= 10^(k - 1L) & a < 10^k & a %/% 10^(k - w) == v)
         return(x < 0 & hit)
     }
+    int <- is.integer(a) && 10^top <= .Machine$integer.max
     for (p in 0:(top - w)) {
-        m <- 10^(p + w)
-        rem <- if (is.integer(a) && m <= .Machine$integer.max) a %% as.integer(m) else a %% m
-        win <- rem >= v * 10^p & rem < (v + 1) * 10^p
-        if (startsWith(d, "0")) win <- win & a >= 10^(p + w - 1L)  # inside the digits
-        hit <- hit | win
+        win <- if (int) (a %/% as.integer(10^p)) %% as.integer(10^w) else (a %/% 10^p) %% 10^w
+        at <- which(win == v)
+        at <- at[!hit[at]]
+        if (startsWith(d, "0")) at <- at[a[at] >= 10^(p + w - 1L)]  # inside the digits
+        hit[at] <- TRUE
     }
     if (d == "0") hit <- hit | a == 0
     hit
@@ -85,8 +86,9 @@ decimal_contains <- function(x, s) {
     if (!all(m / sc == x | !is.finite(x), na.rm = TRUE)) return(NULL)
     r <- suppressWarnings(range(m, finite = TRUE))
     if (!all(is.finite(r)) || r[2L] - r[1L] >= TABLE_MAX || max(abs(r)) >= 2^52) return(NULL)
-    txt <- double_text((r[1L] + seq.int(0, r[2L] - r[1L])) / sc)  # the same doubles as x
-    th <- grepl(s, lower(txt), fixed = TRUE)
+    tbl <- (r[1L] + seq.int(0, r[2L] - r[1L])) / sc  # the same doubles as x
+    th <- if (digits_only(s) && digits_model_holds(tbl)) digits_chunk(tbl, s) else
+        grepl(s, lower(double_text(tbl)), fixed = TRUE)
     no_na(infinite_hits(x, th[m - r[1L] + 1], s))
 }
 
@@ -119,8 +121,10 @@ DIGITS_CHUNK <- 1048576L  # rows per pass: 8 MB vectors, reused by malloc instea
 P10 <- as.integer(10^(0:9))
 SCALES <- 10^(0:18)
 
+digits_only <- function(s) grepl("^[0-9]{1,8}$", s)
+
 digits_contains <- function(x, s) {
-    if (!grepl("^[0-9]{1,8}$", s) || !digits_model_holds(x)) return(NULL)
+    if (!digits_only(s) || !digits_model_holds(x)) return(NULL)
     n <- length(x)
     hit <- logical(n)
     for (from in seq.int(1L, n, by = DIGITS_CHUNK)) {
