@@ -1117,3 +1117,29 @@ if __name__ == "__main__":
         script.write_text(prelude(Path(tmp)) + TIMING_SCRIPT)
         proc = subprocess.run(["Rscript", "--vanilla", str(script)], text=True, capture_output=True)
         sys.stdout.write(proc.stdout + proc.stderr)
+
+
+def test_a_package_the_viewer_loads_keeps_its_options() -> None:
+    """data.table, loaded by the viewer inside a call (not by the user), keeps the options
+    its .onLoad set: removing them with the call's other new options left it unusable
+    ("verbose must be TRUE or FALSE") for the viewer and for the user's own code."""
+    docs = run_r(
+        """
+stopifnot(!isNamespaceLoaded("data.table"))
+set.seed(1)
+big <- data.frame(s = sprintf("name %05d", sample.int(5000L, 200000L, TRUE)), n = runif(200000))
+"""
+        + call("open", "view_open", {"name": "big"})
+        + call("rows", "view_rows", {"view_id": "v1", "search": "0042"})
+        + call("again", "view_rows", {"view_id": "v1", "search": "name 0"})
+        + """
+put("after", list(loaded = isNamespaceLoaded("data.table"),
+                  verbose = getOption("datatable.verbose"),
+                  user = nrow(unique(data.table::as.data.table(big)[, .(s)]))))
+"""
+    )
+    ok(docs["open"])
+    assert ok(docs["rows"])["total"] > 0  # "name 00420".."name 00429", "name 04200"..
+    assert ok(docs["again"])["total"] == 200000
+    # e^-40 that one of the 5000 names is not drawn
+    assert docs["after"] == {"loaded": True, "verbose": False, "user": 5000}

@@ -139,6 +139,7 @@ write_result <- function(res, path) {
 guard_enter <- function() {
     ge <- globalenv()
     list(opts = options(),
+         ns = loadedNamespaces(),
          seed_exists = exists(".Random.seed", envir = ge, inherits = FALSE),
          seed = get0(".Random.seed", envir = ge, inherits = FALSE),
          dev = grDevices::dev.cur(),
@@ -149,6 +150,12 @@ guard_exit <- function(g, restore_seed = TRUE) {
     while (sink.number() > g$sinks) sink()
     now <- options()
     added <- setdiff(names(now), names(g$opts))
+    # options named after a package loaded meanwhile stay (datatable.verbose for data.table):
+    # its .onLoad set them and does not run again, and without them it is broken for the
+    # rest of the session, as data.table was after the viewer loaded it
+    loaded <- gsub("[^a-z0-9]", "", tolower(setdiff(loadedNamespaces(), g$ns)))
+    for (p in loaded[nzchar(loaded)])
+        added <- added[!startsWith(gsub("[^a-z0-9]", "", tolower(added)), p)]
     if (length(added)) options(structure(vector("list", length(added)), names = added))
     old <- names(g$opts)
     same <- vapply(old, function(n) identical(now[[n]], g$opts[[n]]), NA, USE.NAMES = FALSE)
