@@ -113,27 +113,32 @@ cat("RESULT ", jsonlite::toJSON(list(res = res, unchanged = as.list(unchanged)),
 """
 
 
-@pytest.mark.slow
-def test_engine_answers_are_what_r_computes() -> None:
-    code = SCRIPT.replace("R_FILE", json.dumps(str(R_FILE))).replace(
-        "NEEDLES", "c(" + ", ".join(json.dumps(s) for s in NEEDLES) + ")"
-    )
+def run_script(code: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """Run an R script (``R_FILE`` in it: the path of rsparkhub.R) that ends by printing one
+    ``RESULT {json}`` line; that document, and what the script wrote to stderr."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "engine.R"
-        script.write_text(code, encoding="utf-8")
+        script.write_text(code.replace("R_FILE", json.dumps(str(R_FILE))), encoding="utf-8")
         proc = subprocess.run(
-            ["Rscript", "--vanilla", str(script)], capture_output=True, text=True, timeout=600
+            ["Rscript", "--vanilla", str(script)], capture_output=True, text=True, timeout=timeout
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     doc: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return doc, proc.stderr
+
+
+@pytest.mark.slow
+def test_engine_answers_are_what_r_computes() -> None:
+    code = SCRIPT.replace("NEEDLES", "c(" + ", ".join(json.dumps(s) for s in NEEDLES) + ")")
+    doc, stderr = run_script(code, timeout=600)
     assert doc["unchanged"] == {"df": True, "tb": True, "dt": True}
     assert len(doc["res"]) == len(NEEDLES) + 2 * 3 + 3 * (12 + 7)
     for key, (got, want) in doc["res"].items():
         assert isinstance(got, dict) and "total" in got, (key, got)
         assert got["total"] == want["total"], key
         assert (got["rows"] or []) == (want["rows"] or []), key
-    assert "Warning" not in proc.stderr, proc.stderr[-2000:]
+    assert "Warning" not in stderr, stderr[-2000:]
 
 
 DIGITS_SCRIPT = r"""
@@ -178,19 +183,10 @@ def test_digits_of_doubles_are_the_digits_r_writes() -> None:
     across chunk edges; it declines what is not digits, and an R that formats numbers
     otherwise (a stand-in ``as.character`` — the fault cannot be produced with the one R
     installed) falls back to the plain way."""
-    code = DIGITS_SCRIPT.replace("R_FILE", json.dumps(str(R_FILE)))
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "digits.R"
-        script.write_text(code, encoding="utf-8")
-        proc = subprocess.run(
-            ["Rscript", "--vanilla", str(script)], capture_output=True, text=True, timeout=300
-        )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    doc: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    doc, stderr = run_script(DIGITS_SCRIPT, timeout=300)
     for s, r in doc["res"].items():
         assert r["wrong"] == 0, (s, r)
     assert all(doc["res"][s]["found"] > 0 for s in ("0", "42", "00042", "999")), doc["res"]
     assert doc["refused"] == {s: True for s in ("4.2", "-4", "e+", "123456789", "inf")}
     assert doc["other_r"] is True
-    assert "Warning" not in proc.stderr, proc.stderr[-2000:]
+    assert "Warning" not in stderr, stderr[-2000:]
