@@ -143,12 +143,19 @@ async def test_sessions_starting_together_share_one_build(hub: HubProcess, alice
         workspace(hub, alice, "together-2", files) as (c2, w2),
     ):
         await asyncio.gather(c1.start_session(w1), c2.start_session(w2))
+        told: list[list[str]] = []
         for c, w in ((c1, w1), (c2, w2)):
+            # attached once the session runs: the build's progress is told all the same
             async with c.attach(w) as s:
                 assert (
                     await py(s, "import tomli, six; print(six.__version__)")
                 ).strip() == "1.16.0"
+                told.append(await notices(s, 0.1))
     assert hub.log_path.read_text().count("built environment python/") == builds + 1
+    for lines in told:
+        assert any(m.startswith("environment (python): building requirements.txt") for m in lines)
+    ends = sorted(m.rsplit("(", 1)[1] for lines in told for m in lines if " → " in m)
+    assert ends == ["built)", "from the cache)"], told  # one built it, the other waited
 
 
 async def test_a_failed_build_says_why(hub: HubProcess, alice: str) -> None:

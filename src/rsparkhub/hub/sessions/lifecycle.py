@@ -236,13 +236,19 @@ class Lifecycle:
             if live.state == "starting":
                 await self._announce(live, message)
 
+        async def build_progress(message: str) -> None:
+            """An environment build's line: kept, so that a client that attaches later
+            (or reloads) sees how the build went in its console."""
+            live.build_lines.append(message)
+            await self.clients.tell(live.workspace_id, live.id, live.state, message)
+
         # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
         database = await self.userdb.session_database(owner_id)
         # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
         spark_env = await self.spark.session_env(spark_owner(live))
         # The workspace's declared environments (built now if no session built them
         # before) and its overlay; progress and failures go to the session's clients.
-        prepared = await self.environments.prepare(workspace_id, progress)
+        prepared = await self.environments.prepare(workspace_id, build_progress)
         for built in prepared.built:
             log.info("built environment %s for workspace %s", built, workspace_id)
         env = {**database.env, **spark_env, **prepared.env}

@@ -28,6 +28,9 @@ ENDED = ("stopped", "dead")
 # Messages for an agent that is not connected wait (in order) up to this many; beyond it a
 # request is refused with 503 instead of queueing without bound.
 MAX_PENDING = 10_000
+# A session keeps this many of its environment builds' progress lines for clients that
+# attach later (a build says at most 4 a second; the last one says how it ended).
+MAX_BUILD_LINES = 60
 # What a socket that went away raises: Starlette's disconnect, its RuntimeError for a
 # socket already closed, the server's OSError (uvicorn's ClientDisconnected). Loops that
 # serve a socket end quietly on these and loudly on anything else.
@@ -60,6 +63,8 @@ class LiveSession:
     calls: dict[str, asyncio.Future[P.CallResult]] = field(default_factory=dict)
     # What its users should know for as long as it runs (a service it goes without).
     notices: list[str] = field(default_factory=list)
+    # The last lines of its declared environments' builds (progress while it started).
+    build_lines: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_BUILD_LINES))
 
     @property
     def alive(self) -> bool:

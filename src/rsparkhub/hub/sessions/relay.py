@@ -153,7 +153,8 @@ class ClientRelay:
             user=conn.user,
         )
         await conn.send_text(P.dump(welcome))
-        for notice in live.notices:  # said at start: a client that attaches later hears it too
+        # said at start: a client that attaches later hears it too
+        for notice in (*live.build_lines, *live.notices):
             await conn.tell(live.id, live.state, notice)
         conn.pump = asyncio.create_task(self._pump(conn, live, since))
         return live
