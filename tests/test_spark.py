@@ -21,7 +21,7 @@ import pytest
 from rsparkhub import protocol as P
 from rsparkhub.client import HubClient
 
-from conftest import HubProcess, embedded_spark_hub, spark_server_pids
+from conftest import SPARK_CLASSES, HubProcess, embedded_spark_hub, spark_server_pids
 
 pytestmark = pytest.mark.slow
 
@@ -158,6 +158,38 @@ async def test_killed_server_is_restarted(spark_hub: HubProcess, tokens: dict[st
             out = await _run(s, "print(spark.range(3).count(), spark.table('kept').count())")
             assert out.split() == ["3", "4"]
     assert "the Spark Connect server of bob died" in spark_hub.log_path.read_text()
+
+
+async def test_a_server_maps_the_class_archive_on_its_class_path(
+    spark_hub: HubProcess, tokens: dict[str, str]
+) -> None:
+    """Once the hub has made the class-data archive, a server started after it maps it. A
+    JVM unmaps an archive made on another class path (the unsigned copies of Spark's signed
+    jars go first, spark_embedded_archive.py), so the mapping proves both."""
+    from rsparkhub.config import Settings
+    from rsparkhub.hub.spark_embedded_archive import ClassArchive
+
+    archive = SPARK_CLASSES / f"spark-{await ClassArchive(Settings(), SPARK_CLASSES).key()}.jsa"
+    deadline = time.monotonic() + 600  # made once per install, after a first server
+    while not archive.is_file():
+        assert time.monotonic() < deadline, "the hub made no class-data archive in 10 min"
+        await asyncio.sleep(1)
+    token = spark_hub.make_user("carol")  # a new user: a server started now
+    async with HubClient(spark_hub.url, token) as c:
+        w = await c.ensure_workspace("archive")
+        async with c.attach(w["id"]) as s:
+            await _run(s, CONNECT.format(db="u_carol"))
+            jvms = [
+                pid
+                for pid in spark_server_pids(spark_hub, _user_id(spark_hub, token))
+                if Path(f"/proc/{pid}/exe").resolve().name == "java"
+            ]
+            assert len(jvms) == 1, jvms
+            maps = Path(f"/proc/{jvms[0]}/maps").read_text()
+            assert str(archive) in maps
+            cmdline = Path(f"/proc/{jvms[0]}/cmdline").read_bytes().split(b"\0")
+            copies = str(archive.with_suffix(".jars")).encode()
+            assert any(copies in arg for arg in cmdline), cmdline
 
 
 def test_doctor_reports_spark(spark_hub: HubProcess, tokens: dict[str, str]) -> None:

@@ -7,9 +7,16 @@ port, under ``nobody`` (a root hub) or the hub's own account, run with
 then maps it read-only (``-XX:SharedArchiveFile``). Servers start without it until it
 exists.
 
-Owns: where the archive is, making it, and adopting the training server's file (a regular
-file, copied, read-only to all). Must not: make it while a user's server starts (the
-service asks for it once a server is up).
+HotSpot archives no class of a signed jar, and Spark's code generator (Janino, in two
+signed jars) is loaded by the first statement of every server: its ~370 classes were read,
+digested and verified there each time. The hub therefore makes unsigned copies of Spark's
+signed jars next to the archive (``spark-<key>.jars/``, made once, read-only to all) and
+both the training server and every server put them before Spark's own jars; a JVM maps an
+archive only on the class path it was made with.
+
+Owns: where the archive is, making it (and the unsigned copies), and adopting the training
+server's file (a regular file, copied, read-only to all). Must not: make it while a user's
+server starts (the service asks for it once a server is up).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +39,7 @@ from rsparkhub.config import Settings
 from rsparkhub.hub.sandbox import Identity, Limits, Network, SandboxSpec
 from rsparkhub.hub.spark import SparkUnavailable
 from rsparkhub.hub.spark_embedded_process import (
+    Archive,
     SpawnTask,
     UserServer,
     java_version,
@@ -49,6 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("rsparkhub.spark")
 
 TRAIN_TIMEOUT_S = 600.0
+# What the archive's key carries besides the installs: a change of how servers load classes
+# (here: unsigned copies first on the class path) makes a new archive.
+CLASS_LAYOUT = "unsigned-copies-first/1"
+SIGNATURE = re.compile(r"META-INF/[^/]+\.(SF|DSA|RSA|EC)$|META-INF/SIG-[^/]+$", re.IGNORECASE)
 
 
 class ClassArchive:
@@ -58,10 +72,11 @@ class ClassArchive:
         self.settings = settings
         self.directory = directory
         self.path: Path | None = None  # the archive, once it exists
+        self.class_path: tuple[Path, ...] = ()  # its unsigned copies, once it exists
         self._target: Path | None = None  # where it is (or will be)
 
     def binds(self) -> list[tuple[Path, str]]:
-        """What a server's sandbox shows read-only to map the archive."""
+        """What a server's sandbox shows read-only to map the archive (and its copies)."""
         if self.path is None:
             return []
         return [(self.path.parent, str(self.path.parent))]
@@ -71,10 +86,12 @@ class ClassArchive:
         archive."""
         java = await java_version() or "?"
         home = spark_home()
-        text = "\n".join([java, pyspark_version(home), str(home.resolve()), sys.version])
+        text = "\n".join(
+            [java, pyspark_version(home), str(home.resolve()), sys.version, CLASS_LAYOUT]
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    async def find(self) -> Path | None:
+    async def find(self) -> Archive | None:
         """The archive of this Java and pyspark, if it was made already."""
         if self.path is None and self._target is None:
             try:
@@ -83,9 +100,11 @@ class ClassArchive:
                 return None
             self._target = self.directory / f"spark-{key}.jsa"
         if self.path is None and self._target is not None:
-            if await asyncio.to_thread(self._target.is_file):
-                self.path = self._target
-        return self.path
+            target = self._target
+            copies = await asyncio.to_thread(_listed_copies, _copies_dir(target))
+            if copies is not None and await asyncio.to_thread(target.is_file):
+                self.path, self.class_path = target, copies
+        return Archive(self.path, self.class_path) if self.path is not None else None
 
     async def make(self, sandboxes: Sandboxes, spawn_task: SpawnTask) -> None:
         """Make the archive (once per Java and pyspark install). Never raises but for
@@ -95,10 +114,10 @@ class ClassArchive:
                 return  # made already, or no Java/pyspark to make it for
             target = self._target
             t0 = time.monotonic()
-            await self._train(sandboxes, spawn_task, target)
+            copies = await self._train(sandboxes, spawn_task, target)
             log.info("spark: made the class-data archive %s in %.0f s", target,
                      time.monotonic() - t0)  # fmt: skip
-            self.path = target
+            self.path, self.class_path = target, copies
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - servers start without it
@@ -118,12 +137,17 @@ class ClassArchive:
             return Identity(65534, 65534)
         return sandboxes.identity_for_hub()
 
-    async def _train(self, sandboxes: Sandboxes, spawn_task: SpawnTask, target: Path) -> None:
+    async def _train(
+        self, sandboxes: Sandboxes, spawn_task: SpawnTask, target: Path
+    ) -> tuple[Path, ...]:
         """A server with no user and no forwarded port, run once with
-        ``-XX:ArchiveClassesAtExit``; its archive is then the hub's (read-only to all)."""
+        ``-XX:ArchiveClassesAtExit`` on the unsigned copies' class path (returned); its
+        archive is then the hub's (read-only to all)."""
         home = spark_home()
         work = self.directory / f"train-{secrets.token_hex(6)}"
         await asyncio.to_thread(_make_private_dir, work)
+        copies_dir = _copies_dir(target)
+        copies = await asyncio.to_thread(unsigned_copies, home / "jars", copies_dir)
         data = work / "data"
         await asyncio.to_thread(data.mkdir, 0o700)
         name = f"spark-train-{work.name[6:]}"
@@ -136,7 +160,7 @@ class ClassArchive:
             env=server_env(home, data, srv.user),
             chdir=str(data),
             binds=[(data, str(data))],
-            ro_binds=sandboxes.runtime_binds(),
+            ro_binds=[*sandboxes.runtime_binds(), (copies_dir, str(copies_dir))],
             masked=[str(self.settings.data_dir.resolve())],
             network=Network(outbound=False),
             limits=Limits(
@@ -146,7 +170,7 @@ class ClassArchive:
                 tmp_mb=self.settings.session_tmp_mb,
             ),  # fmt: skip
         )
-        confs = server_confs(self.settings, srv, data, free_port(), None)
+        confs = server_confs(self.settings, srv, data, free_port(), None, class_path=copies)
         try:
             launched = await launch(
                 sandboxes,
@@ -165,6 +189,63 @@ class ClassArchive:
         finally:
             await asyncio.to_thread(sandboxes.kill, name)
             await asyncio.to_thread(shutil.rmtree, work, True)
+        return copies
+
+
+# ------------------------------------------------------------------ unsigned copies
+def _copies_dir(archive: Path) -> Path:
+    return archive.with_suffix(".jars")
+
+
+def _listed_copies(directory: Path) -> tuple[Path, ...] | None:
+    """The copies in ``directory`` (sorted), or None when it was not made."""
+    if not directory.is_dir():
+        return None
+    return tuple(sorted(directory.glob("*.jar")))
+
+
+def is_signed(jar: Path) -> bool:
+    """Whether a jar carries a signature (``META-INF/*.SF``, ``*.RSA`` …)."""
+    with zipfile.ZipFile(jar) as z:
+        return any(SIGNATURE.match(name) for name in z.namelist())
+
+
+def unsigned_copy(src: Path, dest: Path) -> None:
+    """``src`` without its signature files: every other entry as it is (bytes, order,
+    compression, times). A jar without them is an unsigned jar to the JVM; the manifest's
+    per-entry digests are then unused."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "x") as zout:
+        for info in zin.infolist():
+            if not SIGNATURE.match(info.filename):
+                zout.writestr(info, zin.read(info))
+
+
+def unsigned_copies(jars: Path, directory: Path) -> tuple[Path, ...]:
+    """Unsigned copies of the signed jars in ``jars``, in ``directory`` (read-only to all):
+    the ones there when it exists — an archive made on them names their sizes and times,
+    so they are never remade while it may be in use — else made anew (in a private
+    directory renamed into place: of two hubs making them at once, one's are kept)."""
+    found = _listed_copies(directory)
+    if found is not None:
+        return found
+    tmp = directory.with_name(f"{directory.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir(mode=0o700)
+    try:
+        for jar in sorted(jars.glob("*.jar")):
+            if is_signed(jar):
+                unsigned_copy(jar, tmp / jar.name)
+                (tmp / jar.name).chmod(0o444)
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(directory)
+        except OSError:  # another hub's are in place
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    made = _listed_copies(directory)
+    if made is None:
+        raise SparkUnavailable(f"could not make {directory}")
+    return made
 
 
 def _make_private_dir(path: Path) -> None:

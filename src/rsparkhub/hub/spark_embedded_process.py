@@ -99,6 +99,16 @@ async def java_version() -> str | None:
     return lines[0] if lines and proc.returncode == 0 else None
 
 
+@dataclass(frozen=True)
+class Archive:
+    """A made class-data archive and the class path it was made with: unsigned copies of
+    Spark's signed jars, which go before Spark's own (a JVM maps the archive only on that
+    class path; HotSpot archives no class of a signed jar)."""
+
+    path: Path
+    class_path: tuple[Path, ...] = ()
+
+
 @dataclass(eq=False)
 class UserServer:
     """What the hub knows of one user's server."""
@@ -130,9 +140,18 @@ class UserServer:
 
 # ---------------------------------------------------------------------- what it is given
 def server_confs(
-    settings: Settings, srv: UserServer, data: Path, ui_port: int, archive: Path | None
+    settings: Settings,
+    srv: UserServer,
+    data: Path,
+    ui_port: int,
+    archive: Archive | None,
+    *,
+    class_path: tuple[Path, ...] | None = None,
 ) -> dict[str, str]:
-    """The server's Spark settings: everything in the user's ``data`` directory."""
+    """The server's Spark settings: everything in the user's ``data`` directory. It maps
+    ``archive``, on its class path (``class_path`` instead when given: the training
+    server's)."""
+    class_path = class_path if class_path is not None else archive.class_path if archive else ()
     base_path = urlsplit(settings.base_url).path.rstrip("/")
     java_opts = [
         f"-Dderby.system.home={data}",
@@ -141,7 +160,7 @@ def server_confs(
         *JIT_OPTS,
     ]
     if archive is not None:
-        java_opts += [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off",
+        java_opts += [f"-XX:SharedArchiveFile={archive.path}", "-Xlog:cds=off",
                       "-Xlog:cds+dynamic=off"]  # fmt: skip
     return {
         "spark.master": settings.spark_master,
@@ -168,6 +187,7 @@ def server_confs(
         "spark.local.dir": str(data / "tmp"),
         "spark.jars.ivy": str(data / "ivy"),
         "spark.connect.session.manager.defaultSessionTimeout": "7d",
+        **({"spark.driver.extraClassPath": ":".join(map(str, class_path))} if class_path else {}),
     }  # fmt: skip
 
 
@@ -225,7 +245,7 @@ async def start_server(
     home_dir: Path,
     *,
     first: bool,
-    archive: Path | None,
+    archive: Archive | None,
     binds: list[tuple[Path, str]],
     ro_binds: list[tuple[Path, str]],
     spawn_task: SpawnTask,

@@ -1,0 +1,91 @@
+"""The class-data archive's unsigned copies of Spark's signed jars (hub/spark_embedded_archive.py),
+on the real pyspark install and the real JVM: exactly the signed jars are copied, with every
+entry but the signatures unchanged, read-only, and made once; and the reason they exist —
+HotSpot archives the classes of the copy and none of the signed original's. That a user's
+server maps the archive on that class path: tests/test_spark.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rsparkhub.hub.spark_embedded_archive import SIGNATURE, is_signed, unsigned_copies
+from rsparkhub.hub.spark_embedded_process import spark_home
+
+JARS = spark_home() / "jars"
+JANINO = ("janino-", "commons-compiler-")  # Spark's code generator: signed upstream
+
+
+def _janino(directory: Path) -> list[Path]:
+    return sorted(j for j in directory.glob("*.jar") if j.name.startswith(JANINO))
+
+
+def test_signed_jars_are_copied_without_their_signatures(tmp_path: Path) -> None:
+    signed = {j.name for j in JARS.glob("*.jar") if is_signed(j)}
+    assert {j.name for j in _janino(JARS)} <= signed  # what this is for is in the install
+    where = tmp_path / "spark-x.jars"
+    copies = unsigned_copies(JARS, where)
+    assert [c.name for c in copies] == sorted(signed)
+    for copy in copies:
+        assert not is_signed(copy)
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o444
+        with zipfile.ZipFile(JARS / copy.name) as orig, zipfile.ZipFile(copy) as new:
+            kept = [i.filename for i in orig.infolist() if not SIGNATURE.match(i.filename)]
+            assert len(kept) < len(orig.infolist())
+            assert [i.filename for i in new.infolist()] == kept
+            for name in kept:
+                assert new.read(name) == orig.read(name), name
+    assert stat.S_IMODE(where.stat().st_mode) == 0o755
+    assert [p.name for p in tmp_path.iterdir()] == ["spark-x.jars"]  # no staging left
+
+
+def test_copies_are_made_once(tmp_path: Path) -> None:
+    """An archive names its jars' sizes and times: copies in place are never remade."""
+    where = tmp_path / "spark-x.jars"
+    first = unsigned_copies(JARS, where)
+    times = [c.stat().st_mtime_ns for c in first]
+    assert unsigned_copies(JARS, where) == first
+    assert [c.stat().st_mtime_ns for c in first] == times
+
+
+def test_a_directory_without_signed_jars_gives_no_copies(tmp_path: Path) -> None:
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for j in JARS.glob("*.jar"):
+        if not is_signed(j):
+            shutil.copy(j, jars)
+            break
+    assert unsigned_copies(jars, tmp_path / "none.jars") == ()
+    assert (tmp_path / "none.jars").is_dir()
+
+
+@pytest.mark.parametrize("unsigned", [True, False], ids=["unsigned copy", "signed original"])
+def test_the_jvm_archives_classes_of_the_copy_only(tmp_path: Path, unsigned: bool) -> None:
+    """Janino's command-line compiler loads a few hundred of its classes: after a run with
+    ``-XX:ArchiveClassesAtExit``, a second run maps them from the archive when the jars are
+    the unsigned copies, and reads them from the jar when they are the signed originals."""
+    jars = unsigned_copies(JARS, tmp_path / "copies") if unsigned else ()
+    cp = ":".join(str(j) for j in (_janino(tmp_path / "copies") if unsigned else _janino(JARS)))
+    assert cp.count(":") == 1, cp
+    archive = tmp_path / "janino.jsa"
+    main = ["-cp", cp, "org.codehaus.janino.Compiler", "-help"]
+    env = {**os.environ, "JAVA_TOOL_OPTIONS": ""}
+    subprocess.run(
+        ["java", f"-XX:ArchiveClassesAtExit={archive}", "-Xlog:cds=off", *main],
+        capture_output=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert archive.is_file()
+    out = subprocess.run(
+        ["java", f"-XX:SharedArchiveFile={archive}", "-Xlog:class+load=info", *main],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    ).stdout  # fmt: skip
+    line = next(x for x in out.splitlines() if "org.codehaus.janino.Compiler source:" in x)
+    assert ("shared objects file" in line) is unsigned, line
+    if unsigned:
+        assert jars and all(str(j.parent) in cp for j in jars)
