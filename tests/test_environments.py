@@ -403,5 +403,23 @@ async def test_r_packages_come_from_the_configured_mirror(tmp_path: Path) -> Non
         [env] = env_dirs(h, "r")
         assert out.stdout == f"hello from tinypkg {env}/library/tinypkg", out.stdout + out.stderr
         assert '"from_repos": [\n  "tinypkg"\n ]' in (env / "environment.json").read_text()
+        # a constraint the mirror's version meets: its own environment, built and checked
+        met = {"DESCRIPTION": "Imports: tinypkg (>= 0.1)\n"}
+        async with workspace(h, token, "mirror-met", met) as (c, wid):
+            async with c.attach(wid) as s:
+                out = await s.run('cat(as.character(packageVersion("tinypkg")))', language="r")
+        assert out.stdout == "0.1.0", out.stdout + out.stderr
+        assert len(env_dirs(h, "r")) == 2
+        # one it does not meet: the build fails and says what the mirror has
+        unmet = {"DESCRIPTION": "Imports: tinypkg (>= 99.0)\n"}
+        async with workspace(h, token, "mirror-unmet", unmet) as (c, wid):
+            async with c.attach(wid) as s:
+                told = await notices(s)
+                code = 'cat(requireNamespace("tinypkg", quietly = TRUE))'
+                out = await s.run(code, language="r")
+        [failed] = [m for m in told if m.startswith("No R environment in this session")]
+        mirror = f"file://{tmp_path / 'cran'}"
+        assert f"tinypkg (>= 99.0) is asked for: the mirror {mirror} has 0.1.0" in failed, told
+        assert out.stdout == "FALSE" and len(env_dirs(h, "r")) == 2
     finally:
         h.close()

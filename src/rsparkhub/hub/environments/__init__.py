@@ -307,7 +307,9 @@ class Environments:
         inputs = {p: files[p] for p in plan.tarballs.values()}
         # paths relative to the staging directory, where the build runs
         tarballs = [f"input/{p}" for p in plan.tarballs.values()]
-        inputs["build.R"] = _r_build_script(tarballs, plan.from_repos, repos).encode()
+        inputs["build.R"] = _r_build_script(
+            tarballs, plan.from_repos, repos, plan.repo_constraints
+        ).encode()
 
         def argv(staging: Path) -> list[str]:
             return ["Rscript", "--vanilla", str(staging / "input" / "build.R")]
@@ -404,30 +406,61 @@ def _r_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _r_build_script(tarballs: list[str], names: list[str], repos: str | None) -> str:
+def _r_build_script(
+    tarballs: list[str],
+    names: list[str],
+    repos: str | None,
+    constraints: list[D.Constraint] | None = None,
+) -> str:
     """install.packages of the tarballs, then of ``names`` from ``repos``, into
-    ``out/library`` (run in the staging directory); fails unless all are there."""
+    ``out/library`` (run in the staging directory); fails unless all are there. The
+    mirror's versions of ``constraints``' packages are checked before installing (and what
+    was installed after): one that does not meet its constraint fails the build, named."""
 
     def vec(xs: list[str]) -> str:  # (an empty c() is NULL, which basename() refuses)
         return "c(" + ", ".join(_r_string(x) for x in xs) + ")" if xs else "character(0)"
 
+    cs = constraints or []
     return f"""
 options(warn = 1)
 dir.create("out/library", recursive = TRUE, showWarnings = FALSE)
 lib <- normalizePath("out/library")
 .libPaths(c(lib, .libPaths()))
+repos <- {_r_string(repos or "")}
+need <- data.frame(name = {vec([c.name for c in cs])}, op = {vec([c.op for c in cs])},
+                   version = {vec([c.version for c in cs])}, stringsAsFactors = FALSE)
+unmet <- function(versions, where) {{  # versions: named by package; the constraints not met
+    out <- character(0)
+    for (i in seq_len(nrow(need))) {{
+        have <- versions[need$name[i]]
+        if (is.na(have)) next  # not there: said below
+        ok <- get(need$op[i])(package_version(have), package_version(need$version[i]))
+        if (!ok) out <- c(out, sprintf("%s (%s %s) is asked for: %s has %s", need$name[i],
+                                       need$op[i], need$version[i], where, have))
+    }}
+    if (length(out)) {{
+        message(paste(out, collapse = "\n"))
+        quit(status = 1)
+    }}
+}}
 for (t in {vec(tarballs)}) {{
     message("installing ", basename(t))
     install.packages(t, lib = lib, repos = NULL, type = "source")
 }}
 wanted <- {vec(names)}
-if (length(wanted)) install.packages(wanted, lib = lib, repos = {_r_string(repos or "")})
+if (nrow(need)) {{
+    ap <- available.packages(repos = repos)
+    unmet(setNames(ap[, "Version"], rownames(ap)), paste("the mirror", repos))
+}}
+if (length(wanted)) install.packages(wanted, lib = lib, repos = repos)
 expected <- sub("_.*$", "", basename({vec(tarballs)}))
-got <- rownames(installed.packages(lib.loc = lib))
+ip <- installed.packages(lib.loc = lib)
+got <- rownames(ip)
 missing <- setdiff(c(expected, wanted), got)
 if (length(missing)) {{
     message("not installed: ", paste(missing, collapse = ", "))
     quit(status = 1)
 }}
+unmet(setNames(ip[, "Version"], got), "the installed library")
 message("installed: ", paste(got, collapse = ", "))
 """

@@ -259,6 +259,8 @@ class RPlan:
     base: dict[str, str] = field(default_factory=dict)  # name -> version in the base library
     tarballs: dict[str, str] = field(default_factory=dict)  # name -> workspace path
     from_repos: list[str] = field(default_factory=list)
+    # the constraints of packages taken from the mirror: the build checks its versions
+    repo_constraints: list[Constraint] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     # constraints nothing here meets: "dplyr (>= 9.0): the base library has 1.1.0"
     unmet: list[str] = field(default_factory=list)
@@ -268,19 +270,18 @@ class RPlan:
         return bool(self.tarballs or self.from_repos)
 
     def key(self, files: dict[str, bytes], r_version: str, repos: str | None) -> str:
-        return key_of(
-            {
-                "kind": "r",
-                "base": self.base,
-                "tarballs": {
-                    n: hashlib.sha256(files[p]).hexdigest() for n, p in self.tarballs.items()
-                },
-                "repos": sorted(self.from_repos),
-                "mirror": repos if self.from_repos else None,
-                "r": r_version,
-                "machine": machine(),
-            }
-        )
+        doc: dict[str, object] = {
+            "kind": "r",
+            "base": self.base,
+            "tarballs": {n: hashlib.sha256(files[p]).hexdigest() for n, p in self.tarballs.items()},
+            "repos": sorted(self.from_repos),
+            "mirror": repos if self.from_repos else None,
+            "r": r_version,
+            "machine": machine(),
+        }
+        if self.repo_constraints:  # (absent otherwise: earlier keys stay as they were)
+            doc["repo_constraints"] = sorted(map(str, self.repo_constraints))
+        return key_of(doc)
 
 
 def tarball_name(path: str) -> str | None:
@@ -303,8 +304,8 @@ def plan_r(
 ) -> RPlan:
     """Where each package comes from: a workspace tarball (the highest version that meets
     the DESCRIPTION's constraint), else the base library if its version meets it, else the
-    mirror (its current version, which the build does not check against the constraint),
-    else nowhere: ``unmet`` when a version is here but not the one asked for (R's own
+    mirror (its current version, which the build checks against the constraint: it fails,
+    naming both, when it does not meet it), else nowhere: ``unmet`` when a version is here but not the one asked for (R's own
     against ``r_version``, the sessions' R)."""
     tarballs: dict[str, list[str]] = {}
     for p in paths:
@@ -326,6 +327,8 @@ def plan_r(
             plan.base[name] = base[name]
         elif repos:
             plan.from_repos.append(name)
+            if c is not None:
+                plan.repo_constraints.append(c)
         elif c is not None and (name in base or name in tarballs):
             have = [f"the base library has {base[name]}"] if name in base else []
             have += [f"the workspace has {p}" for p in tarballs.get(name, [])]
