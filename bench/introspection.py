@@ -405,23 +405,23 @@ async def bench_view(
             print(f"   {lang}: {row} done", flush=True)
             return used
 
-        sort1 = [
+        sort1: list[dict[str, Any]] = [
             {"sort": [{"column": "x"}]},
             {"sort": [{"column": "x", "descending": True}]},
         ]
-        sort2 = [
+        sort2: list[dict[str, Any]] = [
             {"sort": [{"column": "g"}, {"column": "y", "descending": True}]},
             {"sort": [{"column": "g", "descending": True}, {"column": "y"}]},
         ]
-        between = [
+        between: list[dict[str, Any]] = [
             {"filters": [{"column": "x", "op": "between", "min": 0.25, "max": 0.5}]},
             {"filters": [{"column": "x", "op": "between", "min": 0.5, "max": 0.75}]},
         ]
-        contains = [
+        contains: list[dict[str, Any]] = [
             {"filters": [{"column": "s", "op": "contains", "value": "0042"}]},
             {"filters": [{"column": "s", "op": "contains", "value": "0043"}]},
         ]
-        search = [{"search": "00042"}, {"search": "00043"}]
+        search: list[dict[str, Any]] = [{"search": "00042"}, {"search": "00043"}]
 
         last = await heavy_row("sort1", sort1, heavy)
         # the second page of the last sort: the cached index
@@ -604,7 +604,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 await bench_view(
                     client, res, lang, args.view_rows, args.reps, args.heavy, deadline, reserve
                 )
-    meta = res.data.setdefault("meta", {})
+    meta: dict[str, Any] = res.data.setdefault("meta", {})
     meta.update(
         {
             "reps": args.reps,
@@ -937,7 +937,7 @@ def main() -> None:
         print(text)
         if args.record:
             run = saved["run"]
-            record(text, run["facts"], run["wall_s"], tuple(run["load"]))  # type: ignore[arg-type]
+            record(text, run["facts"], run["wall_s"], tuple(run["load"]))
         return
     if args.quick:
         args.reps, args.cold, args.heavy = 2, 1, 1
