@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rsparkhub.hub.sandbox.cgroups import CgroupsV2, Limits, enter
+from rsparkhub.hub.sandbox.cgroups import CgroupsV2, Limits, entering
 
 UNIFIED = Path("/sys/fs/cgroup/unified")
 ROOT = UNIFIED if (UNIFIED / "cgroup.controllers").exists() else Path("/sys/fs/cgroup")
@@ -53,10 +53,8 @@ def test_a_v2_group_holds_lists_and_kills_a_whole_process_tree(
     cg, name = v2
     cg.create(name, Limits(memory_mb=0, pids=0))
     assert cg.exists(name) and name in cg.names()
-    procs = cg.procs_files(name)
-    proc = subprocess.Popen(
-        ["sh", "-c", "sleep 120 & sleep 120 & wait"], preexec_fn=lambda: enter(procs)
-    )
+    entry = cg.entry_files(name)
+    proc = subprocess.Popen([*entering(entry), "sh", "-c", "sleep 120 & sleep 120 & wait"])
     try:
         assert _wait_for(lambda: len(cg.pids(name)) == 3), cg.pids(name)
         assert proc.pid in cg.pids(name)

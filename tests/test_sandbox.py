@@ -131,3 +131,45 @@ def test_python_under_a_masked_path_is_bound_back(tmp_path: Path) -> None:
     binds = [i for i, a in enumerate(cmd) if a == "--ro-bind" and cmd[i + 2] == str(prefix)]
     assert binds and binds[0] > mask, cmd
     assert cmd[-2:] == ["--", "true"] and "--remount-ro" in cmd
+
+
+async def test_a_sandbox_and_what_it_starts_are_in_its_cgroup() -> None:
+    """The command prefix (``cgroups.entering``) moves the process into every controller's
+    group before the sandbox starts, so all it starts (pasta, bwrap, the command and its
+    children) is counted, limited and killed together."""
+    import asyncio
+
+    from rsparkhub.hub.sandbox import Identity, Sandboxes, SandboxSpec
+
+    sbx = Sandboxes(scope="cgtest")
+    assert sbx.cgroups.version != "none", "this host's cgroups are writable as root"
+    spec = SandboxSpec(
+        name="entry",
+        identity=Identity(200123, 200123),
+        argv=["/bin/sh", "-c", "sleep 60 & sleep 60"],
+        env={"PATH": "/usr/bin:/bin"},
+        chdir="/",
+        ro_binds=sbx.runtime_binds(),
+    )
+    proc = await sbx.spawn(spec)
+    try:
+        for _ in range(100):  # pasta (setpriv became it), bwrap ×2, sh, sleep ×2
+            pids = sbx.pids("entry")
+            if len(pids) >= 6:
+                break
+            await asyncio.sleep(0.05)
+        assert proc.pid in pids and len(pids) >= 6, pids
+        want = "/rsparkhub/cgtest.entry"
+        for pid in pids:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+            groups = {ln.split(":", 2)[1]: ln.split(":", 2)[2] for ln in lines}
+            if sbx.cgroups.version == "v1":
+                for controller in ("memory", "pids"):
+                    key = next(k for k in groups if controller in k.split(","))
+                    assert groups[key] == want, (pid, lines)
+            else:
+                assert groups[""] == want, (pid, lines)
+    finally:
+        sbx.kill("entry")
+        await proc.wait()
+    assert sbx.pids("entry") == []

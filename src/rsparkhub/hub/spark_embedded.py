@@ -62,7 +62,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import subprocess
 import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
@@ -274,7 +273,7 @@ class EmbeddedSpark(SparkService):
             work = session_dir(self.settings.data_dir, s.hub_session_id) / "work"
             try:
                 await asyncio.to_thread(files.expose, user_id, s.hub_session_id, work)
-            except (OSError, subprocess.CalledProcessError) as exc:
+            except OSError as exc:
                 log.warning("spark: session %s's files are not visible to Spark: %s",
                             s.hub_session_id, exc)  # fmt: skip
 
@@ -491,7 +490,7 @@ class EmbeddedSpark(SparkService):
         await asyncio.gather(*(self.stop_server(s, "the hub is stopping") for s in servers))
         if self._files_root() is not None:
             for s in servers:
-                with contextlib.suppress(OSError, subprocess.CalledProcessError):
+                with contextlib.suppress(OSError):
                     await asyncio.to_thread(files.drop, s.user_id)
         for task in list(self._tasks):
             task.cancel()

@@ -11,19 +11,18 @@ the session starts, under a shared mount of the user's own
 unprivileged hub cannot mount, and its users' servers see only their own Spark directory.
 
 Owns: those mounts (made, listed, removed). Must not: read or write inside them. Every
-function here blocks (mount(8)): call it from a thread.
+function here blocks (mounts): call it from a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rsparkhub.hub.sandbox.mounts import is_mount, mount, umount
+from rsparkhub.hub.sandbox.mounts import bind, is_mount, make_private, make_shared, umount
 
 if TYPE_CHECKING:
     from rsparkhub.hub.sandbox import Sandboxes
@@ -57,9 +56,9 @@ def files_dir(user_id: str) -> Path:
             for p in (FILES_ROOT.parent, FILES_ROOT, d):
                 p.mkdir(mode=0o711, exist_ok=True)
                 p.chmod(0o711)  # searchable, not listable: reached by path only
-            mount("--bind", str(d), str(d))
-            mount("--make-private", str(d))  # a peer group of its own …
-            mount("--make-shared", str(d))  # … that its sandboxes receive from
+            bind(d, d)
+            make_private(d)  # a peer group of its own …
+            make_shared(d)  # … that its sandboxes receive from
     return d
 
 
@@ -73,8 +72,8 @@ def expose(user_id: str, hub_session_id: str, work: Path) -> None:
             return
         target.mkdir(mode=0o755, parents=True, exist_ok=True)
         target.parent.chmod(0o755)
-        mount("--bind", str(work), str(target))
-        mount("--make-private", str(target))
+        bind(work, target)
+        make_private(target)
 
 
 def hide(hub_session_id: str) -> None:
@@ -110,7 +109,7 @@ def binds(user_id: str, user: str, data_dir: Path) -> tuple[Binds, Binds]:
     :func:`files_root` is not None."""
     try:
         d = files_dir(user_id)
-    except (OSError, subprocess.CalledProcessError) as exc:
+    except OSError as exc:
         log.warning("spark: %s's server will not see their sessions' files: %s", user, exc)
         return [], []
     inside = data_dir.resolve() / "sessions"

@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import resource
 import shutil
 import stat
 import sys
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from rsparkhub.hub.sandbox import cgroups as cg
 from rsparkhub.hub.sandbox import seccomp
 from rsparkhub.hub.sandbox.cgroups import Limits
-from rsparkhub.hub.sandbox.mounts import is_mount, mount, umount
+from rsparkhub.hub.sandbox.mounts import bind, is_mount, umount
 
 if TYPE_CHECKING:
     from rsparkhub.config import Settings
@@ -291,9 +290,7 @@ class Sandboxes:
             for d in (STAGE.parent, STAGE, dest.parent.parent, dest.parent):
                 if d.is_relative_to(STAGE.parent):
                     d.chmod(0o711)  # searchable, not listable
-            mount("--bind", str(path), str(dest))
-            if read_only:
-                mount("-o", "remount,bind,ro", str(dest))
+            bind(path, dest, read_only=read_only)
 
     def _unstage(self, name: str) -> None:
         base = STAGE / "rw" / name
@@ -318,20 +315,16 @@ class Sandboxes:
         if self.bwrap is None:
             return await self._spawn_plain(spec)
         name = self._n(spec.name)
-        procs = self.cgroups.procs_files(name)
+        entry = self.cgroups.entry_files(name)
         fds: dict[str, int] = {}
         try:
             fds["seccomp"] = seccomp.program_fd()
             fds["passwd"], fds["group"] = _account_files(spec.identity)
             # File-system work (cgroupfs, chown, staging mounts) off the event loop.
             argv = await asyncio.to_thread(self._prepare, spec, fds)
-            limits = spec.limits
             use_rlimits = self.cgroups.version == "none"
-
-            def child() -> None:  # between fork and exec, still the hub's uid
-                cg.enter(procs)
-                _rlimits(limits, memory_and_pids=use_rlimits)
-
+            # Still the hub's uid: into the cgroup, under the rlimits, then the sandbox.
+            argv = cg.entering(entry) + _rlimits(spec.limits, use_rlimits) + argv
             return await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE if spec.stdin_pipe else asyncio.subprocess.DEVNULL,
@@ -340,7 +333,6 @@ class Sandboxes:
                 env=spec.env,
                 cwd="/",
                 start_new_session=True,
-                preexec_fn=child,
                 pass_fds=(*fds.values(), *spec.pass_fds),
             )
         except BaseException:
@@ -354,8 +346,8 @@ class Sandboxes:
     async def _spawn_plain(self, spec: SandboxSpec) -> asyncio.subprocess.Process:
         """sandbox = 'none' (or bubblewrap missing): the command as a plain child, with
         rlimits. Isolates nothing; ``doctor`` says so."""
-        limits = spec.limits
         return await asyncio.create_subprocess_exec(
+            *_rlimits(spec.limits),
             *spec.argv,
             stdin=asyncio.subprocess.PIPE if spec.stdin_pipe else asyncio.subprocess.DEVNULL,
             stdout=spec.stdout,
@@ -363,7 +355,6 @@ class Sandboxes:
             env=spec.env,
             cwd=spec.chdir,
             start_new_session=True,
-            preexec_fn=lambda: _rlimits(limits),
             pass_fds=spec.pass_fds,
         )
 
@@ -428,18 +419,21 @@ def _searchable_by_others(path: Path) -> bool:
     return True
 
 
-def _rlimits(limits: Limits, memory_and_pids: bool = True) -> None:
-    """Per-process limits: CPU time always; memory and processes where no cgroup can be
-    made (a fallback: RLIMIT_AS counts address space, RLIMIT_NPROC the whole uid)."""
+def _rlimits(limits: Limits, memory_and_pids: bool = True) -> list[str]:
+    """The ``prlimit`` prefix for per-process limits: CPU time always; memory and
+    processes where no cgroup can be made (a fallback: RLIMIT_AS counts address space,
+    RLIMIT_NPROC the whole uid). Empty when there is nothing to set.
+
+    A command prefix, not a ``preexec_fn``: Python code between fork and exec makes the
+    hub fork (not vfork) and copy-fault its heap, ~10 ms per spawn here."""
+    opts = []
     if limits.cpu_seconds:
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-    if not memory_and_pids:
-        return
-    if limits.memory_mb:
-        n = limits.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (n, n))
-    if limits.pids:
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.pids, limits.pids))
+        opts.append(f"--cpu={limits.cpu_seconds}")
+    if memory_and_pids and limits.memory_mb:
+        opts.append(f"--as={limits.memory_mb * 1024 * 1024}")
+    if memory_and_pids and limits.pids:
+        opts.append(f"--nproc={limits.pids}")
+    return [shutil.which("prlimit") or "prlimit", *opts, "--"] if opts else []
 
 
 def _own(path: Path, ident: Identity) -> None:
