@@ -6,9 +6,10 @@ interleaved one by one (with, without, without, with, …) so the machine's drif
 1. time to first result of ``1+1`` in Python: attach to a fresh workspace (a new session,
    so a new disk), N runs per side, the session stopped after each (its disk unmounted
    and deleted) — ``first_result.hub_once``;
-2. the disk's own steps, timed alone: a sparse image of ``session_disk_mb``, ``mkfs.ext4``,
-   ``mount -o loop``, then ``umount`` and removal, N times;
-3. what a disk costs on the host's disk right after ``mkfs`` (the image's allocated blocks).
+2. the disk's own steps, timed alone: a sparse copy of the formatted template of
+   ``session_disk_mb`` (the first attach also formats the template: the max), the loop
+   mount, then the unmount and removal, N times;
+3. what a fresh disk costs on the host's disk (the image's allocated blocks).
 
 Usage: .venv/bin/python bench/session_disk.py [--n 8] [--json OUT] [--record]
 """
@@ -46,7 +47,7 @@ TITLE = "9b. A disk per session (`bench/session_disk.py`)"
 
 
 def disk_steps(n: int, size_mb: int) -> dict[str, Any]:
-    """attach + detach of a real disk, timed; the image's allocated size after mkfs."""
+    """attach + detach of a real disk, timed; a fresh image's allocated size."""
     tmp = Path(tempfile.mkdtemp(prefix="rsparkhub-disk-"))
     disks = SessionDisks(tmp / "images", size_mb)
     attach, detach, allocated = [], [], 0
@@ -116,7 +117,7 @@ def report(data: dict[str, Any]) -> str:
             ["the disk alone", "median (min–max)"],
             [
                 [
-                    f"make + mount ({data['size_mb']} MB sparse image, mkfs.ext4, mount -o loop)",
+                    f"make + mount ({data['size_mb']} MB sparse copy of the template, loop mount)",
                     f"{fmt_ms(a['median'])} ({fmt_ms(a['min'])}–{fmt_ms(a['max'])})",
                 ],
                 [
