@@ -49,7 +49,7 @@ async def hub_once(client: HubClient, language: str) -> dict[str, float]:
         async with client.attach(wid) as att:
             marks["welcome"] = time.perf_counter()
             rid = uuid.uuid4().hex
-            await att.send(P.ExecuteRequest(id=rid, code="1+1", language=language))  # type: ignore[arg-type]
+            await att.send(P.ExecuteRequest(id=rid, code="1+1", language=language))
             async for msg in att.messages(timeout=RUN_TIMEOUT):
                 if msg.get("type") != "event":
                     continue

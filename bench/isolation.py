@@ -691,7 +691,7 @@ def report(data: dict[str, Any]) -> str:
 def _record(text: str, run: dict[str, Any], note: str) -> None:
     body = text + (f"\n\n**Note.** {note}" if note else "")
     record_section(TITLE, "bench/isolation.py", body, run["facts"], run["wall_s"],
-                   tuple(run["load"]))  # type: ignore[arg-type]  # fmt: skip
+                   tuple(run["load"]))  # fmt: skip
 
 
 def main() -> None:
