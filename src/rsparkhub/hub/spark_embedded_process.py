@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from rsparkhub.config import Settings
-from rsparkhub.hub.sandbox import Identity, Limits, Network, SandboxSpec
+from rsparkhub.hub.sandbox import Child, Identity, Limits, Network, SandboxSpec
 from rsparkhub.hub.spark import SparkUnavailable
 from rsparkhub.hub.supervised import RotatingLog, free_port
 from rsparkhub.hub.userdb import role_name
@@ -119,7 +119,7 @@ class UserServer:
     token: str = ""  # Spark Connect's pre-shared token: only the user's sessions have it
     sessions: set[str] = field(default_factory=set)  # live hub sessions of the user
     state: str = "down"  # down | starting | running | stopping
-    proc: asyncio.subprocess.Process | None = None
+    proc: Child | None = None
     ui_port: int | None = None
     jvm_pid: int | None = None
     task: asyncio.Task[None] | None = None  # the supervisor, while there is a server
@@ -323,7 +323,7 @@ class Launched:
     """A server process just spawned: its output is being read (``reader``); ``started``
     and ``opened`` get its first messages."""
 
-    proc: asyncio.subprocess.Process
+    proc: Child
     reader: asyncio.Task[None]
     started: asyncio.Future[Message]
     opened: asyncio.Future[Message]
@@ -476,7 +476,7 @@ def fail_waiters(srv: UserServer) -> None:
     srv.waiters.clear()
 
 
-def close_stdin(proc: asyncio.subprocess.Process | None) -> None:
+def close_stdin(proc: Child | None) -> None:
     """Closing its stdin asks a server to stop its driver and exit."""
     if proc is not None and proc.stdin is not None:
         with contextlib.suppress(Exception):

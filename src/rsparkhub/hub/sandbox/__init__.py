@@ -2,6 +2,7 @@
 here, under the user's own uid, in namespaces and a cgroup of its own (see launcher.py)."""
 
 from rsparkhub.hub.sandbox.cgroups import Limits
+from rsparkhub.hub.sandbox.child import Child
 from rsparkhub.hub.sandbox.launcher import (
     Identity,
     Mode,
@@ -13,6 +14,7 @@ from rsparkhub.hub.sandbox.launcher import (
 )
 
 __all__ = [
+    "Child",
     "Identity",
     "Limits",
     "Mode",

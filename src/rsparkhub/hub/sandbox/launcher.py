@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rsparkhub.hub.sandbox import cgroups as cg
-from rsparkhub.hub.sandbox import seccomp
+from rsparkhub.hub.sandbox import child, seccomp
 from rsparkhub.hub.sandbox.cgroups import Limits
+from rsparkhub.hub.sandbox.child import Child
 from rsparkhub.hub.sandbox.mounts import bind, is_mount, umount
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ class Sandboxes:
             _own(src, spec.identity)
         return self.command(spec, fds)
 
-    async def spawn(self, spec: SandboxSpec) -> asyncio.subprocess.Process:
+    async def spawn(self, spec: SandboxSpec) -> Child:
         """Start ``spec.argv`` in its sandbox (and cgroup); the caller owns the process."""
         if self.bwrap is None:
             return await self._spawn_plain(spec)
@@ -325,14 +326,12 @@ class Sandboxes:
             use_rlimits = self.cgroups.version == "none"
             # Still the hub's uid: into the cgroup, under the rlimits, then the sandbox.
             argv = cg.entering(entry) + _rlimits(spec.limits, use_rlimits) + argv
-            return await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if spec.stdin_pipe else asyncio.subprocess.DEVNULL,
-                stdout=spec.stdout,
-                stderr=spec.stdout,
+            return await child.start(
+                argv,
                 env=spec.env,
                 cwd="/",
-                start_new_session=True,
+                stdout=spec.stdout,
+                stdin_pipe=spec.stdin_pipe,
                 pass_fds=(*fds.values(), *spec.pass_fds),
             )
         except BaseException:
@@ -343,18 +342,15 @@ class Sandboxes:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-    async def _spawn_plain(self, spec: SandboxSpec) -> asyncio.subprocess.Process:
+    async def _spawn_plain(self, spec: SandboxSpec) -> Child:
         """sandbox = 'none' (or bubblewrap missing): the command as a plain child, with
         rlimits. Isolates nothing; ``doctor`` says so."""
-        return await asyncio.create_subprocess_exec(
-            *_rlimits(spec.limits),
-            *spec.argv,
-            stdin=asyncio.subprocess.PIPE if spec.stdin_pipe else asyncio.subprocess.DEVNULL,
-            stdout=spec.stdout,
-            stderr=spec.stdout,
+        return await child.start(
+            [*_rlimits(spec.limits), *spec.argv],
             env=spec.env,
             cwd=spec.chdir,
-            start_new_session=True,
+            stdout=spec.stdout,
+            stdin_pipe=spec.stdin_pipe,
             pass_fds=spec.pass_fds,
         )
 

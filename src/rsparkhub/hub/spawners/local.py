@@ -23,6 +23,7 @@ import psutil
 from rsparkhub.config import Settings
 from rsparkhub.hub.listeners import SANDBOX_DIR, SOCKET_NAME, agent_socket_path
 from rsparkhub.hub.sandbox import (
+    Child,
     Identity,
     Limits,
     Network,
@@ -44,7 +45,7 @@ class LocalSpawner:
         self.sandboxes = sandboxes or sandboxes_for(settings)
         if settings.sandbox == "bwrap" and not self.sandboxes.bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
-        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._children: dict[int, Child] = {}
         disk_mb = settings.session_disk_mb if self.sandboxes.bwrap else 0
         self.disks = SessionDisks(settings.data_dir / "session-disks", disk_mb)
 
