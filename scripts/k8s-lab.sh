@@ -91,6 +91,13 @@ binaries() {
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
 		log "building ${missing[*]} from Debian's kubernetes source (minutes)"
+		# the build's tools: Debian's Go 1.19, dpkg-source, and rsync and make for
+		# `make generated_files` (a fresh Debian 12 has none of go and rsync)
+		local tools=() t
+		for t in go:golang-go dpkg-source:dpkg-dev rsync:rsync make:make; do
+			command -v "${t%%:*}" >/dev/null || tools+=("${t#*:}")
+		done
+		apt_get_install "${tools[@]}"
 		[ -d "$LAB/src/k8s" ] || ensure_deb_src
 		LAB=$LAB nice -n 10 "$REPO_ROOT/scripts/k8s-lab-build.sh" "${missing[@]}"
 	fi
