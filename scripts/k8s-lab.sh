@@ -111,6 +111,11 @@ binaries() {
 		command -v "${pair%%:*}" >/dev/null || pkgs+=("${pair#*:}")
 	done
 	[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
+	# `up` builds the pod sandbox's pause image (load_pause): a static C program, podman
+	for pair in podman:podman gcc:gcc; do
+		command -v "${pair%%:*}" >/dev/null || pkgs+=("${pair#*:}")
+	done
+	dpkg -s libc6-dev >/dev/null 2>&1 || pkgs+=(libc6-dev)
 	apt_get_install "${pkgs[@]}"
 }
 
