@@ -841,7 +841,9 @@ async def test_drivers_never_run_as_root(ids: dict[str, int], core_api: Any) -> 
     with pytest.raises(ValueError, match="never run as root"):
         sk.build_driver_pod(sk.SparkK8sConfig(NAMESPACE), "alice", "s1", **ids)
     with pytest.raises(sk.SparkDriverError, match="never run as root"):
-        await sk.create_driver(core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "s1", **ids)
+        await sk.create_driver(
+            core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "s1", token="t", **ids
+        )
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -851,7 +853,8 @@ def test_driver_objects_validate(version: str) -> None:
         pod = sk.build_driver_pod(cfg, "alice", "s1", owner=owner, workspace="w1", uid=200123)
         svc = sk.build_driver_service(cfg, "alice", "s1", owner=owner)
         pol = sk.build_network_policy(cfg, "alice", "s1", owner=owner)
-        for obj in (pod, svc, pol):
+        sec = sk.build_driver_secret(cfg, "alice", "s1", "tok", owner=owner, workspace="w1")
+        for obj in (pod, svc, pol, sec):
             kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -892,6 +895,19 @@ def test_driver_pod() -> None:
     passed = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"]
     assert passed == [f"{k}={v}" for k, v in conf.items()]
     assert {p["containerPort"] for p in c["ports"]} == {15002, 7078, 7079, 4040}
+    # Spark Connect takes its session's token from the driver's Secret (no value in the
+    # spec), and driver <-> executor RPC authenticates.
+    token_env = {e["name"]: e for e in c["env"]}[sk.TOKEN_ENV]
+    assert token_env == {
+        "name": "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": name, "key": sk.TOKEN_KEY}},
+    }
+    assert conf["spark.authenticate"] == "true"
+    secret = sk.build_driver_secret(cfg, "alice", "sess-1", "t0k", owner=OWNER)
+    assert secret["metadata"]["name"] == name and secret["immutable"] is True
+    assert base64.b64decode(secret["data"][sk.TOKEN_KEY]) == b"t0k"
+    with pytest.raises(ValueError):
+        sk.build_driver_secret(cfg, "alice", "sess-1", "")
     # 3g heap + 10 % overhead (at least 384 MiB) = 3072 + 384 MiB.
     assert c["resources"]["limits"]["memory"] == "3456Mi"
     assert c["resources"]["requests"]["memory"] == "3456Mi"
@@ -1041,12 +1057,13 @@ def test_remote_url_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(k)
     cfg = sk.SparkK8sConfig(NAMESPACE)
     sid = str(uuid.uuid4())
-    url = sk.remote_url(cfg, "al ice", "sess-1", sid)
+    url = sk.remote_url(cfg, "al ice", "sess-1", sid, "t0k")
     assert url == (
         f"sc://{sk.driver_name('sess-1')}.{NAMESPACE}.svc:15002/;user_id=al%20ice;session_id={sid}"
+        ";authorization=Bearer%20t0k"
     )
     with pytest.raises(ValueError):
-        sk.remote_url(cfg, "alice", "sess-1", "not-a-uuid")
+        sk.remote_url(cfg, "alice", "sess-1", "not-a-uuid", "t0k")
     assert sk.ui_url(cfg, "sess-1") == f"http://{sk.driver_name('sess-1')}.{NAMESPACE}.svc:4040"
     s = Settings(
         spawner="kubernetes",
@@ -1085,7 +1102,7 @@ def test_remote_url_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 class FakeApiServer:
     """A stand-in for the Kubernetes API server (a test double: no cluster runs here) that
     speaks the real HTTP API for the calls create_driver/delete_driver make: POST/GET/DELETE
-    of namespaced pods, services and networkpolicies. It stores objects, assigns uids, answers 409/404 like
+    of namespaced secrets, pods, services and networkpolicies. It stores objects, assigns uids, answers 409/404 like
     the real server, and records every request."""
 
     def __init__(self) -> None:
@@ -1123,7 +1140,7 @@ class FakeApiServer:
             def _route(self) -> tuple[str, str, str | None]:
                 m = re.fullmatch(
                     r"/(?:api/v1|apis/networking\.k8s\.io/v1)/namespaces/([^/]+)/"
-                    r"(pods|services|networkpolicies)(?:/([^/?]+))?(?:\?.*)?",
+                    r"(secrets|pods|services|networkpolicies)(?:/([^/?]+))?(?:\?.*)?",
                     self.path,
                 )
                 assert m, self.path
@@ -1198,53 +1215,62 @@ def core_api(api_server: FakeApiServer) -> Iterator[Any]:
 async def test_create_and_delete_driver(api_server: FakeApiServer, core_api: Any) -> None:
     cfg = sk.SparkK8sConfig(NAMESPACE)
     handle = await sk.create_driver(
-        core_api, cfg, "alice", "sess-1", owner=OWNER, workspace="w", uid=200123
+        core_api, cfg, "alice", "sess-1", token="t0k", owner=OWNER, workspace="w", uid=200123
     )
     name = sk.driver_name("sess-1")
+    secret = api_server.objects[(NAMESPACE, "secrets", name)]
     pod = api_server.objects[(NAMESPACE, "pods", name)]
     svc = api_server.objects[(NAMESPACE, "services", name)]
     pol = api_server.objects[(NAMESPACE, "networkpolicies", name)]
     assert handle == sk.DriverHandle(name, pod["metadata"]["uid"], name)
-    # What reached the API is exactly the built objects (modulo the server's uid).
-    sent_pod = api_server.requests[0][2]
+    # What reached the API is exactly the built objects (modulo the server's uid). The
+    # Secret comes first, owned by the session pod: the driver pod reads its token from it.
+    assert api_server.requests[0][2] == sk.build_driver_secret(
+        cfg, "alice", "sess-1", "t0k", owner=OWNER, workspace="w"
+    )
+    assert secret["metadata"]["ownerReferences"] == [OWNER.reference()]
+    sent_pod = api_server.requests[1][2]
     assert sent_pod == sk.build_driver_pod(
         cfg, "alice", "sess-1", owner=OWNER, workspace="w", uid=200123
     )
     assert sent_pod["spec"]["securityContext"]["runAsUser"] == 200123
     driver_owner = sk.Owner(name=name, uid=pod["metadata"]["uid"])
-    assert api_server.requests[2][2] == sk.build_network_policy(
+    assert api_server.requests[3][2] == sk.build_network_policy(
         cfg, "alice", "sess-1", owner=driver_owner, workspace="w"
     )
     # The Service and the NetworkPolicy belong to the driver pod the server created.
     assert svc["metadata"]["ownerReferences"] == [driver_owner.reference()]
     assert pol["metadata"]["ownerReferences"] == [driver_owner.reference()]
+    secrets = f"/api/v1/namespaces/{NAMESPACE}/secrets"
     pods = f"/api/v1/namespaces/{NAMESPACE}/pods"
     services = f"/api/v1/namespaces/{NAMESPACE}/services"
     policies = f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies"
     assert [(m, p.split("?")[0]) for m, p, _ in api_server.requests] == [
+        ("POST", secrets),
         ("POST", pods),
         ("POST", services),
         ("POST", policies),
     ]
 
     # Creating again (a retried start, a restarted hub) keeps the existing driver.
-    again = await sk.create_driver(core_api, cfg, "alice", "sess-1", owner=OWNER)
+    again = await sk.create_driver(core_api, cfg, "alice", "sess-1", token="t0k", owner=OWNER)
     assert again == handle
-    assert [m for m, _, _ in api_server.requests[3:]] == ["POST", "GET", "POST", "POST"]
+    assert [m for m, _, _ in api_server.requests[4:]] == ["POST", "POST", "GET", "POST", "POST"]
     assert api_server.objects[(NAMESPACE, "networkpolicies", name)] == pol
 
     await sk.delete_driver(core_api, NAMESPACE, "sess-1", grace_s=5)
     assert not api_server.objects
-    assert [(m, p.split("?")[0]) for m, p, _ in api_server.requests[-3:]] == [
+    assert [(m, p.split("?")[0]) for m, p, _ in api_server.requests[-4:]] == [
         ("DELETE", f"{pods}/{name}"),
         ("DELETE", f"{services}/{name}"),
         ("DELETE", f"{policies}/{name}"),
+        ("DELETE", f"{secrets}/{name}"),
     ]
-    method, path, body = api_server.requests[-3]
+    method, path, body = api_server.requests[-4]
     assert "gracePeriodSeconds=5" in path or (body or {}).get("gracePeriodSeconds") == 5
     # Deleting what is gone is fine.
     await sk.delete_driver(core_api, NAMESPACE, "sess-1")
-    assert [m for m, _, _ in api_server.requests[-3:]] == ["DELETE", "DELETE", "DELETE"]
+    assert [m for m, _, _ in api_server.requests[-4:]] == ["DELETE"] * 4
 
 
 async def test_api_refusal_is_an_error_the_user_can_act_on(
@@ -1252,7 +1278,7 @@ async def test_api_refusal_is_an_error_the_user_can_act_on(
 ) -> None:
     api_server.forbid = True
     with pytest.raises(sk.SparkDriverError) as err:
-        await sk.create_driver(core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "sess-1")
+        await sk.create_driver(core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "sess-1", token="t")
     assert err.value.status == 503 and err.value.code == "spark_driver_forbidden"
     assert "Role" in err.value.message
     with pytest.raises(sk.SparkDriverError) as err2:

@@ -143,10 +143,15 @@ def _env(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ],
 )
 def test_session_pods_validate_and_are_locked_down(profile: str, cfg: dict[str, Any]) -> None:
-    secret_env = {"PGPASSWORD": "pg-secret-value", "DATABASE_URL": "postgresql://u:pw@db/u"}
+    secret_env = {
+        "PGPASSWORD": "pg-secret-value",
+        "DATABASE_URL": "postgresql://u:pw@db/u",
+        # A session's driver URL carries its Connect token.
+        "SPARK_REMOTE": "sc://spark:15002/;user_id=x;authorization=Bearer%20t0k",
+    }
     spec = make_spec(
         user="_weird.user-name-that-is-rather-long-for-a-label-value-really.",
-        env={**secret_env, "PGHOST": "db", "SPARK_REMOTE": "sc://spark:15002/;user_id=x"},
+        env={**secret_env, "PGHOST": "db"},
         languages="r,python",
     )
     prof = PROFILES[profile]
@@ -199,10 +204,10 @@ def test_session_pods_validate_and_are_locked_down(profile: str, cfg: dict[str, 
     assert {"/tmp", "/home/rsparkhub", "/srv/rsparkhub/session"} <= mounted
     assert args[args.index("--workdir") + 1].startswith("/srv/rsparkhub/session/")
     env = _env(pod)
-    for name in ("RSPARKHUB_SESSION_TOKEN", "PGPASSWORD", "DATABASE_URL"):
+    for name in ("RSPARKHUB_SESSION_TOKEN", "PGPASSWORD", "DATABASE_URL", "SPARK_REMOTE"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == meta["name"]
-    assert env["PGHOST"]["value"] == "db" and env["SPARK_REMOTE"]["value"].startswith("sc://")
+    assert env["PGHOST"]["value"] == "db"
     assert env["HOME"]["value"] == "/home/rsparkhub"
     for k, v in prof.env.items():
         assert env[k]["value"] == v

@@ -29,6 +29,7 @@ went to. Checked:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -148,6 +149,19 @@ def spark_session_id(hub: HubProcess, hub_session_id: str) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
+def connect_token(hub: HubProcess, hub_session_id: str) -> str:
+    """The session's Spark Connect token, as the hub derives it (hub/spark.py)."""
+    secret = (hub.data_dir / "spark" / "secret").read_text().strip().encode()
+    msg = b"spark-connect-token:session:" + hub_session_id.encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+def _secret_value(standin: StandIn, ref: dict[str, str]) -> str:
+    secret = standin.get("secrets", NS, ref["name"])
+    assert secret is not None, ref
+    return base64.b64decode(secret["data"][ref["key"]]).decode()
+
+
 def _env(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
 
@@ -250,11 +264,24 @@ async def test_each_session_gets_its_own_driver(
             assert svc["spec"]["selector"]["rsparkhub.io/session"] == sid
             assert {p["port"] for p in svc["spec"]["ports"]} == {15002, 7078, 7079, 4040}
 
-            # --- the session's SPARK_REMOTE: its own driver, its own Spark session
-            remote = _env(session_pod)["SPARK_REMOTE"]["value"]
+            # --- the session's SPARK_REMOTE: its own driver, its own Spark session, its own
+            # token; a secret (from the session's Secret, not in the pod spec)
+            ref = _env(session_pod)["SPARK_REMOTE"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": session_pod["metadata"]["name"], "key": "SPARK_REMOTE"}
+            remote = _secret_value(standin, ref)
+            token = connect_token(hub, sid)
             assert remote == (
                 f"sc://{name}.{NS}.svc:15002/;user_id=alice;session_id={spark_session_id(hub, sid)}"
+                f";authorization=Bearer%20{token}"
             )
+            # The driver's Spark Connect asks for that token: from the driver's Secret, which
+            # goes with the session pod.
+            ref = _env(driver)[sk.TOKEN_ENV]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": name, "key": sk.TOKEN_KEY}
+            assert _secret_value(standin, ref) == token
+            driver_secret = standin.get("secrets", NS, name)
+            assert driver_secret["metadata"]["ownerReferences"] == [owner.reference()]
+            assert "spark.authenticate=true" in driver["spec"]["containers"][0]["command"]
 
             # --- GET /api/spark
             mine = await c.request("GET", "/api/spark")
@@ -336,6 +363,7 @@ async def test_each_session_gets_its_own_driver(
                     standin.get("pods", NS, name) is None
                     and standin.get("services", NS, name) is None
                     and standin.get("networkpolicies", NS, name) is None
+                    and standin.get("secrets", NS, name) is None
                 ),
                 20,
                 "the driver's removal",
@@ -366,6 +394,7 @@ async def test_each_session_gets_its_own_driver(
                     standin.get("pods", NS, name3) is None
                     and standin.get("services", NS, name3) is None
                     and standin.get("networkpolicies", NS, name3) is None
+                    and standin.get("secrets", NS, name3) is None
                 ),
                 20,
                 "the driver's removal with its session pod",
@@ -377,9 +406,10 @@ async def test_each_session_gets_its_own_driver(
                 not standin.list("pods", NS)
                 and not standin.list("services", NS)
                 and not standin.list("networkpolicies", NS)
+                and not standin.list("secrets", NS)
             ),
             20,
-            "no pods, Services or NetworkPolicies left",
+            "no pods, Services, NetworkPolicies or Secrets left",
         )
     finally:
         hub.close()
@@ -423,6 +453,7 @@ async def test_a_refused_driver_leaves_the_session_running(
                     lambda: standin.get("pods", NS, name) is None, 20, "the half-made driver"
                 )
                 assert standin.get("services", NS, name) is None
+                assert standin.get("secrets", NS, name) is None
                 info = await c.request("GET", "/api/spark")
                 assert info["state"] == "down" and info["ui_url"] is None, info
                 assert "no Spark driver" in info["detail"] and "403" in info["detail"]

@@ -20,12 +20,13 @@ What every mode shares, and this module owns:
   database). The uuid is derived from the hub session id with a secret in
   ``DATA_DIR/spark/secret`` (:meth:`SparkService.spark_session_id`), so it is stable
   across hub restarts and not guessable.
-* **No authentication**: Spark Connect does not authenticate its clients: whoever reaches a
-  server's port can use it as any ``user_id``. So no mode shares a server between users
-  where others can reach it: the embedded servers are each reachable only from their own
-  user's sessions (network namespaces), Kubernetes drivers only from their session pod
-  (a NetworkPolicy). An external server's URL should be reachable only from the session
-  network, and it is the operator's to trust.
+* **Tokens**: a ``user_id`` is not authentication: whoever gets into a server can use it as
+  any user. So no mode shares a server between users, and the servers the hub runs answer
+  only a pre-shared token (:func:`connect_token`, derived from the same secret): an
+  embedded server its user's, which only that user's sessions have (and reach, through
+  their network namespaces); a Kubernetes driver its session's (plus a NetworkPolicy).
+  An external server's URL should be reachable only from the session network, and it is
+  the operator's to trust.
 * **Web UI**: a user's driver UI is served only through the hub's checked proxy
   (``hub/api/spark.py``); :meth:`SparkService.ui_target` says where it is,
   :meth:`SparkService.may_open_ui` who may open it and :meth:`SparkService.ui_missing`
@@ -69,6 +70,14 @@ log = logging.getLogger("rsparkhub.spark")
 # What a mode answers for GET /api/spark (describe_for) and doctor (describe).
 Description = dict[str, Any]
 Announce = Callable[[str], Awaitable[None]]
+
+
+def connect_token(secret: bytes, subject: str) -> str:
+    """The one rule for Spark Connect tokens: HMAC-SHA256 of ``subject``, keyed with the
+    Spark services' secret, in hex. Derived, never stored: the hub gives the same token to a
+    server (or driver) and to the sessions allowed in, after a restart too."""
+    msg = b"spark-connect-token:" + subject.encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
 class SparkUnavailable(Exception):
@@ -178,10 +187,11 @@ class SparkService(ABC):
         digest = hmac.new(self._secret_bytes(), hub_session_id.encode(), hashlib.sha256)
         return str(uuid.UUID(bytes=digest.digest()[:16], version=4))
 
-    def connect_token(self, user_id: str) -> str:
-        """A user's Spark Connect token (the pre-shared key of their own server)."""
-        msg = b"spark-connect-token:" + user_id.encode()
-        return hmac.new(self._secret_bytes(), msg, hashlib.sha256).hexdigest()
+    def connect_token(self, subject: str) -> str:
+        """The Spark Connect token (a server's pre-shared key) of ``subject``: a user's id
+        for their own embedded server, ``session:<hub session id>`` for a session's driver
+        on Kubernetes. Blocking (it may create the secret file)."""
+        return connect_token(self._secret_bytes(), subject)
 
     def database(self, user: str) -> str | None:
         """The database a user's sessions start in, when the hub prepares one."""

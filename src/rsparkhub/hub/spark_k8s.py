@@ -28,6 +28,12 @@ What runs:
   ConfigMap per session, and it lives and dies with the pod.
   ``spark.kubernetes.driver.pod.name`` makes Spark give every executor an ownerReference
   to the driver pod, so executors go when the driver goes;
+* a **Secret** of the same name (:func:`build_driver_secret`, owned by the session pod and
+  made first) holding the session's Spark Connect token, which the driver reads into
+  ``SPARK_CONNECT_AUTHENTICATE_TOKEN``: Spark Connect then answers only calls carrying
+  ``Authorization: Bearer <token>``, which only the session's ``SPARK_REMOTE`` has (see
+  :func:`remote_url`). Driver and executors authenticate to each other with
+  ``spark.authenticate`` (Spark on Kubernetes makes that secret per application);
 * a **NetworkPolicy** of the same name (:func:`build_network_policy`) that admits, into
   this session's driver and executors, only this session's pod (Spark Connect) and each
   other (driver and block manager ports). The manifests' namespace-wide policies admit
@@ -36,12 +42,13 @@ What runs:
   own session (and the hub) only.
 
 Ownership chain: session pod → driver pod (when the caller passes the session pod as
-``owner``) → Service, NetworkPolicy and executors. Deleting the session pod
+``owner``) → Service, NetworkPolicy and executors; session pod → Secret. Deleting the session pod
 garbage-collects all of it; :func:`delete_driver` also deletes explicitly, tolerating 404.
 """
 
 from __future__ import annotations
 
+from rsparkhub.hub.spark import connect_token
 from rsparkhub.hub.spark_k8s_api import (
     DriverHandle,
     SparkDriverError,
@@ -70,11 +77,14 @@ from rsparkhub.hub.spark_k8s_objects import (
     SERVICE_ACCOUNT,
     SPARK_SUBMIT,
     SPARK_UID,
+    TOKEN_ENV,
+    TOKEN_KEY,
     UI_PORT,
     WORK_DIR,
     Owner,
     SparkK8sConfig,
     build_driver_pod,
+    build_driver_secret,
     build_driver_service,
     build_network_policy,
     driver_name,
@@ -116,11 +126,15 @@ __all__ = [
     "SPARK_UID",
     "SparkDriverError",
     "SparkK8sConfig",
+    "TOKEN_ENV",
+    "TOKEN_KEY",
     "UI_PORT",
     "WORK_DIR",
     "build_driver_pod",
+    "build_driver_secret",
     "build_driver_service",
     "build_network_policy",
+    "connect_token",
     "create_driver",
     "delete_driver",
     "driver_name",

@@ -20,6 +20,7 @@ from rsparkhub.hub.spark_k8s_objects import (
     Owner,
     SparkK8sConfig,
     build_driver_pod,
+    build_driver_secret,
     build_driver_service,
     build_network_policy,
     driver_name,
@@ -77,21 +78,25 @@ async def create_driver(
     user: str,
     session_id: str,
     *,
+    token: str,
     owner: Owner | None = None,
     workspace: str | None = None,
     proxy_base: str | None = None,
     uid: int | None = None,
     gid: int | None = None,
 ) -> DriverHandle:
-    """Create the driver pod (as ``uid``:``gid``, the session's identity), then its Service
-    and NetworkPolicy owned by the pod. ``api`` is a ``kubernetes.client.CoreV1Api`` (the
+    """Create the driver's Secret (the session's Connect ``token``, owned by ``owner``),
+    the driver pod (as ``uid``:``gid``, the session's identity), then its Service and
+    NetworkPolicy owned by the pod. ``api`` is a ``kubernetes.client.CoreV1Api`` (the
     NetworkPolicy goes through its API client). Idempotent: objects that already exist
-    (409) are kept, so a retried start or a restarted hub gets the same driver."""
+    (409) are kept, so a retried start or a restarted hub gets the same driver (the token
+    is derived, so a kept Secret holds the same one)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     name = driver_name(session_id)
     try:
+        secret = build_driver_secret(cfg, user, session_id, token, owner=owner, workspace=workspace)
         pod = build_driver_pod(
             cfg,
             user,
@@ -104,6 +109,16 @@ async def create_driver(
         )
     except ValueError as exc:
         raise SparkDriverError("spark_driver_invalid", str(exc)) from exc
+    try:
+        await asyncio.to_thread(
+            api.create_namespaced_secret,
+            cfg.namespace,
+            client.V1Secret.from_dict(secret),
+            _request_timeout=API_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        if _status(exc) != 409:
+            raise _api_error(f"create the Spark driver's Secret {name}", exc) from exc
     try:
         created = await asyncio.to_thread(
             api.create_namespaced_pod,
@@ -153,7 +168,8 @@ async def create_driver(
 
 async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: int = 30) -> None:
     """Delete the driver pod (its executors follow through their ownerReference), its
-    Service and its NetworkPolicy. Idempotent: objects already gone (404) are fine."""
+    Service, its NetworkPolicy and its Secret. Idempotent: objects already gone (404) are
+    fine."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -170,6 +186,7 @@ async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: i
             client.NetworkingV1Api(api.api_client).delete_namespaced_network_policy,
             {},
         ),
+        ("Secret", api.delete_namespaced_secret, {}),
     ]
     for what, call, kwargs in calls:
         try:

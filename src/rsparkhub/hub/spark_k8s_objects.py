@@ -9,6 +9,7 @@ creating and deleting agree on names without stored state.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -44,6 +45,11 @@ SPARK_UID = 185  # the `spark` user of the apache/spark images: for callers with
 DEFAULT_IMAGE = "apache/spark:4.0.1"
 SERVICE_ACCOUNT = "rsparkhub-spark"
 EXECUTOR_TEMPLATE_ANNOTATION = "rsparkhub.io/executor-pod-template"
+# The driver's Secret holds its session's Spark Connect token under this key; Spark Connect
+# reads the token from this variable and then answers only calls that carry
+# ``Authorization: Bearer <token>`` (Spark >= 4.0, PreSharedKeyAuthenticationInterceptor).
+TOKEN_KEY = "connect-token"
+TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
 EXECUTOR_TEMPLATE_KEY = "executor-pod-template.yaml"
 EXECUTOR_TEMPLATE_DIR = "/opt/rsparkhub/spark"
 WORK_DIR = "/opt/spark/work-dir"
@@ -206,6 +212,9 @@ def spark_conf(
         "spark.dynamicAllocation.maxExecutors": str(cfg.max_executors),
         "spark.dynamicAllocation.executorIdleTimeout": cfg.executor_idle_timeout,
         "spark.kubernetes.executor.deleteOnTermination": "true",
+        # Driver <-> executor RPC and block transfers authenticate with a secret Spark on
+        # Kubernetes makes per application and hands its executors (their pod's env).
+        "spark.authenticate": "true",
         "spark.connect.grpc.binding.port": str(CONNECT_PORT),
         "spark.connect.session.manager.defaultSessionTimeout": "7d",
         "spark.ui.port": str(UI_PORT),
@@ -375,6 +384,10 @@ def build_driver_pod(
                     "env": [
                         {"name": "SPARK_USER", "value": label_value(user)},
                         {"name": "HOME", "value": WORK_DIR},
+                        {
+                            "name": TOKEN_ENV,
+                            "valueFrom": {"secretKeyRef": {"name": name, "key": TOKEN_KEY}},
+                        },
                     ],
                     "ports": [
                         {"name": "spark-connect", "containerPort": CONNECT_PORT},
@@ -397,6 +410,35 @@ def build_driver_pod(
             ],
             "volumes": volumes,
         },
+    }
+
+
+def build_driver_secret(
+    cfg: SparkK8sConfig,
+    user: str,
+    session_id: str,
+    token: str,
+    *,
+    owner: Owner | None = None,
+    workspace: str | None = None,
+) -> dict[str, Any]:
+    """The driver's Secret: its session's Spark Connect token (:func:`connect_token`),
+    which the driver pod reads into ``SPARK_CONNECT_AUTHENTICATE_TOKEN``. ``owner`` is the
+    session pod: the Secret exists before the driver pod, and goes with the session."""
+    if not token:
+        raise ValueError("a Spark driver needs its session's Connect token")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(
+            driver_name(session_id),
+            cfg.namespace,
+            labels(user, session_id, "spark-driver", workspace),
+            owner,
+        ),
+        "type": "Opaque",
+        "immutable": True,
+        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
     }
 
 
@@ -502,13 +544,21 @@ def build_network_policy(
     }
 
 
-def remote_url(cfg: SparkK8sConfig, user: str, session_id: str, spark_session_id: str) -> str:
-    """``SPARK_REMOTE`` for the session: its own driver, its own server-side session.
-    ``spark_session_id`` must be a UUID (Spark Connect's rule)."""
+def remote_url(
+    cfg: SparkK8sConfig, user: str, session_id: str, spark_session_id: str, token: str
+) -> str:
+    """``SPARK_REMOTE`` for the session: its own driver, its own server-side session, its
+    token. ``spark_session_id`` must be a UUID (Spark Connect's rule).
+
+    The token rides as the ``authorization`` parameter, which pyspark sends as gRPC
+    metadata on every call: its own ``token`` parameter would switch the channel to TLS,
+    which the driver does not serve. So the URL is a secret (the session's Secret holds
+    it)."""
     sid = str(uuid.UUID(spark_session_id))
     return (
         f"sc://{service_host(cfg, session_id)}:{CONNECT_PORT}/"
         f";user_id={quote(user, safe='')};session_id={sid}"
+        f";authorization={quote('Bearer ' + token, safe='')}"
     )
 
 

@@ -67,14 +67,22 @@ class KubernetesSpark(SparkService):
             self._k8s_cfg = sk.SparkK8sConfig.from_settings(self.settings)
         return self._k8s_cfg
 
+    async def _token(self, hub_session_id: str) -> str:
+        """The session's Spark Connect token: the same for its environment and its driver,
+        after a hub restart too (``connect_token``)."""
+        return await asyncio.to_thread(self.connect_token, f"session:{hub_session_id}")
+
     # ------------------------------------------------------------------ sessions
     async def session_env(self, s: SessionOwner) -> dict[str, str]:
-        """The session's own driver (created by session_started), by its Service name."""
+        """The session's own driver (created by session_started), by its Service name,
+        with the session's Connect token (the spawner keeps SPARK_REMOTE in the session's
+        Secret)."""
         problem = await self._session_ids_ready()
         if problem is not None:
             return await self._without_spark(problem)
         sid = self.spark_session_id(s.hub_session_id)
-        return {"SPARK_REMOTE": sk.remote_url(self._k8s(), s.user, s.hub_session_id, sid)}
+        token = await self._token(s.hub_session_id)  # the secret exists (_session_ids_ready)
+        return {"SPARK_REMOTE": sk.remote_url(self._k8s(), s.user, s.hub_session_id, sid, token)}
 
     async def session_started(
         self, s: SessionOwner, spawner_state: Mapping[str, Any], announce: Announce | None = None
@@ -108,11 +116,13 @@ class KubernetesSpark(SparkService):
                 if owner is None:
                     log.warning("spark driver %s has no owner: the session state names no pod "
                                 "uid; it is deleted when the session ends", name)  # fmt: skip
+                token = await self._token(hub_session_id)
                 await sk.create_driver(
                     self.kubernetes_api,
                     cfg,
                     user,
                     hub_session_id,
+                    token=token,
                     owner=owner,
                     workspace=workspace_id,
                     proxy_base=sk.ui_proxy_base(user, cfg.hub_base_path),
@@ -249,6 +259,7 @@ class KubernetesSpark(SparkService):
             "namespace": cfg.namespace,
             "image": cfg.image,
             "drivers": drivers,
-            "detail": detail + "; Spark Connect has no authentication: every session pod "
-            "can reach every driver's port 15002 (the network policies keep all else out)",
+            "detail": detail + "; each driver's Spark Connect answers only its own session "
+            "(a per-session token) and its executors only it (spark.authenticate); the "
+            "network policies keep other pods out of every driver port",
         }

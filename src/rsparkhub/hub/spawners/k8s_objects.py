@@ -6,7 +6,7 @@ validate every one of them against the Kubernetes OpenAPI schema:
   (``session_identity``), the profile's resources, emptyDirs for everything it writes (the
   root filesystem is read-only), and optionally the user's package volume;
 * ``build_session_secret`` — the session token and the secret part of the session's
-  environment (``PGPASSWORD``, ``DATABASE_URL`` …), read by the pod through
+  environment (``PGPASSWORD``, ``DATABASE_URL``, ``SPARK_REMOTE`` …), read by the pod through
   ``secretKeyRef`` so no secret value is in the pod spec;
 * ``build_user_pvc`` — the user's package volume (``R_LIBS_USER``, ``PYTHONUSERBASE``).
 
@@ -59,7 +59,7 @@ TOKEN_KEY = "token"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 # Environment variables that go into the session's Secret instead of the pod spec.
-_SECRET_ENV = frozenset({"PGPASSWORD", "DATABASE_URL"})
+_SECRET_ENV = frozenset({"PGPASSWORD", "DATABASE_URL", "SPARK_REMOTE"})  # URLs with credentials
 _SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "_KEY", "CREDENTIAL")
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 _DNS_BAD = re.compile(r"[^a-z0-9-]")
