@@ -11,11 +11,13 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from test_runs import DATA, R_SCRIPT, _wait_done
+import pytest
+from test_runs import DATA, R_SCRIPT, _hub, _wait_done
 
 from rsparkhub.client import HubClient
 
@@ -49,6 +51,23 @@ def rerun_report(
             return dict(state)
         assert time.monotonic() < deadline, f"no report within {limit} s: {state}"
         time.sleep(0.5)
+
+
+# Finishes at once in the workspace it was written in; in a re-run it waits for something
+# that never comes, as code waiting on a service only the original session had would.
+HANGS_IN_A_RERUN = """\
+import os, time
+if os.environ["RSPARKHUB_WORKSPACE_ID"] != "{wid}":
+    time.sleep(600)
+print("finished")
+"""
+QUICK_RERUN_TIMEOUT_S = 8
+
+
+@pytest.fixture
+def quick_rerun_hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub that gives a re-run's recorded request 8 s (``rerun_timeout_s``)."""
+    yield from _hub(tmp_path / "data", {"RSPARKHUB_RERUN_TIMEOUT_S": str(QUICK_RERUN_TIMEOUT_S)})
 
 
 def _causes(report: dict[str, Any]) -> list[str]:
@@ -165,3 +184,63 @@ def test_viewers_cannot_rerun(hub: HubProcess, tmp_path: Path) -> None:
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     assert "viewer" in r.json()["error"]["message"]
     assert hub.client(viewer).get("/api/workspaces").json()[0]["role"] == "viewer"
+
+
+async def test_a_rerun_that_does_not_finish_fails_and_says_why(
+    quick_rerun_hub: HubProcess,
+) -> None:
+    """A re-run whose request outlives ``rerun_timeout_s`` ends ``failed`` (not "not
+    reproduced"): the status says why, its session is stopped, its workspace and record
+    stay, and ``rsparkhub rerun`` exits 2 with the hub's sentence."""
+    hub = quick_rerun_hub
+    token = hub.make_user("tess")
+    c = hub.client(token)
+    async with HubClient(hub.url, token) as h:
+        wid = (await h.ensure_workspace("hangs"))["id"]
+        await h.upload(wid, {"wait.py": HANGS_IN_A_RERUN.format(wid=wid).encode()})
+        async with h.attach(wid) as s:
+            first = await s.run(path="wait.py", mode="source")
+        assert first.ok and "finished" in first.stdout, first.events
+        await h.stop_session(wid)
+    _check_the_failed_rerun(hub, token, _wait_done(c, wid, first.request_id))
+
+
+def _check_the_failed_rerun(hub: HubProcess, token: str, original: dict[str, Any]) -> None:
+    c = hub.client(token)
+    wid = original["workspace_id"]
+    r = c.post(f"/api/workspaces/{wid}/runs/{original['id']}/rerun", json={})
+    assert r.status_code == 202, r.text
+    started = r.json()
+    deadline = time.monotonic() + 180
+    state = started
+    while state["state"] == "running":
+        assert time.monotonic() < deadline, f"the re-run neither ended nor failed: {state}"
+        time.sleep(0.5)
+        state = c.get(started["status_url"]).json()
+    assert state["state"] == "failed", state
+    assert state["run_id"] == original["id"] and state["workspace_id"] == started["workspace_id"]
+    assert state["error"]["code"] == "rerun_timeout", state
+    assert f"within {QUICK_RERUN_TIMEOUT_S} s" in state["error"]["message"], state
+    copy = started["workspace_id"]
+    # its session was stopped (the code was still sleeping); the workspace and the re-run's
+    # own record stay, closed
+    session = c.get(f"/api/workspaces/{copy}/session").json()
+    assert session["state"] in ("stopped", "stopping"), session
+    for _ in range(60):
+        [again] = c.get(f"/api/workspaces/{copy}/runs").json()
+        if again["status"] != "running":
+            break
+        time.sleep(0.5)
+    assert again["via"] == "rerun" and again["status"] != "ok", again
+    assert again["rerun"] is None, again  # no report: nothing was compared
+
+    env = {**os.environ, "RSPARKHUB_URL": hub.url, "RSPARKHUB_TOKEN": token}
+    cli = subprocess.run(
+        [RSPARKHUB, "rerun", original["id"][:12], "--workspace", "hangs"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert "did not finish within" in cli.stderr and "rerun_timeout_s" in cli.stderr, cli.stderr

@@ -188,6 +188,12 @@ class Settings(BaseSettings):
         description="Remove an environment no session was given for this many days and "
         "no running session mounts (checked at a session start, at most hourly); 0 = never.",
     )
+    rerun_timeout_s: float = Field(
+        3600,
+        gt=0,
+        description="Longest a re-run's recorded request may run; then the re-run is "
+        "reported failed (rerun_timeout) and its session stopped.",
+    )
     r_repos: str | None = Field(
         None,
         description="A CRAN or Posit Package Manager mirror URL R packages a workspace "

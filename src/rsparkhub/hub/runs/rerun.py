@@ -14,7 +14,7 @@ compares the two records with ``reprodiff`` and stores the report on the new rec
 outputs and record can be inspected (delete it like any workspace).
 
 The request answers **202** as soon as the new workspace holds its files: the session, the
-run (up to ``RERUN_TIMEOUT_S``) and the comparison continue in a task of the hub's
+run (up to ``rerun_timeout_s``) and the comparison continue in a task of the hub's
 (:class:`Reruns`), and ``GET /api/workspaces/{new workspace}/rerun`` says ``running``, then
 gives the report (``done``) or why it failed (``failed``). No HTTP request is held open for
 the length of someone's analysis (proxies close those), and a client that went away can ask
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rsparkhub.runs")
 
 RERUN_PROJECT = "reruns"
-RERUN_TIMEOUT_S = 3600.0  # the recorded request, once the session took it
 MAX_IGNORE = 20  # extra ignore patterns a caller may add
 MAX_PATTERN = 200  # characters in one
 
@@ -133,7 +132,8 @@ def _request_of(run: Run, request_id: str) -> P.ExecuteRequest | P.RenderRequest
 async def _wait_for_record(hub: Hub, session_id: str, request_id: str) -> Run:
     """The re-run's record once finished, with its environment (which may follow ``done``
     by a moment; a record without one after 10 s is taken as it is)."""
-    deadline = time.monotonic() + RERUN_TIMEOUT_S
+    limit = hub.settings.rerun_timeout_s  # the recorded request, once the session took it
+    deadline = time.monotonic() + limit
     finished_at: float | None = None
     while True:
         async with hub.db.session() as db:
@@ -150,8 +150,8 @@ async def _wait_for_record(hub: Hub, session_id: str, request_id: str) -> Run:
             raise ApiError(
                 504,
                 "rerun_timeout",
-                f"The re-run did not finish within {RERUN_TIMEOUT_S:.0f} s; its workspace "
-                "keeps what it did so far.",
+                f"The re-run did not finish within {limit:g} s (rerun_timeout_s); its "
+                "session was stopped and its workspace keeps what it did so far.",
             )
         await asyncio.sleep(0.25)
 
