@@ -5,7 +5,8 @@
 #                               # containerd (its own instance), a kubelet, kube-proxy
 #                               # (iptables) and the lab's DNS (dnsmasq fed from Services)
 #   scripts/k8s-lab.sh images [name...]  # session-python (default), session-r-debian, hub,
-#                               # postgres-debian: built from docker/<name>.Dockerfile, loaded
+#                               # postgres-debian, spark-debian: built from
+#                               # docker/<name>.Dockerfile, loaded
 #   scripts/k8s-lab.sh env      # the variables tests/test_k8s_cluster.py reads
 #   scripts/k8s-lab.sh status   # what runs, node and pods
 #   scripts/k8s-lab.sh restart kube-apiserver   # stopped and started again (tests use it)
@@ -392,8 +393,10 @@ compact() {
 # (Debian's dnsmasq-base) answers on the bridge's address from a hosts file that
 # dns_sync writes from the Services (<name>.<namespace>.svc.cluster.local -> ClusterIP,
 # rewritten on every change a watch reports); it forwards nothing (--no-resolv) and
-# answers NXDOMAIN for other names under cluster.local. No headless Services, no pod
-# records, no SRV: what the manifests here need (the hub's and PostgreSQL's Services).
+# answers NXDOMAIN for other names under cluster.local. A headless Service's name resolves
+# to its ready endpoints' pod addresses (as CoreDNS does; a Spark driver's Service, which
+# publishes its pod before it is Ready, is how executors reach their driver). No pod
+# records, no SRV: what the manifests and tests here need.
 dns() {
 	mkdir -p "$DNS_DIR"
 	touch "$DNS_DIR/services"
@@ -407,17 +410,34 @@ dns() {
 
 dns_sync() {
 	trap 'trap - TERM; kill -- -$$ 2>/dev/null; exit 0' TERM
-	while :; do
-		kc get svc -A -w -o name 2>/dev/null | while read -r _; do dns_hosts; done
-		sleep 1 # the API server restarted: watch again
+	local kind
+	for kind in svc endpoints; do # (headless Services: their endpoints change later)
+		while :; do
+			kc get "$kind" -A -w -o name 2>/dev/null | while read -r _; do dns_hosts; done
+			sleep 1 # the API server restarted: watch again
+		done &
 	done
+	wait
 }
 
-dns_hosts() {
+dns_hosts() { # one at a time (two watches call it): the last one reads the newest state
 	local f=$DNS_DIR/services tmp=$RUNDIR/dns-services.tmp # (dnsmasq reads all of DNS_DIR)
-	kc get svc -A -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}.svc.'"$CLUSTER_DOMAIN"'{"\n"}{end}' 2>/dev/null |
-		grep -E '^[0-9]' >"$tmp" || true
-	if cmp -s "$tmp" "$f"; then rm -f "$tmp"; else mv "$tmp" "$f"; fi
+	local d=.svc.$CLUSTER_DOMAIN
+	{
+		flock 9
+		{
+			kc get svc -A -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}'"$d"'{"\n"}{end}' 2>/dev/null |
+				grep -E '^[0-9]' || true
+			# headless: "None name.namespace" joined with "namespace name ip..." of endpoints
+			join -1 2 -2 1 \
+				<(kc get svc -A -o jsonpath='{range .items[*]}{.spec.clusterIP} {.metadata.name}.{.metadata.namespace}{"\n"}{end}' 2>/dev/null |
+					awk '$1=="None"{print $1, $2}' | sort -k2,2) \
+				<(kc get endpoints -A -o jsonpath='{range .items[*]}{.metadata.name}.{.metadata.namespace}{range .subsets[*]}{range .addresses[*]} {.ip}{end}{end}{"\n"}{end}' 2>/dev/null |
+					sort -k1,1) |
+				awk -v d="$d" '{for (i = 3; i <= NF; i++) print $i, $1 d}' || true
+		} >"$tmp"
+		if cmp -s "$tmp" "$f"; then rm -f "$tmp"; else mv "$tmp" "$f"; fi
+	} 9>"$RUNDIR/dns-services.lock"
 }
 
 # ------------------------------------------------------------------------------------- up
@@ -708,16 +728,26 @@ EOF
 source_key() { # a Dockerfile's image key: the Dockerfile, the build context, the base
 	(
 		cd "$REPO_ROOT"
-		cat "docker/$1.Dockerfile"
-		for f in docker/"$1"-*; do [ -f "$f" ] && sha256sum "$f"; done # its own files
+		local df="docker/$1.Dockerfile" f
+		cat "$df"
+		# its own files: docker/<name>-*, and what else of docker/ it copies
+		for f in $(
+			ls -d docker/"$1"-* 2>/dev/null || true
+			awk 'toupper($1)=="COPY"{for(i=2;i<NF;i++) if($i ~ /^docker\//) print $i}' "$df"
+		); do
+			if [ -f "$f" ]; then echo "$f"; fi
+		done | sort -u | while read -r f; do sha256sum "$f"; done
 		echo "$2"
-		git ls-files -co --exclude-standard pyproject.toml README.md src |
-			grep -vE '(__pycache__|\.pyc$|\.egg-info|/\.source-hash$)' | sort |
-			while read -r f; do [ -f "$f" ] && sha256sum "$f"; done
+		# the package's sources, when it copies them (spark-debian and postgres-debian do not)
+		if grep -qiE '^COPY .*(src|pyproject\.toml)' "$df"; then
+			git ls-files -co --exclude-standard pyproject.toml README.md src |
+				grep -vE '(__pycache__|\.pyc$|\.egg-info|/\.source-hash$)' | sort |
+				while read -r f; do [ -f "$f" ] && sha256sum "$f"; done
+		fi
 	) | sha256sum | cut -c1-12
 }
 
-image() { # session-python | session-r-debian | hub | postgres-debian : built (cached), saved and loaded into the lab's containerd
+image() { # session-python | session-r-debian | hub | postgres-debian | spark-debian : built (cached), saved and loaded into the lab's containerd
 	local name=$1 base key tag tar old
 	base=$(base_image)
 	key=$(source_key "$name" "$base")
@@ -798,7 +828,8 @@ env_() {
 	img=""
 	[ -s "$CACHE/images/session-r-debian.current" ] && img=$(cat "$CACHE/images/session-r-debian.current")
 	echo "export RSPARKHUB_K8S_R_IMAGE=$img"
-	for n in hub postgres-debian; do # the images of the overlay test (docs/kubernetes.md)
+	# the images of the overlay test (hub, postgres) and of the Spark driver test (spark)
+	for n in hub postgres-debian spark-debian; do
 		img=""
 		[ -s "$CACHE/images/$n.current" ] && img=$(cat "$CACHE/images/$n.current")
 		echo "export RSPARKHUB_K8S_$(echo "${n%-debian}" | tr a-z A-Z)_IMAGE=$img"

@@ -4,10 +4,10 @@
 #   scripts/test-k8s.sh [pytest args]
 #
 # brings up the lab cluster (scripts/k8s-lab.sh up), builds and loads the session images,
-# the hub's and PostgreSQL's (scripts/k8s-lab.sh images session-python session-r-debian
-# hub postgres-debian; cached, see docs/kubernetes.md), runs tests/test_k8s_cluster.py
-# against it with the variables of `scripts/k8s-lab.sh env` set, and takes the lab down
-# again, whatever the tests said. RSPARKHUB_K8S_KEEP=1 leaves the lab up (then
+# the hub's, PostgreSQL's and Spark's (scripts/k8s-lab.sh images session-python
+# session-r-debian hub postgres-debian spark-debian; cached, see docs/kubernetes.md), runs
+# tests/test_k8s_cluster.py against it with the variables of `scripts/k8s-lab.sh env` set,
+# and takes the lab down again, whatever the tests said. RSPARKHUB_K8S_KEEP=1 leaves the lab up (then
 # `scripts/k8s-lab.sh down`). The exit status is pytest's.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ if [ "${RSPARKHUB_K8S_KEEP:-0}" != 1 ]; then
 fi
 "$LAB_SH" up
 phase "lab up"
-"$LAB_SH" images session-python session-r-debian hub postgres-debian
+"$LAB_SH" images session-python session-r-debian hub postgres-debian spark-debian
 phase "images ready"
 eval "$("$LAB_SH" env)"
 status=0

@@ -693,6 +693,7 @@ DOCKERFILES = (
     "session-r-debian.Dockerfile",
     "session-python.Dockerfile",
     "postgres-debian.Dockerfile",
+    "spark-debian.Dockerfile",
 )
 
 
@@ -727,8 +728,12 @@ def test_dockerfiles_pin_bases_and_run_as_uid_1000(name: str) -> None:
         assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), base
     users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
     # the lab's PostgreSQL stands in for postgres:16-bookworm, whose "postgres" is 999, the
-    # uid overlays/small/postgres.yaml runs it as
-    want = "999:999" if name == "postgres-debian.Dockerfile" else "1000:1000"
+    # uid overlays/small/postgres.yaml runs it as; the lab's Spark for apache/spark, whose
+    # "spark" is 185 (SPARK_UID: drivers of callers with no uid run as it)
+    want = {
+        "postgres-debian.Dockerfile": "999:999",
+        "spark-debian.Dockerfile": f"{sk.SPARK_UID}:{sk.SPARK_UID}",
+    }.get(name, "1000:1000")
     assert users and users[-1] == want
     assert "--no-install-recommends" in text or "apt-get" not in text
     assert "rm -rf /var/lib/apt/lists/*" in text or "apt-get" not in text
