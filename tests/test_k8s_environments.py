@@ -8,6 +8,9 @@ what cannot be mounted loses its variable, so the kernels never get a missing pa
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -138,3 +141,59 @@ def test_a_kubernetes_hub_makes_no_overlay_of_its_own(tmp_path: Path) -> None:
     assert out.binds == [(overlay, str(overlay))] and not out.notices
     assert out.env["RSPARKHUB_OVERLAY"] == str(overlay)
     assert not (tmp_path / "overlays").exists() and not (tmp_path / "session-disks").exists()
+
+
+def _age(path: Path, minutes: float) -> None:
+    t = time.time() - minutes * 60
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+def test_the_init_container_removes_only_overlays_of_workspaces_that_are_gone(
+    tmp_path: Path,
+) -> None:
+    """The pod's init container command, run for real (``sh``, GNU ``find``) on a directory
+    standing in for the user's volume: the overlay of a workspace the user no longer has is
+    removed once nothing changed it for 10 minutes; the user's workspaces', a fresh one
+    (made after the list was taken) and a symbolic link (and what it points to) stay."""
+    mine, gone, fresh, other = "a" * 32, "b" * 32, "c" * 32, "d" * 32
+    this = "e" * 32
+    spec = _spec(workspace=this)
+    spec.keep_overlays = (mine, this)
+    cfg = pod_config(user_volume=True)
+    pod = build_session_pod(spec, PROFILES["default"], cfg)
+    validate(pod)
+    [init] = pod["spec"]["initContainers"]
+    assert init["env"] == [{"name": "RSPARKHUB_KEEP_OVERLAYS", "value": f"{mine} {this}"}]
+    volume = tmp_path / "volume"
+    overlays = volume / "overlays"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the overlay's")
+    for ws in (mine, gone, fresh):
+        (overlays / ws / "python" / "pkg").mkdir(parents=True)
+        (overlays / ws / "python" / "pkg" / "__init__.py").write_text("x = 1\n")
+    (overlays / other).symlink_to(outside)
+    for ws in (mine, gone, other):
+        _age(overlays / ws, 11)
+    # the container's paths, mapped onto the stand-in volume
+    command = [a.replace(USER_LIB_DIR, str(volume)) for a in init["command"]]
+    env = {"PATH": os.environ["PATH"], **{e["name"]: e["value"] for e in init["env"]}}
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in overlays.iterdir()) == sorted([mine, fresh, other, this])
+    assert (overlays / mine / "python" / "pkg" / "__init__.py").exists()
+    assert (outside / "keep.txt").read_text() == "not the overlay's"
+    assert (overlays / this / "python").is_dir() and (overlays / this / "r").is_dir()
+    assert (volume / "R").is_dir() and (volume / "python").is_dir()
+    assert out.stdout == f"removed the overlay of {gone} (no such workspace of this user)\n"
+    # a directory it cannot make fails the container (the session says why)
+    (volume / "R").rmdir()
+    (volume / "R").write_text("a file where the library should be")
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert failed.returncode != 0 and "R" in failed.stderr
+
+
+def test_without_the_list_the_init_container_only_makes_directories() -> None:
+    pod = build_session_pod(_spec(), PROFILES["default"], pod_config(user_volume=True))
+    [init] = pod["spec"]["initContainers"]
+    assert init["command"][:2] == ["mkdir", "-p"] and "env" not in init

@@ -914,8 +914,16 @@ async def test_hub_runs_sessions_as_pods(tmp_path: Path, agent_standin: StandIn)
     hub = k8s_hub(tmp_path, standin, RSPARKHUB_KUBERNETES_USER_VOLUME_SIZE="1Gi").start()
     try:
         token = hub.make_user("alice")
-        async with HubClient(hub.url, token) as c:
+        bob = hub.make_user("bob")
+        async with HubClient(hub.url, token) as c, HubClient(hub.url, bob) as b:
             wid = (await c.ensure_workspace("pods"))["id"]
+            # her workspaces: this one and one of bob's she is a member of; not one deleted
+            shared = (await b.ensure_workspace("bobs"))["id"]
+            await b.request(
+                "PUT", f"/api/workspaces/{shared}/members", json={"user": "alice", "role": "editor"}
+            )
+            doomed = (await c.ensure_workspace("doomed"))["id"]
+            await c.request("DELETE", f"/api/workspaces/{doomed}")
             async with c.attach(wid) as s:
                 states = [m for m in s.side if m.get("type") == "session_state"]
                 progress: list[str] = [m.get("message") or "" for m in states]
@@ -948,6 +956,12 @@ async def test_hub_runs_sessions_as_pods(tmp_path: Path, agent_standin: StandIn)
             assert info["profile"] == "default" and info["state"] == "running"
             pod = f"rsparkhub-session-{info['id']}"
             assert standin.get("pods", NS, pod) is not None
+            # The init container keeps the overlays of her workspaces on her volume, and
+            # removes the others' (tests/test_k8s_environments.py runs its script).
+            [init] = standin.get("pods", NS, pod)["spec"]["initContainers"]
+            assert init["env"] == [
+                {"name": "RSPARKHUB_KEEP_OVERLAYS", "value": " ".join(sorted([wid, shared]))}
+            ]
             stopped = await c.stop_session(wid)
             assert stopped["state"] == "stopped" and stopped["exit_code"] == 0, stopped
             final = await standin.until(

@@ -26,9 +26,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
+
 from rsparkhub.config import Settings
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import Database
+from rsparkhub.hub.db.models import Project, Workspace, WorkspaceMember
 from rsparkhub.hub.environments import declarations as D
 from rsparkhub.hub.environments import gc
 from rsparkhub.hub.environments.build import Builder, BuildResult, remove_tree, uv_binary
@@ -195,6 +198,16 @@ class Environments:
         except Exception:  # a failed collection must not fail anything else
             log.exception("removing unused environments failed")
             return []
+
+    async def user_overlays(self, user_id: str) -> tuple[str, ...]:
+        """The workspaces whose overlays a user's own storage keeps: every workspace they
+        own or are a member of (``SessionSpec.keep_overlays``). An overlay of any other
+        workspace (deleted, or the user removed from it) is of no use any more."""
+        async with self.db.session() as db:
+            owned = select(Workspace.id).join(Project).where(Project.owner_id == user_id)
+            member = select(WorkspaceMember.workspace_id).where(WorkspaceMember.user_id == user_id)
+            ids = (await db.execute(owned.union(member))).scalars().all()
+        return tuple(sorted(ids))
 
     async def remove_overlay(self, workspace_id: str) -> None:
         """Delete the workspace's overlay (the workspace was deleted)."""

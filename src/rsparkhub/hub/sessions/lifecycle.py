@@ -272,6 +272,7 @@ class Lifecycle:
             progress=progress,
             ro_binds=prepared.ro_binds,
             binds=prepared.binds,
+            keep_overlays=await self.environments.user_overlays(owner_id),
         )
         try:
             live.spawner_state = await self.spawner.start(spec)

@@ -39,6 +39,10 @@ class SessionSpec:
     # environments (read-only) and package overlay (writable); hub/environments/.
     ro_binds: list[tuple[Path, str]] = field(default_factory=list)
     binds: list[tuple[Path, str]] = field(default_factory=list)
+    # The workspaces whose package overlays the owner's own storage keeps (those they own or
+    # are a member of); a spawner that keeps overlays on a user's volume removes the others
+    # (Kubernetes). None: not known, remove nothing.
+    keep_overlays: tuple[str, ...] | None = None
 
     @property
     def workdir(self) -> Path:

@@ -16,6 +16,15 @@ session (``SessionSpec.ro_binds`` and ``binds``) as Kubernetes volumes.
   session of the workspace has its own), which is what "a session installs into its own
   volume" already meant on Kubernetes.
 
+The overlays of workspaces that are gone (deleted, or the user is no longer a member) would
+stay on the user's volume forever: the hub cannot reach that volume, only the user's own
+pods do. So the init container that prepares the volume also removes them
+(:func:`prepare_user_volume`): every ``overlays/<id>`` whose id is not in
+``SessionSpec.keep_overlays`` and that nothing changed for :data:`PRUNE_AFTER_MIN`
+minutes (a workspace made after the list was taken is never touched). It runs as the
+session's uid on that user's volume only, and a failure to remove is reported in its log,
+never a reason for the session not to start.
+
 What cannot be mapped is left out with its variable, so the kernels never get a path that
 is not there: an environment outside ``DATA_DIR/environments`` or with no claim set, an
 overlay without a user volume. Nothing here talks to the API server; pure functions of
@@ -34,6 +43,20 @@ ENV_VOLUME = "environments"
 USER_VOLUME = "user-lib"  # k8s_objects' name of the user's package volume
 ENV_VARS = ("RSPARKHUB_ENV_PYTHON", "RSPARKHUB_ENV_R")
 OVERLAY_VAR = "RSPARKHUB_OVERLAY"
+KEEP_VAR = "RSPARKHUB_KEEP_OVERLAYS"  # the init container's: space-separated workspace ids
+PRUNE_AFTER_MIN = 10
+# $1: the overlays' directory; the rest: directories to make. Workspace ids are hex.
+_PREPARE = f"""\
+overlays=$1; shift
+mkdir -p "$@" || exit 1
+for d in "$overlays"/*; do
+  [ -d "$d" ] && [ ! -L "$d" ] || continue
+  case " ${KEEP_VAR} " in *" ${{d##*/}} "*) continue ;; esac
+  [ -n "$(find "$d" -maxdepth 0 -mmin +{PRUNE_AFTER_MIN} 2>/dev/null)" ] || continue
+  if rm -rf -- "$d"; then echo "removed the overlay of ${{d##*/}} (no such workspace of this user)"
+  else echo "could not remove $d" >&2; fi
+done
+"""
 
 
 @dataclass
@@ -44,6 +67,19 @@ class EnvironmentMounts:
     user_dirs: list[str] = field(default_factory=list)
     # variables of spec.env to leave out: their directory is not in the pod
     drop_env: set[str] = field(default_factory=set)
+
+
+def prepare_user_volume(
+    volume_mount: str, dirs: list[str], keep: tuple[str, ...] | None
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The command and environment of the init container that prepares the user's volume
+    (mounted at ``volume_mount``): make ``dirs`` and, when ``keep`` is known, remove the
+    overlays of other workspaces (see the module docstring)."""
+    if keep is None:
+        return ["mkdir", "-p", *dirs], []
+    overlays = posixpath.join(volume_mount, "overlays")
+    command = ["sh", "-c", _PREPARE, "prepare-user-lib", overlays, *dirs]
+    return command, [{"name": KEEP_VAR, "value": " ".join(keep)}]
 
 
 def _under(path: str, root: str) -> str | None:

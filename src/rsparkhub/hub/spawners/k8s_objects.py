@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rsparkhub.hub.spawners.base import SessionSpec
-from rsparkhub.hub.spawners.k8s_environments import environment_mounts
+from rsparkhub.hub.spawners.k8s_environments import environment_mounts, prepare_user_volume
 from rsparkhub.hub.spawners.k8s_profiles import KubernetesProfile
 
 APP_LABEL = "app.kubernetes.io/name"
@@ -338,13 +338,17 @@ def build_session_pod(
             {"name": "user-lib", "persistentVolumeClaim": {"claimName": pvc_name(spec.user)}}
         )
         # R ignores an R_LIBS_USER that does not exist: create both library directories on
-        # the (possibly fresh) volume first.
+        # the (possibly fresh) volume first; and remove overlays of workspaces now gone.
+        command, init_env = prepare_user_volume(
+            USER_LIB_DIR, [R_LIBS_USER, PYTHONUSERBASE, *envs.user_dirs], spec.keep_overlays
+        )
         pod_spec["initContainers"] = [
             {
                 "name": "prepare-user-lib",
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["mkdir", "-p", R_LIBS_USER, PYTHONUSERBASE, *envs.user_dirs],
+                "command": command,
+                **({"env": init_env} if init_env else {}),
                 "resources": {
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "100m", "memory": "64Mi"},
