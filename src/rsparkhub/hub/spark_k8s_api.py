@@ -166,6 +166,16 @@ async def create_driver(
     return DriverHandle(pod_name=name, pod_uid=pod_uid, service_name=name)
 
 
+def _delete(call: Any, *args: Any, **kwargs: Any) -> None:
+    """A DELETE call whose answer is read as bytes, not as a client model (blocking: runs
+    in a thread). The body is read before the connection goes back to the pool."""
+    resp = call(*args, _preload_content=False, **kwargs)
+    try:
+        resp.read()
+    finally:
+        resp.release_conn()
+
+
 async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: int = 30) -> None:
     """Delete the driver pod (its executors follow through their ownerReference), its
     Service, its NetworkPolicy and its Secret. Idempotent: objects already gone (404) are
@@ -190,7 +200,11 @@ async def delete_driver(api: Any, namespace: str, session_id: str, *, grace_s: i
     ]
     for what, call, kwargs in calls:
         try:
-            await asyncio.to_thread(call, name, namespace, _request_timeout=API_TIMEOUT_S, **kwargs)
+            # The answer is not read as a client model: Kubernetes 1.20 answers a Service's
+            # DELETE with a Status, which the client fails to read as the V1Service it expects.
+            await asyncio.to_thread(
+                _delete, call, name, namespace, _request_timeout=API_TIMEOUT_S, **kwargs
+            )
         except ApiException as exc:
             if _status(exc) != 404:
                 raise _api_error(f"delete the Spark driver {what} {name}", exc) from exc

@@ -198,6 +198,9 @@ def spark_conf(
         "spark.kubernetes.authenticate.driver.serviceAccountName": cfg.service_account,
         "spark.driver.host": service_host(cfg, session_id),
         "spark.driver.bindAddress": "0.0.0.0",
+        # Executors dial the driver by spark.driver.host (the Service): Spark >= 4.1 hands
+        # them the bind address (0.0.0.0 here) otherwise (found on the lab cluster).
+        "spark.kubernetes.executor.useDriverPodIP": "false",
         "spark.driver.port": str(DRIVER_PORT),
         "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.blockManager.port": str(BLOCK_MANAGER_PORT),
