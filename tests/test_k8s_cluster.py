@@ -26,8 +26,8 @@ removed afterwards.
   ``NoNewPrivs``, seccomp in filter mode, no service-account token and a read-only root
   filesystem; a Spark driver pod as built for that session runs as the same uid and finds
   its executor pod template (with that uid) where Spark will read it; the driver, its
-  Service and its NetworkPolicy are accepted by the API server and garbage-collected with
-  the session pod. Whether the NetworkPolicy is *enforced* depends on the cluster's CNI and
+  Secret, Service and NetworkPolicy are accepted by the API server and garbage-collected
+  with the session pod. Whether the NetworkPolicy is *enforced* depends on the cluster's CNI and
   is not checked here.
 * A real Spark Connect driver, with ``RSPARKHUB_K8S_SPARK_IMAGE`` (a Spark image of the
   Spark version of this environment's pyspark: docker/spark-debian.Dockerfile on the lab,
@@ -38,7 +38,7 @@ removed afterwards.
   pointed at the driver pod's IP, runs ``select 1`` and a ``sum`` whose tasks run on an
   executor pod the driver created (labelled for the session, owned by the driver, as the
   session's uid); without the token, or with another session's, every call fails
-  ``UNAUTHENTICATED``; ``delete_driver`` removes driver, Service, NetworkPolicy and
+  ``UNAUTHENTICATED``; ``delete_driver`` removes driver, Service, NetworkPolicy, Secret and
   executors.
 * Through a real hub, when ``RSPARKHUB_K8S_HUB_HOST`` is an address of this machine the
   pods can reach (scripts/k8s-lab.sh: the pod bridge's gateway, 10.244.0.1; kind: the
@@ -683,6 +683,13 @@ async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
             assert seen["token"] == "no" and seen["rootfs"] == "read-only", seen
 
             # --- its Spark driver: same uid; its executors' template where Spark reads it
+            # (its Secret first, as create_driver makes it: the pod reads its Connect token)
+            await sp._call(
+                "create",
+                sp.core.create_namespaced_secret,
+                NS,
+                sk.build_driver_secret(cfg, s.user, s.session_id, "t0k", owner=owner),
+            )
             driver = sk.build_driver_pod(cfg, s.user, s.session_id, owner=owner, uid=UID)
             path = sk.spark_conf(cfg, s.user, s.session_id)[
                 "spark.kubernetes.executor.podTemplateFile"
@@ -719,6 +726,7 @@ async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
                 core.read_namespaced_pod,
                 core.read_namespaced_service,
                 net.read_namespaced_network_policy,
+                core.read_namespaced_secret,
             )
             left: list[str] = []
             for _ in range(240):
@@ -802,18 +810,6 @@ def _spark_checks(url: str, no_auth_url: str, other_url: str) -> dict[str, Any]:
             assert message in text, (case, what, text)
         out[case] = sorted(refused)
     return out
-
-
-async def _delete_driver(core: Any, session_id: str) -> None:
-    """``sk.delete_driver``, on the lab too: Kubernetes 1.20 answers a Service's DELETE
-    with a Status, which the Python client cannot read as the Service it expects (a
-    pydantic ValidationError, a ValueError) — the Service is deleted all the same, and
-    what the call had left to delete (the NetworkPolicy) goes with the driver pod."""
-    try:
-        await sk.delete_driver(core, NS, session_id, grace_s=0)
-    except ValueError as exc:
-        if "V1ServiceStatus" not in str(exc):
-            raise
 
 
 @pytest.mark.skipif(
@@ -936,9 +932,9 @@ async def test_a_spark_driver_runs_queries_for_its_own_session_only(
             ]
             assert ran, [ex.status for ex in executors]
 
-            # delete_driver takes the driver, its Service, its NetworkPolicy and (through
-            # their owner, the driver pod) the executors
-            await _delete_driver(sp.core, s.session_id)
+            # delete_driver takes the driver, its Service, NetworkPolicy and Secret, and
+            # (through their owner, the driver pod) the executors
+            await sk.delete_driver(sp.core, NS, s.session_id, grace_s=0)
             net = k8s.NetworkingV1Api(admin.api_client)
             left: list[str] = []
             for _ in range(240):
@@ -948,6 +944,7 @@ async def test_a_spark_driver_runs_queries_for_its_own_session_only(
                         ("pod", admin.read_namespaced_pod),
                         ("service", admin.read_namespaced_service),
                         ("networkpolicy", net.read_namespaced_network_policy),
+                        ("secret", admin.read_namespaced_secret),
                     )
                     if await _read_or_none(read, name) is not None
                 ]
@@ -963,7 +960,7 @@ async def test_a_spark_driver_runs_queries_for_its_own_session_only(
             times["deleted"] = time.monotonic() - t0
             print("timings (s):", json.dumps({k: round(v, 1) for k, v in times.items()}))
         finally:
-            await _delete_driver(sp.core, s.session_id)
+            await sk.delete_driver(sp.core, NS, s.session_id, grace_s=0)
             with contextlib.suppress(ApiException):  # its Secret and the driver's go with it
                 await asyncio.to_thread(
                     admin.delete_namespaced_pod, owner_name, NS, grace_period_seconds=0
