@@ -89,3 +89,23 @@ def test_the_jvm_archives_classes_of_the_copy_only(tmp_path: Path, unsigned: boo
     assert ("shared objects file" in line) is unsigned, line
     if unsigned:
         assert jars and all(str(j.parent) in cp for j in jars)
+
+
+def test_jars_installed_again_make_a_new_key(tmp_path: Path) -> None:
+    """The JVM maps an archive only if each class path jar has the size and time it had
+    when the archive was made: the same pyspark installed again at the same path (a new
+    venv, a forced reinstall) must not find the old archive (CI found a fresh clone at a
+    path used before mapping nothing, silently)."""
+    from rsparkhub.hub.spark_embedded_archive import _jars_fingerprint
+
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    for name in ("a.jar", "b.jar"):
+        (jars / name).write_bytes(b"PK\x05\x06" + bytes(18))
+    first = _jars_fingerprint(jars)
+    assert _jars_fingerprint(jars) == first  # stable
+    os.utime(jars / "b.jar", ns=(1, 1))  # reinstalled: same bytes, another time
+    assert _jars_fingerprint(jars) != first
+    again = _jars_fingerprint(jars)
+    (jars / "c.jar").write_bytes(b"PK\x05\x06" + bytes(18))
+    assert _jars_fingerprint(jars) != again

@@ -83,11 +83,14 @@ class ClassArchive:
 
     async def key(self) -> str:
         """What the archive's file name carries: a new Java, pyspark or Python makes a new
-        archive."""
+        archive, and so do Spark's jars installed again (the same version and path): the
+        JVM checks each class path jar's size and time against the archive's and silently
+        maps nothing on a mismatch."""
         java = await java_version() or "?"
         home = spark_home()
+        jars = await asyncio.to_thread(_jars_fingerprint, home / "jars")
         text = "\n".join(
-            [java, pyspark_version(home), str(home.resolve()), sys.version, CLASS_LAYOUT]
+            [java, pyspark_version(home), str(home.resolve()), sys.version, CLASS_LAYOUT, jars]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -190,6 +193,15 @@ class ClassArchive:
             await asyncio.to_thread(sandboxes.kill, name)
             await asyncio.to_thread(shutil.rmtree, work, True)
         return copies
+
+
+def _jars_fingerprint(jars: Path) -> str:
+    """Each jar's name, size and modification time (what the JVM validates), hashed."""
+    h = hashlib.sha256()
+    for jar in sorted(jars.glob("*.jar")):
+        st = jar.stat()
+        h.update(f"{jar.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ unsigned copies
