@@ -109,16 +109,12 @@ async def create_driver(
         )
     except ValueError as exc:
         raise SparkDriverError("spark_driver_invalid", str(exc)) from exc
-    try:
-        await asyncio.to_thread(
-            api.create_namespaced_secret,
-            cfg.namespace,
-            client.V1Secret.from_dict(secret),
-            _request_timeout=API_TIMEOUT_S,
-        )
-    except ApiException as exc:
-        if _status(exc) != 409:
-            raise _api_error(f"create the Spark driver's Secret {name}", exc) from exc
+    await _create_kept(
+        api.create_namespaced_secret,
+        cfg.namespace,
+        client.V1Secret.from_dict(secret),
+        f"the Spark driver's Secret {name}",
+    )
     try:
         created = await asyncio.to_thread(
             api.create_namespaced_pod,
@@ -138,32 +134,35 @@ async def create_driver(
     pod_uid = getattr(getattr(created, "metadata", None), "uid", None)
     svc_owner = Owner(name=name, uid=pod_uid) if pod_uid else owner
     svc = build_driver_service(cfg, user, session_id, owner=svc_owner, workspace=workspace)
-    try:
-        await asyncio.to_thread(
-            api.create_namespaced_service,
-            cfg.namespace,
-            client.V1Service.from_dict(svc),
-            _request_timeout=API_TIMEOUT_S,
-        )
-    except ApiException as exc:
-        if _status(exc) != 409:
-            raise _api_error(f"create the Spark driver service {name}", exc) from exc
+    await _create_kept(
+        api.create_namespaced_service,
+        cfg.namespace,
+        client.V1Service.from_dict(svc),
+        f"the Spark driver service {name}",
+    )
     policy = client.V1NetworkPolicy.from_dict(
         build_network_policy(cfg, user, session_id, owner=svc_owner, workspace=workspace)
     )
     assert policy is not None  # from_dict returns None for None only
-    try:
-        await asyncio.to_thread(
-            client.NetworkingV1Api(api.api_client).create_namespaced_network_policy,
-            cfg.namespace,
-            policy,
-            _request_timeout=API_TIMEOUT_S,
-        )
-    except ApiException as exc:
-        if _status(exc) != 409:
-            raise _api_error(f"create the Spark driver's NetworkPolicy {name}", exc) from exc
+    await _create_kept(
+        client.NetworkingV1Api(api.api_client).create_namespaced_network_policy,
+        cfg.namespace,
+        policy,
+        f"the Spark driver's NetworkPolicy {name}",
+    )
     log.info("spark driver %s for session %s created", name, session_id)
     return DriverHandle(pod_name=name, pod_uid=pod_uid, service_name=name)
+
+
+async def _create_kept(call: Any, namespace: str, body: Any, what: str) -> None:
+    """Create ``body`` in a thread; one that exists already (409) is kept."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        await asyncio.to_thread(call, namespace, body, _request_timeout=API_TIMEOUT_S)
+    except ApiException as exc:
+        if _status(exc) != 409:
+            raise _api_error(f"create {what}", exc) from exc
 
 
 def _delete(call: Any, *args: Any, **kwargs: Any) -> None:
