@@ -266,6 +266,32 @@ async def test_stop_exits_zero_and_next_attach_starts_fresh(
             assert r.results[0].data["text/plain"] == "[1] FALSE"
 
 
+def test_a_session_stopped_while_it_starts_ends_stopped(shared_hub: HubProcess, alice: str) -> None:
+    """A stop that lands before the agent has connected (even before its exec, when no
+    agent is there to take a SIGTERM) is a clean stop, not a dead session. The race is
+    hit within a few tries on this machine, so twenty are made, each a little later in
+    the start than the one before, and every one must end 'stopped', with nothing of the
+    session left running."""
+    wid = asyncio.run(_workspace(shared_hub, alice))
+    ends = []
+    with shared_hub.client(alice) as c:
+        for attempt in range(20):
+            started = c.post(f"/api/workspaces/{wid}/session")
+            started.raise_for_status()
+            sid = started.json()["id"]
+            time.sleep(0.025 * attempt)
+            ended = c.delete(f"/api/workspaces/{wid}/session")
+            ended.raise_for_status()
+            info = ended.json()
+            ends.append((info["state"], info["reason"]))
+            assert not [
+                p.pid
+                for p in psutil.process_iter(["cmdline"])
+                if sid in (p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE
+            ]
+    assert all(state == "stopped" for state, _ in ends), ends
+
+
 async def test_agent_killed_mid_execution(shared_hub: HubProcess, alice: str) -> None:
     wid = await _workspace(shared_hub, alice)
     async with HubClient(shared_hub.url, alice) as c:

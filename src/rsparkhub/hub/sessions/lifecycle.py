@@ -340,7 +340,11 @@ class Lifecycle:
         # before it had installed its handler (a stop right after start).
         # An agent that exits 0 unasked (SIGTERM from an operator or the OS) stopped cleanly
         # too: its kernels were shut down.
-        clean = code == 0 or (live.state == "stopping" and code in (None, -15, 128 + 15))
+        # A stop asked before the agent ever connected is clean whatever the code: it had
+        # run nothing and had nothing to save, so stop() ended it at once.
+        clean = code == 0 or (
+            live.state == "stopping" and (code in (None, -15, 128 + 15) or live.stopped_unconnected)
+        )
         if clean and not live.stop_reason:
             live.stop_reason = "the agent was stopped outside the hub (exit code 0)"
         if not clean:
@@ -421,7 +425,13 @@ class Lifecycle:
                 await live.send_agent(P.dump(P.StopMessage(reason=reason)))
                 await asyncio.wait_for(live.ended.wait(), grace_s)
         if not live.ended.is_set():
-            await self.spawner.stop(live.spawner_state, grace_s=5)
+            # An agent that never connected has run no code and holds nothing: end it soon
+            # (before its exec it may not even be there to take a SIGTERM). Not 0 s: a pod
+            # deleted with grace 0 leaves the API before its containers have stopped.
+            live.stopped_unconnected = not live.ready.is_set()
+            await self.spawner.stop(
+                live.spawner_state, grace_s=1 if live.stopped_unconnected else 5
+            )
             await asyncio.wait_for(live.ended.wait(), 10)
         # `ended` is set part-way through _finish: wait for the rest of it (the session's
         # row and final notices), or a hub shutting down closes the database under it and

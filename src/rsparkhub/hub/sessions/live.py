@@ -57,6 +57,7 @@ class LiveSession:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     stop_reason: str | None = None
+    stopped_unconnected: bool = False  # a stop asked before its agent ever connected
     monitor: asyncio.Task[None] | None = None
     exit_code: int | None = None
     reason: str | None = None
