@@ -847,7 +847,7 @@ async def test_drivers_never_run_as_root(ids: dict[str, int], core_api: Any) -> 
         sk.build_driver_pod(sk.SparkK8sConfig(NAMESPACE), "alice", "s1", **ids)
     with pytest.raises(sk.SparkDriverError, match="never run as root"):
         await sk.create_driver(
-            core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "s1", token="t", **ids
+            core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "s1", token="t", ui_key="k", **ids
         )
 
 
@@ -858,7 +858,9 @@ def test_driver_objects_validate(version: str) -> None:
         pod = sk.build_driver_pod(cfg, "alice", "s1", owner=owner, workspace="w1", uid=200123)
         svc = sk.build_driver_service(cfg, "alice", "s1", owner=owner)
         pol = sk.build_network_policy(cfg, "alice", "s1", owner=owner)
-        sec = sk.build_driver_secret(cfg, "alice", "s1", "tok", owner=owner, workspace="w1")
+        sec = sk.build_driver_secret(
+            cfg, "alice", "s1", "tok", ui_key="k", owner=owner, workspace="w1"
+        )
         for obj in (pod, svc, pol, sec):
             kubernetes_validate.validate(obj, version, strict=True)
 
@@ -908,11 +910,25 @@ def test_driver_pod() -> None:
         "valueFrom": {"secretKeyRef": {"name": name, "key": sk.TOKEN_KEY}},
     }
     assert conf["spark.authenticate"] == "true"
-    secret = sk.build_driver_secret(cfg, "alice", "sess-1", "t0k", owner=OWNER)
+    # The UI answers only what the hub's proxy signs: its key comes from the Secret too,
+    # into the command by the kubelet ($(VAR)), so the spec names only the variable.
+    assert {e["name"]: e for e in c["env"]}[sk.UI_KEY_ENV] == {
+        "name": "RSPARKHUB_SPARK_UI_KEY",
+        "valueFrom": {"secretKeyRef": {"name": name, "key": sk.UI_KEY_KEY}},
+    }
+    assert conf["spark.ui.filters"] == "org.apache.spark.ui.JWSFilter"
+    assert (
+        conf["spark.org.apache.spark.ui.JWSFilter.param.secretKey"] == "$(RSPARKHUB_SPARK_UI_KEY)"
+    )
+    assert "spark.org.apache.spark.ui.JWSFilter.param.secretKey=$(RSPARKHUB_SPARK_UI_KEY)" in cmd
+    secret = sk.build_driver_secret(cfg, "alice", "sess-1", "t0k", ui_key="k3y", owner=OWNER)
     assert secret["metadata"]["name"] == name and secret["immutable"] is True
     assert base64.b64decode(secret["data"][sk.TOKEN_KEY]) == b"t0k"
+    assert base64.b64decode(secret["data"][sk.UI_KEY_KEY]) == b"k3y"
     with pytest.raises(ValueError):
-        sk.build_driver_secret(cfg, "alice", "sess-1", "")
+        sk.build_driver_secret(cfg, "alice", "sess-1", "", ui_key="k3y")
+    with pytest.raises(ValueError):
+        sk.build_driver_secret(cfg, "alice", "sess-1", "t0k", ui_key="")
     # 3g heap + 10 % overhead (at least 384 MiB) = 3072 + 384 MiB.
     assert c["resources"]["limits"]["memory"] == "3456Mi"
     assert c["resources"]["requests"]["memory"] == "3456Mi"
@@ -1017,7 +1033,16 @@ def test_every_generated_spark_setting_exists_in_spark() -> None:
         "spark.kubernetes.authenticate.driver.serviceAccountName": (
             constant("spark.kubernetes.authenticate.driver"),
             b".serviceAccountName",
-        )
+        ),
+        # a UI filter's parameters: spark.<filter class>.param.<name>, the names the
+        # filter's own class reads
+        **{
+            f"spark.org.apache.spark.ui.JWSFilter.param.{name}": (
+                b"org/apache/spark/ui/JWSFilter",
+                constant(name),
+            )
+            for name in ("secretKey", "requireExpiration")
+        },
     }
     wanted = {constant(k) for k in conf if not k.startswith(families) and k not in composed}
     wanted.add(constant("spark.kubernetes.executor.label."))
@@ -1220,7 +1245,15 @@ def core_api(api_server: FakeApiServer) -> Iterator[Any]:
 async def test_create_and_delete_driver(api_server: FakeApiServer, core_api: Any) -> None:
     cfg = sk.SparkK8sConfig(NAMESPACE)
     handle = await sk.create_driver(
-        core_api, cfg, "alice", "sess-1", token="t0k", owner=OWNER, workspace="w", uid=200123
+        core_api,
+        cfg,
+        "alice",
+        "sess-1",
+        token="t0k",
+        ui_key="k",
+        owner=OWNER,
+        workspace="w",
+        uid=200123,
     )
     name = sk.driver_name("sess-1")
     secret = api_server.objects[(NAMESPACE, "secrets", name)]
@@ -1231,7 +1264,7 @@ async def test_create_and_delete_driver(api_server: FakeApiServer, core_api: Any
     # What reached the API is exactly the built objects (modulo the server's uid). The
     # Secret comes first, owned by the session pod: the driver pod reads its token from it.
     assert api_server.requests[0][2] == sk.build_driver_secret(
-        cfg, "alice", "sess-1", "t0k", owner=OWNER, workspace="w"
+        cfg, "alice", "sess-1", "t0k", ui_key="k", owner=OWNER, workspace="w"
     )
     assert secret["metadata"]["ownerReferences"] == [OWNER.reference()]
     sent_pod = api_server.requests[1][2]
@@ -1258,7 +1291,9 @@ async def test_create_and_delete_driver(api_server: FakeApiServer, core_api: Any
     ]
 
     # Creating again (a retried start, a restarted hub) keeps the existing driver.
-    again = await sk.create_driver(core_api, cfg, "alice", "sess-1", token="t0k", owner=OWNER)
+    again = await sk.create_driver(
+        core_api, cfg, "alice", "sess-1", token="t0k", ui_key="k", owner=OWNER
+    )
     assert again == handle
     assert [m for m, _, _ in api_server.requests[4:]] == ["POST", "POST", "GET", "POST", "POST"]
     assert api_server.objects[(NAMESPACE, "networkpolicies", name)] == pol
@@ -1283,7 +1318,9 @@ async def test_api_refusal_is_an_error_the_user_can_act_on(
 ) -> None:
     api_server.forbid = True
     with pytest.raises(sk.SparkDriverError) as err:
-        await sk.create_driver(core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "sess-1", token="t")
+        await sk.create_driver(
+            core_api, sk.SparkK8sConfig(NAMESPACE), "alice", "sess-1", token="t", ui_key="k"
+        )
     assert err.value.status == 503 and err.value.code == "spark_driver_forbidden"
     assert "Role" in err.value.message
     with pytest.raises(sk.SparkDriverError) as err2:

@@ -81,17 +81,20 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kustomize
 import pytest
 
 from rsparkhub.client import HubClient
 from rsparkhub.hub import spark_k8s as sk
+from rsparkhub.hub.spark import ui_bearer, ui_key
 from rsparkhub.hub.spawners.base import SessionSpec
 from rsparkhub.hub.spawners.k8s_objects import (
     SESSION_SELECTOR,
@@ -688,7 +691,7 @@ async def test_isolation_is_in_effect_in_session_and_driver_pods() -> None:
                 "create",
                 sp.core.create_namespaced_secret,
                 NS,
-                sk.build_driver_secret(cfg, s.user, s.session_id, "t0k", owner=owner),
+                sk.build_driver_secret(cfg, s.user, s.session_id, "t0k", ui_key="k", owner=owner),
             )
             driver = sk.build_driver_pod(cfg, s.user, s.session_id, owner=owner, uid=UID)
             path = sk.spark_conf(cfg, s.user, s.session_id)[
@@ -831,8 +834,6 @@ async def test_a_spark_driver_runs_queries_for_its_own_session_only(
     the session's uid, reaching back to the driver through its headless Service's name);
     without the token, or with another session's token, every call is UNAUTHENTICATED.
     Sized for the lab's 2-CPU node: driver 1 CPU, one executor of 0.5 CPU."""
-    import time
-
     from kubernetes import client as k8s
     from kubernetes.client.exceptions import ApiException
 
@@ -868,8 +869,17 @@ async def test_a_spark_driver_runs_queries_for_its_own_session_only(
         )
         name = sk.driver_name(s.session_id)
         try:
+            ui = ui_key(key, f"session:{s.session_id}")
             await sk.create_driver(
-                sp.core, cfg, s.user, s.session_id, token=token, owner=owner, uid=UID, gid=UID
+                sp.core,
+                cfg,
+                s.user,
+                s.session_id,
+                token=token,
+                ui_key=ui,
+                owner=owner,
+                uid=UID,
+                gid=UID,
             )
             secret = await asyncio.to_thread(admin.read_namespaced_secret, name, NS)
             owners = [(o.kind, o.name) for o in secret.metadata.owner_references or ()]
@@ -893,6 +903,28 @@ async def test_a_spark_driver_runs_queries_for_its_own_session_only(
             except Exception as exc:
                 raise AssertionError(f"{exc!r}\ndriver log:\n{_log_tail(admin, name)}") from exc
             times["queries answered"] = time.monotonic() - t0
+
+            # its UI (straight to the pod, as any pod could try) answers only what the
+            # hub's proxy signs with this driver's key: Spark's JWSFilter
+            applications = f"http://{ip}:{sk.UI_PORT}/api/v1/applications"
+            refused = {
+                "none": {},
+                "another driver's key": {"Authorization": ui_bearer(ui_key(key, "session:x"))},
+                "expired": {"Authorization": ui_bearer(ui, now=time.time() - 3600)},
+            }
+            for what, headers in refused.items():
+                r = await asyncio.to_thread(
+                    httpx.get, applications, headers=headers, timeout=30, trust_env=False
+                )
+                assert r.status_code == 403, (what, r.status_code, r.text[:200])
+            r = await asyncio.to_thread(
+                httpx.get,
+                applications,
+                headers={"Authorization": ui_bearer(ui)},
+                timeout=30,
+                trust_env=False,
+            )
+            assert r.status_code == 200 and r.json()[0]["name"].startswith("rsparkhub-"), r.text
             assert seen["select 1"] == 1 and seen["sum"] == 499500, seen
             assert (
                 seen["no authorization"]
@@ -1305,8 +1337,6 @@ async def test_the_small_overlay_serves_a_session_end_to_end(tmp_path: Path) -> 
     Service from this machine (its ClusterIP, through kube-proxy); the session pod the hub
     starts as its own ServiceAccount dials the hub's Service by name, runs ``1+1`` and ends
     Succeeded with exit code 0 when stopped."""
-    import time
-
     t0, times = time.monotonic(), dict[str, float]()
     run = uuid.uuid4().hex[:8]
     rendered = _render_lab_overlay(tmp_path)

@@ -36,6 +36,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +51,7 @@ from test_k8s_spawner import NS, _until_state, k8s_hub
 from rsparkhub.client import HubClient
 from rsparkhub.hub import spark_k8s as sk
 from rsparkhub.hub.api.spark import UI_CSP
+from rsparkhub.hub.spark import UI_FILTER, ui_key
 
 from conftest import HubProcess
 
@@ -154,6 +156,26 @@ def connect_token(hub: HubProcess, hub_session_id: str) -> str:
     secret = (hub.data_dir / "spark" / "secret").read_text().strip().encode()
     msg = b"spark-connect-token:session:" + hub_session_id.encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+def _secret(hub: HubProcess) -> bytes:
+    return (hub.data_dir / "spark" / "secret").read_text().strip().encode()
+
+
+def _verify_jws(authorization: str, key: str) -> dict[str, Any]:
+    """The claims of ``Bearer <compact HS256 JWS>`` after checking its signature with
+    ``key`` (base64url), as Spark's JWSFilter does."""
+
+    def unb64(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    scheme, _, jws = authorization.partition(" ")
+    assert scheme == "Bearer", authorization
+    header, payload, signature = jws.split(".")
+    assert json.loads(unb64(header))["alg"] == "HS256"
+    mac = hmac.new(unb64(key), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    assert hmac.compare_digest(mac, unb64(signature)), "the JWS is not signed with the key"
+    return dict(json.loads(unb64(payload)))
 
 
 def _secret_value(standin: StandIn, ref: dict[str, str]) -> str:
@@ -279,6 +301,11 @@ async def test_each_session_gets_its_own_driver(
             ref = _env(driver)[sk.TOKEN_ENV]["valueFrom"]["secretKeyRef"]
             assert ref == {"name": name, "key": sk.TOKEN_KEY}
             assert _secret_value(standin, ref) == token
+            # … and its UI the key the hub signs the proxy's requests with
+            ref = _env(driver)[sk.UI_KEY_ENV]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": name, "key": sk.UI_KEY_KEY}
+            assert _secret_value(standin, ref) == ui_key(_secret(hub), f"session:{sid}")
+            assert f"spark.ui.filters={UI_FILTER}" in command
             driver_secret = standin.get("secrets", NS, name)
             assert driver_secret["metadata"]["ownerReferences"] == [owner.reference()]
             assert "spark.authenticate=true" in driver["spec"]["containers"][0]["command"]
@@ -308,8 +335,10 @@ async def test_each_session_gets_its_own_driver(
             assert "set-cookie" not in r.headers
             path, headers = driver_ui.requests[-1]
             assert path == f"/{NS}/{name}/jobs/"
-            assert "authorization" not in headers and "cookie" not in headers
-            assert alice not in json.dumps(headers)
+            # nothing of the browser's; the hub's own signature for this driver's UI filter
+            assert "cookie" not in headers and alice not in json.dumps(headers)
+            claims = _verify_jws(headers["authorization"], ui_key(_secret(hub), f"session:{sid}"))
+            assert claims["exp"] > time.time() > claims["iat"] - 60, claims
             # Jetty's absolute redirect comes back under the hub's path.
             r = await c.http.get("/spark-ui/alice/")
             assert r.status_code == 302 and r.headers["location"] == "/spark-ui/alice/jobs/"

@@ -3,12 +3,13 @@ Connect server: who may open it (the route is outside OpenAPI, so its authorizat
 tested here: anonymous, forged cookie, another user's token and browser cookie, an admin's
 token and browser cookie — only alice gets in), that Spark's own links work unchanged
 under /spark-ui/alice/ (Jobs page, a stage page, static assets, the /api/v1 JSON), the
-headers the proxy adds and drops, ``GET /api/spark``, and that the server's ports listen
-on loopback only."""
+headers the proxy adds and drops, ``GET /api/spark``, that the server's ports listen
+on loopback only, and that its UI answers only requests the hub signs."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import html
 import ipaddress
 import re
@@ -27,6 +28,7 @@ from rsparkhub.hub.api.spark import (
     forward_response_headers,
     map_location,
 )
+from rsparkhub.hub.spark import ui_bearer, ui_key
 
 from conftest import PASSWORD, HubProcess, embedded_spark_hub, spark_server_pids
 
@@ -285,3 +287,35 @@ def test_the_servers_ports_listen_on_loopback_only(world: World, running: dict[s
     assert port in ports, listening
     assert len(ports) == 2, listening  # gRPC and the UI: the driver, py4j … stay inside
     assert all(_loopback(ip) for _, ip, _ in listening), listening
+
+
+def test_the_ui_answers_only_what_the_hub_signs(world: World, running: dict[str, Any]) -> None:
+    """Straight to the UI's port on the host's loopback (any local process could try):
+    no Authorization, a JWS signed with another key, and an expired one with the right key
+    are all refused by Spark's JWSFilter; a fresh one signed with the key the hub derives
+    for alice's server gets in."""
+    alice = world.token("alice")
+    grpc = int(alice.get("/api/spark").json()["remote"].split(":")[2].split("/")[0])
+    uid = str(alice.get("/api/me").json()["id"])
+    pids = set(spark_server_pids(world.hub, uid))
+    ui_ports = {
+        c.laddr.port
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids and c.laddr.port != grpc
+    }
+    assert len(ui_ports) == 1, ui_ports
+    url = f"http://127.0.0.1:{ui_ports.pop()}/api/v1/applications"
+    secret = (world.hub.data_dir / "spark" / "secret").read_text().strip().encode()
+    key = ui_key(secret, uid)
+    other = base64.urlsafe_b64encode(b"k" * 32).decode()
+    cases = {
+        "none": {},
+        "another key": {"Authorization": ui_bearer(other)},
+        "expired": {"Authorization": ui_bearer(key, now=time.time() - 3600)},
+        "bob's key": {"Authorization": ui_bearer(ui_key(secret, "bob"))},
+    }
+    for what, headers in cases.items():
+        r = httpx.get(url, headers=headers, timeout=30, trust_env=False)
+        assert r.status_code == 403, (what, r.status_code, r.text[:200])
+    r = httpx.get(url, headers={"Authorization": ui_bearer(key)}, timeout=30, trust_env=False)
+    assert r.status_code == 200 and r.json()[0]["id"] == running["app_id"], r.text[:300]

@@ -28,7 +28,9 @@ What every mode shares, and this module owns:
   An external server's URL should be reachable only from the session network, and it is
   the operator's to trust.
 * **Web UI**: a user's driver UI is served only through the hub's checked proxy
-  (``hub/api/spark.py``); :meth:`SparkService.ui_target` says where it is,
+  (``hub/api/spark.py``), and the servers the hub runs answer only requests the proxy
+  signs (Spark's ``JWSFilter``, a key per server: :func:`ui_key`, :func:`ui_bearer`,
+  :meth:`SparkService.ui_headers`); :meth:`SparkService.ui_target` says where it is,
   :meth:`SparkService.may_open_ui` who may open it and :meth:`SparkService.ui_missing`
   why there is none.
 * **The session manager's calls**: :meth:`~SparkService.session_env` before a session
@@ -44,10 +46,13 @@ module. Nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
+import json
 import logging
 import secrets
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -78,6 +83,45 @@ def connect_token(secret: bytes, subject: str) -> str:
     server (or driver) and to the sessions allowed in, after a restart too."""
     msg = b"spark-connect-token:" + subject.encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+# Spark's own servlet filter (Spark >= 4.0): every UI request must carry
+# ``Authorization: Bearer <JWS>`` signed (HS256) with the server's key, else 403.
+UI_FILTER = "org.apache.spark.ui.JWSFilter"
+UI_BEARER_TTL_S = 300  # a proxied request's JWS expires after this (clock skew included)
+
+
+def ui_key(secret: bytes, subject: str) -> str:
+    """The key of the web UI of ``subject``'s server or driver (the same subjects as
+    :func:`connect_token`): 256 bits, base64url, as Spark's JWSFilter reads it. Derived
+    from the hub's secret, never from the Connect token a session holds."""
+    raw = bytes.fromhex(connect_token(secret, f"ui:{subject}"))
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def ui_filter_conf(key: str) -> dict[str, str]:
+    """The Spark settings that make a UI answer only requests signed with ``key``."""
+    return {
+        "spark.ui.filters": UI_FILTER,
+        f"spark.{UI_FILTER}.param.secretKey": key,
+        f"spark.{UI_FILTER}.param.requireExpiration": "true",
+    }
+
+
+def ui_bearer(key: str, now: float | None = None) -> str:
+    """The ``Authorization`` value the hub's UI proxy sends: a compact HS256 JWS signed
+    with ``key`` that expires in ``UI_BEARER_TTL_S``."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    issued = int(time.time() if now is None else now)
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = {"sub": "rsparkhub", "iat": issued, "exp": issued + UI_BEARER_TTL_S}
+    payload = b64(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode()
+    mac = hmac.new(base64.urlsafe_b64decode(key), signing_input, hashlib.sha256).digest()
+    return f"Bearer {header}.{payload}.{b64(mac)}"
 
 
 class SparkUnavailable(Exception):
@@ -233,6 +277,15 @@ class SparkService(ABC):
         """The base URL (``http://HOST:PORT``) of the Spark web UI the hub proxies at
         ``/spark-ui/<owner>/``, or None when there is none right now."""
         return None
+
+    async def ui_headers(self, owner: str) -> dict[str, str]:
+        """What the UI proxy adds to a request to ``owner``'s UI: the ``Authorization`` its
+        server's filter asks for (:func:`ui_bearer`), or nothing."""
+        return {}
+
+    def ui_subject_key(self, subject: str) -> str:
+        """:func:`ui_key` of ``subject``. Blocking (it may create the secret file)."""
+        return ui_key(self._secret_bytes(), subject)
 
     def may_open_ui(self, caller: str, is_admin: bool, owner: str) -> bool:
         """Whether ``caller`` may open ``owner``'s Spark UI: its user and administrators."""

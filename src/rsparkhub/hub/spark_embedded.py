@@ -78,6 +78,7 @@ from rsparkhub.hub.spark import (
     SparkHub,
     SparkService,
     SparkUnavailable,
+    ui_bearer,
 )
 from rsparkhub.hub.spark_embedded_archive import ClassArchive
 from rsparkhub.hub.spark_embedded_process import (
@@ -194,7 +195,9 @@ class EmbeddedSpark(SparkService):
             if srv is None:
                 port = await asyncio.to_thread(self._port, user_id)
                 token = await asyncio.to_thread(self.connect_token, user_id)
-                srv = self._servers[user_id] = UserServer(user_id, user, port, token)
+                key = await asyncio.to_thread(self.ui_subject_key, user_id)
+                srv = UserServer(user_id, user, port, token, ui_key=key)
+                self._servers[user_id] = srv
         return srv
 
     def _by_name(self, user: str) -> UserServer | None:
@@ -516,6 +519,10 @@ class EmbeddedSpark(SparkService):
         if srv is not None and srv.ready.is_set() and srv.ui_port:
             return f"http://127.0.0.1:{srv.ui_port}"
         return None
+
+    async def ui_headers(self, owner: str) -> dict[str, str]:
+        srv = self._by_name(owner)
+        return {"authorization": ui_bearer(srv.ui_key)} if srv is not None and srv.ui_key else {}
 
     def may_open_ui(self, caller: str, is_admin: bool, owner: str) -> bool:
         return caller == owner  # administrators included: see the module docstring

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 
 from rsparkhub.config import Settings
 from rsparkhub.hub.sandbox import Child, Identity, Limits, Network, SandboxSpec
-from rsparkhub.hub.spark import SparkUnavailable
+from rsparkhub.hub.spark import SparkUnavailable, ui_filter_conf
 from rsparkhub.hub.supervised import RotatingLog, free_port
 from rsparkhub.hub.userdb import role_name
 from rsparkhub.pipe_reader import PipeReader
@@ -117,6 +117,7 @@ class UserServer:
     user: str  # name
     port: int
     token: str = ""  # Spark Connect's pre-shared token: only the user's sessions have it
+    ui_key: str = ""  # its UI's key (spark.ui_key): only the hub's proxy signs with it
     sessions: set[str] = field(default_factory=set)  # live hub sessions of the user
     state: str = "down"  # down | starting | running | stopping
     proc: Child | None = None
@@ -171,6 +172,8 @@ def server_confs(
         # every gRPC call must carry the user's token (sent over stdin, never in argv;
         # Spark's UI redacts it): a process that reaches the port without it is refused
         **({"spark.connect.authenticate.token": srv.token} if srv.token else {}),
+        # the UI answers only requests the hub's proxy signs (sent over stdin too)
+        **(ui_filter_conf(srv.ui_key) if srv.ui_key else {}),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.enabled": "true",

@@ -79,14 +79,16 @@ async def create_driver(
     session_id: str,
     *,
     token: str,
+    ui_key: str,
     owner: Owner | None = None,
     workspace: str | None = None,
     proxy_base: str | None = None,
     uid: int | None = None,
     gid: int | None = None,
 ) -> DriverHandle:
-    """Create the driver's Secret (the session's Connect ``token``, owned by ``owner``),
-    the driver pod (as ``uid``:``gid``, the session's identity), then its Service and
+    """Create the driver's Secret (the session's Connect ``token`` and its UI's
+    ``ui_key``, owned by ``owner``), the driver pod (as ``uid``:``gid``, the session's
+    identity), then its Service and
     NetworkPolicy owned by the pod. ``api`` is a ``kubernetes.client.CoreV1Api`` (the
     NetworkPolicy goes through its API client). Idempotent: objects that already exist
     (409) are kept, so a retried start or a restarted hub gets the same driver (the token
@@ -96,7 +98,9 @@ async def create_driver(
 
     name = driver_name(session_id)
     try:
-        secret = build_driver_secret(cfg, user, session_id, token, owner=owner, workspace=workspace)
+        secret = build_driver_secret(
+            cfg, user, session_id, token, ui_key=ui_key, owner=owner, workspace=workspace
+        )
         pod = build_driver_pod(
             cfg,
             user,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from rsparkhub.hub.spark import ui_filter_conf
+
 # The session pods' label values: a driver's rsparkhub.io/user and rsparkhub.io/session
 # labels equal its session pod's (user names may start with "_" or be 64 characters long).
 from rsparkhub.hub.spawners.k8s_objects import (
@@ -50,6 +52,11 @@ EXECUTOR_TEMPLATE_ANNOTATION = "rsparkhub.io/executor-pod-template"
 # ``Authorization: Bearer <token>`` (Spark >= 4.0, PreSharedKeyAuthenticationInterceptor).
 TOKEN_KEY = "connect-token"
 TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+# … and its UI's key (spark.ui_key) under this one: the driver's UI answers only requests
+# the hub's proxy signs with it (Spark's JWSFilter). The pod spec names the variable, and
+# the kubelet puts its value into the command (``$(VAR)``), so no spec holds the key.
+UI_KEY_KEY = "ui-key"
+UI_KEY_ENV = "RSPARKHUB_SPARK_UI_KEY"
 EXECUTOR_TEMPLATE_KEY = "executor-pod-template.yaml"
 EXECUTOR_TEMPLATE_DIR = "/opt/rsparkhub/spark"
 WORK_DIR = "/opt/spark/work-dir"
@@ -224,8 +231,10 @@ def spark_conf(
         "spark.ui.proxyBase": (
             proxy_base if proxy_base is not None else ui_proxy_base(user, cfg.hub_base_path)
         ),
-        # The UI is read-only through the hub (its proxy passes GET and HEAD only).
+        # The UI is read-only through the hub (its proxy passes GET and HEAD only), and
+        # answers only requests the proxy signs.
         "spark.ui.killEnabled": "false",
+        **ui_filter_conf(f"$({UI_KEY_ENV})"),
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": f"{cfg.warehouse_dir.rstrip('/')}/{role_name(user)}",
         "spark.hadoop.javax.jdo.option.ConnectionURL":
@@ -391,6 +400,10 @@ def build_driver_pod(
                             "name": TOKEN_ENV,
                             "valueFrom": {"secretKeyRef": {"name": name, "key": TOKEN_KEY}},
                         },
+                        {
+                            "name": UI_KEY_ENV,
+                            "valueFrom": {"secretKeyRef": {"name": name, "key": UI_KEY_KEY}},
+                        },
                     ],
                     "ports": [
                         {"name": "spark-connect", "containerPort": CONNECT_PORT},
@@ -422,14 +435,18 @@ def build_driver_secret(
     session_id: str,
     token: str,
     *,
+    ui_key: str,
     owner: Owner | None = None,
     workspace: str | None = None,
 ) -> dict[str, Any]:
     """The driver's Secret: its session's Spark Connect token (:func:`connect_token`),
-    which the driver pod reads into ``SPARK_CONNECT_AUTHENTICATE_TOKEN``. ``owner`` is the
-    session pod: the Secret exists before the driver pod, and goes with the session."""
+    which the driver pod reads into ``SPARK_CONNECT_AUTHENTICATE_TOKEN``, and its UI's
+    key (:func:`ui_key`). ``owner`` is the session pod: the Secret exists before the
+    driver pod, and goes with the session."""
     if not token:
         raise ValueError("a Spark driver needs its session's Connect token")
+    if not ui_key:
+        raise ValueError("a Spark driver needs its UI's key")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -441,7 +458,10 @@ def build_driver_secret(
         ),
         "type": "Opaque",
         "immutable": True,
-        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+        "data": {
+            TOKEN_KEY: base64.b64encode(token.encode()).decode(),
+            UI_KEY_KEY: base64.b64encode(ui_key.encode()).decode(),
+        },
     }
 
 

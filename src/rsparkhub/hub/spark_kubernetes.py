@@ -30,7 +30,14 @@ from urllib.parse import quote
 
 from rsparkhub.config import Settings
 from rsparkhub.hub import spark_k8s as sk
-from rsparkhub.hub.spark import Announce, Description, SessionOwner, SparkHub, SparkService
+from rsparkhub.hub.spark import (
+    Announce,
+    Description,
+    SessionOwner,
+    SparkHub,
+    SparkService,
+    ui_bearer,
+)
 
 log = logging.getLogger("rsparkhub.spark")
 
@@ -71,6 +78,10 @@ class KubernetesSpark(SparkService):
         """The session's Spark Connect token: the same for its environment and its driver,
         after a hub restart too (``connect_token``)."""
         return await asyncio.to_thread(self.connect_token, f"session:{hub_session_id}")
+
+    async def _ui_key(self, hub_session_id: str) -> str:
+        """The key of the session's driver's UI (``ui_key``, same subject as the token)."""
+        return await asyncio.to_thread(self.ui_subject_key, f"session:{hub_session_id}")
 
     # ------------------------------------------------------------------ sessions
     async def session_env(self, s: SessionOwner) -> dict[str, str]:
@@ -123,6 +134,7 @@ class KubernetesSpark(SparkService):
                     user,
                     hub_session_id,
                     token=token,
+                    ui_key=await self._ui_key(hub_session_id),
                     owner=owner,
                     workspace=workspace_id,
                     proxy_base=sk.ui_proxy_base(user, cfg.hub_base_path),
@@ -205,6 +217,10 @@ class KubernetesSpark(SparkService):
         port 4040, ``spark_kubernetes_ui_url``)."""
         sid = self._live_driver(owner)
         return sk.ui_url(self._k8s(), sid) if sid is not None else None
+
+    async def ui_headers(self, owner: str) -> dict[str, str]:
+        sid = self._live_driver(owner)
+        return {"authorization": ui_bearer(await self._ui_key(sid))} if sid is not None else {}
 
     async def describe_for(self, user: str, is_admin: bool) -> Description:
         sid = self._live_driver(user)

@@ -169,9 +169,12 @@ async def spark_ui(owner: str, path: str, request: Request) -> Response:
     url = f"{target}/{rest}" + (f"?{query}" if query else "")
     mount = urlsplit(hub.settings.base_url).path.rstrip("/") + f"/spark-ui/{owner}"
     client = hub.spark.http()
-    upstream_req = client.build_request(
-        request.method, url, headers=forward_request_headers(request.headers.items())
-    )
+    # the server answers only what the hub signs (its UI filter), never the browser
+    headers = {
+        **forward_request_headers(request.headers.items()),
+        **await hub.spark.ui_headers(owner),
+    }
+    upstream_req = client.build_request(request.method, url, headers=headers)
     try:
         upstream = await client.send(upstream_req, stream=True)
     except httpx.HTTPError as exc:
