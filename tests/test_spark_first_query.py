@@ -93,6 +93,39 @@ async def test_warm_first_statement_runs_in_the_users_database(hub: HubProcess) 
                 assert r.stdout.split() == ["u_dave", "42"]
 
 
+PRELOADED = "import sys; print('pyspark.sql.connect.session' in sys.modules)\n"
+
+
+async def test_a_spark_workspace_kernel_imports_pyspark_in_the_background(hub: HubProcess) -> None:
+    """In a workspace whose files mention Spark, the Python kernel has pyspark's Connect
+    client imported without the user asking (and printed nothing of it); in one whose files
+    do not, it has not (its memory stays that of a plain kernel). Then the first statement
+    runs as usual."""
+    token = hub.make_user("erin")
+    async with HubClient(hub.url, token) as c:
+        plain = await c.ensure_workspace("no-spark")
+        await c.upload(plain["id"], {"a.py": b"print('hello')\n"})
+        async with c.attach(plain["id"]) as s:
+            r = await _run(s, "import time; time.sleep(3)\n" + PRELOADED)
+            assert r.ok and r.stdout.split() == ["False"], (r.stdout, _errors(r))
+        w = await c.ensure_workspace("uses-spark")
+        await c.upload(w["id"], {"job.py": b"from pyspark.sql import SparkSession\n"})
+        async with c.attach(w["id"]) as s:
+            first = await _run(s, "print('first')\n")
+            assert first.ok and first.stdout == "first\n" and not first.stderr, first.stderr
+            seen = ""
+            for _ in range(60):  # bounded: 30 s
+                r = await _run(s, PRELOADED)
+                assert r.ok and not r.stderr, (r.stderr, _errors(r))
+                seen = r.stdout.strip()
+                if seen == "True":
+                    break
+                await asyncio.sleep(0.5)
+            assert seen == "True"
+            r = await _run(s, FIRST)
+            assert r.ok and r.stdout.strip() == "u_erin", (r.stdout, _errors(r))
+
+
 async def test_after_a_crash_one_clear_error_then_get_or_create_reconnects(
     hub: HubProcess,
 ) -> None:

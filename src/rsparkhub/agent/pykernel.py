@@ -25,7 +25,8 @@ namespace), ``pykernel_objects`` (classification, members, fingerprints), ``pyke
 (bounded previews), ``pykernel_summary`` (one object's ``Var``), ``pykernel_env``
 (``env_*``), ``pykernel_table`` / ``pykernel_frames`` / ``pykernel_viewer`` (the data
 viewer: filters, pandas and polars tables, ``view_*``), ``pykernel_help`` (``help()``,
-``help_*``) and ``pykernel_plots`` (``plot_render`` and the import hooks).
+``help_*``), ``pykernel_plots`` (``plot_render`` and the import hooks) and
+``pykernel_spark`` (pyspark imported in the background in a Spark workspace).
 
 ``env_children`` keys (what to append to a ``path`` to reach a child):
 
@@ -61,6 +62,7 @@ from rsparkhub.agent.pykernel_common import CallError, _clip, _float_cell, _user
 from rsparkhub.agent.pykernel_env import env_children, env_clear, env_delete, env_diff, env_list
 from rsparkhub.agent.pykernel_help import _HelpHook, help_html, help_search
 from rsparkhub.agent.pykernel_plots import _PATCHES, _InlineFinder, plot_render
+from rsparkhub.agent.pykernel_spark import preload_spark
 from rsparkhub.agent.pykernel_viewer import view_close, view_open, view_rows
 
 __all__ = ["call", "handle", "install", "METHODS"]
@@ -165,7 +167,8 @@ def _json_safe(x: Any) -> Any:
 
 def install(shell: Any = None) -> None:
     """Kernel hooks: ``help()`` → Help pane, matplotlib inline figures kept for
-    ``plot_render``. Idempotent; never raises or prints."""
+    ``plot_render``; in a Spark workspace, pyspark's Connect client imported in the
+    background (``pykernel_spark``). Idempotent; never raises or prints."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -178,6 +181,7 @@ def install(shell: Any = None) -> None:
                     patch(mod)
             if not any(getattr(f, "_rsparkhub_finder", False) for f in sys.meta_path):
                 sys.meta_path.insert(0, _InlineFinder())
+        preload_spark()  # after the finder: the import is patched like the user's own
     except Exception:
         pass
 

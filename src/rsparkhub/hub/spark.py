@@ -59,6 +59,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rsparkhub.agent.pykernel_spark import PRELOAD_ENV as PRELOAD_ENV
 from rsparkhub.config import Settings
 
 if TYPE_CHECKING:
@@ -84,6 +85,10 @@ def connect_token(secret: bytes, subject: str) -> str:
     msg = b"spark-connect-token:" + subject.encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
+
+# PRELOAD_ENV is set (to "1") in a session's environment when its workspace uses Spark: its
+# Python kernel then imports pyspark's Connect client in the background
+# (agent/pykernel_spark.py), so that the first Spark statement does not wait for it.
 
 # Spark's own servlet filter (Spark >= 4.0): every UI request must carry
 # ``Authorization: Bearer <JWS>`` signed (HS256) with the server's key, else 403.
@@ -211,6 +216,25 @@ class SparkService(ABC):
                 path.chmod(0o600)
             self._secret = path.read_text().strip().encode()
         return self._secret
+
+    async def _uses_spark(self, workspace_id: str | None) -> bool:
+        """Whether a workspace's files mention Spark (hub/spark_workspace.py): its sessions
+        then start Spark early (the user's server, ``PRELOAD_ENV``). False when it cannot
+        be told."""
+        if workspace_id is None or self.hub is None:
+            return False
+        from rsparkhub.hub.spark_workspace import workspace_uses_spark
+
+        try:
+            return await workspace_uses_spark(self.hub, workspace_id)
+        except Exception:  # noqa: BLE001 - then Spark starts at first use
+            log.warning("spark: could not look at workspace %s", workspace_id, exc_info=True)
+            return False
+
+    async def _with_preload(self, s: SessionOwner, env: dict[str, str]) -> dict[str, str]:
+        """``env`` (a session's SPARK_REMOTE …), with ``PRELOAD_ENV`` when its workspace
+        uses Spark."""
+        return {**env, PRELOAD_ENV: "1"} if await self._uses_spark(s.workspace_id) else env
 
     async def _without_spark(self, why: BaseException | str) -> dict[str, str]:
         """A session starts without Spark: say why in the log and in ``describe``."""

@@ -72,6 +72,7 @@ from rsparkhub.config import Settings
 from rsparkhub.hub import spark_embedded_files as files
 from rsparkhub.hub.sessions.live import session_dir
 from rsparkhub.hub.spark import (
+    PRELOAD_ENV,
     Announce,
     Description,
     SessionOwner,
@@ -92,7 +93,6 @@ from rsparkhub.hub.spark_embedded_process import (
     start_server,
     terminate,
 )
-from rsparkhub.hub.spark_workspace import workspace_uses_spark
 from rsparkhub.hub.supervised import Backoff, PortFile, port_taken
 from rsparkhub.hub.userdb import role_name
 
@@ -225,8 +225,11 @@ class EmbeddedSpark(SparkService):
             srv = await self._server(s.user_id, s.user)
         except (SparkUnavailable, OSError) as exc:
             return await self._without_spark(exc)
-        self._attach(srv, s.hub_session_id, s.workspace_id)
-        return {"SPARK_REMOTE": self.remote(s.user, s.hub_session_id, srv.port)}
+        env = await self._with_preload(
+            s, {"SPARK_REMOTE": self.remote(s.user, s.hub_session_id, srv.port)}
+        )
+        self._attach(srv, s.hub_session_id, s.workspace_id, used=PRELOAD_ENV in env)
+        return env
 
     def register(self, s: SessionOwner) -> None:
         """A live session adopted at hub start (its SPARK_REMOTE names its user's port)."""
@@ -244,23 +247,32 @@ class EmbeddedSpark(SparkService):
 
         self._spawn_task(go(), f"spark-register-{s.hub_session_id}")
 
-    def _attach(self, srv: UserServer, hub_session_id: str, workspace_id: str | None) -> None:
+    def _attach(
+        self,
+        srv: UserServer,
+        hub_session_id: str,
+        workspace_id: str | None,
+        used: bool | None = None,
+    ) -> None:
+        """A live session of ``srv``'s user; its server starts at once when the session's
+        workspace uses Spark (``used``; None: look now, in the background)."""
         srv.sessions.add(hub_session_id)
         self._session_user[hub_session_id] = srv.user_id
         self._ensure_idle_loop()
         if srv.task is not None:
             return  # starting or running
-        if workspace_id is not None:
+        if used:
+            self._start_used(srv, workspace_id)
+        elif used is None and workspace_id is not None:
             self._spawn_task(self._start_if_used(srv, workspace_id), f"spark-scan-{srv.name}")
         self._spawn_task(self._listen(srv), f"spark-wake-{srv.name}")
 
     async def _start_if_used(self, srv: UserServer, workspace_id: str) -> None:
-        try:
-            used = await workspace_uses_spark(self._hub, workspace_id)
-        except Exception:  # noqa: BLE001 - then it starts at first use
-            log.warning("spark: could not look at workspace %s", workspace_id, exc_info=True)
-            return
-        if used and srv.sessions and srv.task is None:
+        if await self._uses_spark(workspace_id):
+            self._start_used(srv, workspace_id)
+
+    def _start_used(self, srv: UserServer, workspace_id: str | None) -> None:
+        if srv.sessions and srv.task is None:
             log.info("spark: workspace %s uses Spark: starting %s's server", workspace_id,
                      srv.user)  # fmt: skip
             self._start(srv)

@@ -49,7 +49,7 @@ class ExternalSpark(SparkService):
         problem = await self._session_ids_ready()
         if problem is not None:
             return await self._without_spark(problem)
-        return {"SPARK_REMOTE": self.remote(s.user, s.hub_session_id)}
+        return await self._with_preload(s, {"SPARK_REMOTE": self.remote(s.user, s.hub_session_id)})
 
     async def state(self) -> str:
         """running when the server's port answers, else down."""

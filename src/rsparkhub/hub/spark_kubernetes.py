@@ -93,7 +93,8 @@ class KubernetesSpark(SparkService):
             return await self._without_spark(problem)
         sid = self.spark_session_id(s.hub_session_id)
         token = await self._token(s.hub_session_id)  # the secret exists (_session_ids_ready)
-        return {"SPARK_REMOTE": sk.remote_url(self._k8s(), s.user, s.hub_session_id, sid, token)}
+        remote = sk.remote_url(self._k8s(), s.user, s.hub_session_id, sid, token)
+        return await self._with_preload(s, {"SPARK_REMOTE": remote})
 
     async def session_started(
         self, s: SessionOwner, spawner_state: Mapping[str, Any], announce: Announce | None = None
@@ -276,6 +277,7 @@ class KubernetesSpark(SparkService):
             "image": cfg.image,
             "drivers": drivers,
             "detail": detail + "; each driver's Spark Connect answers only its own session "
-            "(a per-session token) and its executors only it (spark.authenticate); the "
-            "network policies keep other pods out of every driver port",
+            "(a per-session token), its executors only it (spark.authenticate) and its "
+            "web UI only the hub's signed requests; the network policies keep other pods "
+            "out of every driver port",
         }

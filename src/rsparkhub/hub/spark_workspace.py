@@ -1,5 +1,6 @@
-"""Whether a workspace uses Spark (``spark = 'embedded'``): its sessions then start their
-user's Spark server at once, in the background, instead of at the first Spark call.
+"""Whether a workspace uses Spark: its sessions then start Spark work at once, in the
+background, instead of at the first Spark call (the user's embedded server, and in every
+mode pyspark's import in the Python kernel: ``PRELOAD_ENV``, hub/spark.py).
 
 Owns: the scan of a workspace's source files for Spark's names. Must not: change files.
 """
