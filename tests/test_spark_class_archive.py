@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from rsparkhub.hub.spark_embedded_archive import SIGNATURE, is_signed, unsigned_copies
+from rsparkhub.hub.spark_embedded_archive import (
+    SIGNATURE,
+    is_signed,
+    prune_other_archives,
+    unsigned_copies,
+)
 from rsparkhub.hub.spark_embedded_process import spark_home
 
 JARS = spark_home() / "jars"
@@ -109,3 +114,27 @@ def test_jars_installed_again_make_a_new_key(tmp_path: Path) -> None:
     again = _jars_fingerprint(jars)
     (jars / "c.jar").write_bytes(b"PK\x05\x06" + bytes(18))
     assert _jars_fingerprint(jars) != again
+
+
+def test_a_new_archive_removes_those_of_earlier_installs(tmp_path: Path) -> None:
+    """Archives of earlier installs (and their read-only copies) go once a new one is made;
+    the new one, its copies and whatever else is in the directory stay."""
+    for key in ("old1", "old2", "new"):
+        archive = tmp_path / f"spark-{key}.jsa"
+        archive.write_bytes(b"x" * 10)
+        archive.chmod(0o444)
+        copies = tmp_path / f"spark-{key}.jars"
+        copies.mkdir()
+        (copies / "janino.jar").write_bytes(b"j")
+        (copies / "janino.jar").chmod(0o444)
+        copies.chmod(0o555)
+    (tmp_path / "train.log").write_text("kept")
+    removed = prune_other_archives(tmp_path, tmp_path / "spark-new.jsa")
+    assert removed == ["spark-old1.jsa", "spark-old2.jsa", "spark-old1.jars", "spark-old2.jars"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "spark-new.jars",
+        "spark-new.jsa",
+        "train.log",
+    ]
+    assert (tmp_path / "spark-new.jars" / "janino.jar").read_bytes() == b"j"
+    assert prune_other_archives(tmp_path, tmp_path / "spark-new.jsa") == []

@@ -14,8 +14,9 @@ signed jars next to the archive (``spark-<key>.jars/``, made once, read-only to 
 both the training server and every server put them before Spark's own jars; a JVM maps an
 archive only on the class path it was made with.
 
-Owns: where the archive is, making it (and the unsigned copies), and adopting the training
-server's file (a regular file, copied, read-only to all). Must not: make it while a user's
+Owns: where the archive is, making it (and the unsigned copies), adopting the training
+server's file (a regular file, copied, read-only to all), and removing the archives of
+earlier installs once a new one is made. Must not: make it while a user's
 server starts (the service asks for it once a server is up).
 """
 
@@ -121,6 +122,10 @@ class ClassArchive:
             log.info("spark: made the class-data archive %s in %.0f s", target,
                      time.monotonic() - t0)  # fmt: skip
             self.path, self.class_path = target, copies
+            removed = await asyncio.to_thread(prune_other_archives, self.directory, target)
+            if removed:
+                log.info("spark: removed the class-data archives of earlier installs: %s",
+                         ", ".join(removed))  # fmt: skip
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - servers start without it
@@ -258,6 +263,24 @@ def unsigned_copies(jars: Path, directory: Path) -> tuple[Path, ...]:
     if made is None:
         raise SparkUnavailable(f"could not make {directory}")
     return made
+
+
+def prune_other_archives(directory: Path, keep: Path) -> list[str]:
+    """Remove the archives (and their unsigned copies) in ``directory`` other than
+    ``keep``: they belong to earlier Java, pyspark or jar installs, ~250 MB each. A JVM
+    that maps one keeps its pages; a hub that still wanted one starts servers without it
+    and makes its own again. The names removed."""
+    removed = []
+    for path in sorted(directory.glob("spark-*.jsa")):
+        if path != keep and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    for path in sorted(directory.glob("spark-*.jars")):
+        if path != _copies_dir(keep) and path.is_dir() and not path.is_symlink():
+            path.chmod(0o700)  # read-only to all: its files could not be unlinked
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def _make_private_dir(path: Path) -> None:
