@@ -18,6 +18,11 @@ PostgreSQL server.
    The hub's log lines "the Spark Connect server of … is up after … s" are reported next
    to them, and new session → first Python ``1`` on the same hub, so the difference is
    what Spark adds.
+   **The first Spark statement a moment after opening** (warm server): a session is
+   attached, its first Python ``1`` answered, then after ``PAUSE_S`` (a user reading their
+   code) the same first statement is timed on its own — in a workspace whose file mentions
+   Spark (its Python kernel imports pyspark in the background, ``RSPARKHUB_SPARK_PRELOAD``)
+   and in one whose file does not (no preload), alternating.
    **Memory per user's server**: RSS of all its processes (pasta, bubblewrap, the server's
    Python, the JVM) and of the JVM alone, right after a cold start and after the round-trip
    loops below.
@@ -25,7 +30,10 @@ PostgreSQL server.
    through Spark Connect from Python (``spark.sql(…).collect()``), from R through the R
    interface (``rspark_collect(rspark_sql(…))``, r/spark.R) and from R with reticulate and
    plain lists (``[tuple(r) for r in spark.sql(…).collect()]``), versus an in-process
-   classic ``SparkSession`` (``local[1]``, a subprocess of the benchmark) — as ratios.
+   classic ``SparkSession`` (``local[1]``, a subprocess of the benchmark) — as ratios —
+   and versus a plain Spark Connect server pyspark starts on the host
+   (``remote("local[1]")``: no sandbox, pasta or token), which tells Spark Connect's own
+   cost from what the user's sandbox adds.
 3. **PostgreSQL ``SELECT 1``** round trip from the session (Python psycopg, R DBI +
    RPostgreSQL, each connected with no arguments through the PG* variables) versus psycopg
    directly from the benchmark process to the same server, database and role (the
@@ -159,13 +167,16 @@ PATHS = [
 ]
 ROUNDS = 4
 
-LOCAL_CLASSIC = """
+# {builder}: .master("local[1]") for a classic session in this process's JVM, or
+# .remote("local[1]") for a plain Spark Connect server pyspark starts on this host's
+# loopback (no sandbox, no pasta, no token) and a Connect client talking to it
+LOCAL_SESSION = """
 import json, os, sys, time, warnings
 warnings.filterwarnings("ignore")
 os.environ.pop("SPARK_REMOTE", None)
 from pyspark.sql import SparkSession
 t0 = time.perf_counter()
-spark = (SparkSession.builder.master("local[1]").appName("bench-local")
+spark = (SparkSession.builder.{builder}.appName("bench-local")
          .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
          .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
 print("STARTED " + json.dumps(time.perf_counter() - t0), flush=True)
@@ -179,14 +190,17 @@ spark.stop()
 """
 
 
-class LocalClassic:
-    """An in-process classic SparkSession (local[1]) in a subprocess, driven by rounds."""
+class LocalSession:
+    """A SparkSession (local[1]) in a subprocess, driven by rounds: in-process classic, or
+    (``connect``) a Connect client of a plain local Connect server."""
 
-    def __init__(self) -> None:
+    def __init__(self, connect: bool = False) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
         env["SPARK_LOCAL_IP"] = "127.0.0.1"
+        builder = 'remote("local[1]")' if connect else 'master("local[1]")'
+        code = textwrap.dedent(LOCAL_SESSION).replace("{builder}", builder)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(LOCAL_CLASSIC)],
+            [sys.executable, "-c", code],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -263,6 +277,26 @@ async def first_result(
     return took
 
 
+PAUSE_S = 3.0
+SPARK_FILE = {"job.py": b"from pyspark.sql import SparkSession\n"}
+PLAIN_FILE = {"job.py": b"print('hello')\n"}
+
+
+async def first_statement_after_pause(client: HubClient, files: dict[str, bytes]) -> float:
+    """A fresh workspace with ``files``: attach, run Python ``1``, wait ``PAUSE_S``, then
+    the wall time of the first Spark statement (PY_FIRST) alone."""
+    wid = await new_workspace(client, "spark-pause")
+    await client.upload(wid, files)
+    async with client.attach(wid) as att:
+        await _run(att, "1", "python")
+        await asyncio.sleep(PAUSE_S)
+        t0 = time.perf_counter()
+        await _run(att, PY_FIRST, "python")
+        took = time.perf_counter() - t0
+    await client.stop_session(wid)
+    return took
+
+
 async def wait_state(client: HubClient, state: str, budget: Deadline) -> None:
     while (await client.request("GET", "/api/spark"))["state"] != state:
         budget.check(f"waiting for the user's Spark server to be {state}")
@@ -315,6 +349,13 @@ async def warm_part(hub: HubProcess, n: int, warm_runs: int, budget: Deadline) -
                                    for _ in range(warm_runs)]  # fmt: skip
             out["first_spark_warm"] = [await first_result(client, PY_FIRST, "python")
                                        for _ in range(warm_runs)]  # fmt: skip
+            for _ in range(warm_runs):  # alternating, so that load drifts over both alike
+                out.setdefault("pause_preloaded", []).append(
+                    await first_statement_after_pause(client, SPARK_FILE)
+                )
+                out.setdefault("pause_plain", []).append(
+                    await first_statement_after_pause(client, PLAIN_FILE)
+                )
             budget.check("first results")
             await _run(att, PY_SETUP.format(warm=WARMUP), "python")
             await _run(att, R_SETUP.format(warm=WARMUP), "r")
@@ -327,19 +368,24 @@ async def warm_part(hub: HubProcess, n: int, warm_runs: int, budget: Deadline) -
             budget.check("setup")
             # the local classic session and the direct PostgreSQL connection take part in
             # the same rounds, so that the machine's load drifts over all paths alike
-            local = await asyncio.to_thread(LocalClassic)
+            local = await asyncio.to_thread(LocalSession)
             out["local_start_s"] = local.start_s
+            plain = await asyncio.to_thread(LocalSession, True)
             async with HubClient(hub.url, admin) as root:
                 creds = await root.request("POST", "/api/users/bench/database/rotate")
             pg = await asyncio.to_thread(_pg_connect, creds)
             try:
                 await asyncio.to_thread(local.round, WARMUP)
+                await asyncio.to_thread(plain.round, WARMUP)
                 await asyncio.to_thread(_pg_round, pg, WARMUP)
                 k = max(1, n // ROUNDS)
                 for r in range(ROUNDS):
                     order = paths[r % len(paths) :] + paths[: r % len(paths)]
                     out.setdefault("spark_local", []).extend(
                         await asyncio.to_thread(local.round, k)
+                    )
+                    out.setdefault("spark_plain_connect", []).extend(
+                        await asyncio.to_thread(plain.round, k)
                     )
                     out.setdefault("pg_direct", []).extend(
                         await asyncio.to_thread(_pg_round, pg, k)
@@ -350,6 +396,7 @@ async def warm_part(hub: HubProcess, n: int, warm_runs: int, budget: Deadline) -
                     budget.check(f"round {r + 1}")
             finally:
                 await asyncio.to_thread(local.close)
+                await asyncio.to_thread(plain.close)
                 await asyncio.to_thread(pg.close)
             out["rss_after_loops"] = server_rss(hub, await user_id(client))
         await client.stop_session(wid)
@@ -466,6 +513,11 @@ def report(data: dict[str, Any]) -> str:
         ["new session → first Spark result, your server running (warm)",
          once(w["first_spark_warm"])],
         ["… Spark's share of it (pyspark import, connect, query)", fmt_ms(s_warm - s_py)],
+        *([[f"first Spark statement {PAUSE_S:g} s after the session answered, a workspace "
+            "that does not mention Spark (no preload)", once(w["pause_plain"])],
+           [f"first Spark statement {PAUSE_S:g} s after the session answered, a Spark "
+            "workspace (pyspark imported in the background)", once(w["pause_preloaded"])]]
+          if w.get("pause_plain") else []),
         ["new session → first Spark result, your server stopped, first use (cold)",
          once(c["first_use"])],
         ["new session → first Spark result, your server stopped, Spark workspace (cold)",
@@ -500,6 +552,9 @@ def report(data: dict[str, Any]) -> str:
     rspark = w.get("spark_r_rspark")
     rows2 = [
         ["in-process classic SparkSession (local[1], no Connect), Python", cell(local), "1.0×"],
+        *([["plain Spark Connect: pyspark's own local server (`remote('local[1]')`), no "
+            "sandbox, pasta or token, Python", cell(w["spark_plain_connect"]),
+            ratio(w["spark_plain_connect"], local)]] if w.get("spark_plain_connect") else []),
         ["Python kernel → Spark Connect (`spark.sql(…).collect()`)",
          cell(w["spark_python"]), ratio(w["spark_python"], local)],
         ["R kernel → R interface (`rspark_collect(rspark_sql(…))`) → Spark Connect",
@@ -523,6 +578,15 @@ def report(data: dict[str, Any]) -> str:
         "importing pyspark in the kernel, the gRPC connection and the first query (goal: "
         f"≤ 1.5 s in all; {BEFORE['warm']} with the shared server before).",
     ]
+    if w.get("pause_plain") and w.get("pause_preloaded"):
+        pre, plain = stats(w["pause_preloaded"])["median"], stats(w["pause_plain"])["median"]
+        notes.append(
+            f"* A moment ({PAUSE_S:g} s) after a session answered, its first Spark statement "
+            f"takes {fmt_ms(pre)} in a workspace that uses Spark against {fmt_ms(plain)} in "
+            f"one that does not ({pre / plain:.2f}×): the Spark workspace's Python kernel "
+            "imported pyspark's Connect client in the background meanwhile. Sent at once "
+            "(the rows above), a statement waits for that import either way."
+        )
     notes.append(
         "* Cold (goal: < 5 s; the one shared server of before took "
         f"{BEFORE['cold']}): the user's server starts under the user's uid in a sandbox "
@@ -543,14 +607,20 @@ def report(data: dict[str, Any]) -> str:
         f"* A trivial query through Spark Connect costs {fmt_t(med['spark_python'])} "
         f"against {fmt_t(med['spark_local'])} in an in-process classic session "
         f"({BEFORE['roundtrip']} before, when sessions and the shared server talked over "
-        "plain loopback). The difference is the network namespace of the user's server: "
-        "pasta (passt 2023-03) forwards the port from the host's loopback. Measured outside "
-        "the benchmark, a query from the host straight to a user's server (one pasta hop) "
-        "costs about as much as from a session (two hops), so it is that forward. Not "
-        "(only) delayed ACKs: a toy exchange of small writes through one pasta forward "
-        "stalls 40 ms in ~30 % of round trips, and quickack on the host's loopback route "
-        "removes that, but with it Spark's median here stayed 110 ms (an experiment, "
-        "2026-12-07; the namespaces' own routes were left as they are)."
+        "plain loopback)"
+        + (
+            f", and {fmt_t(med['spark_plain_connect'])} through pyspark's own local Connect "
+            "server with no sandbox, pasta or token. So of the "
+            f"{fmt_t(med['spark_python'] - med['spark_local'])} difference, Spark Connect "
+            f"itself accounts for {fmt_t(med['spark_plain_connect'] - med['spark_local'])} "
+            "(`spark.sql` runs its statement eagerly, then `collect` runs the plan again, each "
+            "an ExecutePlan the server analyses and answers with an Arrow batch), and the "
+            "user's server in its sandbox (two pasta forwards between the session's and the "
+            "server's network namespaces, the token check, `local[2]` instead of `local[1]`) "
+            f"for {fmt_t(med['spark_python'] - med['spark_plain_connect'])}."
+            if "spark_plain_connect" in med
+            else "."
+        )
     )
     if "spark_r_rspark" in med:
         notes.append(

@@ -23,6 +23,7 @@ server starts (the service asks for it once a server is up).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import os
@@ -62,7 +63,8 @@ log = logging.getLogger("rsparkhub.spark")
 TRAIN_TIMEOUT_S = 600.0
 # What the archive's key carries besides the installs: a change of how servers load classes
 # (here: unsigned copies first on the class path) makes a new archive.
-CLASS_LAYOUT = "unsigned-copies-first/1"
+# (/2: the training server runs the UI's JWSFilter too, so its classes are archived)
+CLASS_LAYOUT = "unsigned-copies-first/2"
 SIGNATURE = re.compile(r"META-INF/[^/]+\.(SF|DSA|RSA|EC)$|META-INF/SIG-[^/]+$", re.IGNORECASE)
 
 
@@ -159,7 +161,10 @@ class ClassArchive:
         data = work / "data"
         await asyncio.to_thread(data.mkdir, 0o700)
         name = f"spark-train-{work.name[6:]}"
-        srv = UserServer(user_id="train", user="rsparkhub", port=free_port())
+        # a UI key of its own (never used): the UI filter's classes, which every server
+        # loads at start, go into the archive too
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        srv = UserServer(user_id="train", user="rsparkhub", port=free_port(), ui_key=key)
         out_path = data / "classes.jsa"
         spec = SandboxSpec(
             name=name,
