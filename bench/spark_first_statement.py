@@ -65,12 +65,17 @@ print(t1 - t0, t2 - t1)
 
 
 def start(
-    data: Path, archive: Archive | None, class_path: tuple[Path, ...], train: Path | None
+    data: Path,
+    archive: Archive | None,
+    class_path: tuple[Path, ...],
+    train: Path | None,
+    ui_key: str = "",
 ) -> tuple[subprocess.Popen[bytes], int, float]:
-    """The server program on ``data``; returns (process, port, seconds until open)."""
+    """The server program on ``data`` (its UI filtered with ``ui_key`` if given); returns
+    (process, port, seconds until open)."""
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    srv = UserServer(user_id="bench", user="bench", port=free_port())
+    srv = UserServer(user_id="bench", user="bench", port=free_port(), ui_key=ui_key)
     confs = server_confs(Settings(), srv, data, free_port(), archive, class_path=class_path)
     extra = ("--train", str(train)) if train else ()
     t0 = time.monotonic()
