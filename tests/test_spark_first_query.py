@@ -101,7 +101,7 @@ async def test_a_spark_workspace_kernel_imports_pyspark_in_the_background(hub: H
     client imported without the user asking (and printed nothing of it); in one whose files
     do not, it has not (its memory stays that of a plain kernel). Then the first statement
     runs as usual."""
-    token = hub.make_user("erin")
+    token = hub.make_user("gwen")
     async with HubClient(hub.url, token) as c:
         plain = await c.ensure_workspace("no-spark")
         await c.upload(plain["id"], {"a.py": b"print('hello')\n"})
@@ -123,7 +123,7 @@ async def test_a_spark_workspace_kernel_imports_pyspark_in_the_background(hub: H
                 await asyncio.sleep(0.5)
             assert seen == "True"
             r = await _run(s, FIRST)
-            assert r.ok and r.stdout.strip() == "u_erin", (r.stdout, _errors(r))
+            assert r.ok and r.stdout.strip() == "u_gwen", (r.stdout, _errors(r))
 
 
 async def test_after_a_crash_one_clear_error_then_get_or_create_reconnects(
