@@ -175,6 +175,23 @@ async def test_python_console_result_and_error(session) -> None:
     assert not any("\x1b[" in line for line in err.traceback)
 
 
+async def test_python_kernel_starts_without_its_debugger_and_user_code_imports_debugpy(
+    session,
+) -> None:
+    """The launcher hides debugpy while ipykernel makes the kernel (launch.py: the IDE does
+    not speak the debug protocol; it costs ~8 MiB and some start time), then gives it back."""
+    rec, _, _ = session
+    code = (
+        "import sys\n"
+        "print(sys.modules['ipykernel.debugger']._is_debugpy_available)\n"
+        "import debugpy\n"
+        "print(debugpy.__name__, callable(debugpy.listen))\n"
+    )
+    done, events = await rec.run(code, language="python")
+    assert done.status == "ok", events
+    assert stdout_of(events) == "False\ndebugpy True\n"
+
+
 async def test_python_interrupt(session) -> None:
     rec, _, _ = session
     mark = len(rec.log)

@@ -57,7 +57,19 @@ import sys
 from pathlib import Path
 if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
     del sys.path[0]
+# ipykernel's debugger (debugpy: ~0.1 s of every start) serves the Jupyter debug protocol,
+# which the IDE does not speak. Hidden while the kernel is made, then given back, so that
+# session code can still import debugpy itself.
+_no_debugpy = sys.modules.setdefault("debugpy", None) is None
 from ipykernel import kernelapp as app
+_init_kernel = app.IPKernelApp.init_kernel
+def _init_kernel_without_debugger(self):
+    try:
+        _init_kernel(self)
+    finally:
+        if _no_debugpy and sys.modules.get("debugpy", 0) is None:
+            del sys.modules["debugpy"]
+app.IPKernelApp.init_kernel = _init_kernel_without_debugger
 try:
     import threading
     import zmq
