@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     session_languages: str | None = Field(
         None, description="Comma-separated languages sessions offer (default: every installed one)."
     )
+    session_prestart_kernel: bool = Field(
+        True,
+        description="Start the kernel of the workspace's most recently changed script or "
+        "document when its session starts, before the first run asks for it.",
+    )
     event_fsync: bool = Field(
         True, description="fsync the session output log before acknowledging to the agent."
     )

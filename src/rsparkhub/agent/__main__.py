@@ -1,7 +1,7 @@
 """Command line of the session agent.
 
     python -m rsparkhub.agent --hub-url ws://HOST:PORT/agent/ws --session-id SID \
-        --workdir DIR [--token-fd FD] [--hub-socket PATH] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--log-level info]
+        --workdir DIR [--token-fd FD] [--hub-socket PATH] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--prestart python] [--log-level info]
 
 The session token is read from ``--token-fd FD`` (a pipe the local spawner writes it into;
 read once, then closed, so no later process can read it) or else from the environment
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from rsparkhub.agent.main import Agent, AgentConfig
-from rsparkhub.protocol import LANGUAGES
+from rsparkhub.protocol import LANGUAGES, Language
 
 TOKEN_ENV = "RSPARKHUB_SESSION_TOKEN"
 
@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated subset of r,python,bash to offer (default: every installed kernel)",
     )
+    ap.add_argument(
+        "--prestart",
+        default=None,
+        help="comma-separated languages whose kernels start before their first request",
+    )
     ap.add_argument("--token-fd", type=int, default=None, help="read the session token from FD")
     ap.add_argument(
         "--hub-socket",
@@ -77,6 +82,15 @@ def make_undumpable() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
+def _languages(arg: str | None) -> list[Language] | str | None:
+    """A comma-separated language list; a string naming the unknown ones if any."""
+    if arg is None:
+        return None
+    names = [x.strip() for x in arg.split(",") if x.strip()]
+    bad = [x for x in names if x not in LANGUAGES]
+    return ", ".join(bad) if bad else [x for x in LANGUAGES if x in names]
+
+
 def main(argv: list[str] | None = None) -> int:
     make_undumpable()
     args = parse_args(argv)
@@ -85,13 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s agent[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    languages = None
-    if args.languages is not None:
-        languages = [x.strip() for x in args.languages.split(",") if x.strip()]
-        bad = [x for x in languages if x not in LANGUAGES]
-        if bad:
-            print(f"unknown language(s): {', '.join(bad)}", file=sys.stderr)
-            return 2
+    languages = _languages(args.languages)
+    prestart = _languages(args.prestart)
+    if isinstance(languages, str) or isinstance(prestart, str):
+        print(f"unknown language(s): {languages if isinstance(languages, str) else prestart}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     token = os.environ.pop(TOKEN_ENV, None)  # not inherited by kernels
     if args.token_fd is not None:
         with os.fdopen(args.token_fd, "rb") as fh:
@@ -106,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         max_file_bytes=args.max_file_bytes,
         scan_interval=args.scan_interval,
         languages=languages,
+        prestart=prestart,
     )
     return asyncio.run(Agent(config).run())
 

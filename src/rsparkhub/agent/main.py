@@ -17,7 +17,8 @@ The parts, one job each:
   renders, completions, interrupts, restarts, pings);
 * ``introspect.Introspector`` — calls about the session's state (``CallMessage``);
 * ``rimage.RImage`` — the saved R image;
-* ``environment.EnvironmentAnnouncer`` — the environment snapshot each run record names.
+* ``environment.EnvironmentAnnouncer`` — the environment snapshot each run record names;
+* ``prestart.Prestart`` — the kernel the hub expects to be used, started ahead.
 
 This module routes the hub's messages to them; it holds no request or file logic itself.
 """
@@ -45,6 +46,7 @@ from rsparkhub.agent.link import HubLink
 from rsparkhub.agent.outbox import DEFAULT_MAX_UNACKED_BYTES, Outbox
 from rsparkhub.agent.packages import packages
 from rsparkhub.agent.pool import KernelPool
+from rsparkhub.agent.prestart import Prestart
 from rsparkhub.agent.rimage import RImage
 from rsparkhub.agent.workdir import PathOutsideWorkdir, Workdir
 
@@ -70,6 +72,7 @@ class AgentConfig:
     scan_interval: float = 2.0
     max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES
     languages: list[P.Language] | None = None  # None: every installed kernelspec
+    prestart: list[P.Language] | None = None  # kernels to start before their first request
 
 
 class Agent:
@@ -92,6 +95,8 @@ class Agent:
         self.executor = Executor(self.emit, self.kernels, self.introspector, self.files)
         probe = EnvironmentProbe(self.kernels.languages, self.kernels.kernel_env, self.workdir_path)
         self.environment = EnvironmentAnnouncer(probe, self.outbox.emit)
+        ahead = [x for x in config.prestart or [] if x in self.kernels.languages]
+        self.prestart = Prestart(ahead, self.kernels.get)
         self.settings: dict[str, Any] = {}
         self.image = RImage(
             emit=self.emit,
@@ -139,6 +144,7 @@ class Agent:
         scanner.cancel()
         self.executor.cancel_all()
         self.environment.cancel_all()
+        self.prestart.cancel()
         for task in self._calls:
             task.cancel()
         if self._exit_code == EXIT_OK and self.image.enabled:
@@ -206,6 +212,7 @@ class Agent:
 
     async def _welcomed(self, welcome: P.AgentWelcome, resumed: bool) -> None:
         self.settings = dict(welcome.settings)
+        self.prestart.welcomed(welcome.manifest, resumed)
         # a fresh start: the hub puts every file; a re-dial: resync from the manifest
         await self.files.connected(self.link.send, welcome.manifest if resumed else None)
 
@@ -216,7 +223,10 @@ class Agent:
             elif isinstance(msg, P.FileAck):
                 await self.files.acked(msg)
             elif isinstance(msg, P.FilePut):
-                await self.files.put(msg)
+                try:
+                    await self.files.put(msg)
+                finally:
+                    self.prestart.file_put(msg.path)
             elif isinstance(msg, P.FileDelete):
                 await self.files.delete(msg)
             elif isinstance(msg, P.StopMessage):

@@ -105,6 +105,10 @@ class KernelPool:
             )
             try:
                 await kernel.start()
+            except asyncio.CancelledError:  # the agent stops: leave no kernel behind
+                with contextlib.suppress(Exception):
+                    await kernel.shutdown()
+                raise
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     await kernel.shutdown()

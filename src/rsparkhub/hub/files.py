@@ -18,13 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rsparkhub.config import Settings
-from rsparkhub.filetypes import is_source
+from rsparkhub.filetypes import Language, is_source, language_for_path
 from rsparkhub.hub.blobs import BlobStore
 from rsparkhub.hub.db.engine import iso
 from rsparkhub.hub.db.models import File, FileVersion
 from rsparkhub.hub.errors import ApiError, not_found
 from rsparkhub.hub.paths import clean_path
 from rsparkhub.hub.quotas import check_room, mb
+
+# How many of a workspace's latest files latest_language looks at for one with a language.
+LATEST_LANGUAGE_SCAN = 200
 
 # Who changed a file: a client (the browser, the API) or code running in the session.
 Origin = Literal["client", "session"]
@@ -77,6 +80,18 @@ async def list_files(db: AsyncSession, workspace_id: str) -> list[File]:
         select(File).where(File.workspace_id == workspace_id).order_by(File.path)
     )
     return list(rows.scalars())
+
+
+async def latest_language(db: AsyncSession, workspace_id: str) -> Language | None:
+    """The language of the workspace's most recently changed file that runs in a kernel (a
+    script, or a document's chunks): the kernel its next session starts ahead."""
+    rows = await db.execute(
+        select(File.path)
+        .where(File.workspace_id == workspace_id)
+        .order_by(File.updated_at.desc())
+        .limit(LATEST_LANGUAGE_SCAN)
+    )
+    return next((lang for p in rows.scalars() if (lang := language_for_path(p))), None)
 
 
 class Files:

@@ -26,6 +26,7 @@ from rsparkhub.hub.db.models import Session as SessionRow
 from rsparkhub.hub.environments import Environments, build_sandboxes
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog
+from rsparkhub.hub.files import latest_language
 from rsparkhub.hub.identities import Identities
 from rsparkhub.hub.sessions.clients import Clients
 from rsparkhub.hub.sessions.live import GONE, LiveSession, Registry, loopback_ports, session_dir
@@ -210,6 +211,11 @@ class Lifecycle:
             if owner is None:
                 raise ApiError(500, "no_owner", "The workspace has no owner.")
             profile = await self._pick_profile(db, workspace_id, owner, profile)
+            ahead = (
+                await latest_language(db, workspace_id)
+                if settings.session_prestart_kernel
+                else None
+            )
             row = SessionRow(
                 workspace_id=workspace_id,
                 owner_id=owner.id,
@@ -264,6 +270,7 @@ class Lifecycle:
             redial_timeout_s=settings.agent_redial_timeout_s,
             max_file_bytes=settings.max_file_bytes,
             languages=settings.session_languages,
+            prestart=(ahead,) if ahead else (),
             env=env,
             uid=identity.uid,
             gid=identity.gid,

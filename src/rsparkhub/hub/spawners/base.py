@@ -22,6 +22,8 @@ class SessionSpec:
     redial_timeout_s: float = 600
     max_file_bytes: int = 50 * 1024 * 1024
     languages: str | None = None  # comma-separated subset of r,python,bash
+    # Kernels the agent starts before their first request (files.latest_language).
+    prestart: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     # Host loopback TCP ports the session may reach (its own PostgreSQL, its user's Spark);
     # the hub's own port is always reachable. Nothing else on the host is.

@@ -239,6 +239,8 @@ def agent_command(spec: SessionSpec, hub_url: str) -> list[str]:
     ]
     if spec.languages:
         cmd += ["--languages", spec.languages]
+    if spec.prestart:
+        cmd += ["--prestart", ",".join(spec.prestart)]
     return cmd
 
 

@@ -127,6 +127,8 @@ class LocalSpawner:
         ]  # fmt: skip
         if spec.languages:
             argv += ["--languages", spec.languages]
+        if spec.prestart:
+            argv += ["--prestart", ",".join(spec.prestart)]
         return argv
 
     @staticmethod

@@ -1,0 +1,215 @@
+"""The kernel started with the session: what a user gains when a session's agent starts
+("prestarts") the kernel of the workspace's most recently changed script or document
+(``.R``/``.Rmd``/``.qmd`` → R, ``.py``/``.ipynb`` → Python, ``.sh`` → bash) as soon as the
+hub has put the workspace's files, instead of on the first request
+(``session_prestart_kernel``; ``agent/prestart.py``, ``hub/files.latest_language``).
+
+One hub (no Spark, no user databases: nothing else starts with a session). For Python and
+R, two kinds of fresh workspace, alternated within each round so that machine load drifts
+over both alike:
+
+- *script*: one file (``analysis.py`` / ``analysis.R``, a line of code): its kernel is
+  prestarted;
+- *no script*: one file ``notes.txt``: no kernel starts ahead; the first request starts it,
+  as before.
+
+Two cases, each a fresh workspace and session:
+
+1. **immediate**: attach (which starts the session) and send ``1+1`` at once; wall time
+   from the start of attach to that request's ``done`` event. The request and the
+   prestart race for the same kernel, so little is expected here.
+2. **after a pause**: attach, wait ``PAUSE_S`` (a user reading their code; nothing sent),
+   then the wall time of ``1+1`` alone until its ``done`` event. Here the prestarted
+   kernel should already be up.
+
+The session is stopped after every run. One untimed run of each kind comes first for each
+language (disk cache, R package loading). Every loop is bounded in count and time.
+
+Usage: .venv/bin/python bench/prestart.py [--n 5] [--json OUT] [--record]
+       (--record writes its section of bench/RESULTS.md)
+       .venv/bin/python bench/prestart.py --report OUT.json [--record]   (tables of an
+       earlier run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _hub import (  # noqa: E402
+    Attachment,
+    Deadline,
+    HubClient,
+    P,
+    fmt_ms,
+    machine_facts,
+    new_workspace,
+    record_section,
+    running_hub,
+    stats,
+    table,
+)
+
+TITLE = "12. Kernel started with the session (`bench/prestart.py`)"
+HUB_ENV = {"RSPARKHUB_SPARK": "off", "RSPARKHUB_USER_DATABASES": "off"}
+BUDGET_S = 1200.0
+RUN_TIMEOUT = 120.0
+PAUSE_S = 3.0
+LANGUAGES: tuple[P.Language, ...] = ("python", "r")
+KINDS = ("script", "no_script")  # in this order within a round
+CASES = ("immediate", "pause")
+KIND_LABEL = {"script": "script", "no_script": "no script"}
+CASE_LABEL = {"immediate": "immediate", "pause": f"after a {PAUSE_S:.0f} s pause"}
+SCRIPTS: dict[str, dict[str, bytes]] = {
+    "python": {"analysis.py": b"x = sum(range(10))\n"},
+    "r": {"analysis.R": b"x <- sum(1:10)\n"},
+}
+NOTES = {"notes.txt": b"Things to look at next week.\n"}
+
+
+def workspace_files(kind: str, language: str) -> dict[str, bytes]:
+    return SCRIPTS[language] if kind == "script" else NOTES
+
+
+async def until_done(att: Attachment, language: P.Language) -> None:
+    """Send ``1+1`` and return at its (ok) ``done`` event."""
+    rid = uuid.uuid4().hex
+    await att.send(P.ExecuteRequest(id=rid, code="1+1", language=language))
+    async for msg in att.messages(timeout=RUN_TIMEOUT):
+        if msg.get("type") != "event":
+            continue
+        ev = P.parse_event(msg["event"])
+        if isinstance(ev, P.DoneEvent) and ev.request_id == rid:
+            if ev.status != "ok":
+                raise RuntimeError(f"{language} 1+1 failed: {ev}")
+            return
+        if isinstance(ev, P.SessionEvent) and ev.state in ("dead", "stopped"):
+            raise RuntimeError(f"session ended: {ev}")
+    raise RuntimeError("the stream ended before the done event")
+
+
+async def one_run(client: HubClient, language: P.Language, kind: str, case: str) -> float:
+    """A fresh workspace of ``kind``: the seconds to the first ``1+1`` of ``case``."""
+    wid = await new_workspace(client, f"prestart-{language}")
+    await client.upload(wid, workspace_files(kind, language))
+    try:
+        t0 = time.perf_counter()
+        async with client.attach(wid) as att:
+            if case == "pause":
+                await asyncio.sleep(PAUSE_S)
+                t0 = time.perf_counter()
+            await until_done(att, language)
+            return time.perf_counter() - t0
+    finally:
+        await client.stop_session(wid)
+
+
+async def bounded_run(
+    client: HubClient, language: P.Language, kind: str, case: str, budget: Deadline
+) -> float:
+    budget.check(f"{language} {kind} {case}")
+    limit = min(RUN_TIMEOUT + PAUSE_S + 30, max(budget.left(), 1.0))
+    return await asyncio.wait_for(one_run(client, language, kind, case), limit)
+
+
+async def measure(n: int, budget: Deadline) -> dict[str, Any]:
+    runs: dict[str, dict[str, dict[str, list[float]]]] = {
+        lang: {case: {kind: [] for kind in KINDS} for case in CASES} for lang in LANGUAGES
+    }
+    with running_hub(HUB_ENV) as hub:
+        token = hub.make_user("bench")
+        async with HubClient(hub.url, token, timeout=RUN_TIMEOUT) as client:
+            for lang in LANGUAGES:
+                for kind in KINDS:  # untimed warm-up
+                    await bounded_run(client, lang, kind, "immediate", budget)
+                for _ in range(n):
+                    for case in CASES:
+                        for kind in KINDS:
+                            took = await bounded_run(client, lang, kind, case, budget)
+                            runs[lang][case][kind].append(took)
+    return {"n": n, "pause_s": PAUSE_S, "runs": runs}
+
+
+def _cell(xs: list[float]) -> str:
+    s = stats(xs)
+    return f"{fmt_ms(s['median'])} ({fmt_ms(s['min'])}–{fmt_ms(s['max'])})"
+
+
+def report(data: dict[str, Any]) -> str:
+    rows = []
+    for lang in LANGUAGES:
+        for case in CASES:
+            plain = data["runs"][lang][case]["no_script"]
+            ahead = data["runs"][lang][case]["script"]
+            m_plain, m_ahead = stats(plain)["median"], stats(ahead)["median"]
+            rows.append(
+                [
+                    lang,
+                    CASE_LABEL[case],
+                    _cell(plain),
+                    _cell(ahead),
+                    f"{m_ahead / m_plain:.2f}",
+                    fmt_ms(m_plain - m_ahead),
+                ]
+            )
+    n_runs = sum(len(xs) for by_case in data["runs"].values() for d in by_case.values()
+                 for xs in d.values())  # fmt: skip
+    return (
+        "**First `1+1` of a new session**, wall time at the client until its `done` event, "
+        "median (min–max); *immediate*: from the start of attach, `1+1` sent at once; "
+        f"*after a pause*: `1+1` alone, sent {data['pause_s']:.0f} s after attaching. "
+        f"*script*: the workspace holds `analysis.py` / `analysis.R` (its kernel starts with "
+        f"the session); *no script*: only `notes.txt` (the kernel starts on the first "
+        f"request). N={data['n']} per cell, kinds alternated within each round, after one "
+        f"untimed run of each kind per language; {n_runs} timed runs in all, a fresh "
+        "workspace and session each.\n\n"
+        + table(
+            ["lang", "case", "no script", "script", "script / no script", "saved (medians)"],
+            rows,
+        )
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=5, help="rounds (timed runs per cell)")
+    ap.add_argument("--json", type=Path, help="write the raw data here")
+    ap.add_argument("--record", action="store_true", help="write the section of RESULTS.md")
+    ap.add_argument("--report", type=Path, help="no run: print the tables of a --json file")
+    args = ap.parse_args()
+    if args.report:
+        earlier = json.loads(args.report.read_text())
+        text = report(earlier)
+        print(text)
+        if args.record and "facts" in earlier:
+            record_section(TITLE, "bench/prestart.py", text, earlier["facts"],
+                           earlier["wall_s"], tuple(earlier["load"]))  # fmt: skip
+        return
+    budget = Deadline(BUDGET_S)
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    t0 = time.monotonic()
+    data = asyncio.run(measure(args.n, budget))
+    wall = time.monotonic() - t0
+    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    facts = machine_facts()
+    if args.json:  # first: the tables can be made again from it (--report)
+        args.json.write_text(
+            json.dumps({**data, "facts": facts, "wall_s": wall, "load": [load0, load1]})
+        )
+    text = report(data)
+    print(text)
+    if args.record:
+        record_section(TITLE, "bench/prestart.py", text, facts, wall, (load0, load1))
+
+
+if __name__ == "__main__":
+    main()
