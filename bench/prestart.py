@@ -4,25 +4,22 @@
 hub has put the workspace's files, instead of on the first request
 (``session_prestart_kernel``; ``agent/prestart.py``, ``hub/files.latest_language``).
 
-One hub (no Spark, no user databases: nothing else starts with a session). For Python and
-R, two kinds of fresh workspace, alternated within each round so that machine load drifts
-over both alike:
-
-- *script*: one file (``analysis.py`` / ``analysis.R``, a line of code): its kernel is
-  prestarted;
-- *no script*: one file ``notes.txt``: no kernel starts ahead; the first request starts it,
-  as before.
+Two hubs side by side (no Spark, no user databases: nothing else starts with a session),
+one with the prestart (the default) and one with ``session_prestart_kernel = false`` (the
+kernel starts on the first request, as before), taking turns in an order that alternates
+every round so that machine load drifts over both alike. For Python and R, every run is a
+fresh workspace holding one script (``analysis.py`` / ``analysis.R``, a line of code).
 
 Two cases, each a fresh workspace and session:
 
 1. **immediate**: attach (which starts the session) and send ``1+1`` at once; wall time
    from the start of attach to that request's ``done`` event. The request and the
-   prestart race for the same kernel, so little is expected here.
+   prestart race for the same kernel, so no gain is expected here (nor a cost).
 2. **after a pause**: attach, wait ``PAUSE_S`` (a user reading their code; nothing sent),
    then the wall time of ``1+1`` alone until its ``done`` event. Here the prestarted
    kernel should already be up.
 
-The session is stopped after every run. One untimed run of each kind comes first for each
+The session is stopped after every run. One untimed run on each hub comes first for each
 language (disk cache, R package loading). Every loop is bounded in count and time.
 
 Usage: .venv/bin/python bench/prestart.py [--n 5] [--json OUT] [--record]
@@ -65,19 +62,14 @@ BUDGET_S = 1200.0
 RUN_TIMEOUT = 120.0
 PAUSE_S = 3.0
 LANGUAGES: tuple[P.Language, ...] = ("python", "r")
-KINDS = ("script", "no_script")  # in this order within a round
+KINDS = ("ahead", "on_request")  # the hub with the prestart, the hub without
 CASES = ("immediate", "pause")
-KIND_LABEL = {"script": "script", "no_script": "no script"}
+HUB_OFF = {**HUB_ENV, "RSPARKHUB_SESSION_PRESTART_KERNEL": "false"}
 CASE_LABEL = {"immediate": "immediate", "pause": f"after a {PAUSE_S:.0f} s pause"}
 SCRIPTS: dict[str, dict[str, bytes]] = {
     "python": {"analysis.py": b"x = sum(range(10))\n"},
     "r": {"analysis.R": b"x <- sum(1:10)\n"},
 }
-NOTES = {"notes.txt": b"Things to look at next week.\n"}
-
-
-def workspace_files(kind: str, language: str) -> dict[str, bytes]:
-    return SCRIPTS[language] if kind == "script" else NOTES
 
 
 async def until_done(att: Attachment, language: P.Language) -> None:
@@ -97,10 +89,10 @@ async def until_done(att: Attachment, language: P.Language) -> None:
     raise RuntimeError("the stream ended before the done event")
 
 
-async def one_run(client: HubClient, language: P.Language, kind: str, case: str) -> float:
-    """A fresh workspace of ``kind``: the seconds to the first ``1+1`` of ``case``."""
+async def one_run(client: HubClient, language: P.Language, case: str) -> float:
+    """A fresh workspace with a script: the seconds to the first ``1+1`` of ``case``."""
     wid = await new_workspace(client, f"prestart-{language}")
-    await client.upload(wid, workspace_files(kind, language))
+    await client.upload(wid, SCRIPTS[language])
     try:
         t0 = time.perf_counter()
         async with client.attach(wid) as att:
@@ -118,23 +110,26 @@ async def bounded_run(
 ) -> float:
     budget.check(f"{language} {kind} {case}")
     limit = min(RUN_TIMEOUT + PAUSE_S + 30, max(budget.left(), 1.0))
-    return await asyncio.wait_for(one_run(client, language, kind, case), limit)
+    return await asyncio.wait_for(one_run(client, language, case), limit)
 
 
 async def measure(n: int, budget: Deadline) -> dict[str, Any]:
     runs: dict[str, dict[str, dict[str, list[float]]]] = {
         lang: {case: {kind: [] for kind in KINDS} for case in CASES} for lang in LANGUAGES
     }
-    with running_hub(HUB_ENV) as hub:
-        token = hub.make_user("bench")
-        async with HubClient(hub.url, token, timeout=RUN_TIMEOUT) as client:
+    with running_hub(HUB_ENV) as on, running_hub(HUB_OFF) as off:
+        async with (
+            HubClient(on.url, on.make_user("bench"), timeout=RUN_TIMEOUT) as with_prestart,
+            HubClient(off.url, off.make_user("bench"), timeout=RUN_TIMEOUT) as without,
+        ):
+            clients = {"ahead": with_prestart, "on_request": without}
             for lang in LANGUAGES:
                 for kind in KINDS:  # untimed warm-up
-                    await bounded_run(client, lang, kind, "immediate", budget)
-                for _ in range(n):
+                    await bounded_run(clients[kind], lang, kind, "immediate", budget)
+                for r in range(n):
                     for case in CASES:
-                        for kind in KINDS:
-                            took = await bounded_run(client, lang, kind, case, budget)
+                        for kind in KINDS if r % 2 == 0 else KINDS[::-1]:
+                            took = await bounded_run(clients[kind], lang, kind, case, budget)
                             runs[lang][case][kind].append(took)
     return {"n": n, "pause_s": PAUSE_S, "runs": runs}
 
@@ -148,8 +143,8 @@ def report(data: dict[str, Any]) -> str:
     rows = []
     for lang in LANGUAGES:
         for case in CASES:
-            plain = data["runs"][lang][case]["no_script"]
-            ahead = data["runs"][lang][case]["script"]
+            plain = data["runs"][lang][case]["on_request"]
+            ahead = data["runs"][lang][case]["ahead"]
             m_plain, m_ahead = stats(plain)["median"], stats(ahead)["median"]
             rows.append(
                 [
@@ -167,13 +162,20 @@ def report(data: dict[str, Any]) -> str:
         "**First `1+1` of a new session**, wall time at the client until its `done` event, "
         "median (min–max); *immediate*: from the start of attach, `1+1` sent at once; "
         f"*after a pause*: `1+1` alone, sent {data['pause_s']:.0f} s after attaching. "
-        f"*script*: the workspace holds `analysis.py` / `analysis.R` (its kernel starts with "
-        f"the session); *no script*: only `notes.txt` (the kernel starts on the first "
-        f"request). N={data['n']} per cell, kinds alternated within each round, after one "
-        f"untimed run of each kind per language; {n_runs} timed runs in all, a fresh "
-        "workspace and session each.\n\n"
+        "Every workspace holds `analysis.py` / `analysis.R`; two hubs side by side, "
+        "*kernel started ahead* (the default) and *on first request* "
+        f"(`session_prestart_kernel = false`). N={data['n']} per cell, the hubs taking "
+        f"turns in an order that alternates every round, after one untimed run on each hub "
+        f"per language; {n_runs} timed runs in all, a fresh workspace and session each.\n\n"
         + table(
-            ["lang", "case", "no script", "script", "script / no script", "saved (medians)"],
+            [
+                "lang",
+                "case",
+                "kernel on first request",
+                "kernel started ahead",
+                "ratio",
+                "saved (medians)",
+            ],  # fmt: skip
             rows,
         )
     )
