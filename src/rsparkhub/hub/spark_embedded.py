@@ -51,7 +51,8 @@ the hub (it belongs to the user: the server cleans its own scratch space).
 
 The modules: this one supervises (sessions, ports, wake-up, restarts, idle stop, state);
 ``spark_embedded_process.py`` launches one server and talks to it;
-``spark_embedded_files.py`` and ``spark_embedded_archive.py`` as above.
+``spark_embedded_files.py`` and ``spark_embedded_archive.py`` as above;
+``spark_embedded_describe.py`` says what ``GET /api/spark`` and ``doctor`` show.
 
 Nothing here blocks the event loop.
 """
@@ -82,13 +83,12 @@ from rsparkhub.hub.spark import (
     ui_bearer,
 )
 from rsparkhub.hub.spark_embedded_archive import ClassArchive
+from rsparkhub.hub.spark_embedded_describe import describe_install, describe_user
 from rsparkhub.hub.spark_embedded_process import (
     UserServer,
     call,
     close_stdin,
-    java_version,
     kill_strays,
-    pyspark_version,
     spark_home,
     start_server,
     terminate,
@@ -547,68 +547,9 @@ class EmbeddedSpark(SparkService):
         )
 
     async def describe_for(self, user: str, is_admin: bool) -> Description:
-        srv = self._by_name(user)
-        state = await self.state_for(user)
-        port = srv.port if srv is not None else None  # known once a session has started
-        remote = f"sc://localhost:{port}/;user_id={quote(user, safe='')}" if port else None
-        ui_url = f"/spark-ui/{quote(user, safe='')}/" if self.ui_target(user) else None
-        detail = (
-            "A Spark Connect server of your own on the hub's machine, under your own account "
-            "in a sandbox: it sees only your Spark directory, and only your sessions reach "
-            f"it. Your sessions start in your database {role_name(user)}; its web UI is at "
-            "ui_url while it runs (yours only). "
-        )
-        if state == "running":
-            detail += "It is running."
-        elif state == "starting":
-            detail += "It is starting."
-        elif srv is not None and srv.last_error:
-            detail += f"Not running: {srv.last_error}"
-        else:
-            detail += (
-                "Not running: it starts with your first Spark call (or with a session of a "
-                "workspace that uses Spark) and stops after "
-                f"{self.settings.spark_idle_timeout_s:.0f} s without sessions or queries."
-            )
-        return {
-            "mode": "embedded",
-            "state": state,
-            "remote": remote,
-            "database": role_name(user),
-            "ui_url": ui_url,
-            "detail": detail,
-        }
+        return await describe_user(self, user)
 
     # ------------------------------------------------------------------ doctor
     async def describe(self) -> Description:
         """For doctor: Java, pyspark, the archive and the users' servers. Starts nothing."""
-        mode = "embedded"
-        try:
-            home = spark_home()
-        except SparkUnavailable as exc:
-            return {"ok": False, "mode": mode, "detail": str(exc)}
-        java = await java_version()
-        if java is None:
-            return {"ok": False, "mode": mode,
-                    "detail": "java not found: install a JDK 17+ (apt-get install openjdk-17-jre-headless)"}  # fmt: skip
-        version = pyspark_version(home)
-        running = [s for s in self._servers.values() if s.state == "running"]
-        if self.hub is None:
-            servers = "per-user servers are started by the running hub (GET /api/doctor)"
-        else:
-            mem = []
-            for s in running:
-                rss = await asyncio.to_thread(self._sandboxes.memory, s.name)
-                mem.append(f"{s.user} {rss / 2**20:.0f} MiB" if rss else s.user)
-            servers = f"{len(running)} running" + (f" ({', '.join(mem)})" if mem else "")
-        archive = await asyncio.to_thread(self.archive.state)
-        return {
-            "ok": True,
-            "mode": mode,
-            "java": java,
-            "pyspark": version,
-            "servers": len(running),
-            "detail": f"one Spark Connect server per user (pyspark {version}, {java}), each "
-            f"under its user's uid in a sandbox, in {self.users_dir}; {servers}; idle stop "
-            f"after {self.settings.spark_idle_timeout_s:.0f} s; class-data archive: {archive}",
-        }
+        return await describe_install(self)
