@@ -100,6 +100,45 @@ async def test_two_users_temp_views_do_not_collide(
             assert "count(1)=5, min(id)=100" in b
 
 
+PANDAS_ROUND_TRIP = """
+import pandas as pd
+from pyspark.sql.functions import pandas_udf
+pdf = pd.DataFrame({"s": ["x", None, "z"], "n": [1, 2, 3],
+                    "d": pd.to_datetime(["2024-01-01", None, "2024-03-01"])})
+sdf = spark.createDataFrame(pdf)
+print(sdf.dtypes)
+@pandas_udf("string")
+def up(s: pd.Series) -> pd.Series:
+    return s.str.upper()
+back = sdf.select(up("s").alias("u"), "n", "d").toPandas()
+print(back["u"].tolist(), back["n"].tolist(), back["d"].dt.day.tolist())
+doubled = sdf.groupBy().applyInPandas(lambda df: df.assign(n=df.n * 2), "s string, n long, d timestamp")
+print(sorted(doubled.toPandas()["n"].tolist()))
+"""
+
+
+async def test_pandas_round_trips_through_spark_without_warnings(
+    spark_hub: HubProcess, tokens: dict[str, str]
+) -> None:
+    """What data scientists do most with Spark from Python — a pandas frame in, a pandas
+    frame out, pandas UDFs — works with the pandas the install ships (3.x, which PySpark
+    4.x warns about on every import: pykernel_spark.PANDAS_WARNING), and the console shows
+    no such warning."""
+    async with HubClient(spark_hub.url, tokens["alice"]) as c:
+        w = await c.ensure_workspace("spark-pandas")
+        async with c.attach(w["id"]) as s:
+            await _run(s, CONNECT.format(db="u_alice"))
+            r = await asyncio.wait_for(s.run(PANDAS_ROUND_TRIP, language="python"), 200)
+            assert r.ok, (r.stdout, r.stderr, [(e.ename, e.evalue) for e in r.errors])
+            assert r.stdout.splitlines() == [
+                "[('s', 'string'), ('n', 'bigint'), ('d', 'timestamp')]",
+                "['X', nan, 'Z'] [1, 2, 3] [1.0, nan, 1.0]",
+                "[2, 4, 6]",
+            ]
+            assert "pandas" not in r.stderr, r.stderr
+        await c.stop_session(w["id"])
+
+
 async def test_interrupt_cancels_a_long_spark_job(
     spark_hub: HubProcess, tokens: dict[str, str]
 ) -> None:

@@ -62,7 +62,7 @@ from rsparkhub.agent.pykernel_common import CallError, _clip, _float_cell, _user
 from rsparkhub.agent.pykernel_env import env_children, env_clear, env_delete, env_diff, env_list
 from rsparkhub.agent.pykernel_help import _HelpHook, help_html, help_search
 from rsparkhub.agent.pykernel_plots import _PATCHES, _InlineFinder, plot_render
-from rsparkhub.agent.pykernel_spark import preload_spark
+from rsparkhub.agent.pykernel_spark import preload_spark, quiet_pandas_warning
 from rsparkhub.agent.pykernel_viewer import view_close, view_open, view_rows
 
 __all__ = ["call", "handle", "install", "METHODS"]
@@ -181,6 +181,7 @@ def install(shell: Any = None) -> None:
                     patch(mod)
             if not any(getattr(f, "_rsparkhub_finder", False) for f in sys.meta_path):
                 sys.meta_path.insert(0, _InlineFinder())
+        quiet_pandas_warning()
         preload_spark()  # after the finder: the import is patched like the user's own
     except Exception:
         pass

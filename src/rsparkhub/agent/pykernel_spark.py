@@ -17,10 +17,22 @@ import importlib
 import os
 import sys
 import threading
+import warnings
 
 PRELOAD_ENV = "RSPARKHUB_SPARK_PRELOAD"
 PRELOADED = "pyspark.sql.connect.session"
 _started: list[threading.Thread] = []
+
+
+# PySpark 4.x warns at every import of its pandas paths that pandas >= 3 (what the install
+# ships) "is not yet fully supported". The paths sessions use — createDataFrame from pandas,
+# toPandas, pandas UDFs, applyInPandas — are tested with it (tests/test_spark.py), so that
+# one warning is not shown in consoles; a workspace can pin pandas<3 in its environment.
+PANDAS_WARNING = r"PySpark does not yet fully support pandas"
+
+
+def quiet_pandas_warning() -> None:
+    warnings.filterwarnings("ignore", message=PANDAS_WARNING, category=FutureWarning)
 
 
 def _import() -> None:
