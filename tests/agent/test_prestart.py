@@ -1,6 +1,6 @@
 """A session starts the kernel of its workspace's most recently changed script or document
-before any request (``agent/prestart.py``, ``hub/files.latest_language``), after the hub
-has put the workspace's files — so R has read the workspace's ``.Rprofile`` — and the
+before any request (``agent/prestart.py``, ``hub/files.latest_language``) — R after the
+hub has put the workspace's files, so it has read the workspace's ``.Rprofile`` — and the
 first run uses that kernel. ``session_prestart_kernel = false`` turns it off."""
 
 from __future__ import annotations
@@ -65,6 +65,26 @@ async def test_the_latest_files_kernel_starts_with_the_session_after_its_files(
             assert done.status == "ok", events
             assert results_of(events) == ["[1] TRUE"]
             assert statuses(rec, "r").count("starting") == 1  # the first run used it
+        await c.stop_session(wid)
+
+
+async def test_a_python_kernel_starts_ahead_and_serves_the_first_run(
+    shared_hub: HubProcess,
+) -> None:
+    token = shared_hub.make_user("pyahead")
+    wid = await new_workspace(shared_hub, token, {"old.R": b"x <- 1\n"})
+    async with HubClient(shared_hub.url, token) as c:
+        await c.upload(wid, {"analysis.py": b"x = 1\n"})
+        async with c.attach(wid) as att:
+            rec = Recorder(att)
+            await rec.pump(lambda: "idle" in statuses(rec, "python"), timeout=90)
+            assert statuses(rec, "python") == ["starting", "idle"]
+            assert statuses(rec, "r") == []
+            argv = await agent_argv(shared_hub, await session_id(c, wid))
+            assert argv[argv.index("--prestart") + 1] == "python"
+            done, events = await rec.run("6 * 7", language="python")
+            assert results_of(events) == ["42"], events
+            assert statuses(rec, "python").count("starting") == 1
         await c.stop_session(wid)
 
 
