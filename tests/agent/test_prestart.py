@@ -1,6 +1,6 @@
 """A session starts the kernel of its workspace's most recently changed script or document
-before any request (``agent/prestart.py``, ``hub/files.latest_language``) — R after the
-hub has put the workspace's files, so it has read the workspace's ``.Rprofile`` — and the
+before any request (``agent/prestart.py``, ``hub/files.latest_language``), after the hub
+has put the workspace's files — so R has read the workspace's ``.Rprofile`` — and the
 first run uses that kernel. ``session_prestart_kernel = false`` turns it off."""
 
 from __future__ import annotations
