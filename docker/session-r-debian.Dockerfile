@@ -49,6 +49,7 @@ RUN pip install --no-cache-dir --root-user-action=ignore \
     && python -m bash_kernel.install --sys-prefix \
     && R -q -e 'IRkernel::installspec(user = FALSE)' \
     && Rscript -e 'for (p in c("IRkernel", "rmarkdown", "RPostgreSQL", "reticulate", "lobstr")) library(p, character.only = TRUE)' \
+    && python -m rsparkhub.agent.rload \
     && groupadd --gid 1000 rsparkhub \
     && useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash rsparkhub
 USER 1000:1000

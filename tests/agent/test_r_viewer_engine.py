@@ -4,8 +4,9 @@ tables, ``between`` / ``in`` / ``contains`` filters and sorts, on a data.frame, 
 a data.table. Each answer is compared with what plain R computes in the same script: the
 text every cell shows (``as.character``, ``format(, "%Y-%m-%d")``, factor labels, integers
 for whole numbers) matched with ``grepl(fixed = TRUE)``, ``which()`` of comparisons and
-``order(method = "radix", na.last = TRUE)``. Loaded as the agent loads it (``sys.source()``
-of ``rsparkhub.R`` into an attached ``tools:rsparkhub``)."""
+``order(method = "radix", na.last = TRUE)``. Loaded as the agent loads it
+(``introspect.r_tools``: its byte code when compiled at install, into an attached
+``tools:rsparkhub``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from rsparkhub.agent.introspect import r_tools
+
 R_FILE = Path(__file__).resolve().parents[2] / "src" / "rsparkhub" / "agent" / "r" / "rsparkhub.R"
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
@@ -26,8 +29,7 @@ NEEDLES = ["00042", "42", "-4", "-", "0", "0.5", "-0", "inf", "2000-0", "APPLE",
            "1", "qqq", "NA", "true"]  # fmt: skip
 
 SCRIPT = r"""
-local({ e <- attach(NULL, name = "tools:rsparkhub")
-        sys.source(R_FILE, envir = e, keep.source = FALSE) })
+LOAD_TOOLS
 set.seed(3); n <- 120000L
 df <- data.frame(
   i = sample(c(-2000000:2000000, NA), n, TRUE), k = sample.int(1000L, n, TRUE),
@@ -114,10 +116,12 @@ cat("RESULT ", jsonlite::toJSON(list(res = res, unchanged = as.list(unchanged)),
 
 
 def run_script(code: str, timeout: float) -> tuple[dict[str, Any], str]:
-    """Run an R script (``R_FILE`` in it: the path of rsparkhub.R) that ends by printing one
+    """Run an R script (``LOAD_TOOLS`` in it: rsparkhub.R loaded as the agent loads it;
+    ``R_FILE``: its path) that ends by printing one
     ``RESULT {json}`` line; that document, and what the script wrote to stderr."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "engine.R"
+        code = code.replace("LOAD_TOOLS", r_tools(R_FILE))  # as the agent loads it
         script.write_text(code.replace("R_FILE", json.dumps(str(R_FILE))), encoding="utf-8")
         proc = subprocess.run(
             ["Rscript", "--vanilla", str(script)], capture_output=True, text=True, timeout=timeout
@@ -145,8 +149,8 @@ DIGITS_SCRIPT = r"""
 # no byte-compiling: compiled code calls base's as.character() even where the stand-in below
 # shadows it
 invisible(compiler::enableJIT(0))
-local({ e <- attach(NULL, name = "tools:rsparkhub")
-        sys.source(R_FILE, envir = e, keep.source = FALSE) })
+options(rsparkhub.bytecode = FALSE)  # the sources, not the byte code compiled at install
+LOAD_TOOLS
 e <- get(".rsparkhub", envir = as.environment("tools:rsparkhub"))
 e$DIGITS_CHUNK <- 4096L  # many chunks, and chunk edges inside the tricky values
 set.seed(11)

@@ -31,16 +31,29 @@ from rsparkhub.agent.helpindex import HelpIndex, merge
 from rsparkhub.agent.kernels import Kernel, KernelError
 from rsparkhub.agent.modes import r_string
 from rsparkhub.agent.pool import KernelPool
+from rsparkhub.agent.rload import r_load
 
 log = logging.getLogger("rsparkhub.agent.introspect")
 
 R_SOURCE = Path(__file__).parent / "r" / "rsparkhub.R"
 R_SPARK = Path(__file__).parent / "r" / "spark.R"  # the rspark_* functions (docs/spark.md)
+
+
+def r_tools(source: Path = R_SOURCE) -> str:
+    """R code that loads rsparkhub.R as kernels get it: into an environment of its own whose
+    parent is the base namespace, bound to ``.rsparkhub`` in an attached ``tools:rsparkhub``
+    (its layout: the file's header)."""
+    return (
+        'local({ e <- attach(NULL, name = "tools:rsparkhub"); '
+        f"h <- new.env(parent = .BaseNamespaceEnv); {r_load(source, 'h')}; "
+        'assign(".rsparkhub", h, envir = e) })\n'
+    )
+
+
 R_LOAD = (
-    'local({ e <- attach(NULL, name = "tools:rsparkhub"); '
-    f"sys.source({r_string(str(R_SOURCE))}, envir = e, keep.source = FALSE) }})\n"
-    'try(local({ e <- attach(NULL, name = "tools:rspark"); '
-    f"sys.source({r_string(str(R_SPARK))}, envir = e, keep.source = FALSE) }}), silent = TRUE)\n"
+    r_tools()
+    + f'try(local({{ e <- attach(NULL, name = "tools:rspark"); {r_load(R_SPARK, "e")} }}), '
+    "silent = TRUE)\n"
 )
 # The key of the environment diff among an execution's user expressions (Python).
 _DIFF_EXPRESSION = "__rsparkhub_env_diff"

@@ -30,6 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from rsparkhub.agent.rload import r_load
 from rsparkhub.protocol import ExecMode, Language
 
 
@@ -211,13 +212,13 @@ local({
 R_SOURCE_MODE = Path(__file__).parent / "r" / "source.R"
 R_SOURCE_INIT = (
     'local({ e <- attach(NULL, name = "tools:rsparkhub.source"); '
-    f"sys.source({r_string(str(R_SOURCE_MODE))}, envir = e, keep.source = FALSE) }})\n"
+    f"{r_load(R_SOURCE_MODE, 'e')} }})\n"
 )
 
 # User expressions in IRkernel's execute replies (r/reply.R), so that an execution's
 # environment diff rides in its own request as for Python (introspect.diff_expressions).
 R_REPLY = Path(__file__).parent / "r" / "reply.R"
-R_REPLY_INIT = f"sys.source({r_string(str(R_REPLY))}, envir = new.env(), keep.source = FALSE)\n"
+R_REPLY_INIT = f"{r_load(R_REPLY, 'new.env()')}\n"
 
 R_INIT = R_OPTIONS_INIT + R_STREAM_INIT + R_SOURCE_INIT + R_REPLY_INIT + "invisible(NULL)\n"
 

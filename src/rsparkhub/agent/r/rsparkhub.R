@@ -1,10 +1,14 @@
 # Kernel-side session introspection for R sessions (IRkernel): the R half of
 # docs/introspection-contract.md.
 #
-# The agent loads this file silently when an R kernel starts:
+# The agent loads this file silently when an R kernel starts (agent/introspect.py
+# `r_tools`), into an environment of its own whose parent is the base namespace — its byte
+# code compiled at install if there is one, else the source (r/load.R):
 #
 #     local({ e <- attach(NULL, name = "tools:rsparkhub")
-#             sys.source("/abs/path/rsparkhub.R", envir = e, keep.source = FALSE) })
+#             h <- new.env(parent = .BaseNamespaceEnv)
+#             sys.source("/abs/path/rsparkhub.R", envir = h, keep.source = FALSE)
+#             assign(".rsparkhub", h, envir = e) })
 #
 # and then asks questions with silent execute requests:
 #
@@ -36,8 +40,6 @@
 # Kernel hooks (IRkernel only, `install_hooks`): a help display mimetype for `?topic` /
 # `??words` pages and a plot mimetype whose value is a key to the recorded plot, kept for
 # `plot_render`.
-
-.rsparkhub <- local({
 
 HELP_MIME <- "application/vnd.rsparkhub.help+json"
 PLOT_MIME <- "application/vnd.rsparkhub.plot+json"
@@ -1014,20 +1016,24 @@ m_env_clear <- function(args) {
 }
 
 # ----------------------------------------------------------------------------------------
-# data viewer: viewer.R and viewer_engine.R, next to this file, sourced into the same
-# environment (the loaders sys.source() this file only: its own path is sys.source()'s `file`)
+# data viewer: viewer.R and viewer_engine.R, next to this file, loaded into the same
+# environment as load.R says (the loaders load this file only, with sys.source() or, its
+# byte code, compiler::loadcmp(): its own path is their `file`)
 
 (function(target) {
     here <- NULL
     for (i in rev(seq_len(sys.nframe()))) {
-        if (identical(sys.function(i), base::sys.source)) {
+        fn <- sys.function(i)
+        if (identical(fn, base::sys.source) || identical(fn, compiler::loadcmp)) {
             here <- get("file", envir = sys.frame(i), inherits = FALSE)
             break
         }
     }
-    if (is.null(here)) stop("rsparkhub.R must be loaded with sys.source()")
-    for (f in c("viewer.R", "viewer_engine.R"))
-        sys.source(file.path(dirname(here), f), envir = target, keep.source = FALSE)
+    if (is.null(here)) stop("rsparkhub.R must be loaded with sys.source() or compiler::loadcmp()")
+    dir <- dirname(here)
+    if (basename(dir) == "compiled") dir <- dirname(dir)
+    load <- eval(parse(file.path(dir, "load.R"), keep.source = FALSE)[[1]])
+    for (f in c("viewer.R", "viewer_engine.R")) load(file.path(dir, f), target)
 })(environment())
 
 # ----------------------------------------------------------------------------------------
@@ -1441,5 +1447,3 @@ install_hooks <- function() {
 
 try(install_hooks(), silent = TRUE)
 
-environment()
-}, envir = new.env(parent = .BaseNamespaceEnv))

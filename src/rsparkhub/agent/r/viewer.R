@@ -1,6 +1,6 @@
 # The data viewer's kernel side (view_open / view_rows / view_close of
 # docs/introspection-contract.md): column kinds, filters, search, sorts and pages of cells.
-# sys.source()-d by rsparkhub.R into the same environment (the helpers it uses — fail,
+# loaded by rsparkhub.R (as load.R says) into the same environment (the helpers it uses — fail,
 # json_*, arg_*, state, … — are defined there). Views keep a reference to the user's value
 # and one row index; the value is never modified (no setkey, no in-place sort).
 #

@@ -1,7 +1,7 @@
 # The data viewer's engine for large columns (viewer.R's text_contains() calls it): the
 # same answers as cell_text() + grepl(), without making the text of every value. Integers on
 # digit windows or a table of their range, decimals with few places and dates through a
-# table of their range (each distinct text made once). sys.source()-d by rsparkhub.R into
+# table of their range (each distinct text made once). loaded by rsparkhub.R into
 # the same environment as viewer.R; nothing is kept between calls. Other doubles, for a search
 # of digits, on the digits of their text computed without making it (digits_contains).
 
