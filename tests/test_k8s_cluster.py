@@ -590,6 +590,14 @@ async def test_an_r_session_pod_runs_r_code(tmp_path: Path) -> None:
                     timeout=300,
                 )
                 assert r.ok and r.stdout.split() == ["4", "42"], "\n".join(map(repr, r.events))
+                # the image compiled the agent's R files (agent/rload.py): byte code is loaded
+                r = await s.run(
+                    'h <- get(".rsparkhub", envir = as.environment("tools:rsparkhub")); '
+                    'cat(typeof(.Internal(bodyCode(h$call))), "\\n")',
+                    language="r",
+                    timeout=120,
+                )
+                assert r.ok and r.stdout.split() == ["bytecode"], "\n".join(map(repr, r.events))
             stopped = await c.stop_session(wid)  # graceful: exit code 0, never unknown
             assert (stopped["state"], stopped["exit_code"]) == ("stopped", 0), stopped
     finally:
