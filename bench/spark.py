@@ -22,7 +22,10 @@ PostgreSQL server.
    attached, its first Python ``1`` answered, then after ``PAUSE_S`` (a user reading their
    code) the same first statement is timed on its own — in a workspace whose file mentions
    Spark (its Python kernel imports pyspark in the background, ``RSPARKHUB_SPARK_PRELOAD``)
-   and in one whose file does not (no preload), alternating.
+   and in one whose file does not (no preload), alternating. And the same statement
+   ``PAUSE_S`` after opening with nothing run before: a Spark workspace (its Python kernel
+   started with the session, ``session_prestart_kernel``, and pyspark imported) against
+   one of notes only (the kernel starts with the statement).
    **Memory per user's server**: RSS of all its processes (pasta, bubblewrap, the server's
    Python, the JVM) and of the JVM alone, right after a cold start and after the round-trip
    loops below.
@@ -261,7 +264,7 @@ async def first_result(
     t0 = time.perf_counter()
     async with client.attach(wid) as att:
         rid = uuid.uuid4().hex
-        await att.send(P.ExecuteRequest(id=rid, code=code, language=language))  # type: ignore[arg-type]
+        await att.send(P.ExecuteRequest(id=rid, code=code, language=language))
         async for msg in att.messages(timeout=RUN_TIMEOUT):
             if msg.get("type") != "event":
                 continue
@@ -280,6 +283,7 @@ async def first_result(
 PAUSE_S = 3.0
 SPARK_FILE = {"job.py": b"from pyspark.sql import SparkSession\n"}
 PLAIN_FILE = {"job.py": b"print('hello')\n"}
+NOTES_FILE = {"notes.txt": b"Look at the trips again.\n"}
 
 
 async def first_statement_after_pause(client: HubClient, files: dict[str, bytes]) -> float:
@@ -289,6 +293,22 @@ async def first_statement_after_pause(client: HubClient, files: dict[str, bytes]
     await client.upload(wid, files)
     async with client.attach(wid) as att:
         await _run(att, "1", "python")
+        await asyncio.sleep(PAUSE_S)
+        t0 = time.perf_counter()
+        await _run(att, PY_FIRST, "python")
+        took = time.perf_counter() - t0
+    await client.stop_session(wid)
+    return took
+
+
+async def first_statement_after_opening(client: HubClient, files: dict[str, bytes]) -> float:
+    """A fresh workspace with ``files``: attach and send nothing for ``PAUSE_S`` (a user
+    reading their code; the session starts the kernel of the workspace's script ahead, and
+    in a Spark workspace imports pyspark), then the wall time of the first Spark statement
+    (PY_FIRST) alone."""
+    wid = await new_workspace(client, "spark-open")
+    await client.upload(wid, files)
+    async with client.attach(wid) as att:
         await asyncio.sleep(PAUSE_S)
         t0 = time.perf_counter()
         await _run(att, PY_FIRST, "python")
@@ -355,6 +375,12 @@ async def warm_part(hub: HubProcess, n: int, warm_runs: int, budget: Deadline) -
                 )
                 out.setdefault("pause_plain", []).append(
                     await first_statement_after_pause(client, PLAIN_FILE)
+                )
+                out.setdefault("open_spark", []).append(
+                    await first_statement_after_opening(client, SPARK_FILE)
+                )
+                out.setdefault("open_notes", []).append(
+                    await first_statement_after_opening(client, NOTES_FILE)
                 )
             budget.check("first results")
             await _run(att, PY_SETUP.format(warm=WARMUP), "python")
@@ -518,6 +544,13 @@ def report(data: dict[str, Any]) -> str:
            [f"first Spark statement {PAUSE_S:g} s after the session answered, a Spark "
             "workspace (pyspark imported in the background)", once(w["pause_preloaded"])]]
           if w.get("pause_plain") else []),
+        *([[f"first Spark statement {PAUSE_S:g} s after opening (nothing run before), a "
+            "workspace of notes only (the kernel starts with the statement)",
+            once(w["open_notes"])],
+           [f"first Spark statement {PAUSE_S:g} s after opening (nothing run before), a Spark "
+            "workspace (its Python kernel started with the session, pyspark imported)",
+            once(w["open_spark"])]]
+          if w.get("open_spark") else []),
         ["new session → first Spark result, your server stopped, first use (cold)",
          once(c["first_use"])],
         ["new session → first Spark result, your server stopped, Spark workspace (cold)",
