@@ -36,14 +36,12 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _hub import (  # noqa: E402
-    Attachment,
     Deadline,
     HubClient,
     P,
@@ -51,6 +49,7 @@ from _hub import (  # noqa: E402
     machine_facts,
     new_workspace,
     record_section,
+    run_ok,
     running_hub,
     stats,
     table,
@@ -72,23 +71,6 @@ SCRIPTS: dict[str, dict[str, bytes]] = {
 }
 
 
-async def until_done(att: Attachment, language: P.Language) -> None:
-    """Send ``1+1`` and return at its (ok) ``done`` event."""
-    rid = uuid.uuid4().hex
-    await att.send(P.ExecuteRequest(id=rid, code="1+1", language=language))
-    async for msg in att.messages(timeout=RUN_TIMEOUT):
-        if msg.get("type") != "event":
-            continue
-        ev = P.parse_event(msg["event"])
-        if isinstance(ev, P.DoneEvent) and ev.request_id == rid:
-            if ev.status != "ok":
-                raise RuntimeError(f"{language} 1+1 failed: {ev}")
-            return
-        if isinstance(ev, P.SessionEvent) and ev.state in ("dead", "stopped"):
-            raise RuntimeError(f"session ended: {ev}")
-    raise RuntimeError("the stream ended before the done event")
-
-
 async def one_run(client: HubClient, language: P.Language, case: str) -> float:
     """A fresh workspace with a script: the seconds to the first ``1+1`` of ``case``."""
     wid = await new_workspace(client, f"prestart-{language}")
@@ -99,7 +81,7 @@ async def one_run(client: HubClient, language: P.Language, case: str) -> float:
             if case == "pause":
                 await asyncio.sleep(PAUSE_S)
                 t0 = time.perf_counter()
-            await until_done(att, language)
+            await run_ok(att, "1+1", language, RUN_TIMEOUT)
             return time.perf_counter() - t0
     finally:
         await client.stop_session(wid)

@@ -23,21 +23,19 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _hub import (  # noqa: E402
-    Attachment,
     Deadline,
     HubClient,
-    P,
     fmt_ms,
     machine_facts,
     new_workspace,
     record_section,
+    run_ok,
     running_hub,
     stats,
     table,
@@ -58,20 +56,6 @@ RUN_TIMEOUT = 120.0
 AWAY = COMPILED.with_name(".compiled-away-bench")
 
 
-async def done_of(att: Attachment, code: str) -> None:
-    rid = uuid.uuid4().hex
-    await att.send(P.ExecuteRequest(id=rid, code=code, language="r"))
-    async for msg in att.messages(timeout=RUN_TIMEOUT):
-        if msg.get("type") != "event":
-            continue
-        ev = P.parse_event(msg["event"])
-        if isinstance(ev, P.DoneEvent) and ev.request_id == rid:
-            if ev.status != "ok":
-                raise RuntimeError(f"{code!r} failed: {ev}")
-            return
-    raise RuntimeError("the stream ended before the done event")
-
-
 async def one_run(client: HubClient) -> list[float]:
     wid = await new_workspace(client, "bytecode")
     await client.upload(wid, {"analysis.R": b"x <- 1\n"})
@@ -80,7 +64,7 @@ async def one_run(client: HubClient) -> list[float]:
         t0 = time.perf_counter()
         async with client.attach(wid) as att:
             for code in STEPS:
-                await done_of(att, code)
+                await run_ok(att, code, "r", RUN_TIMEOUT)
                 took.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
     finally:

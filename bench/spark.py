@@ -286,29 +286,18 @@ PLAIN_FILE = {"job.py": b"print('hello')\n"}
 NOTES_FILE = {"notes.txt": b"Look at the trips again.\n"}
 
 
-async def first_statement_after_pause(client: HubClient, files: dict[str, bytes]) -> float:
-    """A fresh workspace with ``files``: attach, run Python ``1``, wait ``PAUSE_S``, then
-    the wall time of the first Spark statement (PY_FIRST) alone."""
+async def first_statement_after_pause(
+    client: HubClient, files: dict[str, bytes], answered_first: bool = True
+) -> float:
+    """A fresh workspace with ``files``: attach, run Python ``1`` (``answered_first``; else
+    nothing: the session starts the kernel of the workspace's script ahead, and in a Spark
+    workspace imports pyspark), wait ``PAUSE_S``, then the wall time of the first Spark
+    statement (PY_FIRST) alone."""
     wid = await new_workspace(client, "spark-pause")
     await client.upload(wid, files)
     async with client.attach(wid) as att:
-        await _run(att, "1", "python")
-        await asyncio.sleep(PAUSE_S)
-        t0 = time.perf_counter()
-        await _run(att, PY_FIRST, "python")
-        took = time.perf_counter() - t0
-    await client.stop_session(wid)
-    return took
-
-
-async def first_statement_after_opening(client: HubClient, files: dict[str, bytes]) -> float:
-    """A fresh workspace with ``files``: attach and send nothing for ``PAUSE_S`` (a user
-    reading their code; the session starts the kernel of the workspace's script ahead, and
-    in a Spark workspace imports pyspark), then the wall time of the first Spark statement
-    (PY_FIRST) alone."""
-    wid = await new_workspace(client, "spark-open")
-    await client.upload(wid, files)
-    async with client.attach(wid) as att:
+        if answered_first:
+            await _run(att, "1", "python")
         await asyncio.sleep(PAUSE_S)
         t0 = time.perf_counter()
         await _run(att, PY_FIRST, "python")
@@ -377,10 +366,10 @@ async def warm_part(hub: HubProcess, n: int, warm_runs: int, budget: Deadline) -
                     await first_statement_after_pause(client, PLAIN_FILE)
                 )
                 out.setdefault("open_spark", []).append(
-                    await first_statement_after_opening(client, SPARK_FILE)
+                    await first_statement_after_pause(client, SPARK_FILE, False)
                 )
                 out.setdefault("open_notes", []).append(
-                    await first_statement_after_opening(client, NOTES_FILE)
+                    await first_statement_after_pause(client, NOTES_FILE, False)
                 )
             budget.check("first results")
             await _run(att, PY_SETUP.format(warm=WARMUP), "python")
