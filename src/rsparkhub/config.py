@@ -162,6 +162,24 @@ class Settings(BaseSettings):
         description="Start the kernel of the workspace's most recently changed script or "
         "document when its session starts, before the first run asks for it.",
     )
+    session_pool_size: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Warm sessions kept ready for each user who started a session (local "
+        "spawner, root hub or sandbox = 'none'): a sandboxed agent with the "
+        "session_pool_kernels started, handed to the user's next session of a workspace "
+        "without a declared environment. 0 turns the pool off.",
+    )
+    session_pool_kernels: str = Field(
+        "python",
+        description="Comma-separated kernels a pooled session starts ahead (r, python, bash).",
+    )
+    session_pool_idle_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A pooled session not handed out within this many seconds is stopped.",
+    )
     event_fsync: bool = Field(
         True, description="fsync the session output log before acknowledging to the agent."
     )
@@ -346,6 +364,15 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("session_pool_kernels", mode="after")
+    @classmethod
+    def _pool_kernels(cls, v: str) -> str:
+        names = [x.strip() for x in v.split(",") if x.strip()]
+        bad = [x for x in names if x not in ("r", "python", "bash")]
+        if bad:
+            raise ValueError(f"unknown kernel(s) {', '.join(bad)}: use r, python or bash")
+        return ",".join(names)
 
     @model_validator(mode="after")
     def _external_needs_url(self) -> Settings:

@@ -1,7 +1,7 @@
 """Command line of the session agent.
 
     python -m rsparkhub.agent --hub-url ws://HOST:PORT/agent/ws --session-id SID \
-        --workdir DIR [--token-fd FD] [--hub-socket PATH] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--prestart python] [--log-level info]
+        --workdir DIR [--token-fd FD] [--hub-socket PATH] [--redial-timeout 600] [--max-file-bytes 52428800] [--languages r,python,bash] [--prestart python] [--pool] [--log-level info]
 
 The session token is read from ``--token-fd FD`` (a pipe the local spawner writes it into;
 read once, then closed, so no later process can read it) or else from the environment
@@ -59,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--token-fd", type=int, default=None, help="read the session token from FD")
     ap.add_argument(
+        "--pool",
+        action="store_true",
+        help="a pooled agent: start the --prestart kernels, then wait for the hand-out "
+        "(JSON: token, environment) on --token-fd before dialling (agent/handout.py)",
+    )
+    ap.add_argument(
         "--hub-socket",
         type=Path,
         default=None,
@@ -106,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     token = os.environ.pop(TOKEN_ENV, None)  # not inherited by kernels
-    if args.token_fd is not None:
+    if args.pool and args.token_fd is None:
+        print("--pool needs --token-fd", file=sys.stderr)
+        return 2
+    if args.token_fd is not None and not args.pool:
         with os.fdopen(args.token_fd, "rb") as fh:
             token = fh.read(4096).decode().strip() or None
     config = AgentConfig(
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         scan_interval=args.scan_interval,
         languages=languages,
         prestart=prestart,
+        handout_fd=args.token_fd if args.pool else None,
     )
     return asyncio.run(Agent(config).run())
 

@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from rsparkhub import protocol as P
+from rsparkhub.agent import handout
 from rsparkhub.agent.environment import EnvironmentAnnouncer, EnvironmentProbe
 from rsparkhub.agent.execution import Executor
 from rsparkhub.agent.filesync import FileSync
 from rsparkhub.agent.introspect import CallError, Introspector
-from rsparkhub.agent.kernels import Kernel
+from rsparkhub.agent.kernels import Kernel, KernelError
 from rsparkhub.agent.link import HubLink
 from rsparkhub.agent.outbox import DEFAULT_MAX_UNACKED_BYTES, Outbox
 from rsparkhub.agent.packages import packages
@@ -73,6 +74,9 @@ class AgentConfig:
     max_unacked_bytes: int = DEFAULT_MAX_UNACKED_BYTES
     languages: list[P.Language] | None = None  # None: every installed kernelspec
     prestart: list[P.Language] | None = None  # kernels to start before their first request
+    # A pooled agent (agent/handout.py): the fd its hand-out comes through; ``prestart``'s
+    # kernels start at once, and nothing dials the hub before the hand-out.
+    handout_fd: int | None = None
 
 
 class Agent:
@@ -98,6 +102,7 @@ class Agent:
         ahead = [x for x in config.prestart or [] if x in self.kernels.languages]
         self.prestart = Prestart(ahead, self.kernels.get)
         self.settings: dict[str, Any] = {}
+        self.pooled: set[str] = set()  # kernels started before a hand-out, until welcomed
         self.image = RImage(
             emit=self.emit,
             files=self.files,
@@ -135,6 +140,9 @@ class Agent:
         self.kernels.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.kernels.write_pid_file()
         await self.files.baseline()
+        if self.config.handout_fd is not None and not await self._handed_out():
+            await self.kernels.shutdown_all()
+            return self._exit_code
         self.environment.warm()
         link = self._vital(self._link(), "link")
         worker = self._vital(self.executor.worker(), "exec-worker")
@@ -177,6 +185,40 @@ class Agent:
             log.critical("%s failed; exiting", task.get_name(), exc_info=exc)
             self.stop(EXIT_INTERNAL_ERROR)
 
+    async def _handed_out(self) -> bool:
+        """A pooled agent: start the pool's kernels, wait for the hand-out, take on the
+        workspace's environment (kernels included). False: the hub dropped the entry, or
+        the agent was stopped, before it was handed out."""
+        fd = self.config.handout_fd
+        assert fd is not None
+        for language in self.prestart.languages:
+            with contextlib.suppress(KernelError):
+                await self.kernels.get(language)
+        try:
+            got = await handout.read(fd, self._stop)
+        except handout.HandoutError as exc:
+            log.error("bad hand-out: %s", exc)
+            self._exit_code = EXIT_INTERNAL_ERROR
+            return False
+        if got is None:
+            return False
+        before = self.kernels.kernel_env()
+        os.environ.update(got.env)
+        changed, removed = handout.changes(before, self.kernels.kernel_env())
+        for kernel in list(self.kernels.kernels.values()):
+            language = kernel.language
+            code = handout.reset_code(language, changed, removed)
+            reply = await kernel.execute(code, None, silent=True, store_history=False)
+            if reply.get("status") != "ok":  # then it starts anew for the workspace
+                log.warning("resetting the %s kernel failed: %s", language, reply)
+                await self.kernels.discard(language)
+        self.pooled = set(self.kernels.kernels)
+        self.prestart.languages = [
+            x for x in got.prestart if x in self.kernels.languages
+        ] or self.prestart.languages
+        self.link.token = got.token
+        return True
+
     async def _link(self) -> None:
         if not await self.link.run(self._stop):
             self.stop(EXIT_HUB_UNREACHABLE)
@@ -212,6 +254,12 @@ class Agent:
 
     async def _welcomed(self, welcome: P.AgentWelcome, resumed: bool) -> None:
         self.settings = dict(welcome.settings)
+        for language in sorted(self.pooled):  # first welcome of a pooled agent
+            if handout.restart_for(language, welcome.manifest):
+                await self.kernels.discard(language)
+                if language not in self.prestart.languages:
+                    self.prestart.languages.append(language)  # type: ignore[arg-type]
+        self.pooled = set()
         self.prestart.welcomed(welcome.manifest, resumed)
         # a fresh start: the hub puts every file; a re-dial: resync from the manifest
         await self.files.connected(self.link.send, welcome.manifest if resumed else None)

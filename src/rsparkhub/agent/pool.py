@@ -131,13 +131,20 @@ class KernelPool:
             except Exception:  # the kernel works without what the hook adds
                 log.exception("start hook of the %s kernel failed", kernel.language)
 
-    async def _drop(self, language: str, message: str) -> None:
+    async def _drop(self, language: str, message: str, state: str = "dead") -> None:
         kernel = self.kernels.pop(language, None)
         if kernel is not None:
             with contextlib.suppress(Exception):
                 await kernel.shutdown()
             self.write_pid_file()
-            self.on_status(language, "dead", message)
+            self.on_status(language, state, message)
+
+    async def discard(self, language: str) -> None:
+        """Shut the language's kernel down (its next request starts a new one)."""
+        async with self._locks[language]:
+            await self._drop(
+                language, f"the {language} kernel starts anew for this workspace", "restarting"
+            )
 
     async def mark_dead(self, language: str) -> None:
         async with self._locks[language]:

@@ -38,7 +38,7 @@ from rsparkhub.hub.sandbox import cgroups as cg
 from rsparkhub.hub.sandbox import child, seccomp
 from rsparkhub.hub.sandbox.cgroups import Limits
 from rsparkhub.hub.sandbox.child import Child
-from rsparkhub.hub.sandbox.mounts import bind, is_mount, umount
+from rsparkhub.hub.sandbox.mounts import bind, is_mount, make_shared, umount
 
 if TYPE_CHECKING:
     from rsparkhub.config import Settings
@@ -109,6 +109,9 @@ class SandboxSpec:
     stdout: int | None = None  # fd for stdout and stderr
     stdin_pipe: bool = False
     pass_fds: tuple[int, ...] = ()  # further fds the sandboxed command inherits
+    # Directories inside (empty at start) where ``Sandboxes.late_bind`` can add read-write
+    # binds while the sandbox runs (a pooled session's workspace overlay; root hub only).
+    late_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,8 @@ class Sandboxes:
             out += ["--ro-bind", str(self._reachable(src, own)), dest]
         for src, dest in spec.binds:
             out += ["--bind", str(self._reachable(src, self._n(spec.name), False)), dest]
+        for dest in spec.late_dirs:
+            out += ["--bind", str(self._late_dir(self._n(spec.name), dest)), dest]
         oom_dir = self.cgroups.events_dir(self._n(spec.name))
         if oom_dir is not None:
             out += ["--ro-bind-try", str(oom_dir), OOM_DIR]
@@ -308,6 +313,55 @@ class Sandboxes:
                     d.chmod(0o711)  # searchable, not listable
             bind(path, dest, read_only=read_only)
 
+    # ------------------------------------------------------------------ late binds
+    @staticmethod
+    def _late_dir(full_name: str, dest: str) -> Path:
+        return STAGE / "late" / full_name / hashlib.sha256(dest.encode()).hexdigest()[:16]
+
+    def _make_late_dirs(self, spec: SandboxSpec) -> None:
+        """Each late directory: an empty host directory, a shared mount of itself, so a
+        mount made under it later propagates into the sandbox's copy (a slave of it)."""
+        if spec.late_dirs and not self.root:
+            raise ValueError("binds after the start need a root hub")
+        for dest in spec.late_dirs:
+            host = self._late_dir(self._n(spec.name), dest)
+            host.mkdir(parents=True, exist_ok=True)
+            for d in (STAGE.parent, STAGE, *reversed(host.parents[:3])):
+                if d.is_relative_to(STAGE.parent):
+                    d.chmod(0o711)
+            host.chmod(0o755)
+            if not is_mount(host):
+                bind(host, host)
+                make_shared(host)
+
+    def late_bind(self, name: str, src: Path, dest: str, identity: Identity) -> None:
+        """Bind ``src`` read-write at ``dest`` inside the running sandbox ``name`` (of
+        ``identity``, who gets ``src`` as a start-time bind would give it); ``dest`` is a
+        direct child of one of its ``late_dirs``. Blocking (mounts)."""
+        parent, _, leaf = dest.rstrip("/").rpartition("/")
+        host = self._late_dir(self._n(name), parent)
+        if not leaf or leaf in (".", "..") or not is_mount(host):
+            raise ValueError(f"{dest} is not under a late directory of sandbox {name}")
+        target = host / leaf
+        target.mkdir(exist_ok=True)
+        if not is_mount(target):
+            _own(src, identity)
+            bind(src, target)
+
+    def _unlate(self, full_name: str) -> None:
+        base = STAGE / "late" / full_name
+        if not base.is_dir():
+            return
+        for d in base.iterdir():
+            umount(d)  # detaches what was bound under it too
+            for sub in d.iterdir() if d.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    sub.rmdir()  # empty mount points only: never a tree's contents
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
     def _unstage(self, name: str) -> None:
         base = STAGE / "rw" / name
         if not base.is_dir():
@@ -322,6 +376,7 @@ class Sandboxes:
     # ------------------------------------------------------------------ start
     def _prepare(self, spec: SandboxSpec, fds: dict[str, int]) -> list[str]:
         self.cgroups.create(self._n(spec.name), spec.limits)
+        self._make_late_dirs(spec)
         for src, _dest in spec.binds:
             _own(src, spec.identity)
         return self.command(spec, fds)
@@ -387,6 +442,7 @@ class Sandboxes:
         self.cgroups.kill(full)
         self.cgroups.remove(full)
         self._unstage(full)
+        self._unlate(full)
 
     def memory(self, name: str) -> int | None:
         """Resident memory of every process of the sandbox (bytes), if it has a cgroup."""

@@ -28,9 +28,11 @@ from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog
 from rsparkhub.hub.files import latest_language
 from rsparkhub.hub.identities import Identities
+from rsparkhub.hub.sandbox import Identity
 from rsparkhub.hub.sessions.clients import Clients
 from rsparkhub.hub.sessions.live import GONE, LiveSession, Registry, loopback_ports, session_dir
 from rsparkhub.hub.sessions.recorder import Recorder
+from rsparkhub.hub.sessions.warm import WarmPool
 from rsparkhub.hub.spark import SessionOwner, SparkService
 from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError, profiles_for
 from rsparkhub.hub.supervised import log_tail
@@ -72,6 +74,7 @@ class Lifecycle:
         )
         self._start_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.warm = WarmPool(self)
         self._cull_task: asyncio.Task[None] | None = None
 
     def session_dir(self, session_id: str) -> Path:
@@ -79,6 +82,36 @@ class Lifecycle:
 
     def log_dir(self, session_id: str) -> Path:
         return self.settings.data_dir / "logs" / session_id
+
+    def spec(
+        self,
+        sid: str,
+        workspace_id: str,
+        user: str,
+        token: str,
+        env: dict[str, str],
+        identity: Identity,
+        **more: Any,
+    ) -> SessionSpec:
+        """A session's spec with this hub's settings (a started or a pooled session)."""
+        settings = self.settings
+        return SessionSpec(
+            session_id=sid,
+            workspace_id=workspace_id,
+            user=user,
+            token=token,
+            hub_agent_url=f"ws://{connect_host(settings.host)}:{settings.port}/agent/ws",
+            session_dir=self.session_dir(sid),
+            log_path=self.log_dir(sid) / "agent.log",
+            redial_timeout_s=settings.agent_redial_timeout_s,
+            max_file_bytes=settings.max_file_bytes,
+            languages=settings.session_languages,
+            env=env,
+            uid=identity.uid,
+            gid=identity.gid,
+            reach=loopback_ports(env),
+            **more,
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -134,9 +167,11 @@ class Lifecycle:
         self._cull_task = asyncio.create_task(self._cull_loop())
 
     async def shutdown(self) -> None:
-        """Hub shutdown: sessions keep running (the next hub adopts them)."""
+        """Hub shutdown: sessions keep running (the next hub adopts them); pooled ones,
+        never handed out, stop."""
         if self._cull_task:
             self._cull_task.cancel()
+        await self.warm.close()
         for task in list(self._tasks):
             task.cancel()
         for live in self.registry:
@@ -201,7 +236,6 @@ class Lifecycle:
 
     async def _start(self, workspace_id: str, profile: str | None = None) -> LiveSession:
         settings = self.settings
-        token = new_secret("rsa")
         async with self.db.session() as db:
             ws = await db.get(Workspace, workspace_id)
             if ws is None:
@@ -216,7 +250,11 @@ class Lifecycle:
                 if settings.session_prestart_kernel
                 else None
             )
+            # a session of the owner's warm pool, if one can serve (hub/sessions/warm.py)
+            warm = await self.warm.take(db, owner.id, workspace_id)
+            token = warm.token if warm is not None else new_secret("rsa")
             row = SessionRow(
+                **({"id": warm.sid} if warm is not None else {}),
                 workspace_id=workspace_id,
                 owner_id=owner.id,
                 state="starting",
@@ -259,22 +297,14 @@ class Lifecycle:
             log.info("built environment %s for workspace %s", built, workspace_id)
         env = {**database.env, **spark_env, **prepared.env}
         identity = await self.identities.for_user(owner_id)
-        spec = SessionSpec(
-            session_id=sid,
-            workspace_id=workspace_id,
-            user=owner_name,
-            token=token,
-            hub_agent_url=f"ws://{connect_host(settings.host)}:{settings.port}/agent/ws",
-            session_dir=self.session_dir(sid),
-            log_path=self.log_dir(sid) / "agent.log",
-            redial_timeout_s=settings.agent_redial_timeout_s,
-            max_file_bytes=settings.max_file_bytes,
-            languages=settings.session_languages,
+        spec = self.spec(
+            sid,
+            workspace_id,
+            owner_name,
+            token,
+            env,
+            identity,
             prestart=(ahead,) if ahead else (),
-            env=env,
-            uid=identity.uid,
-            gid=identity.gid,
-            reach=loopback_ports(env),
             profile=profile,
             progress=progress,
             ro_binds=prepared.ro_binds,
@@ -282,7 +312,10 @@ class Lifecycle:
             keep_overlays=await self.environments.user_overlays(owner_id),
         )
         try:
-            live.spawner_state = await self.spawner.start(spec)
+            if warm is not None:
+                live.spawner_state = await self.warm.hand_out(warm, spec)
+            else:
+                live.spawner_state = await self.spawner.start(spec)
             if profile is not None:
                 live.spawner_state.setdefault("profile", profile)
             # what it mounts, so no garbage collection removes it while it runs
@@ -314,6 +347,7 @@ class Lifecycle:
         await self.spark.session_started(spark_owner(live), live.spawner_state, announce)
         live.monitor = self._spawn(self._monitor(live))
         self._spawn(self._start_deadline(live))
+        self.warm.want(owner_id)  # the owner's next session starts warm
         log.info("started session %s for workspace %s", sid, workspace_id)
         return live
 

@@ -45,6 +45,11 @@ class SessionSpec:
     # are a member of); a spawner that keeps overlays on a user's volume removes the others
     # (Kubernetes). None: not known, remove nothing.
     keep_overlays: tuple[str, ...] | None = None
+    # A pooled session (hub/sessions/warm.py): the agent starts its ``prestart`` kernels
+    # and waits for ``hand_out`` (its token, the workspace's environment); ``late_dirs``
+    # are where the hand-out binds the workspace's directories (its overlay).
+    pool: bool = False
+    late_dirs: tuple[str, ...] = ()
 
     @property
     def workdir(self) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +47,7 @@ class LocalSpawner:
         if settings.sandbox == "bwrap" and not self.sandboxes.bwrap:
             raise SpawnError("sandbox = 'bwrap' but bubblewrap (bwrap) is not installed")
         self._children: dict[int, Child] = {}
+        self._handouts: dict[int, int] = {}  # a pooled agent's pid -> its hand-out pipe
         disk_mb = settings.session_disk_mb if self.sandboxes.bwrap else 0
         self.disks = SessionDisks(settings.data_dir / "session-disks", disk_mb)
 
@@ -80,6 +82,9 @@ class LocalSpawner:
             "max_processes": s.session_max_processes,
             "tmp_mb": s.session_tmp_mb,
             **self.disks.describe(),
+            # the warm pool (hub/sessions/warm.py): off at 0, or when it cannot work here
+            "session_pool_size": 0 if self.pool_supported else s.session_pool_size,
+            "session_pool_reason": self.pool_supported,
         }
 
     def _env(self, spec: SessionSpec) -> dict[str, str]:
@@ -129,7 +134,43 @@ class LocalSpawner:
             argv += ["--languages", spec.languages]
         if spec.prestart:
             argv += ["--prestart", ",".join(spec.prestart)]
+        if spec.pool:
+            argv.append("--pool")
         return argv
+
+    @property
+    def pool_supported(self) -> str | None:
+        """Why this spawner cannot keep a warm pool (hub/sessions/warm.py), or None: a
+        pooled sandbox gets its workspace's overlay bound in at hand-out, which takes a
+        root hub (or no sandbox at all)."""
+        if self.sandboxes.bwrap and not self.sandboxes.root:
+            return "an unprivileged hub cannot bind a workspace into a running sandbox"
+        return None
+
+    async def hand_out(self, state: dict[str, Any], spec: SessionSpec) -> None:
+        """Give the pooled session ``state`` (started with ``spec``'s id and token) to
+        ``spec``'s workspace: bind its directories into the sandbox, then write the agent's
+        hand-out (agent/handout.py): the token, the environment a cold start of ``spec``
+        would have had, the kernels to start. Raises SpawnError."""
+        fd = self._handouts.pop(int(state.get("pid") or 0), None)
+        if fd is None or not self._alive(state):
+            raise SpawnError("the pooled session is gone")
+        identity = Identity(spec.uid, spec.gid if spec.gid is not None else spec.uid) \
+            if spec.uid is not None else self.sandboxes.identity_for_hub()  # fmt: skip
+        line = json.dumps(
+            {"token": spec.token, "env": self._env(spec), "prestart": list(spec.prestart)}
+        )
+        try:
+            if state.get("cgroup"):
+                for src, dest in spec.binds:
+                    await asyncio.to_thread(
+                        self.sandboxes.late_bind, state["cgroup"], src, dest, identity
+                    )
+            await asyncio.to_thread(_write_all, fd, line.encode() + b"\n")
+        except (OSError, ValueError) as exc:
+            raise SpawnError(f"could not hand the pooled session out: {exc}") from exc
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _hub_port(spec: SessionSpec) -> int:
@@ -156,10 +197,14 @@ class LocalSpawner:
             if spec.uid is not None
             else self.sandboxes.identity_for_hub()
         )
-        # The token goes through a pipe the agent reads once at start (never the env).
+        # The token goes through a pipe the agent reads once at start (never the env); a
+        # pooled agent reads its hand-out (token included) there later: ``hand_out``.
         r, w = os.pipe()
-        os.write(w, spec.token.encode() + b"\n")
-        os.close(w)
+        if spec.pool:
+            os.set_blocking(w, True)
+        else:
+            os.write(w, spec.token.encode() + b"\n")
+            os.close(w)
         log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         socket = self._hub_socket()
         hub_dir = [(socket.parent, SANDBOX_DIR)] if socket is not None else []
@@ -181,16 +226,21 @@ class LocalSpawner:
             limits=self.limits,
             stdout=log_fd,
             pass_fds=(r,),
+            late_dirs=spec.late_dirs if self.sandboxes.bwrap else (),
         )
         try:
             proc = await self.sandboxes.spawn(sbx)
         except (OSError, ValueError) as exc:
             await asyncio.to_thread(self.disks.detach, name)
+            if spec.pool:
+                os.close(w)
             raise SpawnError(f"could not start the session agent: {exc}") from exc
         finally:
             os.close(r)
             os.close(log_fd)
         self._children[proc.pid] = proc
+        if spec.pool:
+            self._handouts[proc.pid] = w
         try:
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.Error:
@@ -288,6 +338,9 @@ class LocalSpawner:
                 await asyncio.sleep(0.1)
         await self._kill_all(state)
         code: int | None = None
+        fd = self._handouts.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
         child = self._children.pop(pid, None)
         if child is not None:
             code = await child.wait()
@@ -324,6 +377,12 @@ class LocalSpawner:
             if "rsparkhub.agent" in cmd and not cmd[0].endswith(("bwrap", "pasta", "setpriv")):
                 found.append(p)
         return found or [pid]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _descendants(pid: int) -> list[int]:

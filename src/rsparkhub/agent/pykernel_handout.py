@@ -1,0 +1,37 @@
+"""Kernel side of a pooled Python kernel's hand-out (agent/handout.py): the process
+environment of the workspace's session, and what Python derives from it at start.
+
+Runs inside the kernel, once, before any of the user's code."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+
+def _stdlib_index() -> int:
+    """Where PYTHONPATH's entries sit in ``sys.path``: before the standard library's."""
+    base = os.path.realpath(sys.base_prefix)
+    for i, p in enumerate(sys.path):
+        if p and os.path.realpath(p).startswith(base + os.sep) and "site-packages" not in p:
+            return i
+    return len(sys.path)
+
+
+def reset(payload: str) -> None:
+    data = json.loads(payload)
+    for name in data.get("removed", []):
+        os.environ.pop(name, None)
+    os.environ.update(data.get("changed", {}))
+    front = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for p in front:
+        while p in sys.path:
+            sys.path.remove(p)
+    at = _stdlib_index()
+    sys.path[at:at] = front
+    importlib.invalidate_caches()
+    from rsparkhub.agent.pykernel_spark import preload_spark
+
+    preload_spark()  # a Spark workspace's kernel imports pyspark in the background
