@@ -216,6 +216,40 @@ async def test_an_r_kernel_that_must_read_the_workspace_starts_anew(
         await c.stop_session(first)
 
 
+async def test_a_kernel_that_imported_what_the_overlay_replaces_starts_anew(
+    pool_hub: HubProcess,
+) -> None:
+    """The pooled kernel imported ``platformdirs`` (jupyter_core does) before the hand-out;
+    the workspace's overlay has its own copy, which a cold kernel would have imported."""
+    token = pool_hub.make_user("warmshadow")
+    target = await new_workspace(pool_hub, token, {"a.py": b"1\n"})
+    first = await new_workspace(pool_hub, token, {"b.py": b"2\n"})
+    copy = (
+        "import os, shutil, platformdirs\n"
+        "d = os.path.join(os.environ['RSPARKHUB_OVERLAY'], 'python', 'platformdirs')\n"
+        "shutil.copytree(os.path.dirname(platformdirs.__file__), d)\n"
+        "open(os.path.join(d, '__init__.py'), 'a').write('\\nSHADOW = True\\n')"
+    )
+    async with HubClient(pool_hub.url, token) as c:
+        async with c.attach(target) as att:
+            uid = int(await run(att, "import os; print(os.getuid())", "python"))
+            await run(att, copy, "python")
+        await c.stop_session(target)
+        async with c.attach(first):
+            sid = await ready_entry(pool_hub, uid, {(await session_info(c, first))["id"]})
+            kernels = {k: inner_pid(p.pid) for k, p in kernels_of(pooled(pool_hub)[sid]).items()}
+        async with c.attach(target) as att:
+            assert (await session_info(c, target))["id"] == sid
+            out = await run(
+                att, "import os, platformdirs; print(platformdirs.SHADOW, os.getpid())", "python"
+            )
+            shadow, pid = out.split()
+            assert shadow == "True"
+            assert int(pid) != kernels["python"]
+        await c.stop_session(target)
+        await c.stop_session(first)
+
+
 async def test_pooled_sessions_stop_with_the_hub(hub_with: StartHub) -> None:
     hub = hub_with(POOL)
     token = hub.make_user("warmstop")

@@ -205,17 +205,18 @@ class Agent:
         before = self.kernels.kernel_env()
         os.environ.update(got.env)
         changed, removed = handout.changes(before, self.kernels.kernel_env())
+        anew: list[P.Language] = []
         for kernel in list(self.kernels.kernels.values()):
-            language = kernel.language
-            code = handout.reset_code(language, changed, removed)
+            code = handout.reset_code(kernel.language, changed, removed)
             reply = await kernel.execute(code, None, silent=True, store_history=False)
             if reply.get("status") != "ok":  # then it starts anew for the workspace
-                log.warning("resetting the %s kernel failed: %s", language, reply)
-                await self.kernels.discard(language)
+                log.info("the pooled %s kernel starts anew: %s", kernel.language,
+                         reply.get("evalue"))  # fmt: skip
+                await self.kernels.discard(kernel.language)
+                anew.append(kernel.language)
         self.pooled = set(self.kernels.kernels)
-        self.prestart.languages = [
-            x for x in got.prestart if x in self.kernels.languages
-        ] or self.prestart.languages
+        wanted = [x for x in got.prestart if x in self.kernels.languages]
+        self.prestart.languages = [*wanted, *(x for x in anew if x not in wanted)]
         self.link.token = got.token
         return True
 

@@ -20,6 +20,22 @@ def _stdlib_index() -> int:
     return len(sys.path)
 
 
+class Shadowed(RuntimeError):
+    """A module this kernel has imported comes from elsewhere for the workspace: only a
+    new kernel behaves as a cold one would."""
+
+
+def _shadowed(front: list[str]) -> list[str]:
+    """Top-level modules already imported that the new path entries also provide (a
+    cold kernel, with them on its path from the start, would have imported those)."""
+    from importlib.machinery import PathFinder
+
+    names = {m.partition(".")[0] for m in list(sys.modules)}
+    return sorted(
+        n for n in names if not n.startswith("_") and PathFinder.find_spec(n, front) is not None
+    )
+
+
 def reset(payload: str) -> None:
     data = json.loads(payload)
     for name in data.get("removed", []):
@@ -29,6 +45,9 @@ def reset(payload: str) -> None:
     for p in front:
         while p in sys.path:
             sys.path.remove(p)
+    new = [p for p in front if os.path.isdir(p)]
+    if new and (hit := _shadowed(new)):
+        raise Shadowed(f"imported before the hand-out, also in {new}: {', '.join(hit)}")
     at = _stdlib_index()
     sys.path[at:at] = front
     importlib.invalidate_caches()
