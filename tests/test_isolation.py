@@ -44,6 +44,59 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# Python run in a session: every way its code could find the session token (its agent's
+# environ, memory, fds, ptrace; any process's environ or cmdline; any open pipe or file).
+TOKEN_HUNT = r"""
+import ctypes, glob, os, re
+# A session token: "rsa_" and 43 URL-safe characters (built here so this code has none).
+TOKEN = re.compile(b"rs" + b"a_[A-Za-z0-9_-]{20,}")
+hits = []
+for path in glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline'):
+    try:
+        if TOKEN.search(open(path, 'rb').read()):
+            hits.append(path)
+    except OSError:
+        pass
+agents = []
+for d in glob.glob('/proc/[0-9]*'):
+    try:
+        cmd = open(d + '/cmdline', 'rb').read().split(b'\0')
+    except OSError:
+        continue
+    if b'rsparkhub.agent' in cmd and b'python' in cmd[0].rsplit(b'/', 1)[-1]:
+        agents.append(int(d.rsplit('/', 1)[1]))
+print('AGENTS', len(agents))
+for pid in agents:
+    for what in ('environ', 'mem', 'fd/0', 'fd/3'):
+        try:
+            open(f'/proc/{pid}/{what}', 'rb').read(64); hits.append(f'{pid}/{what}')
+        except OSError:
+            pass
+    try:
+        os.listdir(f'/proc/{pid}/fd'); hits.append(f'{pid}/fd-list')
+    except OSError:
+        pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    PTRACE_ATTACH = 16
+    if libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0:
+        hits.append(f'ptrace {pid}')
+# Every pipe or file any visible process holds open (the token pipe was read and closed).
+for fd in glob.glob('/proc/[0-9]*/fd/*'):
+    try:
+        h = os.open(fd, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        continue
+    try:
+        if TOKEN.search(os.read(h, 1 << 16)):
+            hits.append(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(h)
+print('HITS', hits)
+"""
+
+
 @pytest.fixture(scope="module")
 def loopback_service() -> Iterator[int]:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
@@ -254,56 +307,7 @@ for target in ({pid}, 1):
 async def test_session_code_cannot_read_its_own_token(world: World, alice_session: object) -> None:
     """The token reaches the agent through a pipe and the agent is non-dumpable: nothing in
     the session (same uid) can read it from /proc or by ptrace."""
-    code = r"""
-import ctypes, glob, os, re
-# A session token: "rsa_" and 43 URL-safe characters (built here so this code has none).
-TOKEN = re.compile(b"rs" + b"a_[A-Za-z0-9_-]{20,}")
-hits = []
-for path in glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline'):
-    try:
-        if TOKEN.search(open(path, 'rb').read()):
-            hits.append(path)
-    except OSError:
-        pass
-agents = []
-for d in glob.glob('/proc/[0-9]*'):
-    try:
-        cmd = open(d + '/cmdline', 'rb').read().split(b'\0')
-    except OSError:
-        continue
-    if b'rsparkhub.agent' in cmd and b'python' in cmd[0].rsplit(b'/', 1)[-1]:
-        agents.append(int(d.rsplit('/', 1)[1]))
-print('AGENTS', len(agents))
-for pid in agents:
-    for what in ('environ', 'mem', 'fd/0', 'fd/3'):
-        try:
-            open(f'/proc/{pid}/{what}', 'rb').read(64); hits.append(f'{pid}/{what}')
-        except OSError:
-            pass
-    try:
-        os.listdir(f'/proc/{pid}/fd'); hits.append(f'{pid}/fd-list')
-    except OSError:
-        pass
-    libc = ctypes.CDLL(None, use_errno=True)
-    PTRACE_ATTACH = 16
-    if libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0:
-        hits.append(f'ptrace {pid}')
-# Every pipe or file any visible process holds open (the token pipe was read and closed).
-for fd in glob.glob('/proc/[0-9]*/fd/*'):
-    try:
-        h = os.open(fd, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        continue
-    try:
-        if TOKEN.search(os.read(h, 1 << 16)):
-            hits.append(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(h)
-print('HITS', hits)
-"""
-    out = await run(alice_session, code, "python")
+    out = await run(alice_session, TOKEN_HUNT, "python")
     assert "AGENTS 1" in out, out
     assert "HITS []" in out, out
 

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 from hubsession import Recorder, new_workspace, results_of, stdout_of
+from test_isolation import TOKEN_HUNT
 
 from rsparkhub.client import HubClient
 from rsparkhub.protocol import Language
@@ -164,6 +165,9 @@ async def test_a_users_next_session_is_handed_a_warm_one_with_its_workspace(
             assert ws == target
             assert lib.endswith(f"/overlays/{target}/r")
             assert seen == "TRUE"
+            # the token came through the pooled agent's pipe: session code finds it nowhere
+            hunt = await run(att, TOKEN_HUNT, "python")
+            assert "AGENTS 1" in hunt and "HITS []" in hunt, hunt
             # what the session writes into its overlay stays the workspace's
             await run(att, "install_mark <- file.create(file.path(.libPaths()[1], 'mark'))", "r")
         await c.stop_session(target)

@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool and args.token_fd is None:
         print("--pool needs --token-fd", file=sys.stderr)
         return 2
+    if args.pool:  # kept open until the hand-out: never inherited by a kernel
+        os.set_inheritable(args.token_fd, False)
     if args.token_fd is not None and not args.pool:
         with os.fdopen(args.token_fd, "rb") as fh:
             token = fh.read(4096).decode().strip() or None

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from rsparkhub.hub.auth import hash_token, new_secret
 from rsparkhub.hub.db.engine import Database, aware
 from rsparkhub.hub.db.models import Project, Usage, User, Workspace
 from rsparkhub.hub.db.models import Session as SessionRow
-from rsparkhub.hub.environments import Environments, build_sandboxes
+from rsparkhub.hub.environments import Environments, Prepared, build_sandboxes
 from rsparkhub.hub.errors import ApiError
 from rsparkhub.hub.eventlog import EventLog
 from rsparkhub.hub.files import latest_language
@@ -36,7 +36,7 @@ from rsparkhub.hub.sessions.warm import WarmPool
 from rsparkhub.hub.spark import SessionOwner, SparkService
 from rsparkhub.hub.spawners.base import SessionSpec, Spawner, SpawnError, profiles_for
 from rsparkhub.hub.supervised import log_tail
-from rsparkhub.hub.userdb import UserDatabases
+from rsparkhub.hub.userdb import SessionDatabase, UserDatabases
 
 log = logging.getLogger("rsparkhub.sessions")
 
@@ -286,31 +286,14 @@ class Lifecycle:
             live.build_lines.append(message)
             await self.clients.tell(live.workspace_id, live.id, live.state, message)
 
-        # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
-        database = await self.userdb.session_database(owner_id)
-        # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
-        spark_env = await self.spark.session_env(spark_owner(live))
-        # The workspace's declared environments (built now if no session built them
-        # before) and its overlay; progress and failures go to the session's clients.
-        prepared = await self.environments.prepare(workspace_id, build_progress)
-        for built in prepared.built:
-            log.info("built environment %s for workspace %s", built, workspace_id)
-        env = {**database.env, **spark_env, **prepared.env}
-        identity = await self.identities.for_user(owner_id)
-        spec = self.spec(
-            sid,
-            workspace_id,
-            owner_name,
-            token,
-            env,
-            identity,
-            prestart=(ahead,) if ahead else (),
-            profile=profile,
-            progress=progress,
-            ro_binds=prepared.ro_binds,
-            binds=prepared.binds,
-            keep_overlays=await self.environments.user_overlays(owner_id),
-        )
+        try:
+            database, spark_env, prepared, spec = await self._prepare(
+                live, token, ahead, profile, progress, build_progress
+            )
+        except BaseException:
+            if warm is not None:  # never handed out: it stops
+                self._spawn(self.warm.drop(warm))
+            raise
         try:
             if warm is not None:
                 live.spawner_state = await self.warm.hand_out(warm, spec)
@@ -350,6 +333,44 @@ class Lifecycle:
         self.warm.want(owner_id)  # the owner's next session starts warm
         log.info("started session %s for workspace %s", sid, workspace_id)
         return live
+
+    async def _prepare(
+        self,
+        live: LiveSession,
+        token: str,
+        ahead: str | None,
+        profile: str | None,
+        progress: Callable[[str], Awaitable[None]],
+        build_progress: Callable[[str], Awaitable[None]],
+    ) -> tuple[SessionDatabase, dict[str, str], Prepared, SessionSpec]:
+        """What a session starts with: its database, Spark, environments, and its spec."""
+        workspace_id, owner_id = live.workspace_id, live.owner_id
+        # PGHOST … DATABASE_URL of the owner's database (hub/userdb.py); never logged.
+        database = await self.userdb.session_database(owner_id)
+        # … and SPARK_REMOTE with the owner's Spark user and this session's id (hub/spark.py).
+        spark_env = await self.spark.session_env(spark_owner(live))
+        # The workspace's declared environments (built now if no session built them
+        # before) and its overlay; progress and failures go to the session's clients.
+        prepared = await self.environments.prepare(workspace_id, build_progress)
+        for built in prepared.built:
+            log.info("built environment %s for workspace %s", built, workspace_id)
+        env = {**database.env, **spark_env, **prepared.env}
+        identity = await self.identities.for_user(owner_id)
+        spec = self.spec(
+            live.id,
+            workspace_id,
+            live.owner_name,
+            token,
+            env,
+            identity,
+            prestart=(ahead,) if ahead else (),
+            profile=profile,
+            progress=progress,
+            ro_binds=prepared.ro_binds,
+            binds=prepared.binds,
+            keep_overlays=await self.environments.user_overlays(owner_id),
+        )
+        return database, spark_env, prepared, spec
 
     async def agent_ready(self, live: LiveSession) -> None:
         """The session's agent connected (first, or again after a re-dial)."""

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rsparkhub.sessions.warm")
 EXPIRY_CHECK_S = 30.0
+# A fill waits this long after the start that asked for it: the session the user waits for
+# (its welcome, files, first run) does not share the CPU with the next one's start.
+FILL_DELAY_S = 3.0
 
 
 @dataclass
@@ -94,6 +97,7 @@ class WarmPool:
             self._expiry = asyncio.create_task(self._expire_loop(), name="warm-expiry")
 
     async def _fill(self, owner_id: str) -> None:
+        await asyncio.sleep(FILL_DELAY_S)
         mine = self.entries.setdefault(owner_id, [])
         while len(mine) < self.size and not self._closing:
             try:
@@ -155,7 +159,7 @@ class WarmPool:
             entry = mine.pop(0)
             if await self.lc.spawner.poll(entry.state):
                 return entry
-            await self._drop(entry)
+            await self.drop(entry)
         return None
 
     async def hand_out(self, entry: Entry, spec: SessionSpec) -> dict[str, Any]:
@@ -187,9 +191,9 @@ class WarmPool:
                 for entry in [e for e in mine if e.made < oldest]:
                     mine.remove(entry)
                     log.info("pooled session %s expired", entry.sid)
-                    await self._drop(entry)
+                    await self.drop(entry)
 
-    async def _drop(self, entry: Entry) -> None:
+    async def drop(self, entry: Entry) -> None:
         """Stop an entry that was never handed out, and remove what it left."""
         with contextlib.suppress(SpawnError, OSError):
             await self.lc.spawner.stop(entry.state, grace_s=2)
@@ -204,7 +208,7 @@ class WarmPool:
                 task.cancel()
         entries = [e for mine in self.entries.values() for e in mine]
         self.entries.clear()
-        await asyncio.gather(*(self._drop(e) for e in entries), return_exceptions=True)
+        await asyncio.gather(*(self.drop(e) for e in entries), return_exceptions=True)
 
 
 def _remove_plain_dir(path: Any) -> None:
