@@ -9,6 +9,7 @@ fails; nothing here skips.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import os
 import socket
@@ -118,6 +119,9 @@ def world(request: pytest.FixtureRequest, loopback_service: int) -> Iterator[Wor
         "RSPARKHUB_SESSION_MAX_PROCESSES": "256",
         "RSPARKHUB_SESSION_DISK_MB": str(DISK_MB),
         "RSPARKHUB_OVERLAY_DISK_MB": str(DISK_MB),
+        # a root hub hands users' later sessions out of its warm pool: the attacks below
+        # run from those too (test_a_warm_session_is_the_users_own_and_holds_no_token)
+        "RSPARKHUB_SESSION_POOL_SIZE": "1",
     }
     if kind == "root":
         assert os.geteuid() == 0, "CI runs the suite as root: the root-hub checks need it"
@@ -498,6 +502,55 @@ async def test_a_killed_agent_leaves_no_kernel_behind(world: World) -> None:
             assert not alive, f"kernels outlived their agent: {alive}"
 
 
+def _pool_agents(data_dir: Path) -> dict[str, psutil.Process]:
+    """Agents started for the warm pool (``--pool``) of the hub of ``data_dir``, by id."""
+    found = {}
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "rsparkhub.agent" in cmd and "--pool" in cmd and str(data_dir) in " ".join(cmd):
+            found[cmd[cmd.index("--session-id") + 1]] = p
+    return found
+
+
+async def _entry_ready(data_dir: Path, uid: int, not_in: set[str]) -> None:
+    """Until a pooled agent of ``uid`` (not one of the sessions ``not_in``) has its Python
+    kernel running (at most 60 s)."""
+    for _ in range(600):
+        for sid, agent in _pool_agents(data_dir).items():
+            with contextlib.suppress(psutil.Error):
+                if sid not in not_in and agent.uids().real == uid:
+                    kids = [" ".join(k.cmdline()) for k in agent.children(recursive=True)]
+                    if any("rsparkhub.agent.launch" in k or "ipykernel" in k for k in kids):
+                        await asyncio.sleep(1.0)  # its start-up code has run
+                        return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no pooled session of uid {uid}")
+
+
+async def test_a_warm_session_is_the_users_own_and_holds_no_token(world: World) -> None:
+    """Root hub: alice's next session comes out of her warm pool (started ahead under her
+    uid); from it, her uid, no capabilities and no token anywhere. Unprivileged hub: no
+    pool, every session starts cold."""
+    uids, ids, from_pool = [], [], []
+    async with HubClient(world.hub.url, world.alice) as c:
+        for name in ("warm-1", "warm-2"):  # the first start fills the pool for the second
+            wid = (await c.ensure_workspace(name))["id"]
+            async with c.attach(wid) as s:
+                status = await run(s, "print(open('/proc/self/status').read())", "python")
+                ids.append((await c.request("GET", f"/api/workspaces/{wid}/session"))["id"])
+                from_pool.append(ids[-1] in _pool_agents(world.hub.data_dir))
+                uids.append(next(x for x in status.splitlines() if x.startswith("Uid:")).split()[1])
+                assert "CapEff:\t0000000000000000" in status, status
+                hunt = await run(s, TOKEN_HUNT, "python")
+                assert "AGENTS 1" in hunt and "HITS []" in hunt, hunt
+                if name == "warm-1" and world.kind == "root":  # wait for alice's entry
+                    await _entry_ready(world.hub.data_dir, int(uids[0]), set(ids))
+            await c.stop_session(wid)
+    assert len(set(uids)) == 1 and uids[0] != "0", uids
+    # the second one at least (the first may have been too, from earlier tests' sessions)
+    assert from_pool[1] == (world.kind == "root"), (world.kind, from_pool)
+
+
 # ---------------------------------------------------------------------------- reporting
 
 
@@ -512,6 +565,11 @@ def test_doctor_reports_the_isolation_in_effect(world: World) -> None:
         assert disk.startswith("session disk: ") and "MB of its own" in disk, disk
     else:
         assert "no cap (the hub does not run as root" in disk, disk
+    pool = next(x for x in out.splitlines() if x.startswith("warm pool:"))
+    if world.kind == "root":
+        assert pool == "warm pool: 1 per user", pool
+    else:
+        assert pool.startswith("warm pool: off (an unprivileged hub cannot bind"), pool
 
 
 def test_a_second_user_on_an_unprivileged_hub_is_warned_about(world: World) -> None:

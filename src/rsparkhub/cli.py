@@ -338,6 +338,10 @@ def doctor(
     if "disk" in s:
         cap = f"{s['disk_mb']} MB of its own" if s["disk_mb"] else f"no cap ({s['disk']})"
         typer.echo(f"session disk: {cap}")
+    if "session_pool_size" in s:
+        why = s.get("session_pool_reason")
+        pool = f"{s['session_pool_size']} per user" if s["session_pool_size"] else "off"
+        typer.echo(f"warm pool: {pool}" + (f" ({why})" if why else ""))
     u = rep["user_databases"]
     typer.echo(f"user databases: {'ok ' if u['ok'] else 'NO '} {u['mode']}: {u['detail']}")
     sp = rep["spark"]

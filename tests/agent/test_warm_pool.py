@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +272,35 @@ async def test_pooled_sessions_stop_with_the_hub(hub_with: StartHub) -> None:
     mounts = Path("/proc/self/mountinfo").read_text()
     assert f"/sessions/{entry}" not in mounts
     assert not (hub.data_dir / "sessions" / entry).exists()
+
+
+async def test_a_hub_crash_leaves_no_pooled_session_behind(hub_with: StartHub) -> None:
+    """SIGKILL the hub: a waiting entry reads the end of its hand-out pipe and exits; the
+    next hub removes what it left (cgroup, disk, mounts), and the user's next sessions
+    still start (cold, then from a new pool)."""
+    hub = hub_with(POOL)
+    token = hub.make_user("warmcrash")
+    wid = await new_workspace(hub, token, {"a.py": b"1\n"})
+    async with HubClient(hub.url, token) as c:
+        async with c.attach(wid) as att:
+            uid = int(await run(att, "import os; print(os.getuid())", "python"))
+            live = (await session_info(c, wid))["id"]
+            entry = await ready_entry(hub, uid, {live})
+            procs = [pooled(hub)[entry], *pooled(hub)[entry].children(recursive=True)]
+        await c.stop_session(wid)
+    hub.stop(signal.SIGKILL)
+    _gone, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, alive  # no hub, no hand-out: the entry ended itself
+    assert os.path.ismount(hub.data_dir / "sessions" / entry)  # until a hub cleans up
+    hub.start()
+    for _ in range(100):  # the new hub's reconcile runs at its start
+        if not os.path.ismount(hub.data_dir / "sessions" / entry):
+            break
+        await asyncio.sleep(0.1)
+    assert not os.path.ismount(hub.data_dir / "sessions" / entry)
+    assert not (hub.data_dir / "session-disks" / f"session-{entry}.img").exists()
+    assert entry not in Path("/proc/self/mountinfo").read_text()
+    async with HubClient(hub.url, token) as c:
+        async with c.attach(wid) as att:
+            assert int(await run(att, "import os; print(os.getuid())", "python")) == uid
+        await c.stop_session(wid)
