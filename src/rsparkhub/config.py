@@ -168,8 +168,7 @@ class Settings(BaseSettings):
         le=16,
         description="Warm sessions kept ready for each user who started a session (local "
         "spawner, root hub or sandbox = 'none'): a sandboxed agent with the "
-        "session_pool_kernels started, handed to the user's next session of a workspace "
-        "without a declared environment. 0 turns the pool off.",
+        "session_pool_kernels started, handed to the user's next session. 0 turns the pool off.",
     )
     session_pool_kernels: str = Field(
         "python",

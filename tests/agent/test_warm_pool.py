@@ -255,6 +255,41 @@ async def test_a_kernel_that_imported_what_the_overlay_replaces_starts_anew(
         await c.stop_session(first)
 
 
+async def test_a_declared_environment_is_bound_read_only_at_hand_out(
+    pool_hub: HubProcess,
+) -> None:
+    """requirements.txt: the environment a cold session built is bound into the running
+    sandbox at its own path, read-only there (a propagated mount keeps the flags it was
+    made with), and the pooled kernel imports from it."""
+    token = pool_hub.make_user("warmenv")
+    target = await new_workspace(pool_hub, token, {"requirements.txt": b"six==1.16.0\n"})
+    first = await new_workspace(pool_hub, token, {"b.py": b"2\n"})
+    probe = (
+        "import os, six\n"
+        "site = os.path.dirname(six.__file__)\n"
+        "mnt = [l.split() for l in open('/proc/self/mountinfo')]\n"
+        "opts = [m[5] for m in mnt if m[4] == os.path.dirname(site)]\n"
+        "print(six.__version__, os.getpid(), site == os.environ['RSPARKHUB_ENV_PYTHON'], opts)"
+    )
+    async with HubClient(pool_hub.url, token) as c:
+        async with c.attach(target) as att:
+            uid = int(await run(att, "import os; print(os.getuid())", "python"))
+            cold = (await run(att, probe, "python")).split(" ", 3)
+        await c.stop_session(target)
+        async with c.attach(first):
+            sid = await ready_entry(pool_hub, uid, {(await session_info(c, first))["id"]})
+            kernels = {k: inner_pid(p.pid) for k, p in kernels_of(pooled(pool_hub)[sid]).items()}
+        async with c.attach(target) as att:
+            assert (await session_info(c, target))["id"] == sid
+            version, pid, same, opts = (await run(att, probe, "python")).split(" ", 3)
+        await c.stop_session(target)
+        await c.stop_session(first)
+    assert (version, same) == ("1.16.0", "True") == (cold[0], cold[2])
+    assert int(pid) == kernels["python"]
+    assert opts.strip().startswith("['ro,"), opts
+    assert cold[3].strip().startswith("['ro,"), cold
+
+
 async def test_pooled_sessions_stop_with_the_hub(hub_with: StartHub) -> None:
     hub = hub_with(POOL)
     token = hub.make_user("warmstop")

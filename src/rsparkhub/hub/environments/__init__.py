@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
@@ -217,14 +216,14 @@ class Environments:
         await asyncio.to_thread(disk.remove_persistent, image, overlay)
         await asyncio.to_thread(remove_tree, overlay)
 
-    async def declares(self, db: Any, workspace_id: str) -> bool:
-        """Whether the workspace has a file that declares an environment (its sessions
-        then get one, when environments are on); ``db``: an open database session."""
-        return self.enabled and bool(await _declarations(db, workspace_id))
-
     async def _declaration_files(self, workspace_id: str) -> dict[str, bytes]:
+        wanted = (*D.PYTHON_FILES, *D.R_FILES)
         async with self.db.session() as db:
-            rows = await _declarations(db, workspace_id)
+            rows = [
+                (f.path, f.sha256)
+                for f in await list_files(db, workspace_id)
+                if f.path in wanted or D.tarball_name(f.path) is not None
+            ]
         return {path: await self.blobs.get(sha) for path, sha in rows}
 
     # ------------------------------------------------------------------ Python
@@ -478,13 +477,3 @@ if (length(missing)) {{
 unmet(setNames(ip[, "Version"], got), "the installed library")
 message("installed: ", paste(got, collapse = ", "))
 """
-
-
-async def _declarations(db: Any, workspace_id: str) -> list[tuple[str, str]]:
-    """(path, sha256) of the workspace's files that declare environments."""
-    wanted = (*D.PYTHON_FILES, *D.R_FILES)
-    return [
-        (f.path, f.sha256)
-        for f in await list_files(db, workspace_id)
-        if f.path in wanted or D.tarball_name(f.path) is not None
-    ]

@@ -38,7 +38,13 @@ from rsparkhub.hub.sandbox import cgroups as cg
 from rsparkhub.hub.sandbox import child, seccomp
 from rsparkhub.hub.sandbox.cgroups import Limits
 from rsparkhub.hub.sandbox.child import Child
-from rsparkhub.hub.sandbox.mounts import bind, is_mount, make_shared, umount
+from rsparkhub.hub.sandbox.mounts import (
+    bind,
+    bind_read_only_whole,
+    is_mount,
+    make_shared,
+    umount,
+)
 
 if TYPE_CHECKING:
     from rsparkhub.config import Settings
@@ -334,17 +340,23 @@ class Sandboxes:
                 bind(host, host)
                 make_shared(host)
 
-    def late_bind(self, name: str, src: Path, dest: str, identity: Identity) -> None:
-        """Bind ``src`` read-write at ``dest`` inside the running sandbox ``name`` (of
-        ``identity``, who gets ``src`` as a start-time bind would give it); ``dest`` is a
-        direct child of one of its ``late_dirs``. Blocking (mounts)."""
+    def late_bind(
+        self, name: str, src: Path, dest: str, identity: Identity, read_only: bool = False
+    ) -> None:
+        """Bind ``src`` at ``dest`` inside the running sandbox ``name``, as a start-time bind
+        would: read-write ones handed to ``identity``, read-only ones read-only in the
+        sandbox too. ``dest`` is a direct child of one of its ``late_dirs``. Blocking."""
         parent, _, leaf = dest.rstrip("/").rpartition("/")
         host = self._late_dir(self._n(name), parent)
         if not leaf or leaf in (".", "..") or not is_mount(host):
             raise ValueError(f"{dest} is not under a late directory of sandbox {name}")
         target = host / leaf
         target.mkdir(exist_ok=True)
-        if not is_mount(target):
+        if is_mount(target):
+            return
+        if read_only:
+            bind_read_only_whole(src, target)
+        else:
             _own(src, identity)
             bind(src, target)
 

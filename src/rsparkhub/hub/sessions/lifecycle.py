@@ -251,7 +251,7 @@ class Lifecycle:
                 else None
             )
             # a session of the owner's warm pool, if one can serve (hub/sessions/warm.py)
-            warm = await self.warm.take(db, owner.id, workspace_id)
+            warm = await self.warm.take(owner.id)
             token = warm.token if warm is not None else new_secret("rsa")
             row = SessionRow(
                 **({"id": warm.sid} if warm is not None else {}),

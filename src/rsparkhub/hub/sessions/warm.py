@@ -10,11 +10,11 @@ Spark session) is already right.
 
 The pool is never shared across users: an entry belongs to one user from its start (a
 uid cannot change later), and holds nothing of any workspace until hand-out. At hand-out
-the spawner binds the workspace's package overlay into the running sandbox and passes the
-agent its token and the workspace's environment, and the agent resets its kernels to it.
-A workspace that declares an environment (requirements.txt, DESCRIPTION …), a start
-that asks for what the entry lacks (a service port it cannot reach), or an entry that
-died gets a cold start instead, with the same session id.
+the spawner binds the workspace's package overlay and declared environments into the
+running sandbox and passes the agent its token and the workspace's environment, and the
+agent resets its kernels to it. A start that asks for what the entry lacks (a service
+port it cannot reach), or an entry that died, gets a cold start instead, with the same
+session id.
 
 Owns: the entries, their filling, hand-out and expiry. Must not: run an entry for any user
 but its owner, or keep one beyond ``session_pool_idle_s``.
@@ -28,6 +28,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rsparkhub.hub.auth import new_secret
@@ -141,7 +142,7 @@ class WarmPool:
             identity,
             prestart=self._kernels(),
             pool=True,
-            late_dirs=(str(overlay_dir(lc.settings.data_dir, "x").parent),),
+            late_dirs=late_dirs(lc.settings.data_dir),
         )
         state = await lc.spawner.start(spec)
         state["reach"] = list(spec.reach)
@@ -149,11 +150,10 @@ class WarmPool:
         return Entry(sid, token, owner_id, state)
 
     # ------------------------------------------------------------------ hand-out
-    async def take(self, db: Any, owner_id: str, workspace_id: str) -> Entry | None:
-        """One of ``owner_id``'s entries for a session of ``workspace_id``, or None
-        (``db``: the start's open database session)."""
+    async def take(self, owner_id: str) -> Entry | None:
+        """One of ``owner_id``'s live entries, or None."""
         mine = self.entries.get(owner_id)
-        if not mine or await self.lc.environments.declares(db, workspace_id):
+        if not mine:
             return None
         while mine:
             entry = mine.pop(0)
@@ -169,8 +169,6 @@ class WarmPool:
         why = None
         if not set(spec.reach) <= set(entry.state.get("reach", ())):
             why = "the session needs a service port the pooled sandbox does not reach"
-        elif spec.ro_binds:
-            why = "the session mounts a declared environment"
         if why is None:
             try:
                 await self.lc.spawner.hand_out(entry.state, spec)  # type: ignore[attr-defined]
@@ -209,6 +207,13 @@ class WarmPool:
         entries = [e for mine in self.entries.values() for e in mine]
         self.entries.clear()
         await asyncio.gather(*(self.drop(e) for e in entries), return_exceptions=True)
+
+
+def late_dirs(data_dir: Path) -> tuple[str, ...]:
+    """Where a hand-out binds a workspace's directories: its package overlay, and its
+    declared environments (read-only; hub/environments/)."""
+    envs = data_dir / "environments"
+    return (str(overlay_dir(data_dir, "x").parent), str(envs / "python"), str(envs / "r"))
 
 
 def _remove_plain_dir(path: Any) -> None:

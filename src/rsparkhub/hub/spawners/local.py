@@ -162,9 +162,10 @@ class LocalSpawner:
         )
         try:
             if state.get("cgroup"):
-                for src, dest in spec.binds:
+                binds = [(s, d, False) for s, d in spec.binds]
+                for src, dest, ro in [*binds, *((s, d, True) for s, d in spec.ro_binds)]:
                     await asyncio.to_thread(
-                        self.sandboxes.late_bind, state["cgroup"], src, dest, identity
+                        self.sandboxes.late_bind, state["cgroup"], src, dest, identity, ro
                     )
             await asyncio.to_thread(_write_all, fd, line.encode() + b"\n")
         except (OSError, ValueError) as exc:
