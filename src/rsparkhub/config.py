@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=16,
-        description="Warm sessions kept ready for each user who started a session (local "
+        description="Warm sessions kept ready for each user who logged in or started a session (local "
         "spawner, root hub or sandbox = 'none'): a sandboxed agent with the "
         "session_pool_kernels started, handed to the user's next session. 0 turns the pool off.",
     )

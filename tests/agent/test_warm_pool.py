@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 from hubsession import Recorder, new_workspace, results_of, stdout_of
@@ -24,7 +25,7 @@ from test_isolation import TOKEN_HUNT
 from rsparkhub.client import HubClient
 from rsparkhub.protocol import Language
 
-from conftest import HubProcess, StartHub, session_processes
+from conftest import PASSWORD, HubProcess, StartHub, session_processes
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -174,6 +175,30 @@ async def test_a_users_next_session_is_handed_a_warm_one_with_its_workspace(
         await c.stop_session(target)
         await c.stop_session(first)
     assert (pool_hub.data_dir / "overlays" / target / "r" / "mark").exists()
+
+
+async def test_logging_in_fills_the_pool_for_the_first_session(pool_hub: HubProcess) -> None:
+    """A password login (the browser's) starts the user's pool: their first session of
+    the day is handed out too."""
+    token = pool_hub.make_user("warmlogin")
+    wid = await new_workspace(pool_hub, token, {"a.py": b"1\n"})
+    before = set(pooled(pool_hub))
+    async with httpx.AsyncClient(base_url=pool_hub.url, timeout=60) as web:
+        r = await web.post("/api/login", json={"name": "warmlogin", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+    new: list[str] = []
+    for _ in range(900):  # the entry the login started (nothing else starts one now)
+        new = [s for s, a in pooled(pool_hub).items() if s not in before and kernels_of(a)]
+        if new:
+            break
+        await asyncio.sleep(0.1)
+    assert len(new) == 1, new
+    await asyncio.sleep(1.0)  # its kernels' start-up code has run
+    async with HubClient(pool_hub.url, token) as c:
+        async with c.attach(wid) as att:
+            await run(att, "1", "python")
+            assert (await session_info(c, wid))["id"] == new[0]  # handed out
+        await c.stop_session(wid)
 
 
 async def test_an_entry_is_never_handed_to_another_user(pool_hub: HubProcess) -> None:

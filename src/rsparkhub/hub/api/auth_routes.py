@@ -94,6 +94,7 @@ async def login(
     )
     await db.commit()
     _set_login_cookies(hub, response, secret)
+    hub.sessions.lifecycle.warm.want(user.id)  # their first session starts warm too
     return {"user": user_info(user)}
 
 
