@@ -2,7 +2,7 @@
 
 A new session spends most of its first second starting: the sandbox, the agent's imports,
 the kernel (docs/architecture.md, "Kernel prestart"). With ``session_pool_size`` N, the
-hub keeps N sessions ready for each user who has started one: sandboxed under that user's
+hub keeps N sessions ready for each user who has logged in or started one: sandboxed under that user's
 own uid, agent up, ``session_pool_kernels`` started, **no workspace and no token** — the
 agent dials nobody until it is handed out (agent/handout.py). Their session ids are
 chosen when they start, so everything named after the id (directory, cgroup, disk, log,
