@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -370,3 +370,52 @@ def record_section(
         new = old.rstrip("\n") + "\n\n" + body
     RESULTS.write_text(new)
     print(f"wrote the section of {RESULTS}")
+
+
+def recorded_main(
+    doc: str,
+    title: str,
+    script: str,
+    measure: Callable[[int, Deadline], Coroutine[Any, Any, dict[str, Any]]],
+    report: Callable[[dict[str, Any]], str],
+    *,
+    n: int = 5,
+    budget_s: float = 1200.0,
+    check: Callable[[], str | None] | None = None,
+) -> None:
+    """The command line the recording benches share: ``--n``, ``--json OUT`` (the raw data,
+    with machine facts, written first), ``--record`` (the RESULTS.md section) and
+    ``--report OUT.json`` (no run: the tables of an earlier ``--json``). ``check``: a reason
+    not to run, or None."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--n", type=int, default=n, help="timed runs per cell")
+    ap.add_argument("--json", type=Path, help="write the raw data here")
+    ap.add_argument("--record", action="store_true", help="write the section of RESULTS.md")
+    ap.add_argument("--report", type=Path, help="no run: print the tables of a --json file")
+    args = ap.parse_args()
+    if args.report:
+        earlier = json.loads(args.report.read_text())
+        text = report(earlier)
+        print(text)
+        if args.record and "facts" in earlier:
+            record_section(title, script, text, earlier["facts"], earlier["wall_s"],
+                           tuple(earlier["load"]))  # fmt: skip
+        return
+    if check is not None and (why := check()):
+        sys.exit(why)
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    t0 = time.monotonic()
+    data = asyncio.run(measure(args.n, Deadline(budget_s)))
+    wall = time.monotonic() - t0
+    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    facts = machine_facts()
+    if args.json:  # first: the tables can be made again from it (--report)
+        args.json.write_text(
+            json.dumps({**data, "facts": facts, "wall_s": wall, "load": [load0, load1]})
+        )
+    text = report(data)
+    print(text)
+    if args.record:
+        record_section(title, script, text, facts, wall, (load0, load1))

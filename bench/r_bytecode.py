@@ -17,10 +17,7 @@ Usage: .venv/bin/python bench/r_bytecode.py [--n 6] [--json OUT] [--record]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,9 +29,8 @@ from _hub import (  # noqa: E402
     Deadline,
     HubClient,
     fmt_ms,
-    machine_facts,
     new_workspace,
-    record_section,
+    recorded_main,
     run_ok,
     running_hub,
     stats,
@@ -111,36 +107,15 @@ def report(data: dict[str, Any]) -> str:
     )
 
 
+def _stale() -> str | None:
+    if up_to_date():
+        return None
+    return "the R byte code is not up to date: run python -m rsparkhub.agent.rload"
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=6, help="runs per way")
-    ap.add_argument("--json", type=Path, help="write the raw data here")
-    ap.add_argument("--record", action="store_true", help="write the section of RESULTS.md")
-    ap.add_argument("--report", type=Path, help="no run: print the tables of a --json file")
-    args = ap.parse_args()
-    if args.report:
-        earlier = json.loads(args.report.read_text())
-        print(report(earlier))
-        if args.record:
-            record_section(TITLE, "bench/r_bytecode.py", report(earlier), earlier["facts"],
-                           earlier["wall_s"], tuple(earlier["load"]))  # fmt: skip
-        return
-    if not up_to_date():
-        sys.exit("the R byte code is not up to date: run python -m rsparkhub.agent.rload")
-    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    t0 = time.monotonic()
-    data = asyncio.run(measure(args.n, Deadline(900)))
-    wall = time.monotonic() - t0
-    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    facts = machine_facts()
-    if args.json:
-        args.json.write_text(
-            json.dumps({**data, "facts": facts, "wall_s": wall, "load": [load0, load1]})
-        )
-    text = report(data)
-    print(text)
-    if args.record:
-        record_section(TITLE, "bench/r_bytecode.py", text, facts, wall, (load0, load1))
+    recorded_main(__doc__ or "", TITLE, "bench/r_bytecode.py", measure, report, n=6,
+                  budget_s=900, check=_stale)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -28,10 +28,7 @@ Usage: .venv/bin/python bench/warm_pool.py [--n 5] [--json OUT] [--record]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -44,10 +41,9 @@ from _hub import (  # noqa: E402
     HubClient,
     P,
     fmt_ms,
-    machine_facts,
     mib,
     new_workspace,
-    record_section,
+    recorded_main,
     run_ok,
     running_hub,
     session_processes,
@@ -225,35 +221,8 @@ def report(data: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=5, help="rounds (timed runs per cell)")
-    ap.add_argument("--json", type=Path, help="write the raw data here")
-    ap.add_argument("--record", action="store_true", help="write the section of RESULTS.md")
-    ap.add_argument("--report", type=Path, help="no run: print the tables of a --json file")
-    args = ap.parse_args()
-    if args.report:
-        earlier = json.loads(args.report.read_text())
-        text = report(earlier)
-        print(text)
-        if args.record and "facts" in earlier:
-            record_section(TITLE, "bench/warm_pool.py", text, earlier["facts"],
-                           earlier["wall_s"], tuple(earlier["load"]))  # fmt: skip
-        return
-    budget = Deadline(BUDGET_S)
-    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    t0 = time.monotonic()
-    data = asyncio.run(measure(args.n, budget))
-    wall = time.monotonic() - t0
-    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    facts = machine_facts()
-    if args.json:
-        args.json.write_text(
-            json.dumps({**data, "facts": facts, "wall_s": wall, "load": [load0, load1]})
-        )
-    text = report(data)
-    print(text)
-    if args.record:
-        record_section(TITLE, "bench/warm_pool.py", text, facts, wall, (load0, load1))
+    recorded_main(__doc__ or "", TITLE, "bench/warm_pool.py", measure, report, n=5,
+                  budget_s=BUDGET_S)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -97,6 +97,16 @@ async def ready_entry(hub: HubProcess, uid: int, not_in: set[str]) -> str:
     raise AssertionError(f"no pooled session of uid {uid}: {list(pooled(hub))}")
 
 
+async def entry_after(
+    hub: HubProcess, c: HubClient, wid: str, uid: int
+) -> tuple[str, dict[str, int]]:
+    """Open workspace ``wid`` (its start fills the user's pool) and wait for an entry of
+    ``uid``: its session id, and its kernels' pids as they see them."""
+    async with c.attach(wid):
+        sid = await ready_entry(hub, uid, {(await session_info(c, wid))["id"]})
+        return sid, {k: inner_pid(p.pid) for k, p in kernels_of(pooled(hub)[sid]).items()}
+
+
 async def session_info(client: HubClient, wid: str) -> dict[str, Any]:
     info: dict[str, Any] = await client.request("GET", f"/api/workspaces/{wid}/session")
     return info
@@ -241,8 +251,7 @@ async def test_an_r_kernel_that_must_read_the_workspace_starts_anew(
     async with HubClient(pool_hub.url, token) as c:
         async with c.attach(first) as att:
             uid = int(await run(att, "import os; print(os.getuid())", "python"))
-            sid = await ready_entry(pool_hub, uid, {(await session_info(c, first))["id"]})
-            kernels = {k: inner_pid(p.pid) for k, p in kernels_of(pooled(pool_hub)[sid]).items()}
+        sid, kernels = await entry_after(pool_hub, c, first, uid)
         async with c.attach(prof) as att:
             assert (await session_info(c, prof))["id"] == sid
             out = await run(att, 'cat(exists("rprofile_ran"), Sys.getpid())', "r")
@@ -276,9 +285,7 @@ async def test_a_kernel_that_imported_what_the_overlay_replaces_starts_anew(
             uid = int(await run(att, "import os; print(os.getuid())", "python"))
             await run(att, copy, "python")
         await c.stop_session(target)
-        async with c.attach(first):
-            sid = await ready_entry(pool_hub, uid, {(await session_info(c, first))["id"]})
-            kernels = {k: inner_pid(p.pid) for k, p in kernels_of(pooled(pool_hub)[sid]).items()}
+        sid, kernels = await entry_after(pool_hub, c, first, uid)
         async with c.attach(target) as att:
             assert (await session_info(c, target))["id"] == sid
             out = await run(
@@ -312,9 +319,7 @@ async def test_a_declared_environment_is_bound_read_only_at_hand_out(
             uid = int(await run(att, "import os; print(os.getuid())", "python"))
             cold = (await run(att, probe, "python")).split(" ", 3)
         await c.stop_session(target)
-        async with c.attach(first):
-            sid = await ready_entry(pool_hub, uid, {(await session_info(c, first))["id"]})
-            kernels = {k: inner_pid(p.pid) for k, p in kernels_of(pooled(pool_hub)[sid]).items()}
+        sid, kernels = await entry_after(pool_hub, c, first, uid)
         async with c.attach(target) as att:
             assert (await session_info(c, target))["id"] == sid
             version, pid, same, opts = (await run(att, probe, "python")).split(" ", 3)

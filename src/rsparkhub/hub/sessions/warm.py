@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -77,13 +78,6 @@ class WarmPool:
     def size(self) -> int:
         return self.lc.settings.session_pool_size if self.unavailable is None else 0
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "session_pool_size": self.size,
-            "session_pool_ready": sum(len(v) for v in self.entries.values()),
-            "session_pool_reason": self.unavailable,
-        }
-
     # ------------------------------------------------------------------ filling
     def want(self, owner_id: str) -> None:
         """Keep ``owner_id``'s pool full (in the background)."""
@@ -130,7 +124,6 @@ class WarmPool:
         # hand-out (with its workspace), not while it waits
         spark_env = await lc.spark.session_env(SessionOwner(sid, name, owner_id, None))
         await lc.spark.session_ended(sid)
-        spark_env.pop("RSPARKHUB_SPARK_PRELOAD", None)
         env = {**database.env, **spark_env}
         identity = await lc.identities.for_user(owner_id)
         spec = lc.spec(
@@ -216,10 +209,8 @@ def late_dirs(data_dir: Path) -> tuple[str, ...]:
     return (str(overlay_dir(data_dir, "x").parent), str(envs / "python"), str(envs / "r"))
 
 
-def _remove_plain_dir(path: Any) -> None:
+def _remove_plain_dir(path: Path) -> None:
     """Remove a pooled session's directory unless something is still mounted in it."""
-    import os
-
     if not os.path.isdir(path):
         return
     for root, _dirs, _files in os.walk(path):
